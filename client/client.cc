@@ -1,0 +1,148 @@
+#include "client/client.h"
+
+#include <grpcpp/grpcpp.h>
+
+#include <algorithm>
+
+#include "absl/random/random.h"
+#include "common/grpc_status.h"
+#include "common/status.h"
+
+namespace varscope {
+namespace {
+
+absl::StatusOr<UpdateResult> ToUpdateResult(v1::UpdateResponse& response) {
+  UpdateResult result;
+  result.version = response.version();
+  if (response.has_value()) {
+    VS_ASSIGN_OR_RETURN(result.value,
+                        TensorFromProto(response.mutable_value()));
+  }
+  return result;
+}
+
+template <typename Request>
+void SetUpdateFields(absl::string_view name, const UpdateOptions& options,
+                     Request& request) {
+  request.set_name(std::string(name));
+  if (options.expected_version.has_value()) {
+    request.set_expected_version(*options.expected_version);
+  }
+  request.set_return_value(options.return_value);
+}
+
+}  // namespace
+
+std::unique_ptr<Client> Client::Connect(const std::string& address,
+                                        const ClientOptions& options) {
+  grpc::ChannelArguments args;
+  args.SetMaxReceiveMessageSize(-1);
+  args.SetMaxSendMessageSize(-1);
+  std::shared_ptr<grpc::Channel> channel = grpc::CreateCustomChannel(
+      address, grpc::InsecureChannelCredentials(), args);
+  return std::make_unique<Client>(v1::VariableService::NewStub(channel),
+                                  options);
+}
+
+Client::Client(std::shared_ptr<v1::VariableService::StubInterface> stub,
+               const ClientOptions& options)
+    : stub_(std::move(stub)), options_(options) {}
+
+template <typename Call>
+absl::Status Client::Run(bool idempotent, Call call) {
+  absl::Duration backoff = options_.initial_backoff;
+  absl::BitGen gen;
+  for (int attempt = 1;; ++attempt) {
+    grpc::ClientContext context;
+    context.set_deadline(absl::ToChronoTime(absl::Now() + options_.timeout));
+    absl::Status status = FromGrpcStatus(call(&context));
+    if (status.ok() || !idempotent || !absl::IsUnavailable(status) ||
+        attempt >= options_.max_attempts) {
+      return status;
+    }
+    // Full jitter: sleep uniformly in [backoff/2, backoff].
+    absl::SleepFor(backoff * absl::Uniform(gen, 0.5, 1.0));
+    backoff = std::min(backoff * 2, options_.max_backoff);
+  }
+}
+
+absl::StatusOr<v1::GetVariableResponse> Client::GetVariable(
+    const v1::GetVariableRequest& request) {
+  v1::GetVariableResponse response;
+  VS_RETURN_IF_ERROR(
+      Run(request.mode() != v1::CREATE, [&](grpc::ClientContext* context) {
+        return stub_->GetVariable(context, request, &response);
+      }));
+  return response;
+}
+
+absl::StatusOr<ReadResult> Client::Read(absl::string_view name) {
+  v1::ReadRequest request;
+  request.set_name(std::string(name));
+  v1::ReadResponse response;
+  VS_RETURN_IF_ERROR(Run(true, [&](grpc::ClientContext* context) {
+    return stub_->Read(context, request, &response);
+  }));
+  VS_ASSIGN_OR_RETURN(Tensor value, TensorFromProto(response.mutable_value()));
+  return ReadResult{std::move(value), response.version()};
+}
+
+absl::StatusOr<UpdateResult> Client::Assign(absl::string_view name,
+                                            Tensor value,
+                                            const UpdateOptions& options) {
+  v1::AssignRequest request;
+  SetUpdateFields(name, options, request);
+  TensorToProto(std::move(value), request.mutable_value());
+  v1::UpdateResponse response;
+  // Assigning the same value again is harmless unless a version is expected.
+  const bool idempotent = !options.expected_version.has_value();
+  VS_RETURN_IF_ERROR(Run(idempotent, [&](grpc::ClientContext* context) {
+    return stub_->Assign(context, request, &response);
+  }));
+  return ToUpdateResult(response);
+}
+
+absl::StatusOr<UpdateResult> Client::AssignAdd(absl::string_view name,
+                                               Tensor delta,
+                                               const UpdateOptions& options) {
+  v1::AssignAddRequest request;
+  SetUpdateFields(name, options, request);
+  TensorToProto(std::move(delta), request.mutable_delta());
+  v1::UpdateResponse response;
+  VS_RETURN_IF_ERROR(Run(false, [&](grpc::ClientContext* context) {
+    return stub_->AssignAdd(context, request, &response);
+  }));
+  return ToUpdateResult(response);
+}
+
+absl::StatusOr<v1::ListVariablesResponse> Client::ListVariables(
+    const v1::ListVariablesRequest& request) {
+  v1::ListVariablesResponse response;
+  VS_RETURN_IF_ERROR(Run(true, [&](grpc::ClientContext* context) {
+    return stub_->ListVariables(context, request, &response);
+  }));
+  return response;
+}
+
+absl::StatusOr<v1::VariableInfo> Client::Stat(absl::string_view name) {
+  v1::StatRequest request;
+  request.set_name(std::string(name));
+  v1::VariableInfo response;
+  VS_RETURN_IF_ERROR(Run(true, [&](grpc::ClientContext* context) {
+    return stub_->Stat(context, request, &response);
+  }));
+  return response;
+}
+
+absl::StatusOr<int64_t> Client::Delete(absl::string_view name, bool recursive) {
+  v1::DeleteRequest request;
+  request.set_name(std::string(name));
+  request.set_recursive(recursive);
+  v1::DeleteResponse response;
+  VS_RETURN_IF_ERROR(Run(false, [&](grpc::ClientContext* context) {
+    return stub_->Delete(context, request, &response);
+  }));
+  return response.deleted();
+}
+
+}  // namespace varscope

@@ -1,0 +1,76 @@
+// varscope::Client: the RPC client of one varscoped server.
+#ifndef VARSCOPE_CLIENT_CLIENT_H_
+#define VARSCOPE_CLIENT_CLIENT_H_
+
+#include <cstdint>
+#include <memory>
+#include <string>
+
+#include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
+#include "absl/time/time.h"
+#include "common/tensor.h"
+#include "common/variable_ops.h"
+#include "varscope/v1/variable_service.grpc.pb.h"
+
+namespace varscope {
+
+struct ClientOptions {
+  // Deadline of each attempt of a call. Default: 30 seconds.
+  absl::Duration timeout = absl::Seconds(30);
+  // Attempts of an idempotent call (GetVariable with REUSE or AUTO_REUSE,
+  // Read, Assign, ListVariables, Stat) that fails with UNAVAILABLE, with
+  // exponential backoff between them. Other calls are attempted once.
+  // Default: 5.
+  int max_attempts = 5;
+  // Backoff before the first retry, doubling up to max_backoff.
+  // Default: 50 ms and 2 s.
+  absl::Duration initial_backoff = absl::Milliseconds(50);
+  absl::Duration max_backoff = absl::Seconds(2);
+};
+
+// Thread-safe. Every method returns the server's status unchanged (codes as
+// DESIGN.md §4), DEADLINE_EXCEEDED after options.timeout, or UNAVAILABLE
+// when the server cannot be reached.
+class Client {
+ public:
+  // A client of the server at `address` (HOST:PORT). Does not wait for a
+  // connection: an unreachable server shows as UNAVAILABLE on the first call.
+  static std::unique_ptr<Client> Connect(const std::string& address,
+                                         const ClientOptions& options = {});
+
+  // A client over `stub` (tests pass a mock).
+  Client(std::shared_ptr<v1::VariableService::StubInterface> stub,
+         const ClientOptions& options);
+
+  Client(const Client&) = delete;
+  Client& operator=(const Client&) = delete;
+
+  // TensorFlow's get_variable for a full name (see VariableTable).
+  absl::StatusOr<v1::GetVariableResponse> GetVariable(
+      const v1::GetVariableRequest& request);
+  absl::StatusOr<ReadResult> Read(absl::string_view name);
+  absl::StatusOr<UpdateResult> Assign(absl::string_view name, Tensor value,
+                                      const UpdateOptions& options = {});
+  absl::StatusOr<UpdateResult> AssignAdd(absl::string_view name, Tensor delta,
+                                         const UpdateOptions& options = {});
+  // One page; pass response.next_page_token() back for the next.
+  absl::StatusOr<v1::ListVariablesResponse> ListVariables(
+      const v1::ListVariablesRequest& request);
+  absl::StatusOr<v1::VariableInfo> Stat(absl::string_view name);
+  // Returns how many variables were deleted.
+  absl::StatusOr<int64_t> Delete(absl::string_view name, bool recursive);
+
+ private:
+  // Runs `call(context)` with a fresh deadline per attempt, retrying
+  // UNAVAILABLE when `idempotent`.
+  template <typename Call>
+  absl::Status Run(bool idempotent, Call call);
+
+  const std::shared_ptr<v1::VariableService::StubInterface> stub_;
+  const ClientOptions options_;
+};
+
+}  // namespace varscope
+
+#endif  // VARSCOPE_CLIENT_CLIENT_H_

@@ -1,0 +1,104 @@
+#include "common/names.h"
+
+#include <algorithm>
+#include <vector>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+
+namespace varscope {
+namespace {
+
+bool IsFirstChar(char c) {
+  return (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') ||
+         (c >= '0' && c <= '9') || c == '.';
+}
+
+bool IsLaterChar(char c) {
+  return IsFirstChar(c) || c == '_' || c == '-' || c == '/';
+}
+
+std::string Printable(char c) {
+  const auto u = static_cast<unsigned char>(c);
+  if (u < 0x20 || u >= 0x7f) return absl::StrFormat("\\x%02x", u);
+  return std::string(1, c);
+}
+
+std::string Quoted(absl::string_view name) {
+  std::string out;
+  for (char c : name.substr(0, 80)) out += Printable(c);
+  if (name.size() > 80) out += "...";
+  return absl::StrCat("'", out, "'");
+}
+
+}  // namespace
+
+absl::Status ValidateName(absl::string_view name) {
+  if (name.empty()) {
+    return absl::InvalidArgumentError("Invalid variable name '': empty name");
+  }
+  if (name.size() > kMaxNameLength) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("Invalid variable name ", Quoted(name), ": ", name.size(),
+                     " characters, more than the limit of ", kMaxNameLength));
+  }
+  for (size_t i = 0; i < name.size(); ++i) {
+    const char c = name[i];
+    const bool segment_start = i == 0 || name[i - 1] == '/';
+    if (c == '/' && segment_start) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("Invalid variable name ", Quoted(name),
+                       ": empty scope segment at position ", i));
+    }
+    if (!(i == 0 ? IsFirstChar(c) : IsLaterChar(c))) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "Invalid variable name ", Quoted(name), ": character '", Printable(c),
+          "' at position ", i,
+          " is not allowed (names match [A-Za-z0-9.][A-Za-z0-9_.\\-/]*)"));
+    }
+  }
+  if (name.back() == '/') {
+    return absl::InvalidArgumentError(
+        absl::StrCat("Invalid variable name ", Quoted(name),
+                     ": empty scope segment at position ", name.size()));
+  }
+  return absl::OkStatus();
+}
+
+absl::Status ValidateScope(absl::string_view scope) {
+  return scope.empty() ? absl::OkStatus() : ValidateName(scope);
+}
+
+std::string JoinName(absl::string_view scope, absl::string_view name) {
+  if (scope.empty()) return std::string(name);
+  return absl::StrCat(scope, "/", name);
+}
+
+absl::string_view LeafName(absl::string_view name) {
+  const size_t slash = name.rfind('/');
+  return slash == absl::string_view::npos ? name : name.substr(slash + 1);
+}
+
+bool IsUnderScope(absl::string_view name, absl::string_view scope) {
+  if (scope.empty()) return !name.empty();
+  return name.size() > scope.size() + 1 &&
+         name.substr(0, scope.size()) == scope && name[scope.size()] == '/';
+}
+
+size_t EditDistance(absl::string_view a, absl::string_view b) {
+  std::vector<size_t> row(b.size() + 1);
+  for (size_t j = 0; j <= b.size(); ++j) row[j] = j;
+  for (size_t i = 1; i <= a.size(); ++i) {
+    size_t diag = row[0];
+    row[0] = i;
+    for (size_t j = 1; j <= b.size(); ++j) {
+      const size_t up = row[j];
+      row[j] = std::min(
+          {row[j] + 1, row[j - 1] + 1, diag + (a[i - 1] == b[j - 1] ? 0 : 1)});
+      diag = up;
+    }
+  }
+  return row[b.size()];
+}
+
+}  // namespace varscope

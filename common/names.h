@@ -1,0 +1,37 @@
+// Variable and scope names: `[A-Za-z0-9.][A-Za-z0-9_.\-/]*`, segments joined
+// with '/', no empty segment, at most kMaxNameLength bytes.
+#ifndef VARSCOPE_COMMON_NAMES_H_
+#define VARSCOPE_COMMON_NAMES_H_
+
+#include <cstddef>
+#include <string>
+
+#include "absl/status/status.h"
+#include "absl/strings/string_view.h"
+
+namespace varscope {
+
+inline constexpr size_t kMaxNameLength = 1024;
+
+// OK for a valid full name. Otherwise INVALID_ARGUMENT naming the offending
+// character and its position, the empty segment, or the length.
+absl::Status ValidateName(absl::string_view name);
+
+// As ValidateName, but "" (the root scope) is also valid.
+absl::Status ValidateScope(absl::string_view scope);
+
+// `scope/name`, or `name` when scope is the root "".
+std::string JoinName(absl::string_view scope, absl::string_view name);
+
+// The last segment: "b" for "a/b".
+absl::string_view LeafName(absl::string_view name);
+
+// True if `name` lies strictly under `scope` ("" contains every name).
+bool IsUnderScope(absl::string_view name, absl::string_view scope);
+
+// Levenshtein distance between a and b.
+size_t EditDistance(absl::string_view a, absl::string_view b);
+
+}  // namespace varscope
+
+#endif  // VARSCOPE_COMMON_NAMES_H_

@@ -1,0 +1,57 @@
+#include "common/tensor.h"
+
+#include "absl/strings/str_cat.h"
+#include "common/shape.h"
+#include "common/status.h"
+
+namespace varscope {
+
+static_assert(std::endian::native == std::endian::little,
+              "Varscope stores tensors little-endian and needs a "
+              "little-endian host");
+
+Tensor::Tensor(DType dtype, std::vector<int64_t> dims)
+    : dtype_(dtype), dims_(std::move(dims)) {
+  bytes_.resize(static_cast<size_t>(*NumElements(dims_)) * DTypeSize(dtype_));
+}
+
+int64_t Tensor::num_elements() const {
+  return static_cast<int64_t>(bytes_.size() / DTypeSize(dtype_));
+}
+
+absl::StatusOr<Tensor> Tensor::FromBytes(DType dtype, std::vector<int64_t> dims,
+                                         std::string bytes) {
+  if (!IsSupportedDType(dtype)) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("Unsupported dtype ", static_cast<int>(dtype)));
+  }
+  VS_RETURN_IF_ERROR(ValidateDims(dims, /*allow_unknown=*/false));
+  VS_ASSIGN_OR_RETURN(const int64_t n, NumElements(dims));
+  const uint64_t expected = static_cast<uint64_t>(n) * DTypeSize(dtype);
+  if (bytes.size() != expected) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "Tensor of shape ", ShapeString(dims), " and dtype ", DTypeName(dtype),
+        " needs ", expected, " bytes, but ", bytes.size(), " were sent"));
+  }
+  Tensor t;
+  t.dtype_ = dtype;
+  t.dims_ = std::move(dims);
+  t.bytes_ = std::move(bytes);
+  return t;
+}
+
+void TensorToProto(Tensor tensor, v1::Tensor* proto) {
+  proto->set_dtype(tensor.dtype());
+  auto* shape = proto->mutable_shape();
+  shape->mutable_dims()->Assign(tensor.dims().begin(), tensor.dims().end());
+  *proto->mutable_content() = tensor.ReleaseBytes();
+}
+
+absl::StatusOr<Tensor> TensorFromProto(v1::Tensor* proto) {
+  std::vector<int64_t> dims(proto->shape().dims().begin(),
+                            proto->shape().dims().end());
+  return Tensor::FromBytes(proto->dtype(), std::move(dims),
+                           std::move(*proto->mutable_content()));
+}
+
+}  // namespace varscope

@@ -1,0 +1,55 @@
+#include "server/server.h"
+
+#include <grpcpp/ext/proto_server_reflection_plugin.h>
+#include <grpcpp/grpcpp.h>
+#include <grpcpp/health_check_service_interface.h>
+
+#include <algorithm>
+#include <climits>
+
+#include "absl/strings/str_cat.h"
+#include "common/status.h"
+#include "server/variable_service.h"
+
+namespace varscope::server {
+
+absl::StatusOr<std::unique_ptr<Server>> Server::Start(
+    const ServerOptions& options) {
+  std::unique_ptr<Server> server(new Server());
+  VS_ASSIGN_OR_RETURN(server->storage_,
+                      Storage::Open(options.storage, options.data_dir));
+  VS_ASSIGN_OR_RETURN(
+      server->table_,
+      VariableTable::Load(options.table, server->storage_.get()));
+  server->service_ =
+      std::make_unique<VariableServiceImpl>(server->table_.get());
+
+  grpc::EnableDefaultHealthCheckService(true);
+  grpc::reflection::InitProtoReflectionServerBuilderPlugin();
+  grpc::ServerBuilder builder;
+  builder.AddListeningPort(options.listen_address,
+                           grpc::InsecureServerCredentials(), &server->port_);
+  builder.RegisterService(server->service_.get());
+  // A message carries at most one variable plus a little framing.
+  const int64_t max_message =
+      std::min<int64_t>(INT_MAX, options.table.max_variable_bytes + (1 << 20));
+  builder.SetMaxReceiveMessageSize(static_cast<int>(max_message));
+  builder.SetMaxSendMessageSize(static_cast<int>(max_message));
+  server->grpc_server_ = builder.BuildAndStart();
+  if (server->grpc_server_ == nullptr || server->port_ == 0) {
+    return absl::UnavailableError(
+        absl::StrCat("Cannot listen on ", options.listen_address));
+  }
+  return server;
+}
+
+void Server::Shutdown(absl::Duration grace) {
+  if (grpc_server_ == nullptr) return;
+  grpc_server_->Shutdown(absl::ToChronoTime(absl::Now() + grace));
+  grpc_server_->Wait();
+  grpc_server_.reset();
+}
+
+Server::~Server() { Shutdown(); }
+
+}  // namespace varscope::server

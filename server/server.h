@@ -1,0 +1,65 @@
+// A running varscoped: the store, the variable table and the gRPC server
+// (VariableService, grpc.health.v1 health, server reflection).
+#ifndef VARSCOPE_SERVER_SERVER_H_
+#define VARSCOPE_SERVER_SERVER_H_
+
+#include <memory>
+#include <string>
+
+#include "absl/status/statusor.h"
+#include "absl/time/time.h"
+#include "server/storage.h"
+#include "server/variable_table.h"
+
+namespace grpc {
+class Server;
+}
+
+namespace varscope::server {
+
+class VariableServiceImpl;
+
+struct ServerOptions {
+  // HOST:PORT to listen on; port 0 picks a free port (see Server::port()).
+  // Default: 127.0.0.1:7070.
+  std::string listen_address = "127.0.0.1:7070";
+  // The RocksDB directory, created if missing. Default: ./varscope-data.
+  std::string data_dir = "./varscope-data";
+  StorageOptions storage;
+  TableOptions table;
+};
+
+// Thread-safe.
+class Server {
+ public:
+  // Opens the store, loads every variable and starts serving. Errors: the
+  // store's (UNAVAILABLE if another server holds the directory, DATA_LOSS if
+  // it is damaged), UNAVAILABLE if the address cannot be bound.
+  static absl::StatusOr<std::unique_ptr<Server>> Start(
+      const ServerOptions& options);
+
+  Server(const Server&) = delete;
+  Server& operator=(const Server&) = delete;
+  // Shuts down (as Shutdown with the default grace) and closes the store.
+  ~Server();
+
+  // The bound port.
+  int port() const { return port_; }
+
+  // Stops accepting calls, lets in-flight calls finish for up to `grace`,
+  // then cancels the rest. Idempotent.
+  void Shutdown(absl::Duration grace = absl::Seconds(10));
+
+ private:
+  Server() = default;
+
+  int port_ = 0;
+  std::unique_ptr<Storage> storage_;
+  std::unique_ptr<VariableTable> table_;
+  std::unique_ptr<VariableServiceImpl> service_;
+  std::unique_ptr<grpc::Server> grpc_server_;
+};
+
+}  // namespace varscope::server
+
+#endif  // VARSCOPE_SERVER_SERVER_H_

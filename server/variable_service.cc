@@ -1,0 +1,116 @@
+#include "server/variable_service.h"
+
+#include <optional>
+
+#include "common/grpc_status.h"
+#include "common/status.h"
+
+namespace varscope::server {
+namespace {
+
+// Finishes the call with `status`.
+grpc::ServerUnaryReactor* Reply(grpc::CallbackServerContext* context,
+                                const absl::Status& status) {
+  grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
+  reactor->Finish(ToGrpcStatus(status));
+  return reactor;
+}
+
+// A checked copy of a request's tensor.
+absl::StatusOr<Tensor> RequestTensor(const v1::Tensor& proto) {
+  return Tensor::FromBytes(proto.dtype(),
+                           std::vector<int64_t>(proto.shape().dims().begin(),
+                                                proto.shape().dims().end()),
+                           proto.content());
+}
+
+template <typename Request>
+UpdateOptions UpdateOptionsOf(const Request& request) {
+  UpdateOptions options;
+  if (request.has_expected_version()) {
+    options.expected_version = request.expected_version();
+  }
+  options.return_value = request.return_value();
+  return options;
+}
+
+absl::Status FillUpdate(absl::StatusOr<UpdateResult> result,
+                        v1::UpdateResponse* response) {
+  VS_RETURN_IF_ERROR(result.status());
+  response->set_version(result->version);
+  if (result->value.has_value()) {
+    TensorToProto(std::move(*result->value), response->mutable_value());
+  }
+  return absl::OkStatus();
+}
+
+}  // namespace
+
+grpc::ServerUnaryReactor* VariableServiceImpl::GetVariable(
+    grpc::CallbackServerContext* context, const v1::GetVariableRequest* request,
+    v1::GetVariableResponse* response) {
+  absl::StatusOr<v1::GetVariableResponse> result =
+      table_->GetVariable(*request);
+  if (result.ok()) *response = std::move(*result);
+  return Reply(context, result.status());
+}
+
+grpc::ServerUnaryReactor* VariableServiceImpl::Read(
+    grpc::CallbackServerContext* context, const v1::ReadRequest* request,
+    v1::ReadResponse* response) {
+  absl::StatusOr<ReadResult> result = table_->Read(request->name());
+  if (result.ok()) {
+    response->set_version(result->version);
+    TensorToProto(std::move(result->value), response->mutable_value());
+  }
+  return Reply(context, result.status());
+}
+
+grpc::ServerUnaryReactor* VariableServiceImpl::Assign(
+    grpc::CallbackServerContext* context, const v1::AssignRequest* request,
+    v1::UpdateResponse* response) {
+  absl::StatusOr<Tensor> value = RequestTensor(request->value());
+  if (!value.ok()) return Reply(context, value.status());
+  return Reply(context,
+               FillUpdate(table_->Assign(request->name(), std::move(*value),
+                                         UpdateOptionsOf(*request)),
+                          response));
+}
+
+grpc::ServerUnaryReactor* VariableServiceImpl::AssignAdd(
+    grpc::CallbackServerContext* context, const v1::AssignAddRequest* request,
+    v1::UpdateResponse* response) {
+  absl::StatusOr<Tensor> delta = RequestTensor(request->delta());
+  if (!delta.ok()) return Reply(context, delta.status());
+  return Reply(context, FillUpdate(table_->AssignAdd(request->name(), *delta,
+                                                     UpdateOptionsOf(*request)),
+                                   response));
+}
+
+grpc::ServerUnaryReactor* VariableServiceImpl::ListVariables(
+    grpc::CallbackServerContext* context,
+    const v1::ListVariablesRequest* request,
+    v1::ListVariablesResponse* response) {
+  absl::StatusOr<v1::ListVariablesResponse> result = table_->List(*request);
+  if (result.ok()) *response = std::move(*result);
+  return Reply(context, result.status());
+}
+
+grpc::ServerUnaryReactor* VariableServiceImpl::Stat(
+    grpc::CallbackServerContext* context, const v1::StatRequest* request,
+    v1::VariableInfo* response) {
+  absl::StatusOr<v1::VariableInfo> result = table_->Stat(request->name());
+  if (result.ok()) *response = std::move(*result);
+  return Reply(context, result.status());
+}
+
+grpc::ServerUnaryReactor* VariableServiceImpl::Delete(
+    grpc::CallbackServerContext* context, const v1::DeleteRequest* request,
+    v1::DeleteResponse* response) {
+  absl::StatusOr<int64_t> result =
+      table_->Delete(request->name(), request->recursive());
+  if (result.ok()) response->set_deleted(*result);
+  return Reply(context, result.status());
+}
+
+}  // namespace varscope::server

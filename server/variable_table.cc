@@ -1,0 +1,764 @@
+#include "server/variable_table.h"
+
+#include <algorithm>
+#include <limits>
+#include <utility>
+
+#include "absl/random/random.h"
+#include "absl/strings/match.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+#include "absl/time/clock.h"
+#include "common/initializers.h"
+#include "common/names.h"
+#include "common/partitioners.h"
+#include "common/shape.h"
+#include "common/status.h"
+#include "server/tensor_ops.h"
+
+namespace varscope::server {
+
+struct VariableTable::Variable {
+  Variable(v1::StoredVariable m, std::string d)
+      : name(m.info().name()),
+        dtype(m.info().dtype()),
+        dims(m.info().shape().dims().begin(), m.info().shape().dims().end()),
+        partition_of(m.info().has_slice() && m.info().slice().part_index() == 0
+                         ? m.info().slice().full_name()
+                         : ""),
+        meta(std::move(m)),
+        data(std::move(d)) {}
+
+  v1::VariableInfo Info() const {
+    absl::ReaderMutexLock l(&mu);
+    return meta.info();
+  }
+
+  const std::string name;
+  const DType dtype;
+  const std::vector<int64_t> dims;
+  // For part 0 of a partitioned variable, the whole's name; else "".
+  const std::string partition_of;
+
+  // Held by the one writer of this variable from reading its state until the
+  // store write is done, so the store sees this variable's writes in order.
+  absl::Mutex write_mu;
+  bool deleted ABSL_GUARDED_BY(write_mu) = false;
+  // Guards the published state; held only to copy it in or out.
+  mutable absl::Mutex mu ABSL_ACQUIRED_AFTER(write_mu);
+  v1::StoredVariable meta ABSL_GUARDED_BY(mu);
+  std::string data ABSL_GUARDED_BY(mu);
+};
+
+// Variables GetVariable decided to create, with the names it reserved.
+struct VariableTable::Plan {
+  struct Part {
+    v1::StoredVariable meta;
+    std::vector<int64_t> offset;
+  };
+  std::vector<Part> parts;
+  std::vector<int64_t> full_dims;
+  bool partitioned = false;
+  DType dtype = v1::DT_FLOAT;
+  v1::Initializer init;  // resolved from the default
+  bool trainable = true;
+  std::vector<std::string> reserved;
+  std::shared_ptr<absl::Notification> done;
+};
+
+namespace {
+
+std::string PartName(absl::string_view name, int64_t i) {
+  return absl::StrCat(name, "/part_", i);
+}
+
+// Python's str() of a list of ints: "[4, 1]".
+std::string ListString(absl::Span<const int64_t> values) {
+  return absl::StrCat("[", absl::StrJoin(values, ", "), "]");
+}
+
+Shape RequestShape(const v1::GetVariableRequest& request) {
+  if (!request.has_shape()) return Shape::Unknown();
+  return Shape(std::vector<int64_t>(request.shape().dims().begin(),
+                                    request.shape().dims().end()));
+}
+
+int64_t NowMicros() { return absl::ToUnixMicros(absl::Now()); }
+
+// Chunks hold whole rows of the first axis, about `target` bytes each.
+int64_t ChunkBytes(absl::Span<const int64_t> dims, DType dtype,
+                   int64_t target) {
+  int64_t row = static_cast<int64_t>(DTypeSize(dtype));
+  for (size_t i = 1; i < dims.size(); ++i) row *= dims[i];
+  if (row <= 0) return target;
+  return std::max<int64_t>(1, target / row) * row;
+}
+
+// Constant initializer values are kept in the metadata only when small.
+constexpr size_t kMaxStoredConstantBytes = 1024;
+
+absl::Status ShapeMismatch(absl::string_view op, absl::string_view name,
+                           const Tensor& t, absl::Span<const int64_t> dims,
+                           DType dtype) {
+  if (t.dtype() != dtype) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("Cannot ", op, " a tensor of dtype ", DTypeName(t.dtype()),
+                     " to variable ", name, " of dtype ", DTypeName(dtype)));
+  }
+  if (!std::equal(t.dims().begin(), t.dims().end(), dims.begin(), dims.end())) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "Cannot ", op, " a tensor of shape ", ShapeString(t.dims()),
+        " to variable ", name, " of shape ", ShapeString(dims)));
+  }
+  return absl::OkStatus();
+}
+
+// Locks every variable's write lock in order; the caller unlocks.
+template <typename V>
+void LockAll(const std::vector<V>& vars) ABSL_NO_THREAD_SAFETY_ANALYSIS {
+  for (const auto& v : vars) v->write_mu.Lock();
+}
+template <typename V>
+void UnlockAll(const std::vector<V>& vars) ABSL_NO_THREAD_SAFETY_ANALYSIS {
+  for (const auto& v : vars) v->write_mu.Unlock();
+}
+
+}  // namespace
+
+VariableTable::VariableTable(const TableOptions& options, Storage* storage)
+    : options_(options), storage_(storage) {}
+
+VariableTable::~VariableTable() = default;
+
+absl::StatusOr<std::unique_ptr<VariableTable>> VariableTable::Load(
+    const TableOptions& options, Storage* storage) {
+  std::unique_ptr<VariableTable> table(new VariableTable(options, storage));
+  absl::MutexLock l(&table->mu_);
+  VS_RETURN_IF_ERROR(storage->LoadAll(
+      [&](v1::StoredVariable meta, std::string data) -> absl::Status {
+        table->mu_.AssertHeld();
+        std::string name = meta.info().name();
+        table->vars_.emplace(
+            std::move(name),
+            std::make_shared<Variable>(std::move(meta), std::move(data)));
+        return absl::OkStatus();
+      }));
+  return table;
+}
+
+std::shared_ptr<VariableTable::Variable> VariableTable::Lookup(
+    absl::string_view name) const {
+  auto it = vars_.find(name);
+  return it == vars_.end() ? nullptr : it->second;
+}
+
+std::shared_ptr<absl::Notification> VariableTable::Busy(
+    const std::vector<std::string>& names) const {
+  for (const std::string& n : names) {
+    auto it = busy_.find(n);
+    if (it != busy_.end()) return it->second;
+  }
+  return nullptr;
+}
+
+std::string VariableTable::NearMatches(absl::string_view name) const {
+  const absl::string_view leaf = LeafName(name);
+  const size_t max_distance = std::clamp<size_t>(name.size() / 5, 1, 3);
+  std::vector<std::string> same_leaf;
+  std::vector<std::pair<size_t, std::string>> similar;
+  auto consider = [&](absl::string_view candidate) {
+    if (candidate == name) return;
+    if (LeafName(candidate) == leaf) {
+      same_leaf.emplace_back(candidate);
+      return;
+    }
+    const size_t len_diff = candidate.size() > name.size()
+                                ? candidate.size() - name.size()
+                                : name.size() - candidate.size();
+    if (len_diff > max_distance) return;
+    const size_t d = EditDistance(candidate, name);
+    if (d <= max_distance) similar.emplace_back(d, std::string(candidate));
+  };
+  for (const auto& [n, var] : vars_) {
+    consider(n);
+    if (!var->partition_of.empty()) consider(var->partition_of);
+  }
+  constexpr size_t kMaxListed = 10;
+  std::string out;
+  if (!same_leaf.empty()) {
+    if (same_leaf.size() > kMaxListed) same_leaf.resize(kMaxListed);
+    absl::StrAppend(&out, " Variables named '", leaf,
+                    "' exist at: ", absl::StrJoin(same_leaf, ", "));
+  }
+  if (!similar.empty()) {
+    std::stable_sort(
+        similar.begin(), similar.end(),
+        [](const auto& a, const auto& b) { return a.first < b.first; });
+    if (similar.size() > kMaxListed) similar.resize(kMaxListed);
+    std::vector<std::string> names;
+    for (auto& [d, n] : similar) names.push_back(std::move(n));
+    absl::StrAppend(&out, out.empty() ? " " : ". ",
+                    "Similar names: ", absl::StrJoin(names, ", "));
+  }
+  return out;
+}
+
+absl::StatusOr<std::shared_ptr<VariableTable::Variable>> VariableTable::Find(
+    absl::string_view name) const {
+  VS_RETURN_IF_ERROR(ValidateName(name));
+  absl::ReaderMutexLock l(&mu_);
+  std::shared_ptr<Variable> var = Lookup(name);
+  if (var == nullptr) {
+    return absl::NotFoundError(
+        absl::StrCat("Variable ", name, " does not exist.", NearMatches(name)));
+  }
+  return var;
+}
+
+absl::Status VariableTable::CheckNewVariable(
+    absl::string_view name, DType dtype, absl::Span<const int64_t> dims) const {
+  VS_ASSIGN_OR_RETURN(const int64_t n, NumElements(dims));
+  const int64_t bytes = n * static_cast<int64_t>(DTypeSize(dtype));
+  if (n > options_.max_variable_bytes || bytes > options_.max_variable_bytes) {
+    return absl::ResourceExhaustedError(absl::StrCat(
+        "Variable ", name, " of shape ", ShapeString(dims), " and dtype ",
+        DTypeName(dtype), " needs ", n, " elements of ", DTypeSize(dtype),
+        " bytes, more than this server's limit of ",
+        options_.max_variable_bytes, " bytes per variable"));
+  }
+  return absl::OkStatus();
+}
+
+absl::StatusOr<v1::GetVariableResponse> VariableTable::GetVariable(
+    const v1::GetVariableRequest& request) {
+  const std::string& name = request.name();
+  VS_RETURN_IF_ERROR(ValidateName(name));
+  if (request.mode() != v1::CREATE && request.mode() != v1::REUSE &&
+      request.mode() != v1::AUTO_REUSE) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "Unknown reuse mode ", static_cast<int>(request.mode()),
+        " for variable ", name, "; expected CREATE, REUSE or AUTO_REUSE"));
+  }
+  if (!IsSupportedDType(request.dtype())) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("Unsupported dtype ", static_cast<int>(request.dtype()),
+                     " for variable ", name));
+  }
+  if (request.has_shape()) {
+    VS_RETURN_IF_ERROR(
+        ValidateDims(request.shape().dims(), /*allow_unknown=*/true));
+  }
+  const bool has_partitioner =
+      request.has_partitioner() &&
+      request.partitioner().kind_case() != v1::Partitioner::KIND_NOT_SET;
+  const bool is_scalar = request.has_shape() && request.shape().dims().empty();
+  const std::vector<std::string> keys = {name, PartName(name, 0)};
+
+  for (;;) {
+    std::shared_ptr<absl::Notification> wait;
+    Plan plan;
+    absl::StatusOr<v1::GetVariableResponse> decided;
+    {
+      absl::MutexLock l(&mu_);
+      wait = Busy(keys);
+      if (wait == nullptr) {
+        std::shared_ptr<Variable> part0 = Lookup(keys[1]);
+        const bool reuse_partitioned = request.mode() == v1::REUSE &&
+                                       !has_partitioner && part0 != nullptr &&
+                                       part0->partition_of == name;
+        decided = (has_partitioner && !is_scalar) || reuse_partitioned
+                      ? DecidePartitioned(request, &plan)
+                      : DecideSingle(request, &plan);
+        if (decided.ok() && !plan.parts.empty()) {
+          plan.dtype = request.dtype();
+          plan.trainable = !request.has_trainable() || request.trainable();
+          plan.done = std::make_shared<absl::Notification>();
+          plan.reserved.push_back(name);
+          if (plan.partitioned) {
+            for (const auto& part : plan.parts) {
+              plan.reserved.push_back(part.meta.info().name());
+            }
+          }
+          for (const std::string& n : plan.reserved) busy_[n] = plan.done;
+        }
+      }
+    }
+    if (wait != nullptr) {
+      wait->WaitForNotification();
+      continue;
+    }
+    if (!decided.ok() || plan.parts.empty()) return decided;
+    return Create(plan);
+  }
+}
+
+absl::StatusOr<v1::GetVariableResponse> VariableTable::DecideSingle(
+    const v1::GetVariableRequest& request, Plan* plan) const {
+  const std::string& name = request.name();
+  const DType dtype = request.dtype();
+  if (Lookup(PartName(name, 0)) != nullptr) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "No partitioner was provided, but a partitioned version of the "
+        "variable was found: ",
+        name,
+        "/part_0. Perhaps a variable of the same name was already created "
+        "with partitioning?"));
+  }
+  const Shape shape = RequestShape(request);
+  if (std::shared_ptr<Variable> var = Lookup(name)) {
+    if (request.mode() == v1::CREATE) {
+      return absl::AlreadyExistsError(absl::StrCat(
+          "Variable ", name,
+          " already exists, disallowed. Did you mean to set reuse=True or "
+          "reuse=tf.AUTO_REUSE in VarScope?"));
+    }
+    if (!shape.IsCompatibleWith(Shape(var->dims))) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "Trying to share variable ", name, ", but specified shape ",
+          shape.ToString(), " and found shape ", ShapeString(var->dims), "."));
+    }
+    if (dtype != var->dtype) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "Trying to share variable ", name, ", but specified dtype ",
+          DTypeName(dtype), " and found dtype ", DTypeName(var->dtype), "."));
+    }
+    v1::GetVariableResponse response;
+    *response.mutable_variable() = var->Info();
+    return response;
+  }
+  if (request.mode() == v1::REUSE) {
+    return absl::NotFoundError(absl::StrCat(
+        "Variable ", name,
+        " does not exist, or was not created with tf.get_variable(). Did you "
+        "mean to set reuse=tf.AUTO_REUSE in VarScope?",
+        NearMatches(name)));
+  }
+  if (!shape.IsFullyDefined()) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "Shape of a new variable (", name,
+        ") must be fully defined, but instead was ", shape.ToString(), "."));
+  }
+  VS_RETURN_IF_ERROR(CheckNewVariable(name, dtype, shape.dims()));
+  const v1::Initializer init =
+      ResolveDefaultInitializer(request.initializer(), dtype);
+  VS_RETURN_IF_ERROR(ValidateInitializer(init, dtype, shape.dims()));
+  plan->init = init;
+  plan->full_dims = shape.dims();
+  Plan::Part part;
+  v1::VariableInfo* info = part.meta.mutable_info();
+  info->set_name(name);
+  info->mutable_shape()->mutable_dims()->Assign(shape.dims().begin(),
+                                                shape.dims().end());
+  part.offset.assign(shape.dims().size(), 0);
+  plan->parts.push_back(std::move(part));
+  return v1::GetVariableResponse();
+}
+
+absl::StatusOr<v1::GetVariableResponse> VariableTable::DecidePartitioned(
+    const v1::GetVariableRequest& request, Plan* plan) const {
+  const std::string& name = request.name();
+  const DType dtype = request.dtype();
+  const bool has_partitioner =
+      request.partitioner().kind_case() != v1::Partitioner::KIND_NOT_SET;
+  if (has_partitioner && Lookup(name) != nullptr) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "A partitioner was provided, but an unpartitioned version of the "
+        "variable was found: ",
+        name,
+        ".  Perhaps a variable of the same name was already created without "
+        "partitioning?"));
+  }
+  const Shape shape = RequestShape(request);
+  std::optional<std::vector<int64_t>> partitions;
+  std::vector<PartSlice> slices;
+  if (request.mode() != v1::REUSE || has_partitioner) {
+    if (!shape.IsFullyDefined()) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "Shape of a new partitioned variable must be fully defined, but "
+          "instead was ",
+          shape.ToString(), "."));
+    }
+    if (shape.rank() < 1) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "A partitioned Variable must have rank at least 1, shape: ",
+          shape.ToString()));
+    }
+    VS_ASSIGN_OR_RETURN(partitions, ComputePartitions(request.partitioner(),
+                                                      shape.dims(), dtype));
+    VS_ASSIGN_OR_RETURN(slices,
+                        SlicePartitions(name, shape.dims(), *partitions));
+  }
+  std::shared_ptr<Variable> part0 = Lookup(PartName(name, 0));
+  if (part0 != nullptr && part0->partition_of == name) {
+    if (request.mode() == v1::CREATE) {
+      return absl::AlreadyExistsError(
+          absl::StrCat("Partitioned variable with name ", name,
+                       " already exists. Did you mean to set reuse=True or "
+                       "reuse=tf.AUTO_REUSE in VarScope?"));
+    }
+    const v1::VariableInfo info0 = part0->Info();
+    const std::vector<int64_t> found_dims(
+        info0.slice().full_shape().dims().begin(),
+        info0.slice().full_shape().dims().end());
+    const std::vector<int64_t> found_partitions(
+        info0.slice().partitions().begin(), info0.slice().partitions().end());
+    if (!shape.IsCompatibleWith(Shape(found_dims))) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("Trying to reuse partitioned variable ", name,
+                       ", but specified shape ", shape.ToString(),
+                       " and found shape ", ShapeString(found_dims), "."));
+    }
+    if (dtype != part0->dtype) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("Trying to reuse partitioned variable ", name,
+                       ", but specified dtype ", DTypeName(dtype),
+                       " and found dtype ", DTypeName(part0->dtype), "."));
+    }
+    if (partitions.has_value() && *partitions != found_partitions) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "Trying to reuse partitioned variable ", name,
+          ", but specified partitions ", ListString(*partitions),
+          " and found partitions ", ListString(found_partitions), "."));
+    }
+    int64_t num_parts = 1;
+    for (int64_t p : found_partitions) num_parts *= p;
+    v1::GetVariableResponse response;
+    for (int64_t i = 0; i < num_parts; ++i) {
+      std::shared_ptr<Variable> part = Lookup(PartName(name, i));
+      if (part == nullptr) {
+        return absl::FailedPreconditionError(
+            absl::StrCat("Partitioned variable ", name,
+                         " is incomplete: ", PartName(name, i), " is missing"));
+      }
+      *response.add_parts() = part->Info();
+    }
+    v1::VariableInfo* whole = response.mutable_variable();
+    whole->set_name(name);
+    whole->set_dtype(dtype);
+    *whole->mutable_shape() = info0.slice().full_shape();
+    whole->set_trainable(info0.trainable());
+    *whole->mutable_initializer() = info0.initializer();
+    whole->set_create_time_micros(info0.create_time_micros());
+    return response;
+  }
+  if (request.mode() == v1::REUSE) {
+    return absl::NotFoundError(absl::StrCat(
+        "PartitionedVariable ", name,
+        " does not exist, or was not created with tf.get_variable(). Did you "
+        "mean to set reuse=False or reuse=tf.AUTO_REUSE in VarScope?",
+        NearMatches(name)));
+  }
+  const int64_t n = static_cast<int64_t>(slices.size());
+  if (part0 != nullptr) {
+    if (Lookup(PartName(name, n - 1)) == nullptr) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "Partitioner returned a different partitioning than what was "
+          "already found.  Partitioner returned ",
+          n, " shards, and shard ", name, "/part_0 was found, but ", name,
+          "/part_", n - 1, " was not."));
+    }
+    if (Lookup(PartName(name, n)) != nullptr) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "Partitioner returned a different partitioning than what was "
+          "already found.  Partitioner returned ",
+          n, " shards, and shard ", name,
+          "/part_0 was found, but so was the "
+          "extra shard ",
+          name, "/part_", n, "."));
+    }
+    return absl::AlreadyExistsError(absl::StrCat(
+        "Variables ", name, "/part_0 to ", name, "/part_", n - 1,
+        " exist but were not created as parts of partitioned variable ", name,
+        "."));
+  }
+  const v1::Initializer init =
+      ResolveDefaultInitializer(request.initializer(), dtype);
+  VS_RETURN_IF_ERROR(ValidateInitializer(init, dtype, shape.dims()));
+  plan->init = init;
+  plan->partitioned = true;
+  plan->full_dims = shape.dims();
+  for (int64_t i = 0; i < n; ++i) {
+    const std::string part_name = PartName(name, i);
+    VS_RETURN_IF_ERROR(CheckNewVariable(part_name, dtype, slices[i].dims));
+    Plan::Part part;
+    v1::VariableInfo* info = part.meta.mutable_info();
+    info->set_name(part_name);
+    info->mutable_shape()->mutable_dims()->Assign(slices[i].dims.begin(),
+                                                  slices[i].dims.end());
+    v1::SliceInfo* slice = info->mutable_slice();
+    slice->set_full_name(name);
+    slice->mutable_full_shape()->mutable_dims()->Assign(shape.dims().begin(),
+                                                        shape.dims().end());
+    slice->mutable_var_offset()->Assign(slices[i].offset.begin(),
+                                        slices[i].offset.end());
+    slice->mutable_partitions()->Assign(partitions->begin(), partitions->end());
+    slice->set_part_index(static_cast<int32_t>(i));
+    part.offset = slices[i].offset;
+    plan->parts.push_back(std::move(part));
+  }
+  return v1::GetVariableResponse();
+}
+
+absl::StatusOr<v1::GetVariableResponse> VariableTable::Create(Plan& plan) {
+  // Whatever happens, release the reserved names and wake the waiters (after
+  // the new variables are in the table).
+  struct Release {
+    VariableTable* table;
+    Plan& plan;
+    ~Release() {
+      {
+        absl::MutexLock l(&table->mu_);
+        for (const std::string& n : plan.reserved) table->busy_.erase(n);
+      }
+      plan.done->Notify();
+    }
+  } release{this, plan};
+
+  const int64_t seed =
+      plan.init.has_seed()
+          ? plan.init.seed()
+          : absl::Uniform<int64_t>(absl::BitGen(), 0,
+                                   std::numeric_limits<int64_t>::max());
+  v1::Initializer stored_init = plan.init;
+  stored_init.set_seed(seed);
+  if (stored_init.value().content().size() > kMaxStoredConstantBytes) {
+    stored_init.clear_value();
+  }
+  const int64_t now = NowMicros();
+  StorageBatch batch = storage_->NewBatch();
+  std::vector<std::shared_ptr<Variable>> created;
+  v1::GetVariableResponse response;
+  response.set_created(true);
+  for (Plan::Part& part : plan.parts) {
+    v1::VariableInfo* info = part.meta.mutable_info();
+    const std::vector<int64_t> dims(info->shape().dims().begin(),
+                                    info->shape().dims().end());
+    VS_ASSIGN_OR_RETURN(
+        Tensor value, InitialValue(plan.init, seed, plan.dtype, plan.full_dims,
+                                   part.offset, dims));
+    info->set_dtype(plan.dtype);
+    info->set_version(1);
+    info->set_trainable(plan.trainable);
+    *info->mutable_initializer() = stored_init;
+    info->set_create_time_micros(now);
+    info->set_update_time_micros(now);
+    info->set_byte_size(static_cast<int64_t>(value.bytes().size()));
+    part.meta.set_chunk_bytes(
+        ChunkBytes(dims, plan.dtype, options_.chunk_bytes));
+    batch.PutVariable(part.meta, value.bytes());
+    if (plan.partitioned) {
+      *response.add_parts() = *info;
+    } else {
+      *response.mutable_variable() = *info;
+    }
+    created.push_back(
+        std::make_shared<Variable>(std::move(part.meta), value.ReleaseBytes()));
+  }
+  if (plan.partitioned) {
+    v1::VariableInfo* whole = response.mutable_variable();
+    whole->set_name(plan.reserved.front());
+    whole->set_dtype(plan.dtype);
+    whole->mutable_shape()->mutable_dims()->Assign(plan.full_dims.begin(),
+                                                   plan.full_dims.end());
+    whole->set_trainable(plan.trainable);
+    *whole->mutable_initializer() = stored_init;
+    whole->set_create_time_micros(now);
+  }
+  VS_RETURN_IF_ERROR(storage_->Write(batch));
+  absl::MutexLock l(&mu_);
+  for (std::shared_ptr<Variable>& var : created) {
+    std::string name = var->name;
+    vars_.insert_or_assign(std::move(name), std::move(var));
+  }
+  return response;
+}
+
+absl::StatusOr<ReadResult> VariableTable::Read(absl::string_view name) const {
+  VS_ASSIGN_OR_RETURN(std::shared_ptr<Variable> var, Find(name));
+  absl::ReaderMutexLock l(&var->mu);
+  VS_ASSIGN_OR_RETURN(Tensor value,
+                      Tensor::FromBytes(var->dtype, var->dims, var->data));
+  return ReadResult{std::move(value), var->meta.info().version()};
+}
+
+template <typename Fn>
+absl::StatusOr<UpdateResult> VariableTable::Update(absl::string_view name,
+                                                   const UpdateOptions& options,
+                                                   Fn fn) {
+  VS_ASSIGN_OR_RETURN(std::shared_ptr<Variable> var, Find(name));
+  absl::MutexLock w(&var->write_mu);
+  if (var->deleted) {
+    return absl::NotFoundError(
+        absl::StrCat("Variable ", name, " does not exist (deleted)."));
+  }
+  v1::StoredVariable meta;
+  std::string data;
+  {
+    absl::ReaderMutexLock l(&var->mu);
+    meta = var->meta;
+    const int64_t version = meta.info().version();
+    if (options.expected_version.has_value() &&
+        *options.expected_version != version) {
+      return absl::AbortedError(absl::StrCat(
+          "Variable ", name, " is at version ", version,
+          ", not the expected version ", *options.expected_version));
+    }
+    VS_ASSIGN_OR_RETURN(data, fn(*var, var->data));
+  }
+  v1::VariableInfo* info = meta.mutable_info();
+  info->set_version(info->version() + 1);
+  info->set_update_time_micros(NowMicros());
+  StorageBatch batch = storage_->NewBatch();
+  batch.PutVariable(meta, data);
+  VS_RETURN_IF_ERROR(storage_->Write(batch));
+  UpdateResult result;
+  result.version = info->version();
+  if (options.return_value) {
+    VS_ASSIGN_OR_RETURN(result.value,
+                        Tensor::FromBytes(var->dtype, var->dims, data));
+  }
+  {
+    absl::MutexLock l(&var->mu);
+    var->meta = std::move(meta);
+    var->data.swap(data);
+  }
+  return result;
+}
+
+absl::StatusOr<UpdateResult> VariableTable::Assign(
+    absl::string_view name, Tensor value, const UpdateOptions& options) {
+  return Update(name, options,
+                [&](const Variable& var,
+                    const std::string&) -> absl::StatusOr<std::string> {
+                  VS_RETURN_IF_ERROR(ShapeMismatch("assign", name, value,
+                                                   var.dims, var.dtype));
+                  return value.ReleaseBytes();
+                });
+}
+
+absl::StatusOr<UpdateResult> VariableTable::AssignAdd(
+    absl::string_view name, const Tensor& delta, const UpdateOptions& options) {
+  return Update(name, options,
+                [&](const Variable& var,
+                    const std::string& current) -> absl::StatusOr<std::string> {
+                  VS_RETURN_IF_ERROR(
+                      ShapeMismatch("add", name, delta, var.dims, var.dtype));
+                  if (!SupportsAdd(var.dtype)) {
+                    return absl::InvalidArgumentError(
+                        absl::StrCat("Cannot add to variable ", name,
+                                     " of dtype ", DTypeName(var.dtype)));
+                  }
+                  std::string sum = current;
+                  AddInPlace(var.dtype, delta.bytes().data(), sum.data(),
+                             delta.num_elements());
+                  return sum;
+                });
+}
+
+absl::StatusOr<v1::VariableInfo> VariableTable::Stat(
+    absl::string_view name) const {
+  VS_ASSIGN_OR_RETURN(std::shared_ptr<Variable> var, Find(name));
+  return var->Info();
+}
+
+absl::StatusOr<v1::ListVariablesResponse> VariableTable::List(
+    const v1::ListVariablesRequest& request) const {
+  const std::string& scope = request.scope();
+  VS_RETURN_IF_ERROR(ValidateScope(scope));
+  if (request.page_size() < 0 || request.page_size() > options_.max_page_size) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("page_size must be between 0 and ", options_.max_page_size,
+                     ", not ", request.page_size()));
+  }
+  const int32_t page_size = request.page_size() == 0
+                                ? options_.default_page_size
+                                : request.page_size();
+  const std::string prefix = scope.empty() ? "" : absl::StrCat(scope, "/");
+  v1::ListVariablesResponse response;
+  absl::ReaderMutexLock l(&mu_);
+  auto it = vars_.lower_bound(std::max(prefix, request.page_token()));
+  while (it != vars_.end() && it->first.starts_with(prefix)) {
+    if (response.entries_size() == page_size) {
+      response.set_next_page_token(it->first);
+      break;
+    }
+    auto* entry = response.add_entries();
+    const size_t slash = request.recursive()
+                             ? std::string::npos
+                             : it->first.find('/', prefix.size());
+    if (slash == std::string::npos) {
+      entry->set_name(it->first);
+      *entry->mutable_variable() = it->second->Info();
+      ++it;
+    } else {
+      // A child scope: list it once and skip everything under it ('0' is
+      // the character after '/').
+      std::string child = it->first.substr(0, slash);
+      entry->set_name(child);
+      entry->set_is_scope(true);
+      it = vars_.lower_bound(absl::StrCat(child, "0"));
+    }
+  }
+  return response;
+}
+
+absl::StatusOr<int64_t> VariableTable::Delete(absl::string_view name,
+                                              bool recursive) {
+  VS_RETURN_IF_ERROR(ValidateName(name));
+  const std::string prefix = absl::StrCat(name, "/");
+  std::vector<std::shared_ptr<Variable>> victims;
+  std::vector<std::string> names;
+  auto done = std::make_shared<absl::Notification>();
+  for (;;) {
+    std::shared_ptr<absl::Notification> wait;
+    {
+      absl::MutexLock l(&mu_);
+      victims.clear();
+      names.clear();
+      for (auto it = vars_.lower_bound(name); it != vars_.end(); ++it) {
+        const bool match =
+            it->first == name || (recursive && it->first.starts_with(prefix));
+        if (match) {
+          victims.push_back(it->second);
+          names.push_back(it->first);
+        } else if (!absl::StartsWith(it->first, name)) {
+          break;
+        }
+      }
+      wait = Busy(names);
+      if (wait == nullptr) {
+        if (victims.empty()) {
+          return absl::NotFoundError(
+              recursive ? absl::StrCat("Nothing named ", name, " or under ",
+                                       prefix, " exists.", NearMatches(name))
+                        : absl::StrCat("Variable ", name, " does not exist.",
+                                       NearMatches(name)));
+        }
+        for (const std::string& n : names) busy_[n] = done;
+      }
+    }
+    if (wait == nullptr) break;
+    wait->WaitForNotification();
+  }
+  StorageBatch batch = storage_->NewBatch();
+  for (const std::string& n : names) batch.DeleteVariable(n);
+  LockAll(victims);
+  absl::Status status = storage_->Write(batch);
+  {
+    absl::MutexLock l(&mu_);
+    for (size_t i = 0; i < victims.size(); ++i) {
+      if (status.ok()) {
+        victims[i]->write_mu.AssertHeld();
+        victims[i]->deleted = true;
+        vars_.erase(names[i]);
+      }
+      busy_.erase(names[i]);
+    }
+  }
+  UnlockAll(victims);
+  done->Notify();
+  VS_RETURN_IF_ERROR(status);
+  return static_cast<int64_t>(victims.size());
+}
+
+}  // namespace varscope::server

@@ -1,0 +1,142 @@
+// The in-memory variable table: every variable's metadata and bytes, loaded
+// from Storage at start-up and written through to it on every change.
+#ifndef VARSCOPE_SERVER_VARIABLE_TABLE_H_
+#define VARSCOPE_SERVER_VARIABLE_TABLE_H_
+
+#include <cstdint>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "absl/base/thread_annotations.h"
+#include "absl/container/btree_map.h"
+#include "absl/container/flat_hash_map.h"
+#include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
+#include "absl/synchronization/mutex.h"
+#include "absl/synchronization/notification.h"
+#include "common/tensor.h"
+#include "common/variable_ops.h"
+#include "server/storage.h"
+#include "varscope/v1/variable_service.pb.h"
+
+namespace varscope::server {
+
+struct TableOptions {
+  // The largest variable (or part of a partitioned variable), in bytes.
+  // Default: 1 GiB.
+  int64_t max_variable_bytes = int64_t{1} << 30;
+  // Target size of a variable's chunks in the store; chunks hold whole rows
+  // of the first axis. Default: 1 MiB.
+  int64_t chunk_bytes = int64_t{1} << 20;
+  // Listing page size when a request gives none, and the largest allowed.
+  // Default: 1000 and 10000.
+  int32_t default_page_size = 1000;
+  int32_t max_page_size = 10000;
+};
+
+// Thread-safe. Reads never touch the store. Updates to one variable are
+// applied in order, each durable (in the store's WAL) before it is visible to
+// readers and before the call returns; updates to different variables run in
+// parallel.
+class VariableTable {
+ public:
+  // Loads every variable from `storage`, which must outlive the table.
+  // Returns the store's error (DATA_LOSS for a damaged store).
+  static absl::StatusOr<std::unique_ptr<VariableTable>> Load(
+      const TableOptions& options, Storage* storage);
+
+  VariableTable(const VariableTable&) = delete;
+  VariableTable& operator=(const VariableTable&) = delete;
+  ~VariableTable();
+
+  // TensorFlow's get_variable for one full name and reuse mode (DESIGN.md
+  // §1). Creation is atomic: concurrent callers for one name see one
+  // variable, and exactly one of them gets created=true. Errors:
+  // INVALID_ARGUMENT (bad name, dtype, shape, initializer, partitioner; shape
+  // or dtype mismatch), ALREADY_EXISTS (CREATE of an existing name),
+  // NOT_FOUND (REUSE of a missing name; the message lists similar names),
+  // RESOURCE_EXHAUSTED (over max_variable_bytes), store errors.
+  absl::StatusOr<v1::GetVariableResponse> GetVariable(
+      const v1::GetVariableRequest& request);
+
+  // The variable's value and version. NOT_FOUND (with similar names) if
+  // missing.
+  absl::StatusOr<ReadResult> Read(absl::string_view name) const;
+
+  // Replaces the value. INVALID_ARGUMENT if dtype or shape differ, ABORTED on
+  // a failed version check, NOT_FOUND if missing, store errors (nothing
+  // changed).
+  absl::StatusOr<UpdateResult> Assign(absl::string_view name, Tensor value,
+                                      const UpdateOptions& options);
+
+  // Adds `delta` element-wise. Errors as Assign; INVALID_ARGUMENT for bool.
+  absl::StatusOr<UpdateResult> AssignAdd(absl::string_view name,
+                                         const Tensor& delta,
+                                         const UpdateOptions& options);
+
+  // One page of the names under a scope, in name order: every variable when
+  // recursive, else the direct child variables and child scopes.
+  absl::StatusOr<v1::ListVariablesResponse> List(
+      const v1::ListVariablesRequest& request) const;
+
+  // The variable's metadata. NOT_FOUND (with similar names) if missing.
+  absl::StatusOr<v1::VariableInfo> Stat(absl::string_view name) const;
+
+  // Deletes `name` and, when recursive, every variable under `name/`, in one
+  // atomic store write. Returns how many were deleted; NOT_FOUND if none.
+  absl::StatusOr<int64_t> Delete(absl::string_view name, bool recursive);
+
+ private:
+  struct Variable;
+  struct Plan;
+
+  VariableTable(const TableOptions& options, Storage* storage);
+
+  // The variable called `name`, or NOT_FOUND listing similar names.
+  absl::StatusOr<std::shared_ptr<Variable>> Find(absl::string_view name) const
+      ABSL_LOCKS_EXCLUDED(mu_);
+  // ` Variables named 'leaf' exist at: ...` and similar names, or "".
+  std::string NearMatches(absl::string_view name) const
+      ABSL_SHARED_LOCKS_REQUIRED(mu_);
+  std::shared_ptr<Variable> Lookup(absl::string_view name) const
+      ABSL_SHARED_LOCKS_REQUIRED(mu_);
+  // The pending structural change blocking any of `names`, if any.
+  std::shared_ptr<absl::Notification> Busy(
+      const std::vector<std::string>& names) const
+      ABSL_SHARED_LOCKS_REQUIRED(mu_);
+
+  // Decides what GetVariable does under mu_: a result, an error, or a plan
+  // of variables to create.
+  absl::StatusOr<v1::GetVariableResponse> DecideSingle(
+      const v1::GetVariableRequest& request, Plan* plan) const
+      ABSL_SHARED_LOCKS_REQUIRED(mu_);
+  absl::StatusOr<v1::GetVariableResponse> DecidePartitioned(
+      const v1::GetVariableRequest& request, Plan* plan) const
+      ABSL_SHARED_LOCKS_REQUIRED(mu_);
+  absl::Status CheckNewVariable(absl::string_view name, DType dtype,
+                                absl::Span<const int64_t> dims) const;
+  absl::StatusOr<v1::GetVariableResponse> Create(Plan& plan);
+
+  // Runs `fn(data)` to produce the new content under the variable's write
+  // lock, then writes it through and publishes it.
+  template <typename Fn>
+  absl::StatusOr<UpdateResult> Update(absl::string_view name,
+                                      const UpdateOptions& options, Fn fn);
+
+  const TableOptions options_;
+  Storage* const storage_;
+
+  mutable absl::Mutex mu_;
+  absl::btree_map<std::string, std::shared_ptr<Variable>, std::less<>> vars_
+      ABSL_GUARDED_BY(mu_);
+  // Names with a creation or deletion in flight; waiters block on the
+  // notification, then look again.
+  absl::flat_hash_map<std::string, std::shared_ptr<absl::Notification>> busy_
+      ABSL_GUARDED_BY(mu_);
+};
+
+}  // namespace varscope::server
+
+#endif  // VARSCOPE_SERVER_VARIABLE_TABLE_H_
