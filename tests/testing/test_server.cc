@@ -1,0 +1,149 @@
+#include "tests/testing/test_server.h"
+
+#include <fcntl.h>
+#include <signal.h>
+#include <stdlib.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cstring>
+#include <filesystem>
+
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+#include "common/status.h"
+#include "gtest/gtest.h"
+
+namespace varscope::testing {
+
+TempDir::TempDir() {
+  const char* tmp = getenv("TMPDIR");
+  std::string pattern = absl::StrCat(
+      tmp != nullptr && *tmp != '\0' ? tmp : "/tmp", "/varscope-test-XXXXXX");
+  char* made = mkdtemp(pattern.data());
+  if (made == nullptr) {
+    ADD_FAILURE() << "mkdtemp failed: " << strerror(errno);
+  }
+  path_ = pattern;
+}
+
+TempDir::~TempDir() {
+  std::error_code ignored;
+  std::filesystem::remove_all(path_, ignored);
+}
+
+TestServer::TestServer(server::ServerOptions options)
+    : options_(std::move(options)) {
+  options_.listen_address = "127.0.0.1:0";
+  options_.data_dir = dir_.path();
+  absl::Status status = Restart();
+  if (!status.ok()) ADD_FAILURE() << "server start failed: " << status;
+}
+
+TestServer::~TestServer() { Stop(); }
+
+std::string TestServer::address() const {
+  return absl::StrCat("127.0.0.1:", server_->port());
+}
+
+std::shared_ptr<Client> TestServer::NewClient(
+    const ClientOptions& options) const {
+  return Client::Connect(address(), options);
+}
+
+absl::Status TestServer::Restart() {
+  Stop();
+  VS_ASSIGN_OR_RETURN(server_, server::Server::Start(options_));
+  return absl::OkStatus();
+}
+
+void TestServer::Stop() { server_.reset(); }
+
+std::string VarscopedPath() { return VARSCOPED_PATH; }
+
+absl::StatusOr<std::unique_ptr<ChildProcess>> ChildProcess::Start(
+    const std::vector<std::string>& argv) {
+  int fds[2];
+  if (pipe2(fds, O_CLOEXEC) != 0) {
+    return absl::InternalError(absl::StrCat("pipe: ", strerror(errno)));
+  }
+  std::vector<char*> args;
+  for (const std::string& a : argv)
+    args.push_back(const_cast<char*>(a.c_str()));
+  args.push_back(nullptr);
+  const pid_t pid = fork();
+  if (pid < 0)
+    return absl::InternalError(absl::StrCat("fork: ", strerror(errno)));
+  if (pid == 0) {
+    dup2(fds[1], STDOUT_FILENO);
+    execv(args[0], args.data());
+    _exit(127);
+  }
+  close(fds[1]);
+  auto child = std::unique_ptr<ChildProcess>(new ChildProcess());
+  child->pid_ = pid;
+  child->stdout_fd_ = fds[0];
+  return child;
+}
+
+ChildProcess::~ChildProcess() {
+  if (!reaped_) {
+    Kill(SIGKILL);
+    Wait();
+  }
+  if (stdout_fd_ >= 0) close(stdout_fd_);
+}
+
+absl::StatusOr<std::string> ChildProcess::ReadLine() {
+  for (;;) {
+    const size_t newline = buffer_.find('\n');
+    if (newline != std::string::npos) {
+      std::string line = buffer_.substr(0, newline);
+      buffer_.erase(0, newline + 1);
+      return line;
+    }
+    char chunk[4096];
+    const ssize_t n = read(stdout_fd_, chunk, sizeof(chunk));
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) return absl::NotFoundError("end of child output");
+    buffer_.append(chunk, static_cast<size_t>(n));
+  }
+}
+
+void ChildProcess::Kill(int signal) {
+  if (!reaped_) kill(pid_, signal);
+}
+
+int ChildProcess::Wait() {
+  if (reaped_) return 0;
+  int status = 0;
+  while (waitpid(pid_, &status, 0) < 0 && errno == EINTR) {
+  }
+  reaped_ = true;
+  return status;
+}
+
+absl::StatusOr<std::unique_ptr<ServerProcess>> ServerProcess::Start(
+    const std::string& data_dir, const std::vector<std::string>& extra_args) {
+  std::vector<std::string> argv = {VarscopedPath(), "--listen=127.0.0.1:0",
+                                   absl::StrCat("--data-dir=", data_dir)};
+  argv.insert(argv.end(), extra_args.begin(), extra_args.end());
+  auto server = std::unique_ptr<ServerProcess>(new ServerProcess());
+  VS_ASSIGN_OR_RETURN(server->process_, ChildProcess::Start(argv));
+  VS_ASSIGN_OR_RETURN(std::string line, server->process_->ReadLine());
+  // "varscoped serving on 127.0.0.1:PORT (data dir DIR)"
+  const size_t colon = line.find("127.0.0.1:");
+  const size_t space = line.find(' ', colon);
+  if (colon == std::string::npos ||
+      !absl::SimpleAtoi(line.substr(colon + 10, space - colon - 10),
+                        &server->port_)) {
+    return absl::InternalError(absl::StrCat("unexpected first line: ", line));
+  }
+  return server;
+}
+
+std::string ServerProcess::address() const {
+  return absl::StrCat("127.0.0.1:", port_);
+}
+
+}  // namespace varscope::testing

@@ -1,0 +1,96 @@
+// Test fixtures: temporary directories, an in-process server on a free
+// port, and varscoped child processes.
+#ifndef VARSCOPE_TESTS_TESTING_TEST_SERVER_H_
+#define VARSCOPE_TESTS_TESTING_TEST_SERVER_H_
+
+#include <sys/types.h>
+
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "client/client.h"
+#include "server/server.h"
+
+namespace varscope::testing {
+
+// A fresh directory under $TMPDIR (or /tmp), removed with its contents on
+// destruction.
+class TempDir {
+ public:
+  TempDir();
+  ~TempDir();
+  TempDir(const TempDir&) = delete;
+  TempDir& operator=(const TempDir&) = delete;
+  const std::string& path() const { return path_; }
+
+ private:
+  std::string path_;
+};
+
+// An in-process server on 127.0.0.1:0 with its own data directory.
+class TestServer {
+ public:
+  // `options` other than the address and data directory are kept.
+  explicit TestServer(server::ServerOptions options = {});
+  ~TestServer();
+
+  std::string address() const;
+  // A new client of this server.
+  std::shared_ptr<Client> NewClient(const ClientOptions& options = {}) const;
+  // Shuts the server down and starts it again on the same data directory
+  // (on a new port). Returns the start error, if any.
+  absl::Status Restart();
+  void Stop();
+  const std::string& data_dir() const { return dir_.path(); }
+
+ private:
+  TempDir dir_;
+  server::ServerOptions options_;
+  std::unique_ptr<server::Server> server_;
+};
+
+// The path of the varscoped binary under test.
+std::string VarscopedPath();
+
+// A child process running a program, with its stdout readable line by line.
+class ChildProcess {
+ public:
+  // Starts `argv[0]` with `argv`. INTERNAL if it cannot be started.
+  static absl::StatusOr<std::unique_ptr<ChildProcess>> Start(
+      const std::vector<std::string>& argv);
+  ~ChildProcess();  // SIGKILLs and reaps the child if still running
+
+  pid_t pid() const { return pid_; }
+  // The next line of the child's stdout (without '\n'); NOT_FOUND at EOF.
+  absl::StatusOr<std::string> ReadLine();
+  // Sends `signal`.
+  void Kill(int signal);
+  // Waits for the child and returns its wait status.
+  int Wait();
+
+ private:
+  pid_t pid_ = -1;
+  int stdout_fd_ = -1;
+  std::string buffer_;
+  bool reaped_ = false;
+};
+
+// A varscoped child process on 127.0.0.1:0 serving `data_dir`.
+class ServerProcess {
+ public:
+  static absl::StatusOr<std::unique_ptr<ServerProcess>> Start(
+      const std::string& data_dir,
+      const std::vector<std::string>& extra_args = {});
+  std::string address() const;
+  ChildProcess& process() { return *process_; }
+
+ private:
+  std::unique_ptr<ChildProcess> process_;
+  int port_ = 0;
+};
+
+}  // namespace varscope::testing
+
+#endif  // VARSCOPE_TESTS_TESTING_TEST_SERVER_H_
