@@ -50,12 +50,13 @@ class Tensor {
   // The elements as T. REQUIRES: sizeof(T) == DTypeSize(dtype()).
   template <typename T>
   absl::Span<const T> flat() const {
-    return {reinterpret_cast<const T*>(bytes_.data()),
-            bytes_.size() / sizeof(T)};
+    return absl::Span<const T>(reinterpret_cast<const T*>(bytes_.data()),
+                               bytes_.size() / sizeof(T));
   }
   template <typename T>
   absl::Span<T> mutable_flat() {
-    return {reinterpret_cast<T*>(bytes_.data()), bytes_.size() / sizeof(T)};
+    return absl::Span<T>(reinterpret_cast<T*>(bytes_.data()),
+                         bytes_.size() / sizeof(T));
   }
   char* mutable_data() { return bytes_.data(); }
 

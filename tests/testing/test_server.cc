@@ -61,6 +61,8 @@ void TestServer::Stop() { server_.reset(); }
 
 std::string VarscopedPath() { return VARSCOPED_PATH; }
 
+std::string TestWorkerPath() { return VARSCOPE_TEST_WORKER_PATH; }
+
 absl::StatusOr<std::unique_ptr<ChildProcess>> ChildProcess::Start(
     const std::vector<std::string>& argv) {
   int fds[2];

@@ -53,6 +53,8 @@ class TestServer {
 
 // The path of the varscoped binary under test.
 std::string VarscopedPath();
+// The path of the varscope_test_worker binary (tests/testing/worker_main.cc).
+std::string TestWorkerPath();
 
 // A child process running a program, with its stdout readable line by line.
 class ChildProcess {

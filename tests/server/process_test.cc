@@ -1,0 +1,101 @@
+// End-to-end with real processes: crashes, signals, and clients racing from
+// several processes.
+#include <signal.h>
+#include <sys/wait.h>
+
+#include <set>
+#include <thread>
+
+#include "absl/strings/match.h"
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+#include "client/variable_scope.h"
+#include "common/status_matchers.h"
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+#include "tests/testing/test_server.h"
+
+namespace varscope {
+namespace {
+
+using ::varscope::testing::ChildProcess;
+using ::varscope::testing::ServerProcess;
+using ::varscope::testing::TempDir;
+using ::varscope::testing::TestWorkerPath;
+
+TEST(ProcessTest, RacingCreatorsInSeveralProcessesCreateOnce) {
+  TempDir dir;
+  VS_ASSERT_OK_AND_ASSIGN(auto server, ServerProcess::Start(dir.path()));
+  for (int round = 0; round < 3; ++round) {
+    const std::string name = absl::StrCat("race/p", round);
+    std::vector<std::unique_ptr<ChildProcess>> workers;
+    for (int i = 0; i < 4; ++i) {
+      VS_ASSERT_OK_AND_ASSIGN(
+          auto worker, ChildProcess::Start(
+                           {TestWorkerPath(), "get", server->address(), name}));
+      workers.push_back(std::move(worker));
+    }
+    int created = 0;
+    std::set<std::string> digests;
+    for (auto& worker : workers) {
+      VS_ASSERT_OK_AND_ASSIGN(std::string line, worker->ReadLine());
+      created += absl::StartsWith(line, "created=1");
+      digests.insert(line.substr(line.find("digest=")));
+      EXPECT_EQ(worker->Wait(), 0);
+    }
+    EXPECT_EQ(created, 1) << name;
+    EXPECT_EQ(digests.size(), 1u) << "workers saw different initial values";
+  }
+}
+
+TEST(ProcessTest, KilledServerKeepsEveryAcknowledgedUpdate) {
+  TempDir dir;
+  VS_ASSERT_OK_AND_ASSIGN(auto server, ServerProcess::Start(dir.path()));
+  VS_ASSERT_OK_AND_ASSIGN(
+      auto worker, ChildProcess::Start({TestWorkerPath(), "add",
+                                        server->address(), "n", "1000000"}));
+  int64_t acked = 0;
+  while (acked < 300) {
+    VS_ASSERT_OK_AND_ASSIGN(std::string line, worker->ReadLine());
+    ASSERT_TRUE(absl::SimpleAtoi(line.substr(6), &acked)) << line;
+  }
+  server->process().Kill(SIGKILL);
+  EXPECT_EQ(WTERMSIG(server->process().Wait()), SIGKILL);
+  // Drain what the worker saw acknowledged before the server died.
+  for (;;) {
+    absl::StatusOr<std::string> line = worker->ReadLine();
+    if (!line.ok()) break;
+    ASSERT_TRUE(absl::SimpleAtoi(line->substr(6), &acked)) << *line;
+  }
+  EXPECT_NE(worker->Wait(), 0);  // it failed once the server was gone
+
+  VS_ASSERT_OK_AND_ASSIGN(auto restarted, ServerProcess::Start(dir.path()));
+  VS_ASSERT_OK_AND_ASSIGN(ReadResult read,
+                          Client::Connect(restarted->address())->Read("n"));
+  // Version v holds v - 1 increments; at most one unacknowledged update may
+  // also have landed.
+  EXPECT_GE(read.version, acked);
+  EXPECT_LE(read.version, acked + 1);
+  EXPECT_EQ(read.value.flat<int64_t>()[0], read.version - 1);
+}
+
+TEST(ProcessTest, SigtermDrainsAndExitsCleanly) {
+  TempDir dir;
+  VS_ASSERT_OK_AND_ASSIGN(auto server, ServerProcess::Start(dir.path()));
+  server->process().Kill(SIGTERM);
+  const int status = server->process().Wait();
+  ASSERT_TRUE(WIFEXITED(status));
+  EXPECT_EQ(WEXITSTATUS(status), 0);
+  // The store closed cleanly: a new server opens it at once.
+  VS_ASSERT_OK(ServerProcess::Start(dir.path()).status());
+}
+
+TEST(ProcessTest, SecondServerOnTheSameDirectoryIsRefused) {
+  TempDir dir;
+  VS_ASSERT_OK_AND_ASSIGN(auto first, ServerProcess::Start(dir.path()));
+  EXPECT_THAT(ServerProcess::Start(dir.path()),
+              ::varscope::testing::StatusIs(absl::StatusCode::kNotFound));
+}
+
+}  // namespace
+}  // namespace varscope
