@@ -1,9 +1,23 @@
 // varscoped: the Varscope parameter server.
+#include <unistd.h>
+
+#include <cerrno>
 #include <csignal>
 #include <cstdio>
 
 #include "CLI/CLI.hpp"
 #include "server/server.h"
+
+namespace {
+
+int g_signal_pipe[2];
+
+void OnSignal(int signal) {
+  const unsigned char byte = static_cast<unsigned char>(signal);
+  (void)!write(g_signal_pipe[1], &byte, 1);
+}
+
+}  // namespace
 
 int main(int argc, char** argv) {
   varscope::server::ServerOptions options;
@@ -27,13 +41,18 @@ int main(int argc, char** argv) {
       ->check(CLI::PositiveNumber);
   CLI11_PARSE(app, argc, argv);
 
-  // Signals are taken synchronously by this thread; every server thread
-  // inherits the mask.
-  sigset_t signals;
-  sigemptyset(&signals);
-  sigaddset(&signals, SIGINT);
-  sigaddset(&signals, SIGTERM);
-  pthread_sigmask(SIG_BLOCK, &signals, nullptr);
+  // SIGINT and SIGTERM may arrive on any thread (gRPC starts some before
+  // main): the handler only writes the signal number to a pipe that this
+  // thread waits on.
+  if (pipe(g_signal_pipe) != 0) {
+    std::perror("varscoped: pipe");
+    return 1;
+  }
+  struct sigaction action = {};
+  action.sa_handler = OnSignal;
+  sigemptyset(&action.sa_mask);
+  sigaction(SIGINT, &action, nullptr);
+  sigaction(SIGTERM, &action, nullptr);
 
   auto server = varscope::server::Server::Start(options);
   if (!server.ok()) {
@@ -47,8 +66,9 @@ int main(int argc, char** argv) {
               (*server)->port(), options.data_dir.c_str());
   std::fflush(stdout);
 
-  int signal = 0;
-  sigwait(&signals, &signal);
+  unsigned char signal = 0;
+  while (read(g_signal_pipe[0], &signal, 1) < 0 && errno == EINTR) {
+  }
   std::printf("varscoped: signal %d, draining calls and closing the store\n",
               signal);
   std::fflush(stdout);

@@ -1,0 +1,6 @@
+#!/usr/bin/env bash
+# Configures and builds Varscope into build/ (incremental after the first run).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+cmake -S . -B build -G Ninja -DCMAKE_BUILD_TYPE="${BUILD_TYPE:-RelWithDebInfo}" >/dev/null
+cmake --build build

@@ -1,0 +1,34 @@
+#!/usr/bin/env bash
+# Sets Varscope up on a fresh Debian 12 machine and runs the example workers
+# against a local server: installs the packages, builds, starts varscoped on
+# 127.0.0.1:7070 with ./varscope-data, runs two C++ worker processes and the
+# Python Estimator-style trainer (four worker processes), then stops the
+# server. Set VARSCOPE_SERVER=HOST:PORT to use another address.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+scripts/install-deps.sh
+scripts/build.sh
+
+address="${VARSCOPE_SERVER:-127.0.0.1:7070}"
+log=build/varscoped.log
+build/server/varscoped --listen="$address" --data-dir=./varscope-data >"$log" 2>&1 &
+server=$!
+trap 'kill -TERM "$server" 2>/dev/null; wait "$server" || true; cat "$log"' EXIT
+for _ in $(seq 100); do
+  grep -q "serving on" "$log" && break
+  kill -0 "$server" 2>/dev/null || { cat "$log"; exit 1; }
+  sleep 0.1
+done
+cat "$log"
+
+echo "== Two C++ Estimator-style workers sharing one server"
+build/examples/estimator_worker --server="$address" --worker=a &
+worker_a=$!
+build/examples/estimator_worker --server="$address" --worker=b
+wait "$worker_a"
+
+if [ -f examples/python/estimator_trainer.py ]; then
+  echo "== The Python trainer: four worker processes"
+  PYTHONPATH=build/python /usr/bin/python3 examples/python/estimator_trainer.py \
+    --server "$address"
+fi
