@@ -145,4 +145,25 @@ absl::StatusOr<int64_t> Client::Delete(absl::string_view name, bool recursive) {
   return response.deleted();
 }
 
+absl::StatusOr<int64_t> Client::Rename(absl::string_view old_name,
+                                       absl::string_view new_name) {
+  v1::RenameRequest request;
+  request.set_old_name(std::string(old_name));
+  request.set_new_name(std::string(new_name));
+  v1::RenameResponse response;
+  VS_RETURN_IF_ERROR(Run(false, [&](grpc::ClientContext* context) {
+    return stub_->Rename(context, request, &response);
+  }));
+  return response.renamed();
+}
+
+absl::StatusOr<v1::ServerInfo> Client::GetServerInfo() {
+  v1::ServerInfoRequest request;
+  v1::ServerInfo response;
+  VS_RETURN_IF_ERROR(Run(true, [&](grpc::ClientContext* context) {
+    return stub_->GetServerInfo(context, request, &response);
+  }));
+  return response;
+}
+
 }  // namespace varscope

@@ -60,6 +60,11 @@ class Client {
   absl::StatusOr<v1::VariableInfo> Stat(absl::string_view name);
   // Returns how many variables were deleted.
   absl::StatusOr<int64_t> Delete(absl::string_view name, bool recursive);
+  // Renames a variable or a whole scope atomically; returns how many
+  // variables were renamed.
+  absl::StatusOr<int64_t> Rename(absl::string_view old_name,
+                                 absl::string_view new_name);
+  absl::StatusOr<v1::ServerInfo> GetServerInfo();
 
  private:
   // Runs `call(context)` with a fresh deadline per attempt, retrying

@@ -49,6 +49,7 @@ absl::Status FillUpdate(absl::StatusOr<UpdateResult> result,
 grpc::ServerUnaryReactor* VariableServiceImpl::GetVariable(
     grpc::CallbackServerContext* context, const v1::GetVariableRequest* request,
     v1::GetVariableResponse* response) {
+  gets_.fetch_add(1, std::memory_order_relaxed);
   absl::StatusOr<v1::GetVariableResponse> result =
       table_->GetVariable(*request);
   if (result.ok()) *response = std::move(*result);
@@ -58,6 +59,7 @@ grpc::ServerUnaryReactor* VariableServiceImpl::GetVariable(
 grpc::ServerUnaryReactor* VariableServiceImpl::Read(
     grpc::CallbackServerContext* context, const v1::ReadRequest* request,
     v1::ReadResponse* response) {
+  reads_.fetch_add(1, std::memory_order_relaxed);
   absl::StatusOr<ReadResult> result = table_->Read(request->name());
   if (result.ok()) {
     response->set_version(result->version);
@@ -69,6 +71,7 @@ grpc::ServerUnaryReactor* VariableServiceImpl::Read(
 grpc::ServerUnaryReactor* VariableServiceImpl::Assign(
     grpc::CallbackServerContext* context, const v1::AssignRequest* request,
     v1::UpdateResponse* response) {
+  updates_.fetch_add(1, std::memory_order_relaxed);
   absl::StatusOr<Tensor> value = RequestTensor(request->value());
   if (!value.ok()) return Reply(context, value.status());
   return Reply(context,
@@ -80,6 +83,7 @@ grpc::ServerUnaryReactor* VariableServiceImpl::Assign(
 grpc::ServerUnaryReactor* VariableServiceImpl::AssignAdd(
     grpc::CallbackServerContext* context, const v1::AssignAddRequest* request,
     v1::UpdateResponse* response) {
+  updates_.fetch_add(1, std::memory_order_relaxed);
   absl::StatusOr<Tensor> delta = RequestTensor(request->delta());
   if (!delta.ok()) return Reply(context, delta.status());
   return Reply(context, FillUpdate(table_->AssignAdd(request->name(), *delta,
@@ -111,6 +115,29 @@ grpc::ServerUnaryReactor* VariableServiceImpl::Delete(
       table_->Delete(request->name(), request->recursive());
   if (result.ok()) response->set_deleted(*result);
   return Reply(context, result.status());
+}
+
+grpc::ServerUnaryReactor* VariableServiceImpl::Rename(
+    grpc::CallbackServerContext* context, const v1::RenameRequest* request,
+    v1::RenameResponse* response) {
+  absl::StatusOr<int64_t> result =
+      table_->Rename(request->old_name(), request->new_name());
+  if (result.ok()) response->set_renamed(*result);
+  return Reply(context, result.status());
+}
+
+grpc::ServerUnaryReactor* VariableServiceImpl::GetServerInfo(
+    grpc::CallbackServerContext* context, const v1::ServerInfoRequest* request,
+    v1::ServerInfo* response) {
+  const VariableTable::Totals totals = table_->GetTotals();
+  response->set_version(VARSCOPE_VERSION);
+  response->set_start_time_micros(start_time_micros_);
+  response->set_variable_count(totals.variables);
+  response->set_total_bytes(totals.bytes);
+  response->set_reads(reads_.load(std::memory_order_relaxed));
+  response->set_updates(updates_.load(std::memory_order_relaxed));
+  response->set_gets(gets_.load(std::memory_order_relaxed));
+  return Reply(context, absl::OkStatus());
 }
 
 }  // namespace varscope::server

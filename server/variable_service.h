@@ -3,6 +3,10 @@
 #ifndef VARSCOPE_SERVER_VARIABLE_SERVICE_H_
 #define VARSCOPE_SERVER_VARIABLE_SERVICE_H_
 
+#include <atomic>
+#include <cstdint>
+
+#include "absl/time/clock.h"
 #include "server/variable_table.h"
 #include "varscope/v1/variable_service.grpc.pb.h"
 
@@ -36,9 +40,19 @@ class VariableServiceImpl final : public v1::VariableService::CallbackService {
   grpc::ServerUnaryReactor* Delete(grpc::CallbackServerContext* context,
                                    const v1::DeleteRequest* request,
                                    v1::DeleteResponse* response) override;
+  grpc::ServerUnaryReactor* Rename(grpc::CallbackServerContext* context,
+                                   const v1::RenameRequest* request,
+                                   v1::RenameResponse* response) override;
+  grpc::ServerUnaryReactor* GetServerInfo(grpc::CallbackServerContext* context,
+                                          const v1::ServerInfoRequest* request,
+                                          v1::ServerInfo* response) override;
 
  private:
   VariableTable* const table_;
+  const int64_t start_time_micros_ = absl::ToUnixMicros(absl::Now());
+  std::atomic<int64_t> reads_{0};
+  std::atomic<int64_t> updates_{0};
+  std::atomic<int64_t> gets_{0};
 };
 
 }  // namespace varscope::server

@@ -50,6 +50,15 @@ struct VariableTable::Variable {
   std::string data ABSL_GUARDED_BY(mu);
 };
 
+// Variables a structural change (delete, rename) works on, reserved in busy_.
+struct VariableTable::Selection {
+  std::vector<std::string> names;  // in name order
+  std::vector<std::shared_ptr<Variable>> vars;
+  std::vector<std::string> targets;  // rename: the new names, as `names`
+  std::shared_ptr<absl::Notification> done =
+      std::make_shared<absl::Notification>();
+};
+
 // Variables GetVariable decided to create, with the names it reserved.
 struct VariableTable::Plan {
   struct Part {
@@ -702,63 +711,160 @@ absl::StatusOr<v1::ListVariablesResponse> VariableTable::List(
   return response;
 }
 
-absl::StatusOr<int64_t> VariableTable::Delete(absl::string_view name,
-                                              bool recursive) {
-  VS_RETURN_IF_ERROR(ValidateName(name));
+absl::Status VariableTable::Select(
+    absl::string_view name, bool recursive,
+    const std::function<std::string(const std::string&)>& rename,
+    Selection* selection) {
   const std::string prefix = absl::StrCat(name, "/");
-  std::vector<std::shared_ptr<Variable>> victims;
-  std::vector<std::string> names;
-  auto done = std::make_shared<absl::Notification>();
   for (;;) {
     std::shared_ptr<absl::Notification> wait;
     {
       absl::MutexLock l(&mu_);
-      victims.clear();
-      names.clear();
+      selection->names.clear();
+      selection->vars.clear();
+      selection->targets.clear();
       for (auto it = vars_.lower_bound(name); it != vars_.end(); ++it) {
-        const bool match =
-            it->first == name || (recursive && it->first.starts_with(prefix));
-        if (match) {
-          victims.push_back(it->second);
-          names.push_back(it->first);
+        if (it->first == name ||
+            (recursive && absl::StartsWith(it->first, prefix))) {
+          selection->names.push_back(it->first);
+          selection->vars.push_back(it->second);
         } else if (!absl::StartsWith(it->first, name)) {
           break;
         }
       }
-      wait = Busy(names);
-      if (wait == nullptr) {
-        if (victims.empty()) {
-          return absl::NotFoundError(
-              recursive ? absl::StrCat("Nothing named ", name, " or under ",
-                                       prefix, " exists.", NearMatches(name))
-                        : absl::StrCat("Variable ", name, " does not exist.",
-                                       NearMatches(name)));
+      if (selection->names.empty()) {
+        return absl::NotFoundError(
+            recursive ? absl::StrCat("Nothing named ", name, " or under ",
+                                     prefix, " exists.", NearMatches(name))
+                      : absl::StrCat("Variable ", name, " does not exist.",
+                                     NearMatches(name)));
+      }
+      if (rename) {
+        for (const std::string& n : selection->names) {
+          std::string target = rename(n);
+          if (Lookup(target) != nullptr || busy_.contains(target)) {
+            return absl::AlreadyExistsError(
+                absl::StrCat("Cannot rename ", n, " to ", target, ": Variable ",
+                             target, " already exists"));
+          }
+          selection->targets.push_back(std::move(target));
         }
-        for (const std::string& n : names) busy_[n] = done;
+      }
+      wait = Busy(selection->names);
+      if (wait == nullptr) {
+        for (const std::string& n : selection->names) {
+          busy_[n] = selection->done;
+        }
+        for (const std::string& n : selection->targets) {
+          busy_[n] = selection->done;
+        }
+        return absl::OkStatus();
       }
     }
-    if (wait == nullptr) break;
     wait->WaitForNotification();
   }
-  StorageBatch batch = storage_->NewBatch();
-  for (const std::string& n : names) batch.DeleteVariable(n);
-  LockAll(victims);
-  absl::Status status = storage_->Write(batch);
+}
+
+void VariableTable::Release(Selection& selection, const absl::Status& status,
+                            const std::function<void()>& apply) {
   {
     absl::MutexLock l(&mu_);
-    for (size_t i = 0; i < victims.size(); ++i) {
-      if (status.ok()) {
-        victims[i]->write_mu.AssertHeld();
-        victims[i]->deleted = true;
-        vars_.erase(names[i]);
-      }
-      busy_.erase(names[i]);
-    }
+    if (status.ok()) apply();
+    for (const std::string& n : selection.names) busy_.erase(n);
+    for (const std::string& n : selection.targets) busy_.erase(n);
   }
-  UnlockAll(victims);
-  done->Notify();
+  selection.done->Notify();
+}
+
+absl::StatusOr<int64_t> VariableTable::Delete(absl::string_view name,
+                                              bool recursive) {
+  VS_RETURN_IF_ERROR(ValidateName(name));
+  Selection selection;
+  VS_RETURN_IF_ERROR(Select(name, recursive, nullptr, &selection));
+  StorageBatch batch = storage_->NewBatch();
+  for (const std::string& n : selection.names) batch.DeleteVariable(n);
+  LockAll(selection.vars);
+  const absl::Status status = storage_->Write(batch);
+  Release(selection, status, [&] {
+    mu_.AssertHeld();
+    for (size_t i = 0; i < selection.vars.size(); ++i) {
+      selection.vars[i]->write_mu.AssertHeld();
+      selection.vars[i]->deleted = true;
+      vars_.erase(selection.names[i]);
+    }
+  });
+  UnlockAll(selection.vars);
   VS_RETURN_IF_ERROR(status);
-  return static_cast<int64_t>(victims.size());
+  return static_cast<int64_t>(selection.names.size());
+}
+
+absl::StatusOr<int64_t> VariableTable::Rename(absl::string_view old_name,
+                                              absl::string_view new_name) {
+  VS_RETURN_IF_ERROR(ValidateName(old_name));
+  VS_RETURN_IF_ERROR(ValidateName(new_name));
+  if (old_name == new_name || IsUnderScope(new_name, old_name) ||
+      IsUnderScope(old_name, new_name)) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("Cannot rename ", old_name, " to ", new_name,
+                     ": one is the other or lies inside it"));
+  }
+  // old_name[/rest] -> new_name[/rest]
+  auto renamed = [&](const std::string& n) {
+    return absl::StrCat(new_name, n.substr(old_name.size()));
+  };
+  Selection selection;
+  VS_RETURN_IF_ERROR(Select(old_name, /*recursive=*/true, renamed, &selection));
+  LockAll(selection.vars);
+  StorageBatch batch = storage_->NewBatch();
+  std::vector<std::shared_ptr<Variable>> moved;
+  const int64_t now = NowMicros();
+  for (size_t i = 0; i < selection.vars.size(); ++i) {
+    Variable& var = *selection.vars[i];
+    v1::StoredVariable meta;
+    std::string data;
+    {
+      absl::ReaderMutexLock l(&var.mu);
+      meta = var.meta;
+      data = var.data;
+    }
+    v1::VariableInfo* info = meta.mutable_info();
+    info->set_name(selection.targets[i]);
+    info->set_update_time_micros(now);
+    if (info->has_slice()) {
+      const std::string& whole = info->slice().full_name();
+      if (whole == old_name || IsUnderScope(whole, old_name)) {
+        info->mutable_slice()->set_full_name(renamed(whole));
+      }
+    }
+    batch.DeleteVariable(selection.names[i]);
+    batch.PutVariable(meta, data);
+    moved.push_back(
+        std::make_shared<Variable>(std::move(meta), std::move(data)));
+  }
+  const absl::Status status = storage_->Write(batch);
+  Release(selection, status, [&] {
+    mu_.AssertHeld();
+    for (size_t i = 0; i < selection.vars.size(); ++i) {
+      selection.vars[i]->write_mu.AssertHeld();
+      selection.vars[i]->deleted = true;
+      vars_.erase(selection.names[i]);
+      vars_.insert_or_assign(selection.targets[i], std::move(moved[i]));
+    }
+  });
+  UnlockAll(selection.vars);
+  VS_RETURN_IF_ERROR(status);
+  return static_cast<int64_t>(selection.names.size());
+}
+
+VariableTable::Totals VariableTable::GetTotals() const {
+  Totals totals;
+  absl::ReaderMutexLock l(&mu_);
+  for (const auto& [name, var] : vars_) {
+    ++totals.variables;
+    absl::ReaderMutexLock v(&var->mu);
+    totals.bytes += static_cast<int64_t>(var->data.size());
+  }
+  return totals;
 }
 
 }  // namespace varscope::server

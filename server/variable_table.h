@@ -4,6 +4,7 @@
 #define VARSCOPE_SERVER_VARIABLE_TABLE_H_
 
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <optional>
 #include <string>
@@ -88,9 +89,25 @@ class VariableTable {
   // atomic store write. Returns how many were deleted; NOT_FOUND if none.
   absl::StatusOr<int64_t> Delete(absl::string_view name, bool recursive);
 
+  // Renames `old_name` and every variable under `old_name/` to the same names
+  // under `new_name`, in one atomic store write; parts of a partitioned
+  // variable keep pointing at their (renamed) whole. Returns how many were
+  // renamed. NOT_FOUND if nothing is named so, ALREADY_EXISTS if a new name
+  // is taken, INVALID_ARGUMENT for a bad name or a move into itself.
+  absl::StatusOr<int64_t> Rename(absl::string_view old_name,
+                                 absl::string_view new_name);
+
+  struct Totals {
+    int64_t variables = 0;
+    int64_t bytes = 0;
+  };
+  // How many variables the table holds and their bytes.
+  Totals GetTotals() const;
+
  private:
   struct Variable;
   struct Plan;
+  struct Selection;
 
   VariableTable(const TableOptions& options, Storage* storage);
 
@@ -106,6 +123,18 @@ class VariableTable {
   std::shared_ptr<absl::Notification> Busy(
       const std::vector<std::string>& names) const
       ABSL_SHARED_LOCKS_REQUIRED(mu_);
+  // Picks `name` and, when recursive, every variable under `name/`, plus
+  // (for a rename) their new names from `rename`, once no structural change
+  // on any of them is in flight, and reserves them all in busy_. NOT_FOUND
+  // if nothing is picked; ALREADY_EXISTS if a new name is taken.
+  absl::Status Select(
+      absl::string_view name, bool recursive,
+      const std::function<std::string(const std::string&)>& rename,
+      Selection* selection) ABSL_LOCKS_EXCLUDED(mu_);
+  // Applies `status`-guarded changes to vars_ with `apply` (if OK), then
+  // releases the selection's reservations and wakes their waiters.
+  void Release(Selection& selection, const absl::Status& status,
+               const std::function<void()>& apply) ABSL_LOCKS_EXCLUDED(mu_);
 
   // Decides what GetVariable does under mu_: a result, an error, or a plan
   // of variables to create.

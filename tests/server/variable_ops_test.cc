@@ -42,6 +42,26 @@ class VariableOpsTest : public ::testing::Test {
   std::shared_ptr<Client> client_ = server_.NewClient();
 };
 
+std::vector<std::string> ListNames(Client& client, const std::string& scope,
+                                   bool recursive, int page_size) {
+  std::vector<std::string> names;
+  v1::ListVariablesRequest request;
+  request.set_scope(scope);
+  request.set_recursive(recursive);
+  request.set_page_size(page_size);
+  for (;;) {
+    absl::StatusOr<v1::ListVariablesResponse> page =
+        client.ListVariables(request);
+    EXPECT_TRUE(page.ok()) << page.status();
+    if (!page.ok()) return names;
+    for (const auto& e : page->entries()) {
+      names.push_back(e.is_scope() ? e.name() + "/" : e.name());
+    }
+    if (page->next_page_token().empty()) return names;
+    request.set_page_token(page->next_page_token());
+  }
+}
+
 TEST_F(VariableOpsTest, AssignReplacesTheValueAndBumpsTheVersion) {
   VS_ASSERT_OK_AND_ASSIGN(Variable w, Create("w", {2}));
   VS_ASSERT_OK_AND_ASSIGN(UpdateResult r, w.Assign(Floats({2}, {1.5, -2})));
@@ -210,26 +230,6 @@ TEST_F(VariableOpsTest, ConcurrentAssignAddsAreAllApplied) {
   EXPECT_EQ(read.version, 1 + kThreads * kAdds);
 }
 
-std::vector<std::string> ListNames(Client& client, const std::string& scope,
-                                   bool recursive, int page_size) {
-  std::vector<std::string> names;
-  v1::ListVariablesRequest request;
-  request.set_scope(scope);
-  request.set_recursive(recursive);
-  request.set_page_size(page_size);
-  for (;;) {
-    absl::StatusOr<v1::ListVariablesResponse> page =
-        client.ListVariables(request);
-    EXPECT_TRUE(page.ok()) << page.status();
-    if (!page.ok()) return names;
-    for (const auto& e : page->entries()) {
-      names.push_back(e.is_scope() ? e.name() + "/" : e.name());
-    }
-    if (page->next_page_token().empty()) return names;
-    request.set_page_token(page->next_page_token());
-  }
-}
-
 TEST_F(VariableOpsTest, ListShowsChildrenOrEverythingInPages) {
   for (const char* name : {"a", "a-x", "a/b", "a/c/d", "a/c/e", "a0", "b/x"}) {
     VS_ASSERT_OK(Create(name, {1}).status());
@@ -273,6 +273,68 @@ TEST_F(VariableOpsTest, DeleteRemovesOneVariableOrAWholeScope) {
   VS_ASSERT_OK(server_.Restart());
   client_ = server_.NewClient();
   EXPECT_THAT(ListNames(*client_, "", true, 0), ElementsAre("m/a", "m2"));
+}
+
+TEST_F(VariableOpsTest, RenameMovesAVariableOrAWholeScopeAtomically) {
+  for (const char* name : {"old/a", "old/b/c", "old", "older", "keep"}) {
+    VS_ASSERT_OK(Create(name, {1}).status());
+  }
+  VS_ASSERT_OK(client_->Assign("old/b/c", Floats({1}, {7})).status());
+  VariableScope scope;
+  GetVariableOptions parted;
+  parted.shape = std::vector<int64_t>{4};
+  parted.partitioner = v1::Partitioner();
+  parted.partitioner->mutable_fixed_size()->set_num_shards(2);
+  VS_ASSERT_OK(GetVariable(client_, scope, "old/emb", parted).status());
+
+  EXPECT_THAT(client_->Rename("old", "new"), 5);
+  EXPECT_THAT(ListNames(*client_, "", true, 0),
+              ElementsAre("keep", "new", "new/a", "new/b/c", "new/emb/part_0",
+                          "new/emb/part_1", "older"));
+  VS_ASSERT_OK_AND_ASSIGN(ReadResult moved, client_->Read("new/b/c"));
+  EXPECT_THAT(moved.value.flat<float>(), ElementsAre(7));
+  EXPECT_EQ(moved.version, 2);
+  // The partitioned variable moved as a whole.
+  scope.reuse = Reuse::kTrue;
+  VS_ASSERT_OK_AND_ASSIGN(Variable emb, GetVariable(client_, scope, "new/emb",
+                                                    GetVariableOptions()));
+  EXPECT_TRUE(emb.partitioned());
+  VS_ASSERT_OK(server_.Restart());
+  client_ = server_.NewClient();
+  EXPECT_THAT(
+      ListNames(*client_, "new", true, 0),
+      ElementsAre("new/a", "new/b/c", "new/emb/part_0", "new/emb/part_1"));
+}
+
+TEST_F(VariableOpsTest, RenameRefusesTakenNamesAndMovesIntoItself) {
+  VS_ASSERT_OK(Create("a/x", {1}).status());
+  VS_ASSERT_OK(Create("b/x", {1}).status());
+  EXPECT_THAT(client_->Rename("a", "b"),
+              StatusIs(absl::StatusCode::kAlreadyExists,
+                       "Cannot rename a/x to b/x: Variable b/x already "
+                       "exists"));
+  EXPECT_THAT(client_->Rename("a", "a/y"),
+              StatusIs(absl::StatusCode::kInvalidArgument,
+                       "Cannot rename a to a/y: one is the other or lies "
+                       "inside it"));
+  EXPECT_THAT(client_->Rename("zzz", "q"),
+              StatusIs(absl::StatusCode::kNotFound));
+  EXPECT_THAT(ListNames(*client_, "", true, 0), ElementsAre("a/x", "b/x"));
+}
+
+TEST_F(VariableOpsTest, ServerInfoCountsVariablesBytesAndCalls) {
+  VS_ASSERT_OK(Create("a", {10}).status());
+  VS_ASSERT_OK(Create("b", {2}, v1::DT_DOUBLE).status());
+  VS_ASSERT_OK(client_->Read("a").status());
+  VS_ASSERT_OK(client_->Assign("a", Tensor(v1::DT_FLOAT, {10})).status());
+  VS_ASSERT_OK_AND_ASSIGN(v1::ServerInfo info, client_->GetServerInfo());
+  EXPECT_EQ(info.variable_count(), 2);
+  EXPECT_EQ(info.total_bytes(), 56);
+  EXPECT_EQ(info.reads(), 1);
+  EXPECT_EQ(info.updates(), 1);
+  EXPECT_EQ(info.gets(), 2);
+  EXPECT_FALSE(info.version().empty());
+  EXPECT_GT(info.start_time_micros(), 0);
 }
 
 TEST_F(VariableOpsTest, RestartBringsBackEveryVariableValueAndVersion) {
