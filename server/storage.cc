@@ -78,14 +78,18 @@ void StorageBatch::PutMeta(const v1::StoredVariable& meta) {
   batch_.Put(meta_cf_, meta.info().name(), meta.SerializeAsString());
 }
 
+void StorageBatch::PutChunk(const v1::StoredVariable& meta, int64_t index,
+                            absl::string_view bytes) {
+  batch_.Put(data_cf_, ChunkKey(meta.info().name(), index), ToSlice(bytes));
+}
+
 void StorageBatch::PutChunks(const v1::StoredVariable& meta,
                              absl::string_view data, int64_t first_chunk,
                              int64_t last_chunk) {
   const int64_t chunk_bytes = meta.chunk_bytes();
   for (int64_t c = first_chunk; c < last_chunk; ++c) {
     const size_t begin = static_cast<size_t>(c * chunk_bytes);
-    batch_.Put(data_cf_, ChunkKey(meta.info().name(), c),
-               ToSlice(data.substr(begin, static_cast<size_t>(chunk_bytes))));
+    PutChunk(meta, c, data.substr(begin, static_cast<size_t>(chunk_bytes)));
   }
 }
 

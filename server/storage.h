@@ -39,6 +39,9 @@ class StorageBatch {
   // content laid out as `meta` says.
   void PutChunks(const v1::StoredVariable& meta, absl::string_view data,
                  int64_t first_chunk, int64_t last_chunk);
+  // Writes chunk `index` of the variable `meta` describes.
+  void PutChunk(const v1::StoredVariable& meta, int64_t index,
+                absl::string_view bytes);
   // Writes the metadata and every chunk.
   void PutVariable(const v1::StoredVariable& meta, absl::string_view data);
   // Deletes the metadata and every chunk of `name`.

@@ -16,30 +16,26 @@ grpc::ServerUnaryReactor* Reply(grpc::CallbackServerContext* context,
   return reactor;
 }
 
-// A checked copy of a request's tensor.
-absl::StatusOr<Tensor> RequestTensor(const v1::Tensor& proto) {
-  return Tensor::FromBytes(proto.dtype(),
-                           std::vector<int64_t>(proto.shape().dims().begin(),
-                                                proto.shape().dims().end()),
-                           proto.content());
-}
-
+// A batch of one update from an Assign or AssignAdd request.
 template <typename Request>
-UpdateOptions UpdateOptionsOf(const Request& request) {
-  UpdateOptions options;
+v1::BatchUpdateRequest OneUpdate(const Request& request, v1::Update* update) {
+  v1::BatchUpdateRequest batch;
+  update->set_name(request.name());
   if (request.has_expected_version()) {
-    options.expected_version = request.expected_version();
+    update->set_expected_version(request.expected_version());
   }
-  options.return_value = request.return_value();
-  return options;
+  *batch.add_updates() = std::move(*update);
+  *batch.mutable_id() = request.id();
+  batch.set_return_values(request.return_value());
+  return batch;
 }
 
-absl::Status FillUpdate(absl::StatusOr<UpdateResult> result,
+absl::Status FillUpdate(absl::StatusOr<v1::BatchUpdateResponse> result,
                         v1::UpdateResponse* response) {
   VS_RETURN_IF_ERROR(result.status());
-  response->set_version(result->version);
-  if (result->value.has_value()) {
-    TensorToProto(std::move(*result->value), response->mutable_value());
+  response->set_version(result->versions(0));
+  if (result->values_size() > 0) {
+    response->mutable_value()->Swap(result->mutable_values(0));
   }
   return absl::OkStatus();
 }
@@ -72,23 +68,50 @@ grpc::ServerUnaryReactor* VariableServiceImpl::Assign(
     grpc::CallbackServerContext* context, const v1::AssignRequest* request,
     v1::UpdateResponse* response) {
   updates_.fetch_add(1, std::memory_order_relaxed);
-  absl::StatusOr<Tensor> value = RequestTensor(request->value());
-  if (!value.ok()) return Reply(context, value.status());
-  return Reply(context,
-               FillUpdate(table_->Assign(request->name(), std::move(*value),
-                                         UpdateOptionsOf(*request)),
-                          response));
+  v1::Update update;
+  *update.mutable_assign() = request->value();
+  return Reply(
+      context,
+      FillUpdate(table_->BatchUpdate(OneUpdate(*request, &update)), response));
 }
 
 grpc::ServerUnaryReactor* VariableServiceImpl::AssignAdd(
     grpc::CallbackServerContext* context, const v1::AssignAddRequest* request,
     v1::UpdateResponse* response) {
   updates_.fetch_add(1, std::memory_order_relaxed);
-  absl::StatusOr<Tensor> delta = RequestTensor(request->delta());
-  if (!delta.ok()) return Reply(context, delta.status());
-  return Reply(context, FillUpdate(table_->AssignAdd(request->name(), *delta,
-                                                     UpdateOptionsOf(*request)),
-                                   response));
+  v1::Update update;
+  *update.mutable_assign_add() = request->delta();
+  return Reply(
+      context,
+      FillUpdate(table_->BatchUpdate(OneUpdate(*request, &update)), response));
+}
+
+grpc::ServerUnaryReactor* VariableServiceImpl::BatchUpdate(
+    grpc::CallbackServerContext* context, const v1::BatchUpdateRequest* request,
+    v1::BatchUpdateResponse* response) {
+  updates_.fetch_add(1, std::memory_order_relaxed);
+  absl::StatusOr<v1::BatchUpdateResponse> result =
+      table_->BatchUpdate(*request);
+  if (result.ok()) *response = std::move(*result);
+  return Reply(context, result.status());
+}
+
+grpc::ServerUnaryReactor* VariableServiceImpl::BatchRead(
+    grpc::CallbackServerContext* context, const v1::BatchReadRequest* request,
+    v1::BatchReadResponse* response) {
+  reads_.fetch_add(1, std::memory_order_relaxed);
+  absl::StatusOr<v1::BatchReadResponse> result = table_->BatchRead(*request);
+  if (result.ok()) *response = std::move(*result);
+  return Reply(context, result.status());
+}
+
+grpc::ServerUnaryReactor* VariableServiceImpl::Gather(
+    grpc::CallbackServerContext* context, const v1::GatherRequest* request,
+    v1::GatherResponse* response) {
+  reads_.fetch_add(1, std::memory_order_relaxed);
+  absl::StatusOr<v1::GatherResponse> result = table_->Gather(*request);
+  if (result.ok()) *response = std::move(*result);
+  return Reply(context, result.status());
 }
 
 grpc::ServerUnaryReactor* VariableServiceImpl::ListVariables(

@@ -43,6 +43,16 @@ class VariableServiceImpl final : public v1::VariableService::CallbackService {
   grpc::ServerUnaryReactor* Rename(grpc::CallbackServerContext* context,
                                    const v1::RenameRequest* request,
                                    v1::RenameResponse* response) override;
+  grpc::ServerUnaryReactor* BatchUpdate(
+      grpc::CallbackServerContext* context,
+      const v1::BatchUpdateRequest* request,
+      v1::BatchUpdateResponse* response) override;
+  grpc::ServerUnaryReactor* BatchRead(grpc::CallbackServerContext* context,
+                                      const v1::BatchReadRequest* request,
+                                      v1::BatchReadResponse* response) override;
+  grpc::ServerUnaryReactor* Gather(grpc::CallbackServerContext* context,
+                                   const v1::GatherRequest* request,
+                                   v1::GatherResponse* response) override;
   grpc::ServerUnaryReactor* GetServerInfo(grpc::CallbackServerContext* context,
                                           const v1::ServerInfoRequest* request,
                                           v1::ServerInfo* response) override;

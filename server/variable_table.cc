@@ -1,7 +1,9 @@
 #include "server/variable_table.h"
 
 #include <algorithm>
+#include <cstring>
 #include <limits>
+#include <map>
 #include <utility>
 
 #include "absl/random/random.h"
@@ -14,7 +16,9 @@
 #include "common/partitioners.h"
 #include "common/shape.h"
 #include "common/status.h"
+#include "server/optimizers.h"
 #include "server/tensor_ops.h"
+#include "server/working_copy.h"
 
 namespace varscope::server {
 
@@ -26,12 +30,19 @@ struct VariableTable::Variable {
         partition_of(m.info().has_slice() && m.info().slice().part_index() == 0
                          ? m.info().slice().full_name()
                          : ""),
+        chunk_bytes(m.chunk_bytes()),
         meta(std::move(m)),
-        data(std::move(d)) {}
+        data(std::make_shared<std::string>(std::move(d))) {}
 
   v1::VariableInfo Info() const {
     absl::ReaderMutexLock l(&mu);
     return meta.info();
+  }
+
+  // The published bytes and version. The bytes never change while held.
+  std::pair<std::shared_ptr<const std::string>, int64_t> Snapshot() const {
+    absl::ReaderMutexLock l(&mu);
+    return {data, meta.info().version()};
   }
 
   const std::string name;
@@ -39,15 +50,18 @@ struct VariableTable::Variable {
   const std::vector<int64_t> dims;
   // For part 0 of a partitioned variable, the whole's name; else "".
   const std::string partition_of;
+  const int64_t chunk_bytes;
 
   // Held by the one writer of this variable from reading its state until the
   // store write is done, so the store sees this variable's writes in order.
   absl::Mutex write_mu;
   bool deleted ABSL_GUARDED_BY(write_mu) = false;
-  // Guards the published state; held only to copy it in or out.
+  // Guards the published state; held only to take or publish it. Readers
+  // take a reference to `data`; a writer changes it in place only while it
+  // holds the only reference.
   mutable absl::Mutex mu ABSL_ACQUIRED_AFTER(write_mu);
   v1::StoredVariable meta ABSL_GUARDED_BY(mu);
-  std::string data ABSL_GUARDED_BY(mu);
+  std::shared_ptr<std::string> data ABSL_GUARDED_BY(mu);
 };
 
 // Variables a structural change (delete, rename) works on, reserved in busy_.
@@ -97,8 +111,7 @@ int64_t NowMicros() { return absl::ToUnixMicros(absl::Now()); }
 // Chunks hold whole rows of the first axis, about `target` bytes each.
 int64_t ChunkBytes(absl::Span<const int64_t> dims, DType dtype,
                    int64_t target) {
-  int64_t row = static_cast<int64_t>(DTypeSize(dtype));
-  for (size_t i = 1; i < dims.size(); ++i) row *= dims[i];
+  const int64_t row = RowBytes(dims, dtype);
   if (row <= 0) return target;
   return std::max<int64_t>(1, target / row) * row;
 }
@@ -584,86 +597,434 @@ absl::StatusOr<v1::GetVariableResponse> VariableTable::Create(Plan& plan) {
 
 absl::StatusOr<ReadResult> VariableTable::Read(absl::string_view name) const {
   VS_ASSIGN_OR_RETURN(std::shared_ptr<Variable> var, Find(name));
-  absl::ReaderMutexLock l(&var->mu);
+  auto [data, version] = var->Snapshot();
   VS_ASSIGN_OR_RETURN(Tensor value,
-                      Tensor::FromBytes(var->dtype, var->dims, var->data));
-  return ReadResult{std::move(value), var->meta.info().version()};
+                      Tensor::FromBytes(var->dtype, var->dims, *data));
+  return ReadResult{std::move(value), version};
 }
 
-template <typename Fn>
-absl::StatusOr<UpdateResult> VariableTable::Update(absl::string_view name,
-                                                   const UpdateOptions& options,
-                                                   Fn fn) {
-  VS_ASSIGN_OR_RETURN(std::shared_ptr<Variable> var, Find(name));
-  absl::MutexLock w(&var->write_mu);
-  if (var->deleted) {
-    return absl::NotFoundError(
-        absl::StrCat("Variable ", name, " does not exist (deleted)."));
-  }
-  v1::StoredVariable meta;
-  std::string data;
-  {
-    absl::ReaderMutexLock l(&var->mu);
-    meta = var->meta;
-    const int64_t version = meta.info().version();
-    if (options.expected_version.has_value() &&
-        *options.expected_version != version) {
-      return absl::AbortedError(absl::StrCat(
-          "Variable ", name, " is at version ", version,
-          ", not the expected version ", *options.expected_version));
+absl::StatusOr<v1::BatchReadResponse> VariableTable::BatchRead(
+    const v1::BatchReadRequest& request) const {
+  std::map<std::string, std::shared_ptr<Variable>> vars;
+  if (request.names().empty()) {
+    VS_RETURN_IF_ERROR(ValidateScope(request.scope()));
+    absl::ReaderMutexLock l(&mu_);
+    for (auto it = vars_.lower_bound(request.scope());
+         it != vars_.end() && absl::StartsWith(it->first, request.scope());
+         ++it) {
+      if (request.scope().empty() || IsUnderScope(it->first, request.scope())) {
+        vars.emplace(it->first, it->second);
+      }
     }
-    VS_ASSIGN_OR_RETURN(data, fn(*var, var->data));
+  } else {
+    for (const std::string& name : request.names()) {
+      VS_ASSIGN_OR_RETURN(vars[name], Find(name));
+    }
   }
-  v1::VariableInfo* info = meta.mutable_info();
-  info->set_version(info->version() + 1);
-  info->set_update_time_micros(NowMicros());
+  // Shared locks in name order: a batch update publishes under exclusive
+  // locks in the same order, so this sees all of it or none.
+  std::vector<std::pair<std::shared_ptr<const std::string>, int64_t>> snapshots;
+  snapshots.reserve(vars.size());
+  for (auto& [name, var] : vars) var->mu.ReaderLock();
+  for (auto& [name, var] : vars) {
+    snapshots.emplace_back(var->data, var->meta.info().version());
+  }
+  for (auto& [name, var] : vars) var->mu.ReaderUnlock();
+  v1::BatchReadResponse response;
+  size_t i = 0;
+  for (auto& [name, var] : vars) {
+    auto* entry = response.add_entries();
+    entry->set_name(name);
+    entry->set_version(snapshots[i].second);
+    VS_ASSIGN_OR_RETURN(Tensor value, Tensor::FromBytes(var->dtype, var->dims,
+                                                        *snapshots[i].first));
+    TensorToProto(std::move(value), entry->mutable_value());
+    ++i;
+  }
+  return response;
+}
+
+namespace {
+
+// The rows an indices tensor names, each checked against `num_rows`.
+absl::StatusOr<std::vector<int64_t>> RowIndices(const Tensor& indices,
+                                                absl::string_view name,
+                                                int64_t num_rows) {
+  if (indices.dims().size() != 1 ||
+      (indices.dtype() != v1::DT_INT32 && indices.dtype() != v1::DT_INT64)) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "Indices for variable ", name,
+        " must be a 1-D int32 or int64 tensor, "
+        "not ",
+        DTypeName(indices.dtype()), " of shape ", ShapeString(indices.dims())));
+  }
+  std::vector<int64_t> rows(static_cast<size_t>(indices.num_elements()));
+  for (size_t i = 0; i < rows.size(); ++i) {
+    rows[i] = indices.dtype() == v1::DT_INT32 ? indices.flat<int32_t>()[i]
+                                              : indices.flat<int64_t>()[i];
+    if (rows[i] < 0 || rows[i] >= num_rows) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "Index ", rows[i], " at position ", i, " is out of range for ",
+          "variable ", name, " with ", num_rows, " rows"));
+    }
+  }
+  return rows;
+}
+
+// Checks that `rows` holds `n` rows of a variable of `dims` and `dtype`.
+absl::Status CheckRows(absl::string_view op, absl::string_view name,
+                       const Tensor& rows, size_t n,
+                       absl::Span<const int64_t> dims, DType dtype) {
+  std::vector<int64_t> want = {static_cast<int64_t>(n)};
+  if (!dims.empty()) want.insert(want.end(), dims.begin() + 1, dims.end());
+  return ShapeMismatch(op, name, rows, want, dtype);
+}
+
+}  // namespace
+
+absl::StatusOr<v1::GatherResponse> VariableTable::Gather(
+    const v1::GatherRequest& request) const {
+  VS_ASSIGN_OR_RETURN(std::shared_ptr<Variable> var, Find(request.name()));
+  if (var->dims.empty()) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("Cannot gather rows of scalar variable ", request.name()));
+  }
+  VS_ASSIGN_OR_RETURN(
+      Tensor indices,
+      Tensor::FromBytes(request.indices().dtype(),
+                        {request.indices().shape().dims().begin(),
+                         request.indices().shape().dims().end()},
+                        request.indices().content()));
+  VS_ASSIGN_OR_RETURN(std::vector<int64_t> rows,
+                      RowIndices(indices, request.name(), var->dims[0]));
+  auto [data, version] = var->Snapshot();
+  const int64_t row_bytes = RowBytes(var->dims, var->dtype);
+  std::vector<int64_t> dims = var->dims;
+  dims[0] = static_cast<int64_t>(rows.size());
+  Tensor out(var->dtype, dims);
+  for (size_t i = 0; i < rows.size(); ++i) {
+    memcpy(out.mutable_data() + i * row_bytes,
+           data->data() + rows[i] * row_bytes, static_cast<size_t>(row_bytes));
+  }
+  v1::GatherResponse response;
+  response.set_version(version);
+  TensorToProto(std::move(out), response.mutable_rows());
+  return response;
+}
+
+// One decoded update of a batch.
+struct VariableTable::Op {
+  std::string name;
+  std::optional<int64_t> expected_version;
+  v1::Update::OpCase kind = v1::Update::OP_NOT_SET;
+  Tensor tensor;  // the value, delta, rows or gradient
+  std::optional<Tensor> indices;
+  v1::Scatter::Mode mode = v1::Scatter::ADD;
+  std::optional<OptimizerStep> optimizer;
+};
+
+absl::Status VariableTable::EnsureSlots(const Variable& var,
+                                        const OptimizerStep& optimizer) {
+  for (const SlotSpec& slot : optimizer.slots()) {
+    v1::GetVariableRequest request;
+    request.set_name(JoinName(var.name, slot.suffix));
+    request.set_mode(v1::AUTO_REUSE);
+    request.set_dtype(var.dtype);
+    if (!slot.scalar) {
+      request.mutable_shape()->mutable_dims()->Assign(var.dims.begin(),
+                                                      var.dims.end());
+    } else {
+      request.mutable_shape();
+    }
+    request.set_trainable(false);
+    v1::Initializer* init = request.mutable_initializer();
+    init->set_kind(v1::Initializer::CONSTANT);
+    TensorToProto(
+        Tensor::FromVector<double>(v1::DT_DOUBLE, {}, {&slot.initial, 1}),
+        init->mutable_value());
+    VS_RETURN_IF_ERROR(GetVariable(request).status());
+  }
+  return absl::OkStatus();
+}
+
+absl::StatusOr<v1::BatchUpdateResponse> VariableTable::BatchUpdate(
+    v1::BatchUpdateRequest request) {
+  if (request.updates().empty()) {
+    return absl::InvalidArgumentError("A batch needs at least one update");
+  }
+  // Decode every update.
+  std::vector<Op> ops;
+  for (v1::Update& update : *request.mutable_updates()) {
+    VS_RETURN_IF_ERROR(ValidateName(update.name()));
+    Op op;
+    op.name = update.name();
+    if (update.has_expected_version()) {
+      op.expected_version = update.expected_version();
+    }
+    op.kind = update.op_case();
+    switch (update.op_case()) {
+      case v1::Update::kAssign: {
+        VS_ASSIGN_OR_RETURN(op.tensor,
+                            TensorFromProto(update.mutable_assign()));
+        break;
+      }
+      case v1::Update::kAssignAdd: {
+        VS_ASSIGN_OR_RETURN(op.tensor,
+                            TensorFromProto(update.mutable_assign_add()));
+        break;
+      }
+      case v1::Update::kScatter: {
+        VS_ASSIGN_OR_RETURN(
+            op.tensor,
+            TensorFromProto(update.mutable_scatter()->mutable_rows()));
+        VS_ASSIGN_OR_RETURN(
+            op.indices,
+            TensorFromProto(update.mutable_scatter()->mutable_indices()));
+        op.mode = update.scatter().mode();
+        break;
+      }
+      case v1::Update::kApplyGradient: {
+        v1::ApplyGradient* apply = update.mutable_apply_gradient();
+        VS_ASSIGN_OR_RETURN(op.tensor,
+                            TensorFromProto(apply->mutable_gradient()));
+        if (apply->has_indices()) {
+          VS_ASSIGN_OR_RETURN(op.indices,
+                              TensorFromProto(apply->mutable_indices()));
+        }
+        VS_ASSIGN_OR_RETURN(op.optimizer,
+                            OptimizerStep::Resolve(apply->optimizer()));
+        break;
+      }
+      case v1::Update::OP_NOT_SET:
+        return absl::InvalidArgumentError(
+            absl::StrCat("The update of ", update.name(), " has no operation"));
+    }
+    ops.push_back(std::move(op));
+  }
+
+  // Every variable involved, slots included (created on demand as
+  // TensorFlow's optimizers do), by name.
+  std::map<std::string, std::shared_ptr<Variable>> involved;
+  for (const Op& op : ops) {
+    VS_ASSIGN_OR_RETURN(std::shared_ptr<Variable> var, Find(op.name));
+    if (op.optimizer.has_value()) {
+      if (!IsFloating(var->dtype)) {
+        return absl::InvalidArgumentError(
+            absl::StrCat("Optimizers train floating-point variables; ", op.name,
+                         " is ", DTypeName(var->dtype)));
+      }
+      VS_RETURN_IF_ERROR(EnsureSlots(*var, *op.optimizer));
+      for (const SlotSpec& slot : op.optimizer->slots()) {
+        const std::string slot_name = JoinName(op.name, slot.suffix);
+        VS_ASSIGN_OR_RETURN(involved[slot_name], Find(slot_name));
+      }
+    }
+    involved[op.name] = std::move(var);
+  }
+
+  // Lock them all in name order; read their published state.
+  struct Working {
+    Variable* var;
+    v1::StoredVariable meta;
+    WorkingCopy copy;
+    bool touched = false;
+  };
+  std::vector<std::shared_ptr<Variable>> locked;
+  for (auto& [name, var] : involved) locked.push_back(var);
+  LockAll(locked);
+  struct Unlock {
+    std::vector<std::shared_ptr<Variable>>& vars;
+    ~Unlock() { UnlockAll(vars); }
+  } unlock{locked};
+  std::map<std::string, Working> working;
+  for (auto& [name, var] : involved) {
+    var->write_mu.AssertHeld();
+    if (var->deleted) {
+      return absl::NotFoundError(
+          absl::StrCat("Variable ", name, " does not exist (deleted)."));
+    }
+    absl::ReaderMutexLock l(&var->mu);
+    working.emplace(
+        name, Working{var.get(), var->meta,
+                      WorkingCopy(var->data, RowBytes(var->dims, var->dtype),
+                                  var->chunk_bytes)});
+  }
+  for (const Op& op : ops) {
+    const int64_t version = working.at(op.name).meta.info().version();
+    if (op.expected_version.has_value() && *op.expected_version != version) {
+      return absl::AbortedError(
+          absl::StrCat("Variable ", op.name, " is at version ", version,
+                       ", not the expected version ", *op.expected_version));
+    }
+  }
+
+  // Apply in order; a later update of a variable sees the earlier ones.
+  for (Op& op : ops) {
+    Working& w = working.at(op.name);
+    const Variable& var = *w.var;
+    w.touched = true;
+    const int64_t row_elems =
+        w.copy.row_bytes() / static_cast<int64_t>(DTypeSize(var.dtype));
+    switch (op.kind) {
+      case v1::Update::kAssign:
+        VS_RETURN_IF_ERROR(
+            ShapeMismatch("assign", op.name, op.tensor, var.dims, var.dtype));
+        w.copy.SetWhole(op.tensor.ReleaseBytes());
+        break;
+      case v1::Update::kAssignAdd:
+        VS_RETURN_IF_ERROR(
+            ShapeMismatch("add", op.name, op.tensor, var.dims, var.dtype));
+        if (!SupportsAdd(var.dtype)) {
+          return absl::InvalidArgumentError(
+              absl::StrCat("Cannot add to variable ", op.name, " of dtype ",
+                           DTypeName(var.dtype)));
+        }
+        AddInPlace(var.dtype, op.tensor.bytes().data(), w.copy.MutableWhole(),
+                   op.tensor.num_elements());
+        break;
+      case v1::Update::kScatter: {
+        if (var.dims.empty()) {
+          return absl::InvalidArgumentError(absl::StrCat(
+              "Cannot scatter rows into scalar variable ", op.name));
+        }
+        VS_ASSIGN_OR_RETURN(std::vector<int64_t> rows,
+                            RowIndices(*op.indices, op.name, var.dims[0]));
+        VS_RETURN_IF_ERROR(CheckRows("scatter", op.name, op.tensor, rows.size(),
+                                     var.dims, var.dtype));
+        const bool add = op.mode == v1::Scatter::ADD;
+        if (add && !SupportsAdd(var.dtype)) {
+          return absl::InvalidArgumentError(
+              absl::StrCat("Cannot add to variable ", op.name, " of dtype ",
+                           DTypeName(var.dtype)));
+        }
+        const char* src = op.tensor.bytes().data();
+        for (size_t i = 0; i < rows.size(); ++i) {
+          const char* row = src + i * w.copy.row_bytes();
+          if (add) {
+            AddInPlace(var.dtype, row, w.copy.MutableRow(rows[i]), row_elems);
+          } else {
+            memcpy(w.copy.MutableRow(rows[i]), row,
+                   static_cast<size_t>(w.copy.row_bytes()));
+          }
+        }
+        break;
+      }
+      case v1::Update::kApplyGradient: {
+        const OptimizerStep& optimizer = *op.optimizer;
+        std::vector<Working*> slots;
+        for (const SlotSpec& slot : optimizer.slots()) {
+          Working& s = working.at(JoinName(op.name, slot.suffix));
+          s.touched = true;
+          slots.push_back(&s);
+        }
+        const int n_elem = optimizer.num_element_slots();
+        std::vector<double> scalars;
+        for (size_t k = n_elem; k < slots.size(); ++k) {
+          VisitDType(var.dtype, [&](auto zero) {
+            using T = decltype(zero);
+            T v;
+            memcpy(&v, slots[k]->copy.Whole(), sizeof(T));
+            scalars.push_back(ToDouble(v));
+          });
+        }
+        if (!op.indices.has_value()) {
+          VS_RETURN_IF_ERROR(ShapeMismatch("apply a gradient", op.name,
+                                           op.tensor, var.dims, var.dtype));
+          std::vector<char*> slot_data;
+          for (int k = 0; k < n_elem; ++k) {
+            slot_data.push_back(slots[k]->copy.MutableWhole());
+          }
+          optimizer.ApplyElements(var.dtype, op.tensor.num_elements(),
+                                  w.copy.MutableWhole(), slot_data,
+                                  op.tensor.bytes().data(), scalars);
+        } else {
+          if (var.dims.empty()) {
+            return absl::InvalidArgumentError(absl::StrCat(
+                "Cannot apply a sparse gradient to scalar variable ", op.name));
+          }
+          VS_ASSIGN_OR_RETURN(std::vector<int64_t> rows,
+                              RowIndices(*op.indices, op.name, var.dims[0]));
+          VS_RETURN_IF_ERROR(CheckRows("apply a gradient", op.name, op.tensor,
+                                       rows.size(), var.dims, var.dtype));
+          // IndexedSlices: sum the gradient rows of duplicate indices, then
+          // take one step per distinct row.
+          std::vector<size_t> order(rows.size());
+          for (size_t i = 0; i < order.size(); ++i) order[i] = i;
+          std::stable_sort(order.begin(), order.end(), [&](size_t a, size_t b) {
+            return rows[a] < rows[b];
+          });
+          const size_t row_bytes = static_cast<size_t>(w.copy.row_bytes());
+          std::string summed(row_bytes, '\0');
+          for (size_t i = 0; i < order.size();) {
+            const int64_t row = rows[order[i]];
+            memcpy(summed.data(),
+                   op.tensor.bytes().data() + order[i] * row_bytes, row_bytes);
+            size_t j = i + 1;
+            for (; j < order.size() && rows[order[j]] == row; ++j) {
+              AddInPlace(var.dtype,
+                         op.tensor.bytes().data() + order[j] * row_bytes,
+                         summed.data(), row_elems);
+            }
+            std::vector<char*> slot_rows;
+            for (int k = 0; k < n_elem; ++k) {
+              slot_rows.push_back(slots[k]->copy.MutableRow(row));
+            }
+            optimizer.ApplyElements(var.dtype, row_elems,
+                                    w.copy.MutableRow(row), slot_rows,
+                                    summed.data(), scalars);
+            i = j;
+          }
+        }
+        const std::vector<double> next = optimizer.NextScalars(scalars);
+        for (size_t k = n_elem; k < slots.size(); ++k) {
+          VisitDType(var.dtype, [&](auto zero) {
+            using T = decltype(zero);
+            const T v = FromDouble<T>(next[k - n_elem]);
+            memcpy(slots[k]->copy.MutableWhole(), &v, sizeof(T));
+          });
+        }
+        break;
+      }
+      case v1::Update::OP_NOT_SET:
+        break;
+    }
+  }
+
+  // One store write for everything, then publish under every variable's
+  // lock at once.
+  const int64_t now = NowMicros();
   StorageBatch batch = storage_->NewBatch();
-  batch.PutVariable(meta, data);
+  for (auto& [name, w] : working) {
+    if (!w.touched) continue;
+    v1::VariableInfo* info = w.meta.mutable_info();
+    info->set_version(info->version() + 1);
+    info->set_update_time_micros(now);
+    w.copy.Persist(w.meta, batch);
+  }
+  v1::BatchUpdateResponse response;
+  for (const Op& op : ops) {
+    Working& w = working.at(op.name);
+    response.add_versions(w.meta.info().version());
+    if (request.return_values()) {
+      VS_ASSIGN_OR_RETURN(
+          Tensor value,
+          Tensor::FromBytes(
+              w.var->dtype, w.var->dims,
+              std::string(w.copy.Whole(), static_cast<size_t>(w.copy.size()))));
+      TensorToProto(std::move(value), response.add_values());
+    }
+  }
   VS_RETURN_IF_ERROR(storage_->Write(batch));
-  UpdateResult result;
-  result.version = info->version();
-  if (options.return_value) {
-    VS_ASSIGN_OR_RETURN(result.value,
-                        Tensor::FromBytes(var->dtype, var->dims, data));
+  for (auto& [name, w] : working) w.var->mu.Lock();
+  for (auto& [name, w] : working) {
+    w.var->mu.AssertHeld();
+    if (!w.touched) continue;
+    w.var->meta = std::move(w.meta);
+    w.copy.Publish(w.var->data);
   }
-  {
-    absl::MutexLock l(&var->mu);
-    var->meta = std::move(meta);
-    var->data.swap(data);
-  }
-  return result;
+  for (auto& [name, w] : working) w.var->mu.Unlock();
+  return response;
 }
-
-absl::StatusOr<UpdateResult> VariableTable::Assign(
-    absl::string_view name, Tensor value, const UpdateOptions& options) {
-  return Update(name, options,
-                [&](const Variable& var,
-                    const std::string&) -> absl::StatusOr<std::string> {
-                  VS_RETURN_IF_ERROR(ShapeMismatch("assign", name, value,
-                                                   var.dims, var.dtype));
-                  return value.ReleaseBytes();
-                });
-}
-
-absl::StatusOr<UpdateResult> VariableTable::AssignAdd(
-    absl::string_view name, const Tensor& delta, const UpdateOptions& options) {
-  return Update(name, options,
-                [&](const Variable& var,
-                    const std::string& current) -> absl::StatusOr<std::string> {
-                  VS_RETURN_IF_ERROR(
-                      ShapeMismatch("add", name, delta, var.dims, var.dtype));
-                  if (!SupportsAdd(var.dtype)) {
-                    return absl::InvalidArgumentError(
-                        absl::StrCat("Cannot add to variable ", name,
-                                     " of dtype ", DTypeName(var.dtype)));
-                  }
-                  std::string sum = current;
-                  AddInPlace(var.dtype, delta.bytes().data(), sum.data(),
-                             delta.num_elements());
-                  return sum;
-                });
-}
-
 absl::StatusOr<v1::VariableInfo> VariableTable::Stat(
     absl::string_view name) const {
   VS_ASSIGN_OR_RETURN(std::shared_ptr<Variable> var, Find(name));
@@ -825,7 +1186,7 @@ absl::StatusOr<int64_t> VariableTable::Rename(absl::string_view old_name,
     {
       absl::ReaderMutexLock l(&var.mu);
       meta = var.meta;
-      data = var.data;
+      data = *var.data;
     }
     v1::VariableInfo* info = meta.mutable_info();
     info->set_name(selection.targets[i]);
@@ -862,7 +1223,7 @@ VariableTable::Totals VariableTable::GetTotals() const {
   for (const auto& [name, var] : vars_) {
     ++totals.variables;
     absl::ReaderMutexLock v(&var->mu);
-    totals.bytes += static_cast<int64_t>(var->data.size());
+    totals.bytes += static_cast<int64_t>(var->data->size());
   }
   return totals;
 }

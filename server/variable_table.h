@@ -19,6 +19,7 @@
 #include "absl/synchronization/notification.h"
 #include "common/tensor.h"
 #include "common/variable_ops.h"
+#include "server/optimizers.h"
 #include "server/storage.h"
 #include "varscope/v1/variable_service.pb.h"
 
@@ -66,16 +67,26 @@ class VariableTable {
   // missing.
   absl::StatusOr<ReadResult> Read(absl::string_view name) const;
 
-  // Replaces the value. INVALID_ARGUMENT if dtype or shape differ, ABORTED on
-  // a failed version check, NOT_FOUND if missing, store errors (nothing
-  // changed).
-  absl::StatusOr<UpdateResult> Assign(absl::string_view name, Tensor value,
-                                      const UpdateOptions& options);
+  // The variables' values and versions as of one moment: every update of a
+  // concurrent BatchUpdate or none is visible. NOT_FOUND if a name is
+  // missing.
+  absl::StatusOr<v1::BatchReadResponse> BatchRead(
+      const v1::BatchReadRequest& request) const;
 
-  // Adds `delta` element-wise. Errors as Assign; INVALID_ARGUMENT for bool.
-  absl::StatusOr<UpdateResult> AssignAdd(absl::string_view name,
-                                         const Tensor& delta,
-                                         const UpdateOptions& options);
+  // Rows of a variable by index (first axis). INVALID_ARGUMENT for a scalar
+  // variable or an index out of range.
+  absl::StatusOr<v1::GatherResponse> Gather(
+      const v1::GatherRequest& request) const;
+
+  // Applies the updates in order, all or nothing, in one store write:
+  // assign, assign_add, scatter (add sums duplicate indices; update: the last
+  // wins) and optimizer steps (dense, or sparse with IndexedSlices semantics;
+  // slot variables created on demand). Errors change nothing:
+  // INVALID_ARGUMENT for a bad name, dtype, shape, index or optimizer;
+  // ABORTED on a failed version check; NOT_FOUND for a missing variable;
+  // store errors.
+  absl::StatusOr<v1::BatchUpdateResponse> BatchUpdate(
+      v1::BatchUpdateRequest request);
 
   // One page of the names under a scope, in name order: every variable when
   // recursive, else the direct child variables and child scopes.
@@ -107,6 +118,7 @@ class VariableTable {
  private:
   struct Variable;
   struct Plan;
+  struct Op;
   struct Selection;
 
   VariableTable(const TableOptions& options, Storage* storage);
@@ -148,11 +160,8 @@ class VariableTable {
                                 absl::Span<const int64_t> dims) const;
   absl::StatusOr<v1::GetVariableResponse> Create(Plan& plan);
 
-  // Runs `fn(data)` to produce the new content under the variable's write
-  // lock, then writes it through and publishes it.
-  template <typename Fn>
-  absl::StatusOr<UpdateResult> Update(absl::string_view name,
-                                      const UpdateOptions& options, Fn fn);
+  // Creates the optimizer's slot variables of `var` that are missing.
+  absl::Status EnsureSlots(const Variable& var, const OptimizerStep& optimizer);
 
   const TableOptions options_;
   Storage* const storage_;
