@@ -5,6 +5,7 @@
 #include <algorithm>
 
 #include "absl/random/random.h"
+#include "absl/strings/str_format.h"
 #include "common/grpc_status.h"
 #include "common/status.h"
 
@@ -46,7 +47,18 @@ std::unique_ptr<Client> Client::Connect(const std::string& address,
 
 Client::Client(std::shared_ptr<v1::VariableService::StubInterface> stub,
                const ClientOptions& options)
-    : stub_(std::move(stub)), options_(options) {}
+    : stub_(std::move(stub)),
+      options_(options),
+      client_id_(absl::StrFormat("%016x%016x",
+                                 absl::Uniform<uint64_t>(absl::BitGen()),
+                                 absl::Uniform<uint64_t>(absl::BitGen()))) {}
+
+bool Client::Identify(v1::UpdateId* id) {
+  if (!options_.exactly_once) return false;
+  id->set_client_id(client_id_);
+  id->set_sequence(sequence_.fetch_add(1) + 1);
+  return true;
+}
 
 template <typename Call>
 absl::Status Client::Run(bool idempotent, Call call) {
@@ -95,7 +107,8 @@ absl::StatusOr<UpdateResult> Client::Assign(absl::string_view name,
   TensorToProto(std::move(value), request.mutable_value());
   v1::UpdateResponse response;
   // Assigning the same value again is harmless unless a version is expected.
-  const bool idempotent = !options.expected_version.has_value();
+  const bool idempotent =
+      Identify(request.mutable_id()) || !options.expected_version.has_value();
   VS_RETURN_IF_ERROR(Run(idempotent, [&](grpc::ClientContext* context) {
     return stub_->Assign(context, request, &response);
   }));
@@ -109,7 +122,8 @@ absl::StatusOr<UpdateResult> Client::AssignAdd(absl::string_view name,
   SetUpdateFields(name, options, request);
   TensorToProto(std::move(delta), request.mutable_delta());
   v1::UpdateResponse response;
-  VS_RETURN_IF_ERROR(Run(false, [&](grpc::ClientContext* context) {
+  const bool idempotent = Identify(request.mutable_id());
+  VS_RETURN_IF_ERROR(Run(idempotent, [&](grpc::ClientContext* context) {
     return stub_->AssignAdd(context, request, &response);
   }));
   return ToUpdateResult(response);
@@ -164,6 +178,38 @@ absl::StatusOr<v1::ServerInfo> Client::GetServerInfo() {
     return stub_->GetServerInfo(context, request, &response);
   }));
   return response;
+}
+
+absl::StatusOr<v1::BatchUpdateResponse> Client::BatchUpdate(
+    v1::BatchUpdateRequest request) {
+  const bool idempotent = request.has_id() || Identify(request.mutable_id());
+  v1::BatchUpdateResponse response;
+  VS_RETURN_IF_ERROR(Run(idempotent, [&](grpc::ClientContext* context) {
+    return stub_->BatchUpdate(context, request, &response);
+  }));
+  return response;
+}
+
+absl::StatusOr<v1::BatchReadResponse> Client::BatchRead(
+    const v1::BatchReadRequest& request) {
+  v1::BatchReadResponse response;
+  VS_RETURN_IF_ERROR(Run(true, [&](grpc::ClientContext* context) {
+    return stub_->BatchRead(context, request, &response);
+  }));
+  return response;
+}
+
+absl::StatusOr<ReadResult> Client::Gather(absl::string_view name,
+                                          const Tensor& indices) {
+  v1::GatherRequest request;
+  request.set_name(std::string(name));
+  TensorToProto(indices, request.mutable_indices());
+  v1::GatherResponse response;
+  VS_RETURN_IF_ERROR(Run(true, [&](grpc::ClientContext* context) {
+    return stub_->Gather(context, request, &response);
+  }));
+  VS_ASSIGN_OR_RETURN(Tensor rows, TensorFromProto(response.mutable_rows()));
+  return ReadResult{std::move(rows), response.version()};
 }
 
 }  // namespace varscope

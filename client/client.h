@@ -2,6 +2,7 @@
 #ifndef VARSCOPE_CLIENT_CLIENT_H_
 #define VARSCOPE_CLIENT_CLIENT_H_
 
+#include <atomic>
 #include <cstdint>
 #include <memory>
 #include <string>
@@ -19,14 +20,19 @@ struct ClientOptions {
   // Deadline of each attempt of a call. Default: 30 seconds.
   absl::Duration timeout = absl::Seconds(30);
   // Attempts of an idempotent call (GetVariable with REUSE or AUTO_REUSE,
-  // Read, Assign, ListVariables, Stat) that fails with UNAVAILABLE, with
-  // exponential backoff between them. Other calls are attempted once.
+  // reads, listings, and updates numbered for exactly-once application)
+  // that fails with UNAVAILABLE, with exponential backoff between them.
+  // Other calls are attempted once.
   // Default: 5.
   int max_attempts = 5;
   // Backoff before the first retry, doubling up to max_backoff.
   // Default: 50 ms and 2 s.
   absl::Duration initial_backoff = absl::Milliseconds(50);
   absl::Duration max_backoff = absl::Seconds(2);
+  // Number every update (assign, assign_add, batch) under this client's id
+  // so the server applies it exactly once, and retry it like an idempotent
+  // call. Default: true.
+  bool exactly_once = true;
 };
 
 // Thread-safe. Every method returns the server's status unchanged (codes as
@@ -66,14 +72,34 @@ class Client {
                                  absl::string_view new_name);
   absl::StatusOr<v1::ServerInfo> GetServerInfo();
 
+  // Applies the updates atomically (see VariableTable::BatchUpdate). With
+  // options.exactly_once and no id in `request`, numbers it.
+  absl::StatusOr<v1::BatchUpdateResponse> BatchUpdate(
+      v1::BatchUpdateRequest request);
+  // The variables as of one moment, by names or by scope.
+  absl::StatusOr<v1::BatchReadResponse> BatchRead(
+      const v1::BatchReadRequest& request);
+  // Rows of `name` by index; `indices` is a 1-D int32 or int64 tensor.
+  absl::StatusOr<ReadResult> Gather(absl::string_view name,
+                                    const Tensor& indices);
+
+  // This client's id for exactly-once updates (random per client).
+  const std::string& client_id() const { return client_id_; }
+
  private:
   // Runs `call(context)` with a fresh deadline per attempt, retrying
   // UNAVAILABLE when `idempotent`.
   template <typename Call>
   absl::Status Run(bool idempotent, Call call);
 
+  // Sets the next exactly-once id on `id` when options.exactly_once; returns
+  // whether the update may be retried.
+  bool Identify(v1::UpdateId* id);
+
   const std::shared_ptr<v1::VariableService::StubInterface> stub_;
   const ClientOptions options_;
+  const std::string client_id_;
+  std::atomic<int64_t> sequence_{0};
 };
 
 }  // namespace varscope

@@ -46,6 +46,8 @@ class Server {
   // The bound port.
   int port() const { return port_; }
 
+  VariableServiceImpl& ServiceForTest() { return *service_; }
+
   // Stops accepting calls, lets in-flight calls finish for up to `grace`,
   // then cancels the rest. Idempotent.
   void Shutdown(absl::Duration grace = absl::Seconds(10));

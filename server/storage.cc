@@ -12,6 +12,7 @@ namespace {
 
 constexpr char kMetaFamily[] = "meta";
 constexpr char kDataFamily[] = "data";
+constexpr char kAppliedFamily[] = "applied";
 
 rocksdb::Slice ToSlice(absl::string_view s) {
   return rocksdb::Slice(s.data(), s.size());
@@ -19,6 +20,7 @@ rocksdb::Slice ToSlice(absl::string_view s) {
 
 // Data keys are `name \0 chunk-index(8 bytes big-endian)`: '\0' never occurs
 // in a valid name, so one variable's chunks are one contiguous key range.
+// Applied-update keys are `client-id \0 sequence` alike.
 std::string ChunkKey(absl::string_view name, uint64_t chunk) {
   std::string key;
   key.reserve(name.size() + 9);
@@ -106,6 +108,34 @@ void StorageBatch::DeleteVariable(absl::string_view name) {
   batch_.DeleteRange(data_cf_, ChunkPrefix(name), ChunkLimit(name));
 }
 
+void StorageBatch::PutApplied(absl::string_view client_id, int64_t sequence,
+                              absl::string_view result, int64_t forget_below) {
+  batch_.Put(applied_cf_, ChunkKey(client_id, static_cast<uint64_t>(sequence)),
+             ToSlice(result));
+  if (forget_below > 0) {
+    batch_.DeleteRange(
+        applied_cf_, ChunkKey(client_id, 0),
+        ChunkKey(client_id, static_cast<uint64_t>(forget_below)));
+  }
+}
+
+absl::Status Storage::LoadApplied(
+    const std::function<absl::Status(std::string, int64_t, std::string)>& fn) {
+  std::unique_ptr<rocksdb::Iterator> it(
+      db_->NewIterator(rocksdb::ReadOptions(), handles_[3]));
+  for (it->SeekToFirst(); it->Valid(); it->Next()) {
+    const rocksdb::Slice key = it->key();
+    if (key.size() < 9 || key[key.size() - 9] != '\0') {
+      return absl::DataLossError("An applied-update record has a damaged key");
+    }
+    VS_RETURN_IF_ERROR(fn(std::string(key.data(), key.size() - 9),
+                          static_cast<int64_t>(absl::big_endian::Load64(
+                              key.data() + key.size() - 8)),
+                          it->value().ToString()));
+  }
+  return FromRocksStatus(it->status(), "Reading the store");
+}
+
 int64_t Storage::NumChunks(int64_t total_bytes, int64_t chunk_bytes) {
   return (total_bytes + chunk_bytes - 1) / chunk_bytes;
 }
@@ -132,7 +162,8 @@ absl::StatusOr<std::unique_ptr<Storage>> Storage::Open(
   std::vector<rocksdb::ColumnFamilyDescriptor> families = {
       {rocksdb::kDefaultColumnFamilyName, rocksdb::ColumnFamilyOptions()},
       {kMetaFamily, meta_options},
-      {kDataFamily, data_options}};
+      {kDataFamily, data_options},
+      {kAppliedFamily, rocksdb::ColumnFamilyOptions()}};
   std::vector<rocksdb::ColumnFamilyHandle*> handles;
   rocksdb::DB* raw_db = nullptr;
   rocksdb::Status s =
@@ -168,6 +199,7 @@ StorageBatch Storage::NewBatch() const {
   StorageBatch batch;
   batch.meta_cf_ = handles_[1];
   batch.data_cf_ = handles_[2];
+  batch.applied_cf_ = handles_[3];
   return batch;
 }
 

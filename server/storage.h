@@ -46,6 +46,11 @@ class StorageBatch {
   void PutVariable(const v1::StoredVariable& meta, absl::string_view data);
   // Deletes the metadata and every chunk of `name`.
   void DeleteVariable(absl::string_view name);
+  // Records that update `sequence` of client `client_id` was applied, with
+  // its serialized result, and forgets that client's records below
+  // `forget_below`.
+  void PutApplied(absl::string_view client_id, int64_t sequence,
+                  absl::string_view result, int64_t forget_below);
 
   bool empty() const { return batch_.Count() == 0; }
 
@@ -54,6 +59,7 @@ class StorageBatch {
   rocksdb::WriteBatch batch_;
   rocksdb::ColumnFamilyHandle* meta_cf_ = nullptr;
   rocksdb::ColumnFamilyHandle* data_cf_ = nullptr;
+  rocksdb::ColumnFamilyHandle* applied_cf_ = nullptr;
 };
 
 // Thread-safe.
@@ -84,6 +90,11 @@ class Storage {
   absl::Status LoadAll(
       const std::function<absl::Status(v1::StoredVariable, std::string)>& fn);
 
+  // Calls `fn(client_id, sequence, result)` for every applied-update record
+  // (see StorageBatch::PutApplied).
+  absl::Status LoadApplied(
+      const std::function<absl::Status(std::string, int64_t, std::string)>& fn);
+
   // The number of chunks a variable of `total_bytes` has with `chunk_bytes`.
   static int64_t NumChunks(int64_t total_bytes, int64_t chunk_bytes);
 
@@ -92,7 +103,8 @@ class Storage {
           std::vector<rocksdb::ColumnFamilyHandle*> handles, bool sync);
 
   std::unique_ptr<rocksdb::DB> db_;
-  std::vector<rocksdb::ColumnFamilyHandle*> handles_;  // default, meta, data
+  std::vector<rocksdb::ColumnFamilyHandle*> handles_;  // default, meta, data,
+                                                       // applied
   rocksdb::WriteOptions write_options_;
 };
 

@@ -25,7 +25,7 @@ v1::BatchUpdateRequest OneUpdate(const Request& request, v1::Update* update) {
     update->set_expected_version(request.expected_version());
   }
   *batch.add_updates() = std::move(*update);
-  *batch.mutable_id() = request.id();
+  if (request.has_id()) *batch.mutable_id() = request.id();
   batch.set_return_values(request.return_value());
   return batch;
 }
@@ -41,6 +41,14 @@ absl::Status FillUpdate(absl::StatusOr<v1::BatchUpdateResponse> result,
 }
 
 }  // namespace
+
+absl::Status VariableServiceImpl::MaybeDropReply(absl::Status status) {
+  if (status.ok() && drop_replies_.load() > 0 &&
+      drop_replies_.fetch_sub(1) > 0) {
+    return absl::UnavailableError("Reply dropped for a test");
+  }
+  return status;
+}
 
 grpc::ServerUnaryReactor* VariableServiceImpl::GetVariable(
     grpc::CallbackServerContext* context, const v1::GetVariableRequest* request,
@@ -93,7 +101,7 @@ grpc::ServerUnaryReactor* VariableServiceImpl::BatchUpdate(
   absl::StatusOr<v1::BatchUpdateResponse> result =
       table_->BatchUpdate(*request);
   if (result.ok()) *response = std::move(*result);
-  return Reply(context, result.status());
+  return Reply(context, MaybeDropReply(result.status()));
 }
 
 grpc::ServerUnaryReactor* VariableServiceImpl::BatchRead(

@@ -57,8 +57,16 @@ class VariableServiceImpl final : public v1::VariableService::CallbackService {
                                           const v1::ServerInfoRequest* request,
                                           v1::ServerInfo* response) override;
 
+  // Test-only: the next `n` successful updates are applied, then answered
+  // with UNAVAILABLE as if the reply were lost.
+  void DropUpdateRepliesForTest(int n) { drop_replies_ = n; }
+
  private:
+  // `status`, or UNAVAILABLE when a reply is to be dropped for a test.
+  absl::Status MaybeDropReply(absl::Status status);
+
   VariableTable* const table_;
+  std::atomic<int> drop_replies_{0};
   const int64_t start_time_micros_ = absl::ToUnixMicros(absl::Now());
   std::atomic<int64_t> reads_{0};
   std::atomic<int64_t> updates_{0};

@@ -155,6 +155,7 @@ VariableTable::~VariableTable() = default;
 absl::StatusOr<std::unique_ptr<VariableTable>> VariableTable::Load(
     const TableOptions& options, Storage* storage) {
   std::unique_ptr<VariableTable> table(new VariableTable(options, storage));
+  VS_RETURN_IF_ERROR(table->applied_.Load(*storage));
   absl::MutexLock l(&table->mu_);
   VS_RETURN_IF_ERROR(storage->LoadAll(
       [&](v1::StoredVariable meta, std::string data) -> absl::Status {
@@ -749,6 +750,19 @@ absl::Status VariableTable::EnsureSlots(const Variable& var,
 
 absl::StatusOr<v1::BatchUpdateResponse> VariableTable::BatchUpdate(
     v1::BatchUpdateRequest request) {
+  if (!request.has_id()) return ApplyBatch(std::move(request));
+  const v1::UpdateId id = request.id();
+  VS_ASSIGN_OR_RETURN(std::optional<v1::BatchUpdateResponse> recorded,
+                      applied_.Begin(id));
+  if (recorded.has_value()) return *std::move(recorded);
+  absl::StatusOr<v1::BatchUpdateResponse> result =
+      ApplyBatch(std::move(request));
+  applied_.End(id, result.ok() ? &*result : nullptr);
+  return result;
+}
+
+absl::StatusOr<v1::BatchUpdateResponse> VariableTable::ApplyBatch(
+    v1::BatchUpdateRequest request) {
   if (request.updates().empty()) {
     return absl::InvalidArgumentError("A batch needs at least one update");
   }
@@ -1014,6 +1028,7 @@ absl::StatusOr<v1::BatchUpdateResponse> VariableTable::BatchUpdate(
       TensorToProto(std::move(value), response.add_values());
     }
   }
+  if (request.has_id()) applied_.Record(request.id(), response, batch);
   VS_RETURN_IF_ERROR(storage_->Write(batch));
   for (auto& [name, w] : working) w.var->mu.Lock();
   for (auto& [name, w] : working) {

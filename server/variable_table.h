@@ -19,6 +19,7 @@
 #include "absl/synchronization/notification.h"
 #include "common/tensor.h"
 #include "common/variable_ops.h"
+#include "server/applied_updates.h"
 #include "server/optimizers.h"
 #include "server/storage.h"
 #include "varscope/v1/variable_service.pb.h"
@@ -85,6 +86,10 @@ class VariableTable {
   // INVALID_ARGUMENT for a bad name, dtype, shape, index or optimizer;
   // ABORTED on a failed version check; NOT_FOUND for a missing variable;
   // store errors.
+  //
+  // With an id (client, sequence), the batch is applied exactly once: a
+  // repeat of an applied id returns the first result with duplicate=true
+  // and changes nothing (see AppliedUpdates).
   absl::StatusOr<v1::BatchUpdateResponse> BatchUpdate(
       v1::BatchUpdateRequest request);
 
@@ -160,11 +165,16 @@ class VariableTable {
                                 absl::Span<const int64_t> dims) const;
   absl::StatusOr<v1::GetVariableResponse> Create(Plan& plan);
 
+  // BatchUpdate without the exactly-once check; records the id, if any, in
+  // the same store write.
+  absl::StatusOr<v1::BatchUpdateResponse> ApplyBatch(
+      v1::BatchUpdateRequest request);
   // Creates the optimizer's slot variables of `var` that are missing.
   absl::Status EnsureSlots(const Variable& var, const OptimizerStep& optimizer);
 
   const TableOptions options_;
   Storage* const storage_;
+  AppliedUpdates applied_;
 
   mutable absl::Mutex mu_;
   absl::btree_map<std::string, std::shared_ptr<Variable>, std::less<>> vars_

@@ -44,8 +44,12 @@ TEST(ClientRetry, IdempotentCallsRetryUntilTheServerComesUp) {
   options.max_backoff = absl::Milliseconds(100);
   std::shared_ptr<Client> client = Client::Connect(address, options);
 
-  // Nothing listens yet: a non-idempotent call fails at once.
-  EXPECT_THAT(client->AssignAdd("x", Tensor(v1::DT_FLOAT, {1})),
+  // Nothing listens yet: an update that is not numbered for exactly-once
+  // application cannot be retried safely, so it fails at once.
+  ClientOptions unnumbered = options;
+  unnumbered.exactly_once = false;
+  EXPECT_THAT(Client::Connect(address, unnumbered)
+                  ->AssignAdd("x", Tensor(v1::DT_FLOAT, {1})),
               StatusIs(absl::StatusCode::kUnavailable));
 
   std::unique_ptr<server::Server> server;

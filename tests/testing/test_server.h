@@ -12,6 +12,7 @@
 #include "absl/status/statusor.h"
 #include "client/client.h"
 #include "server/server.h"
+#include "server/variable_service.h"
 
 namespace varscope::testing {
 
@@ -44,6 +45,9 @@ class TestServer {
   absl::Status Restart();
   void Stop();
   const std::string& data_dir() const { return dir_.path(); }
+  server::VariableServiceImpl& ServiceForTest() {
+    return server_->ServiceForTest();
+  }
 
  private:
   TempDir dir_;

@@ -1,0 +1,476 @@
+// End-to-end: batched and sparse updates, optimizers, exactly-once updates.
+#include <cmath>
+#include <thread>
+
+#include "absl/strings/str_cat.h"
+#include "client/variable_scope.h"
+#include "common/status_matchers.h"
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+#include "server/variable_service.h"
+#include "tests/testing/test_server.h"
+
+namespace varscope {
+namespace {
+
+using ::testing::DoubleNear;
+using ::testing::ElementsAre;
+using ::testing::Pointwise;
+using ::varscope::testing::StatusIs;
+using ::varscope::testing::TestServer;
+
+Tensor Doubles(std::vector<int64_t> dims, std::vector<double> values) {
+  return Tensor::FromVector<double>(v1::DT_DOUBLE, std::move(dims), values);
+}
+
+Tensor Indices(std::vector<int64_t> values) {
+  const int64_t n = static_cast<int64_t>(values.size());
+  return Tensor::FromVector<int64_t>(v1::DT_INT64, {n}, values);
+}
+
+std::vector<double> Values(const Tensor& t) {
+  auto flat = t.flat<double>();
+  return {flat.begin(), flat.end()};
+}
+
+class UpdatesTest : public ::testing::Test {
+ protected:
+  void Create(const std::string& name, std::vector<int64_t> shape,
+              double fill = 0) {
+    VariableScope scope;
+    GetVariableOptions options;
+    options.shape = std::move(shape);
+    options.dtype = v1::DT_DOUBLE;
+    options.initializer = v1::Initializer();
+    options.initializer->set_kind(v1::Initializer::CONSTANT);
+    TensorToProto(Doubles({}, {fill}), options.initializer->mutable_value());
+    ASSERT_TRUE(GetVariable(client_, scope, name, options).ok());
+  }
+
+  std::vector<double> ReadValues(const std::string& name) {
+    absl::StatusOr<ReadResult> read = client_->Read(name);
+    EXPECT_TRUE(read.ok()) << read.status();
+    return read.ok() ? Values(read->value) : std::vector<double>{};
+  }
+
+  static v1::Update Assign(const std::string& name, Tensor value) {
+    v1::Update u;
+    u.set_name(name);
+    TensorToProto(std::move(value), u.mutable_assign());
+    return u;
+  }
+
+  static v1::Update Add(const std::string& name, Tensor delta) {
+    v1::Update u;
+    u.set_name(name);
+    TensorToProto(std::move(delta), u.mutable_assign_add());
+    return u;
+  }
+
+  static v1::Update Scatter(const std::string& name, std::vector<int64_t> rows,
+                            Tensor values, v1::Scatter::Mode mode) {
+    v1::Update u;
+    u.set_name(name);
+    TensorToProto(Indices(std::move(rows)),
+                  u.mutable_scatter()->mutable_indices());
+    TensorToProto(std::move(values), u.mutable_scatter()->mutable_rows());
+    u.mutable_scatter()->set_mode(mode);
+    return u;
+  }
+
+  static v1::Update Apply(const std::string& name, const v1::Optimizer& opt,
+                          Tensor grad,
+                          std::optional<std::vector<int64_t>> rows = {}) {
+    v1::Update u;
+    u.set_name(name);
+    *u.mutable_apply_gradient()->mutable_optimizer() = opt;
+    TensorToProto(std::move(grad),
+                  u.mutable_apply_gradient()->mutable_gradient());
+    if (rows.has_value()) {
+      TensorToProto(Indices(*rows),
+                    u.mutable_apply_gradient()->mutable_indices());
+    }
+    return u;
+  }
+
+  absl::StatusOr<v1::BatchUpdateResponse> Run(std::vector<v1::Update> updates,
+                                              bool return_values = false) {
+    v1::BatchUpdateRequest request;
+    for (auto& u : updates) *request.add_updates() = std::move(u);
+    request.set_return_values(return_values);
+    return client_->BatchUpdate(std::move(request));
+  }
+
+  TestServer server_;
+  std::shared_ptr<Client> client_ = server_.NewClient();
+};
+
+TEST_F(UpdatesTest, BatchAppliesEveryUpdateInOrder) {
+  Create("a", {2});
+  Create("b", {2}, 1);
+  VS_ASSERT_OK_AND_ASSIGN(
+      v1::BatchUpdateResponse r,
+      Run({Assign("a", Doubles({2}, {1, 2})), Add("a", Doubles({2}, {10, 10})),
+           Add("b", Doubles({2}, {1, 1}))},
+          /*return_values=*/true));
+  EXPECT_THAT(r.versions(), ElementsAre(2, 2, 2));  // one version per batch
+  EXPECT_THAT(ReadValues("a"), ElementsAre(11, 12));
+  EXPECT_THAT(ReadValues("b"), ElementsAre(2, 2));
+  ASSERT_EQ(r.values_size(), 3);
+}
+
+TEST_F(UpdatesTest, FailingUpdateLeavesTheWholeBatchUnapplied) {
+  Create("a", {2});
+  Create("b", {2});
+  EXPECT_THAT(
+      Run({Add("a", Doubles({2}, {1, 1})), Add("b", Doubles({3}, {1, 1, 1}))}),
+      StatusIs(absl::StatusCode::kInvalidArgument,
+               "Cannot add a tensor of shape (3,) to variable b of "
+               "shape (2,)"));
+  v1::Update stale = Add("b", Doubles({2}, {1, 1}));
+  stale.set_expected_version(7);
+  EXPECT_THAT(
+      Run({Add("a", Doubles({2}, {1, 1})), stale}),
+      StatusIs(absl::StatusCode::kAborted,
+               "Variable b is at version 1, not the expected version 7"));
+  EXPECT_THAT(
+      Run({Add("a", Doubles({2}, {1, 1})), Add("nope", Doubles({1}, {1}))}),
+      StatusIs(absl::StatusCode::kNotFound));
+  EXPECT_THAT(ReadValues("a"), ElementsAre(0, 0));
+  VS_ASSERT_OK_AND_ASSIGN(ReadResult a, client_->Read("a"));
+  EXPECT_EQ(a.version, 1);
+}
+
+TEST_F(UpdatesTest, BatchReadSeesAllOfABatchOrNone) {
+  constexpr int kVars = 8;
+  for (int i = 0; i < kVars; ++i) Create(absl::StrCat("m/v", i), {1000});
+  std::atomic<bool> stop{false};
+  std::thread writer([&] {
+    std::shared_ptr<Client> client = server_.NewClient();
+    for (int step = 0; step < 200; ++step) {
+      v1::BatchUpdateRequest request;
+      for (int i = 0; i < kVars; ++i) {
+        *request.add_updates() =
+            Add(absl::StrCat("m/v", i),
+                Doubles({1000}, std::vector<double>(1000, 1)));
+      }
+      ASSERT_TRUE(client->BatchUpdate(std::move(request)).ok());
+    }
+    stop = true;
+  });
+  int reads = 0;
+  while (!stop || reads == 0) {
+    v1::BatchReadRequest request;
+    request.set_scope("m");
+    VS_ASSERT_OK_AND_ASSIGN(v1::BatchReadResponse r,
+                            client_->BatchRead(request));
+    ASSERT_EQ(r.entries_size(), kVars);
+    const int64_t version = r.entries(0).version();
+    for (const auto& e : r.entries()) {
+      ASSERT_EQ(e.version(), version) << "a torn batch";
+      VS_ASSERT_OK_AND_ASSIGN(
+          Tensor t, Tensor::FromBytes(e.value().dtype(),
+                                      {e.value().shape().dims().begin(),
+                                       e.value().shape().dims().end()},
+                                      e.value().content()));
+      ASSERT_EQ(t.flat<double>()[999], static_cast<double>(version - 1));
+    }
+    ++reads;
+  }
+  writer.join();
+  EXPECT_GT(reads, 0);
+}
+
+TEST_F(UpdatesTest, GatherAndScatterWorkOnRows) {
+  Create("emb", {5, 2});
+  VS_ASSERT_OK(
+      Run({Scatter("emb", {3, 1, 3}, Doubles({3, 2}, {1, 1, 2, 2, 4, 4}),
+                   v1::Scatter::ADD)})
+          .status());
+  VS_ASSERT_OK_AND_ASSIGN(ReadResult rows,
+                          client_->Gather("emb", Indices({3, 1, 0})));
+  EXPECT_THAT(Values(rows.value), ElementsAre(5, 5, 2, 2, 0, 0));  // 3 summed
+  EXPECT_THAT(rows.value.dims(), ElementsAre(3, 2));
+  VS_ASSERT_OK(Run({Scatter("emb", {0, 0}, Doubles({2, 2}, {7, 7, 8, 8}),
+                            v1::Scatter::UPDATE)})
+                   .status());
+  EXPECT_THAT(ReadValues("emb"), ElementsAre(8, 8, 2, 2, 0, 0, 5, 5, 0, 0));
+}
+
+TEST_F(UpdatesTest, OutOfRangeIndicesAreRejectedAndChangeNothing) {
+  Create("emb", {5, 2});
+  EXPECT_THAT(Run({Scatter("emb", {1, 5}, Doubles({2, 2}, {1, 1, 1, 1}),
+                           v1::Scatter::ADD)}),
+              StatusIs(absl::StatusCode::kInvalidArgument,
+                       "Index 5 at position 1 is out of range for variable emb "
+                       "with 5 rows"));
+  EXPECT_THAT(client_->Gather("emb", Indices({-1})),
+              StatusIs(absl::StatusCode::kInvalidArgument,
+                       "Index -1 at position 0 is out of range for variable "
+                       "emb with 5 rows"));
+  EXPECT_THAT(
+      Run({Scatter("emb", {1}, Doubles({1, 3}, {1, 1, 1}), v1::Scatter::ADD)}),
+      StatusIs(absl::StatusCode::kInvalidArgument,
+               "Cannot scatter a tensor of shape (1, 3) to variable emb "
+               "of shape (1, 2)"));
+  EXPECT_THAT(ReadValues("emb"), ::testing::Each(0.0));
+}
+
+TEST_F(UpdatesTest, SparseUpdatesWriteOnlyTheChunksTheyTouch) {
+  server::ServerOptions options;
+  options.table.chunk_bytes = 16 * 8;  // 16 doubles: 4 rows of 4 per chunk
+  TestServer server(options);
+  client_ = server.NewClient();
+  Create("emb", {64, 4});
+  VS_ASSERT_OK(
+      Run({Scatter("emb", {1, 62}, Doubles({2, 4}, {1, 1, 1, 1, 2, 2, 2, 2}),
+                   v1::Scatter::ADD)})
+          .status());
+  // A restart reads every chunk back: touched ones changed, others kept.
+  VS_ASSERT_OK(server.Restart());
+  client_ = server.NewClient();
+  std::vector<double> values = ReadValues("emb");
+  for (int row = 0; row < 64; ++row) {
+    const double want = row == 1 ? 1 : row == 62 ? 2 : 0;
+    for (int c = 0; c < 4; ++c) ASSERT_EQ(values[row * 4 + c], want) << row;
+  }
+}
+
+// Reference optimizers in float64, written from TensorFlow's documented
+// update rules, independently of the server's code.
+struct Reference {
+  std::vector<double> w, s0, s1, s2;
+  double b1p = 0.9, b2p = 0.999;
+};
+
+void ReferenceStep(const v1::Optimizer& opt, Reference& r,
+                   const std::vector<double>& g) {
+  const double lr = opt.learning_rate();
+  for (size_t i = 0; i < g.size(); ++i) {
+    switch (opt.kind_case()) {
+      case v1::Optimizer::kGradientDescent:
+        r.w[i] -= lr * g[i];
+        break;
+      case v1::Optimizer::kMomentum: {
+        const double m = opt.momentum().momentum();
+        r.s0[i] = m * r.s0[i] + g[i];
+        r.w[i] -= opt.momentum().use_nesterov() ? lr * (g[i] + m * r.s0[i])
+                                                : lr * r.s0[i];
+        break;
+      }
+      case v1::Optimizer::kAdagrad:
+        r.s0[i] += g[i] * g[i];
+        r.w[i] -= lr * g[i] / std::sqrt(r.s0[i]);
+        break;
+      case v1::Optimizer::kAdam: {
+        const double alpha = lr * std::sqrt(1 - r.b2p) / (1 - r.b1p);
+        r.s0[i] = 0.9 * r.s0[i] + 0.1 * g[i];
+        r.s1[i] = 0.999 * r.s1[i] + 0.001 * g[i] * g[i];
+        r.w[i] -= alpha * r.s0[i] / (std::sqrt(r.s1[i]) + 1e-8);
+        break;
+      }
+      case v1::Optimizer::kRmsProp: {
+        const double rho = 0.9, eps = 1e-10, mom = opt.rms_prop().momentum();
+        r.s0[i] = rho * r.s0[i] + (1 - rho) * g[i] * g[i];
+        double denom = r.s0[i];
+        if (opt.rms_prop().centered()) {
+          r.s2[i] = rho * r.s2[i] + (1 - rho) * g[i];
+          denom -= r.s2[i] * r.s2[i];
+        }
+        r.s1[i] = mom * r.s1[i] + lr * g[i] / std::sqrt(denom + eps);
+        r.w[i] -= r.s1[i];
+        break;
+      }
+      case v1::Optimizer::kFtrl: {
+        const double l1 = opt.ftrl().l1_regularization_strength();
+        const double l2 = opt.ftrl().l2_regularization_strength();
+        const double n = r.s0[i] + g[i] * g[i];
+        const double sigma = (std::sqrt(n) - std::sqrt(r.s0[i])) / lr;
+        r.s1[i] += g[i] - sigma * r.w[i];
+        r.s0[i] = n;
+        const double z = r.s1[i];
+        r.w[i] = std::abs(z) <= l1 ? 0
+                                   : (std::copysign(l1, z) - z) /
+                                         (std::sqrt(n) / lr + 2 * l2);
+        break;
+      }
+      default:
+        break;
+    }
+  }
+  r.b1p *= 0.9;
+  r.b2p *= 0.999;
+}
+
+struct OptimizerCase {
+  std::string name;
+  v1::Optimizer optimizer;
+  std::vector<std::string> slots;
+  double s0_init = 0;
+};
+
+std::vector<OptimizerCase> OptimizerCases() {
+  std::vector<OptimizerCase> cases;
+  v1::Optimizer o;
+  o.set_learning_rate(0.1);
+  o.mutable_gradient_descent();
+  cases.push_back({"sgd", o, {}});
+  o.mutable_momentum()->set_momentum(0.9);
+  cases.push_back({"momentum", o, {"Momentum"}});
+  o.mutable_momentum()->set_use_nesterov(true);
+  cases.push_back({"nesterov", o, {"Momentum"}});
+  o.mutable_adagrad();
+  cases.push_back({"adagrad", o, {"Adagrad"}, 0.1});
+  o.mutable_adam();
+  cases.push_back(
+      {"adam", o, {"Adam", "Adam_1", "Adam_beta1_power", "Adam_beta2_power"}});
+  o.mutable_rms_prop()->set_momentum(0.5);
+  cases.push_back({"rmsprop", o, {"RMSProp", "RMSProp_1"}, 1});
+  o.mutable_rms_prop()->set_centered(true);
+  cases.push_back(
+      {"rmsprop_centered", o, {"RMSProp", "RMSProp_1", "RMSProp_2"}, 1});
+  o.mutable_ftrl()->set_l1_regularization_strength(0.01);
+  o.mutable_ftrl()->set_l2_regularization_strength(0.02);
+  cases.push_back({"ftrl", o, {"Ftrl", "Ftrl_1"}, 0.1});
+  return cases;
+}
+
+class OptimizerTest : public UpdatesTest,
+                      public ::testing::WithParamInterface<OptimizerCase> {};
+
+TEST_P(OptimizerTest, DenseStepsMatchTheReferenceAndNameSlotsAsTensorFlow) {
+  const OptimizerCase& c = GetParam();
+  Create("w", {4}, 0.5);
+  Reference ref{std::vector<double>(4, 0.5), std::vector<double>(4, c.s0_init),
+                std::vector<double>(4, 0), std::vector<double>(4, 0)};
+  for (int step = 0; step < 5; ++step) {
+    std::vector<double> g = {0.1 * step - 0.2, 0.3, -0.7, 1.5 / (step + 1)};
+    VS_ASSERT_OK(Run({Apply("w", c.optimizer, Doubles({4}, g))}).status());
+    ReferenceStep(c.optimizer, ref, g);
+  }
+  EXPECT_THAT(ReadValues("w"), Pointwise(DoubleNear(1e-12), ref.w));
+  for (const std::string& slot : c.slots) {
+    VS_ASSERT_OK_AND_ASSIGN(v1::VariableInfo info,
+                            client_->Stat(absl::StrCat("w/", slot)));
+    EXPECT_FALSE(info.trainable());
+  }
+  if (!c.slots.empty()) {
+    EXPECT_THAT(ReadValues(absl::StrCat("w/", c.slots[0])),
+                Pointwise(DoubleNear(1e-12), ref.s0));
+  }
+}
+
+TEST_P(OptimizerTest, SparseStepsSumDuplicatesAndTouchOnlyTheirRows) {
+  const OptimizerCase& c = GetParam();
+  Create("emb", {4, 2}, 0.5);
+  Reference ref{std::vector<double>(2, 0.5), std::vector<double>(2, c.s0_init),
+                std::vector<double>(2, 0), std::vector<double>(2, 0)};
+  for (int step = 0; step < 3; ++step) {
+    // Row 2 twice: its gradients are summed before one step.
+    VS_ASSERT_OK(
+        Run({Apply("emb", c.optimizer, Doubles({2, 2}, {0.25, -0.5, 0.5, 1.0}),
+                   std::vector<int64_t>{2, 2})})
+            .status());
+    ReferenceStep(c.optimizer, ref, {0.75, 0.5});
+  }
+  std::vector<double> values = ReadValues("emb");
+  EXPECT_THAT(std::vector<double>(values.begin() + 4, values.begin() + 6),
+              Pointwise(DoubleNear(1e-12), ref.w));
+  for (int row : {0, 1, 3}) {
+    EXPECT_EQ(values[row * 2], 0.5);
+    EXPECT_EQ(values[row * 2 + 1], 0.5);
+  }
+}
+
+INSTANTIATE_TEST_SUITE_P(
+    All, OptimizerTest, ::testing::ValuesIn(OptimizerCases()),
+    [](const ::testing::TestParamInfo<OptimizerCase>& info) {
+      return info.param.name;
+    });
+
+TEST_F(UpdatesTest, OptimizersRejectIntegersAndBadHyperParameters) {
+  VariableScope scope;
+  GetVariableOptions options;
+  options.shape = std::vector<int64_t>{2};
+  options.dtype = v1::DT_INT32;
+  VS_ASSERT_OK(GetVariable(client_, scope, "i", options).status());
+  v1::Optimizer sgd;
+  sgd.set_learning_rate(0.1);
+  sgd.mutable_gradient_descent();
+  EXPECT_THAT(
+      Run({Apply("i", sgd, Tensor(v1::DT_INT32, {2}))}),
+      StatusIs(absl::StatusCode::kInvalidArgument,
+               "Optimizers train floating-point variables; i is int32"));
+  Create("w", {2});
+  v1::Optimizer bad = sgd;
+  bad.set_learning_rate(-1);
+  EXPECT_THAT(Run({Apply("w", bad, Doubles({2}, {1, 1}))}),
+              StatusIs(absl::StatusCode::kInvalidArgument,
+                       "Invalid optimizer learning_rate: -1"));
+  v1::Optimizer none;
+  none.set_learning_rate(0.1);
+  EXPECT_THAT(Run({Apply("w", none, Doubles({2}, {1, 1}))}),
+              StatusIs(absl::StatusCode::kInvalidArgument,
+                       ::testing::StartsWith("No optimizer given")));
+}
+
+TEST(ExactlyOnce, RetriedUpdateAfterALostReplyIsAppliedOnce) {
+  TestServer server;
+  std::shared_ptr<Client> client = server.NewClient();
+  VariableScope scope;
+  GetVariableOptions options;
+  options.shape = std::vector<int64_t>{};
+  options.dtype = v1::DT_INT64;
+  VS_ASSERT_OK_AND_ASSIGN(Variable step,
+                          GetVariable(client, scope, "global_step", options));
+  const int64_t one = 1;
+  for (int i = 1; i <= 5; ++i) {
+    // The server applies the update and drops its reply; the client retries
+    // with the same id and gets the first result.
+    server.ServiceForTest().DropUpdateRepliesForTest(1);
+    VS_ASSERT_OK_AND_ASSIGN(
+        UpdateResult r,
+        step.AssignAdd(Tensor::FromVector<int64_t>(v1::DT_INT64, {}, {&one, 1}),
+                       {.return_value = true}));
+    EXPECT_EQ(r.value->flat<int64_t>()[0], i);
+    EXPECT_EQ(r.version, i + 1);
+  }
+  VS_ASSERT_OK_AND_ASSIGN(ReadResult read, client->Read("global_step"));
+  EXPECT_EQ(read.value.flat<int64_t>()[0], 5);
+}
+
+TEST(ExactlyOnce, RepeatedIdIsADuplicateEvenAfterARestart) {
+  TestServer server;
+  std::shared_ptr<Client> client = server.NewClient();
+  VariableScope scope;
+  GetVariableOptions options;
+  options.shape = std::vector<int64_t>{1};
+  options.dtype = v1::DT_DOUBLE;
+  options.initializer = v1::Initializer();
+  options.initializer->set_kind(v1::Initializer::ZEROS);
+  VS_ASSERT_OK(GetVariable(client, scope, "w", options).status());
+  v1::BatchUpdateRequest request;
+  v1::Update* u = request.add_updates();
+  u->set_name("w");
+  TensorToProto(Doubles({1}, {1}), u->mutable_assign_add());
+  request.mutable_id()->set_client_id("worker-7");
+  request.mutable_id()->set_sequence(1);
+  VS_ASSERT_OK_AND_ASSIGN(v1::BatchUpdateResponse first,
+                          client->BatchUpdate(request));
+  EXPECT_FALSE(first.duplicate());
+  VS_ASSERT_OK(server.Restart());
+  client = server.NewClient();
+  VS_ASSERT_OK_AND_ASSIGN(v1::BatchUpdateResponse again,
+                          client->BatchUpdate(request));
+  EXPECT_TRUE(again.duplicate());
+  EXPECT_THAT(again.versions(), ElementsAre(2));
+  VS_ASSERT_OK_AND_ASSIGN(ReadResult read, client->Read("w"));
+  EXPECT_EQ(read.value.flat<double>()[0], 1);
+  request.mutable_id()->set_sequence(0);
+  EXPECT_THAT(client->BatchUpdate(request),
+              StatusIs(absl::StatusCode::kInvalidArgument,
+                       "An update's sequence must be positive, not 0"));
+}
+
+}  // namespace
+}  // namespace varscope
