@@ -32,13 +32,36 @@ void SetUpdateFields(absl::string_view name, const UpdateOptions& options,
   request.set_return_value(options.return_value);
 }
 
+// The header of a WriteStream doing what `request` asks.
+template <typename Request>
+v1::StreamHeader StreamHeaderOf(const Request& request, bool add) {
+  v1::StreamHeader header;
+  header.set_name(request.name());
+  header.set_add(add);
+  if (request.has_expected_version()) {
+    header.set_expected_version(request.expected_version());
+  }
+  if (request.has_id()) *header.mutable_id() = request.id();
+  return header;
+}
+
 }  // namespace
+
+bool Client::StreamIt(const Tensor& tensor,
+                      const UpdateOptions& options) const {
+  // Streams reply with a version only: values come back by unary calls.
+  return !options.return_value && static_cast<int64_t>(tensor.bytes().size()) >
+                                      options_.stream_threshold_bytes;
+}
 
 std::unique_ptr<Client> Client::Connect(const std::string& address,
                                         const ClientOptions& options) {
   grpc::ChannelArguments args;
   args.SetMaxReceiveMessageSize(-1);
   args.SetMaxSendMessageSize(-1);
+  if (options.own_connection) {
+    args.SetInt(GRPC_ARG_USE_LOCAL_SUBCHANNEL_POOL, 1);
+  }
   std::shared_ptr<grpc::Channel> channel = grpc::CreateCustomChannel(
       address, grpc::InsecureChannelCredentials(), args);
   return std::make_unique<Client>(v1::VariableService::NewStub(channel),
@@ -92,11 +115,72 @@ absl::StatusOr<ReadResult> Client::Read(absl::string_view name) {
   v1::ReadRequest request;
   request.set_name(std::string(name));
   v1::ReadResponse response;
-  VS_RETURN_IF_ERROR(Run(true, [&](grpc::ClientContext* context) {
+  absl::Status status = Run(true, [&](grpc::ClientContext* context) {
     return stub_->Read(context, request, &response);
-  }));
+  });
+  // Too large for one message: stream it.
+  if (absl::IsResourceExhausted(status)) return ReadByStream(request);
+  VS_RETURN_IF_ERROR(status);
   VS_ASSIGN_OR_RETURN(Tensor value, TensorFromProto(response.mutable_value()));
   return ReadResult{std::move(value), response.version()};
+}
+
+absl::StatusOr<ReadResult> Client::ReadByStream(
+    const v1::ReadRequest& request) {
+  v1::StreamHeader header;
+  std::string bytes;
+  VS_RETURN_IF_ERROR(Run(true, [&](grpc::ClientContext* context) {
+    bytes.clear();
+    std::unique_ptr<grpc::ClientReaderInterface<v1::TensorChunk>> reader =
+        stub_->ReadStream(context, request);
+    v1::TensorChunk chunk;
+    bool first = true;
+    while (reader->Read(&chunk)) {
+      if (first) {
+        header = chunk.header();
+        int64_t n = 1;
+        for (int64_t d : header.shape().dims()) n *= d;
+        bytes.reserve(static_cast<size_t>(n) * DTypeSize(header.dtype()));
+        first = false;
+      }
+      bytes.append(chunk.data());
+    }
+    return reader->Finish();
+  }));
+  VS_ASSIGN_OR_RETURN(Tensor value,
+                      Tensor::FromBytes(header.dtype(),
+                                        {header.shape().dims().begin(),
+                                         header.shape().dims().end()},
+                                        std::move(bytes)));
+  return ReadResult{std::move(value), header.version()};
+}
+
+absl::StatusOr<UpdateResult> Client::WriteByStream(v1::StreamHeader header,
+                                                   const Tensor& tensor,
+                                                   bool idempotent) {
+  header.set_dtype(tensor.dtype());
+  header.mutable_shape()->mutable_dims()->Assign(tensor.dims().begin(),
+                                                 tensor.dims().end());
+  v1::UpdateResponse response;
+  VS_RETURN_IF_ERROR(Run(idempotent, [&](grpc::ClientContext* context) {
+    std::unique_ptr<grpc::ClientWriterInterface<v1::TensorChunk>> writer =
+        stub_->WriteStream(context, &response);
+    const absl::string_view bytes = tensor.bytes();
+    const size_t step = static_cast<size_t>(options_.stream_chunk_bytes);
+    size_t offset = 0;
+    v1::TensorChunk chunk;
+    *chunk.mutable_header() = header;
+    do {
+      const size_t n = std::min(step, bytes.size() - offset);
+      chunk.set_data(bytes.data() + offset, n);
+      offset += n;
+      if (!writer->Write(chunk)) break;  // the server ended the call
+      chunk.clear_header();
+    } while (offset < bytes.size());
+    writer->WritesDone();
+    return writer->Finish();
+  }));
+  return ToUpdateResult(response);
 }
 
 absl::StatusOr<UpdateResult> Client::Assign(absl::string_view name,
@@ -104,11 +188,15 @@ absl::StatusOr<UpdateResult> Client::Assign(absl::string_view name,
                                             const UpdateOptions& options) {
   v1::AssignRequest request;
   SetUpdateFields(name, options, request);
-  TensorToProto(std::move(value), request.mutable_value());
-  v1::UpdateResponse response;
   // Assigning the same value again is harmless unless a version is expected.
   const bool idempotent =
       Identify(request.mutable_id()) || !options.expected_version.has_value();
+  if (StreamIt(value, options)) {
+    return WriteByStream(StreamHeaderOf(request, /*add=*/false), value,
+                         idempotent);
+  }
+  TensorToProto(std::move(value), request.mutable_value());
+  v1::UpdateResponse response;
   VS_RETURN_IF_ERROR(Run(idempotent, [&](grpc::ClientContext* context) {
     return stub_->Assign(context, request, &response);
   }));
@@ -120,9 +208,13 @@ absl::StatusOr<UpdateResult> Client::AssignAdd(absl::string_view name,
                                                const UpdateOptions& options) {
   v1::AssignAddRequest request;
   SetUpdateFields(name, options, request);
+  const bool idempotent = Identify(request.mutable_id());
+  if (StreamIt(delta, options)) {
+    return WriteByStream(StreamHeaderOf(request, /*add=*/true), delta,
+                         idempotent);
+  }
   TensorToProto(std::move(delta), request.mutable_delta());
   v1::UpdateResponse response;
-  const bool idempotent = Identify(request.mutable_id());
   VS_RETURN_IF_ERROR(Run(idempotent, [&](grpc::ClientContext* context) {
     return stub_->AssignAdd(context, request, &response);
   }));

@@ -33,6 +33,17 @@ struct ClientOptions {
   // so the server applies it exactly once, and retry it like an idempotent
   // call. Default: true.
   bool exactly_once = true;
+  // Connect does not share the connection with other clients of the same
+  // address in this process (gRPC's global subchannel pool); needed by
+  // processes that fork, since a child must not use its parent's
+  // connections. Default: false.
+  bool own_connection = false;
+  // Assign and AssignAdd send tensors larger than this by WriteStream, in
+  // messages of stream_chunk_bytes; Read falls back to ReadStream when the
+  // server says a variable is too large for one message.
+  // Default: 64 MiB and 2 MiB.
+  int64_t stream_threshold_bytes = int64_t{64} << 20;
+  int64_t stream_chunk_bytes = int64_t{2} << 20;
 };
 
 // Thread-safe. Every method returns the server's status unchanged (codes as
@@ -92,6 +103,12 @@ class Client {
   template <typename Call>
   absl::Status Run(bool idempotent, Call call);
 
+  // Whether an update of `tensor` goes by WriteStream.
+  bool StreamIt(const Tensor& tensor, const UpdateOptions& options) const;
+  absl::StatusOr<ReadResult> ReadByStream(const v1::ReadRequest& request);
+  absl::StatusOr<UpdateResult> WriteByStream(v1::StreamHeader header,
+                                             const Tensor& tensor,
+                                             bool idempotent);
   // Sets the next exactly-once id on `id` when options.exactly_once; returns
   // whether the update may be retried.
   bool Identify(v1::UpdateId* id);

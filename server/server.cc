@@ -21,8 +21,11 @@ absl::StatusOr<std::unique_ptr<Server>> Server::Start(
   VS_ASSIGN_OR_RETURN(
       server->table_,
       VariableTable::Load(options.table, server->storage_.get()));
-  server->service_ =
-      std::make_unique<VariableServiceImpl>(server->table_.get());
+  ServiceOptions service_options;
+  service_options.max_message_bytes = options.max_message_bytes;
+  service_options.max_variable_bytes = options.table.max_variable_bytes;
+  server->service_ = std::make_unique<VariableServiceImpl>(server->table_.get(),
+                                                           service_options);
 
   grpc::EnableDefaultHealthCheckService(true);
   grpc::reflection::InitProtoReflectionServerBuilderPlugin();
@@ -30,9 +33,9 @@ absl::StatusOr<std::unique_ptr<Server>> Server::Start(
   builder.AddListeningPort(options.listen_address,
                            grpc::InsecureServerCredentials(), &server->port_);
   builder.RegisterService(server->service_.get());
-  // A message carries at most one variable plus a little framing.
+  // A unary message carries at most one variable plus a little framing.
   const int64_t max_message =
-      std::min<int64_t>(INT_MAX, options.table.max_variable_bytes + (1 << 20));
+      std::min<int64_t>(INT_MAX, options.max_message_bytes + (1 << 20));
   builder.SetMaxReceiveMessageSize(static_cast<int>(max_message));
   builder.SetMaxSendMessageSize(static_cast<int>(max_message));
   server->grpc_server_ = builder.BuildAndStart();

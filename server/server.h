@@ -9,6 +9,7 @@
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
 #include "server/storage.h"
+#include "server/variable_service.h"
 #include "server/variable_table.h"
 
 namespace grpc {
@@ -16,8 +17,6 @@ class Server;
 }
 
 namespace varscope::server {
-
-class VariableServiceImpl;
 
 struct ServerOptions {
   // HOST:PORT to listen on; port 0 picks a free port (see Server::port()).
@@ -27,6 +26,9 @@ struct ServerOptions {
   std::string data_dir = "./varscope-data";
   StorageOptions storage;
   TableOptions table;
+  // The largest unary message (bigger variables move by streams).
+  // Default: 256 MiB.
+  int64_t max_message_bytes = int64_t{256} << 20;
 };
 
 // Thread-safe.

@@ -2,7 +2,9 @@
 
 #include <optional>
 
+#include "absl/strings/str_cat.h"
 #include "common/grpc_status.h"
+#include "common/shape.h"
 #include "common/status.h"
 
 namespace varscope::server {
@@ -64,12 +66,183 @@ grpc::ServerUnaryReactor* VariableServiceImpl::Read(
     grpc::CallbackServerContext* context, const v1::ReadRequest* request,
     v1::ReadResponse* response) {
   reads_.fetch_add(1, std::memory_order_relaxed);
-  absl::StatusOr<ReadResult> result = table_->Read(request->name());
-  if (result.ok()) {
-    response->set_version(result->version);
-    TensorToProto(std::move(result->value), response->mutable_value());
+  absl::StatusOr<VariableTable::SharedValue> value =
+      table_->ReadShared(request->name());
+  if (!value.ok()) return Reply(context, value.status());
+  const int64_t size = static_cast<int64_t>(value->bytes->size());
+  if (size > options_.max_message_bytes) {
+    return Reply(context, absl::ResourceExhaustedError(absl::StrCat(
+                              "Variable ", request->name(), " has ", size,
+                              " bytes, more than one message carries (",
+                              options_.max_message_bytes,
+                              "); read it with ReadStream")));
   }
-  return Reply(context, result.status());
+  response->set_version(value->version);
+  v1::Tensor* tensor = response->mutable_value();
+  tensor->set_dtype(value->dtype);
+  tensor->mutable_shape()->mutable_dims()->Assign(value->dims.begin(),
+                                                  value->dims.end());
+  tensor->set_content(*value->bytes);
+  return Reply(context, absl::OkStatus());
+}
+
+namespace {
+
+// Sends a variable's bytes in chunks from its published buffer: no copy of
+// the whole, and writers are not held up.
+class ReadStreamReactor final
+    : public grpc::ServerWriteReactor<v1::TensorChunk> {
+ public:
+  ReadStreamReactor(absl::StatusOr<VariableTable::SharedValue> value,
+                    const std::string& name, int64_t chunk_bytes)
+      : chunk_bytes_(static_cast<size_t>(chunk_bytes)) {
+    if (!value.ok()) {
+      Finish(ToGrpcStatus(value.status()));
+      return;
+    }
+    value_ = *std::move(value);
+    v1::StreamHeader* header = chunk_.mutable_header();
+    header->set_name(name);
+    header->set_dtype(value_.dtype);
+    header->mutable_shape()->mutable_dims()->Assign(value_.dims.begin(),
+                                                    value_.dims.end());
+    header->set_version(value_.version);
+    WriteNext();
+  }
+
+  void OnWriteDone(bool ok) override {
+    if (!ok) {
+      Finish(grpc::Status(grpc::StatusCode::CANCELLED, "ReadStream broken"));
+    } else if (offset_ == value_.bytes->size()) {
+      Finish(grpc::Status::OK);
+    } else {
+      chunk_.clear_header();
+      WriteNext();
+    }
+  }
+
+  void OnDone() override { delete this; }
+
+ private:
+  void WriteNext() {
+    const size_t n = std::min(chunk_bytes_, value_.bytes->size() - offset_);
+    chunk_.set_data(value_.bytes->data() + offset_, n);
+    offset_ += n;
+    StartWrite(&chunk_);
+  }
+
+  const size_t chunk_bytes_;
+  VariableTable::SharedValue value_;
+  v1::TensorChunk chunk_;
+  size_t offset_ = 0;
+};
+
+}  // namespace
+
+// Receives a variable's new content (or a delta) in chunks into the buffer
+// that becomes the update's tensor, then applies it as one update.
+class VariableServiceImpl::WriteStreamReactor final
+    : public grpc::ServerReadReactor<v1::TensorChunk> {
+ public:
+  WriteStreamReactor(VariableServiceImpl* service, v1::UpdateResponse* response)
+      : service_(service), response_(response) {
+    StartRead(&chunk_);
+  }
+
+  void OnReadDone(bool ok) override {
+    absl::Status status = ok ? Absorb() : Complete();
+    if (!ok || !status.ok()) {
+      Finish(ToGrpcStatus(status));
+      return;
+    }
+    StartRead(&chunk_);
+  }
+
+  void OnDone() override { delete this; }
+
+ private:
+  absl::Status Absorb() {
+    if (!started_) {
+      if (!chunk_.has_header()) {
+        return absl::InvalidArgumentError(
+            "The first message of a WriteStream must carry the header");
+      }
+      header_ = std::move(*chunk_.mutable_header());
+      started_ = true;
+      if (!IsSupportedDType(header_.dtype())) {
+        return absl::InvalidArgumentError(absl::StrCat(
+            "Unsupported dtype ", static_cast<int>(header_.dtype())));
+      }
+      VS_RETURN_IF_ERROR(
+          ValidateDims(header_.shape().dims(), /*allow_unknown=*/false));
+      VS_ASSIGN_OR_RETURN(const int64_t n, NumElements(header_.shape().dims()));
+      expected_ = n * static_cast<int64_t>(DTypeSize(header_.dtype()));
+      if (expected_ > service_->options_.max_variable_bytes) {
+        return absl::ResourceExhaustedError(
+            absl::StrCat("A WriteStream of ", expected_,
+                         " bytes is over this server's "
+                         "limit of ",
+                         service_->options_.max_variable_bytes));
+      }
+      data_.reserve(static_cast<size_t>(expected_));
+    } else if (chunk_.has_header()) {
+      return absl::InvalidArgumentError(
+          "Only the first message of a WriteStream carries a header");
+    }
+    if (static_cast<int64_t>(data_.size() + chunk_.data().size()) > expected_) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "WriteStream of ", header_.name(), " sent more than the ", expected_,
+          " bytes its shape holds"));
+    }
+    data_.append(chunk_.data());
+    return absl::OkStatus();
+  }
+
+  absl::Status Complete() {
+    if (!started_) {
+      return absl::InvalidArgumentError("A WriteStream sent no header");
+    }
+    if (static_cast<int64_t>(data_.size()) != expected_) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("WriteStream of ", header_.name(), " ended after ",
+                       data_.size(), " of ", expected_, " bytes"));
+    }
+    v1::BatchUpdateRequest request;
+    v1::Update* update = request.add_updates();
+    update->set_name(header_.name());
+    if (header_.has_expected_version()) {
+      update->set_expected_version(header_.expected_version());
+    }
+    v1::Tensor* tensor =
+        header_.add() ? update->mutable_assign_add() : update->mutable_assign();
+    tensor->set_dtype(header_.dtype());
+    *tensor->mutable_shape() = header_.shape();
+    *tensor->mutable_content() = std::move(data_);
+    if (header_.has_id()) *request.mutable_id() = header_.id();
+    service_->updates_.fetch_add(1, std::memory_order_relaxed);
+    return service_->MaybeDropReply(FillUpdate(
+        service_->table_->BatchUpdate(std::move(request)), response_));
+  }
+
+  VariableServiceImpl* const service_;
+  v1::UpdateResponse* const response_;
+  v1::TensorChunk chunk_;
+  v1::StreamHeader header_;
+  bool started_ = false;
+  int64_t expected_ = 0;
+  std::string data_;
+};
+
+grpc::ServerWriteReactor<v1::TensorChunk>* VariableServiceImpl::ReadStream(
+    grpc::CallbackServerContext* context, const v1::ReadRequest* request) {
+  reads_.fetch_add(1, std::memory_order_relaxed);
+  return new ReadStreamReactor(table_->ReadShared(request->name()),
+                               request->name(), options_.stream_chunk_bytes);
+}
+
+grpc::ServerReadReactor<v1::TensorChunk>* VariableServiceImpl::WriteStream(
+    grpc::CallbackServerContext* context, v1::UpdateResponse* response) {
+  return new WriteStreamReactor(this, response);
 }
 
 grpc::ServerUnaryReactor* VariableServiceImpl::Assign(

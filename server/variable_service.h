@@ -12,10 +12,21 @@
 
 namespace varscope::server {
 
+struct ServiceOptions {
+  // The largest variable a unary Read returns; larger ones go by
+  // ReadStream. Default: 256 MiB.
+  int64_t max_message_bytes = int64_t{256} << 20;
+  // Bytes per message of ReadStream. Default: 2 MiB.
+  int64_t stream_chunk_bytes = int64_t{2} << 20;
+  // The largest content a WriteStream accepts. Default: 4 GiB.
+  int64_t max_variable_bytes = int64_t{4} << 30;
+};
+
 // Thread-safe. `table` must outlive the service.
 class VariableServiceImpl final : public v1::VariableService::CallbackService {
  public:
-  explicit VariableServiceImpl(VariableTable* table) : table_(table) {}
+  VariableServiceImpl(VariableTable* table, const ServiceOptions& options)
+      : table_(table), options_(options) {}
 
   grpc::ServerUnaryReactor* GetVariable(
       grpc::CallbackServerContext* context,
@@ -53,6 +64,12 @@ class VariableServiceImpl final : public v1::VariableService::CallbackService {
   grpc::ServerUnaryReactor* Gather(grpc::CallbackServerContext* context,
                                    const v1::GatherRequest* request,
                                    v1::GatherResponse* response) override;
+  grpc::ServerWriteReactor<v1::TensorChunk>* ReadStream(
+      grpc::CallbackServerContext* context,
+      const v1::ReadRequest* request) override;
+  grpc::ServerReadReactor<v1::TensorChunk>* WriteStream(
+      grpc::CallbackServerContext* context,
+      v1::UpdateResponse* response) override;
   grpc::ServerUnaryReactor* GetServerInfo(grpc::CallbackServerContext* context,
                                           const v1::ServerInfoRequest* request,
                                           v1::ServerInfo* response) override;
@@ -61,11 +78,14 @@ class VariableServiceImpl final : public v1::VariableService::CallbackService {
   // with UNAVAILABLE as if the reply were lost.
   void DropUpdateRepliesForTest(int n) { drop_replies_ = n; }
 
- private:
   // `status`, or UNAVAILABLE when a reply is to be dropped for a test.
   absl::Status MaybeDropReply(absl::Status status);
 
+ private:
+  class WriteStreamReactor;
+
   VariableTable* const table_;
+  const ServiceOptions options_;
   std::atomic<int> drop_replies_{0};
   const int64_t start_time_micros_ = absl::ToUnixMicros(absl::Now());
   std::atomic<int64_t> reads_{0};

@@ -596,12 +596,19 @@ absl::StatusOr<v1::GetVariableResponse> VariableTable::Create(Plan& plan) {
   return response;
 }
 
-absl::StatusOr<ReadResult> VariableTable::Read(absl::string_view name) const {
+absl::StatusOr<VariableTable::SharedValue> VariableTable::ReadShared(
+    absl::string_view name) const {
   VS_ASSIGN_OR_RETURN(std::shared_ptr<Variable> var, Find(name));
   auto [data, version] = var->Snapshot();
-  VS_ASSIGN_OR_RETURN(Tensor value,
-                      Tensor::FromBytes(var->dtype, var->dims, *data));
-  return ReadResult{std::move(value), version};
+  return SharedValue{std::move(data), version, var->dtype, var->dims};
+}
+
+absl::StatusOr<ReadResult> VariableTable::Read(absl::string_view name) const {
+  VS_ASSIGN_OR_RETURN(SharedValue shared, ReadShared(name));
+  VS_ASSIGN_OR_RETURN(
+      Tensor value,
+      Tensor::FromBytes(shared.dtype, std::move(shared.dims), *shared.bytes));
+  return ReadResult{std::move(value), shared.version};
 }
 
 absl::StatusOr<v1::BatchReadResponse> VariableTable::BatchRead(

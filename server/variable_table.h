@@ -28,8 +28,8 @@ namespace varscope::server {
 
 struct TableOptions {
   // The largest variable (or part of a partitioned variable), in bytes.
-  // Default: 1 GiB.
-  int64_t max_variable_bytes = int64_t{1} << 30;
+  // Default: 4 GiB.
+  int64_t max_variable_bytes = int64_t{4} << 30;
   // Target size of a variable's chunks in the store; chunks hold whole rows
   // of the first axis. Default: 1 MiB.
   int64_t chunk_bytes = int64_t{1} << 20;
@@ -67,6 +67,17 @@ class VariableTable {
   // The variable's value and version. NOT_FOUND (with similar names) if
   // missing.
   absl::StatusOr<ReadResult> Read(absl::string_view name) const;
+
+  // A variable's published bytes, shared without a copy: they never change
+  // while referenced.
+  struct SharedValue {
+    std::shared_ptr<const std::string> bytes;
+    int64_t version = 0;
+    DType dtype = v1::DT_INVALID;
+    std::vector<int64_t> dims;
+  };
+  // As Read, without copying the bytes.
+  absl::StatusOr<SharedValue> ReadShared(absl::string_view name) const;
 
   // The variables' values and versions as of one moment: every update of a
   // concurrent BatchUpdate or none is visible. NOT_FOUND if a name is

@@ -79,7 +79,7 @@ TEST(ClientRetry, GivesUpAfterMaxAttempts) {
 
 TEST(ClientLimits, MessageOverTheServerLimitIsResourceExhausted) {
   server::ServerOptions options;
-  options.table.max_variable_bytes = 1000;
+  options.max_message_bytes = 1000;
   TestServer server(options);
   Tensor huge(v1::DT_FLOAT, {1 << 20});  // 4 MiB > 1000 bytes + 1 MiB framing
   EXPECT_THAT(server.NewClient()->Assign("x", std::move(huge)),
