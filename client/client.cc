@@ -3,6 +3,8 @@
 #include <grpcpp/grpcpp.h>
 
 #include <algorithm>
+#include <cstdint>
+#include <random>
 
 #include "absl/random/random.h"
 #include "absl/strings/str_format.h"
@@ -45,6 +47,18 @@ v1::StreamHeader StreamHeaderOf(const Request& request, bool add) {
   return header;
 }
 
+// A random id. Not from absl::BitGen: its seeds come from a process-wide
+// pool that processes forked from one process share, which would give their
+// clients the same ids (and the server would drop their updates as
+// duplicates).
+std::string NewClientId() {
+  std::random_device device;
+  auto word = [&device] {
+    return (uint64_t{device()} << 32) | uint64_t{device()};
+  };
+  return absl::StrFormat("%016x%016x", word(), word());
+}
+
 }  // namespace
 
 bool Client::StreamIt(const Tensor& tensor,
@@ -59,9 +73,6 @@ std::unique_ptr<Client> Client::Connect(const std::string& address,
   grpc::ChannelArguments args;
   args.SetMaxReceiveMessageSize(-1);
   args.SetMaxSendMessageSize(-1);
-  if (options.own_connection) {
-    args.SetInt(GRPC_ARG_USE_LOCAL_SUBCHANNEL_POOL, 1);
-  }
   std::shared_ptr<grpc::Channel> channel = grpc::CreateCustomChannel(
       address, grpc::InsecureChannelCredentials(), args);
   return std::make_unique<Client>(v1::VariableService::NewStub(channel),
@@ -70,11 +81,7 @@ std::unique_ptr<Client> Client::Connect(const std::string& address,
 
 Client::Client(std::shared_ptr<v1::VariableService::StubInterface> stub,
                const ClientOptions& options)
-    : stub_(std::move(stub)),
-      options_(options),
-      client_id_(absl::StrFormat("%016x%016x",
-                                 absl::Uniform<uint64_t>(absl::BitGen()),
-                                 absl::Uniform<uint64_t>(absl::BitGen()))) {}
+    : stub_(std::move(stub)), options_(options), client_id_(NewClientId()) {}
 
 bool Client::Identify(v1::UpdateId* id) {
   if (!options_.exactly_once) return false;

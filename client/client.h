@@ -33,11 +33,6 @@ struct ClientOptions {
   // so the server applies it exactly once, and retry it like an idempotent
   // call. Default: true.
   bool exactly_once = true;
-  // Connect does not share the connection with other clients of the same
-  // address in this process (gRPC's global subchannel pool); needed by
-  // processes that fork, since a child must not use its parent's
-  // connections. Default: false.
-  bool own_connection = false;
   // Assign and AssignAdd send tensors larger than this by WriteStream, in
   // messages of stream_chunk_bytes; Read falls back to ReadStream when the
   // server says a variable is too large for one message.

@@ -123,9 +123,10 @@ absl::StatusOr<Variable> GetVariable(std::shared_ptr<Client> client,
   return Variable(std::move(client), std::move(response));
 }
 
-absl::StatusOr<Variable> GetOrCreateGlobalStep(std::shared_ptr<Client> client) {
+absl::StatusOr<Variable> GetGlobalStep(std::shared_ptr<Client> client,
+                                       Reuse reuse) {
   VariableScope root;
-  root.reuse = Reuse::kAutoReuse;
+  root.reuse = reuse;
   GetVariableOptions options;
   options.shape = std::vector<int64_t>{};
   options.dtype = v1::DT_INT64;
@@ -133,6 +134,10 @@ absl::StatusOr<Variable> GetOrCreateGlobalStep(std::shared_ptr<Client> client) {
   options.initializer->set_kind(v1::Initializer::ZEROS);
   options.trainable = false;
   return GetVariable(std::move(client), root, "global_step", options);
+}
+
+absl::StatusOr<Variable> GetOrCreateGlobalStep(std::shared_ptr<Client> client) {
+  return GetGlobalStep(std::move(client), Reuse::kAutoReuse);
 }
 
 }  // namespace varscope

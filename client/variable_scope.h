@@ -107,8 +107,14 @@ absl::StatusOr<Variable> GetVariable(std::shared_ptr<Client> client,
                                      absl::string_view name,
                                      const GetVariableOptions& options);
 
-// The int64 scalar "global_step" (zeros, not trainable), created at the
-// root if missing.
+// TensorFlow's global step: the int64 scalar "global_step" at the root
+// (zeros, not trainable), got with `reuse` as GetVariable does: kFalse creates
+// it (ALREADY_EXISTS if it exists), kTrue returns it (NOT_FOUND if missing),
+// kAutoReuse returns it, creating it if missing.
+absl::StatusOr<Variable> GetGlobalStep(std::shared_ptr<Client> client,
+                                       Reuse reuse);
+
+// GetGlobalStep(client, Reuse::kAutoReuse).
 absl::StatusOr<Variable> GetOrCreateGlobalStep(std::shared_ptr<Client> client);
 
 }  // namespace varscope

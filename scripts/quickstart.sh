@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Sets Varscope up on a fresh Debian 12 machine and runs the example workers
-# against a local server: installs the packages, builds, starts varscoped on
+# against a local server: installs the packages, builds and installs
+# (varscoped, the varscope CLI, the Python package), starts varscoped on
 # 127.0.0.1:7070 with ./varscope-data, runs two C++ worker processes and the
 # Python Estimator-style trainer (four worker processes), then stops the
 # server. Set VARSCOPE_SERVER=HOST:PORT to use another address.
@@ -8,10 +9,15 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/install-deps.sh
 scripts/build.sh
+# varscoped and varscope into /usr/local/bin, the Python package where
+# Debian's python3 finds it.
+sudo=""
+if [ "$(id -u)" -ne 0 ]; then sudo=sudo; fi
+$sudo cmake --install build >/dev/null
 
 address="${VARSCOPE_SERVER:-127.0.0.1:7070}"
 log=build/varscoped.log
-build/server/varscoped --listen="$address" --data-dir=./varscope-data >"$log" 2>&1 &
+varscoped --listen="$address" --data-dir=./varscope-data >"$log" 2>&1 &
 server=$!
 trap 'kill -TERM "$server" 2>/dev/null; wait "$server" || true; cat "$log"' EXIT
 for _ in $(seq 100); do
@@ -27,8 +33,8 @@ worker_a=$!
 build/examples/estimator_worker --server="$address" --worker=b
 wait "$worker_a"
 
-if [ -f examples/python/estimator_trainer.py ]; then
-  echo "== The Python trainer: four worker processes"
-  PYTHONPATH=build/python /usr/bin/python3 examples/python/estimator_trainer.py \
-    --server "$address"
-fi
+echo "== The Python trainer: four worker processes"
+/usr/bin/python3 examples/python/estimator_linear_regression.py "$address"
+
+echo "== What the store holds now"
+varscope --server "$address" tree

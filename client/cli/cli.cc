@@ -1,0 +1,414 @@
+#include "client/cli/cli.h"
+
+#include <unistd.h>
+
+#include <algorithm>
+#include <cstdlib>
+#include <iostream>
+#include <memory>
+
+#include "CLI/CLI.hpp"
+#include "absl/strings/str_cat.h"
+#include "client/cli/browse.h"
+#include "client/cli/command.h"
+#include "client/cli/edit.h"
+#include "client/cli/format.h"
+#include "client/cli/inspect.h"
+#include "client/cli/server_commands.h"
+#include "client/cli/transfer.h"
+#include "common/status.h"
+#include "nlohmann/json.hpp"
+
+namespace varscope::cli {
+namespace {
+
+using Json = nlohmann::json;
+
+constexpr char kDefaultServer[] = "127.0.0.1:7070";
+
+// A subcommand and how to run it once parsed.
+struct Command {
+  CLI::App* app;
+  std::function<absl::Status(const CommandContext&)> run;
+};
+
+// Drops trailing '/' from a scope or name ("model/" lists model).
+std::string StripSlashes(std::string& text) {
+  while (text.size() > 1 && text.back() == '/') text.pop_back();
+  return "";
+}
+
+// A scope or name argument (positional, or an option when `name` starts
+// with "--"), with trailing '/' dropped.
+CLI::Option* AddName(CLI::App* sub, const std::string& name, std::string& value,
+                     const std::string& description) {
+  return sub->add_option(name, value, description)
+      ->transform(CLI::Validator(StripSlashes, "", "strip-slashes"));
+}
+
+// The varscope command line: CLI11's definitions, bound to the option
+// structs that the chosen command runs with after Parse. Not copyable: the
+// bindings point into it.
+class CommandLine {
+ public:
+  CommandLine();
+  CommandLine(const CommandLine&) = delete;
+  CommandLine& operator=(const CommandLine&) = delete;
+
+  // Parses `args`. On --help or a usage error prints CLI11's text to env's
+  // streams and returns the exit code; otherwise returns nullopt.
+  std::optional<int> Parse(const std::vector<std::string>& args,
+                           const Environment& env);
+
+  // REQUIRES: Parse returned nullopt.
+  const Command& command() const;
+  // The --server flag, if given.
+  std::optional<std::string> server() const;
+  // The context of the chosen command, without client and address.
+  CommandContext Context(const Environment& env) const;
+
+ private:
+  CLI::App* AddCommand(const std::string& name, const std::string& description,
+                       std::function<absl::Status(const CommandContext&)> run);
+  void AddGlobalOptions();
+  void AddBrowseCommands();
+  void AddInspectCommands();
+  void AddEditCommands();
+  void AddTransferCommands();
+  void AddServerCommands();
+
+  CLI::App app_;
+  std::vector<Command> commands_;
+
+  std::string server_;
+  CLI::Option* server_option_ = nullptr;
+  bool json_ = false;
+  double timeout_seconds_ = 30;
+  int32_t page_size_ = 0;
+
+  LsOptions ls_;
+  TreeOptions tree_;
+  FindOptions find_;
+  DuOptions du_;
+  ShowOptions show_;
+  GetOptions get_;
+  DiagnoseOptions diagnose_;
+  std::string diagnose_shape_;
+  std::string diagnose_dtype_;
+  SetOptions set_;
+  std::string set_value_;
+  std::string set_npy_;
+  CLI::Option* set_value_option_ = nullptr;
+  RmOptions rm_;
+  MvOptions mv_;
+  ExportOptions export_;
+  ImportOptions import_;
+  std::string import_into_;
+  CLI::Option* import_into_option_ = nullptr;
+  double stats_interval_ = 1;
+};
+
+CommandLine::CommandLine()
+    : app_(
+          "varscope: browse scopes, inspect and repair variables, and "
+          "diagnose 'variable not found' on a varscoped server.",
+          "varscope") {
+  app_.require_subcommand(1, 1);
+  app_.fallthrough();
+  app_.footer(
+      "Exit codes: 0 ok, 1 not found, 2 usage (bad option, name, value or "
+      "shape), 3 server or other error.\nRun 'varscope COMMAND --help' for a "
+      "command's options.");
+  AddGlobalOptions();
+  AddBrowseCommands();
+  AddInspectCommands();
+  AddEditCommands();
+  AddTransferCommands();
+  AddServerCommands();
+}
+
+CLI::App* CommandLine::AddCommand(
+    const std::string& name, const std::string& description,
+    std::function<absl::Status(const CommandContext&)> run) {
+  CLI::App* sub = app_.add_subcommand(name, description);
+  commands_.push_back({sub, std::move(run)});
+  return sub;
+}
+
+void CommandLine::AddGlobalOptions() {
+  server_option_ = app_.add_option(
+      "--server", server_,
+      "Server HOST:PORT. Default: $VARSCOPE_SERVER, else the first ps task "
+      "of $TF_CONFIG, else 127.0.0.1:7070");
+  app_.add_flag("--json", json_, "Print JSON (for scripts)");
+  app_.add_option("--timeout", timeout_seconds_,
+                  "Deadline of each server call, in seconds (default: 30)")
+      ->check(CLI::PositiveNumber);
+  app_.add_option("--page-size", page_size_,
+                  "Entries per listing page (default: the server's, 1000)")
+      ->check(CLI::Range(1, 10000));
+}
+
+void CommandLine::AddBrowseCommands() {
+  CLI::App* sub =
+      AddCommand("ls", "List the children of a scope (streams pages)",
+                 [this](const CommandContext& c) { return Ls(c, ls_); });
+  AddName(sub, "scope", ls_.scope, "Scope to list (default: the root)");
+  sub->add_flag("-r,--recursive", ls_.recursive,
+                "Every variable under the scope");
+  sub->add_option("-d,--depth", ls_.depth,
+                  "Scopes and variables down to N levels")
+      ->check(CLI::PositiveNumber);
+  sub->add_flag("--names", ls_.names_only, "Only full names, one per line");
+
+  sub = AddCommand("tree", "Show the hierarchy with variable counts and bytes",
+                   [this](const CommandContext& c) { return Tree(c, tree_); });
+  AddName(sub, "scope", tree_.scope, "Scope to show (default: the root)");
+  sub->add_option("-d,--depth", tree_.depth, "Print N levels")
+      ->check(CLI::PositiveNumber);
+
+  sub = AddCommand("find", "Find variables by glob pattern",
+                   [this](const CommandContext& c) { return Find(c, find_); });
+  sub->add_option("pattern", find_.pattern,
+                  "Glob over full names: * within a segment, ** across "
+                  "segments, ? one character (e.g. 'model/**/Adam*')")
+      ->required();
+  sub->add_flag("--names", find_.names_only, "Only full names, one per line");
+
+  sub = AddCommand("du", "Bytes per scope, largest first",
+                   [this](const CommandContext& c) { return Du(c, du_); });
+  AddName(sub, "scope", du_.scope, "Scope (default: the root)");
+  sub->add_option("-d,--depth", du_.depth, "Scopes down to N levels")
+      ->check(CLI::PositiveNumber);
+}
+
+void CommandLine::AddInspectCommands() {
+  CLI::App* sub =
+      AddCommand("show", "Show a variable's metadata and value statistics",
+                 [this](const CommandContext& c) { return Show(c, show_); });
+  AddName(sub, "name", show_.name, "Variable (or partitioned variable)")
+      ->required();
+  sub->add_flag("--full", show_.full, "Print every value");
+
+  sub = AddCommand("get", "Print a variable's value",
+                   [this](const CommandContext& c) { return Get(c, get_); });
+  AddName(sub, "name", get_.name, "Variable (or partitioned variable)")
+      ->required();
+
+  sub = AddCommand(
+      "diagnose",
+      "Explain why get_variable(NAME, reuse=True) fails or succeeds",
+      [this](const CommandContext& c) -> absl::Status {
+        DiagnoseOptions options = diagnose_;
+        if (!diagnose_shape_.empty()) {
+          VS_ASSIGN_OR_RETURN(options.shape, ParseShapeText(diagnose_shape_));
+        }
+        if (!diagnose_dtype_.empty()) {
+          VS_ASSIGN_OR_RETURN(options.dtype, ParseDType(diagnose_dtype_));
+        }
+        return Diagnose(c, options);
+      });
+  AddName(sub, "name", diagnose_.name, "Full variable name")->required();
+  sub->add_option("--shape", diagnose_shape_,
+                  "The shape your code passes, e.g. 10,1 (-1: unknown)");
+  sub->add_option("--dtype", diagnose_dtype_,
+                  "The dtype your code passes, e.g. float32");
+}
+
+void CommandLine::AddEditCommands() {
+  CLI::App* sub = AddCommand("set", "Replace a variable's value",
+                             [this](const CommandContext& c) {
+                               SetOptions options = set_;
+                               if (set_value_option_->count() > 0) {
+                                 options.value = set_value_;
+                               } else {
+                                 options.npy_path = set_npy_;
+                               }
+                               return Set(c, options);
+                             });
+  AddName(sub, "name", set_.name, "Variable (or partitioned variable)")
+      ->required();
+  CLI::Option_group* value =
+      sub->add_option_group("value", "The new value (give exactly one)");
+  set_value_option_ = value->add_option(
+      "--value", set_value_,
+      "JSON: nested lists of the variable's shape, or one element for all "
+      "(e.g. '[[1, 2], [3, 4]]', 0, \"nan\")");
+  value->add_option("--from-npy", set_npy_,
+                    "A .npy file of the variable's dtype and shape (float32 "
+                    "for bfloat16)");
+  value->require_option(1);
+
+  sub = AddCommand("rm", "Delete a variable or (-r) a scope",
+                   [this](const CommandContext& c) { return Rm(c, rm_); });
+  AddName(sub, "name", rm_.name, "Variable, or scope with -r")->required();
+  sub->add_flag("-r,--recursive", rm_.recursive,
+                "Also everything under NAME/ (asks to confirm)");
+  sub->add_flag("-y,--yes", rm_.yes, "Do not ask to confirm");
+  sub->add_flag("-n,--dry-run", rm_.dry_run,
+                "List what would be deleted; delete nothing");
+
+  sub = AddCommand("mv", "Rename a variable or a whole scope, atomically",
+                   [this](const CommandContext& c) { return Mv(c, mv_); });
+  AddName(sub, "old", mv_.old_name, "Variable or scope")->required();
+  AddName(sub, "new", mv_.new_name, "New name")->required();
+}
+
+void CommandLine::AddTransferCommands() {
+  CLI::App* sub = AddCommand(
+      "export", "Write a scope to a NumPy .npz plus a JSON metadata sidecar",
+      [this](const CommandContext& c) { return Export(c, export_); });
+  AddName(sub, "scope", export_.scope,
+          "Scope or variable (default: everything)");
+  sub->add_option("-o,--output", export_.path, "The .npz to write")->required();
+  sub->add_option("--metadata", export_.metadata_path,
+                  "The sidecar to write (default: OUTPUT.json)");
+
+  sub = AddCommand("import", "Create variables from an exported .npz",
+                   [this](const CommandContext& c) {
+                     ImportOptions options = import_;
+                     if (import_into_option_->count() > 0) {
+                       options.into = import_into_;
+                     }
+                     return Import(c, options);
+                   });
+  sub->add_option("file", import_.path, "The .npz to read")->required();
+  import_into_option_ = AddName(sub, "--into", import_into_,
+                                "Put the variables under this scope, named "
+                                "relative to the exported scope");
+  sub->add_flag("--overwrite", import_.overwrite,
+                "Replace existing variables (default: fail if any exists)");
+  sub->add_option("--metadata", import_.metadata_path,
+                  "The sidecar (default: FILE.json when it exists)");
+}
+
+void CommandLine::AddServerCommands() {
+  CLI::App* sub = AddCommand(
+      "stats", "Server version, uptime, variables, bytes and calls/s",
+      [this](const CommandContext& c) {
+        StatsOptions options;
+        options.interval = absl::Seconds(stats_interval_);
+        return Stats(c, options);
+      });
+  sub->add_option("--interval", stats_interval_,
+                  "Seconds between the two samples for calls/s; 0: only "
+                  "averages since start (default: 1)")
+      ->check(CLI::NonNegativeNumber);
+
+  AddCommand("health",
+             "Ask the grpc.health.v1 service; exit 0 only when SERVING",
+             [](const CommandContext& c) { return Health(c); });
+}
+
+std::optional<int> CommandLine::Parse(const std::vector<std::string>& args,
+                                      const Environment& env) {
+  try {
+    app_.parse(std::vector<std::string>(args.rbegin(), args.rend()));
+  } catch (const CLI::Error& e) {
+    return app_.exit(e, *env.out, *env.err) == 0 ? kExitOk : kExitUsage;
+  }
+  return std::nullopt;
+}
+
+const Command& CommandLine::command() const {
+  return *std::find_if(commands_.begin(), commands_.end(),
+                       [](const Command& c) { return c.app->parsed(); });
+}
+
+std::optional<std::string> CommandLine::server() const {
+  if (server_option_->count() == 0) return std::nullopt;
+  return server_;
+}
+
+CommandContext CommandLine::Context(const Environment& env) const {
+  CommandContext context;
+  context.timeout = absl::Seconds(timeout_seconds_);
+  context.out = env.out;
+  context.err = env.err;
+  context.in = env.in;
+  context.json = json_;
+  context.progress = env.err_is_terminal;
+  context.page_size = page_size_;
+  return context;
+}
+
+}  // namespace
+
+int ExitCode(const absl::Status& status) {
+  switch (status.code()) {
+    case absl::StatusCode::kOk:
+      return kExitOk;
+    case absl::StatusCode::kNotFound:
+      return kExitNotFound;
+    case absl::StatusCode::kInvalidArgument:
+      return kExitUsage;
+    default:
+      return kExitError;
+  }
+}
+
+Environment ProcessEnvironment() {
+  Environment env;
+  env.out = &std::cout;
+  env.err = &std::cerr;
+  env.in = &std::cin;
+  env.getenv = [](const std::string& name) -> std::optional<std::string> {
+    const char* value = ::getenv(name.c_str());
+    if (value == nullptr) return std::nullopt;
+    return std::string(value);
+  };
+  env.err_is_terminal = isatty(STDERR_FILENO) == 1;
+  return env;
+}
+
+absl::StatusOr<std::string> ResolveServerAddress(
+    const std::optional<std::string>& flag, const Environment& env) {
+  if (flag.has_value()) return *flag;
+  if (std::optional<std::string> server = env.getenv("VARSCOPE_SERVER");
+      server.has_value() && !server->empty()) {
+    return *server;
+  }
+  const std::optional<std::string> tf_config = env.getenv("TF_CONFIG");
+  if (!tf_config.has_value() || tf_config->empty()) return kDefaultServer;
+  const Json config =
+      Json::parse(*tf_config, nullptr, /*allow_exceptions=*/false);
+  if (!config.is_object()) {
+    return absl::InvalidArgumentError(
+        "TF_CONFIG is not a JSON object; pass --server or fix TF_CONFIG");
+  }
+  auto cluster = config.find("cluster");
+  if (cluster == config.end() || !cluster->is_object()) return kDefaultServer;
+  auto ps = cluster->find("ps");
+  if (ps == cluster->end()) return kDefaultServer;
+  if (!ps->is_array() || (!ps->empty() && !ps->front().is_string())) {
+    return absl::InvalidArgumentError(
+        "TF_CONFIG's cluster.ps is not a list of HOST:PORT strings");
+  }
+  if (ps->empty()) return kDefaultServer;
+  return ps->front().get<std::string>();
+}
+
+int Run(const std::vector<std::string>& args, const Environment& env) {
+  CommandLine command_line;
+  if (std::optional<int> code = command_line.Parse(args, env)) return *code;
+  const Command& command = command_line.command();
+  auto fail = [&](const absl::Status& status) {
+    *env.err << "varscope " << command.app->get_name() << ": "
+             << absl::StatusCodeToString(status.code()) << ": "
+             << status.message() << "\n";
+    return ExitCode(status);
+  };
+  absl::StatusOr<std::string> address =
+      ResolveServerAddress(command_line.server(), env);
+  if (!address.ok()) return fail(address.status());
+  CommandContext context = command_line.Context(env);
+  ClientOptions client_options;
+  client_options.timeout = context.timeout;
+  context.client = Client::Connect(*address, client_options);
+  context.server_address = *address;
+  const absl::Status status = command.run(context);
+  env.out->flush();
+  return status.ok() ? kExitOk : fail(status);
+}
+
+}  // namespace varscope::cli

@@ -1,0 +1,463 @@
+// varscope._varscope: pybind11 bindings of the C++ client (Client, scopes,
+// GetVariable, Variable) and of the common initializer and partitioner code,
+// numpy in and out. The pure-Python package `varscope` wraps this module; it
+// is not a public API of its own.
+//
+// Every RPC runs with the GIL released. A non-OK absl::Status is raised as
+// the varscope.errors exception of its code, its message unchanged.
+
+#include <pybind11/numpy.h>
+#include <pybind11/pybind11.h>
+#include <pybind11/stl.h>
+
+#include <cstdint>
+#include <cstring>
+#include <exception>
+#include <limits>
+#include <memory>
+#include <optional>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "absl/random/random.h"
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "absl/strings/str_cat.h"
+#include "absl/time/time.h"
+#include "client/client.h"
+#include "client/variable.h"
+#include "client/variable_scope.h"
+#include "common/dtype.h"
+#include "common/initializers.h"
+#include "common/partitioners.h"
+#include "common/tensor.h"
+
+namespace varscope {
+namespace {
+
+namespace py = pybind11;
+
+// A non-OK status on its way to Python (see the translator in the module).
+class StatusError : public std::exception {
+ public:
+  explicit StatusError(absl::Status status)
+      : status_(std::move(status)), what_(status_.ToString()) {}
+  const absl::Status& status() const { return status_; }
+  const char* what() const noexcept override { return what_.c_str(); }
+
+ private:
+  absl::Status status_;
+  std::string what_;
+};
+
+void ThrowIfError(const absl::Status& status) {
+  if (!status.ok()) throw StatusError(status);
+}
+
+template <typename T>
+T ValueOrThrow(absl::StatusOr<T> result) {
+  ThrowIfError(result.status());
+  return *std::move(result);
+}
+
+// Runs `call` (returning a StatusOr) with the GIL released; returns its value
+// or raises its error once the GIL is held again. `call` must not touch
+// Python objects.
+template <typename Call>
+auto WithoutGil(Call call) {
+  auto result = [&] {
+    py::gil_scoped_release release;
+    return call();
+  }();
+  return ValueOrThrow(std::move(result));
+}
+
+DType ToDType(int value) {
+  if (!IsSupportedDType(value)) {
+    throw py::value_error(absl::StrCat("Unsupported dtype enum ", value));
+  }
+  return static_cast<DType>(value);
+}
+
+// The numpy dtype that holds values of `dtype` in Python: the same type,
+// except float32 for bfloat16 (numpy has no bfloat16).
+py::dtype NumpyDType(DType dtype) {
+  return py::dtype(
+      std::string(DTypeName(dtype == v1::DT_BFLOAT16 ? v1::DT_FLOAT : dtype)));
+}
+
+// numpy's name of a dtype, e.g. "float32".
+std::string NumpyName(const py::dtype& dtype) {
+  return dtype.attr("name").cast<std::string>();
+}
+
+py::array ToArray(const Tensor& tensor) {
+  const std::vector<py::ssize_t> shape(tensor.dims().begin(),
+                                       tensor.dims().end());
+  py::array out(NumpyDType(tensor.dtype()), shape);
+  if (tensor.dtype() == v1::DT_BFLOAT16) {
+    float* dst = static_cast<float*>(out.mutable_data());
+    for (const BFloat16 value : tensor.flat<BFloat16>()) {
+      *dst++ = BFloat16ToFloat(value.bits);
+    }
+  } else {
+    std::memcpy(out.mutable_data(), tensor.bytes().data(),
+                tensor.bytes().size());
+  }
+  return out;
+}
+
+// A tensor of `dtype` holding the elements of `value`, whose numpy dtype must
+// be NumpyDType(dtype) (float32 values are rounded for bfloat16); TypeError
+// otherwise.
+Tensor ToTensor(const py::array& value, DType dtype) {
+  const py::dtype expected = NumpyDType(dtype);
+  if (value.dtype().kind() != expected.kind() ||
+      value.dtype().itemsize() != expected.itemsize()) {
+    throw py::type_error(
+        absl::StrCat("Expected a numpy array of dtype ", NumpyName(expected),
+                     " for a tensor of dtype ", DTypeName(dtype), ", got ",
+                     NumpyName(value.dtype())));
+  }
+  const py::array array = py::array::ensure(value, py::array::c_style);
+  std::vector<int64_t> dims(array.shape(), array.shape() + array.ndim());
+  if (dtype != v1::DT_BFLOAT16) {
+    return ValueOrThrow(
+        Tensor::FromBytes(dtype, std::move(dims),
+                          std::string(static_cast<const char*>(array.data()),
+                                      static_cast<size_t>(array.nbytes()))));
+  }
+  Tensor tensor(dtype, std::move(dims));
+  const float* src = static_cast<const float*>(array.data());
+  for (BFloat16& out : tensor.mutable_flat<BFloat16>()) {
+    out.bits = FloatToBFloat16(*src++);
+  }
+  return tensor;
+}
+
+// A tensor of the dtype whose name is the numpy array's (see ParseDType).
+Tensor ToTensor(const py::array& value) {
+  return ToTensor(value, ValueOrThrow(ParseDType(NumpyName(value.dtype()))));
+}
+
+// Parses the name of a value of a protobuf enum, e.g. "RANDOM_NORMAL".
+template <typename Enum>
+Enum ParseEnum(const std::string& name,
+               bool (*parse)(const std::string&, Enum*)) {
+  Enum value;
+  if (!parse(name, &value)) {
+    throw py::value_error(absl::StrCat("Unknown enum value name ", name));
+  }
+  return value;
+}
+
+v1::Initializer MakeInitializer(
+    const std::string& kind, const std::optional<py::array>& value,
+    std::optional<double> mean, std::optional<double> stddev,
+    std::optional<double> minval, std::optional<double> maxval,
+    std::optional<double> scale, std::optional<double> gain,
+    const std::string& mode, const std::string& distribution,
+    std::optional<int64_t> seed) {
+  v1::Initializer spec;
+  spec.set_kind(ParseEnum(kind, &v1::Initializer::Kind_Parse));
+  if (value.has_value()) TensorToProto(ToTensor(*value), spec.mutable_value());
+  if (mean.has_value()) spec.set_mean(*mean);
+  if (stddev.has_value()) spec.set_stddev(*stddev);
+  if (minval.has_value()) spec.set_minval(*minval);
+  if (maxval.has_value()) spec.set_maxval(*maxval);
+  if (scale.has_value()) spec.set_scale(*scale);
+  if (gain.has_value()) spec.set_gain(*gain);
+  spec.set_mode(ParseEnum(mode, &v1::Initializer::FanMode_Parse));
+  spec.set_distribution(
+      ParseEnum(distribution, &v1::Initializer::Distribution_Parse));
+  if (seed.has_value()) spec.set_seed(*seed);
+  return spec;
+}
+
+// The value the server would give a variable (or, with `offset` and `dims`,
+// one part of it) of `full_dims` made with `spec`; a random seed when the
+// spec has none.
+py::array InitialValueOf(const v1::Initializer& spec, int dtype,
+                         const std::vector<int64_t>& full_dims,
+                         std::optional<std::vector<int64_t>> offset,
+                         std::optional<std::vector<int64_t>> dims) {
+  const int64_t seed =
+      spec.has_seed()
+          ? spec.seed()
+          : absl::Uniform<int64_t>(absl::BitGen(), 0,
+                                   std::numeric_limits<int64_t>::max());
+  const DType type = ToDType(dtype);
+  const std::vector<int64_t> part_offset =
+      offset.value_or(std::vector<int64_t>(full_dims.size(), 0));
+  const std::vector<int64_t> part_dims = dims.value_or(full_dims);
+  return ToArray(WithoutGil([&] {
+    return InitialValue(spec, seed, type, full_dims, part_offset, part_dims);
+  }));
+}
+
+// Applies `op` (Variable::Assign or AssignAdd) and returns the new value when
+// `return_value`, else None.
+py::object Update(
+    const Variable& variable, const py::array& value, bool return_value,
+    absl::StatusOr<UpdateResult> (Variable::*op)(Tensor, const UpdateOptions&)
+        const) {
+  Tensor tensor = ToTensor(value, variable.dtype());
+  UpdateResult result = WithoutGil([&] {
+    return (variable.*op)(std::move(tensor),
+                          UpdateOptions{.return_value = return_value});
+  });
+  if (!result.value.has_value()) return py::none();
+  return ToArray(*result.value);
+}
+
+// (name, shape) of every variable in `scope` (all below it when
+// `recursive`, else its direct children), in name order.
+std::vector<std::pair<std::string, std::vector<int64_t>>> ListVariables(
+    Client& client, const std::string& scope, bool recursive) {
+  std::vector<std::pair<std::string, std::vector<int64_t>>> out;
+  v1::ListVariablesRequest request;
+  request.set_scope(scope);
+  request.set_recursive(recursive);
+  do {
+    const v1::ListVariablesResponse page =
+        WithoutGil([&] { return client.ListVariables(request); });
+    for (const auto& entry : page.entries()) {
+      if (entry.is_scope()) continue;
+      const auto& dims = entry.variable().shape().dims();
+      out.emplace_back(entry.name(),
+                       std::vector<int64_t>(dims.begin(), dims.end()));
+    }
+    request.set_page_token(page.next_page_token());
+  } while (!request.page_token().empty());
+  return out;
+}
+
+}  // namespace
+}  // namespace varscope
+
+PYBIND11_MODULE(_varscope, m) {
+  using namespace varscope;  // NOLINT(build/namespaces)
+
+  m.doc() = "Bindings of the Varscope C++ client; use the varscope package.";
+
+  py::register_exception_translator([](std::exception_ptr p) {
+    try {
+      if (p) std::rethrow_exception(p);
+    } catch (const StatusError& e) {
+      const py::object error =
+          py::module_::import("varscope.errors")
+              .attr("_from_status")(static_cast<int>(e.status().code()),
+                                    std::string(e.status().message()));
+      PyErr_SetObject(reinterpret_cast<PyObject*>(Py_TYPE(error.ptr())),
+                      error.ptr());
+    }
+  });
+
+  m.def(
+      "dtypes",
+      [] {
+        std::vector<py::tuple> out;
+        for (const DType dtype : kAllDTypes) {
+          out.push_back(py::make_tuple(
+              static_cast<int>(dtype), std::string(DTypeName(dtype)),
+              DTypeSize(dtype), IsFloating(dtype), IsInteger(dtype)));
+        }
+        return out;
+      },
+      "(enum, name, size, is_floating, is_integer) of every supported dtype.");
+  m.def(
+      "parse_dtype",
+      [](const std::string& name) {
+        return static_cast<int>(ValueOrThrow(ParseDType(name)));
+      },
+      py::arg("name"), "The enum of a TensorFlow or numpy dtype name.");
+
+  py::class_<v1::Initializer>(m, "InitializerSpec",
+                              "A server-side initializer (v1.Initializer).")
+      .def(py::init(&MakeInitializer), py::kw_only(), py::arg("kind"),
+           py::arg("value") = py::none(), py::arg("mean") = py::none(),
+           py::arg("stddev") = py::none(), py::arg("minval") = py::none(),
+           py::arg("maxval") = py::none(), py::arg("scale") = py::none(),
+           py::arg("gain") = py::none(), py::arg("mode") = "FAN_IN",
+           py::arg("distribution") = "DIST_TRUNCATED_NORMAL",
+           py::arg("seed") = py::none())
+      .def("__repr__", [](const v1::Initializer& spec) {
+        return absl::StrCat("InitializerSpec(", spec.ShortDebugString(), ")");
+      });
+  m.def("initial_value", &InitialValueOf, py::arg("spec"), py::arg("dtype"),
+        py::arg("full_shape"), py::arg("offset") = py::none(),
+        py::arg("shape") = py::none());
+
+  py::class_<v1::Partitioner>(m, "PartitionerSpec",
+                              "A server-side partitioner (v1.Partitioner).")
+      .def_static(
+          "fixed_size",
+          [](int64_t num_shards, int32_t axis) {
+            v1::Partitioner spec;
+            spec.mutable_fixed_size()->set_num_shards(num_shards);
+            spec.mutable_fixed_size()->set_axis(axis);
+            return spec;
+          },
+          py::arg("num_shards"), py::arg("axis"))
+      .def_static(
+          "min_max_variable",
+          [](int64_t max_partitions, int32_t axis, int64_t min_slice_size) {
+            v1::Partitioner spec;
+            auto* p = spec.mutable_min_max_variable();
+            p->set_max_partitions(max_partitions);
+            p->set_axis(axis);
+            p->set_min_slice_size(min_slice_size);
+            return spec;
+          },
+          py::arg("max_partitions"), py::arg("axis"), py::arg("min_slice_size"))
+      .def_static(
+          "variable_axis_size",
+          [](int64_t max_shard_bytes, int32_t axis, int64_t max_shards) {
+            v1::Partitioner spec;
+            auto* p = spec.mutable_variable_axis_size();
+            p->set_max_shard_bytes(max_shard_bytes);
+            p->set_axis(axis);
+            p->set_max_shards(max_shards);
+            return spec;
+          },
+          py::arg("max_shard_bytes"), py::arg("axis"), py::arg("max_shards"))
+      .def_static(
+          "explicit",
+          [](const std::vector<int64_t>& partitions) {
+            v1::Partitioner spec;
+            spec.mutable_explicit_()->mutable_partitions()->Assign(
+                partitions.begin(), partitions.end());
+            return spec;
+          },
+          py::arg("partitions"))
+      .def("__repr__", [](const v1::Partitioner& spec) {
+        return absl::StrCat("PartitionerSpec(", spec.ShortDebugString(), ")");
+      });
+  m.def(
+      "compute_partitions",
+      [](const v1::Partitioner& spec, const std::vector<int64_t>& shape,
+         int dtype) {
+        return ValueOrThrow(ComputePartitions(spec, shape, ToDType(dtype)));
+      },
+      py::arg("spec"), py::arg("shape"), py::arg("dtype"));
+
+  py::class_<Client, std::shared_ptr<Client>>(m, "Client")
+      .def(py::init([](const std::string& address, double timeout,
+                       int max_attempts) {
+             if (!(timeout > 0) || max_attempts < 1) {
+               throw py::value_error(
+                   "timeout must be positive and max_attempts at least 1");
+             }
+             ClientOptions options;
+             options.timeout = absl::Seconds(timeout);
+             options.max_attempts = max_attempts;
+             return std::shared_ptr<Client>(Client::Connect(address, options));
+           }),
+           py::arg("address"), py::kw_only(), py::arg("timeout"),
+           py::arg("max_attempts"))
+      .def("list_variables", &ListVariables, py::arg("scope"),
+           py::arg("recursive"))
+      .def(
+          "delete",
+          [](Client& client, const std::string& name, bool recursive) {
+            return WithoutGil([&] { return client.Delete(name, recursive); });
+          },
+          py::arg("name"), py::arg("recursive"));
+
+  py::enum_<Reuse>(m, "Reuse")
+      .value("FALSE", Reuse::kFalse)
+      .value("TRUE", Reuse::kTrue)
+      .value("AUTO_REUSE", Reuse::kAutoReuse);
+
+  py::class_<VariableScope, std::shared_ptr<VariableScope>>(m, "VariableScope")
+      .def(py::init<>(), "The root scope, reuse FALSE.")
+      .def_readonly("name", &VariableScope::name)
+      .def_readwrite("reuse", &VariableScope::reuse)
+      .def_property(
+          "dtype",
+          [](const VariableScope& scope) {
+            return static_cast<int>(scope.dtype);
+          },
+          [](VariableScope& scope, int dtype) { scope.dtype = ToDType(dtype); })
+      .def("reuse_variables", &VariableScope::ReuseVariables);
+
+  py::class_<ScopeStack>(m, "ScopeStack")
+      .def(py::init<>())
+      .def("current", &ScopeStack::current)
+      .def(
+          "enter",
+          [](ScopeStack& stack, std::optional<std::string> name,
+             std::shared_ptr<VariableScope> scope,
+             std::optional<std::string> default_name,
+             std::optional<Reuse> reuse, std::optional<int> dtype) {
+            ScopeArgs args;
+            args.name = std::move(name);
+            args.scope = std::move(scope);
+            args.default_name = std::move(default_name);
+            args.reuse = reuse;
+            if (dtype.has_value()) args.dtype = ToDType(*dtype);
+            return ValueOrThrow(stack.Enter(args));
+          },
+          py::kw_only(), py::arg("name") = py::none(),
+          py::arg("scope") = py::none(), py::arg("default_name") = py::none(),
+          py::arg("reuse") = py::none(), py::arg("dtype") = py::none())
+      .def("exit", [](ScopeStack& stack) { ThrowIfError(stack.Exit()); });
+
+  py::class_<Variable>(m, "Variable")
+      .def_property_readonly("name", &Variable::name)
+      .def_property_readonly(
+          "dtype",
+          [](const Variable& v) { return static_cast<int>(v.dtype()); })
+      .def_property_readonly("shape", &Variable::shape)
+      .def_property_readonly("trainable", &Variable::trainable)
+      .def_property_readonly("created", &Variable::created)
+      .def_property_readonly("version", &Variable::version)
+      .def_property_readonly("partitioned", &Variable::partitioned)
+      .def_property_readonly("parts", &Variable::parts)
+      .def_property_readonly("partitions", &Variable::partitions)
+      .def("read",
+           [](const Variable& v) {
+             return ToArray(WithoutGil([&] { return v.Read(); }));
+           })
+      .def(
+          "assign",
+          [](const Variable& v, const py::array& value, bool return_value) {
+            return Update(v, value, return_value, &Variable::Assign);
+          },
+          py::arg("value"), py::arg("return_value"))
+      .def(
+          "assign_add",
+          [](const Variable& v, const py::array& delta, bool return_value) {
+            return Update(v, delta, return_value, &Variable::AssignAdd);
+          },
+          py::arg("delta"), py::arg("return_value"));
+
+  m.def(
+      "get_variable",
+      [](std::shared_ptr<Client> client, const VariableScope& scope,
+         const std::string& name, std::optional<std::vector<int64_t>> shape,
+         int dtype, std::optional<v1::Initializer> initializer,
+         std::optional<bool> trainable,
+         std::optional<v1::Partitioner> partitioner) {
+        GetVariableOptions options;
+        options.shape = std::move(shape);
+        options.dtype = ToDType(dtype);
+        options.initializer = std::move(initializer);
+        options.trainable = trainable;
+        options.partitioner = std::move(partitioner);
+        return WithoutGil([&] {
+          return GetVariable(std::move(client), scope, name, options);
+        });
+      },
+      py::arg("client"), py::arg("scope"), py::arg("name"), py::kw_only(),
+      py::arg("shape"), py::arg("dtype"), py::arg("initializer"),
+      py::arg("trainable"), py::arg("partitioner"));
+  m.def(
+      "get_global_step",
+      [](std::shared_ptr<Client> client, Reuse reuse) {
+        return WithoutGil(
+            [&] { return GetGlobalStep(std::move(client), reuse); });
+      },
+      py::arg("client"), py::arg("reuse"));
+}

@@ -1,0 +1,51 @@
+"""Builds the varscope package: the pure-Python modules plus the extension
+varscope._varscope, which CMake builds from this repository (the whole C++
+client is compiled, so the first build takes a few minutes).
+
+    /usr/bin/python3 -m pip install --no-build-isolation \
+        [--break-system-packages | --user | --target DIR] ./client/python
+"""
+
+import pathlib
+import shutil
+import subprocess
+import sys
+
+from setuptools import Extension
+from setuptools import setup
+from setuptools.command.build_ext import build_ext
+
+REPO = pathlib.Path(__file__).resolve().parents[2]
+
+
+class CMakeBuild(build_ext):
+    """Builds each extension (by CMake target name) and copies it in."""
+
+    def build_extension(self, ext):
+        build_dir = pathlib.Path(self.build_temp).resolve() / "cmake"
+        subprocess.run(
+            ["cmake", "-S", str(REPO), "-B", str(build_dir), "-G", "Ninja",
+             "-DCMAKE_BUILD_TYPE=Release", "-DVARSCOPE_BUILD_TESTS=OFF",
+             "-DVARSCOPE_BUILD_PYTHON=ON",
+             "-DPython_EXECUTABLE=" + sys.executable],
+            check=True)
+        target = ext.name.rpartition(".")[2]
+        subprocess.run(["cmake", "--build", str(build_dir), "--target",
+                        target], check=True)
+        built = build_dir / "python" / "varscope" / pathlib.Path(
+            self.get_ext_filename(target)).name
+        destination = pathlib.Path(self.get_ext_fullpath(ext.name))
+        destination.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(built, destination)
+
+
+setup(
+    name="varscope",
+    version="0.1.0",
+    description="TensorFlow-style scoped variables on a parameter server",
+    packages=["varscope"],
+    ext_modules=[Extension("varscope._varscope", sources=[])],
+    cmdclass={"build_ext": CMakeBuild},
+    python_requires=">=3.9",
+    install_requires=["numpy"],
+)

@@ -1,0 +1,61 @@
+"""Varscope: TensorFlow's variable_scope/get_variable over a parameter server.
+
+    import varscope as vs
+    vs.connect("127.0.0.1:7070")
+    with vs.variable_scope("my_scope", reuse=vs.AUTO_REUSE):
+        w = vs.get_variable("weights", shape=[10, 1],
+                            initializer=vs.zeros_initializer())
+    w.read(); w.assign_add(dx)
+
+The names, signatures and errors are tf.compat.v1's (see the modules).
+"""
+
+from varscope import errors
+from varscope import train
+from varscope.client import Client
+from varscope.client import connect
+from varscope.client import delete_variable
+from varscope.client import list_variables
+from varscope.dtypes import DType
+from varscope.dtypes import as_dtype
+from varscope.dtypes import bfloat16
+from varscope.dtypes import bool  # pylint: disable=redefined-builtin
+from varscope.dtypes import double
+from varscope.dtypes import float16
+from varscope.dtypes import float32
+from varscope.dtypes import float64
+from varscope.dtypes import half
+from varscope.dtypes import int16
+from varscope.dtypes import int32
+from varscope.dtypes import int64
+from varscope.dtypes import int8
+from varscope.dtypes import uint8
+from varscope.initializers import constant_initializer
+from varscope.initializers import glorot_normal_initializer
+from varscope.initializers import glorot_uniform_initializer
+from varscope.initializers import identity_initializer
+from varscope.initializers import ones_initializer
+from varscope.initializers import orthogonal_initializer
+from varscope.initializers import random_normal_initializer
+from varscope.initializers import random_uniform_initializer
+from varscope.initializers import truncated_normal_initializer
+from varscope.initializers import variance_scaling_initializer
+from varscope.initializers import zeros_initializer
+from varscope.partitioners import fixed_size_partitioner
+from varscope.partitioners import min_max_variable_partitioner
+from varscope.partitioners import variable_axis_size_partitioner
+from varscope.tensor_shape import TensorShape
+from varscope.train import create_global_step
+from varscope.train import get_global_step
+from varscope.train import get_or_create_global_step
+from varscope.train import global_step
+from varscope.train import increment_global_step
+from varscope.variable_scope import AUTO_REUSE
+from varscope.variable_scope import VariableScope
+from varscope.variable_scope import get_variable
+from varscope.variable_scope import get_variable_scope
+from varscope.variable_scope import variable_scope
+from varscope.variables import PartitionedVariable
+from varscope.variables import Variable
+
+__version__ = "0.1.0"

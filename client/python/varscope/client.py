@@ -1,0 +1,198 @@
+"""Connections to a varscoped server and the default connection.
+
+`connect()` sets the process-wide default Client that get_variable and the
+other module functions use; `Client.as_default()` overrides it for the
+current thread. If nothing was connected, the first use connects as
+`connect()` with no arguments would.
+
+gRPC does not survive fork(): a process forked after its parent started gRPC
+(created a Client) cannot make calls; they raise
+errors.FailedPreconditionError. Start worker processes with the "spawn" or
+"forkserver" multiprocessing method, or with subprocess.
+"""
+
+import contextlib
+import json
+import os
+import threading
+from collections.abc import Mapping
+
+from varscope import _varscope
+from varscope import errors
+
+DEFAULT_ADDRESS = "127.0.0.1:7070"
+# Deadline of each attempt of a call, in seconds.
+DEFAULT_TIMEOUT = 30.0
+# Attempts of a call that is safe to retry when the server is unavailable.
+DEFAULT_MAX_ATTEMPTS = 5
+
+
+class Client:
+    """A connection to one varscoped server. Thread-safe.
+
+    Does not wait for the server: an unreachable server raises
+    errors.UnavailableError on the first call (after `max_attempts` tries for
+    idempotent calls), a slow one errors.DeadlineExceededError after
+    `timeout` seconds per attempt.
+    """
+
+    def __init__(self, address, timeout=DEFAULT_TIMEOUT,
+                 max_attempts=DEFAULT_MAX_ATTEMPTS):
+        global _grpc_started
+        _check_process()
+        self._address = address
+        self._impl = _varscope.Client(address, timeout=timeout,
+                                      max_attempts=max_attempts)
+        _grpc_started = True
+
+    def _connection(self):
+        """The C++ client (see _check_process)."""
+        _check_process()
+        return self._impl
+
+    @property
+    def address(self):
+        """HOST:PORT of the server."""
+        return self._address
+
+    @contextlib.contextmanager
+    def as_default(self):
+        """Makes this the default client of the current thread in the block."""
+        stack = _thread_clients()
+        stack.append(self)
+        try:
+            yield self
+        finally:
+            stack.pop()
+
+    def __repr__(self):
+        return "<varscope.Client %s>" % self._address
+
+
+_lock = threading.Lock()
+_process_default = None
+_thread_state = threading.local()
+# Whether this process (or the one it was forked from) created a Client.
+_grpc_started = False
+# The pid of the parent if this process was forked after gRPC started.
+_forked_from = None
+
+
+def _thread_clients():
+    if not hasattr(_thread_state, "clients"):
+        _thread_state.clients = []
+    return _thread_state.clients
+
+
+def _after_fork_in_child():
+    global _lock, _forked_from
+    _lock = threading.Lock()
+    if _grpc_started:
+        _forked_from = os.getppid()
+
+
+os.register_at_fork(after_in_child=_after_fork_in_child)
+
+
+def _check_process():
+    """Raises errors.FailedPreconditionError in a process forked after its
+    parent started gRPC (its gRPC state is unusable)."""
+    if _forked_from is not None:
+        raise errors.FailedPreconditionError(
+            None, None,
+            "This process was forked from process %d after it started gRPC "
+            "(created a varscope Client), and gRPC does not survive fork(). "
+            "Start worker processes with multiprocessing's \"spawn\" or "
+            "\"forkserver\" method, or with subprocess." % _forked_from)
+
+
+def _resolve_address(address, cluster):
+    """The one server address from the arguments or the environment."""
+    if address is not None and cluster is not None:
+        raise ValueError("Give an address or a cluster, not both.")
+    if address is not None:
+        return address
+    if cluster is None:
+        tf_config = os.environ.get("TF_CONFIG")
+        if tf_config:
+            try:
+                cluster = json.loads(tf_config).get("cluster", {}).get("ps")
+            except (ValueError, AttributeError) as e:
+                raise ValueError("TF_CONFIG is not a JSON object with a "
+                                 "'cluster' object: %s" % e) from None
+    if isinstance(cluster, Mapping):
+        cluster = cluster.get("ps")
+    if not cluster:
+        return os.environ.get("VARSCOPE_SERVER") or DEFAULT_ADDRESS
+    if isinstance(cluster, str):
+        cluster = [cluster]
+    if len(cluster) > 1:
+        raise NotImplementedError(
+            "Multi-shard clusters are not supported yet by the Python "
+            "client; got %d parameter servers: %s" %
+            (len(cluster), ", ".join(cluster)))
+    return cluster[0]
+
+
+def connect(address=None, cluster=None, timeout=DEFAULT_TIMEOUT,
+            max_attempts=DEFAULT_MAX_ATTEMPTS):
+    """Connects to a server and makes it the process's default client.
+
+    Args:
+      address: "HOST:PORT" of the server.
+      cluster: instead of `address`, the parameter servers: a list of
+        addresses or a mapping with a "ps" list (as TF_CONFIG's "cluster").
+        Only one server is supported for now; more raise
+        NotImplementedError.
+      timeout: deadline of each attempt of a call, in seconds.
+      max_attempts: attempts of calls that are safe to retry when the
+        server is unavailable.
+
+    With neither `address` nor `cluster`, the server is TF_CONFIG's
+    cluster.ps, else $VARSCOPE_SERVER, else 127.0.0.1:7070.
+
+    Returns:
+      The new default Client. Does not wait for the server (see Client).
+    """
+    global _process_default
+    client = Client(_resolve_address(address, cluster), timeout=timeout,
+                    max_attempts=max_attempts)
+    with _lock:
+        _process_default = client
+    return client
+
+
+def default_client():
+    """The current thread's default client (see module doc)."""
+    stack = _thread_clients()
+    if stack:
+        return stack[-1]
+    global _process_default
+    with _lock:
+        if _process_default is None:
+            _process_default = Client(_resolve_address(None, None))
+        return _process_default
+
+
+def list_variables(scope="", recursive=True):
+    """(name, shape) of the variables in `scope`, as tf.train.list_variables.
+
+    Names are full names without ":0", in name order; shapes are lists. The
+    parts of a partitioned variable are listed as `name/part_<i>`. With
+    `recursive=False`, only the variables directly in `scope`.
+    """
+    return [(name, list(shape)) for name, shape in
+            default_client()._connection().list_variables(scope,
+                                                            recursive)]
+
+
+def delete_variable(name, recursive=False):
+    """Deletes the variable `name` (a full name or a variable object).
+
+    With `recursive`, also every variable under `name/` (a whole scope, or
+    the parts of a partitioned variable). Returns how many were deleted.
+    Raises errors.NotFoundError if there was nothing to delete.
+    """
+    if not isinstance(name, str):
+        name = name._shared_name
+    return default_client()._connection().delete(name, recursive)

@@ -1,0 +1,48 @@
+"""The global step, as tf.compat.v1.train: an int64 scalar "global_step" at
+the root scope (zeros, not trainable), shared by every worker of a server."""
+
+from varscope import _varscope
+from varscope import errors
+from varscope import variables
+from varscope.client import default_client
+
+
+def _global_step(reuse):
+    return variables.wrap(_varscope.get_global_step(
+        default_client()._connection(), reuse))
+
+
+def get_or_create_global_step():
+    """The global step Variable, created (atomically) if missing."""
+    return _global_step(_varscope.Reuse.AUTO_REUSE)
+
+
+def get_global_step():
+    """The global step Variable, or None if it does not exist."""
+    try:
+        return _global_step(_varscope.Reuse.TRUE)
+    except errors.NotFoundError:
+        return None
+
+
+def create_global_step():
+    """Creates the global step Variable.
+
+    Raises errors.AlreadyExistsError (a ValueError), TensorFlow's
+    '"global_step" already exists.', if it exists.
+    """
+    try:
+        return _global_step(_varscope.Reuse.FALSE)
+    except errors.AlreadyExistsError:
+        raise errors.AlreadyExistsError(
+            None, None, '"global_step" already exists.') from None
+
+
+def global_step():
+    """The global step's current value (an int), created if missing."""
+    return int(get_or_create_global_step().read())
+
+
+def increment_global_step(n=1):
+    """Adds `n` to the global step atomically; returns the new value."""
+    return int(get_or_create_global_step().assign_add(n, read_value=True))

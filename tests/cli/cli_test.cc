@@ -1,0 +1,249 @@
+// The command line itself: server selection, exit codes, usage errors,
+// help, server-wide commands (stats, health) and bash completion.
+#include "client/cli/cli.h"
+
+#include "absl/strings/match.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+#include "absl/strings/str_split.h"
+#include "client/variable.h"
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+#include "nlohmann/json.hpp"
+#include "tests/cli/cli_fixture.h"
+
+namespace varscope::cli::testing {
+namespace {
+
+using ::testing::HasSubstr;
+using ::testing::MatchesRegex;
+using ::testing::StartsWith;
+using Json = nlohmann::json;
+
+constexpr const char* kCommands[] = {
+    "ls",  "tree", "show", "find",   "du",     "diagnose", "get",
+    "set", "rm",   "mv",   "export", "import", "stats",    "health"};
+
+Environment EnvWith(std::map<std::string, std::string> vars) {
+  Environment env;
+  env.getenv = [vars](const std::string& name) -> std::optional<std::string> {
+    auto it = vars.find(name);
+    if (it == vars.end()) return std::nullopt;
+    return it->second;
+  };
+  return env;
+}
+
+TEST(ExitCode, MapsStatusCodesToTheDocumentedExitCodes) {
+  EXPECT_EQ(ExitCode(absl::OkStatus()), 0);
+  EXPECT_EQ(ExitCode(absl::NotFoundError("x")), 1);
+  EXPECT_EQ(ExitCode(absl::InvalidArgumentError("x")), 2);
+  EXPECT_EQ(ExitCode(absl::UnavailableError("x")), 3);
+  EXPECT_EQ(ExitCode(absl::AlreadyExistsError("x")), 3);
+  EXPECT_EQ(ExitCode(absl::CancelledError("x")), 3);
+  EXPECT_EQ(ExitCode(absl::DeadlineExceededError("x")), 3);
+}
+
+TEST(ResolveServerAddress, FlagThenVarscopeServerThenTfConfigThenDefault) {
+  const Environment all = EnvWith(
+      {{"VARSCOPE_SERVER", "env:1"},
+       {"TF_CONFIG", R"({"cluster": {"ps": ["ps0:2222", "ps1:2222"]}})"}});
+  EXPECT_EQ(*ResolveServerAddress("flag:1", all), "flag:1");
+  EXPECT_EQ(*ResolveServerAddress(std::nullopt, all), "env:1");
+  EXPECT_EQ(*ResolveServerAddress(
+                std::nullopt,
+                EnvWith({{"TF_CONFIG",
+                          R"({"cluster": {"ps": ["ps0:2222", "ps1:2222"],
+                              "worker": ["w:1"]}, "task": {"type": "worker",
+                              "index": 0}})"}})),
+            "ps0:2222");
+  EXPECT_EQ(*ResolveServerAddress(std::nullopt, EnvWith({})), "127.0.0.1:7070");
+  EXPECT_EQ(
+      *ResolveServerAddress(
+          std::nullopt,
+          EnvWith({{"TF_CONFIG", R"({"cluster": {"worker": ["w:1"]}})"}})),
+      "127.0.0.1:7070");
+}
+
+TEST(ResolveServerAddress, MalformedTfConfigIsInvalidArgument) {
+  for (const char* config :
+       {"{not json", "[1, 2]", R"({"cluster": {"ps": "ps0:2222"}})",
+        R"({"cluster": {"ps": [2222]}})"}) {
+    SCOPED_TRACE(config);
+    EXPECT_EQ(
+        ResolveServerAddress(std::nullopt, EnvWith({{"TF_CONFIG", config}}))
+            .status()
+            .code(),
+        absl::StatusCode::kInvalidArgument);
+  }
+}
+
+class CliCommandTest : public CliTest {
+ protected:
+  void SetUp() override { Populate(); }
+};
+
+TEST_F(CliCommandTest, ServerComesFromVarscopeServerOrTfConfig) {
+  CliResult r =
+      RunCli({"ls", "--names"}, "", {{"VARSCOPE_SERVER", server_.address()}});
+  EXPECT_EQ(r.code, 0) << r.err;
+  EXPECT_EQ(r.out, "global_step\nmodel/\nopt/\n");
+  r = RunCli({"ls", "--names"}, "",
+             {{"TF_CONFIG", absl::StrCat(R"({"cluster": {"ps": [")",
+                                         server_.address(), R"("]}})")}});
+  EXPECT_EQ(r.code, 0) << r.err;
+  EXPECT_EQ(r.out, "global_step\nmodel/\nopt/\n");
+  r = RunCli({"ls"}, "", {{"TF_CONFIG", "{oops"}});
+  EXPECT_EQ(r.code, 2);
+  EXPECT_EQ(r.err,
+            "varscope ls: INVALID_ARGUMENT: TF_CONFIG is not a JSON object; "
+            "pass --server or fix TF_CONFIG\n");
+}
+
+TEST_F(CliCommandTest, SmallPagesStillListEverything) {
+  const CliResult r = Run({"--page-size", "2", "ls", "-r", "--names"});
+  EXPECT_EQ(r.code, 0) << r.err;
+  EXPECT_EQ(r.out,
+            "global_step\nmodel/dense/bias\nmodel/dense/kernel\n"
+            "model/emb/part_0\nmodel/emb/part_1\nmodel/my_scope/weights\n"
+            "opt/model/dense/kernel/Adam\n");
+  EXPECT_EQ(Run({"--page-size", "1", "ls", "--depth", "2", "--names"}).out,
+            "global_step\nmodel/\nmodel/dense/\nmodel/emb/\nmodel/my_scope/\n"
+            "opt/\nopt/model/\n");
+}
+
+TEST(Cli, EveryCommandExitsThreeWhenTheServerIsDown) {
+  ::varscope::testing::TempDir dir;
+  std::string address;
+  {
+    ::varscope::testing::TestServer server;
+    address = server.address();
+  }
+  const std::vector<std::vector<std::string>> commands = {
+      {"ls"},
+      {"tree"},
+      {"show", "x"},
+      {"find", "*"},
+      {"du"},
+      {"diagnose", "x"},
+      {"get", "x"},
+      {"set", "x", "--value", "1"},
+      {"rm", "x"},
+      {"mv", "x", "y"},
+      {"export", "-o", dir.path() + "/x.npz"},
+      {"stats"},
+      {"health"}};
+  for (std::vector<std::string> args : commands) {
+    SCOPED_TRACE(args[0]);
+    args.insert(args.begin(), {"--server", address, "--timeout", "5"});
+    const CliResult r = RunCli(args);
+    EXPECT_EQ(r.code, 3);
+    EXPECT_THAT(r.err, StartsWith(absl::StrCat("varscope ", args[4],
+                                               ": UNAVAILABLE: ")));
+  }
+}
+
+TEST(Cli, UsageErrorsExitTwo) {
+  const std::vector<std::vector<std::string>> usage_errors = {
+      {},
+      {"frobnicate"},
+      {"show"},
+      {"ls", "--no-such-option"},
+      {"--timeout", "-1", "ls"},
+      {"--page-size", "0", "ls"},
+      {"ls", "--depth", "0"},
+      {"export", "model"},
+      {"mv", "a"},
+      {"stats", "--interval", "soon"},
+  };
+  for (const std::vector<std::string>& args : usage_errors) {
+    SCOPED_TRACE(absl::StrJoin(args, " "));
+    const CliResult r = RunCli(args);
+    EXPECT_EQ(r.code, 2);
+    EXPECT_EQ(r.out, "");
+    EXPECT_THAT(r.err, HasSubstr("Run with --help for more information."));
+  }
+}
+
+TEST(Cli, HelpWorksOnEveryCommandAndExitsZero) {
+  CliResult r = RunCli({"--help"});
+  EXPECT_EQ(r.code, 0);
+  EXPECT_THAT(r.out, StartsWith("varscope: browse scopes"));
+  for (const char* command : kCommands) {
+    EXPECT_THAT(r.out, HasSubstr(absl::StrCat("\n  ", command, " ")));
+  }
+  EXPECT_THAT(r.out, HasSubstr("Exit codes: 0 ok, 1 not found, 2 usage"));
+  for (const char* command : kCommands) {
+    SCOPED_TRACE(command);
+    r = RunCli({command, "--help"});
+    EXPECT_EQ(r.code, 0);
+    EXPECT_THAT(r.out, HasSubstr(absl::StrCat("Usage: varscope ", command)));
+    EXPECT_EQ(r.err, "");
+  }
+}
+
+TEST_F(CliCommandTest, StatsReportsCountsAndCallRates) {
+  for (int i = 0; i < 3; ++i) ASSERT_TRUE(client_->Read("global_step").ok());
+  CliResult r = Run({"--json", "stats", "--interval", "0.2"});
+  EXPECT_EQ(r.code, 0) << r.err;
+  const Json j = Json::parse(r.out);
+  EXPECT_EQ(j["server"], server_.address());
+  EXPECT_EQ(j["version"], "0.1.0");
+  EXPECT_EQ(j["variables"], 7);
+  EXPECT_EQ(j["bytes"], 136);
+  EXPECT_EQ(j["interval_seconds"], 0.2);
+  EXPECT_EQ(j["calls"]["reads"]["total"], 3);
+  EXPECT_EQ(j["calls"]["reads"]["per_second"], 0.0);
+  EXPECT_GT(j["calls"]["reads"]["per_second_since_start"], 0.0);
+  EXPECT_EQ(j["calls"]["gets"]["total"], 6);
+  EXPECT_EQ(j["calls"]["updates"]["total"], 7);  // one assign per part
+
+  r = Run({"stats", "--interval", "0"});
+  EXPECT_EQ(r.code, 0) << r.err;
+  const std::vector<std::string> lines = absl::StrSplit(r.out, '\n');
+  ASSERT_EQ(lines.size(), 9u);
+  EXPECT_EQ(lines[0], absl::StrCat("server     ", server_.address()));
+  EXPECT_EQ(lines[1], "version    0.1.0");
+  EXPECT_THAT(lines[2], MatchesRegex("started    .*Z \\(up [0-9]+s\\)"));
+  EXPECT_EQ(lines[3], "variables  7");
+  EXPECT_EQ(lines[4], "bytes      136 B (136)");
+  EXPECT_THAT(lines[5], MatchesRegex("reads      3 total, .*/s since start"));
+  EXPECT_THAT(lines[6], StartsWith("updates    7 total, "));
+  EXPECT_THAT(lines[7], StartsWith("gets       6 total, "));
+}
+
+TEST_F(CliCommandTest, HealthPrintsServingAndExitsZero) {
+  CliResult r = Run({"health"});
+  EXPECT_EQ(r.code, 0) << r.err;
+  EXPECT_EQ(r.out, "SERVING\n");
+  r = Run({"health", "--json"});
+  EXPECT_EQ(Json::parse(r.out),
+            (Json{{"server", server_.address()}, {"status", "SERVING"}}));
+}
+
+// The completions bash offers for `words` (the last one being completed).
+std::string Complete(const std::vector<std::string>& words) {
+  std::string array;
+  for (const std::string& w : words) absl::StrAppend(&array, " '", w, "'");
+  return RunProgram(
+      {"/bin/bash", "-c",
+       absl::StrCat("source '", VARSCOPE_COMPLETION_SCRIPT, "'; COMP_WORDS=(",
+                    array, "); COMP_CWORD=", words.size() - 1,
+                    "; _varscope; printf '%s\\n' \"${COMPREPLY[@]}\"")});
+}
+
+TEST_F(CliCommandTest, BashCompletionOffersCommandsOptionsAndNames) {
+  EXPECT_EQ(Complete({VARSCOPE_BIN, "s"}), "show\nset\nstats\n");
+  EXPECT_EQ(Complete({VARSCOPE_BIN, "rm", "--d"}), "--dry-run\n");
+  EXPECT_EQ(Complete({VARSCOPE_BIN, "diagnose", "x", "--dtype", "bf"}),
+            "bfloat16\n");
+  EXPECT_EQ(
+      Complete({VARSCOPE_BIN, "--server", server_.address(), "show", "mo"}),
+      "model/\n");
+  EXPECT_EQ(Complete({VARSCOPE_BIN, "--server", server_.address(), "show",
+                      "model/dense/"}),
+            "model/dense/bias\nmodel/dense/kernel\n");
+}
+
+}  // namespace
+}  // namespace varscope::cli::testing
