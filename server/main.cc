@@ -34,6 +34,10 @@ int main(int argc, char** argv) {
                  "largest variable (or part) in bytes")
       ->capture_default_str()
       ->check(CLI::PositiveNumber);
+  app.add_option("--max-message-bytes", options.max_message_bytes,
+                 "largest unary message; larger variables move by streams")
+      ->capture_default_str()
+      ->check(CLI::PositiveNumber);
   app.add_option("--chunk-bytes", options.table.chunk_bytes,
                  "target size of a stored chunk (whole rows) for new "
                  "variables")
