@@ -245,26 +245,29 @@ grpc::ServerReadReactor<v1::TensorChunk>* VariableServiceImpl::WriteStream(
   return new WriteStreamReactor(this, response);
 }
 
+template <typename Request>
+absl::Status VariableServiceImpl::ApplyOne(const Request& request,
+                                           v1::Update update,
+                                           v1::UpdateResponse* response) {
+  updates_.fetch_add(1, std::memory_order_relaxed);
+  return MaybeDropReply(
+      FillUpdate(table_->BatchUpdate(OneUpdate(request, &update)), response));
+}
+
 grpc::ServerUnaryReactor* VariableServiceImpl::Assign(
     grpc::CallbackServerContext* context, const v1::AssignRequest* request,
     v1::UpdateResponse* response) {
-  updates_.fetch_add(1, std::memory_order_relaxed);
   v1::Update update;
   *update.mutable_assign() = request->value();
-  return Reply(
-      context,
-      FillUpdate(table_->BatchUpdate(OneUpdate(*request, &update)), response));
+  return Reply(context, ApplyOne(*request, std::move(update), response));
 }
 
 grpc::ServerUnaryReactor* VariableServiceImpl::AssignAdd(
     grpc::CallbackServerContext* context, const v1::AssignAddRequest* request,
     v1::UpdateResponse* response) {
-  updates_.fetch_add(1, std::memory_order_relaxed);
   v1::Update update;
   *update.mutable_assign_add() = request->delta();
-  return Reply(
-      context,
-      FillUpdate(table_->BatchUpdate(OneUpdate(*request, &update)), response));
+  return Reply(context, ApplyOne(*request, std::move(update), response));
 }
 
 grpc::ServerUnaryReactor* VariableServiceImpl::BatchUpdate(

@@ -84,6 +84,12 @@ class VariableServiceImpl final : public v1::VariableService::CallbackService {
  private:
   class WriteStreamReactor;
 
+  // Applies `update` with the name, expected version and id of an Assign or
+  // AssignAdd `request`.
+  template <typename Request>
+  absl::Status ApplyOne(const Request& request, v1::Update update,
+                        v1::UpdateResponse* response);
+
   VariableTable* const table_;
   const ServiceOptions options_;
   std::atomic<int> drop_replies_{0};

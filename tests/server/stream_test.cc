@@ -72,6 +72,9 @@ TEST(Stream, StreamedUpdatesAreExactlyOnce) {
   VS_ASSERT_OK_AND_ASSIGN(ReadResult read, client->Read("big"));
   EXPECT_EQ(read.value.flat<float>()[19999], 20000);
   EXPECT_EQ(read.version, 2);
+  // The stream reached the server twice: the lost reply, then the retry.
+  VS_ASSERT_OK_AND_ASSIGN(v1::ServerInfo info, client->GetServerInfo());
+  EXPECT_EQ(info.updates(), 2);
 }
 
 // Sends `chunks` as a WriteStream and returns the call's status.

@@ -437,6 +437,9 @@ TEST(ExactlyOnce, RetriedUpdateAfterALostReplyIsAppliedOnce) {
   }
   VS_ASSERT_OK_AND_ASSIGN(ReadResult read, client->Read("global_step"));
   EXPECT_EQ(read.value.flat<int64_t>()[0], 5);
+  // Every update reached the server twice: the lost reply, then the retry.
+  VS_ASSERT_OK_AND_ASSIGN(v1::ServerInfo info, client->GetServerInfo());
+  EXPECT_EQ(info.updates(), 10);
 }
 
 TEST(ExactlyOnce, RepeatedIdIsADuplicateEvenAfterARestart) {
