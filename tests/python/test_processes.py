@@ -104,6 +104,45 @@ def test_process_forked_after_connecting_fails_fast(server):
     assert "gRPC does not survive fork()" in queue.get()
 
 
+DEFAULT_START_METHOD_PROGRAM = """
+import multiprocessing, sys
+import varscope as vs
+
+def work(address):
+    vs.connect(address)
+    with vs.variable_scope("mp", reuse=vs.AUTO_REUSE):
+        n = vs.get_variable("n", shape=[], dtype=vs.int64,
+                            initializer=vs.zeros_initializer())
+    for _ in range(50):
+        n.assign_add(1)
+
+if __name__ == "__main__":
+    vs.connect(sys.argv[1])
+    with vs.variable_scope("mp", reuse=vs.AUTO_REUSE):
+        n = vs.get_variable("n", shape=[], dtype=vs.int64,
+                            initializer=vs.zeros_initializer())
+    workers = [multiprocessing.Process(target=work, args=(sys.argv[1],))
+               for _ in range(3)]
+    for w in workers:
+        w.start()
+    for w in workers:
+        w.join(60)
+    print([w.exitcode for w in workers], int(n.read()),
+          multiprocessing.get_start_method())
+"""
+
+
+def test_default_multiprocessing_workers_work_after_connecting(
+        server, child_env, tmp_path):
+    program = tmp_path / "train.py"
+    program.write_text(DEFAULT_START_METHOD_PROGRAM)
+    out = subprocess.run([sys.executable, str(program), server.address],
+                         env=child_env, capture_output=True, text=True,
+                         timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout == "[0, 0, 0] 150 forkserver\n"
+
+
 def test_rpcs_release_the_gil(server):
     """A thread blocked in an RPC (to a server that never answers) does not
     stop another thread from running Python and RPCs."""

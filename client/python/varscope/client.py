@@ -7,12 +7,16 @@ current thread. If nothing was connected, the first use connects as
 
 gRPC does not survive fork(): a process forked after its parent started gRPC
 (created a Client) cannot make calls; they raise
-errors.FailedPreconditionError. Start worker processes with the "spawn" or
-"forkserver" multiprocessing method, or with subprocess.
+errors.FailedPreconditionError. So the first Client of a process makes
+"forkserver" multiprocessing's start method unless the program chose one
+(Python 3.14 makes it the default on Linux for the same reason), and
+multiprocessing.Process workers just work; a program that forks by other
+means should start workers with "spawn", "forkserver" or subprocess.
 """
 
 import contextlib
 import json
+import multiprocessing
 import os
 import threading
 from collections.abc import Mapping
@@ -40,6 +44,8 @@ class Client:
                  max_attempts=DEFAULT_MAX_ATTEMPTS):
         global _grpc_started
         _check_process()
+        if not _grpc_started:
+            _avoid_forking_multiprocessing()
         self._address = address
         self._impl = _varscope.Client(address, timeout=timeout,
                                       max_attempts=max_attempts)
@@ -92,6 +98,13 @@ def _after_fork_in_child():
 
 
 os.register_at_fork(after_in_child=_after_fork_in_child)
+
+
+def _avoid_forking_multiprocessing():
+    """Makes "forkserver" multiprocessing's start method unless the program
+    chose one: its workers start from a clean process without gRPC state."""
+    if multiprocessing.get_start_method(allow_none=True) is None:
+        multiprocessing.set_start_method("forkserver")
 
 
 def _check_process():
