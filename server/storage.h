@@ -52,8 +52,6 @@ class StorageBatch {
   void PutApplied(absl::string_view client_id, int64_t sequence,
                   absl::string_view result, int64_t forget_below);
 
-  bool empty() const { return batch_.Count() == 0; }
-
  private:
   friend class Storage;
   rocksdb::WriteBatch batch_;
