@@ -9,6 +9,7 @@ packages=(
   libgtest-dev libgmock-dev
   pybind11-dev python3-dev python3-numpy python3-pytest python3-setuptools
   python3-pip
+  libhiredis-dev redis-server iperf3
 )
 
 sudo=""
