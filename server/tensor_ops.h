@@ -3,8 +3,14 @@
 #define VARSCOPE_SERVER_TENSOR_OPS_H_
 
 #include <cstdint>
+#include <vector>
 
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
+#include "absl/types/span.h"
 #include "common/dtype.h"
+#include "common/tensor.h"
 
 namespace varscope::server {
 
@@ -15,6 +21,24 @@ bool SupportsAdd(DType dtype);
 // overflow; float16 and bfloat16 add in float32 and round back.
 // REQUIRES: SupportsAdd(dtype); both buffers hold n elements.
 void AddInPlace(DType dtype, const char* delta, char* data, int64_t n);
+
+// INVALID_ARGUMENT unless `t` has `dtype` and the shape `dims`, saying that
+// `op` ("assign", "add", ...) cannot apply it to variable `name`.
+absl::Status ShapeMismatch(absl::string_view op, absl::string_view name,
+                           const Tensor& t, absl::Span<const int64_t> dims,
+                           DType dtype);
+
+// Checks that `rows` holds `n` rows of a variable of `dims` and `dtype` (see
+// ShapeMismatch).
+absl::Status CheckRows(absl::string_view op, absl::string_view name,
+                       const Tensor& rows, size_t n,
+                       absl::Span<const int64_t> dims, DType dtype);
+
+// The rows a 1-D int32 or int64 `indices` tensor names, each checked to be in
+// [0, num_rows) of variable `name`; INVALID_ARGUMENT otherwise.
+absl::StatusOr<std::vector<int64_t>> RowIndices(const Tensor& indices,
+                                                absl::string_view name,
+                                                int64_t num_rows);
 
 }  // namespace varscope::server
 

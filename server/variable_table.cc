@@ -119,22 +119,6 @@ int64_t ChunkBytes(absl::Span<const int64_t> dims, DType dtype,
 // Constant initializer values are kept in the metadata only when small.
 constexpr size_t kMaxStoredConstantBytes = 1024;
 
-absl::Status ShapeMismatch(absl::string_view op, absl::string_view name,
-                           const Tensor& t, absl::Span<const int64_t> dims,
-                           DType dtype) {
-  if (t.dtype() != dtype) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("Cannot ", op, " a tensor of dtype ", DTypeName(t.dtype()),
-                     " to variable ", name, " of dtype ", DTypeName(dtype)));
-  }
-  if (!std::equal(t.dims().begin(), t.dims().end(), dims.begin(), dims.end())) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "Cannot ", op, " a tensor of shape ", ShapeString(t.dims()),
-        " to variable ", name, " of shape ", ShapeString(dims)));
-  }
-  return absl::OkStatus();
-}
-
 // Locks every variable's write lock in order; the caller unlocks.
 template <typename V>
 void LockAll(const std::vector<V>& vars) ABSL_NO_THREAD_SAFETY_ANALYSIS {
@@ -651,44 +635,6 @@ absl::StatusOr<v1::BatchReadResponse> VariableTable::BatchRead(
   }
   return response;
 }
-
-namespace {
-
-// The rows an indices tensor names, each checked against `num_rows`.
-absl::StatusOr<std::vector<int64_t>> RowIndices(const Tensor& indices,
-                                                absl::string_view name,
-                                                int64_t num_rows) {
-  if (indices.dims().size() != 1 ||
-      (indices.dtype() != v1::DT_INT32 && indices.dtype() != v1::DT_INT64)) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "Indices for variable ", name,
-        " must be a 1-D int32 or int64 tensor, "
-        "not ",
-        DTypeName(indices.dtype()), " of shape ", ShapeString(indices.dims())));
-  }
-  std::vector<int64_t> rows(static_cast<size_t>(indices.num_elements()));
-  for (size_t i = 0; i < rows.size(); ++i) {
-    rows[i] = indices.dtype() == v1::DT_INT32 ? indices.flat<int32_t>()[i]
-                                              : indices.flat<int64_t>()[i];
-    if (rows[i] < 0 || rows[i] >= num_rows) {
-      return absl::InvalidArgumentError(absl::StrCat(
-          "Index ", rows[i], " at position ", i, " is out of range for ",
-          "variable ", name, " with ", num_rows, " rows"));
-    }
-  }
-  return rows;
-}
-
-// Checks that `rows` holds `n` rows of a variable of `dims` and `dtype`.
-absl::Status CheckRows(absl::string_view op, absl::string_view name,
-                       const Tensor& rows, size_t n,
-                       absl::Span<const int64_t> dims, DType dtype) {
-  std::vector<int64_t> want = {static_cast<int64_t>(n)};
-  if (!dims.empty()) want.insert(want.end(), dims.begin() + 1, dims.end());
-  return ShapeMismatch(op, name, rows, want, dtype);
-}
-
-}  // namespace
 
 absl::StatusOr<v1::GatherResponse> VariableTable::Gather(
     const v1::GatherRequest& request) const {
