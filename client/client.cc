@@ -73,6 +73,9 @@ std::unique_ptr<Client> Client::Connect(const std::string& address,
   grpc::ChannelArguments args;
   args.SetMaxReceiveMessageSize(-1);
   args.SetMaxSendMessageSize(-1);
+  if (options.own_connection) {
+    args.SetInt(GRPC_ARG_USE_LOCAL_SUBCHANNEL_POOL, 1);
+  }
   std::shared_ptr<grpc::Channel> channel = grpc::CreateCustomChannel(
       address, grpc::InsecureChannelCredentials(), args);
   return std::make_unique<Client>(v1::VariableService::NewStub(channel),
@@ -92,11 +95,16 @@ bool Client::Identify(v1::UpdateId* id) {
 
 template <typename Call>
 absl::Status Client::Run(bool idempotent, Call call) {
+  return Run(idempotent, call, options_.timeout);
+}
+
+template <typename Call>
+absl::Status Client::Run(bool idempotent, Call call, absl::Duration timeout) {
   absl::Duration backoff = options_.initial_backoff;
   absl::BitGen gen;
   for (int attempt = 1;; ++attempt) {
     grpc::ClientContext context;
-    context.set_deadline(absl::ToChronoTime(absl::Now() + options_.timeout));
+    context.set_deadline(absl::ToChronoTime(absl::Now() + timeout));
     absl::Status status = FromGrpcStatus(call(&context));
     if (status.ok() || !idempotent || !absl::IsUnavailable(status) ||
         attempt >= options_.max_attempts) {
@@ -287,6 +295,32 @@ absl::StatusOr<v1::BatchUpdateResponse> Client::BatchUpdate(
     return stub_->BatchUpdate(context, request, &response);
   }));
   return response;
+}
+
+absl::StatusOr<v1::SyncApplyResponse> Client::SyncApply(
+    v1::SyncApplyRequest request) {
+  const bool idempotent = request.has_id() || Identify(request.mutable_id());
+  v1::SyncApplyResponse response;
+  VS_RETURN_IF_ERROR(Run(idempotent, [&](grpc::ClientContext* context) {
+    return stub_->SyncApply(context, request, &response);
+  }));
+  return response;
+}
+
+absl::StatusOr<int64_t> Client::WaitForStep(absl::string_view global_step,
+                                            int64_t step,
+                                            absl::Duration timeout) {
+  v1::WaitForStepRequest request;
+  request.set_global_step(std::string(global_step));
+  request.set_step(step);
+  v1::WaitForStepResponse response;
+  VS_RETURN_IF_ERROR(Run(
+      true,
+      [&](grpc::ClientContext* context) {
+        return stub_->WaitForStep(context, request, &response);
+      },
+      timeout));
+  return response.global_step();
 }
 
 absl::StatusOr<v1::BatchReadResponse> Client::BatchRead(

@@ -39,6 +39,10 @@ struct ClientOptions {
   // Default: 64 MiB and 2 MiB.
   int64_t stream_threshold_bytes = int64_t{64} << 20;
   int64_t stream_chunk_bytes = int64_t{2} << 20;
+  // Connect: open a TCP connection of this client's own rather than share
+  // one with the other clients of the same address in this process (as
+  // separate worker processes would). Default: false.
+  bool own_connection = false;
 };
 
 // Thread-safe. Every method returns the server's status unchanged (codes as
@@ -82,6 +86,14 @@ class Client {
   // options.exactly_once and no id in `request`, numbers it.
   absl::StatusOr<v1::BatchUpdateResponse> BatchUpdate(
       v1::BatchUpdateRequest request);
+  // Contributes gradients to a synchronous step (see SyncApplyRequest). With
+  // options.exactly_once and no id in `request`, numbers it, so a retried
+  // contribution counts once.
+  absl::StatusOr<v1::SyncApplyResponse> SyncApply(v1::SyncApplyRequest request);
+  // Waits until the global step (default "global_step" when empty) is at
+  // least `step` and returns its value; DEADLINE_EXCEEDED after `timeout`.
+  absl::StatusOr<int64_t> WaitForStep(absl::string_view global_step,
+                                      int64_t step, absl::Duration timeout);
   // The variables as of one moment, by names or by scope.
   absl::StatusOr<v1::BatchReadResponse> BatchRead(
       const v1::BatchReadRequest& request);
@@ -93,10 +105,13 @@ class Client {
   const std::string& client_id() const { return client_id_; }
 
  private:
-  // Runs `call(context)` with a fresh deadline per attempt, retrying
+  // Runs `call(context)` with a fresh deadline (options.timeout, or
+  // `timeout`) per attempt, retrying
   // UNAVAILABLE when `idempotent`.
   template <typename Call>
   absl::Status Run(bool idempotent, Call call);
+  template <typename Call>
+  absl::Status Run(bool idempotent, Call call, absl::Duration timeout);
 
   // Whether an update of `tensor` goes by WriteStream.
   bool StreamIt(const Tensor& tensor, const UpdateOptions& options) const;

@@ -51,12 +51,12 @@ absl::Status ShapeMismatch(absl::string_view op, absl::string_view name,
                            DType dtype) {
   if (t.dtype() != dtype) {
     return absl::InvalidArgumentError(
-        absl::StrCat("Cannot ", op, " a tensor of dtype ", DTypeName(t.dtype()),
+        absl::StrCat("Cannot ", op, " of dtype ", DTypeName(t.dtype()),
                      " to variable ", name, " of dtype ", DTypeName(dtype)));
   }
   if (!std::equal(t.dims().begin(), t.dims().end(), dims.begin(), dims.end())) {
     return absl::InvalidArgumentError(absl::StrCat(
-        "Cannot ", op, " a tensor of shape ", ShapeString(t.dims()),
+        "Cannot ", op, " of shape ", ShapeString(t.dims()),
         " to variable ", name, " of shape ", ShapeString(dims)));
   }
   return absl::OkStatus();

@@ -23,7 +23,8 @@ bool SupportsAdd(DType dtype);
 void AddInPlace(DType dtype, const char* delta, char* data, int64_t n);
 
 // INVALID_ARGUMENT unless `t` has `dtype` and the shape `dims`, saying that
-// `op` ("assign", "add", ...) cannot apply it to variable `name`.
+// one cannot `op` ("assign a tensor", "apply a gradient", ...) of its dtype
+// or shape to variable `name`.
 absl::Status ShapeMismatch(absl::string_view op, absl::string_view name,
                            const Tensor& t, absl::Span<const int64_t> dims,
                            DType dtype);

@@ -333,6 +333,53 @@ grpc::ServerUnaryReactor* VariableServiceImpl::Rename(
   return Reply(context, result.status());
 }
 
+grpc::ServerUnaryReactor* VariableServiceImpl::SyncApply(
+    grpc::CallbackServerContext* context, const v1::SyncApplyRequest* request,
+    v1::SyncApplyResponse* response) {
+  updates_.fetch_add(1, std::memory_order_relaxed);
+  absl::StatusOr<v1::SyncApplyResponse> result = sync_.Apply(*request);
+  if (result.ok()) *response = std::move(*result);
+  return Reply(context, MaybeDropReply(result.status()));
+}
+
+namespace {
+
+// Answers a WaitForStep when the step is reached, or CANCELLED when the
+// caller gives up (its deadline passes).
+class StepWaiter final : public grpc::ServerUnaryReactor {
+ public:
+  StepWaiter(SyncReplicas* sync, const v1::WaitForStepRequest& request,
+             v1::WaitForStepResponse* response)
+      : sync_(sync) {
+    id_ = sync->Wait(request.global_step(), request.step(),
+                     [this, response](absl::StatusOr<int64_t> step) {
+                       if (step.ok()) response->set_global_step(*step);
+                       Finish(ToGrpcStatus(step.status()));
+                     });
+  }
+
+  void OnCancel() override {
+    if (sync_->Cancel(id_)) {
+      Finish(grpc::Status(grpc::StatusCode::CANCELLED,
+                          "Gave up waiting for the step"));
+    }
+  }
+
+  void OnDone() override { delete this; }
+
+ private:
+  SyncReplicas* const sync_;
+  int64_t id_ = 0;
+};
+
+}  // namespace
+
+grpc::ServerUnaryReactor* VariableServiceImpl::WaitForStep(
+    grpc::CallbackServerContext* context, const v1::WaitForStepRequest* request,
+    v1::WaitForStepResponse* response) {
+  return new StepWaiter(&sync_, *request, response);
+}
+
 grpc::ServerUnaryReactor* VariableServiceImpl::GetServerInfo(
     grpc::CallbackServerContext* context, const v1::ServerInfoRequest* request,
     v1::ServerInfo* response) {

@@ -7,6 +7,7 @@
 #include <cstdint>
 
 #include "absl/time/clock.h"
+#include "server/sync_replicas.h"
 #include "server/variable_table.h"
 #include "varscope/v1/variable_service.grpc.pb.h"
 
@@ -26,7 +27,11 @@ struct ServiceOptions {
 class VariableServiceImpl final : public v1::VariableService::CallbackService {
  public:
   VariableServiceImpl(VariableTable* table, const ServiceOptions& options)
-      : table_(table), options_(options) {}
+      : table_(table), options_(options), sync_(table) {}
+
+  // Ends the calls waiting for a step (with UNAVAILABLE): call before the
+  // gRPC server shuts down.
+  void Shutdown() { sync_.Shutdown(); }
 
   grpc::ServerUnaryReactor* GetVariable(
       grpc::CallbackServerContext* context,
@@ -70,6 +75,13 @@ class VariableServiceImpl final : public v1::VariableService::CallbackService {
   grpc::ServerReadReactor<v1::TensorChunk>* WriteStream(
       grpc::CallbackServerContext* context,
       v1::UpdateResponse* response) override;
+  grpc::ServerUnaryReactor* SyncApply(grpc::CallbackServerContext* context,
+                                      const v1::SyncApplyRequest* request,
+                                      v1::SyncApplyResponse* response) override;
+  grpc::ServerUnaryReactor* WaitForStep(
+      grpc::CallbackServerContext* context,
+      const v1::WaitForStepRequest* request,
+      v1::WaitForStepResponse* response) override;
   grpc::ServerUnaryReactor* GetServerInfo(grpc::CallbackServerContext* context,
                                           const v1::ServerInfoRequest* request,
                                           v1::ServerInfo* response) override;
@@ -92,6 +104,7 @@ class VariableServiceImpl final : public v1::VariableService::CallbackService {
 
   VariableTable* const table_;
   const ServiceOptions options_;
+  SyncReplicas sync_;
   std::atomic<int> drop_replies_{0};
   const int64_t start_time_micros_ = absl::ToUnixMicros(absl::Now());
   std::atomic<int64_t> reads_{0};

@@ -834,13 +834,13 @@ absl::StatusOr<v1::BatchUpdateResponse> VariableTable::ApplyBatch(
         w.copy.row_bytes() / static_cast<int64_t>(DTypeSize(var.dtype));
     switch (op.kind) {
       case v1::Update::kAssign:
-        VS_RETURN_IF_ERROR(
-            ShapeMismatch("assign", op.name, op.tensor, var.dims, var.dtype));
+        VS_RETURN_IF_ERROR(ShapeMismatch("assign a tensor", op.name, op.tensor,
+                                         var.dims, var.dtype));
         w.copy.SetWhole(op.tensor.ReleaseBytes());
         break;
       case v1::Update::kAssignAdd:
-        VS_RETURN_IF_ERROR(
-            ShapeMismatch("add", op.name, op.tensor, var.dims, var.dtype));
+        VS_RETURN_IF_ERROR(ShapeMismatch("add a tensor", op.name, op.tensor,
+                                         var.dims, var.dtype));
         if (!SupportsAdd(var.dtype)) {
           return absl::InvalidArgumentError(
               absl::StrCat("Cannot add to variable ", op.name, " of dtype ",
@@ -856,8 +856,8 @@ absl::StatusOr<v1::BatchUpdateResponse> VariableTable::ApplyBatch(
         }
         VS_ASSIGN_OR_RETURN(std::vector<int64_t> rows,
                             RowIndices(*op.indices, op.name, var.dims[0]));
-        VS_RETURN_IF_ERROR(CheckRows("scatter", op.name, op.tensor, rows.size(),
-                                     var.dims, var.dtype));
+        VS_RETURN_IF_ERROR(CheckRows("scatter a tensor", op.name, op.tensor,
+                                     rows.size(), var.dims, var.dtype));
         const bool add = op.mode == v1::Scatter::ADD;
         if (add && !SupportsAdd(var.dtype)) {
           return absl::InvalidArgumentError(
