@@ -77,9 +77,8 @@ std::string AppliedUpdates::Serialize(
   return versions_only.SerializeAsString();
 }
 
-void AppliedUpdates::Record(const v1::UpdateId& id,
-                            const v1::BatchUpdateResponse& result,
-                            StorageBatch& batch) {
+AppliedUpdates::Record AppliedUpdates::ToRecord(
+    const v1::UpdateId& id, const v1::BatchUpdateResponse& result) {
   int64_t newest = id.sequence();
   {
     absl::MutexLock l(&mu_);
@@ -88,8 +87,7 @@ void AppliedUpdates::Record(const v1::UpdateId& id,
       newest = std::max(newest, client.applied.rbegin()->first);
     }
   }
-  batch.PutApplied(id.client_id(), id.sequence(), Serialize(result),
-                   newest - window_ + 1);
+  return Record{Serialize(result), newest - window_ + 1};
 }
 
 void AppliedUpdates::End(const v1::UpdateId& id,

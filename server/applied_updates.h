@@ -37,10 +37,16 @@ class AppliedUpdates {
   absl::StatusOr<std::optional<v1::BatchUpdateResponse>> Begin(
       const v1::UpdateId& id);
 
-  // Adds the record of `result` for `id` to `batch`, which applies the
-  // update. Values over 64 KiB in all are not kept (a retry gets versions).
-  void Record(const v1::UpdateId& id, const v1::BatchUpdateResponse& result,
-              StorageBatch& batch);
+  // What to store, in the same store write as the update, to record that
+  // `id` was applied with `result`: the serialized result (values over 64
+  // KiB in all are not kept: a retry gets versions), and the sequence below
+  // which that client's records are no longer kept.
+  struct Record {
+    std::string result;
+    int64_t forget_below = 0;
+  };
+  Record ToRecord(const v1::UpdateId& id,
+                  const v1::BatchUpdateResponse& result);
 
   // Ends the update Begin let through; `applied` is its result if its store
   // write succeeded, else nullptr.

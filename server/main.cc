@@ -6,6 +6,7 @@
 #include <cstdio>
 
 #include "CLI/CLI.hpp"
+#include "server/durability.h"
 #include "server/server.h"
 
 namespace {
@@ -27,9 +28,25 @@ int main(int argc, char** argv) {
       ->capture_default_str();
   app.add_option("--data-dir", options.data_dir, "RocksDB data directory")
       ->capture_default_str();
-  app.add_flag("--sync", options.storage.sync,
-               "fsync the write-ahead log before acknowledging each write "
-               "group (survives power loss; slower)");
+  app.add_option_function<std::string>(
+         "--durability",
+         [&](const std::string& text) {
+           absl::StatusOr<varscope::server::Durability> durability =
+               varscope::server::ParseDurability(text);
+           if (!durability.ok()) {
+             throw CLI::ValidationError(
+                 "--durability", std::string(durability.status().message()));
+           }
+           options.table.durability = *durability;
+         },
+         "When an acknowledged write is on disk. wal: in the write-ahead "
+         "log before the reply (survives kill -9); sync: also fsynced, one "
+         "fsync per group of concurrent writes (survives power loss); "
+         "interval=DURATION (e.g. interval=200ms): applied in memory and "
+         "acknowledged at once, everything changed written as one "
+         "consistent snapshot every DURATION and at shutdown (a crash loses "
+         "at most the last DURATION)")
+      ->default_str("wal");
   app.add_option("--max-variable-bytes", options.table.max_variable_bytes,
                  "largest variable (or part) in bytes")
       ->capture_default_str()
@@ -66,8 +83,10 @@ int main(int argc, char** argv) {
   }
   const std::string host =
       options.listen_address.substr(0, options.listen_address.rfind(':'));
-  std::printf("varscoped serving on %s:%d (data dir %s)\n", host.c_str(),
-              (*server)->port(), options.data_dir.c_str());
+  std::printf(
+      "varscoped serving on %s:%d (data dir %s, durability %s)\n", host.c_str(),
+      (*server)->port(), options.data_dir.c_str(),
+      varscope::server::DurabilityToString(options.table.durability).c_str());
   std::fflush(stdout);
 
   unsigned char signal = 0;

@@ -12,15 +12,35 @@
 #include "server/variable_service.h"
 
 namespace varscope::server {
+namespace {
+
+// A damaged data directory is never served: say what to do instead.
+absl::Status WithDamageHint(const absl::Status& status) {
+  if (!absl::IsDataLoss(status)) return status;
+  return absl::DataLossError(absl::StrCat(
+      status.message(),
+      ". The data directory is damaged; varscoped does not serve it. Restore "
+      "a backup or checkpoint into a new directory (varscope restore) and "
+      "start on that"));
+}
+
+}  // namespace
 
 absl::StatusOr<std::unique_ptr<Server>> Server::Start(
     const ServerOptions& options) {
   std::unique_ptr<Server> server(new Server());
-  VS_ASSIGN_OR_RETURN(server->storage_,
-                      Storage::Open(options.storage, options.data_dir));
-  VS_ASSIGN_OR_RETURN(
-      server->table_,
-      VariableTable::Load(options.table, server->storage_.get()));
+  StorageOptions storage_options = options.storage;
+  // Interval-mode writes are rare and large: fsync them too.
+  storage_options.sync =
+      options.table.durability.mode != Durability::Mode::kWal;
+  absl::StatusOr<std::unique_ptr<Storage>> storage =
+      Storage::Open(storage_options, options.data_dir);
+  if (!storage.ok()) return WithDamageHint(storage.status());
+  server->storage_ = *std::move(storage);
+  absl::StatusOr<std::unique_ptr<VariableTable>> table =
+      VariableTable::Load(options.table, server->storage_.get());
+  if (!table.ok()) return WithDamageHint(table.status());
+  server->table_ = *std::move(table);
   ServiceOptions service_options;
   service_options.max_message_bytes = options.max_message_bytes;
   service_options.max_variable_bytes = options.table.max_variable_bytes;

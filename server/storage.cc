@@ -1,11 +1,13 @@
 #include "server/storage.h"
 
+#include <filesystem>
 #include <utility>
 
 #include "absl/base/internal/endian.h"
 #include "absl/strings/str_cat.h"
 #include "common/status.h"
 #include "rocksdb/options.h"
+#include "rocksdb/write_batch.h"
 
 namespace varscope::server {
 namespace {
@@ -45,6 +47,24 @@ std::string ChunkLimit(absl::string_view name) {
   return limit;
 }
 
+// The error a failed write returns.
+absl::Status WriteError(const rocksdb::Status& status, absl::string_view path) {
+  if (status.IsNoSpace()) {
+    return absl::ResourceExhaustedError(absl::StrCat(
+        "No space left on the disk of data directory ", path,
+        ": the update was not applied; writes resume once space is freed (",
+        status.ToString(), ")"));
+  }
+  if (status.IsIOError()) {
+    return absl::UnavailableError(absl::StrCat(
+        "I/O error writing data directory ", path,
+        ": the update was not applied; writes resume once the disk works "
+        "again (",
+        status.ToString(), ")"));
+  }
+  return FromRocksStatus(status, absl::StrCat("Writing data directory ", path));
+}
+
 }  // namespace
 
 absl::Status FromRocksStatus(const rocksdb::Status& status,
@@ -77,12 +97,15 @@ absl::Status FromRocksStatus(const rocksdb::Status& status,
 }
 
 void StorageBatch::PutMeta(const v1::StoredVariable& meta) {
-  batch_.Put(meta_cf_, meta.info().name(), meta.SerializeAsString());
+  ops_.push_back({Kind::kPut, Family::kMeta, meta.info().name(),
+                  meta.SerializeAsString(), std::nullopt});
 }
 
 void StorageBatch::PutChunk(const v1::StoredVariable& meta, int64_t index,
                             absl::string_view bytes) {
-  batch_.Put(data_cf_, ChunkKey(meta.info().name(), index), ToSlice(bytes));
+  ops_.push_back({Kind::kPut, Family::kData,
+                  ChunkKey(meta.info().name(), static_cast<uint64_t>(index)),
+                  "", bytes});
 }
 
 void StorageBatch::PutChunks(const v1::StoredVariable& meta,
@@ -104,50 +127,68 @@ void StorageBatch::PutVariable(const v1::StoredVariable& meta,
 }
 
 void StorageBatch::DeleteVariable(absl::string_view name) {
-  batch_.Delete(meta_cf_, ToSlice(name));
-  batch_.DeleteRange(data_cf_, ChunkPrefix(name), ChunkLimit(name));
+  ops_.push_back(
+      {Kind::kDelete, Family::kMeta, std::string(name), "", std::nullopt});
+  ops_.push_back({Kind::kDeleteRange, Family::kData, ChunkPrefix(name),
+                  ChunkLimit(name), std::nullopt});
 }
 
 void StorageBatch::PutApplied(absl::string_view client_id, int64_t sequence,
-                              absl::string_view result, int64_t forget_below) {
-  batch_.Put(applied_cf_, ChunkKey(client_id, static_cast<uint64_t>(sequence)),
-             ToSlice(result));
-  if (forget_below > 0) {
-    batch_.DeleteRange(
-        applied_cf_, ChunkKey(client_id, 0),
-        ChunkKey(client_id, static_cast<uint64_t>(forget_below)));
-  }
+                              absl::string_view result) {
+  ops_.push_back({Kind::kPut, Family::kApplied,
+                  ChunkKey(client_id, static_cast<uint64_t>(sequence)),
+                  std::string(result), std::nullopt});
 }
 
-absl::Status Storage::LoadApplied(
-    const std::function<absl::Status(std::string, int64_t, std::string)>& fn) {
-  std::unique_ptr<rocksdb::Iterator> it(
-      db_->NewIterator(rocksdb::ReadOptions(), handles_[3]));
-  for (it->SeekToFirst(); it->Valid(); it->Next()) {
-    const rocksdb::Slice key = it->key();
-    if (key.size() < 9 || key[key.size() - 9] != '\0') {
-      return absl::DataLossError("An applied-update record has a damaged key");
-    }
-    VS_RETURN_IF_ERROR(fn(std::string(key.data(), key.size() - 9),
-                          static_cast<int64_t>(absl::big_endian::Load64(
-                              key.data() + key.size() - 8)),
-                          it->value().ToString()));
-  }
-  return FromRocksStatus(it->status(), "Reading the store");
+void StorageBatch::DeleteApplied(absl::string_view client_id,
+                                 int64_t sequence) {
+  ops_.push_back({Kind::kDelete, Family::kApplied,
+                  ChunkKey(client_id, static_cast<uint64_t>(sequence)), "",
+                  std::nullopt});
+}
+
+void StorageBatch::ForgetApplied(absl::string_view client_id, int64_t below) {
+  if (below <= 0) return;
+  ops_.push_back({Kind::kDeleteRange, Family::kApplied, ChunkKey(client_id, 0),
+                  ChunkKey(client_id, static_cast<uint64_t>(below)),
+                  std::nullopt});
 }
 
 int64_t Storage::NumChunks(int64_t total_bytes, int64_t chunk_bytes) {
   return (total_bytes + chunk_bytes - 1) / chunk_bytes;
 }
 
+Storage::Storage(const StorageOptions& options, std::string path)
+    : options_(options), path_(std::move(path)) {
+  write_options_.sync = options.sync;
+}
+
 absl::StatusOr<std::unique_ptr<Storage>> Storage::Open(
     const StorageOptions& options, std::string path) {
+  std::unique_ptr<Storage> storage(new Storage(options, std::move(path)));
+  absl::MutexLock l(&storage->mu_);
+  VS_RETURN_IF_ERROR(storage->OpenDb());
+  return storage;
+}
+
+absl::Status Storage::OpenDb() {
+  namespace fs = std::filesystem;
+  std::error_code error;
+  const bool exists = fs::exists(fs::path(path_) / "CURRENT", error);
+  if (!exists && fs::exists(path_, error) && !fs::is_empty(path_, error)) {
+    return absl::FailedPreconditionError(absl::StrCat(
+        "Data directory ", path_,
+        " holds files but no store (its CURRENT file is missing): not "
+        "starting on it, and not creating an empty store over it. Restore a "
+        "backup or checkpoint into a new directory (varscope restore), or "
+        "give an empty or new directory"));
+  }
   rocksdb::DBOptions db_options;
-  db_options.create_if_missing = true;
+  db_options.create_if_missing = !exists;
   db_options.create_missing_column_families = true;
   db_options.IncreaseParallelism(2);
   db_options.paranoid_checks = true;
-  if (options.env != nullptr) db_options.env = options.env;
+  if (options_.env != nullptr) db_options.env = options_.env;
 
   rocksdb::ColumnFamilyOptions meta_options;
   meta_options.OptimizeForPointLookup(8);
@@ -164,52 +205,122 @@ absl::StatusOr<std::unique_ptr<Storage>> Storage::Open(
       {kMetaFamily, meta_options},
       {kDataFamily, data_options},
       {kAppliedFamily, rocksdb::ColumnFamilyOptions()}};
-  std::vector<rocksdb::ColumnFamilyHandle*> handles;
   rocksdb::DB* raw_db = nullptr;
   rocksdb::Status s =
-      rocksdb::DB::Open(db_options, path, families, &handles, &raw_db);
-  std::unique_ptr<rocksdb::DB> db(raw_db);
+      rocksdb::DB::Open(db_options, path_, families, &handles_, &raw_db);
+  db_.reset(raw_db);
   if (!s.ok()) {
     if (s.IsIOError() && s.ToString().find("lock") != std::string::npos) {
       return absl::UnavailableError(
-          absl::StrCat("Data directory ", path,
+          absl::StrCat("Data directory ", path_,
                        " is in use by another process: ", s.ToString()));
     }
-    return FromRocksStatus(s, absl::StrCat("Opening data directory ", path));
+    return FromRocksStatus(s, absl::StrCat("Opening data directory ", path_));
   }
-  return std::unique_ptr<Storage>(
-      new Storage(std::move(db), std::move(handles), options.sync));
+  return absl::OkStatus();
 }
 
-Storage::Storage(std::unique_ptr<rocksdb::DB> db,
-                 std::vector<rocksdb::ColumnFamilyHandle*> handles, bool sync)
-    : db_(std::move(db)), handles_(std::move(handles)) {
-  write_options_.sync = sync;
-}
-
-Storage::~Storage() {
+void Storage::CloseDb() {
   for (rocksdb::ColumnFamilyHandle* h : handles_) {
     db_->DestroyColumnFamilyHandle(h).PermitUncheckedError();
   }
-  rocksdb::Status s = db_->Close();
-  s.PermitUncheckedError();
+  handles_.clear();
+  db_->Close().PermitUncheckedError();
+  db_.reset();
 }
 
-StorageBatch Storage::NewBatch() const {
-  StorageBatch batch;
-  batch.meta_cf_ = handles_[1];
-  batch.data_cf_ = handles_[2];
-  batch.applied_cf_ = handles_[3];
-  return batch;
+Storage::~Storage() {
+  absl::MutexLock l(&mu_);
+  if (db_ != nullptr) CloseDb();
 }
 
-absl::Status Storage::Write(StorageBatch& batch) {
-  return FromRocksStatus(db_->Write(write_options_, &batch.batch_),
-                         "Writing to the store");
+absl::Status Storage::Write(const StorageBatch& batch) {
+  if (failed_.load()) {
+    absl::MutexLock e(&error_mu_);
+    return error_;
+  }
+  absl::ReaderMutexLock l(&mu_);
+  rocksdb::WriteBatch write_batch;
+  rocksdb::Status s;
+  for (const StorageBatch::Op& op : batch.ops_) {
+    if (!s.ok()) break;
+    rocksdb::ColumnFamilyHandle* family =
+        handles_[static_cast<size_t>(op.family) + 1];
+    switch (op.kind) {
+      case StorageBatch::Kind::kPut:
+        s = write_batch.Put(family, op.key,
+                            ToSlice(op.borrowed.value_or(op.value)));
+        break;
+      case StorageBatch::Kind::kDelete:
+        s = write_batch.Delete(family, op.key);
+        break;
+      case StorageBatch::Kind::kDeleteRange:
+        s = write_batch.DeleteRange(family, op.key, op.value);
+        break;
+    }
+  }
+  if (!s.ok()) return FromRocksStatus(s, "Building a store write");
+  s = db_->Write(write_options_, &write_batch);
+  if (s.ok()) return absl::OkStatus();
+  absl::Status error = WriteError(s, path_);
+  absl::MutexLock e(&error_mu_);
+  if (!failed_.exchange(true)) error_ = error;
+  return error;
+}
+
+absl::Status Storage::Recover() {
+  if (!failed_.load()) return absl::OkStatus();
+  absl::MutexLock l(&mu_);
+  if (!failed_.load()) return absl::OkStatus();
+  if (db_ != nullptr) {
+    const rocksdb::Status s = db_->Resume();
+    if (s.ok()) {
+      failed_.store(false);
+      return absl::OkStatus();
+    }
+    if (s.IsBusy()) {  // RocksDB is recovering on its own (e.g. from ENOSPC)
+      absl::MutexLock e(&error_mu_);
+      return error_;
+    }
+    // RocksDB does not resume after a failed log write: reopen the store,
+    // which replays the log up to the last complete record.
+    CloseDb();
+  }
+  if (absl::Status status = OpenDb(); !status.ok()) {
+    if (db_ != nullptr) CloseDb();
+    absl::MutexLock e(&error_mu_);
+    error_ = absl::Status(error_.code(),
+                          absl::StrCat(error_.message(),
+                                       "; reopening the store after the error "
+                                       "failed too: ",
+                                       status.message()));
+    return error_;
+  }
+  failed_.store(false);
+  return absl::OkStatus();
+}
+
+absl::Status Storage::LoadApplied(
+    const std::function<absl::Status(std::string, int64_t, std::string)>& fn) {
+  absl::ReaderMutexLock l(&mu_);
+  std::unique_ptr<rocksdb::Iterator> it(
+      db_->NewIterator(rocksdb::ReadOptions(), handles_[3]));
+  for (it->SeekToFirst(); it->Valid(); it->Next()) {
+    const rocksdb::Slice key = it->key();
+    if (key.size() < 9 || key[key.size() - 9] != '\0') {
+      return absl::DataLossError("An applied-update record has a damaged key");
+    }
+    VS_RETURN_IF_ERROR(fn(std::string(key.data(), key.size() - 9),
+                          static_cast<int64_t>(absl::big_endian::Load64(
+                              key.data() + key.size() - 8)),
+                          it->value().ToString()));
+  }
+  return FromRocksStatus(it->status(), "Reading the store");
 }
 
 absl::Status Storage::LoadAll(
     const std::function<absl::Status(v1::StoredVariable, std::string)>& fn) {
+  absl::ReaderMutexLock l(&mu_);
   rocksdb::ReadOptions read_options;
   read_options.fill_cache = false;
   std::unique_ptr<rocksdb::Iterator> meta_it(
@@ -257,7 +368,9 @@ absl::Status Storage::LoadAll(
              static_cast<size_t>(want));
       ++expected;
     }
-    VS_RETURN_IF_ERROR(FromRocksStatus(data_it->status(), "Reading the store"));
+    VS_RETURN_IF_ERROR(FromRocksStatus(
+        data_it->status(), absl::StrCat("Reading stored variable '", name,
+                                        "' in data directory ", path_)));
     if (expected != chunks) {
       return absl::DataLossError(
           absl::StrCat("Stored variable '", name, "' is damaged: ", chunks,
@@ -265,7 +378,9 @@ absl::Status Storage::LoadAll(
     }
     VS_RETURN_IF_ERROR(fn(std::move(meta), std::move(data)));
   }
-  return FromRocksStatus(meta_it->status(), "Reading the store");
+  return FromRocksStatus(
+      meta_it->status(),
+      absl::StrCat("Reading variable metadata in data directory ", path_));
 }
 
 }  // namespace varscope::server

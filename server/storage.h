@@ -1,20 +1,25 @@
 // The RocksDB store behind varscoped: variable metadata in the `meta` column
-// family, variable bytes in row-aligned chunks in the `data` column family.
-// This is the one place that sees rocksdb::Status.
+// family, variable bytes in row-aligned chunks in the `data` column family,
+// exactly-once records in the `applied` column family. This is the one place
+// that sees rocksdb::Status.
 #ifndef VARSCOPE_SERVER_STORAGE_H_
 #define VARSCOPE_SERVER_STORAGE_H_
 
+#include <atomic>
 #include <cstdint>
 #include <functional>
+#include <map>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
+#include "absl/base/thread_annotations.h"
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
+#include "absl/synchronization/mutex.h"
 #include "rocksdb/db.h"
-#include "rocksdb/write_batch.h"
 #include "varscope/v1/storage.pb.h"
 
 namespace varscope::server {
@@ -23,18 +28,23 @@ struct StorageOptions {
   // fsync the write-ahead log before a write returns (group commit across
   // concurrent writers). Without it a write is in the WAL (the OS page
   // cache) before it returns: it survives a process crash, not power loss.
-  // Default: false.
+  // Server::Start sets it from the durability mode. Default: false.
   bool sync = false;
   // The RocksDB Env to use (fault-injection tests pass a wrapper).
   // Default: nullptr, meaning rocksdb::Env::Default().
   rocksdb::Env* env = nullptr;
 };
 
-// Writes that apply atomically through Storage::Write. Thread-compatible.
+// Writes that apply atomically through Storage::Write, in the order they were
+// added. Thread-compatible.
 class StorageBatch {
  public:
   // Writes the metadata record of `meta.info().name()`.
   void PutMeta(const v1::StoredVariable& meta);
+  // The three below refer to `data`/`bytes` without copying them.
+  // REQUIRES: those bytes stay valid and unchanged until Storage::Write of
+  // this batch returns.
+  //
   // Writes chunks [first_chunk, last_chunk) of `data`, the variable's whole
   // content laid out as `meta` says.
   void PutChunks(const v1::StoredVariable& meta, absl::string_view data,
@@ -47,25 +57,63 @@ class StorageBatch {
   // Deletes the metadata and every chunk of `name`.
   void DeleteVariable(absl::string_view name);
   // Records that update `sequence` of client `client_id` was applied, with
-  // its serialized result, and forgets that client's records below
-  // `forget_below`.
+  // its serialized result.
   void PutApplied(absl::string_view client_id, int64_t sequence,
-                  absl::string_view result, int64_t forget_below);
+                  absl::string_view result);
+  // Deletes that record.
+  void DeleteApplied(absl::string_view client_id, int64_t sequence);
+  // Deletes the records of `client_id` below sequence `below`.
+  void ForgetApplied(absl::string_view client_id, int64_t below);
+
+  bool empty() const { return ops_.empty(); }
 
  private:
   friend class Storage;
-  rocksdb::WriteBatch batch_;
-  rocksdb::ColumnFamilyHandle* meta_cf_ = nullptr;
-  rocksdb::ColumnFamilyHandle* data_cf_ = nullptr;
-  rocksdb::ColumnFamilyHandle* applied_cf_ = nullptr;
+  enum class Family { kMeta, kData, kApplied };
+  enum class Kind { kPut, kDelete, kDeleteRange };
+  struct Op {
+    Kind kind;
+    Family family;
+    std::string key;
+    // The value of a kPut when `borrowed` is unset; the limit of a
+    // kDeleteRange.
+    std::string value;
+    std::optional<absl::string_view> borrowed;
+  };
+  std::vector<Op> ops_;
+};
+
+// What a copy of the store (a checkpoint or a backup) holds.
+struct StoreSummary {
+  // The last RocksDB sequence number it holds (0 when unknown).
+  uint64_t sequence = 0;
+  int64_t variables = 0;
+  int64_t bytes = 0;
+  // Every variable's version, by name.
+  std::map<std::string, int64_t> versions;
+};
+
+// A backup in a backup directory.
+struct BackupSummary {
+  uint32_t backup_id = 0;
+  int64_t timestamp_seconds = 0;  // creation time, Unix seconds
+  // Bytes of its files (some shared with other backups) and how many.
+  int64_t size_bytes = 0;
+  int64_t files = 0;
+  // Bytes this backup added to the backup directory (its new files).
+  int64_t added_bytes = 0;
+  StoreSummary contents;
 };
 
 // Thread-safe.
 class Storage {
  public:
-  // Opens or creates the store in directory `path`. Returns UNAVAILABLE if
-  // another process holds it, DATA_LOSS if RocksDB finds it corrupted, and
-  // the mapped RocksDB error otherwise.
+  // Opens the store in directory `path`, creating it if the directory is
+  // missing or empty. Returns UNAVAILABLE if another process holds it,
+  // DATA_LOSS if RocksDB finds it damaged, FAILED_PRECONDITION if the
+  // directory holds other files but no store (a deleted CURRENT file is not
+  // silently replaced by an empty store), and the mapped RocksDB error
+  // otherwise.
   static absl::StatusOr<std::unique_ptr<Storage>> Open(
       const StorageOptions& options, std::string path);
 
@@ -73,13 +121,20 @@ class Storage {
   Storage& operator=(const Storage&) = delete;
   ~Storage();
 
-  // A batch bound to this store's column families.
-  StorageBatch NewBatch() const;
-
   // Applies `batch` atomically; on return OK it is in the WAL (and fsynced
   // with options.sync). Errors: RESOURCE_EXHAUSTED when the disk is full,
-  // UNAVAILABLE for other I/O errors; nothing of the batch is applied.
-  absl::Status Write(StorageBatch& batch);
+  // UNAVAILABLE for other I/O errors; nothing of the batch is applied. After
+  // a failed write, every write fails with the same error until Recover
+  // succeeds.
+  absl::Status Write(const StorageBatch& batch);
+
+  // After a failed write: lets RocksDB resume from its background error, or,
+  // if the error is one RocksDB cannot resume from (a failed write-ahead log
+  // write), closes and reopens the store, which replays the log. OK if the
+  // store takes writes again (at once when no write failed), else the error
+  // that still stands. A write that failed may still be in the replayed
+  // log: the caller rewrites what it touched.
+  absl::Status Recover();
 
   // Calls `fn` with every stored variable's record and its assembled bytes,
   // in name order. Returns DATA_LOSS naming the variable if a chunk is
@@ -93,17 +148,55 @@ class Storage {
   absl::Status LoadApplied(
       const std::function<absl::Status(std::string, int64_t, std::string)>& fn);
 
+  // Writes a consistent, openable copy of the store into `dir` (a new
+  // directory: hard links to the immutable files when on the same file
+  // system, copies otherwise) and returns what it holds. ALREADY_EXISTS if
+  // `dir` exists; the mapped RocksDB error otherwise.
+  absl::StatusOr<StoreSummary> Checkpoint(const std::string& dir);
+
+  // Adds a consistent backup of the store to the RocksDB backup directory
+  // `backup_dir` (created if missing; files already there are shared, so
+  // backups are incremental) and returns it.
+  absl::StatusOr<BackupSummary> Backup(const std::string& backup_dir);
+
+  // The backups in `backup_dir`, oldest first. NOT_FOUND if it holds none.
+  static absl::StatusOr<std::vector<BackupSummary>> ListBackups(
+      const std::string& backup_dir);
+
+  // Restores backup `backup_id` (0: the latest) of `backup_dir`, or the
+  // checkpoint `backup_dir` (a directory with a CURRENT file), into the new
+  // directory `data_dir` and checks that every variable loads. Returns what
+  // it holds. FAILED_PRECONDITION if `data_dir` exists and is not empty;
+  // NOT_FOUND if there is no such backup; DATA_LOSS if the restored store is
+  // damaged.
+  static absl::StatusOr<StoreSummary> Restore(const std::string& backup_dir,
+                                              uint32_t backup_id,
+                                              const std::string& data_dir);
+
   // The number of chunks a variable of `total_bytes` has with `chunk_bytes`.
   static int64_t NumChunks(int64_t total_bytes, int64_t chunk_bytes);
 
  private:
-  Storage(std::unique_ptr<rocksdb::DB> db,
-          std::vector<rocksdb::ColumnFamilyHandle*> handles, bool sync);
+  Storage(const StorageOptions& options, std::string path);
 
-  std::unique_ptr<rocksdb::DB> db_;
-  std::vector<rocksdb::ColumnFamilyHandle*> handles_;  // default, meta, data,
-                                                       // applied
+  // Opens the RocksDB store. REQUIRES: db_ is null.
+  absl::Status OpenDb() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  void CloseDb() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+
+  const StorageOptions options_;
+  const std::string path_;
   rocksdb::WriteOptions write_options_;
+
+  // Shared by every use of the database, exclusive to reopen it.
+  absl::Mutex mu_;
+  std::unique_ptr<rocksdb::DB> db_ ABSL_GUARDED_BY(mu_);
+  // default, meta, data, applied.
+  std::vector<rocksdb::ColumnFamilyHandle*> handles_ ABSL_GUARDED_BY(mu_);
+  // Set by a failed write, cleared by Recover; `error_` is that write's
+  // error.
+  std::atomic<bool> failed_{false};
+  absl::Mutex error_mu_ ABSL_ACQUIRED_AFTER(mu_);
+  absl::Status error_ ABSL_GUARDED_BY(error_mu_);
 };
 
 // The one mapping from rocksdb::Status to absl::Status. `context` starts the

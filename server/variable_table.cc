@@ -1,6 +1,7 @@
 #include "server/variable_table.h"
 
 #include <algorithm>
+#include <cstdio>
 #include <cstring>
 #include <limits>
 #include <map>
@@ -134,7 +135,18 @@ void UnlockAll(const std::vector<V>& vars) ABSL_NO_THREAD_SAFETY_ANALYSIS {
 VariableTable::VariableTable(const TableOptions& options, Storage* storage)
     : options_(options), storage_(storage) {}
 
-VariableTable::~VariableTable() = default;
+VariableTable::~VariableTable() {
+  if (flusher_.joinable()) {
+    stop_flusher_.Notify();
+    flusher_.join();
+  }
+  if (const absl::Status status = Flush(); !status.ok()) {
+    std::fprintf(stderr,
+                 "varscoped: the last store write failed; changes since the "
+                 "last successful one are lost: %s\n",
+                 status.ToString().c_str());
+  }
+}
 
 absl::StatusOr<std::unique_ptr<VariableTable>> VariableTable::Load(
     const TableOptions& options, Storage* storage) {
@@ -150,7 +162,152 @@ absl::StatusOr<std::unique_ptr<VariableTable>> VariableTable::Load(
             std::make_shared<Variable>(std::move(meta), std::move(data)));
         return absl::OkStatus();
       }));
+  if (options.durability.mode == Durability::Mode::kInterval) {
+    table->flusher_ =
+        std::thread([t = table.get()] { t->FlushEveryInterval(); });
+  }
   return table;
+}
+
+// The pending changes and, for each variable they name that exists, its
+// published state.
+struct VariableTable::Captured {
+  DirtySet dirty;
+  struct Stored {
+    v1::StoredVariable meta;
+    std::shared_ptr<const std::string> data;
+  };
+  std::map<std::string, Stored, std::less<>> present;
+};
+
+absl::Status VariableTable::Commit(
+    const std::function<void(StorageBatch&)>& write, DirtySet dirty,
+    const std::function<void()>& publish) {
+  if (options_.durability.mode == Durability::Mode::kInterval) {
+    absl::ReaderMutexLock c(&commit_mu_);
+    {
+      absl::MutexLock d(&dirty_mu_);
+      VS_RETURN_IF_ERROR(flush_error_);
+      dirty_.Merge(std::move(dirty));
+    }
+    publish();
+    return absl::OkStatus();
+  }
+  StorageBatch batch;
+  write(batch);
+  for (;;) {
+    if (rewrite_pending_.load()) VS_RETURN_IF_ERROR(Flush());
+    absl::ReaderMutexLock c(&commit_mu_);
+    if (rewrite_pending_.load()) continue;  // a write failed meanwhile
+    const absl::Status status = storage_->Write(batch);
+    if (!status.ok()) {
+      dirty.MarkFailed();
+      absl::MutexLock d(&dirty_mu_);
+      dirty_.Merge(std::move(dirty));
+      rewrite_pending_.store(true);
+      return status;
+    }
+    publish();
+    return absl::OkStatus();
+  }
+}
+
+VariableTable::Captured VariableTable::Capture() {
+  Captured captured;
+  {
+    absl::MutexLock d(&dirty_mu_);
+    captured.dirty = std::exchange(dirty_, DirtySet());
+  }
+  absl::ReaderMutexLock l(&mu_);
+  for (const auto& [name, dirty] : captured.dirty.variables) {
+    if (std::shared_ptr<Variable> var = Lookup(name)) {
+      absl::ReaderMutexLock v(&var->mu);
+      captured.present.emplace(name, Captured::Stored{var->meta, var->data});
+    }
+  }
+  return captured;
+}
+
+absl::Status VariableTable::WriteCaptured(Captured& captured) {
+  if (captured.dirty.empty()) return absl::OkStatus();
+  StorageBatch batch;
+  for (const auto& [name, dirty] : captured.dirty.variables) {
+    auto it = captured.present.find(name);
+    if (dirty.reset || it == captured.present.end()) {
+      batch.DeleteVariable(name);
+    }
+    if (it == captured.present.end()) continue;
+    const v1::StoredVariable& meta = it->second.meta;
+    const std::string& data = *it->second.data;
+    if (dirty.whole) {
+      batch.PutVariable(meta, data);
+      continue;
+    }
+    batch.PutMeta(meta);
+    for (int64_t chunk : dirty.chunks) {
+      batch.PutChunks(meta, data, chunk, chunk + 1);
+    }
+  }
+  for (const auto& [client_id, client] : captured.dirty.clients) {
+    for (const auto& [sequence, result] : client.records) {
+      if (result.has_value()) {
+        batch.PutApplied(client_id, sequence, *result);
+      } else {
+        batch.DeleteApplied(client_id, sequence);
+      }
+    }
+    batch.ForgetApplied(client_id, client.forget_below);
+  }
+  absl::Status status = storage_->Recover();
+  if (status.ok()) status = storage_->Write(batch);
+  if (!status.ok()) {
+    absl::MutexLock d(&dirty_mu_);
+    captured.dirty.Merge(std::exchange(dirty_, DirtySet()));
+    dirty_ = std::move(captured.dirty);
+  }
+  return status;
+}
+
+absl::Status VariableTable::Flush() {
+  absl::MutexLock f(&flush_mu_);
+  if (options_.durability.mode == Durability::Mode::kInterval) {
+    Captured captured;
+    {
+      absl::MutexLock c(&commit_mu_);
+      captured = Capture();
+    }
+    // Changes go on meanwhile: what was captured stays unchanged (published
+    // buffers are copied on write while shared).
+    const absl::Status status = WriteCaptured(captured);
+    absl::MutexLock d(&dirty_mu_);
+    flush_error_ = status;
+    return status;
+  }
+  if (!rewrite_pending_.load()) return absl::OkStatus();
+  // No change may reach the store before the rewrite.
+  absl::MutexLock c(&commit_mu_);
+  Captured captured = Capture();
+  VS_RETURN_IF_ERROR(WriteCaptured(captured));
+  rewrite_pending_.store(false);
+  return absl::OkStatus();
+}
+
+void VariableTable::FlushEveryInterval() {
+  const absl::Duration interval = options_.durability.interval;
+  bool failing = false;
+  while (!stop_flusher_.WaitForNotificationWithTimeout(interval)) {
+    const absl::Status status = Flush();
+    if (!status.ok() && !failing) {
+      std::fprintf(stderr,
+                   "varscoped: writing the store failed; updates fail until "
+                   "a write succeeds (retried every %s): %s\n",
+                   absl::FormatDuration(interval).c_str(),
+                   status.ToString().c_str());
+    } else if (status.ok() && failing) {
+      std::fprintf(stderr, "varscoped: the store is written again\n");
+    }
+    failing = !status.ok();
+  }
 }
 
 std::shared_ptr<VariableTable::Variable> VariableTable::Lookup(
@@ -532,7 +689,6 @@ absl::StatusOr<v1::GetVariableResponse> VariableTable::Create(Plan& plan) {
     stored_init.clear_value();
   }
   const int64_t now = NowMicros();
-  StorageBatch batch = storage_->NewBatch();
   std::vector<std::shared_ptr<Variable>> created;
   v1::GetVariableResponse response;
   response.set_created(true);
@@ -552,7 +708,6 @@ absl::StatusOr<v1::GetVariableResponse> VariableTable::Create(Plan& plan) {
     info->set_byte_size(static_cast<int64_t>(value.bytes().size()));
     part.meta.set_chunk_bytes(
         ChunkBytes(dims, plan.dtype, options_.chunk_bytes));
-    batch.PutVariable(part.meta, value.bytes());
     if (plan.partitioned) {
       *response.add_parts() = *info;
     } else {
@@ -571,12 +726,25 @@ absl::StatusOr<v1::GetVariableResponse> VariableTable::Create(Plan& plan) {
     *whole->mutable_initializer() = stored_init;
     whole->set_create_time_micros(now);
   }
-  VS_RETURN_IF_ERROR(storage_->Write(batch));
-  absl::MutexLock l(&mu_);
-  for (std::shared_ptr<Variable>& var : created) {
-    std::string name = var->name;
-    vars_.insert_or_assign(std::move(name), std::move(var));
+  DirtySet dirty;
+  for (const std::shared_ptr<Variable>& var : created) {
+    dirty.AddReset(var->name);
   }
+  VS_RETURN_IF_ERROR(Commit(
+      [&](StorageBatch& batch) {
+        for (const std::shared_ptr<Variable>& var : created) {
+          absl::ReaderMutexLock v(&var->mu);
+          batch.PutVariable(var->meta, *var->data);
+        }
+      },
+      std::move(dirty),
+      [&] {
+        absl::MutexLock l(&mu_);
+        for (std::shared_ptr<Variable>& var : created) {
+          std::string name = var->name;
+          vars_.insert_or_assign(std::move(name), std::move(var));
+        }
+      }));
   return response;
 }
 
@@ -960,13 +1128,13 @@ absl::StatusOr<v1::BatchUpdateResponse> VariableTable::ApplyBatch(
   // One store write for everything, then publish under every variable's
   // lock at once.
   const int64_t now = NowMicros();
-  StorageBatch batch = storage_->NewBatch();
+  DirtySet dirty;
   for (auto& [name, w] : working) {
     if (!w.touched) continue;
     v1::VariableInfo* info = w.meta.mutable_info();
     info->set_version(info->version() + 1);
     info->set_update_time_micros(now);
-    w.copy.Persist(w.meta, batch);
+    w.copy.MarkChanged(name, dirty);
   }
   v1::BatchUpdateResponse response;
   for (const Op& op : ops) {
@@ -975,24 +1143,41 @@ absl::StatusOr<v1::BatchUpdateResponse> VariableTable::ApplyBatch(
     if (request.return_values()) {
       VS_ASSIGN_OR_RETURN(
           Tensor value,
-          Tensor::FromBytes(
-              w.var->dtype, w.var->dims,
-              std::string(w.copy.Whole(), static_cast<size_t>(w.copy.size()))));
+          Tensor::FromBytes(w.var->dtype, w.var->dims, w.copy.CopyContents()));
       TensorToProto(std::move(value), response.add_values());
     }
   }
-  if (request.has_id()) applied_.Record(request.id(), response, batch);
-  VS_RETURN_IF_ERROR(storage_->Write(batch));
-  for (auto& [name, w] : working) w.var->mu.Lock();
-  for (auto& [name, w] : working) {
-    w.var->mu.AssertHeld();
-    if (!w.touched) continue;
-    w.var->meta = std::move(w.meta);
-    w.copy.Publish(w.var->data);
+  std::optional<AppliedUpdates::Record> record;
+  if (request.has_id()) {
+    record = applied_.ToRecord(request.id(), response);
+    dirty.AddApplied(request.id().client_id(), request.id().sequence(),
+                     record->result, record->forget_below);
   }
-  for (auto& [name, w] : working) w.var->mu.Unlock();
+  VS_RETURN_IF_ERROR(Commit(
+      [&](StorageBatch& batch) {
+        for (auto& [name, w] : working) {
+          if (w.touched) w.copy.Persist(w.meta, batch);
+        }
+        if (record.has_value()) {
+          batch.PutApplied(request.id().client_id(), request.id().sequence(),
+                           record->result);
+          batch.ForgetApplied(request.id().client_id(), record->forget_below);
+        }
+      },
+      std::move(dirty),
+      [&] {
+        for (auto& [name, w] : working) w.var->mu.Lock();
+        for (auto& [name, w] : working) {
+          w.var->mu.AssertHeld();
+          if (!w.touched) continue;
+          w.var->meta = std::move(w.meta);
+          w.copy.Publish(w.var->data);
+        }
+        for (auto& [name, w] : working) w.var->mu.Unlock();
+      }));
   return response;
 }
+
 absl::StatusOr<v1::VariableInfo> VariableTable::Stat(
     absl::string_view name) const {
   VS_ASSIGN_OR_RETURN(std::shared_ptr<Variable> var, Find(name));
@@ -1094,11 +1279,9 @@ absl::Status VariableTable::Select(
   }
 }
 
-void VariableTable::Release(Selection& selection, const absl::Status& status,
-                            const std::function<void()>& apply) {
+void VariableTable::Release(Selection& selection) {
   {
     absl::MutexLock l(&mu_);
-    if (status.ok()) apply();
     for (const std::string& n : selection.names) busy_.erase(n);
     for (const std::string& n : selection.targets) busy_.erase(n);
   }
@@ -1110,18 +1293,23 @@ absl::StatusOr<int64_t> VariableTable::Delete(absl::string_view name,
   VS_RETURN_IF_ERROR(ValidateName(name));
   Selection selection;
   VS_RETURN_IF_ERROR(Select(name, recursive, nullptr, &selection));
-  StorageBatch batch = storage_->NewBatch();
-  for (const std::string& n : selection.names) batch.DeleteVariable(n);
+  DirtySet dirty;
+  for (const std::string& n : selection.names) dirty.AddReset(n);
   LockAll(selection.vars);
-  const absl::Status status = storage_->Write(batch);
-  Release(selection, status, [&] {
-    mu_.AssertHeld();
-    for (size_t i = 0; i < selection.vars.size(); ++i) {
-      selection.vars[i]->write_mu.AssertHeld();
-      selection.vars[i]->deleted = true;
-      vars_.erase(selection.names[i]);
-    }
-  });
+  const absl::Status status = Commit(
+      [&](StorageBatch& batch) {
+        for (const std::string& n : selection.names) batch.DeleteVariable(n);
+      },
+      std::move(dirty),
+      [&] {
+        absl::MutexLock l(&mu_);
+        for (size_t i = 0; i < selection.vars.size(); ++i) {
+          selection.vars[i]->write_mu.AssertHeld();
+          selection.vars[i]->deleted = true;
+          vars_.erase(selection.names[i]);
+        }
+      });
+  Release(selection);
   UnlockAll(selection.vars);
   VS_RETURN_IF_ERROR(status);
   return static_cast<int64_t>(selection.names.size());
@@ -1144,8 +1332,8 @@ absl::StatusOr<int64_t> VariableTable::Rename(absl::string_view old_name,
   Selection selection;
   VS_RETURN_IF_ERROR(Select(old_name, /*recursive=*/true, renamed, &selection));
   LockAll(selection.vars);
-  StorageBatch batch = storage_->NewBatch();
   std::vector<std::shared_ptr<Variable>> moved;
+  DirtySet dirty;
   const int64_t now = NowMicros();
   for (size_t i = 0; i < selection.vars.size(); ++i) {
     Variable& var = *selection.vars[i];
@@ -1165,21 +1353,30 @@ absl::StatusOr<int64_t> VariableTable::Rename(absl::string_view old_name,
         info->mutable_slice()->set_full_name(renamed(whole));
       }
     }
-    batch.DeleteVariable(selection.names[i]);
-    batch.PutVariable(meta, data);
+    dirty.AddReset(selection.names[i]);
+    dirty.AddReset(selection.targets[i]);
     moved.push_back(
         std::make_shared<Variable>(std::move(meta), std::move(data)));
   }
-  const absl::Status status = storage_->Write(batch);
-  Release(selection, status, [&] {
-    mu_.AssertHeld();
-    for (size_t i = 0; i < selection.vars.size(); ++i) {
-      selection.vars[i]->write_mu.AssertHeld();
-      selection.vars[i]->deleted = true;
-      vars_.erase(selection.names[i]);
-      vars_.insert_or_assign(selection.targets[i], std::move(moved[i]));
-    }
-  });
+  const absl::Status status = Commit(
+      [&](StorageBatch& batch) {
+        for (size_t i = 0; i < moved.size(); ++i) {
+          batch.DeleteVariable(selection.names[i]);
+          absl::ReaderMutexLock v(&moved[i]->mu);
+          batch.PutVariable(moved[i]->meta, *moved[i]->data);
+        }
+      },
+      std::move(dirty),
+      [&] {
+        absl::MutexLock l(&mu_);
+        for (size_t i = 0; i < selection.vars.size(); ++i) {
+          selection.vars[i]->write_mu.AssertHeld();
+          selection.vars[i]->deleted = true;
+          vars_.erase(selection.names[i]);
+          vars_.insert_or_assign(selection.targets[i], std::move(moved[i]));
+        }
+      });
+  Release(selection);
   UnlockAll(selection.vars);
   VS_RETURN_IF_ERROR(status);
   return static_cast<int64_t>(selection.names.size());

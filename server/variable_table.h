@@ -3,11 +3,13 @@
 #ifndef VARSCOPE_SERVER_VARIABLE_TABLE_H_
 #define VARSCOPE_SERVER_VARIABLE_TABLE_H_
 
+#include <atomic>
 #include <cstdint>
 #include <functional>
 #include <memory>
 #include <optional>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "absl/base/thread_annotations.h"
@@ -20,6 +22,8 @@
 #include "common/tensor.h"
 #include "common/variable_ops.h"
 #include "server/applied_updates.h"
+#include "server/dirty_set.h"
+#include "server/durability.h"
 #include "server/optimizers.h"
 #include "server/storage.h"
 #include "varscope/v1/variable_service.pb.h"
@@ -37,12 +41,19 @@ struct TableOptions {
   // Default: 1000 and 10000.
   int32_t default_page_size = 1000;
   int32_t max_page_size = 10000;
+  // When changes reach the store (see Durability). Default: wal.
+  Durability durability;
 };
 
 // Thread-safe. Reads never touch the store. Updates to one variable are
-// applied in order, each durable (in the store's WAL) before it is visible to
-// readers and before the call returns; updates to different variables run in
-// parallel.
+// applied in order; updates to different variables run in parallel. In the
+// wal and sync durability modes every change is in the store before it is
+// visible to readers and before the call returns; in the interval mode a
+// background thread writes what changed every interval, as of one moment.
+// A failed store write changes nothing: the change fails with the store's
+// error (RESOURCE_EXHAUSTED when the disk is full, UNAVAILABLE for other I/O
+// errors) and what it touched is rewritten before the next change. In the
+// interval mode, while the last flush failed, changes fail with its error.
 class VariableTable {
  public:
   // Loads every variable from `storage`, which must outlive the table.
@@ -52,7 +63,16 @@ class VariableTable {
 
   VariableTable(const VariableTable&) = delete;
   VariableTable& operator=(const VariableTable&) = delete;
+  // Stops the interval flusher and writes what is pending (Flush), printing
+  // an error to stderr if that fails.
   ~VariableTable();
+
+  // Writes every change that is not in the store yet (in the interval mode,
+  // the changes since the last flush; else, after a failed write, the
+  // rewrite of what it touched), in one store write of the table as of one
+  // moment. OK if nothing is pending; else the store's error, and the
+  // changes stay pending.
+  absl::Status Flush() ABSL_LOCKS_EXCLUDED(commit_mu_);
 
   // TensorFlow's get_variable for one full name and reuse mode (DESIGN.md
   // §1). Creation is atomic: concurrent callers for one name see one
@@ -136,6 +156,7 @@ class VariableTable {
   struct Plan;
   struct Op;
   struct Selection;
+  struct Captured;
 
   VariableTable(const TableOptions& options, Storage* storage);
 
@@ -159,10 +180,8 @@ class VariableTable {
       absl::string_view name, bool recursive,
       const std::function<std::string(const std::string&)>& rename,
       Selection* selection) ABSL_LOCKS_EXCLUDED(mu_);
-  // Applies `status`-guarded changes to vars_ with `apply` (if OK), then
-  // releases the selection's reservations and wakes their waiters.
-  void Release(Selection& selection, const absl::Status& status,
-               const std::function<void()>& apply) ABSL_LOCKS_EXCLUDED(mu_);
+  // Releases the selection's reservations and wakes their waiters.
+  void Release(Selection& selection) ABSL_LOCKS_EXCLUDED(mu_);
 
   // Decides what GetVariable does under mu_: a result, an error, or a plan
   // of variables to create.
@@ -183,9 +202,42 @@ class VariableTable {
   // Creates the optimizer's slot variables of `var` that are missing.
   absl::Status EnsureSlots(const Variable& var, const OptimizerStep& optimizer);
 
+  // Makes a change durable as the durability mode says, then makes it
+  // visible with `publish`, which cannot fail. wal, sync: adds the change's
+  // records to a store write with `write`, and publishes only if that write
+  // succeeds; if it fails, `dirty` (what the change touched) is rewritten
+  // before the next change. interval: publishes at once and adds `dirty` to
+  // the next flush.
+  absl::Status Commit(const std::function<void(StorageBatch&)>& write,
+                      DirtySet dirty, const std::function<void()>& publish)
+      ABSL_LOCKS_EXCLUDED(commit_mu_, mu_);
+  // Takes the pending changes and what the table holds for them.
+  Captured Capture() ABSL_EXCLUSIVE_LOCKS_REQUIRED(commit_mu_);
+  // Writes them; on failure they are pending again.
+  absl::Status WriteCaptured(Captured& captured) ABSL_LOCKS_EXCLUDED(dirty_mu_);
+  // The interval flusher's loop.
+  void FlushEveryInterval();
+
   const TableOptions options_;
   Storage* const storage_;
   AppliedUpdates applied_;
+
+  // Held shared by every change from its store write (or, in the interval
+  // mode, its marking as dirty) until it is published, and exclusively to
+  // take the pending changes as of one moment.
+  absl::Mutex commit_mu_ ABSL_ACQUIRED_BEFORE(mu_);
+  // One flush (or rewrite after a failed write) at a time.
+  absl::Mutex flush_mu_ ABSL_ACQUIRED_BEFORE(commit_mu_);
+  absl::Mutex dirty_mu_ ABSL_ACQUIRED_AFTER(commit_mu_);
+  // What is not in the store yet.
+  DirtySet dirty_ ABSL_GUARDED_BY(dirty_mu_);
+  // Interval mode: the last flush's error; changes fail with it.
+  absl::Status flush_error_ ABSL_GUARDED_BY(dirty_mu_);
+  // wal, sync: a store write failed and dirty_ must be written before any
+  // other change.
+  std::atomic<bool> rewrite_pending_{false};
+  absl::Notification stop_flusher_;
+  std::thread flusher_;
 
   mutable absl::Mutex mu_;
   absl::btree_map<std::string, std::shared_ptr<Variable>, std::less<>> vars_

@@ -22,12 +22,18 @@ const char* WorkingCopy::Whole() {
   return MutableWhole();
 }
 
+std::string WorkingCopy::CopyContents() const {
+  if (whole_.has_value()) return *whole_;
+  std::string contents = *base_;
+  for (const auto& [index, bytes] : chunks_) {
+    memcpy(contents.data() + index * chunk_bytes_, bytes.data(), bytes.size());
+  }
+  return contents;
+}
+
 char* WorkingCopy::MutableWhole() {
   if (!whole_.has_value()) {
-    whole_ = *base_;
-    for (const auto& [index, bytes] : chunks_) {
-      memcpy(whole_->data() + index * chunk_bytes_, bytes.data(), bytes.size());
-    }
+    whole_ = CopyContents();
     chunks_.clear();
   }
   return whole_->data();
@@ -73,7 +79,17 @@ void WorkingCopy::Persist(const v1::StoredVariable& meta,
   }
 }
 
+void WorkingCopy::MarkChanged(absl::string_view name, DirtySet& dirty) const {
+  dirty.AddMeta(name);
+  if (whole_.has_value()) {
+    dirty.AddWhole(name);
+    return;
+  }
+  for (const auto& [index, bytes] : chunks_) dirty.AddChunk(name, index);
+}
+
 void WorkingCopy::Publish(std::shared_ptr<std::string>& published) {
+  base_.reset();  // so that use_count() counts only the others' references
   if (whole_.has_value()) {
     published = std::make_shared<std::string>(std::move(*whole_));
   } else if (!chunks_.empty()) {

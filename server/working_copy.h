@@ -10,6 +10,7 @@
 
 #include "absl/types/span.h"
 #include "common/dtype.h"
+#include "server/dirty_set.h"
 #include "server/storage.h"
 
 namespace varscope::server {
@@ -32,6 +33,8 @@ class WorkingCopy {
 
   // The current contents for reading: valid until the next mutation.
   const char* Whole();
+  // A copy of the current contents.
+  std::string CopyContents() const;
   // The whole contents for writing (copies the base on first use).
   char* MutableWhole();
   // Replaces the whole contents. REQUIRES: bytes.size() == size().
@@ -47,9 +50,14 @@ class WorkingCopy {
   // `batch`.
   void Persist(const v1::StoredVariable& meta, StorageBatch& batch) const;
 
+  // Adds what changed to `dirty` under `name`: the metadata, and every
+  // chunk if the whole changed, else the touched chunks.
+  void MarkChanged(absl::string_view name, DirtySet& dirty) const;
+
   // Makes `published` hold the new contents: changes it in place when the
   // caller holds the only reference, else replaces it with a new buffer.
-  // REQUIRES: no reader can take a new reference meanwhile.
+  // REQUIRES: no reader can take a new reference meanwhile. The copy is
+  // spent afterwards.
   void Publish(std::shared_ptr<std::string>& published);
 
  private:
