@@ -45,6 +45,12 @@ class Variable {
   // highest over its parts). 1 after creation; each update adds 1.
   int64_t version() const;
 
+  // Records a version of this variable (of a part, for a partitioned one)
+  // seen by a call made without the handle, e.g. a batch.
+  void SeeVersion(int64_t version) const;
+  // The client this handle calls.
+  const std::shared_ptr<Client>& client() const { return state_->client; }
+
   // The current value. Errors as Client::Read.
   absl::StatusOr<Tensor> Read() const;
   // Replaces the value. INVALID_ARGUMENT if the dtype or shape differ (or a
@@ -66,7 +72,6 @@ class Variable {
   };
 
   explicit Variable(std::shared_ptr<State> state) : state_(std::move(state)) {}
-  void SeeVersion(int64_t version) const;
   absl::Status CheckTensor(const Tensor& t, absl::string_view op) const;
   // Splits a full-shaped tensor into one tensor per part.
   std::vector<Tensor> Split(const Tensor& whole) const;

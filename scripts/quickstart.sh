@@ -36,5 +36,8 @@ wait "$worker_a"
 echo "== The Python trainer: four worker processes"
 /usr/bin/python3 examples/python/estimator_linear_regression.py "$address"
 
+echo "== Sparse embeddings: four workers, Adagrad on the server"
+/usr/bin/python3 examples/python/embedding_adagrad.py "$address"
+
 echo "== What the store holds now"
 varscope --server "$address" tree

@@ -23,6 +23,7 @@
 #include "absl/random/random.h"
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
+#include "absl/strings/ascii.h"
 #include "absl/strings/str_cat.h"
 #include "absl/time/time.h"
 #include "client/client.h"
@@ -233,6 +234,104 @@ std::vector<std::pair<std::string, std::vector<int64_t>>> ListVariables(
   return out;
 }
 
+v1::Optimizer MakeOptimizer(const std::string& kind, double learning_rate,
+                            const py::kwargs& params) {
+  v1::Optimizer spec;
+  spec.set_learning_rate(learning_rate);
+  auto take = [&](const char* name) -> std::optional<py::object> {
+    if (!params.contains(name)) return std::nullopt;
+    py::object value = params[name];
+    return value;
+  };
+  auto set = [&](const char* name, auto setter) {
+    if (std::optional<py::object> value = take(name)) {
+      setter(value->cast<double>());
+    }
+  };
+  if (kind == "GradientDescent") {
+    spec.mutable_gradient_descent();
+  } else if (kind == "Momentum") {
+    auto* m = spec.mutable_momentum();
+    set("momentum", [&](double v) { m->set_momentum(v); });
+    if (auto v = take("use_nesterov")) m->set_use_nesterov(v->cast<bool>());
+  } else if (kind == "Adagrad") {
+    auto* m = spec.mutable_adagrad();
+    set("initial_accumulator_value",
+        [&](double v) { m->set_initial_accumulator_value(v); });
+  } else if (kind == "Adam") {
+    auto* m = spec.mutable_adam();
+    set("beta1", [&](double v) { m->set_beta1(v); });
+    set("beta2", [&](double v) { m->set_beta2(v); });
+    set("epsilon", [&](double v) { m->set_epsilon(v); });
+  } else if (kind == "RMSProp") {
+    auto* m = spec.mutable_rms_prop();
+    set("decay", [&](double v) { m->set_decay(v); });
+    set("momentum", [&](double v) { m->set_momentum(v); });
+    set("epsilon", [&](double v) { m->set_epsilon(v); });
+    if (auto v = take("centered")) m->set_centered(v->cast<bool>());
+  } else if (kind == "Ftrl") {
+    auto* m = spec.mutable_ftrl();
+    set("learning_rate_power",
+        [&](double v) { m->set_learning_rate_power(v); });
+    set("initial_accumulator_value",
+        [&](double v) { m->set_initial_accumulator_value(v); });
+    set("l1_regularization_strength",
+        [&](double v) { m->set_l1_regularization_strength(v); });
+    set("l2_regularization_strength",
+        [&](double v) { m->set_l2_regularization_strength(v); });
+  } else {
+    throw py::value_error(absl::StrCat("Unknown optimizer ", kind));
+  }
+  return spec;
+}
+
+// One update of a batch: `kind` is "assign", "assign_add", "scatter_add",
+// "scatter_update" or "apply_gradient"; `value` has the variable's dtype;
+// `indices` (1-D int32 or int64) makes a scatter or a sparse gradient.
+v1::Update MakeUpdate(const std::string& name, const std::string& kind,
+                      const py::array& value, int dtype,
+                      const std::optional<py::array>& indices,
+                      const std::optional<v1::Optimizer>& optimizer,
+                      std::optional<int64_t> expected_version) {
+  v1::Update update;
+  update.set_name(name);
+  if (expected_version.has_value()) {
+    update.set_expected_version(*expected_version);
+  }
+  Tensor tensor = ToTensor(value, ToDType(dtype));
+  if (kind == "assign") {
+    TensorToProto(std::move(tensor), update.mutable_assign());
+  } else if (kind == "assign_add") {
+    TensorToProto(std::move(tensor), update.mutable_assign_add());
+  } else if ((kind == "scatter_add" || kind == "scatter_update") &&
+             indices.has_value()) {
+    v1::Scatter* scatter = update.mutable_scatter();
+    scatter->set_mode(kind == "scatter_add" ? v1::Scatter::ADD
+                                            : v1::Scatter::UPDATE);
+    TensorToProto(ToTensor(*indices), scatter->mutable_indices());
+    TensorToProto(std::move(tensor), scatter->mutable_rows());
+  } else if (kind == "apply_gradient" && optimizer.has_value()) {
+    v1::ApplyGradient* apply = update.mutable_apply_gradient();
+    *apply->mutable_optimizer() = *optimizer;
+    if (indices.has_value()) {
+      TensorToProto(ToTensor(*indices), apply->mutable_indices());
+    }
+    TensorToProto(std::move(tensor), apply->mutable_gradient());
+  } else {
+    throw py::value_error(absl::StrCat("Bad update kind ", kind));
+  }
+  return update;
+}
+
+// Moves the UpdateSpecs of `updates` (a list) into `out`: they are left
+// empty, so a spec is sent once.
+void TakeUpdates(const py::list& updates,
+                 google::protobuf::RepeatedPtrField<v1::Update>* out) {
+  for (const py::handle item : updates) {
+    *out->Add() = std::move(item.cast<v1::Update&>());
+  }
+}
+
 }  // namespace
 }  // namespace varscope
 
@@ -363,7 +462,102 @@ PYBIND11_MODULE(_varscope, m) {
           [](Client& client, const std::string& name, bool recursive) {
             return WithoutGil([&] { return client.Delete(name, recursive); });
           },
-          py::arg("name"), py::arg("recursive"));
+          py::arg("name"), py::arg("recursive"))
+      .def(
+          "batch_update",
+          [](Client& client, const py::list& updates, bool return_values) {
+            v1::BatchUpdateRequest request;
+            TakeUpdates(updates, request.mutable_updates());
+            request.set_return_values(return_values);
+            v1::BatchUpdateResponse response = WithoutGil(
+                [&] { return client.BatchUpdate(std::move(request)); });
+            py::list values;
+            for (v1::Tensor& value : *response.mutable_values()) {
+              values.append(ToArray(ValueOrThrow(TensorFromProto(&value))));
+            }
+            return py::make_tuple(
+                std::vector<int64_t>(response.versions().begin(),
+                                     response.versions().end()),
+                values);
+          },
+          py::arg("updates"), py::arg("return_values"),
+          "Applies UpdateSpecs atomically; (versions, values).")
+      .def(
+          "batch_read",
+          [](Client& client, const std::vector<std::string>& names,
+             const std::string& scope) {
+            v1::BatchReadRequest request;
+            request.mutable_names()->Assign(names.begin(), names.end());
+            request.set_scope(scope);
+            v1::BatchReadResponse response =
+                WithoutGil([&] { return client.BatchRead(request); });
+            py::list out;
+            for (auto& entry : *response.mutable_entries()) {
+              out.append(py::make_tuple(
+                  entry.name(),
+                  ToArray(ValueOrThrow(TensorFromProto(entry.mutable_value()))),
+                  entry.version()));
+            }
+            return out;
+          },
+          py::arg("names"), py::arg("scope"),
+          "[(name, value, version)] as of one moment.")
+      .def(
+          "gather",
+          [](Client& client, const std::string& name,
+             const py::array& indices) {
+            const Tensor tensor = ToTensor(indices);
+            ReadResult result =
+                WithoutGil([&] { return client.Gather(name, tensor); });
+            return py::make_tuple(ToArray(result.value), result.version);
+          },
+          py::arg("name"), py::arg("indices"), "(rows, version).")
+      .def(
+          "sync_apply",
+          [](Client& client, const std::string& accumulator, int64_t step,
+             int32_t replicas_to_aggregate, const std::string& global_step,
+             const py::list& updates) {
+            v1::SyncApplyRequest request;
+            request.set_accumulator(accumulator);
+            request.set_step(step);
+            request.set_replicas_to_aggregate(replicas_to_aggregate);
+            request.set_global_step(global_step);
+            TakeUpdates(updates, request.mutable_updates());
+            const v1::SyncApplyResponse response = WithoutGil(
+                [&] { return client.SyncApply(std::move(request)); });
+            py::dict out;
+            out["outcome"] = absl::AsciiStrToLower(
+                v1::SyncApplyResponse::Outcome_Name(response.outcome()));
+            out["global_step"] = response.global_step();
+            out["accumulated"] = response.accumulated();
+            out["stale_dropped"] = response.stale_dropped();
+            return out;
+          },
+          py::arg("accumulator"), py::arg("step"),
+          py::arg("replicas_to_aggregate"), py::arg("global_step"),
+          py::arg("updates"))
+      .def(
+          "wait_for_step",
+          [](Client& client, const std::string& global_step, int64_t step,
+             double timeout) {
+            return WithoutGil([&] {
+              return client.WaitForStep(global_step, step,
+                                        absl::Seconds(timeout));
+            });
+          },
+          py::arg("global_step"), py::arg("step"), py::arg("timeout"));
+
+  py::class_<v1::Optimizer>(m, "OptimizerSpec",
+                            "A server-side optimizer (v1.Optimizer).")
+      .def(py::init(&MakeOptimizer), py::arg("kind"), py::arg("learning_rate"))
+      .def("__repr__", [](const v1::Optimizer& spec) {
+        return absl::StrCat("OptimizerSpec(", spec.ShortDebugString(), ")");
+      });
+  py::class_<v1::Update>(m, "UpdateSpec", "One update of a batch.")
+      .def(py::init(&MakeUpdate), py::arg("name"), py::arg("kind"),
+           py::arg("value"), py::arg("dtype"), py::kw_only(),
+           py::arg("indices") = py::none(), py::arg("optimizer") = py::none(),
+           py::arg("expected_version") = py::none());
 
   py::enum_<Reuse>(m, "Reuse")
       .value("FALSE", Reuse::kFalse)
@@ -416,6 +610,8 @@ PYBIND11_MODULE(_varscope, m) {
       .def_property_readonly("partitioned", &Variable::partitioned)
       .def_property_readonly("parts", &Variable::parts)
       .def_property_readonly("partitions", &Variable::partitions)
+      .def_property_readonly("client", &Variable::client)
+      .def("see_version", &Variable::SeeVersion, py::arg("version"))
       .def("read",
            [](const Variable& v) {
              return ToArray(WithoutGil([&] { return v.Read(); }));

@@ -13,11 +13,20 @@ Commands:
                         printing each new value.
   forked NAME N         forks 2 processes (before connecting) that each add
                         1 to NAME N times, then prints "done".
+  sync NAME REPLICAS STEPS GRAD FIRST
+                        for STEPS steps from global step FIRST (or from the
+                        current one if FIRST is -1): contributes a gradient
+                        of GRAD everywhere for the float64 NAME (SGD,
+                        learning rate 1) to synchronous replicas of
+                        REPLICAS, prints the reply as JSON and, unless it
+                        was stale, waits for the next step.
 """
 
 import json
 import multiprocessing
 import sys
+
+import numpy as np
 
 import varscope as vs
 
@@ -53,6 +62,21 @@ def fork_and_increment(address, name, n):
     assert all(child.exitcode == 0 for child in children)
 
 
+def sync_steps(name, replicas, steps, grad, first):
+    with vs.variable_scope(vs.get_variable_scope(), reuse=True):
+        var = vs.get_variable(name, dtype=vs.float64)
+    opt = vs.train.SyncReplicasOptimizer(
+        vs.train.GradientDescentOptimizer(1.0), replicas_to_aggregate=replicas)
+    step = vs.global_step() if first < 0 else first
+    for _ in range(steps):
+        reply = opt.apply_gradients(
+            [(np.full(var.shape, grad), var)], local_step=step)
+        print(json.dumps(reply), flush=True)
+        if reply["outcome"] == "stale":
+            return
+        step = opt.wait_for_step(step + 1, timeout=30)
+
+
 def main(command, address, *args):
     if command == "forked":
         name, n = args
@@ -82,6 +106,9 @@ def main(command, address, *args):
         v = counter(name)
         while True:
             print(v.assign_add(1, read_value=True), flush=True)
+    elif command == "sync":
+        name, replicas, steps, grad, first = args
+        sync_steps(name, int(replicas), int(steps), float(grad), int(first))
     else:
         raise SystemExit("unknown command %r" % command)
 

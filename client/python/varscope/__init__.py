@@ -7,11 +7,19 @@
                             initializer=vs.zeros_initializer())
     w.read(); w.assign_add(dx)
 
+Beyond get_variable: batched reads and updates (batch_read, batch_update),
+sparse rows (Variable.sparse_read, scatter_add/scatter_update with
+IndexedSlices), server-side optimizers and synchronous replicas under
+varscope.train.
+
 The names, signatures and errors are tf.compat.v1's (see the modules).
 """
 
 from varscope import errors
 from varscope import train
+from varscope.batch import BatchUpdate
+from varscope.batch import batch_read
+from varscope.batch import batch_update
 from varscope.client import Client
 from varscope.client import connect
 from varscope.client import delete_variable
@@ -30,6 +38,7 @@ from varscope.dtypes import int32
 from varscope.dtypes import int64
 from varscope.dtypes import int8
 from varscope.dtypes import uint8
+from varscope.indexed_slices import IndexedSlices
 from varscope.initializers import constant_initializer
 from varscope.initializers import glorot_normal_initializer
 from varscope.initializers import glorot_uniform_initializer

@@ -47,6 +47,7 @@ class Client:
         if not _grpc_started:
             _avoid_forking_multiprocessing()
         self._address = address
+        self._timeout = timeout
         self._impl = _varscope.Client(address, timeout=timeout,
                                       max_attempts=max_attempts)
         _grpc_started = True
@@ -60,6 +61,11 @@ class Client:
     def address(self):
         """HOST:PORT of the server."""
         return self._address
+
+    @property
+    def timeout(self):
+        """The deadline of each attempt of a call, in seconds."""
+        return self._timeout
 
     @contextlib.contextmanager
     def as_default(self):

@@ -46,3 +46,15 @@ def global_step():
 def increment_global_step(n=1):
     """Adds `n` to the global step atomically; returns the new value."""
     return int(get_or_create_global_step().assign_add(n, read_value=True))
+
+
+# The optimizers live in their own module (which uses the global step
+# helpers above) and are reached as vs.train.*Optimizer, as in TensorFlow.
+from varscope.optimizers import AdagradOptimizer  # noqa: E402
+from varscope.optimizers import AdamOptimizer  # noqa: E402
+from varscope.optimizers import FtrlOptimizer  # noqa: E402
+from varscope.optimizers import GradientDescentOptimizer  # noqa: E402
+from varscope.optimizers import MomentumOptimizer  # noqa: E402
+from varscope.optimizers import Optimizer  # noqa: E402
+from varscope.optimizers import RMSPropOptimizer  # noqa: E402
+from varscope.optimizers import SyncReplicasOptimizer  # noqa: E402

@@ -2,13 +2,52 @@
 
 Handles are cheap, thread-safe and hold no value: every read and update is
 one call to the server (one per part for a partitioned variable). Updates are
-atomic on the server; for a partitioned variable each part's update is
-atomic, the whole is not (as in TensorFlow).
+atomic on the server; for a partitioned variable each part's assign and
+assign_add is atomic, the whole is not (as in TensorFlow), while scatter
+updates of all its parts apply as one atomic batch.
 """
 
+import numpy as np
+
+from varscope import _varscope
 from varscope import client
 from varscope import dtypes
+from varscope import errors
+from varscope.indexed_slices import IndexedSlices
 from varscope.tensor_shape import TensorShape
+
+
+def _as_indices(indices, name):
+    """`indices` as a 1-D int32 or int64 numpy array."""
+    array = np.asarray(indices)
+    if array.dtype not in (np.int32, np.int64):
+        if array.size and array.dtype.kind not in "iu":
+            raise TypeError("Indices for variable %s must be integers, got %s"
+                            % (name, array.dtype))
+        array = array.astype(np.int64)
+    if array.ndim != 1:
+        raise errors.InvalidArgumentError(
+            None, None, "Indices for variable %s must be a 1-D int32 or int64 "
+            "tensor, not %s of shape %s" % (name, array.dtype,
+                                            TensorShape(array.shape)))
+    return array
+
+
+def apply_updates(pairs, return_values=False):
+    """Applies [(variable handle, UpdateSpec)] as one atomic batch on the
+    handles' client; records the new versions on the handles. Returns the
+    new values when `return_values`, else None."""
+    if not pairs:
+        return [] if return_values else None
+    connection = pairs[0][0].client
+    if any(impl.client is not connection for impl, _ in pairs):
+        raise ValueError("A batch applies to the variables of one client")
+    client._check_process()
+    versions, values = connection.batch_update(
+        [spec for _, spec in pairs], return_values)
+    for (impl, _), version in zip(pairs, versions):
+        impl.see_version(version)
+    return values if return_values else None
 
 
 class _VariableBase:
@@ -95,6 +134,46 @@ class _VariableBase:
         new_value = op(dtypes.to_numpy(value, self.dtype), read_value)
         return new_value if read_value else self
 
+    def sparse_read(self, indices, name=None):
+        """Rows by index along the first axis, as tf.gather: a numpy array
+        of shape [len(indices)] + shape[1:]. Raises InvalidArgumentError for
+        an index out of range."""
+        indices = _as_indices(indices, self._shared_name)
+        return self._gather(indices)
+
+    def scatter_add(self, sparse_delta, use_locking=False, name=None):
+        """Adds IndexedSlices rows to the rows they name (duplicates are
+        summed), atomically; returns self. Raises InvalidArgumentError for
+        an index out of range, and then nothing changes."""
+        apply_updates(self._sparse_specs("scatter_add", sparse_delta))
+        return self
+
+    def scatter_sub(self, sparse_delta, use_locking=False, name=None):
+        """Subtracts IndexedSlices rows; as scatter_add."""
+        apply_updates(self._sparse_specs("scatter_add", sparse_delta,
+                                         negate=True))
+        return self
+
+    def scatter_update(self, sparse_delta, use_locking=False, name=None):
+        """Replaces the rows IndexedSlices name (for a duplicate index the
+        last row wins); as scatter_add."""
+        apply_updates(self._sparse_specs("scatter_update", sparse_delta))
+        return self
+
+    def _sparse_specs(self, kind, sparse_delta, negate=False, optimizer=None):
+        """_specs for IndexedSlices."""
+        if not isinstance(sparse_delta, IndexedSlices):
+            raise TypeError("Expected IndexedSlices, got %r" % (sparse_delta,))
+        rows = dtypes.to_numpy(sparse_delta.values, self.dtype)
+        return self._specs(kind, -rows if negate else rows,
+                           indices=sparse_delta.indices, optimizer=optimizer)
+
+    def _specs(self, kind, value, indices=None, optimizer=None,
+               expected_version=None):
+        """[(part handle, UpdateSpec)] applying `kind` of `value` (dense,
+        or rows for `indices`) to this variable."""
+        raise NotImplementedError
+
 
 class Variable(_VariableBase):
     """One variable (or one part of a partitioned variable)."""
@@ -107,6 +186,20 @@ class Variable(_VariableBase):
     def __repr__(self):
         return "<varscope.Variable '%s' shape=%s dtype=%s>" % (
             self.name, self.shape, self.dtype.name)
+
+    def _gather(self, indices):
+        rows, version = self._handle().client.gather(self._impl.name, indices)
+        self._impl.see_version(version)
+        return rows
+
+    def _specs(self, kind, value, indices=None, optimizer=None,
+               expected_version=None):
+        value = dtypes.to_numpy(value, self.dtype)
+        if indices is not None:
+            indices = _as_indices(indices, self._impl.name)
+        return [(self._handle(), _varscope.UpdateSpec(
+            self._impl.name, kind, value, self._impl.dtype, indices=indices,
+            optimizer=optimizer, expected_version=expected_version))]
 
 
 class PartitionedVariable(_VariableBase):
@@ -145,6 +238,72 @@ class PartitionedVariable(_VariableBase):
         return ("<varscope.PartitionedVariable '%s' shape=%s dtype=%s "
                 "parts=%d>" % (self.name, self.shape, self.dtype.name,
                                len(self)))
+
+    def _axis(self):
+        """The axis the parts split, and each part's first index on it."""
+        partitions = self._get_partitions()
+        axis = next((i for i, n in enumerate(partitions) if n > 1), 0)
+        sizes = [part.shape[axis] for part in self._parts]
+        return axis, np.concatenate([[0], np.cumsum(sizes)]).astype(np.int64)
+
+    def _by_part(self, indices):
+        """For rows `indices` of the whole (partitioned on axis 0): per
+        part, the positions in `indices` of its rows and their local
+        indices. InvalidArgumentError (the server's text) for an index out
+        of range."""
+        _, starts = self._axis()
+        rows = int(starts[-1])
+        bad = np.flatnonzero((indices < 0) | (indices >= rows))
+        if bad.size:
+            i = int(bad[0])
+            raise errors.InvalidArgumentError(
+                None, None, "Index %d at position %d is out of range for "
+                "variable %s with %d rows" % (indices[i], i, self.name, rows))
+        owner = np.searchsorted(starts, indices, side="right") - 1
+        for p in range(len(self._parts)):
+            positions = np.flatnonzero(owner == p)
+            if positions.size:
+                yield p, positions, indices[positions] - starts[p]
+
+    def _gather(self, indices):
+        axis, _ = self._axis()
+        if axis != 0:
+            return np.concatenate(
+                [part._gather(indices) for part in self._parts], axis=axis)
+        out = np.empty((len(indices),) + tuple(self.shape[1:]),
+                       dtype=self.dtype.as_numpy_dtype)
+        for p, positions, local in self._by_part(indices):
+            out[positions] = self._parts[p]._gather(local)
+        return out
+
+    def _specs(self, kind, value, indices=None, optimizer=None,
+               expected_version=None):
+        if expected_version is not None:
+            raise errors.InvalidArgumentError(
+                None, None, "Cannot expect a version of partitioned variable "
+                "%s: its parts have their own versions" % self.name)
+        value = dtypes.to_numpy(value, self.dtype)
+        axis, starts = self._axis()
+        if indices is None or axis != 0:
+            if indices is not None:
+                indices = _as_indices(indices, self.name)
+            elif value.shape != tuple(self.shape):
+                raise errors.InvalidArgumentError(
+                    None, None, "Cannot apply a tensor of shape %s to "
+                    "partitioned variable %s of shape %s" % (
+                        TensorShape(value.shape), self.name, self.shape))
+            pieces = np.split(value, starts[1:-1], axis=axis)
+            return [spec for part, piece in zip(self._parts, pieces)
+                    for spec in part._specs(kind, piece, indices, optimizer)]
+        indices = _as_indices(indices, self.name)
+        if value.ndim == 0 or value.shape[0] != len(indices):
+            raise errors.InvalidArgumentError(
+                None, None, "Cannot apply rows of shape %s for %d indices to "
+                "partitioned variable %s" % (TensorShape(value.shape),
+                                             len(indices), self.name))
+        return [spec for p, positions, local in self._by_part(indices)
+                for spec in self._parts[p]._specs(
+                    kind, value[positions], local, optimizer)]
 
 
 def wrap(impl):
