@@ -170,7 +170,7 @@ class TestSparse:
 def reference_steps(kind, params, lr, grads, var):
     """TensorFlow's update rules in float64 (training_ops.cc)."""
     s = [np.zeros_like(var) for _ in range(3)]
-    if kind == "adagrad":
+    if kind in ("adagrad", "ftrl"):
         s[0] += params.get("initial_accumulator_value", 0.1)
     if kind == "rmsprop":
         s[0] += 1.0  # TensorFlow starts the mean square at one
@@ -193,6 +193,11 @@ def reference_steps(kind, params, lr, grads, var):
             s[1] = b2 * s[1] + (1 - b2) * g * g
             alpha = lr * np.sqrt(1 - b2 ** t) / (1 - b1 ** t)
             var = var - alpha * s[0] / (np.sqrt(s[1]) + eps)
+        elif kind == "ftrl":
+            new = s[0] + g * g
+            s[1] += g - (np.sqrt(new) - np.sqrt(s[0])) / lr * var
+            var = np.where(np.abs(s[1]) > 0, -s[1] / (np.sqrt(new) / lr), 0)
+            s[0] = new
         elif kind == "rmsprop":
             decay, mom, eps = 0.9, params["momentum"], 1e-10
             s[0] = decay * s[0] + (1 - decay) * g * g
@@ -213,6 +218,7 @@ OPTIMIZERS = [
      ["w/Adam", "w/Adam_1", "w/Adam_beta1_power", "w/Adam_beta2_power"]),
     ("rmsprop", lambda: vs.train.RMSPropOptimizer(0.01, momentum=0.5),
      {"momentum": 0.5}, ["w/RMSProp", "w/RMSProp_1"]),
+    ("ftrl", lambda: vs.train.FtrlOptimizer(0.1), {}, ["w/Ftrl", "w/Ftrl_1"]),
 ]
 
 
