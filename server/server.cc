@@ -53,6 +53,9 @@ absl::StatusOr<std::unique_ptr<Server>> Server::Start(
   builder.AddListeningPort(options.listen_address,
                            grpc::InsecureServerCredentials(), &server->port_);
   builder.RegisterService(server->service_.get());
+  server->admin_service_ = std::make_unique<AdminServiceImpl>(
+      server->table_.get(), server->storage_.get());
+  builder.RegisterService(server->admin_service_.get());
   // A unary message carries at most one variable plus a little framing.
   const int64_t max_message =
       std::min<int64_t>(INT_MAX, options.max_message_bytes + (1 << 20));

@@ -1,5 +1,5 @@
 // A running varscoped: the store, the variable table and the gRPC server
-// (VariableService, grpc.health.v1 health, server reflection).
+// (VariableService, AdminService, grpc.health.v1 health, server reflection).
 #ifndef VARSCOPE_SERVER_SERVER_H_
 #define VARSCOPE_SERVER_SERVER_H_
 
@@ -8,6 +8,7 @@
 
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
+#include "server/admin_service.h"
 #include "server/storage.h"
 #include "server/variable_service.h"
 #include "server/variable_table.h"
@@ -61,6 +62,7 @@ class Server {
   std::unique_ptr<Storage> storage_;
   std::unique_ptr<VariableTable> table_;
   std::unique_ptr<VariableServiceImpl> service_;
+  std::unique_ptr<AdminServiceImpl> admin_service_;
   std::unique_ptr<grpc::Server> grpc_server_;
 };
 

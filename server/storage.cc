@@ -1,11 +1,17 @@
 #include "server/storage.h"
 
+#include <fcntl.h>
+#include <unistd.h>
+
 #include <filesystem>
+#include <fstream>
 #include <utility>
 
 #include "absl/base/internal/endian.h"
+#include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "common/status.h"
+#include "rocksdb/listener.h"
 #include "rocksdb/options.h"
 #include "rocksdb/write_batch.h"
 
@@ -15,6 +21,9 @@ namespace {
 constexpr char kMetaFamily[] = "meta";
 constexpr char kDataFamily[] = "data";
 constexpr char kAppliedFamily[] = "applied";
+// "IDENTITY\nSEQUENCE\n": everything up to write SEQUENCE of the store with
+// that RocksDB identity is in its table files.
+constexpr char kDurableFile[] = "VARSCOPE-DURABLE";
 
 rocksdb::Slice ToSlice(absl::string_view s) {
   return rocksdb::Slice(s.data(), s.size());
@@ -65,7 +74,52 @@ absl::Status WriteError(const rocksdb::Status& status, absl::string_view path) {
   return FromRocksStatus(status, absl::StrCat("Writing data directory ", path));
 }
 
+// Replaces `path` with `contents`, durably (write, fsync, rename, fsync the
+// directory).
+absl::Status ReplaceFile(const std::filesystem::path& path,
+                         const std::string& contents) {
+  const std::string temporary = path.string() + ".tmp";
+  const int fd = open(temporary.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
+  if (fd < 0) return absl::ErrnoToStatus(errno, "Creating " + temporary);
+  const bool written = write(fd, contents.data(), contents.size()) ==
+                           static_cast<ssize_t>(contents.size()) &&
+                       fsync(fd) == 0;
+  const int saved_errno = errno;
+  close(fd);
+  if (!written) return absl::ErrnoToStatus(saved_errno, "Writing " + temporary);
+  if (rename(temporary.c_str(), path.c_str()) != 0) {
+    return absl::ErrnoToStatus(errno, "Renaming " + temporary);
+  }
+  const int dir = open(path.parent_path().c_str(), O_RDONLY | O_DIRECTORY);
+  if (dir >= 0) {
+    fsync(dir);
+    close(dir);
+  }
+  return absl::OkStatus();
+}
+
+// Drops RocksDB's informational log (of the read-only check, which would
+// otherwise rotate the store's LOG).
+class NoLogger final : public rocksdb::Logger {
+ public:
+  using rocksdb::Logger::Logv;
+  void Logv(const char* format, va_list ap) override {}
+};
+
 }  // namespace
+
+// Records the sequence a flush made durable in the table files.
+class Storage::FlushListener final : public rocksdb::EventListener {
+ public:
+  explicit FlushListener(Storage* storage) : storage_(storage) {}
+  void OnFlushCompleted(rocksdb::DB* db,
+                        const rocksdb::FlushJobInfo& info) override {
+    storage_->RecordDurable(info.largest_seqno);
+  }
+
+ private:
+  Storage* const storage_;
+};
 
 absl::Status FromRocksStatus(const rocksdb::Status& status,
                              absl::string_view context) {
@@ -183,11 +237,16 @@ absl::Status Storage::OpenDb() {
         "backup or checkpoint into a new directory (varscope restore), or "
         "give an empty or new directory"));
   }
+  if (exists) VS_RETURN_IF_ERROR(CheckNothingLost());
   rocksdb::DBOptions db_options;
   db_options.create_if_missing = !exists;
   db_options.create_missing_column_families = true;
   db_options.IncreaseParallelism(2);
   db_options.paranoid_checks = true;
+  // A write-ahead log the MANIFEST knows of that is missing or short is an
+  // error, not a silent loss.
+  db_options.track_and_verify_wals_in_manifest = true;
+  db_options.listeners.push_back(std::make_shared<FlushListener>(this));
   if (options_.env != nullptr) db_options.env = options_.env;
 
   rocksdb::ColumnFamilyOptions meta_options;
@@ -217,10 +276,83 @@ absl::Status Storage::OpenDb() {
     }
     return FromRocksStatus(s, absl::StrCat("Opening data directory ", path_));
   }
+  std::string identity;
+  db_->GetDbIdentity(identity).PermitUncheckedError();
+  absl::MutexLock d(&durable_mu_);
+  if (identity != identity_) durable_ = 0;
+  identity_ = std::move(identity);
   return absl::OkStatus();
 }
 
-void Storage::CloseDb() {
+absl::Status Storage::CheckNothingLost() {
+  const std::filesystem::path file =
+      std::filesystem::path(path_) / kDurableFile;
+  std::ifstream in(file);
+  std::string identity, sequence_text;
+  uint64_t durable = 0;
+  if (!std::getline(in, identity) || !std::getline(in, sequence_text) ||
+      !absl::SimpleAtoi(sequence_text, &durable)) {
+    return absl::OkStatus();  // nothing recorded (yet)
+  }
+  // Open it read-only, as RocksDB would recover it but without replaying
+  // the log (what the table files hold) and without deleting anything.
+  const std::filesystem::path no_log =
+      std::filesystem::path(path_) / "varscope-check-without-log";
+  std::error_code error;
+  std::filesystem::create_directories(no_log, error);
+  rocksdb::DBOptions options;
+  options.wal_dir = no_log.string();
+  options.info_log = std::make_shared<NoLogger>();
+  if (options_.env != nullptr) options.env = options_.env;
+  std::vector<rocksdb::ColumnFamilyHandle*> handles;
+  rocksdb::DB* raw_db = nullptr;
+  rocksdb::Status s = rocksdb::DB::OpenForReadOnly(
+      options, path_,
+      {{rocksdb::kDefaultColumnFamilyName, rocksdb::ColumnFamilyOptions()}},
+      &handles, &raw_db);
+  std::unique_ptr<rocksdb::DB> db(raw_db);
+  absl::Status status =
+      FromRocksStatus(s, absl::StrCat("Opening data directory ", path_));
+  if (status.ok()) {
+    std::string found;
+    db->GetDbIdentity(found).PermitUncheckedError();
+    const uint64_t recovered = db->GetLatestSequenceNumber();
+    if (found == identity && recovered < durable) {
+      status = absl::DataLossError(absl::StrCat(
+          "Opening data directory ", path_,
+          ": its table files hold writes "
+          "up to sequence ",
+          recovered, ", but writes up to sequence ", durable,
+          " were in them before (", kDurableFile,
+          "): its MANIFEST or table files were truncated, replaced or lost"));
+    }
+    for (rocksdb::ColumnFamilyHandle* h : handles) {
+      db->DestroyColumnFamilyHandle(h).PermitUncheckedError();
+    }
+  }
+  db.reset();
+  std::filesystem::remove_all(no_log, error);
+  return status;
+}
+
+void Storage::RecordDurable(uint64_t sequence) {
+  absl::MutexLock d(&durable_mu_);
+  if (sequence <= durable_ || identity_.empty()) return;
+  if (ReplaceFile(std::filesystem::path(path_) / kDurableFile,
+                  absl::StrCat(identity_, "\n", sequence, "\n"))
+          .ok()) {
+    durable_ = sequence;
+  }
+}
+
+void Storage::CloseDb(bool clean) {
+  if (clean) {
+    // Everything goes into the table files: the next start replays no log,
+    // and the whole store is known to be there.
+    rocksdb::FlushOptions flush;
+    const uint64_t sequence = db_->GetLatestSequenceNumber();
+    if (db_->Flush(flush, handles_).ok()) RecordDurable(sequence);
+  }
   for (rocksdb::ColumnFamilyHandle* h : handles_) {
     db_->DestroyColumnFamilyHandle(h).PermitUncheckedError();
   }
@@ -231,7 +363,7 @@ void Storage::CloseDb() {
 
 Storage::~Storage() {
   absl::MutexLock l(&mu_);
-  if (db_ != nullptr) CloseDb();
+  if (db_ != nullptr) CloseDb(/*clean=*/true);
 }
 
 absl::Status Storage::Write(const StorageBatch& batch) {
@@ -284,10 +416,10 @@ absl::Status Storage::Recover() {
     }
     // RocksDB does not resume after a failed log write: reopen the store,
     // which replays the log up to the last complete record.
-    CloseDb();
+    CloseDb(/*clean=*/false);
   }
   if (absl::Status status = OpenDb(); !status.ok()) {
-    if (db_ != nullptr) CloseDb();
+    if (db_ != nullptr) CloseDb(/*clean=*/false);
     absl::MutexLock e(&error_mu_);
     error_ = absl::Status(error_.code(),
                           absl::StrCat(error_.message(),
@@ -347,10 +479,16 @@ absl::Status Storage::LoadAll(
          data_it->Valid() && data_it->key().starts_with(prefix);
          data_it->Next()) {
       const rocksdb::Slice key = data_it->key();
-      if (key.size() != prefix.size() + 8 ||
-          static_cast<int64_t>(absl::big_endian::Load64(
-              key.data() + prefix.size())) != expected ||
-          expected >= chunks) {
+      const int64_t index = key.size() == prefix.size() + 8
+                                ? static_cast<int64_t>(absl::big_endian::Load64(
+                                      key.data() + prefix.size()))
+                                : -1;
+      if (index > expected && index < chunks) {
+        return absl::DataLossError(
+            absl::StrCat("Stored variable '", name, "' is damaged: chunk ",
+                         expected, " of ", chunks, " is missing"));
+      }
+      if (index != expected || expected >= chunks) {
         return absl::DataLossError(
             absl::StrCat("Stored variable '", name,
                          "' is damaged: unexpected chunk key "
@@ -372,9 +510,9 @@ absl::Status Storage::LoadAll(
         data_it->status(), absl::StrCat("Reading stored variable '", name,
                                         "' in data directory ", path_)));
     if (expected != chunks) {
-      return absl::DataLossError(
-          absl::StrCat("Stored variable '", name, "' is damaged: ", chunks,
-                       " chunks expected, ", expected, " found"));
+      return absl::DataLossError(absl::StrCat("Stored variable '", name,
+                                              "' is damaged: chunk ", expected,
+                                              " of ", chunks, " is missing"));
     }
     VS_RETURN_IF_ERROR(fn(std::move(meta), std::move(data)));
   }

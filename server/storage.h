@@ -105,12 +105,24 @@ struct BackupSummary {
   StoreSummary contents;
 };
 
+// A store restored from a backup or a checkpoint.
+struct RestoredStore {
+  // The backup restored; 0 for a checkpoint.
+  uint32_t backup_id = 0;
+  StoreSummary contents;
+};
+
 // Thread-safe.
 class Storage {
  public:
   // Opens the store in directory `path`, creating it if the directory is
   // missing or empty. Returns UNAVAILABLE if another process holds it,
-  // DATA_LOSS if RocksDB finds it damaged, FAILED_PRECONDITION if the
+  // DATA_LOSS if RocksDB finds it damaged or if it holds less than it
+  // durably held before (RocksDB silently opens a store whose MANIFEST lost
+  // its tail as an older store and deletes the newer files: the store
+  // records the last write sequence known to be in its table files in
+  // VARSCOPE-DURABLE at each flush and clean close, and checks it, read-only,
+  // before RocksDB may delete anything), FAILED_PRECONDITION if the
   // directory holds other files but no store (a deleted CURRENT file is not
   // silently replaced by an empty store), and the mapped RocksDB error
   // otherwise.
@@ -168,10 +180,10 @@ class Storage {
   // directory `data_dir` and checks that every variable loads. Returns what
   // it holds. FAILED_PRECONDITION if `data_dir` exists and is not empty;
   // NOT_FOUND if there is no such backup; DATA_LOSS if the restored store is
-  // damaged.
-  static absl::StatusOr<StoreSummary> Restore(const std::string& backup_dir,
-                                              uint32_t backup_id,
-                                              const std::string& data_dir);
+  // damaged. Leaves `data_dir` empty on error.
+  static absl::StatusOr<RestoredStore> Restore(const std::string& backup_dir,
+                                               uint32_t backup_id,
+                                               const std::string& data_dir);
 
   // The number of chunks a variable of `total_bytes` has with `chunk_bytes`.
   static int64_t NumChunks(int64_t total_bytes, int64_t chunk_bytes);
@@ -179,9 +191,18 @@ class Storage {
  private:
   Storage(const StorageOptions& options, std::string path);
 
+  class FlushListener;
+
   // Opens the RocksDB store. REQUIRES: db_ is null.
   absl::Status OpenDb() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  void CloseDb() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Closes it; when `clean`, first flushes every memtable and records the
+  // durable sequence.
+  void CloseDb(bool clean) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // DATA_LOSS if the store, opened read-only as RocksDB would recover it,
+  // holds less than VARSCOPE-DURABLE says it did.
+  absl::Status CheckNothingLost();
+  // Records that everything up to write `sequence` is in the table files.
+  void RecordDurable(uint64_t sequence) ABSL_LOCKS_EXCLUDED(durable_mu_);
 
   const StorageOptions options_;
   const std::string path_;
@@ -197,6 +218,10 @@ class Storage {
   std::atomic<bool> failed_{false};
   absl::Mutex error_mu_ ABSL_ACQUIRED_AFTER(mu_);
   absl::Status error_ ABSL_GUARDED_BY(error_mu_);
+  // The store's RocksDB identity and the durable sequence last recorded.
+  absl::Mutex durable_mu_;
+  std::string identity_ ABSL_GUARDED_BY(durable_mu_);
+  uint64_t durable_ ABSL_GUARDED_BY(durable_mu_) = 0;
 };
 
 // The one mapping from rocksdb::Status to absl::Status. `context` starts the

@@ -91,9 +91,8 @@ absl::StatusOr<std::vector<BackupSummary>> Summaries(
     summary.size_bytes = static_cast<int64_t>(info.size);
     summary.files = info.number_files;
     for (const rocksdb::BackupFileInfo& file : info.file_details) {
-      const std::string path =
-          absl::StrCat(file.directory, "/", file.relative_filename);
-      if (seen.insert(path).second) {
+      // Relative to the backup directory: shared files have one name.
+      if (seen.insert(file.relative_filename).second) {
         summary.added_bytes += static_cast<int64_t>(file.size);
       }
     }
@@ -181,9 +180,9 @@ absl::StatusOr<std::vector<BackupSummary>> Storage::ListBackups(
   return Summaries(*engine, backup_dir);
 }
 
-absl::StatusOr<StoreSummary> Storage::Restore(const std::string& backup_dir,
-                                              uint32_t backup_id,
-                                              const std::string& data_dir) {
+absl::StatusOr<RestoredStore> Storage::Restore(const std::string& backup_dir,
+                                               uint32_t backup_id,
+                                               const std::string& data_dir) {
   if (!IsMissingOrEmpty(data_dir)) {
     return absl::FailedPreconditionError(
         absl::StrCat("Refusing to restore into ", data_dir,
@@ -199,6 +198,7 @@ absl::StatusOr<StoreSummary> Storage::Restore(const std::string& backup_dir,
     return absl::UnavailableError(
         absl::StrCat("Cannot create ", data_dir, ": ", error.message()));
   }
+  RestoredStore restored;
   auto restore = [&]() -> absl::Status {
     if (IsStoreDirectory(backup_dir)) {
       if (backup_id != 0) {
@@ -224,14 +224,22 @@ absl::StatusOr<StoreSummary> Storage::Restore(const std::string& backup_dir,
             &raw),
         backup_dir));
     std::unique_ptr<rocksdb::BackupEngineReadOnly> engine(raw);
-    const rocksdb::IOStatus s =
-        backup_id == 0
-            ? engine->RestoreDBFromLatestBackup(data_dir, data_dir)
-            : engine->RestoreDBFromBackup(backup_id, data_dir, data_dir);
-    return BackupDirectoryError(s, backup_dir);
+    restored.backup_id = backup_id;
+    if (backup_id == 0) {
+      std::vector<rocksdb::BackupInfo> infos;
+      engine->GetBackupInfo(&infos);
+      if (infos.empty()) {
+        return absl::NotFoundError(
+            absl::StrCat("Backup directory ", backup_dir, " holds no backup"));
+      }
+      restored.backup_id = infos.back().backup_id;
+    }
+    return BackupDirectoryError(
+        engine->RestoreDBFromBackup(restored.backup_id, data_dir, data_dir),
+        backup_dir);
   };
   absl::Status status = restore();
-  StoreSummary summary;
+  StoreSummary& summary = restored.contents;
   if (status.ok()) {
     // Check that every variable loads, as the server will at start-up.
     absl::StatusOr<std::unique_ptr<Storage>> storage =
@@ -259,7 +267,7 @@ absl::StatusOr<StoreSummary> Storage::Restore(const std::string& backup_dir,
     }
     return status;
   }
-  return summary;
+  return restored;
 }
 
 }  // namespace varscope::server

@@ -64,7 +64,7 @@ std::string VarscopedPath() { return VARSCOPED_PATH; }
 std::string TestWorkerPath() { return VARSCOPE_TEST_WORKER_PATH; }
 
 absl::StatusOr<std::unique_ptr<ChildProcess>> ChildProcess::Start(
-    const std::vector<std::string>& argv) {
+    const std::vector<std::string>& argv, bool capture_stderr) {
   int fds[2];
   if (pipe2(fds, O_CLOEXEC) != 0) {
     return absl::InternalError(absl::StrCat("pipe: ", strerror(errno)));
@@ -78,6 +78,7 @@ absl::StatusOr<std::unique_ptr<ChildProcess>> ChildProcess::Start(
     return absl::InternalError(absl::StrCat("fork: ", strerror(errno)));
   if (pid == 0) {
     dup2(fds[1], STDOUT_FILENO);
+    if (capture_stderr) dup2(fds[1], STDERR_FILENO);
     execv(args[0], args.data());
     _exit(127);
   }
@@ -133,7 +134,7 @@ absl::StatusOr<std::unique_ptr<ServerProcess>> ServerProcess::Start(
   auto server = std::unique_ptr<ServerProcess>(new ServerProcess());
   VS_ASSIGN_OR_RETURN(server->process_, ChildProcess::Start(argv));
   VS_ASSIGN_OR_RETURN(std::string line, server->process_->ReadLine());
-  // "varscoped serving on 127.0.0.1:PORT (data dir DIR)"
+  // "varscoped serving on 127.0.0.1:PORT (data dir DIR, durability MODE)"
   const size_t colon = line.find("127.0.0.1:");
   const size_t space = line.find(' ', colon);
   if (colon == std::string::npos ||

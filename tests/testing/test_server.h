@@ -63,9 +63,10 @@ std::string TestWorkerPath();
 // A child process running a program, with its stdout readable line by line.
 class ChildProcess {
  public:
-  // Starts `argv[0]` with `argv`. INTERNAL if it cannot be started.
+  // Starts `argv[0]` with `argv`; with `capture_stderr`, its stderr goes to
+  // the same pipe as its stdout. INTERNAL if it cannot be started.
   static absl::StatusOr<std::unique_ptr<ChildProcess>> Start(
-      const std::vector<std::string>& argv);
+      const std::vector<std::string>& argv, bool capture_stderr = false);
   ~ChildProcess();  // SIGKILLs and reaps the child if still running
 
   pid_t pid() const { return pid_; }

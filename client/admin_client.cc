@@ -1,0 +1,46 @@
+#include "client/admin_client.h"
+
+#include <grpcpp/grpcpp.h>
+
+#include "absl/time/clock.h"
+#include "common/grpc_status.h"
+
+namespace varscope {
+
+std::unique_ptr<AdminClient> AdminClient::Connect(const std::string& address,
+                                                  absl::Duration timeout) {
+  return std::make_unique<AdminClient>(
+      v1::AdminService::NewStub(
+          grpc::CreateChannel(address, grpc::InsecureChannelCredentials())),
+      timeout);
+}
+
+AdminClient::AdminClient(std::shared_ptr<v1::AdminService::StubInterface> stub,
+                         absl::Duration timeout)
+    : stub_(std::move(stub)), timeout_(timeout) {}
+
+template <typename Response, typename Request, typename Method>
+absl::StatusOr<Response> AdminClient::Call(Method method,
+                                           const Request& request) {
+  grpc::ClientContext context;
+  context.set_deadline(absl::ToChronoTime(absl::Now() + timeout_));
+  Response response;
+  const absl::Status status =
+      FromGrpcStatus(((*stub_).*method)(&context, request, &response));
+  if (!status.ok()) return status;
+  return response;
+}
+
+absl::StatusOr<v1::CheckpointResponse> AdminClient::Checkpoint(
+    const v1::CheckpointRequest& request) {
+  return Call<v1::CheckpointResponse>(
+      &v1::AdminService::StubInterface::Checkpoint, request);
+}
+
+absl::StatusOr<v1::BackupResponse> AdminClient::Backup(
+    const v1::BackupRequest& request) {
+  return Call<v1::BackupResponse>(&v1::AdminService::StubInterface::Backup,
+                                  request);
+}
+
+}  // namespace varscope

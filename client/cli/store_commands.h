@@ -1,0 +1,54 @@
+// Copies of a server's whole store: checkpoint and backup (on the server's
+// machine, through its AdminService) and restore (local, no server).
+#ifndef VARSCOPE_CLIENT_CLI_STORE_COMMANDS_H_
+#define VARSCOPE_CLIENT_CLI_STORE_COMMANDS_H_
+
+#include <cstdint>
+#include <string>
+
+#include "absl/status/status.h"
+#include "client/cli/command.h"
+
+namespace varscope::cli {
+
+struct CopyOptions {
+  // An absolute path on the server's machine: the new checkpoint directory,
+  // or the backup directory.
+  std::string directory;
+  // Also print every variable's version in the copy. Default: false.
+  bool versions = false;
+};
+
+// Asks the server for a consistent checkpoint of its store in `directory`
+// (which must not exist; it becomes an openable data directory) and prints
+// what it holds. Waits up to an hour, or context.timeout if longer. Server
+// errors (INVALID_ARGUMENT for a relative path, ALREADY_EXISTS) as returned.
+absl::Status Checkpoint(const CommandContext& context,
+                        const CopyOptions& options);
+
+// Asks the server to add a consistent, incremental backup of its store to
+// the backup directory `directory` and prints it. Waits as Checkpoint.
+absl::Status Backup(const CommandContext& context, const CopyOptions& options);
+
+struct RestoreOptions {
+  // A backup directory (see Backup) or a checkpoint.
+  std::string source;
+  // The data directory to create; must be missing or empty.
+  std::string data_dir;
+  // The backup to restore; 0 is the latest. Default: 0.
+  uint32_t backup_id = 0;
+  // List the backups in `source` instead of restoring. Default: false.
+  bool list = false;
+};
+
+// On this machine, without a server: restores a backup (or copies a
+// checkpoint) into a new data directory, checks that every variable loads,
+// and prints what it holds and how to serve it. FAILED_PRECONDITION if
+// data_dir is not empty, NOT_FOUND for a missing backup, DATA_LOSS for a
+// damaged one. With `list`, prints the backups in `source` instead.
+absl::Status Restore(const CommandContext& context,
+                     const RestoreOptions& options);
+
+}  // namespace varscope::cli
+
+#endif  // VARSCOPE_CLIENT_CLI_STORE_COMMANDS_H_

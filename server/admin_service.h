@@ -1,0 +1,58 @@
+// The gRPC AdminService: consistent checkpoints and backups of the live
+// store. The work runs on the service's own thread, one operation at a
+// time, so a long backup holds no gRPC thread.
+#ifndef VARSCOPE_SERVER_ADMIN_SERVICE_H_
+#define VARSCOPE_SERVER_ADMIN_SERVICE_H_
+
+#include <deque>
+#include <functional>
+#include <thread>
+
+#include "absl/base/thread_annotations.h"
+#include "absl/synchronization/mutex.h"
+#include "server/storage.h"
+#include "server/variable_table.h"
+#include "varscope/v1/admin_service.grpc.pb.h"
+
+namespace varscope::server {
+
+// Thread-safe. `table` and `storage` must outlive the service.
+class AdminServiceImpl final : public v1::AdminService::CallbackService {
+ public:
+  AdminServiceImpl(VariableTable* table, Storage* storage);
+  // Finishes the operation in progress; operations still queued end with
+  // CANCELLED.
+  ~AdminServiceImpl() override;
+
+  grpc::ServerUnaryReactor* Checkpoint(
+      grpc::CallbackServerContext* context,
+      const v1::CheckpointRequest* request,
+      v1::CheckpointResponse* response) override;
+  grpc::ServerUnaryReactor* Backup(grpc::CallbackServerContext* context,
+                                   const v1::BackupRequest* request,
+                                   v1::BackupResponse* response) override;
+
+ private:
+  // Runs `operation` on the worker thread and finishes `reactor` with its
+  // status.
+  grpc::ServerUnaryReactor* Enqueue(grpc::CallbackServerContext* context,
+                                    std::function<absl::Status()> operation);
+  void Work();
+  bool HasWork() const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+
+  VariableTable* const table_;
+  Storage* const storage_;
+
+  struct Task {
+    grpc::ServerUnaryReactor* reactor;
+    std::function<absl::Status()> operation;
+  };
+  mutable absl::Mutex mu_;
+  std::deque<Task> tasks_ ABSL_GUARDED_BY(mu_);
+  bool stopping_ ABSL_GUARDED_BY(mu_) = false;
+  std::thread worker_;
+};
+
+}  // namespace varscope::server
+
+#endif  // VARSCOPE_SERVER_ADMIN_SERVICE_H_

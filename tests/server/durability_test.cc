@@ -1,0 +1,572 @@
+// Durability modes, disk faults through a faulty RocksDB file system, and
+// damaged data directories at start-up.
+#include "server/durability.h"
+
+#include <signal.h>
+#include <sys/wait.h>
+
+#include <filesystem>
+#include <fstream>
+#include <thread>
+
+#include "absl/strings/match.h"
+#include "absl/strings/str_cat.h"
+#include "absl/time/clock.h"
+#include "client/client.h"
+#include "common/status_matchers.h"
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+#include "rocksdb/db.h"
+#include "server/storage.h"
+#include "server/variable_table.h"
+#include "tests/testing/faulty_file_system.h"
+#include "tests/testing/test_server.h"
+
+namespace varscope {
+namespace {
+
+namespace fs = std::filesystem;
+using ::testing::AllOf;
+using ::testing::HasSubstr;
+using ::testing::Not;
+using ::varscope::server::Durability;
+using ::varscope::server::ParseDurability;
+using ::varscope::testing::ChildProcess;
+using ::varscope::testing::FaultyEnv;
+using ::varscope::testing::FaultyFileSystem;
+using ::varscope::testing::ServerProcess;
+using ::varscope::testing::StatusIs;
+using ::varscope::testing::TempDir;
+using ::varscope::testing::TestServer;
+using Fault = FaultyFileSystem::Fault;
+
+constexpr int64_t kRows = 8;
+constexpr int64_t kCols = 8;
+
+// An int64 [kRows, kCols] tensor with every element `value`.
+Tensor Filled(int64_t value) {
+  return Tensor::FromVector<int64_t>(
+      v1::DT_INT64, {kRows, kCols},
+      std::vector<int64_t>(static_cast<size_t>(kRows * kCols), value));
+}
+
+v1::GetVariableRequest Create(const std::string& name) {
+  v1::GetVariableRequest request;
+  request.set_name(name);
+  request.set_mode(v1::CREATE);
+  request.set_dtype(v1::DT_INT64);
+  request.mutable_shape()->add_dims(kRows);
+  request.mutable_shape()->add_dims(kCols);
+  request.mutable_initializer()->set_kind(v1::Initializer::ZEROS);
+  return request;
+}
+
+v1::BatchUpdateRequest AssignAll(const std::string& name, int64_t value) {
+  v1::BatchUpdateRequest request;
+  v1::Update* update = request.add_updates();
+  update->set_name(name);
+  TensorToProto(Filled(value), update->mutable_assign());
+  return request;
+}
+
+// Sets row `row` of `name` to `value`, as update `sequence` of client "c".
+v1::BatchUpdateRequest SetRow(const std::string& name, int64_t row,
+                              int64_t value, int64_t sequence) {
+  v1::BatchUpdateRequest request;
+  request.mutable_id()->set_client_id("c");
+  request.mutable_id()->set_sequence(sequence);
+  v1::Update* update = request.add_updates();
+  update->set_name(name);
+  v1::Scatter* scatter = update->mutable_scatter();
+  TensorToProto(Tensor::FromVector<int64_t>(v1::DT_INT64, {1}, {&row, 1}),
+                scatter->mutable_indices());
+  TensorToProto(Tensor::FromVector<int64_t>(
+                    v1::DT_INT64, {1, kCols},
+                    std::vector<int64_t>(static_cast<size_t>(kCols), value)),
+                scatter->mutable_rows());
+  scatter->set_mode(v1::Scatter::UPDATE);
+  return request;
+}
+
+std::vector<int64_t> Elements(const Tensor& t) {
+  auto flat = t.flat<int64_t>();
+  return {flat.begin(), flat.end()};
+}
+
+// Each row's first element.
+std::vector<int64_t> RowHeads(const Tensor& t) {
+  std::vector<int64_t> heads;
+  for (int64_t r = 0; r < kRows; ++r)
+    heads.push_back(t.flat<int64_t>()[r * kCols]);
+  return heads;
+}
+
+// Retries `call` until it returns OK, for up to 10 seconds (RocksDB may
+// take a moment to resume after a fault clears).
+template <typename Call>
+auto Eventually(Call call) -> decltype(call()) {
+  const absl::Time deadline = absl::Now() + absl::Seconds(10);
+  for (;;) {
+    auto result = call();
+    if (result.ok() || absl::Now() > deadline) return result;
+    absl::SleepFor(absl::Milliseconds(20));
+  }
+}
+
+TEST(ParseDurability, ReadsTheThreeModes) {
+  VS_ASSERT_OK_AND_ASSIGN(Durability wal, ParseDurability("wal"));
+  EXPECT_EQ(wal.mode, Durability::Mode::kWal);
+  VS_ASSERT_OK_AND_ASSIGN(Durability sync, ParseDurability("sync"));
+  EXPECT_EQ(sync.mode, Durability::Mode::kSync);
+  VS_ASSERT_OK_AND_ASSIGN(Durability interval,
+                          ParseDurability("interval=1.5s"));
+  EXPECT_EQ(interval.mode, Durability::Mode::kInterval);
+  EXPECT_EQ(interval.interval, absl::Milliseconds(1500));
+  EXPECT_EQ(server::DurabilityToString(interval), "interval=1.5s");
+}
+
+TEST(ParseDurability, RejectsOtherTextSayingWhatItExpects) {
+  EXPECT_THAT(ParseDurability("fsync"),
+              StatusIs(absl::StatusCode::kInvalidArgument,
+                       "Unknown durability mode 'fsync': expected wal, sync or "
+                       "interval=DURATION (e.g. interval=200ms)"));
+  for (const char* bad : {"interval=", "interval=soon", "interval=0s",
+                          "interval=500us", "interval=inf"}) {
+    EXPECT_THAT(ParseDurability(bad),
+                StatusIs(absl::StatusCode::kInvalidArgument,
+                         HasSubstr("expected a duration of at least 1ms")))
+        << bad;
+  }
+}
+
+// An in-process server on a faulty file system.
+class StoreFaultTest : public ::testing::Test {
+ protected:
+  void Start(const std::string& durability) {
+    server::ServerOptions options;
+    options.storage.env = faulty_.env.get();
+    auto parsed = ParseDurability(durability);
+    ASSERT_TRUE(parsed.ok());
+    options.table.durability = *parsed;
+    options.table.chunk_bytes = kCols * 8;  // one row per chunk
+    server_ = std::make_unique<TestServer>(options);
+    Connect();
+  }
+
+  void Connect() {
+    ClientOptions options;
+    options.max_attempts = 1;  // see every error
+    options.timeout = absl::Seconds(20);
+    client_ = server_->NewClient(options);
+  }
+
+  void Restart() {
+    VS_ASSERT_OK(server_->Restart());
+    Connect();
+  }
+
+  void Fail(Fault fault) { faulty_.fs->set_fault(fault); }
+
+  FaultyEnv faulty_;  // outlives the server
+  std::unique_ptr<TestServer> server_;
+  std::shared_ptr<Client> client_;
+};
+
+TEST_F(StoreFaultTest, FullDiskFailsWritesWithResourceExhaustedUntilFreed) {
+  Start("wal");
+  VS_ASSERT_OK(client_->GetVariable(Create("w")));
+  VS_ASSERT_OK(client_->BatchUpdate(AssignAll("w", 1)));
+
+  Fail(Fault::kNoSpace);
+  const auto no_space =
+      StatusIs(absl::StatusCode::kResourceExhausted,
+               AllOf(HasSubstr("No space left on the disk of data directory"),
+                     HasSubstr("the update was not applied")));
+  EXPECT_THAT(client_->BatchUpdate(AssignAll("w", 2)), no_space);
+  EXPECT_THAT(client_->GetVariable(Create("x")), no_space);
+  EXPECT_THAT(client_->Delete("w", false), no_space);
+  // Reads keep working and see nothing of the failed writes.
+  VS_ASSERT_OK_AND_ASSIGN(ReadResult read, client_->Read("w"));
+  EXPECT_EQ(read.value.flat<int64_t>()[0], 1);
+  EXPECT_EQ(read.version, 2);
+  EXPECT_THAT(client_->Stat("x"), StatusIs(absl::StatusCode::kNotFound));
+
+  Fail(Fault::kNone);
+  VS_ASSERT_OK_AND_ASSIGN(v1::BatchUpdateResponse applied, Eventually([&] {
+                            return client_->BatchUpdate(AssignAll("w", 3));
+                          }));
+  EXPECT_EQ(applied.versions(0), 3);
+  EXPECT_GT(faulty_.fs->failures(), 0);
+
+  Restart();
+  VS_ASSERT_OK_AND_ASSIGN(read, client_->Read("w"));
+  EXPECT_EQ(Elements(read.value), Elements(Filled(3)));
+  EXPECT_EQ(read.version, 3);
+  EXPECT_THAT(client_->Stat("x"), StatusIs(absl::StatusCode::kNotFound));
+}
+
+TEST_F(StoreFaultTest, IoErrorFailsWritesWithUnavailableUntilTheDiskWorks) {
+  Start("wal");
+  VS_ASSERT_OK(client_->GetVariable(Create("w")));
+
+  Fail(Fault::kIoError);
+  EXPECT_THAT(client_->BatchUpdate(AssignAll("w", 5)),
+              StatusIs(absl::StatusCode::kUnavailable,
+                       AllOf(HasSubstr("I/O error writing data directory"),
+                             HasSubstr("the update was not applied"))));
+  // Still failing: nothing is written while the disk fails.
+  EXPECT_THAT(client_->BatchUpdate(AssignAll("w", 6)),
+              StatusIs(absl::StatusCode::kUnavailable));
+  VS_ASSERT_OK_AND_ASSIGN(ReadResult read, client_->Read("w"));
+  EXPECT_EQ(Elements(read.value), Elements(Filled(0)));
+
+  Fail(Fault::kNone);
+  VS_ASSERT_OK(
+      Eventually([&] { return client_->BatchUpdate(AssignAll("w", 7)); }));
+  VS_ASSERT_OK(client_->GetVariable(Create("x")));
+
+  Restart();
+  VS_ASSERT_OK_AND_ASSIGN(read, client_->Read("w"));
+  EXPECT_EQ(Elements(read.value), Elements(Filled(7)));
+  EXPECT_EQ(read.version, 2);
+  VS_EXPECT_OK(client_->Stat("x"));
+}
+
+// A write whose fsync failed may still be in the log that RocksDB replays
+// when the store reopens; it was reported failed, so it must not reappear.
+TEST_F(StoreFaultTest, WriteWhoseSyncFailedIsUndoneWhenTheStoreReopens) {
+  Start("sync");
+  VS_ASSERT_OK(client_->GetVariable(Create("w")));
+
+  Fail(Fault::kSyncIoError);
+  EXPECT_THAT(client_->BatchUpdate(SetRow("w", 0, 7, /*sequence=*/1)),
+              StatusIs(absl::StatusCode::kUnavailable));
+  Fail(Fault::kNone);
+  VS_ASSERT_OK_AND_ASSIGN(
+      v1::BatchUpdateResponse second, Eventually([&] {
+        return client_->BatchUpdate(SetRow("w", 7, 9, /*sequence=*/2));
+      }));
+  EXPECT_FALSE(second.duplicate());
+  EXPECT_EQ(second.versions(0), 2);
+
+  const std::vector<int64_t> expected = {0, 0, 0, 0, 0, 0, 0, 9};
+  VS_ASSERT_OK_AND_ASSIGN(ReadResult read, client_->Read("w"));
+  EXPECT_EQ(RowHeads(read.value), expected);
+  Restart();
+  VS_ASSERT_OK_AND_ASSIGN(read, client_->Read("w"));
+  EXPECT_EQ(RowHeads(read.value), expected);
+  EXPECT_EQ(read.version, 2);
+
+  // The failed update was not recorded as applied: its retry applies it,
+  // once.
+  VS_ASSERT_OK_AND_ASSIGN(v1::BatchUpdateResponse retry,
+                          client_->BatchUpdate(SetRow("w", 0, 7, 1)));
+  EXPECT_FALSE(retry.duplicate());
+  EXPECT_EQ(retry.versions(0), 3);
+  Restart();
+  VS_ASSERT_OK_AND_ASSIGN(retry, client_->BatchUpdate(SetRow("w", 0, 7, 1)));
+  EXPECT_TRUE(retry.duplicate());
+  VS_ASSERT_OK_AND_ASSIGN(read, client_->Read("w"));
+  EXPECT_EQ(RowHeads(read.value),
+            (std::vector<int64_t>{7, 0, 0, 0, 0, 0, 0, 9}));
+  EXPECT_EQ(read.version, 3);
+}
+
+TEST_F(StoreFaultTest, IntervalModeRefusesUpdatesWhileFlushesFail) {
+  Start("interval=20ms");
+  VS_ASSERT_OK(client_->GetVariable(Create("w")));
+  VS_ASSERT_OK(client_->BatchUpdate(AssignAll("w", 1)));
+
+  Fail(Fault::kIoError);
+  int64_t acked = 1;
+  absl::Status refused;
+  const absl::Time deadline = absl::Now() + absl::Seconds(10);
+  while (refused.ok() && absl::Now() < deadline) {
+    refused = client_->BatchUpdate(AssignAll("w", acked + 1)).status();
+    if (refused.ok()) ++acked;
+  }
+  EXPECT_THAT(refused, StatusIs(absl::StatusCode::kUnavailable,
+                                HasSubstr("I/O error writing data directory")));
+  VS_ASSERT_OK_AND_ASSIGN(ReadResult read, client_->Read("w"));
+  EXPECT_EQ(Elements(read.value), Elements(Filled(acked)));
+
+  Fail(Fault::kNone);
+  VS_ASSERT_OK(Eventually(
+      [&] { return client_->BatchUpdate(AssignAll("w", acked + 1)); }));
+  Restart();
+  VS_ASSERT_OK_AND_ASSIGN(read, client_->Read("w"));
+  EXPECT_EQ(Elements(read.value), Elements(Filled(acked + 1)));
+}
+
+// The table on its own: a failed flush keeps what it was to write.
+TEST(IntervalFlush, FailedFlushKeepsItsChangesForTheNext) {
+  TempDir dir;
+  FaultyEnv faulty;
+  server::StorageOptions storage_options;
+  storage_options.env = faulty.env.get();
+  VS_ASSERT_OK_AND_ASSIGN(auto storage,
+                          server::Storage::Open(storage_options, dir.path()));
+  server::TableOptions options;
+  options.durability = *ParseDurability("interval=1h");  // flushes by hand
+  {
+    VS_ASSERT_OK_AND_ASSIGN(
+        auto table, server::VariableTable::Load(options, storage.get()));
+    VS_ASSERT_OK(table->GetVariable(Create("w")));
+    VS_ASSERT_OK(table->BatchUpdate(AssignAll("w", 4)));
+
+    faulty.fs->set_fault(Fault::kIoError);
+    EXPECT_THAT(table->Flush(), StatusIs(absl::StatusCode::kUnavailable));
+    EXPECT_THAT(table->BatchUpdate(AssignAll("w", 5)),
+                StatusIs(absl::StatusCode::kUnavailable));
+    faulty.fs->set_fault(Fault::kNone);
+    VS_ASSERT_OK(Eventually([&] { return table->Flush(); }));
+  }  // nothing is pending: closing writes nothing more
+  VS_ASSERT_OK_AND_ASSIGN(auto table,
+                          server::VariableTable::Load(options, storage.get()));
+  VS_ASSERT_OK_AND_ASSIGN(ReadResult read, table->Read("w"));
+  EXPECT_EQ(Elements(read.value), Elements(Filled(4)));
+  EXPECT_EQ(read.version, 2);
+}
+
+// Acknowledged at once, on disk only after the next flush.
+TEST(IntervalFlush, KillBeforeTheFirstFlushLosesTheChangesAfterItKeepsThem) {
+  for (const bool wait_for_flush : {false, true}) {
+    TempDir dir;
+    VS_ASSERT_OK_AND_ASSIGN(
+        auto server,
+        ServerProcess::Start(dir.path(),
+                             {wait_for_flush ? "--durability=interval=50ms"
+                                             : "--durability=interval=1h"}));
+    std::shared_ptr<Client> client = Client::Connect(server->address());
+    VS_ASSERT_OK(client->GetVariable(Create("w")));
+    VS_ASSERT_OK(client->BatchUpdate(AssignAll("w", 3)));
+    if (wait_for_flush) absl::SleepFor(absl::Milliseconds(500));
+    server->process().Kill(SIGKILL);
+    server->process().Wait();
+
+    VS_ASSERT_OK_AND_ASSIGN(auto restarted, ServerProcess::Start(dir.path()));
+    absl::StatusOr<ReadResult> read =
+        Client::Connect(restarted->address())->Read("w");
+    if (wait_for_flush) {
+      VS_ASSERT_OK(read);
+      EXPECT_EQ(Elements(read->value), Elements(Filled(3)));
+      EXPECT_EQ(read->version, 2);
+    } else {
+      EXPECT_THAT(read, StatusIs(absl::StatusCode::kNotFound));
+    }
+  }
+}
+
+TEST(IntervalFlush, CleanShutdownWritesThePendingChanges) {
+  TempDir dir;
+  VS_ASSERT_OK_AND_ASSIGN(
+      auto server,
+      ServerProcess::Start(dir.path(), {"--durability=interval=1h"}));
+  std::shared_ptr<Client> client = Client::Connect(server->address());
+  VS_ASSERT_OK(client->GetVariable(Create("w")));
+  VS_ASSERT_OK(client->BatchUpdate(AssignAll("w", 3)));
+  VS_ASSERT_OK(client->Rename("w", "v"));
+  server->process().Kill(SIGTERM);
+  const int status = server->process().Wait();
+  ASSERT_TRUE(WIFEXITED(status));
+  EXPECT_EQ(WEXITSTATUS(status), 0);
+
+  VS_ASSERT_OK_AND_ASSIGN(auto restarted, ServerProcess::Start(dir.path()));
+  client = Client::Connect(restarted->address());
+  VS_ASSERT_OK_AND_ASSIGN(ReadResult read, client->Read("v"));
+  EXPECT_EQ(Elements(read.value), Elements(Filled(3)));
+  EXPECT_THAT(client->Stat("w"), StatusIs(absl::StatusCode::kNotFound));
+}
+
+// A store with two variables flushed to SST and blob files.
+class DamagedStoreTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    server::ServerOptions options;
+    options.table.chunk_bytes = 64 << 10;  // 16 chunks, in blob files
+    TestServer server(options);
+    std::shared_ptr<Client> client = server.NewClient();
+    for (const char* name : {"model/a", "model/b"}) {
+      v1::GetVariableRequest request;
+      request.set_name(name);
+      request.set_mode(v1::CREATE);
+      request.set_dtype(v1::DT_FLOAT);
+      request.mutable_shape()->add_dims(256);
+      request.mutable_shape()->add_dims(1024);  // 1 MiB
+      request.mutable_initializer()->set_kind(v1::Initializer::ONES);
+      ASSERT_TRUE(client->GetVariable(request).ok());
+    }
+    // Reopening moves the log into SST and blob files.
+    ASSERT_TRUE(server.Restart().ok());
+    server.Stop();
+    fs::copy(server.data_dir(), dir_.path(), fs::copy_options::recursive);
+  }
+
+  // The files of the store whose names end with `suffix`, largest first.
+  std::vector<fs::path> Files(const std::string& suffix) {
+    std::vector<fs::path> files;
+    for (const auto& entry : fs::directory_iterator(dir_.path())) {
+      if (!entry.is_regular_file()) continue;
+      const std::string name = entry.path().filename().string();
+      if (name.size() >= suffix.size() &&
+          name.compare(name.size() - suffix.size(), suffix.size(), suffix) ==
+              0) {
+        files.push_back(entry.path());
+      }
+    }
+    std::sort(files.begin(), files.end(), [](const auto& a, const auto& b) {
+      return fs::file_size(a) > fs::file_size(b);
+    });
+    return files;
+  }
+
+  static void Truncate(const fs::path& file) {
+    fs::resize_file(file, fs::file_size(file) / 2);
+  }
+
+  // Starts varscoped on the store; returns its exit status and output.
+  std::pair<int, std::string> StartServer() {
+    auto child =
+        ChildProcess::Start({testing::VarscopedPath(), "--listen=127.0.0.1:0",
+                             absl::StrCat("--data-dir=", dir_.path())},
+                            /*capture_stderr=*/true);
+    EXPECT_TRUE(child.ok());
+    std::string output;
+    for (;;) {
+      absl::StatusOr<std::string> line = (*child)->ReadLine();
+      if (!line.ok()) break;
+      absl::StrAppend(&output, *line, "\n");
+      if (absl::StrContains(*line, "serving on")) (*child)->Kill(SIGTERM);
+    }
+    return {(*child)->Wait(), output};
+  }
+
+  // Expects varscoped to refuse the store, exiting 1 with `message`.
+  template <typename Matcher>
+  void ExpectRefused(Matcher message) {
+    auto [status, output] = StartServer();
+    EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 1) << output;
+    EXPECT_THAT(output, AllOf(message, Not(HasSubstr("serving on"))));
+  }
+
+  TempDir dir_;
+};
+
+TEST_F(DamagedStoreTest, IntactStoreStarts) {
+  auto [status, output] = StartServer();
+  EXPECT_THAT(output, HasSubstr("serving on"));
+}
+
+TEST_F(DamagedStoreTest, TruncatedManifestIsRefused) {
+  const std::vector<fs::path> manifests = Files("");
+  for (const fs::path& file : manifests) {
+    if (file.filename().string().rfind("MANIFEST-", 0) == 0) Truncate(file);
+  }
+  ExpectRefused(AllOf(HasSubstr("varscoped: DATA_LOSS: Opening data directory"),
+                      HasSubstr("The data directory is damaged")));
+}
+
+TEST_F(DamagedStoreTest, TruncatedTableFileIsRefused) {
+  for (const fs::path& file : Files(".sst")) Truncate(file);
+  ExpectRefused(AllOf(HasSubstr("varscoped: DATA_LOSS: Opening data directory"),
+                      HasSubstr("Corruption: file is too short"),
+                      HasSubstr("The data directory is damaged")));
+}
+
+TEST_F(DamagedStoreTest, TruncatedBlobFileIsRefused) {
+  const std::vector<fs::path> blobs = Files(".blob");
+  ASSERT_FALSE(blobs.empty());
+  Truncate(blobs.front());
+  ExpectRefused(AllOf(
+      HasSubstr("varscoped: DATA_LOSS: Reading stored variable 'model/"),
+      HasSubstr("Corruption: "), HasSubstr("The data directory is damaged")));
+}
+
+TEST_F(DamagedStoreTest, FlippedByteInABlobFileIsRefused) {
+  const std::vector<fs::path> blobs = Files(".blob");
+  ASSERT_FALSE(blobs.empty());
+  std::fstream file(blobs.front(),
+                    std::ios::in | std::ios::out | std::ios::binary);
+  file.seekp(static_cast<std::streamoff>(fs::file_size(blobs.front()) / 2));
+  file.put('\x5a');
+  file.close();
+  ExpectRefused(
+      AllOf(HasSubstr("varscoped: DATA_LOSS: Reading stored variable 'model/"),
+            HasSubstr("Corruption: Error while decoding blob record"),
+            HasSubstr("The data directory is damaged")));
+}
+
+TEST_F(DamagedStoreTest, MissingChunkIsRefusedNamingTheVariable) {
+  {
+    rocksdb::DBOptions options;
+    std::vector<rocksdb::ColumnFamilyDescriptor> families;
+    for (const char* name : {"default", "meta", "data", "applied"}) {
+      families.emplace_back(name, rocksdb::ColumnFamilyOptions());
+    }
+    std::vector<rocksdb::ColumnFamilyHandle*> handles;
+    rocksdb::DB* db = nullptr;
+    ASSERT_TRUE(
+        rocksdb::DB::Open(options, dir_.path(), families, &handles, &db).ok());
+    std::string key("model/b\0\0\0\0\0\0\0\0\2", 16);  // chunk 2
+    ASSERT_TRUE(db->Delete(rocksdb::WriteOptions(), handles[2], key).ok());
+    for (auto* h : handles) ASSERT_TRUE(db->DestroyColumnFamilyHandle(h).ok());
+    delete db;
+  }
+  ExpectRefused(HasSubstr(
+      "varscoped: DATA_LOSS: Stored variable 'model/b' is damaged: chunk 2 "
+      "of 16 is missing. The data directory is damaged"));
+}
+
+TEST_F(DamagedStoreTest, MissingCurrentFileIsNotReplacedByAnEmptyStore) {
+  fs::remove(fs::path(dir_.path()) / "CURRENT");
+  ExpectRefused(HasSubstr(
+      "varscoped: FAILED_PRECONDITION: Data directory " + dir_.path() +
+      " holds files but no store (its CURRENT file is missing)"));
+}
+
+TEST_F(DamagedStoreTest, MissingTableFileIsRefused) {
+  const std::vector<fs::path> tables = Files(".sst");
+  ASSERT_FALSE(tables.empty());
+  fs::remove(tables.front());
+  ExpectRefused(AllOf(HasSubstr("varscoped: DATA_LOSS: Opening data directory"),
+                      HasSubstr("No such file or directory"),
+                      HasSubstr("The data directory is damaged")));
+}
+
+// RocksDB opens a store whose MANIFEST lost its latest edits as the older
+// store it describes, and deletes the newer files: refused before that.
+TEST_F(DamagedStoreTest, ManifestThatLostItsLatestEditsIsRefused) {
+  const fs::path saved = fs::path(dir_.path()) / "saved";
+  fs::create_directory(saved);
+  for (const fs::path& file : Files("")) {
+    const std::string name = file.filename().string();
+    if (name == "CURRENT" || name.rfind("MANIFEST-", 0) == 0) {
+      fs::copy(file, saved / name);
+    }
+  }
+  {
+    server::ServerOptions options;
+    options.listen_address = "127.0.0.1:0";
+    options.data_dir = dir_.path();
+    VS_ASSERT_OK_AND_ASSIGN(auto server, server::Server::Start(options));
+    std::shared_ptr<Client> client =
+        Client::Connect(absl::StrCat("127.0.0.1:", server->port()));
+    VS_ASSERT_OK(client->GetVariable(Create("model/c")));
+  }  // a clean close: model/c is in the table files
+  for (const fs::path& file : Files("")) {
+    if (file.filename().string().rfind("MANIFEST-", 0) == 0) fs::remove(file);
+  }
+  for (const auto& entry : fs::directory_iterator(saved)) {
+    fs::copy(entry.path(), fs::path(dir_.path()) / entry.path().filename(),
+             fs::copy_options::overwrite_existing);
+  }
+  fs::remove_all(saved);
+  const size_t files = Files("").size();
+  ExpectRefused(HasSubstr("varscoped: DATA_LOSS: Opening data directory " +
+                          dir_.path() +
+                          ": its table files hold writes up to sequence"));
+  EXPECT_EQ(Files("").size(), files) << "files were deleted";
+}
+
+}  // namespace
+}  // namespace varscope
