@@ -6,6 +6,7 @@
 #include "common/grpc_status.h"
 #include "common/shape.h"
 #include "common/status.h"
+#include "server/raw_calls.h"
 
 namespace varscope::server {
 namespace {
@@ -16,6 +17,22 @@ grpc::ServerUnaryReactor* Reply(grpc::CallbackServerContext* context,
   grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
   reactor->Finish(ToGrpcStatus(status));
   return reactor;
+}
+
+// Parses `request` as a `Request` and answers with the bytes `handle`
+// returns for it, or its error.
+template <typename Request, typename Handle>
+grpc::ServerUnaryReactor* ReplyRaw(grpc::CallbackServerContext* context,
+                                   const grpc::ByteBuffer& request,
+                                   grpc::ByteBuffer* response, Handle handle) {
+  Request parsed;
+  absl::Status status = ParseRaw(request, &parsed);
+  if (status.ok()) {
+    absl::StatusOr<grpc::ByteBuffer> reply = handle(parsed);
+    status = reply.status();
+    if (reply.ok()) *response = *std::move(reply);
+  }
+  return Reply(context, status);
 }
 
 // A batch of one update from an Assign or AssignAdd request.
@@ -63,27 +80,23 @@ grpc::ServerUnaryReactor* VariableServiceImpl::GetVariable(
 }
 
 grpc::ServerUnaryReactor* VariableServiceImpl::Read(
-    grpc::CallbackServerContext* context, const v1::ReadRequest* request,
-    v1::ReadResponse* response) {
+    grpc::CallbackServerContext* context, const grpc::ByteBuffer* request,
+    grpc::ByteBuffer* response) {
   reads_.fetch_add(1, std::memory_order_relaxed);
-  absl::StatusOr<VariableTable::SharedValue> value =
-      table_->ReadShared(request->name());
-  if (!value.ok()) return Reply(context, value.status());
-  const int64_t size = static_cast<int64_t>(value->bytes->size());
-  if (size > options_.max_message_bytes) {
-    return Reply(context, absl::ResourceExhaustedError(absl::StrCat(
-                              "Variable ", request->name(), " has ", size,
-                              " bytes, more than one message carries (",
-                              options_.max_message_bytes,
-                              "); read it with ReadStream")));
-  }
-  response->set_version(value->version);
-  v1::Tensor* tensor = response->mutable_value();
-  tensor->set_dtype(value->dtype);
-  tensor->mutable_shape()->mutable_dims()->Assign(value->dims.begin(),
-                                                  value->dims.end());
-  tensor->set_content(*value->bytes);
-  return Reply(context, absl::OkStatus());
+  return ReplyRaw<v1::ReadRequest>(
+      context, *request, response,
+      [&](v1::ReadRequest& read) -> absl::StatusOr<grpc::ByteBuffer> {
+        VS_ASSIGN_OR_RETURN(VariableTable::SharedValue value,
+                            table_->ReadShared(read.name()));
+        const int64_t size = static_cast<int64_t>(value.bytes->size());
+        if (size > options_.max_message_bytes) {
+          return absl::ResourceExhaustedError(absl::StrCat(
+              "Variable ", read.name(), " has ", size,
+              " bytes, more than one message carries (",
+              options_.max_message_bytes, "); read it with ReadStream"));
+        }
+        return ReadResponseRaw(value);
+      });
 }
 
 namespace {
@@ -246,47 +259,63 @@ grpc::ServerReadReactor<v1::TensorChunk>* VariableServiceImpl::WriteStream(
 }
 
 template <typename Request>
-absl::Status VariableServiceImpl::ApplyOne(const Request& request,
-                                           v1::Update update,
-                                           v1::UpdateResponse* response) {
+grpc::ServerUnaryReactor* VariableServiceImpl::ApplyOne(
+    grpc::CallbackServerContext* context, const grpc::ByteBuffer& request,
+    grpc::ByteBuffer* response, v1::Tensor* (Request::*tensor)(),
+    v1::Tensor* (v1::Update::*op)()) {
   updates_.fetch_add(1, std::memory_order_relaxed);
-  return MaybeDropReply(
-      FillUpdate(table_->BatchUpdate(OneUpdate(request, &update)), response));
+  return ReplyRaw<Request>(
+      context, request, response,
+      [&](Request& one) -> absl::StatusOr<grpc::ByteBuffer> {
+        v1::Update update;
+        (update.*op)()->Swap((one.*tensor)());
+        v1::UpdateResponse reply;
+        VS_RETURN_IF_ERROR(MaybeDropReply(
+            FillUpdate(table_->BatchUpdate(OneUpdate(one, &update)), &reply)));
+        return SerializeRaw(reply);
+      });
 }
 
 grpc::ServerUnaryReactor* VariableServiceImpl::Assign(
-    grpc::CallbackServerContext* context, const v1::AssignRequest* request,
-    v1::UpdateResponse* response) {
-  v1::Update update;
-  *update.mutable_assign() = request->value();
-  return Reply(context, ApplyOne(*request, std::move(update), response));
+    grpc::CallbackServerContext* context, const grpc::ByteBuffer* request,
+    grpc::ByteBuffer* response) {
+  return ApplyOne(context, *request, response,
+                  &v1::AssignRequest::mutable_value,
+                  &v1::Update::mutable_assign);
 }
 
 grpc::ServerUnaryReactor* VariableServiceImpl::AssignAdd(
-    grpc::CallbackServerContext* context, const v1::AssignAddRequest* request,
-    v1::UpdateResponse* response) {
-  v1::Update update;
-  *update.mutable_assign_add() = request->delta();
-  return Reply(context, ApplyOne(*request, std::move(update), response));
+    grpc::CallbackServerContext* context, const grpc::ByteBuffer* request,
+    grpc::ByteBuffer* response) {
+  return ApplyOne(context, *request, response,
+                  &v1::AssignAddRequest::mutable_delta,
+                  &v1::Update::mutable_assign_add);
 }
 
 grpc::ServerUnaryReactor* VariableServiceImpl::BatchUpdate(
-    grpc::CallbackServerContext* context, const v1::BatchUpdateRequest* request,
-    v1::BatchUpdateResponse* response) {
+    grpc::CallbackServerContext* context, const grpc::ByteBuffer* request,
+    grpc::ByteBuffer* response) {
   updates_.fetch_add(1, std::memory_order_relaxed);
-  absl::StatusOr<v1::BatchUpdateResponse> result =
-      table_->BatchUpdate(*request);
-  if (result.ok()) *response = std::move(*result);
-  return Reply(context, MaybeDropReply(result.status()));
+  return ReplyRaw<v1::BatchUpdateRequest>(
+      context, *request, response,
+      [&](v1::BatchUpdateRequest& batch) -> absl::StatusOr<grpc::ByteBuffer> {
+        absl::StatusOr<v1::BatchUpdateResponse> result =
+            table_->BatchUpdate(std::move(batch));
+        VS_RETURN_IF_ERROR(MaybeDropReply(result.status()));
+        return SerializeRaw(*result);
+      });
 }
 
 grpc::ServerUnaryReactor* VariableServiceImpl::BatchRead(
-    grpc::CallbackServerContext* context, const v1::BatchReadRequest* request,
-    v1::BatchReadResponse* response) {
+    grpc::CallbackServerContext* context, const grpc::ByteBuffer* request,
+    grpc::ByteBuffer* response) {
   reads_.fetch_add(1, std::memory_order_relaxed);
-  absl::StatusOr<v1::BatchReadResponse> result = table_->BatchRead(*request);
-  if (result.ok()) *response = std::move(*result);
-  return Reply(context, result.status());
+  return ReplyRaw<v1::BatchReadRequest>(
+      context, *request, response,
+      [&](v1::BatchReadRequest& read) -> absl::StatusOr<grpc::ByteBuffer> {
+        VS_ASSIGN_OR_RETURN(auto values, table_->BatchRead(read));
+        return BatchReadResponseRaw(values);
+      });
 }
 
 grpc::ServerUnaryReactor* VariableServiceImpl::Gather(

@@ -23,8 +23,18 @@ struct ServiceOptions {
   int64_t max_variable_bytes = int64_t{4} << 30;
 };
 
+// The callback service with the data path's methods taking and giving raw
+// bytes (see raw_calls.h): reads send the published buffers without a copy,
+// updates move the request's tensors into the table.
+using VariableServiceBase = v1::VariableService::WithRawCallbackMethod_Read<
+    v1::VariableService::WithRawCallbackMethod_BatchRead<
+        v1::VariableService::WithRawCallbackMethod_Assign<
+            v1::VariableService::WithRawCallbackMethod_AssignAdd<
+                v1::VariableService::WithRawCallbackMethod_BatchUpdate<
+                    v1::VariableService::CallbackService>>>>>;
+
 // Thread-safe. `table` must outlive the service.
-class VariableServiceImpl final : public v1::VariableService::CallbackService {
+class VariableServiceImpl final : public VariableServiceBase {
  public:
   VariableServiceImpl(VariableTable* table, const ServiceOptions& options)
       : table_(table), options_(options), sync_(table) {}
@@ -38,14 +48,14 @@ class VariableServiceImpl final : public v1::VariableService::CallbackService {
       const v1::GetVariableRequest* request,
       v1::GetVariableResponse* response) override;
   grpc::ServerUnaryReactor* Read(grpc::CallbackServerContext* context,
-                                 const v1::ReadRequest* request,
-                                 v1::ReadResponse* response) override;
+                                 const grpc::ByteBuffer* request,
+                                 grpc::ByteBuffer* response) override;
   grpc::ServerUnaryReactor* Assign(grpc::CallbackServerContext* context,
-                                   const v1::AssignRequest* request,
-                                   v1::UpdateResponse* response) override;
+                                   const grpc::ByteBuffer* request,
+                                   grpc::ByteBuffer* response) override;
   grpc::ServerUnaryReactor* AssignAdd(grpc::CallbackServerContext* context,
-                                      const v1::AssignAddRequest* request,
-                                      v1::UpdateResponse* response) override;
+                                      const grpc::ByteBuffer* request,
+                                      grpc::ByteBuffer* response) override;
   grpc::ServerUnaryReactor* ListVariables(
       grpc::CallbackServerContext* context,
       const v1::ListVariablesRequest* request,
@@ -59,13 +69,12 @@ class VariableServiceImpl final : public v1::VariableService::CallbackService {
   grpc::ServerUnaryReactor* Rename(grpc::CallbackServerContext* context,
                                    const v1::RenameRequest* request,
                                    v1::RenameResponse* response) override;
-  grpc::ServerUnaryReactor* BatchUpdate(
-      grpc::CallbackServerContext* context,
-      const v1::BatchUpdateRequest* request,
-      v1::BatchUpdateResponse* response) override;
+  grpc::ServerUnaryReactor* BatchUpdate(grpc::CallbackServerContext* context,
+                                        const grpc::ByteBuffer* request,
+                                        grpc::ByteBuffer* response) override;
   grpc::ServerUnaryReactor* BatchRead(grpc::CallbackServerContext* context,
-                                      const v1::BatchReadRequest* request,
-                                      v1::BatchReadResponse* response) override;
+                                      const grpc::ByteBuffer* request,
+                                      grpc::ByteBuffer* response) override;
   grpc::ServerUnaryReactor* Gather(grpc::CallbackServerContext* context,
                                    const v1::GatherRequest* request,
                                    v1::GatherResponse* response) override;
@@ -96,11 +105,14 @@ class VariableServiceImpl final : public v1::VariableService::CallbackService {
  private:
   class WriteStreamReactor;
 
-  // Applies `update` with the name, expected version and id of an Assign or
-  // AssignAdd `request`.
+  // Answers an Assign or AssignAdd `request`: applies its tensor (moved out
+  // with `tensor`) as the `op` of a batch of one update.
   template <typename Request>
-  absl::Status ApplyOne(const Request& request, v1::Update update,
-                        v1::UpdateResponse* response);
+  grpc::ServerUnaryReactor* ApplyOne(grpc::CallbackServerContext* context,
+                                     const grpc::ByteBuffer& request,
+                                     grpc::ByteBuffer* response,
+                                     v1::Tensor* (Request::*tensor)(),
+                                     v1::Tensor* (v1::Update::*op)());
 
   VariableTable* const table_;
   const ServiceOptions options_;

@@ -763,8 +763,8 @@ absl::StatusOr<ReadResult> VariableTable::Read(absl::string_view name) const {
   return ReadResult{std::move(value), shared.version};
 }
 
-absl::StatusOr<v1::BatchReadResponse> VariableTable::BatchRead(
-    const v1::BatchReadRequest& request) const {
+absl::StatusOr<std::vector<std::pair<std::string, VariableTable::SharedValue>>>
+VariableTable::BatchRead(const v1::BatchReadRequest& request) const {
   std::map<std::string, std::shared_ptr<Variable>> vars;
   if (request.names().empty()) {
     VS_RETURN_IF_ERROR(ValidateScope(request.scope()));
@@ -783,25 +783,15 @@ absl::StatusOr<v1::BatchReadResponse> VariableTable::BatchRead(
   }
   // Shared locks in name order: a batch update publishes under exclusive
   // locks in the same order, so this sees all of it or none.
-  std::vector<std::pair<std::shared_ptr<const std::string>, int64_t>> snapshots;
-  snapshots.reserve(vars.size());
+  std::vector<std::pair<std::string, SharedValue>> values;
+  values.reserve(vars.size());
   for (auto& [name, var] : vars) var->mu.ReaderLock();
   for (auto& [name, var] : vars) {
-    snapshots.emplace_back(var->data, var->meta.info().version());
+    values.emplace_back(name, SharedValue{var->data, var->meta.info().version(),
+                                          var->dtype, var->dims});
   }
   for (auto& [name, var] : vars) var->mu.ReaderUnlock();
-  v1::BatchReadResponse response;
-  size_t i = 0;
-  for (auto& [name, var] : vars) {
-    auto* entry = response.add_entries();
-    entry->set_name(name);
-    entry->set_version(snapshots[i].second);
-    VS_ASSIGN_OR_RETURN(Tensor value, Tensor::FromBytes(var->dtype, var->dims,
-                                                        *snapshots[i].first));
-    TensorToProto(std::move(value), entry->mutable_value());
-    ++i;
-  }
-  return response;
+  return values;
 }
 
 absl::StatusOr<v1::GatherResponse> VariableTable::Gather(

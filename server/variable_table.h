@@ -99,10 +99,10 @@ class VariableTable {
   // As Read, without copying the bytes.
   absl::StatusOr<SharedValue> ReadShared(absl::string_view name) const;
 
-  // The variables' values and versions as of one moment: every update of a
-  // concurrent BatchUpdate or none is visible. NOT_FOUND if a name is
-  // missing.
-  absl::StatusOr<v1::BatchReadResponse> BatchRead(
+  // The variables' names, values and versions (shared as ReadShared's) as of
+  // one moment, in name order: every update of a concurrent BatchUpdate or
+  // none is visible. NOT_FOUND if a name is missing.
+  absl::StatusOr<std::vector<std::pair<std::string, SharedValue>>> BatchRead(
       const v1::BatchReadRequest& request) const;
 
   // Rows of a variable by index (first axis). INVALID_ARGUMENT for a scalar
