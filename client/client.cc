@@ -4,12 +4,19 @@
 
 #include <algorithm>
 #include <cstdint>
+#include <map>
+#include <optional>
 #include <random>
+#include <vector>
 
 #include "absl/random/random.h"
+#include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
+#include "absl/strings/str_split.h"
 #include "common/grpc_status.h"
+#include "common/names.h"
 #include "common/status.h"
+#include "common/transport.h"
 
 namespace varscope {
 namespace {
@@ -59,6 +66,62 @@ std::string NewClientId() {
   return absl::StrFormat("%016x%016x", word(), word());
 }
 
+// The name of a global step variable: `name`, or "global_step" if empty.
+std::string GlobalStepName(const std::string& name) {
+  return name.empty() ? "global_step" : name;
+}
+
+// The key a listing resumes at to list `entry` next: a variable's name, or a
+// child scope's name and '/' (which sorts before everything under it).
+std::string ResumeKey(const v1::ListVariablesResponse::Entry& entry) {
+  return entry.is_scope() ? absl::StrCat(entry.name(), "/") : entry.name();
+}
+
+// One page of a cluster's listing from one page of each shard, all listed
+// with `request`: the entries below every shard's next-page token (so none
+// is missed or listed twice), in name order, a child scope once.
+v1::ListVariablesResponse MergePages(
+    const v1::ListVariablesRequest& request,
+    std::vector<v1::ListVariablesResponse> pages) {
+  std::optional<std::string> limit;
+  size_t page_size = static_cast<size_t>(request.page_size());
+  for (const v1::ListVariablesResponse& page : pages) {
+    if (page.next_page_token().empty()) continue;
+    std::string token = page.next_page_token();
+    if (!request.recursive()) {
+      // The shard stopped inside a child scope it has not listed yet.
+      const size_t start =
+          request.scope().empty() ? 0 : request.scope().size() + 1;
+      const size_t slash = token.find('/', start);
+      if (slash != std::string::npos) token.resize(slash + 1);
+    }
+    if (!limit.has_value() || token < *limit) limit = std::move(token);
+    // A page that ends early is full: its length is the server's page size.
+    if (request.page_size() == 0) {
+      page_size = std::max(page_size, static_cast<size_t>(page.entries_size()));
+    }
+  }
+  std::map<std::string, v1::ListVariablesResponse::Entry> merged;
+  for (v1::ListVariablesResponse& page : pages) {
+    for (v1::ListVariablesResponse::Entry& entry : *page.mutable_entries()) {
+      std::string key = ResumeKey(entry);
+      if (limit.has_value() && key >= *limit) continue;
+      merged.try_emplace(std::move(key), std::move(entry));
+    }
+  }
+  if (page_size == 0) page_size = merged.size();
+  v1::ListVariablesResponse response;
+  for (auto& [key, entry] : merged) {
+    if (static_cast<size_t>(response.entries_size()) == page_size) {
+      response.set_next_page_token(key);
+      return response;
+    }
+    *response.add_entries() = std::move(entry);
+  }
+  if (limit.has_value()) response.set_next_page_token(*limit);
+  return response;
+}
+
 }  // namespace
 
 bool Client::StreamIt(const Tensor& tensor,
@@ -73,18 +136,32 @@ std::unique_ptr<Client> Client::Connect(const std::string& address,
   grpc::ChannelArguments args;
   args.SetMaxReceiveMessageSize(-1);
   args.SetMaxSendMessageSize(-1);
+  for (const auto& [name, value] : LargeMessageTransportArgs()) {
+    args.SetInt(name, value);
+  }
   if (options.own_connection) {
     args.SetInt(GRPC_ARG_USE_LOCAL_SUBCHANNEL_POOL, 1);
   }
-  std::shared_ptr<grpc::Channel> channel = grpc::CreateCustomChannel(
-      address, grpc::InsecureChannelCredentials(), args);
-  return std::make_unique<Client>(v1::VariableService::NewStub(channel),
-                                  options);
+  std::vector<std::shared_ptr<v1::VariableService::StubInterface>> shards;
+  for (const absl::string_view shard : absl::StrSplit(address, ',')) {
+    shards.push_back(v1::VariableService::NewStub(grpc::CreateCustomChannel(
+        std::string(shard), grpc::InsecureChannelCredentials(), args)));
+  }
+  return std::make_unique<Client>(std::move(shards), options);
 }
 
-Client::Client(std::shared_ptr<v1::VariableService::StubInterface> stub,
-               const ClientOptions& options)
-    : stub_(std::move(stub)), options_(options), client_id_(NewClientId()) {}
+Client::Client(
+    std::vector<std::shared_ptr<v1::VariableService::StubInterface>> shards,
+    const ClientOptions& options)
+    : shards_(std::move(shards)),
+      options_(options),
+      client_id_(NewClientId()) {}
+
+v1::VariableService::StubInterface& Client::Shard(
+    absl::string_view name) const {
+  if (shards_.size() == 1) return *shards_[0];
+  return *shards_[ShardOf(name, num_shards())];
+}
 
 bool Client::Identify(v1::UpdateId* id) {
   if (!options_.exactly_once) return false;
@@ -121,7 +198,7 @@ absl::StatusOr<v1::GetVariableResponse> Client::GetVariable(
   v1::GetVariableResponse response;
   VS_RETURN_IF_ERROR(
       Run(request.mode() != v1::CREATE, [&](grpc::ClientContext* context) {
-        return stub_->GetVariable(context, request, &response);
+        return Shard(request.name()).GetVariable(context, request, &response);
       }));
   return response;
 }
@@ -131,7 +208,7 @@ absl::StatusOr<ReadResult> Client::Read(absl::string_view name) {
   request.set_name(std::string(name));
   v1::ReadResponse response;
   absl::Status status = Run(true, [&](grpc::ClientContext* context) {
-    return stub_->Read(context, request, &response);
+    return Shard(request.name()).Read(context, request, &response);
   });
   // Too large for one message: stream it.
   if (absl::IsResourceExhausted(status)) return ReadByStream(request);
@@ -147,7 +224,7 @@ absl::StatusOr<ReadResult> Client::ReadByStream(
   VS_RETURN_IF_ERROR(Run(true, [&](grpc::ClientContext* context) {
     bytes.clear();
     std::unique_ptr<grpc::ClientReaderInterface<v1::TensorChunk>> reader =
-        stub_->ReadStream(context, request);
+        Shard(request.name()).ReadStream(context, request);
     v1::TensorChunk chunk;
     bool first = true;
     while (reader->Read(&chunk)) {
@@ -179,7 +256,7 @@ absl::StatusOr<UpdateResult> Client::WriteByStream(v1::StreamHeader header,
   v1::UpdateResponse response;
   VS_RETURN_IF_ERROR(Run(idempotent, [&](grpc::ClientContext* context) {
     std::unique_ptr<grpc::ClientWriterInterface<v1::TensorChunk>> writer =
-        stub_->WriteStream(context, &response);
+        Shard(header.name()).WriteStream(context, &response);
     const absl::string_view bytes = tensor.bytes();
     const size_t step = static_cast<size_t>(options_.stream_chunk_bytes);
     size_t offset = 0;
@@ -213,7 +290,7 @@ absl::StatusOr<UpdateResult> Client::Assign(absl::string_view name,
   TensorToProto(std::move(value), request.mutable_value());
   v1::UpdateResponse response;
   VS_RETURN_IF_ERROR(Run(idempotent, [&](grpc::ClientContext* context) {
-    return stub_->Assign(context, request, &response);
+    return Shard(request.name()).Assign(context, request, &response);
   }));
   return ToUpdateResult(response);
 }
@@ -231,26 +308,28 @@ absl::StatusOr<UpdateResult> Client::AssignAdd(absl::string_view name,
   TensorToProto(std::move(delta), request.mutable_delta());
   v1::UpdateResponse response;
   VS_RETURN_IF_ERROR(Run(idempotent, [&](grpc::ClientContext* context) {
-    return stub_->AssignAdd(context, request, &response);
+    return Shard(request.name()).AssignAdd(context, request, &response);
   }));
   return ToUpdateResult(response);
 }
 
 absl::StatusOr<v1::ListVariablesResponse> Client::ListVariables(
     const v1::ListVariablesRequest& request) {
-  v1::ListVariablesResponse response;
-  VS_RETURN_IF_ERROR(Run(true, [&](grpc::ClientContext* context) {
-    return stub_->ListVariables(context, request, &response);
-  }));
-  return response;
+  std::vector<v1::ListVariablesResponse> pages(shards_.size());
+  for (size_t i = 0; i < shards_.size(); ++i) {
+    VS_RETURN_IF_ERROR(Run(true, [&](grpc::ClientContext* context) {
+      return shards_[i]->ListVariables(context, request, &pages[i]);
+    }));
+  }
+  if (pages.size() == 1) return std::move(pages[0]);
+  return MergePages(request, std::move(pages));
 }
-
 absl::StatusOr<v1::VariableInfo> Client::Stat(absl::string_view name) {
   v1::StatRequest request;
   request.set_name(std::string(name));
   v1::VariableInfo response;
   VS_RETURN_IF_ERROR(Run(true, [&](grpc::ClientContext* context) {
-    return stub_->Stat(context, request, &response);
+    return Shard(request.name()).Stat(context, request, &response);
   }));
   return response;
 }
@@ -259,54 +338,118 @@ absl::StatusOr<int64_t> Client::Delete(absl::string_view name, bool recursive) {
   v1::DeleteRequest request;
   request.set_name(std::string(name));
   request.set_recursive(recursive);
-  v1::DeleteResponse response;
-  VS_RETURN_IF_ERROR(Run(false, [&](grpc::ClientContext* context) {
-    return stub_->Delete(context, request, &response);
-  }));
-  return response.deleted();
+  // A scope's variables may be on every shard; `name` itself is on its own.
+  const int home = ShardOf(name, num_shards());
+  absl::Status home_status;
+  int64_t deleted = 0;
+  for (int i = 0; i < num_shards(); ++i) {
+    if (!recursive && i != home) continue;
+    v1::DeleteResponse response;
+    const absl::Status status = Run(false, [&](grpc::ClientContext* context) {
+      return shards_[i]->Delete(context, request, &response);
+    });
+    if (!status.ok() && !absl::IsNotFound(status)) return status;
+    if (i == home) home_status = status;
+    deleted += response.deleted();
+  }
+  if (deleted == 0) return home_status;
+  return deleted;
 }
-
 absl::StatusOr<int64_t> Client::Rename(absl::string_view old_name,
                                        absl::string_view new_name) {
+  if (num_shards() > 1) {
+    return absl::UnimplementedError(
+        absl::StrCat("Rename is not supported on a cluster of ", num_shards(),
+                     " shards: a variable's name decides its shard"));
+  }
   v1::RenameRequest request;
   request.set_old_name(std::string(old_name));
   request.set_new_name(std::string(new_name));
   v1::RenameResponse response;
   VS_RETURN_IF_ERROR(Run(false, [&](grpc::ClientContext* context) {
-    return stub_->Rename(context, request, &response);
+    return shards_[0]->Rename(context, request, &response);
   }));
   return response.renamed();
 }
-
 absl::StatusOr<v1::ServerInfo> Client::GetServerInfo() {
-  v1::ServerInfoRequest request;
-  v1::ServerInfo response;
-  VS_RETURN_IF_ERROR(Run(true, [&](grpc::ClientContext* context) {
-    return stub_->GetServerInfo(context, request, &response);
-  }));
-  return response;
+  v1::ServerInfo total;
+  for (size_t i = 0; i < shards_.size(); ++i) {
+    v1::ServerInfoRequest request;
+    v1::ServerInfo info;
+    VS_RETURN_IF_ERROR(Run(true, [&](grpc::ClientContext* context) {
+      return shards_[i]->GetServerInfo(context, request, &info);
+    }));
+    if (i == 0) {
+      total = info;
+      continue;
+    }
+    total.set_start_time_micros(
+        std::min(total.start_time_micros(), info.start_time_micros()));
+    total.set_variable_count(total.variable_count() + info.variable_count());
+    total.set_total_bytes(total.total_bytes() + info.total_bytes());
+    total.set_reads(total.reads() + info.reads());
+    total.set_updates(total.updates() + info.updates());
+    total.set_gets(total.gets() + info.gets());
+  }
+  return total;
 }
-
 absl::StatusOr<v1::BatchUpdateResponse> Client::BatchUpdate(
     v1::BatchUpdateRequest request) {
   const bool idempotent = request.has_id() || Identify(request.mutable_id());
+  // One batch per shard, each atomic on its shard, under the same id (each
+  // shard keeps its own record of applied ids).
+  std::vector<v1::BatchUpdateRequest> batches(shards_.size());
+  std::vector<int> shard_of;
+  for (v1::Update& update : *request.mutable_updates()) {
+    const int shard = ShardOf(update.name(), num_shards());
+    shard_of.push_back(shard);
+    *batches[shard].add_updates() = std::move(update);
+  }
+  std::vector<v1::BatchUpdateResponse> replies(shards_.size());
+  for (size_t i = 0; i < shards_.size(); ++i) {
+    if (batches[i].updates().empty() && !request.updates().empty()) continue;
+    *batches[i].mutable_id() = request.id();
+    batches[i].set_return_values(request.return_values());
+    VS_RETURN_IF_ERROR(Run(idempotent, [&](grpc::ClientContext* context) {
+      return shards_[i]->BatchUpdate(context, batches[i], &replies[i]);
+    }));
+  }
+  if (shards_.size() == 1) return std::move(replies[0]);
+  // The replies in the order of the updates.
   v1::BatchUpdateResponse response;
-  VS_RETURN_IF_ERROR(Run(idempotent, [&](grpc::ClientContext* context) {
-    return stub_->BatchUpdate(context, request, &response);
-  }));
+  std::vector<int> next(shards_.size(), 0);
+  response.set_duplicate(true);
+  for (const int shard : shard_of) {
+    v1::BatchUpdateResponse& reply = replies[shard];
+    response.set_duplicate(response.duplicate() && reply.duplicate());
+    const int k = next[shard]++;
+    response.add_versions(reply.versions(k));
+    if (k < reply.values_size()) {
+      response.add_values()->Swap(reply.mutable_values(k));
+    }
+  }
   return response;
 }
-
 absl::StatusOr<v1::SyncApplyResponse> Client::SyncApply(
     v1::SyncApplyRequest request) {
+  const std::string global_step = GlobalStepName(request.global_step());
+  const int shard = ShardOf(global_step, num_shards());
+  for (const v1::Update& update : request.updates()) {
+    if (ShardOf(update.name(), num_shards()) != shard) {
+      return absl::FailedPreconditionError(absl::StrCat(
+          "Synchronous replicas need the global step and every variable on "
+          "one shard: ",
+          global_step, " is on shard ", shard, ", ", update.name(),
+          " on shard ", ShardOf(update.name(), num_shards())));
+    }
+  }
   const bool idempotent = request.has_id() || Identify(request.mutable_id());
   v1::SyncApplyResponse response;
   VS_RETURN_IF_ERROR(Run(idempotent, [&](grpc::ClientContext* context) {
-    return stub_->SyncApply(context, request, &response);
+    return shards_[shard]->SyncApply(context, request, &response);
   }));
   return response;
 }
-
 absl::StatusOr<int64_t> Client::WaitForStep(absl::string_view global_step,
                                             int64_t step,
                                             absl::Duration timeout) {
@@ -317,7 +460,8 @@ absl::StatusOr<int64_t> Client::WaitForStep(absl::string_view global_step,
   VS_RETURN_IF_ERROR(Run(
       true,
       [&](grpc::ClientContext* context) {
-        return stub_->WaitForStep(context, request, &response);
+        return Shard(GlobalStepName(request.global_step()))
+            .WaitForStep(context, request, &response);
       },
       timeout));
   return response.global_step();
@@ -325,13 +469,31 @@ absl::StatusOr<int64_t> Client::WaitForStep(absl::string_view global_step,
 
 absl::StatusOr<v1::BatchReadResponse> Client::BatchRead(
     const v1::BatchReadRequest& request) {
+  // By names: each shard reads its names. By scope: every shard reads its
+  // part of the scope.
+  std::vector<v1::BatchReadRequest> reads(shards_.size());
+  for (v1::BatchReadRequest& read : reads) read.set_scope(request.scope());
+  for (const std::string& name : request.names()) {
+    reads[ShardOf(name, num_shards())].add_names(name);
+  }
   v1::BatchReadResponse response;
-  VS_RETURN_IF_ERROR(Run(true, [&](grpc::ClientContext* context) {
-    return stub_->BatchRead(context, request, &response);
-  }));
+  for (size_t i = 0; i < shards_.size(); ++i) {
+    if (!request.names().empty() && reads[i].names().empty()) continue;
+    v1::BatchReadResponse reply;
+    VS_RETURN_IF_ERROR(Run(true, [&](grpc::ClientContext* context) {
+      return shards_[i]->BatchRead(context, reads[i], &reply);
+    }));
+    for (auto& entry : *reply.mutable_entries()) {
+      response.add_entries()->Swap(&entry);
+    }
+  }
+  if (shards_.size() > 1) {
+    std::sort(response.mutable_entries()->begin(),
+              response.mutable_entries()->end(),
+              [](const auto& a, const auto& b) { return a.name() < b.name(); });
+  }
   return response;
 }
-
 absl::StatusOr<ReadResult> Client::Gather(absl::string_view name,
                                           const Tensor& indices) {
   v1::GatherRequest request;
@@ -339,7 +501,7 @@ absl::StatusOr<ReadResult> Client::Gather(absl::string_view name,
   TensorToProto(indices, request.mutable_indices());
   v1::GatherResponse response;
   VS_RETURN_IF_ERROR(Run(true, [&](grpc::ClientContext* context) {
-    return stub_->Gather(context, request, &response);
+    return Shard(request.name()).Gather(context, request, &response);
   }));
   VS_ASSIGN_OR_RETURN(Tensor rows, TensorFromProto(response.mutable_rows()));
   return ReadResult{std::move(rows), response.version()};

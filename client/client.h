@@ -6,6 +6,7 @@
 #include <cstdint>
 #include <memory>
 #include <string>
+#include <vector>
 
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
@@ -48,16 +49,28 @@ struct ClientOptions {
 // Thread-safe. Every method returns the server's status unchanged (codes as
 // DESIGN.md §4), DEADLINE_EXCEEDED after options.timeout, or UNAVAILABLE
 // when the server cannot be reached.
+//
+// On a cluster, calls on one name go to its shard; listings, scope reads and
+// recursive deletes visit every shard and merge; a batch update is split
+// into one atomic batch per shard (applied shard by shard: an error may leave
+// the earlier shards' batches applied). Rename is UNIMPLEMENTED on a
+// cluster, and a synchronous-replica contribution needs its variables and
+// global step on one shard (FAILED_PRECONDITION otherwise).
 class Client {
  public:
-  // A client of the server at `address` (HOST:PORT). Does not wait for a
-  // connection: an unreachable server shows as UNAVAILABLE on the first call.
+  // A client of the server at `address` (HOST:PORT), or of a cluster of
+  // shards: `address` lists them, comma-separated, in the same order in
+  // every client. Each variable then lives on the shard ShardOf(name) picks
+  // (a partitioned variable's parts and an optimizer's slots go with their
+  // variable). Does not wait for a connection: an unreachable server shows
+  // as UNAVAILABLE on the first call.
   static std::unique_ptr<Client> Connect(const std::string& address,
                                          const ClientOptions& options = {});
 
-  // A client over `stub` (tests pass a mock).
-  Client(std::shared_ptr<v1::VariableService::StubInterface> stub,
-         const ClientOptions& options);
+  // A client of the shards behind `shards`, in cluster order.
+  Client(
+      std::vector<std::shared_ptr<v1::VariableService::StubInterface>> shards,
+      const ClientOptions& options);
 
   Client(const Client&) = delete;
   Client& operator=(const Client&) = delete;
@@ -123,7 +136,12 @@ class Client {
   // whether the update may be retried.
   bool Identify(v1::UpdateId* id);
 
-  const std::shared_ptr<v1::VariableService::StubInterface> stub_;
+  int num_shards() const { return static_cast<int>(shards_.size()); }
+  // The stub of the shard that holds `name`.
+  v1::VariableService::StubInterface& Shard(absl::string_view name) const;
+
+  const std::vector<std::shared_ptr<v1::VariableService::StubInterface>>
+      shards_;
   const ClientOptions options_;
   const std::string client_id_;
   std::atomic<int64_t> sequence_{0};

@@ -1,10 +1,14 @@
 #include "common/names.h"
 
 #include <algorithm>
+#include <cstdint>
+#include <iterator>
 #include <vector>
 
+#include "absl/strings/ascii.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
+#include "absl/strings/strip.h"
 
 namespace varscope {
 namespace {
@@ -99,6 +103,61 @@ size_t EditDistance(absl::string_view a, absl::string_view b) {
     }
   }
   return row[b.size()];
+}
+
+namespace {
+
+// Strips a trailing `/leaf` from `name` when `matches(leaf)`.
+template <typename Matches>
+absl::string_view StripLeaf(absl::string_view name, Matches matches) {
+  const size_t slash = name.rfind('/');
+  if (slash == absl::string_view::npos) return name;
+  return matches(name.substr(slash + 1)) ? name.substr(0, slash) : name;
+}
+
+bool IsSlotName(absl::string_view leaf) {
+  return std::find(std::begin(kSlotNames), std::end(kSlotNames), leaf) !=
+         std::end(kSlotNames);
+}
+
+bool IsPartName(absl::string_view leaf) {
+  if (!absl::ConsumePrefix(&leaf, "part_") || leaf.empty()) return false;
+  return std::all_of(leaf.begin(), leaf.end(), absl::ascii_isdigit);
+}
+
+// FNV-1a, then SplitMix64's finalizer: a fixed, well-mixed 64-bit hash.
+uint64_t StableHash(absl::string_view bytes, uint64_t seed) {
+  uint64_t h = 0xcbf29ce484222325ULL ^ seed;
+  for (const char c : bytes) {
+    h ^= static_cast<unsigned char>(c);
+    h *= 0x100000001b3ULL;
+  }
+  h ^= h >> 30;
+  h *= 0xbf58476d1ce4e5b9ULL;
+  h ^= h >> 27;
+  h *= 0x94d049bb133111ebULL;
+  return h ^ (h >> 31);
+}
+
+}  // namespace
+
+absl::string_view ShardingName(absl::string_view name) {
+  return StripLeaf(StripLeaf(name, IsSlotName), IsPartName);
+}
+
+int ShardOf(absl::string_view name, int num_shards) {
+  const absl::string_view key = ShardingName(name);
+  int best = 0;
+  uint64_t best_score = 0;
+  for (int i = 0; i < num_shards; ++i) {
+    const uint64_t score =
+        StableHash(key, 0x9e3779b97f4a7c15ULL * static_cast<uint64_t>(i + 1));
+    if (i == 0 || score > best_score) {
+      best = i;
+      best_score = score;
+    }
+  }
+  return best;
 }
 
 }  // namespace varscope

@@ -32,6 +32,31 @@ bool IsUnderScope(absl::string_view name, absl::string_view scope);
 // Levenshtein distance between a and b.
 size_t EditDistance(absl::string_view a, absl::string_view b);
 
+// The leaf names of the slot variables server-side optimizers keep next to a
+// variable `w` (`w/Momentum`, `w/Adam_1`, ...).
+inline constexpr absl::string_view kSlotNames[] = {"Momentum",
+                                                   "Adagrad",
+                                                   "Adam",
+                                                   "Adam_1",
+                                                   "Adam_beta1_power",
+                                                   "Adam_beta2_power",
+                                                   "RMSProp",
+                                                   "RMSProp_1",
+                                                   "RMSProp_2",
+                                                   "Ftrl",
+                                                   "Ftrl_1"};
+
+// The name that decides where `name` lives in a cluster of shards: a slot
+// (`w/Adagrad`) and a part of a partitioned variable (`w/part_3`, and its
+// slots) go with their variable `w`, so that one server holds them all.
+absl::string_view ShardingName(absl::string_view name);
+
+// The shard, in [0, num_shards), that holds `name`: rendezvous hashing of
+// ShardingName(name) over the shard indices, so that every client with the
+// same shard list agrees, and removing the last shard moves only its names.
+// Stable across processes, platforms and versions. REQUIRES: num_shards > 0.
+int ShardOf(absl::string_view name, int num_shards);
+
 }  // namespace varscope
 
 #endif  // VARSCOPE_COMMON_NAMES_H_

@@ -9,12 +9,14 @@
 
 #include "CLI/CLI.hpp"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
 #include "client/cli/browse.h"
 #include "client/cli/command.h"
 #include "client/cli/edit.h"
 #include "client/cli/format.h"
 #include "client/cli/inspect.h"
 #include "client/cli/server_commands.h"
+#include "client/cli/store_commands.h"
 #include "client/cli/transfer.h"
 #include "common/status.h"
 #include "nlohmann/json.hpp"
@@ -76,6 +78,7 @@ class CommandLine {
   void AddEditCommands();
   void AddTransferCommands();
   void AddServerCommands();
+  void AddStoreCommands();
 
   CLI::App app_;
   std::vector<Command> commands_;
@@ -106,6 +109,9 @@ class CommandLine {
   std::string import_into_;
   CLI::Option* import_into_option_ = nullptr;
   double stats_interval_ = 1;
+  CopyOptions checkpoint_;
+  CopyOptions backup_;
+  RestoreOptions restore_;
 };
 
 CommandLine::CommandLine()
@@ -125,6 +131,7 @@ CommandLine::CommandLine()
   AddEditCommands();
   AddTransferCommands();
   AddServerCommands();
+  AddStoreCommands();
 }
 
 CLI::App* CommandLine::AddCommand(
@@ -138,8 +145,9 @@ CLI::App* CommandLine::AddCommand(
 void CommandLine::AddGlobalOptions() {
   server_option_ = app_.add_option(
       "--server", server_,
-      "Server HOST:PORT. Default: $VARSCOPE_SERVER, else the first ps task "
-      "of $TF_CONFIG, else 127.0.0.1:7070");
+      "Server HOST:PORT, or a cluster's shards HOST:PORT,HOST:PORT,... "
+      "Default: $VARSCOPE_SERVER, else the ps tasks of $TF_CONFIG, else "
+      "127.0.0.1:7070");
   app_.add_flag("--json", json_, "Print JSON (for scripts)");
   app_.add_option("--timeout", timeout_seconds_,
                   "Deadline of each server call, in seconds (default: 30)")
@@ -300,6 +308,46 @@ void CommandLine::AddServerCommands() {
              [](const CommandContext& c) { return Health(c); });
 }
 
+void CommandLine::AddStoreCommands() {
+  CLI::App* sub = AddCommand(
+      "checkpoint",
+      "Write a consistent checkpoint of the server's store (an openable data "
+      "directory) into a new directory on the server's machine",
+      [this](const CommandContext& c) { return Checkpoint(c, checkpoint_); });
+  sub->add_option("directory", checkpoint_.directory,
+                  "Absolute path on the server's machine; must not exist")
+      ->required();
+  sub->add_flag("--versions", checkpoint_.versions,
+                "Also print every variable's version in the checkpoint");
+
+  sub = AddCommand(
+      "backup",
+      "Add a consistent, incremental backup of the server's store to a "
+      "backup directory on the server's machine",
+      [this](const CommandContext& c) { return Backup(c, backup_); });
+  sub->add_option("directory", backup_.directory,
+                  "Absolute path on the server's machine; created if missing")
+      ->required();
+  sub->add_flag("--versions", backup_.versions,
+                "Also print every variable's version in the backup");
+
+  sub = AddCommand(
+      "restore",
+      "On this machine (no server): restore a backup, or copy a checkpoint, "
+      "into a new data directory and check it",
+      [this](const CommandContext& c) { return Restore(c, restore_); });
+  sub->add_option("source", restore_.source,
+                  "A backup directory (see backup) or a checkpoint")
+      ->required();
+  sub->add_option("data_dir", restore_.data_dir,
+                  "The new data directory: missing or empty");
+  sub->add_option("--backup-id", restore_.backup_id,
+                  "The backup to restore (default: the latest)")
+      ->check(CLI::PositiveNumber);
+  sub->add_flag("--list", restore_.list,
+                "List the backups in SOURCE instead of restoring");
+}
+
 std::optional<int> CommandLine::Parse(const std::vector<std::string>& args,
                                       const Environment& env) {
   try {
@@ -380,12 +428,16 @@ absl::StatusOr<std::string> ResolveServerAddress(
   if (cluster == config.end() || !cluster->is_object()) return kDefaultServer;
   auto ps = cluster->find("ps");
   if (ps == cluster->end()) return kDefaultServer;
-  if (!ps->is_array() || (!ps->empty() && !ps->front().is_string())) {
+  if (!ps->is_array() ||
+      !std::all_of(ps->begin(), ps->end(),
+                   [](const Json& task) { return task.is_string(); })) {
     return absl::InvalidArgumentError(
         "TF_CONFIG's cluster.ps is not a list of HOST:PORT strings");
   }
   if (ps->empty()) return kDefaultServer;
-  return ps->front().get<std::string>();
+  std::vector<std::string> shards;
+  for (const Json& task : *ps) shards.push_back(task.get<std::string>());
+  return absl::StrJoin(shards, ",");
 }
 
 int Run(const std::vector<std::string>& args, const Environment& env) {

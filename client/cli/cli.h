@@ -43,7 +43,8 @@ struct Environment {
 Environment ProcessEnvironment();
 
 // The server to use: `flag` when given, else $VARSCOPE_SERVER, else the
-// first address of `cluster.ps` in $TF_CONFIG, else 127.0.0.1:7070.
+// addresses of `cluster.ps` in $TF_CONFIG (a cluster: comma-separated, in
+// order), else 127.0.0.1:7070.
 // INVALID_ARGUMENT if TF_CONFIG is consulted and is not JSON, or its
 // cluster.ps is not a list of strings.
 absl::StatusOr<std::string> ResolveServerAddress(

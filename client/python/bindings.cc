@@ -197,16 +197,17 @@ py::array InitialValueOf(const v1::Initializer& spec, int dtype,
   }));
 }
 
-// Applies `op` (Variable::Assign or AssignAdd) and returns the new value when
-// `return_value`, else None.
-py::object Update(
-    const Variable& variable, const py::array& value, bool return_value,
-    absl::StatusOr<UpdateResult> (Variable::*op)(Tensor, const UpdateOptions&)
-        const) {
+// Applies `op` (Variable::Assign or AssignAdd), only at `expected_version`
+// if given; returns the new value when `return_value`, else None.
+py::object Update(const Variable& variable, const py::array& value,
+                  bool return_value, std::optional<int64_t> expected_version,
+                  absl::StatusOr<UpdateResult> (Variable::*op)(
+                      Tensor, const UpdateOptions&) const) {
   Tensor tensor = ToTensor(value, variable.dtype());
   UpdateResult result = WithoutGil([&] {
     return (variable.*op)(std::move(tensor),
-                          UpdateOptions{.return_value = return_value});
+                          UpdateOptions{.expected_version = expected_version,
+                                        .return_value = return_value});
   });
   if (!result.value.has_value()) return py::none();
   return ToArray(*result.value);
@@ -618,16 +619,22 @@ PYBIND11_MODULE(_varscope, m) {
            })
       .def(
           "assign",
-          [](const Variable& v, const py::array& value, bool return_value) {
-            return Update(v, value, return_value, &Variable::Assign);
+          [](const Variable& v, const py::array& value, bool return_value,
+             std::optional<int64_t> expected_version) {
+            return Update(v, value, return_value, expected_version,
+                          &Variable::Assign);
           },
-          py::arg("value"), py::arg("return_value"))
+          py::arg("value"), py::arg("return_value"),
+          py::arg("expected_version"))
       .def(
           "assign_add",
-          [](const Variable& v, const py::array& delta, bool return_value) {
-            return Update(v, delta, return_value, &Variable::AssignAdd);
+          [](const Variable& v, const py::array& delta, bool return_value,
+             std::optional<int64_t> expected_version) {
+            return Update(v, delta, return_value, expected_version,
+                          &Variable::AssignAdd);
           },
-          py::arg("delta"), py::arg("return_value"));
+          py::arg("delta"), py::arg("return_value"),
+          py::arg("expected_version"));
 
   m.def(
       "get_variable",

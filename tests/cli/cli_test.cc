@@ -56,7 +56,7 @@ TEST(ResolveServerAddress, FlagThenVarscopeServerThenTfConfigThenDefault) {
                           R"({"cluster": {"ps": ["ps0:2222", "ps1:2222"],
                               "worker": ["w:1"]}, "task": {"type": "worker",
                               "index": 0}})"}})),
-            "ps0:2222");
+            "ps0:2222,ps1:2222");
   EXPECT_EQ(*ResolveServerAddress(std::nullopt, EnvWith({})), "127.0.0.1:7070");
   EXPECT_EQ(
       *ResolveServerAddress(
@@ -68,7 +68,8 @@ TEST(ResolveServerAddress, FlagThenVarscopeServerThenTfConfigThenDefault) {
 TEST(ResolveServerAddress, MalformedTfConfigIsInvalidArgument) {
   for (const char* config :
        {"{not json", "[1, 2]", R"({"cluster": {"ps": "ps0:2222"}})",
-        R"({"cluster": {"ps": [2222]}})"}) {
+        R"({"cluster": {"ps": [2222]}})",
+        R"({"cluster": {"ps": ["ps0:2222", 2222]}})"}) {
     SCOPED_TRACE(config);
     EXPECT_EQ(
         ResolveServerAddress(std::nullopt, EnvWith({{"TF_CONFIG", config}}))

@@ -84,20 +84,20 @@ class TestConnect:
 
     def test_environment(self, monkeypatch):
         assert vs.connect().address == "127.0.0.1:7070"
-        monkeypatch.setenv("VARSCOPE_SERVER", "h:4")
-        assert vs.connect().address == "h:4"
         monkeypatch.setenv("TF_CONFIG", json.dumps(
             {"cluster": {"ps": ["h:5"], "worker": ["w:1"]},
              "task": {"type": "worker", "index": 0}}))
         assert vs.connect().address == "h:5"
+        monkeypatch.setenv("VARSCOPE_SERVER", "h:4")
+        assert vs.connect().address == "h:4"
 
-    def test_more_than_one_server_is_not_implemented(self, monkeypatch):
-        with pytest.raises(NotImplementedError, match="Multi-shard"):
-            vs.connect(cluster=["h:1", "h:2"])
+    def test_clusters(self, monkeypatch):
+        assert vs.connect(cluster=["h:1", "h:2"]).address == "h:1,h:2"
         monkeypatch.setenv("TF_CONFIG", json.dumps(
-            {"cluster": {"ps": ["h:1", "h:2"]}}))
-        with pytest.raises(NotImplementedError, match="2 parameter servers"):
-            vs.connect()
+            {"cluster": {"ps": ["h:1", "h:2", "h:3"]}}))
+        assert vs.connect().address == "h:1,h:2,h:3"
+        with pytest.raises(ValueError, match="list of HOST:PORT strings"):
+            vs.connect(cluster=["h:1", 2])
 
     def test_bad_arguments(self):
         with pytest.raises(ValueError):

@@ -66,6 +66,16 @@ class TestBatches:
                 raise KeyError("boom")
         np.testing.assert_array_equal(w.read(), [0, 0])
 
+    def test_conditional_writes(self, server):
+        w = variable("w", [2])
+        w.assign([1, 1], expected_version=1)
+        assert w.version == 2
+        with pytest.raises(errors.AbortedError) as e:
+            w.assign_add([5, 5], expected_version=1)
+        assert str(e.value) == ("Variable w is at version 2, not the "
+                                "expected version 1")
+        np.testing.assert_array_equal(w.read(), [1, 1])
+
     def test_return_values(self, server):
         w = variable("w", [2], value=1.0)
         batch = vs.batch_update(return_values=True)

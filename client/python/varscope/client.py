@@ -59,7 +59,7 @@ class Client:
 
     @property
     def address(self):
-        """HOST:PORT of the server."""
+        """HOST:PORT of the server (a cluster's, comma-separated)."""
         return self._address
 
     @property
@@ -126,11 +126,14 @@ def _check_process():
 
 
 def _resolve_address(address, cluster):
-    """The one server address from the arguments or the environment."""
+    """The server address from the arguments or the environment: a
+    cluster's shards are comma-separated, in order."""
     if address is not None and cluster is not None:
         raise ValueError("Give an address or a cluster, not both.")
     if address is not None:
         return address
+    if cluster is None and os.environ.get("VARSCOPE_SERVER"):
+        return os.environ["VARSCOPE_SERVER"]
     if cluster is None:
         tf_config = os.environ.get("TF_CONFIG")
         if tf_config:
@@ -142,15 +145,14 @@ def _resolve_address(address, cluster):
     if isinstance(cluster, Mapping):
         cluster = cluster.get("ps")
     if not cluster:
-        return os.environ.get("VARSCOPE_SERVER") or DEFAULT_ADDRESS
+        return DEFAULT_ADDRESS
     if isinstance(cluster, str):
         cluster = [cluster]
-    if len(cluster) > 1:
-        raise NotImplementedError(
-            "Multi-shard clusters are not supported yet by the Python "
-            "client; got %d parameter servers: %s" %
-            (len(cluster), ", ".join(cluster)))
-    return cluster[0]
+    if not all(isinstance(task, str) and task and "," not in task
+               for task in cluster):
+        raise ValueError("A cluster is a list of HOST:PORT strings, got %r"
+                         % (cluster,))
+    return ",".join(cluster)
 
 
 def connect(address=None, cluster=None, timeout=DEFAULT_TIMEOUT,
@@ -158,17 +160,20 @@ def connect(address=None, cluster=None, timeout=DEFAULT_TIMEOUT,
     """Connects to a server and makes it the process's default client.
 
     Args:
-      address: "HOST:PORT" of the server.
+      address: "HOST:PORT" of the server, or of a cluster's shards,
+        comma-separated.
       cluster: instead of `address`, the parameter servers: a list of
         addresses or a mapping with a "ps" list (as TF_CONFIG's "cluster").
-        Only one server is supported for now; more raise
-        NotImplementedError.
+        With several, each variable lives on the shard its full name picks
+        (rendezvous hashing; every worker must list the shards in the same
+        order); a partitioned variable's parts and its optimizer slots live
+        with it.
       timeout: deadline of each attempt of a call, in seconds.
       max_attempts: attempts of calls that are safe to retry when the
         server is unavailable.
 
-    With neither `address` nor `cluster`, the server is TF_CONFIG's
-    cluster.ps, else $VARSCOPE_SERVER, else 127.0.0.1:7070.
+    With neither `address` nor `cluster`, the server is $VARSCOPE_SERVER,
+    else TF_CONFIG's cluster.ps, else 127.0.0.1:7070 (as the CLI's).
 
     Returns:
       The new default Client. Does not wait for the server (see Client).

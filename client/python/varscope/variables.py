@@ -106,32 +106,37 @@ class _VariableBase:
         value = self.read()
         return value if dtype is None else value.astype(dtype)
 
-    def assign(self, value, use_locking=None, name=None, read_value=False):
+    def assign(self, value, use_locking=None, name=None, read_value=False,
+               expected_version=None):
         """Replaces the value with `value` (array-like of the variable's
         shape, converted to its dtype as dtypes.to_numpy does).
 
-        Returns the new value (numpy) if `read_value`, else self. Raises
+        Returns the new value (numpy) if `read_value`, else self. With
+        `expected_version`, applies only if the variable is at that version
+        (errors.AbortedError otherwise, and nothing changes). Raises
         errors.InvalidArgumentError for a shape mismatch, TypeError or
         ValueError for a value that does not convert. `use_locking` and
         `name` are accepted for compatibility: updates are always atomic.
         """
-        return self._update(self._handle().assign, value, read_value)
+        return self._update(self._handle().assign, value, read_value,
+                            expected_version)
 
     def assign_add(self, delta, use_locking=None, name=None,
-                   read_value=False):
+                   read_value=False, expected_version=None):
         """Adds `delta` element-wise, atomically on the server; as assign."""
-        return self._update(self._handle().assign_add, delta,
-                            read_value)
+        return self._update(self._handle().assign_add, delta, read_value,
+                            expected_version)
 
     def assign_sub(self, delta, use_locking=None, name=None,
-                   read_value=False):
+                   read_value=False, expected_version=None):
         """Subtracts `delta` element-wise; as assign_add."""
         negated = -dtypes.to_numpy(delta, self.dtype)
-        return self._update(self._handle().assign_add, negated,
-                            read_value)
+        return self._update(self._handle().assign_add, negated, read_value,
+                            expected_version)
 
-    def _update(self, op, value, read_value):
-        new_value = op(dtypes.to_numpy(value, self.dtype), read_value)
+    def _update(self, op, value, read_value, expected_version):
+        new_value = op(dtypes.to_numpy(value, self.dtype), read_value,
+                       expected_version)
         return new_value if read_value else self
 
     def sparse_read(self, indices, name=None):

@@ -1,0 +1,274 @@
+// A client of a cluster of three shards: placement by name, and the calls
+// that visit several shards.
+#include <map>
+#include <set>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+#include "client/variable_scope.h"
+#include "common/names.h"
+#include "common/status_matchers.h"
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+#include "server/optimizers.h"
+#include "tests/testing/test_server.h"
+
+namespace varscope {
+namespace {
+
+using ::testing::ElementsAre;
+using ::testing::ElementsAreArray;
+using ::varscope::testing::IsOk;
+using ::varscope::testing::IsOkAndHolds;
+using ::varscope::testing::StatusIs;
+using ::varscope::testing::TestServer;
+
+TEST(ShardOfTest, IsStableAndSpreadsNames) {
+  // Pinned: clients of every version must agree on where a name lives.
+  EXPECT_EQ(ShardOf("a", 3), ShardOf("a", 3));
+  std::vector<int> pinned;
+  for (const char* name : {"w", "model/emb", "global_step", "layer_1/bias"}) {
+    pinned.push_back(ShardOf(name, 3));
+  }
+  EXPECT_THAT(pinned, ElementsAre(1, 2, 1, 1));
+  std::map<int, int> counts;
+  for (int i = 0; i < 3000; ++i) ++counts[ShardOf(absl::StrCat("v", i), 3)];
+  for (const auto& [shard, count] : counts) {
+    EXPECT_GT(count, 900) << shard;
+    EXPECT_LT(count, 1100) << shard;
+  }
+  // Removing the last shard moves only the names it held.
+  for (int i = 0; i < 1000; ++i) {
+    const std::string name = absl::StrCat("v", i);
+    if (ShardOf(name, 3) != 2) {
+      EXPECT_EQ(ShardOf(name, 2), ShardOf(name, 3)) << name;
+    }
+  }
+}
+
+TEST(ShardOfTest, PartsAndSlotsGoWithTheirVariable) {
+  EXPECT_EQ(ShardingName("emb/part_12"), "emb");
+  EXPECT_EQ(ShardingName("emb/part_0/Adagrad"), "emb");
+  EXPECT_EQ(ShardingName("s/w/Adam_beta1_power"), "s/w");
+  EXPECT_EQ(ShardingName("s/w/part_x"), "s/w/part_x");
+  EXPECT_EQ(ShardingName("s/part_1/w"), "s/part_1/w");
+  EXPECT_EQ(ShardingName("Adam"), "Adam");
+}
+
+TEST(ShardOfTest, EveryOptimizerSlotGoesWithItsVariable) {
+  std::vector<v1::Optimizer> specs(6);
+  specs[0].mutable_momentum();
+  specs[1].mutable_adagrad();
+  specs[2].mutable_adam();
+  specs[3].mutable_rms_prop()->set_centered(true);
+  specs[4].mutable_ftrl();
+  specs[5].mutable_gradient_descent();
+  for (v1::Optimizer& spec : specs) {
+    spec.set_learning_rate(0.1);
+    absl::StatusOr<server::OptimizerStep> step =
+        server::OptimizerStep::Resolve(spec);
+    ASSERT_THAT(step.status(), IsOk());
+    for (const server::SlotSpec& slot : step->slots()) {
+      EXPECT_EQ(ShardingName(absl::StrCat("s/w/", slot.suffix)), "s/w")
+          << slot.suffix;
+    }
+  }
+}
+
+class ClusterTest : public ::testing::Test {
+ protected:
+  ClusterTest() {
+    std::vector<std::string> addresses;
+    for (int i = 0; i < 3; ++i) {
+      shards_.push_back(std::make_unique<TestServer>());
+      addresses.push_back(shards_.back()->address());
+    }
+    client_ = Client::Connect(absl::StrJoin(addresses, ","));
+  }
+
+  absl::StatusOr<Variable> Create(
+      const std::string& name, std::vector<int64_t> shape,
+      std::optional<v1::Partitioner> partitioner = std::nullopt) {
+    VariableScope scope;
+    GetVariableOptions options;
+    options.shape = std::move(shape);
+    options.dtype = v1::DT_FLOAT;
+    options.initializer = v1::Initializer();
+    options.initializer->set_kind(v1::Initializer::ZEROS);
+    options.partitioner = std::move(partitioner);
+    return GetVariable(client_, scope, name, options);
+  }
+
+  // The shards that hold `name`, asked one by one.
+  std::vector<int> Holders(const std::string& name) {
+    std::vector<int> out;
+    for (int i = 0; i < 3; ++i) {
+      if (shards_[i]->NewClient()->Stat(name).ok()) out.push_back(i);
+    }
+    return out;
+  }
+
+  std::vector<std::unique_ptr<TestServer>> shards_;
+  std::shared_ptr<Client> client_;
+};
+
+TEST_F(ClusterTest, EachVariableLivesOnItsShard) {
+  std::set<int> used;
+  for (int i = 0; i < 12; ++i) {
+    const std::string name = absl::StrCat("s/v", i);
+    ASSERT_THAT(Create(name, {2}).status(), IsOk());
+    EXPECT_THAT(Holders(name), ElementsAre(ShardOf(name, 3)));
+    used.insert(ShardOf(name, 3));
+  }
+  EXPECT_EQ(used.size(), 3u);
+  // Another client of the same cluster finds them.
+  std::vector<std::string> addresses;
+  for (const auto& shard : shards_) addresses.push_back(shard->address());
+  std::unique_ptr<Client> other =
+      Client::Connect(absl::StrJoin(addresses, ","));
+  EXPECT_THAT(other->Stat("s/v7").status(), IsOk());
+}
+
+TEST_F(ClusterTest, PartitionedVariablesAndSlotsStayTogether) {
+  v1::Partitioner partitioner;
+  partitioner.mutable_fixed_size()->set_num_shards(4);
+  ASSERT_THAT(Create("emb", {8, 2}, partitioner).status(), IsOk());
+  v1::BatchUpdateRequest step;
+  v1::Update* update = step.add_updates();
+  update->set_name("emb/part_3");
+  update->mutable_apply_gradient()->mutable_optimizer()->set_learning_rate(1);
+  update->mutable_apply_gradient()->mutable_optimizer()->mutable_adagrad();
+  TensorToProto(Tensor(v1::DT_FLOAT, {2, 2}),
+                update->mutable_apply_gradient()->mutable_gradient());
+  ASSERT_THAT(client_->BatchUpdate(step).status(), IsOk());
+  const int home = ShardOf("emb", 3);
+  for (const char* name : {"emb/part_0", "emb/part_3", "emb/part_3/Adagrad"}) {
+    EXPECT_THAT(Holders(name), ElementsAre(home)) << name;
+  }
+  EXPECT_THAT(client_->Read("emb/part_3/Adagrad").status(), IsOk());
+}
+
+TEST_F(ClusterTest, BatchesSplitByShardAndComeBackInOrder) {
+  const std::vector<std::string> names = {"a", "b", "c", "d", "e", "f"};
+  for (const std::string& name : names)
+    ASSERT_THAT(Create(name, {1}).status(), IsOk());
+  v1::BatchUpdateRequest batch;
+  batch.set_return_values(true);
+  for (size_t i = 0; i < names.size(); ++i) {
+    v1::Update* update = batch.add_updates();
+    update->set_name(names[i]);
+    TensorToProto(
+        Tensor::FromVector<float>(v1::DT_FLOAT, {1}, {static_cast<float>(i)}),
+        update->mutable_assign_add());
+  }
+  absl::StatusOr<v1::BatchUpdateResponse> done = client_->BatchUpdate(batch);
+  ASSERT_THAT(done.status(), IsOk());
+  ASSERT_EQ(done->values_size(), 6);
+  for (int i = 0; i < 6; ++i) {
+    EXPECT_EQ(done->versions(i), 2);
+    EXPECT_EQ(
+        done->values(i).content(),
+        Tensor::FromVector<float>(v1::DT_FLOAT, {1}, {static_cast<float>(i)})
+            .bytes());
+  }
+  v1::BatchReadRequest read;
+  for (const char* name : {"f", "a", "c"}) read.add_names(name);
+  absl::StatusOr<v1::BatchReadResponse> values = client_->BatchRead(read);
+  ASSERT_THAT(values.status(), IsOk());
+  std::vector<std::string> got;
+  for (const auto& entry : values->entries()) got.push_back(entry.name());
+  EXPECT_THAT(got, ElementsAre("a", "c", "f"));
+  read.clear_names();
+  values = client_->BatchRead(read);  // the root scope: every shard
+  ASSERT_THAT(values.status(), IsOk());
+  got.clear();
+  for (const auto& entry : values->entries()) got.push_back(entry.name());
+  EXPECT_THAT(got, ElementsAreArray(names));
+}
+
+TEST_F(ClusterTest, ListingsMergeShardsPageByPage) {
+  // Variables and scopes spread over the shards, a variable next to a scope
+  // of the same name, and a reference server holding them all.
+  TestServer reference;
+  std::shared_ptr<Client> one = reference.NewClient();
+  std::vector<std::string> names = {"w", "w/Momentum", "x"};
+  for (int i = 0; i < 9; ++i) {
+    names.push_back(absl::StrCat("s", i % 4, "/v", i));
+    names.push_back(absl::StrCat("t/u", i));
+  }
+  for (const std::string& name : names) {
+    ASSERT_THAT(Create(name, {1}).status(), IsOk());
+    VariableScope scope;
+    GetVariableOptions options;
+    options.shape = std::vector<int64_t>{1};
+    options.dtype = v1::DT_FLOAT;
+    ASSERT_THAT(GetVariable(one, scope, name, options).status(), IsOk());
+  }
+  auto list_all = [](Client& client, const std::string& scope, bool recursive,
+                     int page_size) {
+    std::vector<std::string> out;
+    v1::ListVariablesRequest request;
+    request.set_scope(scope);
+    request.set_recursive(recursive);
+    request.set_page_size(page_size);
+    do {
+      absl::StatusOr<v1::ListVariablesResponse> page =
+          client.ListVariables(request);
+      EXPECT_THAT(page.status(), IsOk());
+      if (!page.ok()) break;
+      EXPECT_LE(page->entries_size(), page_size);
+      for (const auto& entry : page->entries()) {
+        out.push_back(absl::StrCat(entry.name(), entry.is_scope() ? "/" : ""));
+      }
+      request.set_page_token(page->next_page_token());
+    } while (!request.page_token().empty());
+    return out;
+  };
+  for (const bool recursive : {true, false}) {
+    for (const std::string scope : {"", "t"}) {
+      for (const int page_size : {1, 2, 3, 5, 100}) {
+        EXPECT_EQ(list_all(*client_, scope, recursive, page_size),
+                  list_all(*one, scope, recursive, 100))
+            << "scope '" << scope << "' recursive " << recursive
+            << " page_size " << page_size;
+      }
+    }
+  }
+}
+
+TEST_F(ClusterTest, DeletesRenamesAndInfo) {
+  for (int i = 0; i < 6; ++i) {
+    ASSERT_THAT(Create(absl::StrCat("d/v", i), {1}).status(), IsOk());
+  }
+  ASSERT_THAT(Create("keep", {1}).status(), IsOk());
+  absl::StatusOr<v1::ServerInfo> info = client_->GetServerInfo();
+  ASSERT_THAT(info.status(), IsOk());
+  EXPECT_EQ(info->variable_count(), 7);
+  EXPECT_THAT(client_->Delete("d", /*recursive=*/true), IsOkAndHolds(6));
+  EXPECT_THAT(client_->Delete("d", /*recursive=*/true).status(),
+              StatusIs(absl::StatusCode::kNotFound));
+  EXPECT_THAT(client_->Delete("keep", /*recursive=*/false), IsOkAndHolds(1));
+  EXPECT_THAT(client_->Rename("a", "b").status(),
+              StatusIs(absl::StatusCode::kUnimplemented,
+                       "Rename is not supported on a cluster of 3 shards: a "
+                       "variable's name decides its shard"));
+}
+
+TEST_F(ClusterTest, SyncReplicasNeedOneShard) {
+  v1::SyncApplyRequest request;
+  request.set_accumulator("sync");
+  request.set_replicas_to_aggregate(1);
+  std::string elsewhere;
+  for (int i = 0; ShardOf(elsewhere, 3) == ShardOf("global_step", 3); ++i) {
+    elsewhere = absl::StrCat("v", i);
+  }
+  request.add_updates()->set_name(elsewhere);
+  EXPECT_THAT(client_->SyncApply(request).status(),
+              StatusIs(absl::StatusCode::kFailedPrecondition,
+                       ::testing::HasSubstr("Synchronous replicas need the "
+                                            "global step and every variable "
+                                            "on one shard")));
+}
+
+}  // namespace
+}  // namespace varscope
