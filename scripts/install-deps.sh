@@ -10,6 +10,7 @@ packages=(
   pybind11-dev python3-dev python3-numpy python3-pytest python3-setuptools
   python3-pip
   libhiredis-dev redis-server iperf3
+  yamllint
 )
 
 sudo=""
@@ -17,3 +18,10 @@ if [ "$(id -u)" -ne 0 ]; then sudo=sudo; fi
 export DEBIAN_FRONTEND=noninteractive
 $sudo apt-get update -q
 $sudo apt-get install -y -q --no-install-recommends "${packages[@]}"
+
+# The Kubernetes API schemas that tests/deploy validates the manifests with
+# (npm registry; skipped when these versions are already installed).
+npm_packages=(kubernetes-models@5.1.0 js-yaml@4.1.0)
+if ! npm ls -g "${npm_packages[@]}" >/dev/null 2>&1; then
+  $sudo npm install -g --no-fund --no-audit --loglevel=error "${npm_packages[@]}"
+fi

@@ -1,0 +1,278 @@
+#!/usr/bin/env bash
+# End-to-end test of the container deployment with podman: builds both images
+# (compiling Varscope inside the build: about 5-10 minutes the first time, a
+# minute or two after small changes thanks to the ccache mount), runs
+# compose.yaml's three shards, the Python trainer and two C++ workers against
+# them, checks the results with the CLI from a container, stops a shard with
+# SIGTERM, recreates every container from the named volumes and checks that
+# all data survived, runs the StatefulSet's pod template with `podman kube
+# play`, and removes everything it made (the images stay, for the cache).
+#
+#   deploy/install-deps.sh   # once: podman, runc, podman-compose, debootstrap
+#   deploy/test.sh
+#
+# Not part of scripts/test.sh (too slow for every run). Needs root or a
+# rootless podman set up for the user. With no registry reachable, the base
+# image docker.io/library/debian:bookworm-slim is made with debootstrap from
+# the Debian mirror if podman does not have it yet.
+set -euo pipefail
+
+repo=$(cd "$(dirname "$0")/.." && pwd)
+deploy="$repo/deploy"
+work=$(mktemp -d /tmp/varscope-deploy-test.XXXXXX)
+project="vse2e$$"
+image=localhost/varscope:e2e
+python_image=localhost/varscope-python:e2e
+shards=(varscope-0 varscope-1 varscope-2)
+cluster=$(printf '%s:7070,' "${shards[@]}")
+cluster=${cluster%,}
+network="${project}_default"
+timings=()
+
+# The default runtime (crun) cannot set rlimits or use hybrid cgroups on these
+# machines: use runc and cgroupfs through a private containers.conf, nothing
+# in /etc changes; netavark (with aardvark-dns) lets containers find each
+# other by name. A CONTAINERS_CONF from the caller wins.
+if [ -z "${CONTAINERS_CONF:-}" ]; then
+  cat >"$work/containers.conf" <<'EOF'
+[containers]
+default_ulimits = ["nofile=20000:20000", "nproc=32768:32768"]
+[engine]
+runtime = "runc"
+cgroup_manager = "cgroupfs"
+events_logger = "file"
+[network]
+network_backend = "netavark"
+EOF
+  export CONTAINERS_CONF="$work/containers.conf"
+fi
+export VARSCOPE_IMAGE=$image VARSCOPE_PYTHON_IMAGE=$python_image
+
+log() { printf '\n== %s\n' "$*"; }
+fail() {
+  printf 'FAILED: %s\n' "$*" >&2
+  exit 1
+}
+phase_start=$SECONDS
+phase_done() {
+  timings+=("$(printf '%-44s %4d s' "$1" $((SECONDS - phase_start)))")
+  phase_start=$SECONDS
+}
+compose() { podman-compose -p "$project" -f "$deploy/compose.yaml" "$@"; }
+# A one-shot container (no health checks: podman has no systemd timers here).
+run() { podman run --rm --no-healthcheck "$@"; }
+container() { echo "${project}_$1_1"; }
+# Runs the varscope CLI from the image on the compose network.
+cli() { run --network "$network" --entrypoint varscope "$image" "$@"; }
+
+cleanup() {
+  local status=$?
+  set +e
+  if [ $status -ne 0 ]; then
+    log "logs (the test failed)"
+    for c in $(podman ps -a --format '{{.Names}}' | grep "^${project}_"); do
+      echo "--- $c"
+      podman logs --tail 30 "$c" 2>&1
+    done
+  fi
+  podman kube down "$work/kube-pod.yaml" >/dev/null 2>&1
+  podman volume rm -f "${project}-data" >/dev/null 2>&1
+  compose down -v >"$work/down.log" 2>&1
+  podman network rm -f "$network" >/dev/null 2>&1
+  rm -rf "$work"
+  exit $status
+}
+trap cleanup EXIT
+
+# Polls `podman healthcheck run` (the image's HEALTHCHECK) until healthy.
+wait_healthy() {
+  local c=$1
+  for _ in $(seq 120); do
+    if podman healthcheck run "$c" >/dev/null 2>&1; then return 0; fi
+    sleep 1
+  done
+  fail "$c did not become healthy"
+}
+
+# Prints the values of a variable read through the whole cluster, as JSON.
+values() {
+  cli --server="$cluster" --json get "$1" |
+    /usr/bin/python3 -c 'import json, sys; print(json.load(sys.stdin)["values"])'
+}
+
+# Every variable name per shard, one "shard name" line each, sorted.
+names_per_shard() {
+  for s in "${shards[@]}"; do
+    cli --server="$s:7070" ls -r --names | sed "s|^|$s |"
+  done | sort
+}
+
+log "base image"
+if ! podman image exists docker.io/library/debian:bookworm-slim; then
+  mirror=$(awk '/^URIs:/ {print $2; exit}' \
+    /etc/apt/sources.list.d/debian.sources 2>/dev/null || true)
+  debootstrap --variant=minbase bookworm "$work/rootfs" \
+    "${mirror:-http://deb.debian.org/debian}" >"$work/debootstrap.log"
+  tar -C "$work/rootfs" -c . |
+    podman import - docker.io/library/debian:bookworm-slim >/dev/null
+  rm -rf "$work/rootfs"
+fi
+phase_done "base image"
+
+log "build $image and $python_image"
+podman build --format docker -f "$deploy/Containerfile" -t "$image" "$repo"
+podman build --format docker -f "$deploy/Containerfile" --target python \
+  -t "$python_image" "$repo"
+phase_done "image builds"
+
+log "image metadata"
+inspect() { podman image inspect --format "$1" "$image"; }
+[ "$(inspect '{{.Config.User}}')" = varscope ] || fail "image user"
+[[ $(inspect '{{json .Config.Healthcheck}}') == *'"health"'* ]] ||
+  fail "no HEALTHCHECK"
+[[ $(inspect '{{json .Config.ExposedPorts}}') == *7070/tcp* ]] ||
+  fail "port 7070 not exposed"
+[[ $(inspect '{{json .Config.Volumes}}') == *'"/data"'* ]] || fail "no /data"
+run --entrypoint sh "$image" -c \
+  '! command -v g++ && ! command -v cmake && [ "$(id -u)" = 10001 ]' ||
+  fail "the runtime image has build tools or runs as root"
+podman images --format '{{.Repository}}:{{.Tag}} {{.Size}}' |
+  grep -E "varscope(-python)?:e2e"
+
+log "compose up: ${shards[*]} and the trainer"
+ports=($(/usr/bin/python3 -c '
+import socket
+socks = [socket.socket() for _ in range(3)]
+for s in socks: s.bind(("127.0.0.1", 0))
+print(" ".join(str(s.getsockname()[1]) for s in socks))'))
+export VARSCOPE_PORT_0=${ports[0]} VARSCOPE_PORT_1=${ports[1]} \
+  VARSCOPE_PORT_2=${ports[2]}
+compose up -d >"$work/up.log" 2>&1 || { cat "$work/up.log"; fail "up"; }
+for s in "${shards[@]}"; do wait_healthy "$(container "$s")"; done
+phase_done "compose up, shards healthy"
+# Each shard is published on its 127.0.0.1 port.
+for port in "${ports[@]}"; do
+  run --network host --entrypoint varscope "$image" \
+    --server="127.0.0.1:$port" health
+done
+
+log "trainer (Python, 4 processes, TF_CONFIG)"
+trainer=$(container trainer)
+status=$(podman wait "$trainer")
+podman logs "$trainer" >"$work/trainer.log" 2>&1
+cat "$work/trainer.log"
+[ "$status" = 0 ] || fail "trainer exited with $status"
+grep -q 'global step advanced by 600 (expected 600)' "$work/trainer.log" ||
+  fail "trainer's global step"
+phase_done "trainer"
+
+log "two C++ estimator workers against the cluster"
+pids=()
+for w in a b; do
+  run --network "$network" --entrypoint estimator_worker \
+    "$image" --server="$cluster" --worker=$w --steps=5 >"$work/worker_$w.log" &
+  pids+=($!)
+done
+for pid in "${pids[@]}"; do wait "$pid" || fail "a C++ worker failed"; done
+cat "$work"/worker_*.log
+[ "$(cat "$work"/worker_*.log | grep -c ' created$')" = 1 ] ||
+  fail "exactly one worker must create linear/weights"
+phase_done "C++ workers"
+
+log "results, read with the CLI from a container"
+[ "$(values linear/bias)" = "[10.0]" ] || fail "linear/bias != [10]"
+[ "$(values global_step)" = 600 ] || fail "global_step != 600"
+names_per_shard >"$work/names.before"
+cat "$work/names.before"
+for s in "${shards[@]}"; do
+  grep -q "^$s " "$work/names.before" || fail "$s holds no variable"
+done
+[ "$(cut -d' ' -f2 "$work/names.before" | sort | uniq -d)" = "" ] ||
+  fail "a variable is on two shards"
+cli --server="$cluster" ls -r --names | sort >"$work/cluster.names"
+diff <(cut -d' ' -f2 "$work/names.before" | sort) "$work/cluster.names" ||
+  fail "the cluster listing is not the union of the shards"
+# A Python worker that finds the shards only in TF_CONFIG's cluster.ps.
+tf_config="{\"cluster\": {\"ps\": [\"${cluster//,/\", \"}\"]}}"
+echo "TF_CONFIG=$tf_config"
+python_bias=$(run --network "$network" -e TF_CONFIG="$tf_config" \
+  "$python_image" -c '
+import varscope as vs
+vs.connect()
+with vs.variable_scope("linear", reuse=True):
+    print(vs.get_variable("bias").read().tolist())')
+[ "$python_bias" = "[10.0]" ] || fail "Python via TF_CONFIG read $python_bias"
+weights_before=$(values linear/weights)
+phase_done "CLI checks"
+
+log "SIGTERM drains and exits 0"
+podman stop -t 30 "$(container varscope-1)" >/dev/null
+[ "$(podman inspect --format '{{.State.ExitCode}}' "$(container varscope-1)")" = 0 ] ||
+  fail "varscope-1 did not exit 0 on SIGTERM"
+[[ $(podman logs "$(container varscope-1)" 2>&1) == *'draining calls'* ]] ||
+  fail "varscope-1 did not drain"
+phase_done "SIGTERM"
+
+log "recreate every container; the data comes back from the volumes"
+compose down >"$work/down.log" 2>&1
+[ -z "$(podman ps -a --format '{{.Names}}' | grep "^${project}_")" ] ||
+  fail "containers left after down"
+for s in "${shards[@]}"; do
+  podman volume exists "${project}_$s" || fail "volume ${project}_$s is gone"
+done
+compose up -d "${shards[@]}" >"$work/up2.log" 2>&1 ||
+  { cat "$work/up2.log"; fail "up again"; }
+for s in "${shards[@]}"; do wait_healthy "$(container "$s")"; done
+names_per_shard >"$work/names.after"
+diff "$work/names.before" "$work/names.after" || fail "variables changed"
+[ "$(values linear/weights)" = "$weights_before" ] ||
+  fail "linear/weights changed"
+[ "$(values linear/bias)" = "[10.0]" ] || fail "linear/bias changed"
+[ "$(values global_step)" = 600 ] || fail "global_step changed"
+phase_done "restart from volumes"
+
+log "the StatefulSet's pod template under podman kube play"
+/usr/bin/python3 - "$deploy/k8s/statefulset.yaml" "$image" "${project}-data" \
+  "${ports[0]}" >"$work/kube-pod.yaml" <<'EOF'
+# Turns the StatefulSet into one Pod: its template, the image under test, the
+# claim template as a claim podman makes a volume for, and a host port.
+import sys, yaml
+sts_file, image, claim, port = sys.argv[1:]
+sts = yaml.safe_load(open(sts_file))
+spec = sts["spec"]["template"]["spec"]
+for c in spec["containers"]:
+    c["image"] = image
+    for p in c["ports"]:
+        p.update(hostPort=int(port), hostIP="127.0.0.1")
+template = sts["spec"]["volumeClaimTemplates"][0]
+spec.setdefault("volumes", []).append(
+    {"name": template["metadata"]["name"],
+     "persistentVolumeClaim": {"claimName": claim}})
+pod = {"apiVersion": "v1", "kind": "Pod",
+       "metadata": {"name": sts["metadata"]["name"] + "-0",
+                    "labels": sts["spec"]["template"]["metadata"]["labels"]},
+       "spec": spec}
+yaml.safe_dump(pod, sys.stdout)
+EOF
+compose down >"$work/down.log" 2>&1  # frees the host port
+podman kube play "$work/kube-pod.yaml" >"$work/kube.log" 2>&1 ||
+  { cat "$work/kube.log"; fail "kube play"; }
+kube_cli() {
+  run --network host --entrypoint varscope "$image" \
+    --server="127.0.0.1:${ports[0]}" --timeout=3 "$@"
+}
+for _ in $(seq 60); do kube_cli health >/dev/null 2>&1 && break; sleep 1; done
+kube_cli health
+run --network host --entrypoint estimator_worker "$image" \
+  --server="127.0.0.1:${ports[0]}" --worker=k --steps=2 >/dev/null
+podman kube down "$work/kube-pod.yaml" >/dev/null
+podman kube play "$work/kube-pod.yaml" >"$work/kube.log" 2>&1 ||
+  { cat "$work/kube.log"; fail "kube play again"; }
+for _ in $(seq 60); do kube_cli health >/dev/null 2>&1 && break; sleep 1; done
+[ "$(kube_cli get linear/bias)" = "[2.0]" ] ||
+  fail "the pod's claim did not keep linear/bias"
+phase_done "kube play"
+
+log "timings"
+printf '%s\n' "${timings[@]}"
+echo "deploy test: 1 passed, 0 failed"
