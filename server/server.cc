@@ -9,6 +9,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "common/status.h"
+#include "common/transport.h"
 #include "server/variable_service.h"
 
 namespace varscope::server {
@@ -61,6 +62,9 @@ absl::StatusOr<std::unique_ptr<Server>> Server::Start(
       std::min<int64_t>(INT_MAX, options.max_message_bytes + (1 << 20));
   builder.SetMaxReceiveMessageSize(static_cast<int>(max_message));
   builder.SetMaxSendMessageSize(static_cast<int>(max_message));
+  for (const auto& [name, value] : LargeMessageTransportArgs()) {
+    builder.AddChannelArgument(name, value);
+  }
   server->grpc_server_ = builder.BuildAndStart();
   if (server->grpc_server_ == nullptr || server->port_ == 0) {
     return absl::UnavailableError(
