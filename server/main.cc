@@ -23,6 +23,9 @@ void OnSignal(int signal) {
 int main(int argc, char** argv) {
   varscope::server::ServerOptions options;
   CLI::App app{"varscoped: the Varscope parameter server"};
+  // A later flag overrides an earlier one, so flags given to a container
+  // take effect after the image's --listen and --data-dir defaults.
+  app.option_defaults()->multi_option_policy(CLI::MultiOptionPolicy::TakeLast);
   app.add_option("--listen", options.listen_address,
                  "HOST:PORT to serve on (port 0 picks a free port)")
       ->capture_default_str();

@@ -3,6 +3,7 @@
 #include <signal.h>
 #include <sys/wait.h>
 
+#include <filesystem>
 #include <set>
 #include <thread>
 
@@ -88,6 +89,19 @@ TEST(ProcessTest, SigtermDrainsAndExitsCleanly) {
   EXPECT_EQ(WEXITSTATUS(status), 0);
   // The store closed cleanly: a new server opens it at once.
   VS_ASSERT_OK(ServerProcess::Start(dir.path()).status());
+}
+
+// The container image's entrypoint passes --listen and --data-dir; the same
+// flags given after them (`podman run IMAGE --data-dir=...`) win.
+TEST(ProcessTest, LaterFlagsOverrideEarlierOnes) {
+  TempDir dir;
+  const std::string first = absl::StrCat(dir.path(), "/first");
+  const std::string later = absl::StrCat(dir.path(), "/later");
+  VS_ASSERT_OK_AND_ASSIGN(
+      auto server,
+      ServerProcess::Start(first, {absl::StrCat("--data-dir=", later)}));
+  EXPECT_TRUE(std::filesystem::is_directory(later));
+  EXPECT_FALSE(std::filesystem::exists(first));
 }
 
 TEST(ProcessTest, SecondServerOnTheSameDirectoryIsRefused) {
