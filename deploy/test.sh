@@ -3,10 +3,11 @@
 # (compiling Varscope inside the build: about 5-10 minutes the first time, a
 # minute or two after small changes thanks to the ccache mount), runs
 # compose.yaml's three shards, the Python trainer and two C++ workers against
-# them, checks the results with the CLI from a container, stops a shard with
-# SIGTERM, recreates every container from the named volumes and checks that
-# all data survived, runs the StatefulSet's pod template with `podman kube
-# play`, and removes everything it made (the images stay, for the cache).
+# them, checks the results with the CLI from a container, backs up every
+# shard and serves a restored copy of one, stops a shard with SIGTERM,
+# recreates every container from the named volumes and checks that all data
+# survived, runs the StatefulSet's pod template with `podman kube play`, and
+# removes everything it made (the images stay, for the cache).
 #
 #   deploy/install-deps.sh   # once: podman, runc, podman-compose, debootstrap
 #   deploy/test.sh
@@ -76,7 +77,9 @@ cleanup() {
     done
   fi
   podman kube down "$work/kube-pod.yaml" >/dev/null 2>&1
-  podman volume rm -f "${project}-data" >/dev/null 2>&1
+  podman rm -f "${project}_restored" >/dev/null 2>&1
+  podman volume rm -f "${project}-data" "${project}-backup" \
+    "${project}-restored" >/dev/null 2>&1
   compose down -v >"$work/down.log" 2>&1
   podman network rm -f "$network" >/dev/null 2>&1
   rm -rf "$work"
@@ -92,6 +95,16 @@ wait_healthy() {
     sleep 1
   done
   fail "$c did not become healthy"
+}
+
+# Waits until the server at $2 on network $1 reports SERVING.
+wait_serving() {
+  for _ in $(seq 60); do
+    if run --network "$1" --entrypoint varscope "$image" --server="$2" \
+      --timeout=3 health >/dev/null 2>&1; then return 0; fi
+    sleep 1
+  done
+  fail "$2 is not serving"
 }
 
 # Prints the values of a variable read through the whole cluster, as JSON.
@@ -205,6 +218,20 @@ with vs.variable_scope("linear", reuse=True):
 weights_before=$(values linear/weights)
 phase_done "CLI checks"
 
+log "back up every shard; restore varscope-1's backup and serve it alone"
+for s in "${shards[@]}"; do cli --server="$s:7070" backup "/backup/$s"; done
+run -v "${project}_backups:/backup" -v "${project}-restored:/data" \
+  --entrypoint varscope "$image" restore /backup/varscope-1 /data/store
+podman run -d --no-healthcheck --name "${project}_restored" \
+  --network "$network" --network-alias restored \
+  -v "${project}-restored:/data" "$image" --data-dir=/data/store >/dev/null
+wait_serving "$network" restored:7070
+cli --server=restored:7070 ls -r --names | sort >"$work/restored.names"
+diff <(grep '^varscope-1 ' "$work/names.before" | cut -d' ' -f2) \
+  "$work/restored.names" || fail "the restored store differs from varscope-1"
+podman rm -f -t 30 "${project}_restored" >/dev/null
+phase_done "backup and restore"
+
 log "SIGTERM drains and exits 0"
 podman stop -t 30 "$(container varscope-1)" >/dev/null
 [ "$(podman inspect --format '{{.State.ExitCode}}' "$(container varscope-1)")" = 0 ] ||
@@ -232,22 +259,23 @@ diff "$work/names.before" "$work/names.after" || fail "variables changed"
 phase_done "restart from volumes"
 
 log "the StatefulSet's pod template under podman kube play"
-/usr/bin/python3 - "$deploy/k8s/statefulset.yaml" "$image" "${project}-data" \
+/usr/bin/python3 - "$deploy/k8s/statefulset.yaml" "$image" "$project" \
   "${ports[0]}" >"$work/kube-pod.yaml" <<'EOF'
-# Turns the StatefulSet into one Pod: its template, the image under test, the
-# claim template as a claim podman makes a volume for, and a host port.
+# Turns the StatefulSet into one Pod: its template, the image under test, each
+# claim template as a claim PREFIX-NAME (podman makes a volume for it), and
+# a host port.
 import sys, yaml
-sts_file, image, claim, port = sys.argv[1:]
+sts_file, image, prefix, port = sys.argv[1:]
 sts = yaml.safe_load(open(sts_file))
 spec = sts["spec"]["template"]["spec"]
 for c in spec["containers"]:
     c["image"] = image
     for p in c["ports"]:
         p.update(hostPort=int(port), hostIP="127.0.0.1")
-template = sts["spec"]["volumeClaimTemplates"][0]
-spec.setdefault("volumes", []).append(
-    {"name": template["metadata"]["name"],
-     "persistentVolumeClaim": {"claimName": claim}})
+spec["volumes"] = [
+    {"name": t["metadata"]["name"],
+     "persistentVolumeClaim": {"claimName": prefix + "-" + t["metadata"]["name"]}}
+    for t in sts["spec"]["volumeClaimTemplates"]]
 pod = {"apiVersion": "v1", "kind": "Pod",
        "metadata": {"name": sts["metadata"]["name"] + "-0",
                     "labels": sts["spec"]["template"]["metadata"]["labels"]},
@@ -261,14 +289,13 @@ kube_cli() {
   run --network host --entrypoint varscope "$image" \
     --server="127.0.0.1:${ports[0]}" --timeout=3 "$@"
 }
-for _ in $(seq 60); do kube_cli health >/dev/null 2>&1 && break; sleep 1; done
-kube_cli health
+wait_serving host "127.0.0.1:${ports[0]}"
 run --network host --entrypoint estimator_worker "$image" \
   --server="127.0.0.1:${ports[0]}" --worker=k --steps=2 >/dev/null
 podman kube down "$work/kube-pod.yaml" >/dev/null
 podman kube play "$work/kube-pod.yaml" >"$work/kube.log" 2>&1 ||
   { cat "$work/kube.log"; fail "kube play again"; }
-for _ in $(seq 60); do kube_cli health >/dev/null 2>&1 && break; sleep 1; done
+wait_serving host "127.0.0.1:${ports[0]}"
 [ "$(kube_cli get linear/bias)" = "[2.0]" ] ||
   fail "the pod's claim did not keep linear/bias"
 phase_done "kube play"

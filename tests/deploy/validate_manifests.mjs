@@ -82,8 +82,15 @@ check("kustomization.yaml lists every manifest",
       same([...kustomization.resources].sort(), manifests),
       `${kustomization.resources} vs ${manifests}`);
 
-const { StatefulSet: sts, Service: svc, PodDisruptionBudget: pdb, Job: job } =
-  objects;
+const {
+  StatefulSet: sts,
+  Service: svc,
+  PodDisruptionBudget: pdb,
+  Job: job,
+  CronJob: cronJob,
+} = objects;
+// The pods that call the shards: the trainer's and the backups'.
+const clientPods = [job.spec.template, cronJob.spec.jobTemplate.spec.template];
 const pod = sts.spec.template;
 const shard = pod.spec.containers[0];
 const port = shard.ports.find((p) => p.name === "grpc").containerPort;
@@ -97,17 +104,21 @@ check("the StatefulSet, Service and PodDisruptionBudget select the shards",
       selects(sts.spec.selector.matchLabels, pod.metadata.labels) &&
         selects(svc.spec.selector, pod.metadata.labels) &&
         selects(pdb.spec.selector.matchLabels, pod.metadata.labels));
-check("the PodDisruptionBudget does not select the trainer",
-      !selects(pdb.spec.selector.matchLabels, job.spec.template.metadata
-        .labels));
+check("the PodDisruptionBudget selects no client pod",
+      clientPods.every(
+        (p) => !selects(pdb.spec.selector.matchLabels, p.metadata.labels)));
 check("every probe asks the grpc port",
       ["startupProbe", "readinessProbe", "livenessProbe"].every(
         (p) => shard[p]?.grpc?.port === port));
+const claimMountedAt = (claim, path) =>
+  sts.spec.volumeClaimTemplates.some((t) => t.metadata.name === claim) &&
+  shard.volumeMounts.some((m) => m.name === claim && m.mountPath === path);
 check("the data volume is a claim template mounted at /data",
-      sts.spec.volumeClaimTemplates.some(
-        (t) => t.metadata.name === "data" &&
-          shard.volumeMounts.some(
-            (m) => m.name === "data" && m.mountPath === "/data")));
+      claimMountedAt("data", "/data"));
+check("the backup volume is a claim template mounted where backups go",
+      claimMountedAt("backup", "/backup") &&
+        cronJob.spec.jobTemplate.spec.template.spec.containers[0].args[0]
+          .includes(" /backup/"));
 check("the grace period covers varscoped's 10 s drain",
       pod.spec.terminationGracePeriodSeconds > 10);
 
@@ -117,7 +128,7 @@ const uid = Number(/useradd [^\n]*--uid (\d+)/.exec(containerfile)?.[1]);
 check(`the pods run as the image's user (uid ${uid})`,
       pod.spec.securityContext.runAsUser === uid &&
         pod.spec.securityContext.fsGroup === uid &&
-        job.spec.template.spec.securityContext.runAsUser === uid);
+        clientPods.every((p) => p.spec.securityContext.runAsUser === uid));
 check("the image serves on the port the manifests use",
       containerfile.includes(`EXPOSE ${port}`) &&
         containerfile.includes(`--listen=0.0.0.0:${port}`));
@@ -126,20 +137,20 @@ check("the image serves on the port the manifests use",
 const shards = Array.from(
   { length: sts.spec.replicas },
   (_, i) => `${sts.metadata.name}-${i}.${svc.metadata.name}:${port}`);
-for (const c of [...job.spec.template.spec.initContainers,
-  ...job.spec.template.spec.containers]) {
+const clientContainers = clientPods.flatMap(
+  (p) => [...(p.spec.initContainers ?? []), ...p.spec.containers]);
+for (const c of clientContainers) {
   const env = Object.fromEntries(c.env.map((e) => [e.name, e.value]));
-  check(`the trainer's ${c.name} VARSCOPE_SERVER lists the shards in order`,
+  check(`container ${c.name}: VARSCOPE_SERVER lists the shards in order`,
         same(env.VARSCOPE_SERVER?.split(","), shards), env.VARSCOPE_SERVER);
   if (env.TF_CONFIG !== undefined) {
-    check(`the trainer's ${c.name} TF_CONFIG cluster.ps lists the shards`,
+    check(`container ${c.name}: TF_CONFIG cluster.ps lists the shards`,
           same(JSON.parse(env.TF_CONFIG).cluster.ps, shards), env.TF_CONFIG);
   }
 }
 const images = kustomization.images.map((i) => i.name);
 check("kustomization.yaml sets every image the manifests use",
-      [shard, ...job.spec.template.spec.initContainers,
-        ...job.spec.template.spec.containers].every(
+      [shard, ...clientContainers].every(
         (c) => images.includes(c.image.split(":")[0])));
 
 // compose.yaml: one volume per shard service; the workers list them all.
@@ -157,6 +168,9 @@ check("each compose shard has its own named volume at /data",
       volumes.every(([volume, path], i) =>
         volume === shardServices[i] && path === "/data" &&
           volume in compose.volumes));
+check("every compose shard mounts the backups volume at /backup",
+      shardServices.every((name) => compose.services[name].volumes.includes(
+        "backups:/backup")) && "backups" in compose.volumes);
 const composeShards = shardServices.map((name) => `${name}:${port}`);
 for (const [name, service] of Object.entries(compose.services)) {
   const env = service.environment;
