@@ -79,17 +79,24 @@ grpc::ServerUnaryReactor* AdminServiceImpl::Enqueue(
   return reactor;
 }
 
+absl::StatusOr<StoreSummary> AdminServiceImpl::CheckpointAsOfNow(
+    const std::string& directory) {
+  // Shorten the pause of CopyStore: most of the memtables go first.
+  VS_RETURN_IF_ERROR(table_->Flush());
+  VS_RETURN_IF_ERROR(storage_->FlushMemtables());
+  return table_->CopyStore([&]() -> absl::StatusOr<uint64_t> {
+    return storage_->Checkpoint(directory);
+  });
+}
+
 grpc::ServerUnaryReactor* AdminServiceImpl::Checkpoint(
     grpc::CallbackServerContext* context, const v1::CheckpointRequest* request,
     v1::CheckpointResponse* response) {
   return Enqueue(context, [this, request, response]() -> absl::Status {
     const absl::Time start = absl::Now();
     VS_RETURN_IF_ERROR(CheckDirectory(request->directory()));
-    // The interval mode's pending changes first, so that the checkpoint
-    // holds everything acknowledged so far.
-    VS_RETURN_IF_ERROR(table_->Flush());
     VS_ASSIGN_OR_RETURN(const StoreSummary summary,
-                        storage_->Checkpoint(request->directory()));
+                        CheckpointAsOfNow(request->directory()));
     FillContents(summary, request->return_versions(),
                  response->mutable_contents());
     response->set_duration_micros(MicrosSince(start));
@@ -103,14 +110,18 @@ grpc::ServerUnaryReactor* AdminServiceImpl::Backup(
   return Enqueue(context, [this, request, response]() -> absl::Status {
     const absl::Time start = absl::Now();
     VS_RETURN_IF_ERROR(CheckDirectory(request->directory()));
-    VS_RETURN_IF_ERROR(table_->Flush());
-    VS_ASSIGN_OR_RETURN(const BackupSummary backup,
-                        storage_->Backup(request->directory()));
+    const std::string staging = storage_->StagingDirectory();
+    std::error_code error;
+    std::filesystem::remove_all(staging, error);
+    VS_ASSIGN_OR_RETURN(const StoreSummary summary, CheckpointAsOfNow(staging));
+    VS_ASSIGN_OR_RETURN(
+        const BackupSummary backup,
+        storage_->BackupCheckpoint(staging, request->directory(), summary));
     response->set_backup_id(backup.backup_id);
     response->set_size_bytes(backup.size_bytes);
     response->set_files(backup.files);
     response->set_added_bytes(backup.added_bytes);
-    FillContents(backup.contents, request->return_versions(),
+    FillContents(summary, request->return_versions(),
                  response->mutable_contents());
     response->set_duration_micros(MicrosSince(start));
     return absl::OkStatus();

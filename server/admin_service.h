@@ -38,6 +38,9 @@ class AdminServiceImpl final : public v1::AdminService::CallbackService {
   grpc::ServerUnaryReactor* Enqueue(grpc::CallbackServerContext* context,
                                     std::function<absl::Status()> operation);
   void Work();
+  // A checkpoint into `directory` of the store as of one moment, and what
+  // the table held then.
+  absl::StatusOr<StoreSummary> CheckpointAsOfNow(const std::string& directory);
   bool HasWork() const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
 
   VariableTable* const table_;

@@ -79,15 +79,18 @@ std::string AppliedUpdates::Serialize(
 
 AppliedUpdates::Record AppliedUpdates::ToRecord(
     const v1::UpdateId& id, const v1::BatchUpdateResponse& result) {
+  Record record{Serialize(result), {}};
+  absl::MutexLock l(&mu_);
+  const Client& client = clients_[id.client_id()];
   int64_t newest = id.sequence();
-  {
-    absl::MutexLock l(&mu_);
-    const Client& client = clients_[id.client_id()];
-    if (!client.applied.empty()) {
-      newest = std::max(newest, client.applied.rbegin()->first);
-    }
+  if (!client.applied.empty()) {
+    newest = std::max(newest, client.applied.rbegin()->first);
   }
-  return Record{Serialize(result), newest - window_ + 1};
+  for (auto it = client.applied.begin();
+       it != client.applied.end() && it->first <= newest - window_; ++it) {
+    record.forget.push_back(it->first);
+  }
+  return record;
 }
 
 void AppliedUpdates::End(const v1::UpdateId& id,

@@ -6,6 +6,7 @@
 #include <cstdint>
 #include <optional>
 #include <string>
+#include <vector>
 
 #include "absl/base/thread_annotations.h"
 #include "absl/container/btree_map.h"
@@ -39,11 +40,13 @@ class AppliedUpdates {
 
   // What to store, in the same store write as the update, to record that
   // `id` was applied with `result`: the serialized result (values over 64
-  // KiB in all are not kept: a retry gets versions), and the sequence below
-  // which that client's records are no longer kept.
+  // KiB in all are not kept: a retry gets versions), and the sequences of
+  // that client's records that fall out of the window (usually one; single
+  // deletes, not ever-growing range deletions, which RocksDB handles
+  // badly).
   struct Record {
     std::string result;
-    int64_t forget_below = 0;
+    std::vector<int64_t> forget;
   };
   Record ToRecord(const v1::UpdateId& id,
                   const v1::BatchUpdateResponse& result);

@@ -34,11 +34,8 @@ void DirtySet::AddReset(absl::string_view name) {
 }
 
 void DirtySet::AddApplied(absl::string_view client_id, int64_t sequence,
-                          std::optional<std::string> result,
-                          int64_t forget_below) {
-  Client& c = Entry(clients, client_id);
-  c.records[sequence] = std::move(result);
-  c.forget_below = std::max(c.forget_below, forget_below);
+                          std::optional<std::string> result) {
+  Entry(clients, client_id).records[sequence] = std::move(result);
 }
 
 void DirtySet::Merge(DirtySet newer) {
@@ -57,7 +54,6 @@ void DirtySet::Merge(DirtySet newer) {
     for (auto& [sequence, record] : c.records) {
       mine.records[sequence] = std::move(record);
     }
-    mine.forget_below = std::max(mine.forget_below, c.forget_below);
   }
 }
 
@@ -68,8 +64,8 @@ void DirtySet::MarkFailed() {
     v.chunks.clear();
   }
   for (auto& [id, c] : clients) {
+    absl::erase_if(c.records, [](const auto& r) { return !r.second; });
     for (auto& [sequence, record] : c.records) record.reset();
-    c.forget_below = 0;
   }
 }
 

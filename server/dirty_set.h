@@ -27,8 +27,6 @@ struct DirtySet {
     // Exactly-once records by sequence: the serialized result to write, or
     // nullopt to delete it.
     absl::btree_map<int64_t, std::optional<std::string>> records;
-    // Delete the records below this sequence.
-    int64_t forget_below = 0;
   };
 
   // The variable's metadata changed.
@@ -41,15 +39,15 @@ struct DirtySet {
   void AddReset(absl::string_view name);
   // An update was recorded with `result` (nullopt: its record is to go).
   void AddApplied(absl::string_view client_id, int64_t sequence,
-                  std::optional<std::string> result, int64_t forget_below);
+                  std::optional<std::string> result);
 
   // Adds the changes of `newer`, which happened after this set's.
   void Merge(DirtySet newer);
 
   // Turns the changes of a store write that failed, which may or may not
   // have reached the disk, into what undoes them there: every variable
-  // rewritten whole as the table holds it, every exactly-once record
-  // deleted.
+  // rewritten whole as the table holds it, every exactly-once record it
+  // added deleted (and those it deleted left alone).
   void MarkFailed();
 
   bool empty() const { return variables.empty() && clients.empty(); }

@@ -201,13 +201,6 @@ void StorageBatch::DeleteApplied(absl::string_view client_id,
                   std::nullopt});
 }
 
-void StorageBatch::ForgetApplied(absl::string_view client_id, int64_t below) {
-  if (below <= 0) return;
-  ops_.push_back({Kind::kDeleteRange, Family::kApplied, ChunkKey(client_id, 0),
-                  ChunkKey(client_id, static_cast<uint64_t>(below)),
-                  std::nullopt});
-}
-
 int64_t Storage::NumChunks(int64_t total_bytes, int64_t chunk_bytes) {
   return (total_bytes + chunk_bytes - 1) / chunk_bytes;
 }
@@ -225,6 +218,22 @@ absl::StatusOr<std::unique_ptr<Storage>> Storage::Open(
   return storage;
 }
 
+std::vector<rocksdb::ColumnFamilyDescriptor> Storage::Families() {
+  rocksdb::ColumnFamilyOptions meta_options;
+  meta_options.OptimizeForPointLookup(8);
+  rocksdb::ColumnFamilyOptions data_options;
+  data_options.OptimizeLevelStyleCompaction();
+  // Variable chunks are large values that are rewritten often: keep them in
+  // blob files so compaction does not copy them again and again.
+  data_options.enable_blob_files = true;
+  data_options.min_blob_size = 4096;
+  data_options.enable_blob_garbage_collection = true;
+  return {{rocksdb::kDefaultColumnFamilyName, rocksdb::ColumnFamilyOptions()},
+          {kMetaFamily, meta_options},
+          {kDataFamily, data_options},
+          {kAppliedFamily, rocksdb::ColumnFamilyOptions()}};
+}
+
 absl::Status Storage::OpenDb() {
   namespace fs = std::filesystem;
   std::error_code error;
@@ -237,6 +246,8 @@ absl::Status Storage::OpenDb() {
         "backup or checkpoint into a new directory (varscope restore), or "
         "give an empty or new directory"));
   }
+  // Left over by a backup that did not finish.
+  if (exists) fs::remove_all(StagingDirectory(), error);
   if (exists) VS_RETURN_IF_ERROR(CheckNothingLost());
   rocksdb::DBOptions db_options;
   db_options.create_if_missing = !exists;
@@ -249,24 +260,9 @@ absl::Status Storage::OpenDb() {
   db_options.listeners.push_back(std::make_shared<FlushListener>(this));
   if (options_.env != nullptr) db_options.env = options_.env;
 
-  rocksdb::ColumnFamilyOptions meta_options;
-  meta_options.OptimizeForPointLookup(8);
-  rocksdb::ColumnFamilyOptions data_options;
-  data_options.OptimizeLevelStyleCompaction();
-  // Variable chunks are large values that are rewritten often: keep them in
-  // blob files so compaction does not copy them again and again.
-  data_options.enable_blob_files = true;
-  data_options.min_blob_size = 4096;
-  data_options.enable_blob_garbage_collection = true;
-
-  std::vector<rocksdb::ColumnFamilyDescriptor> families = {
-      {rocksdb::kDefaultColumnFamilyName, rocksdb::ColumnFamilyOptions()},
-      {kMetaFamily, meta_options},
-      {kDataFamily, data_options},
-      {kAppliedFamily, rocksdb::ColumnFamilyOptions()}};
   rocksdb::DB* raw_db = nullptr;
   rocksdb::Status s =
-      rocksdb::DB::Open(db_options, path_, families, &handles_, &raw_db);
+      rocksdb::DB::Open(db_options, path_, Families(), &handles_, &raw_db);
   db_.reset(raw_db);
   if (!s.ok()) {
     if (s.IsIOError() && s.ToString().find("lock") != std::string::npos) {

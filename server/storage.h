@@ -62,8 +62,6 @@ class StorageBatch {
                   absl::string_view result);
   // Deletes that record.
   void DeleteApplied(absl::string_view client_id, int64_t sequence);
-  // Deletes the records of `client_id` below sequence `below`.
-  void ForgetApplied(absl::string_view client_id, int64_t below);
 
   bool empty() const { return ops_.empty(); }
 
@@ -160,18 +158,31 @@ class Storage {
   absl::Status LoadApplied(
       const std::function<absl::Status(std::string, int64_t, std::string)>& fn);
 
+  // Moves every memtable into table files (so that a checkpoint taken next
+  // has little to move).
+  absl::Status FlushMemtables();
+
   // Writes a consistent, openable copy of the store into `dir` (a new
   // directory: hard links to the immutable files when on the same file
-  // system, copies otherwise) and returns what it holds. ALREADY_EXISTS if
-  // `dir` exists; the mapped RocksDB error otherwise.
-  absl::StatusOr<StoreSummary> Checkpoint(const std::string& dir);
+  // system, copies otherwise) and returns the last write sequence it holds,
+  // exact if no write runs meanwhile. ALREADY_EXISTS if `dir` exists; the
+  // mapped RocksDB error otherwise.
+  absl::StatusOr<uint64_t> Checkpoint(const std::string& dir);
 
-  // Adds a consistent backup of the store to the RocksDB backup directory
-  // `backup_dir` (created if missing; files already there are shared, so
-  // backups are incremental) and returns it.
-  absl::StatusOr<BackupSummary> Backup(const std::string& backup_dir);
+  // A directory on the store's file system for a checkpoint to back up
+  // (removed, if left over, when the store opens).
+  std::string StagingDirectory() const;
 
-  // The backups in `backup_dir`, oldest first. NOT_FOUND if it holds none.
+  // Adds a backup of the checkpoint `checkpoint_dir` (see Checkpoint; it is
+  // removed) to the RocksDB backup directory `backup_dir` (created if
+  // missing; files already there are shared, so backups are incremental),
+  // recording `contents` (without versions) with it, and returns it.
+  absl::StatusOr<BackupSummary> BackupCheckpoint(
+      const std::string& checkpoint_dir, const std::string& backup_dir,
+      const StoreSummary& contents);
+
+  // The backups in `backup_dir`, oldest first, with what they hold (without
+  // versions). NOT_FOUND if it holds none.
   static absl::StatusOr<std::vector<BackupSummary>> ListBackups(
       const std::string& backup_dir);
 
@@ -192,6 +203,9 @@ class Storage {
   Storage(const StorageOptions& options, std::string path);
 
   class FlushListener;
+
+  // The store's column families with their options.
+  static std::vector<rocksdb::ColumnFamilyDescriptor> Families();
 
   // Opens the RocksDB store. REQUIRES: db_ is null.
   absl::Status OpenDb() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);

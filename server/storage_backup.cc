@@ -1,9 +1,12 @@
 // Copies of the store: checkpoints, backups and restores (see storage.h).
+#include <algorithm>
 #include <filesystem>
 #include <set>
 #include <utility>
 
+#include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_split.h"
 #include "common/status.h"
 #include "rocksdb/utilities/backup_engine.h"
 #include "rocksdb/utilities/checkpoint.h"
@@ -26,62 +29,45 @@ bool IsMissingOrEmpty(const std::string& dir) {
   return !fs::exists(dir, error) || fs::is_empty(dir, error);
 }
 
-// What the store in `dir` holds, read through `env` (null: the default).
-absl::StatusOr<StoreSummary> Summarize(rocksdb::Env* env,
-                                       const std::string& dir) {
-  rocksdb::DBOptions options;
-  if (env != nullptr) options.env = env;
-  std::vector<rocksdb::ColumnFamilyDescriptor> families = {
-      {rocksdb::kDefaultColumnFamilyName, rocksdb::ColumnFamilyOptions()},
-      {"meta", rocksdb::ColumnFamilyOptions()}};
-  std::vector<rocksdb::ColumnFamilyHandle*> handles;
-  rocksdb::DB* raw_db = nullptr;
-  VS_RETURN_IF_ERROR(FromRocksStatus(
-      rocksdb::DB::OpenForReadOnly(options, dir, families, &handles, &raw_db),
-      absl::StrCat("Opening the copy of the store in ", dir)));
-  std::unique_ptr<rocksdb::DB> db(raw_db);
-  StoreSummary summary;
-  summary.sequence = db->GetLatestSequenceNumber();
-  absl::Status status;
-  {
-    std::unique_ptr<rocksdb::Iterator> it(
-        db->NewIterator(rocksdb::ReadOptions(), handles[1]));
-    for (it->SeekToFirst(); it->Valid(); it->Next()) {
-      v1::StoredVariable meta;
-      if (!meta.ParseFromArray(it->value().data(),
-                               static_cast<int>(it->value().size()))) {
-        status = absl::DataLossError(
-            absl::StrCat("The copy of the store in ", dir, " has damaged ",
-                         "metadata for '", it->key().ToString(), "'"));
-        break;
-      }
-      ++summary.variables;
-      summary.bytes += meta.info().byte_size();
-      summary.versions[meta.info().name()] = meta.info().version();
-    }
-    if (status.ok()) {
-      status = FromRocksStatus(it->status(),
-                               absl::StrCat("Reading the copy in ", dir));
-    }
-  }
-  for (rocksdb::ColumnFamilyHandle* h : handles) {
-    db->DestroyColumnFamilyHandle(h).PermitUncheckedError();
-  }
-  VS_RETURN_IF_ERROR(status);
-  return summary;
-}
-
 absl::Status BackupDirectoryError(const rocksdb::Status& status,
                                   const std::string& dir) {
   return FromRocksStatus(status, absl::StrCat("Backup directory ", dir));
 }
 
-// Every backup of `engine` with what it holds and the bytes each one added
-// over the ones before it.
+absl::Status NoBackup(const std::string& dir) {
+  return absl::NotFoundError(
+      absl::StrCat("Backup directory ", dir, " holds no backup"));
+}
+
+// A backup's application metadata: "variables=N bytes=B sequence=S".
+std::string ContentsMetadata(const StoreSummary& contents) {
+  return absl::StrCat("variables=", contents.variables,
+                      " bytes=", contents.bytes,
+                      " sequence=", contents.sequence);
+}
+
+StoreSummary ParseContentsMetadata(const std::string& metadata) {
+  StoreSummary contents;
+  for (absl::string_view field : absl::StrSplit(metadata, ' ')) {
+    std::pair<std::string, std::string> kv = absl::StrSplit(field, '=');
+    if (kv.first == "variables") {
+      (void)absl::SimpleAtoi(kv.second, &contents.variables);
+    } else if (kv.first == "bytes") {
+      (void)absl::SimpleAtoi(kv.second, &contents.bytes);
+    } else if (kv.first == "sequence") {
+      (void)absl::SimpleAtoi(kv.second, &contents.sequence);
+    }
+  }
+  return contents;
+}
+
+// Every backup of `engine`, with the bytes each one added over the ones
+// before it.
 absl::StatusOr<std::vector<BackupSummary>> Summaries(
     rocksdb::BackupEngineReadOnlyBase& engine, const std::string& dir) {
   std::vector<rocksdb::BackupInfo> infos;
   engine.GetBackupInfo(&infos, /*include_file_details=*/true);
+  if (infos.empty()) return NoBackup(dir);
   std::vector<BackupSummary> summaries;
   std::set<std::string> seen;
   for (const rocksdb::BackupInfo& info : infos) {
@@ -96,87 +82,121 @@ absl::StatusOr<std::vector<BackupSummary>> Summaries(
         summary.added_bytes += static_cast<int64_t>(file.size);
       }
     }
-    VS_ASSIGN_OR_RETURN(summary.contents,
-                        Summarize(info.env_for_open.get(), info.name_for_open));
+    summary.contents = ParseContentsMetadata(info.app_metadata);
     summaries.push_back(std::move(summary));
-  }
-  if (summaries.empty()) {
-    return absl::NotFoundError(
-        absl::StrCat("Backup directory ", dir, " holds no backup"));
   }
   return summaries;
 }
 
+// Opens the backup engine of `dir`: NOT_FOUND if it holds no backup.
+absl::StatusOr<std::unique_ptr<rocksdb::BackupEngineReadOnly>> OpenBackups(
+    const std::string& dir) {
+  std::error_code error;
+  if (!fs::is_directory(dir, error)) {
+    return absl::NotFoundError(absl::StrCat(dir, " does not exist"));
+  }
+  if (!fs::is_directory(fs::path(dir) / "meta", error)) return NoBackup(dir);
+  rocksdb::BackupEngineReadOnly* raw = nullptr;
+  VS_RETURN_IF_ERROR(BackupDirectoryError(
+      rocksdb::BackupEngineReadOnly::Open(
+          rocksdb::Env::Default(), rocksdb::BackupEngineOptions(dir), &raw),
+      dir));
+  return std::unique_ptr<rocksdb::BackupEngineReadOnly>(raw);
+}
+
 }  // namespace
 
-absl::StatusOr<StoreSummary> Storage::Checkpoint(const std::string& dir) {
+absl::Status Storage::FlushMemtables() {
+  absl::ReaderMutexLock l(&mu_);
+  if (db_ == nullptr) {
+    return absl::UnavailableError(
+        "The store is closed after a write error; try again");
+  }
+  return FromRocksStatus(db_->Flush(rocksdb::FlushOptions(), handles_),
+                         "Flushing the store");
+}
+
+absl::StatusOr<uint64_t> Storage::Checkpoint(const std::string& dir) {
   std::error_code error;
   if (fs::exists(dir, error)) {
     return absl::AlreadyExistsError(
         absl::StrCat("Cannot write a checkpoint into ", dir,
                      ": it exists (a checkpoint goes into a new directory)"));
   }
-  {
-    absl::ReaderMutexLock l(&mu_);
-    if (db_ == nullptr) {
-      return absl::UnavailableError(
-          "The store is closed after a write error; try again");
-    }
-    rocksdb::Checkpoint* raw = nullptr;
-    VS_RETURN_IF_ERROR(FromRocksStatus(
-        rocksdb::Checkpoint::Create(db_.get(), &raw), "Creating a checkpoint"));
-    std::unique_ptr<rocksdb::Checkpoint> checkpoint(raw);
-    VS_RETURN_IF_ERROR(
-        FromRocksStatus(checkpoint->CreateCheckpoint(dir),
-                        absl::StrCat("Writing a checkpoint into ", dir)));
+  absl::ReaderMutexLock l(&mu_);
+  if (db_ == nullptr) {
+    return absl::UnavailableError(
+        "The store is closed after a write error; try again");
   }
-  return Summarize(options_.env, dir);
+  rocksdb::Checkpoint* raw = nullptr;
+  VS_RETURN_IF_ERROR(FromRocksStatus(
+      rocksdb::Checkpoint::Create(db_.get(), &raw), "Creating a checkpoint"));
+  std::unique_ptr<rocksdb::Checkpoint> checkpoint(raw);
+  VS_RETURN_IF_ERROR(
+      FromRocksStatus(checkpoint->CreateCheckpoint(dir),
+                      absl::StrCat("Writing a checkpoint into ", dir)));
+  return db_->GetLatestSequenceNumber();
 }
 
-absl::StatusOr<BackupSummary> Storage::Backup(const std::string& backup_dir) {
+std::string Storage::StagingDirectory() const {
+  return (fs::path(path_) / "backup-staging").string();
+}
+
+absl::StatusOr<BackupSummary> Storage::BackupCheckpoint(
+    const std::string& checkpoint_dir, const std::string& backup_dir,
+    const StoreSummary& contents) {
+  struct Cleanup {
+    const std::string& dir;
+    ~Cleanup() {
+      std::error_code error;
+      fs::remove_all(dir, error);
+    }
+  } cleanup{checkpoint_dir};
   if (IsStoreDirectory(backup_dir)) {
     return absl::FailedPreconditionError(
         absl::StrCat(backup_dir, " holds a store or checkpoint, not backups"));
   }
   rocksdb::Env* env =
       options_.env != nullptr ? options_.env : rocksdb::Env::Default();
-  rocksdb::BackupEngine* raw = nullptr;
+  rocksdb::BackupEngine* raw_engine = nullptr;
   VS_RETURN_IF_ERROR(BackupDirectoryError(
       rocksdb::BackupEngine::Open(env, rocksdb::BackupEngineOptions(backup_dir),
-                                  &raw),
+                                  &raw_engine),
       backup_dir));
-  std::unique_ptr<rocksdb::BackupEngine> engine(raw);
-  {
-    absl::ReaderMutexLock l(&mu_);
-    if (db_ == nullptr) {
-      return absl::UnavailableError(
-          "The store is closed after a write error; try again");
-    }
-    rocksdb::CreateBackupOptions options;
-    options.flush_before_backup = false;  // the copied log makes it whole
-    VS_RETURN_IF_ERROR(
-        FromRocksStatus(engine->CreateNewBackup(options, db_.get()),
-                        absl::StrCat("Writing a backup into ", backup_dir)));
+  std::unique_ptr<rocksdb::BackupEngine> engine(raw_engine);
+
+  // The checkpoint is a private copy: open it as a store to back it up.
+  rocksdb::DBOptions options;
+  options.env = env;
+  options.avoid_flush_during_recovery = true;
+  std::vector<rocksdb::ColumnFamilyHandle*> handles;
+  rocksdb::DB* raw_db = nullptr;
+  VS_RETURN_IF_ERROR(FromRocksStatus(
+      rocksdb::DB::Open(options, checkpoint_dir, Families(), &handles, &raw_db),
+      absl::StrCat("Opening the checkpoint in ", checkpoint_dir)));
+  std::unique_ptr<rocksdb::DB> db(raw_db);
+  rocksdb::CreateBackupOptions backup_options;
+  backup_options.flush_before_backup = true;
+  absl::Status status =
+      FromRocksStatus(engine->CreateNewBackupWithMetadata(
+                          backup_options, db.get(), ContentsMetadata(contents)),
+                      absl::StrCat("Writing a backup into ", backup_dir));
+  for (rocksdb::ColumnFamilyHandle* h : handles) {
+    db->DestroyColumnFamilyHandle(h).PermitUncheckedError();
   }
+  db.reset();
+  VS_RETURN_IF_ERROR(status);
   VS_ASSIGN_OR_RETURN(std::vector<BackupSummary> summaries,
                       Summaries(*engine, backup_dir));
-  return summaries.back();
+  BackupSummary backup = std::move(summaries.back());
+  backup.contents = contents;
+  return backup;
 }
 
 absl::StatusOr<std::vector<BackupSummary>> Storage::ListBackups(
     const std::string& backup_dir) {
-  std::error_code error;
-  if (!fs::is_directory(backup_dir, error)) {
-    return absl::NotFoundError(
-        absl::StrCat("Backup directory ", backup_dir, " does not exist"));
-  }
-  rocksdb::BackupEngineReadOnly* raw = nullptr;
-  VS_RETURN_IF_ERROR(
-      BackupDirectoryError(rocksdb::BackupEngineReadOnly::Open(
-                               rocksdb::Env::Default(),
-                               rocksdb::BackupEngineOptions(backup_dir), &raw),
-                           backup_dir));
-  std::unique_ptr<rocksdb::BackupEngineReadOnly> engine(raw);
+  VS_ASSIGN_OR_RETURN(std::unique_ptr<rocksdb::BackupEngineReadOnly> engine,
+                      OpenBackups(backup_dir));
   return Summaries(*engine, backup_dir);
 }
 
@@ -207,6 +227,7 @@ absl::StatusOr<RestoredStore> Storage::Restore(const std::string& backup_dir,
       }
       for (const fs::directory_entry& entry :
            fs::directory_iterator(backup_dir, error)) {
+        if (!entry.is_regular_file()) continue;
         fs::copy_file(entry.path(),
                       fs::path(data_dir) / entry.path().filename(), error);
         if (error) break;
@@ -217,22 +238,19 @@ absl::StatusOr<RestoredStore> Storage::Restore(const std::string& backup_dir,
       }
       return absl::OkStatus();
     }
-    rocksdb::BackupEngineReadOnly* raw = nullptr;
-    VS_RETURN_IF_ERROR(BackupDirectoryError(
-        rocksdb::BackupEngineReadOnly::Open(
-            rocksdb::Env::Default(), rocksdb::BackupEngineOptions(backup_dir),
-            &raw),
-        backup_dir));
-    std::unique_ptr<rocksdb::BackupEngineReadOnly> engine(raw);
-    restored.backup_id = backup_id;
-    if (backup_id == 0) {
-      std::vector<rocksdb::BackupInfo> infos;
-      engine->GetBackupInfo(&infos);
-      if (infos.empty()) {
-        return absl::NotFoundError(
-            absl::StrCat("Backup directory ", backup_dir, " holds no backup"));
-      }
-      restored.backup_id = infos.back().backup_id;
+    VS_ASSIGN_OR_RETURN(std::unique_ptr<rocksdb::BackupEngineReadOnly> engine,
+                        OpenBackups(backup_dir));
+    std::vector<rocksdb::BackupInfo> infos;
+    engine->GetBackupInfo(&infos);
+    if (infos.empty()) return NoBackup(backup_dir);
+    restored.backup_id = backup_id == 0 ? infos.back().backup_id : backup_id;
+    if (std::none_of(infos.begin(), infos.end(), [&](const auto& info) {
+          return info.backup_id == restored.backup_id;
+        })) {
+      return absl::NotFoundError(absl::StrCat(
+          "Backup ", backup_id, " is not in backup directory ", backup_dir,
+          " (it holds backups ", infos.front().backup_id, " to ",
+          infos.back().backup_id, ")"));
     }
     return BackupDirectoryError(
         engine->RestoreDBFromBackup(restored.backup_id, data_dir, data_dir),

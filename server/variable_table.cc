@@ -256,7 +256,6 @@ absl::Status VariableTable::WriteCaptured(Captured& captured) {
         batch.DeleteApplied(client_id, sequence);
       }
     }
-    batch.ForgetApplied(client_id, client.forget_below);
   }
   absl::Status status = storage_->Recover();
   if (status.ok()) status = storage_->Write(batch);
@@ -265,6 +264,13 @@ absl::Status VariableTable::WriteCaptured(Captured& captured) {
     captured.dirty.Merge(std::exchange(dirty_, DirtySet()));
     dirty_ = std::move(captured.dirty);
   }
+  return status;
+}
+
+absl::Status VariableTable::RecordFlush(absl::Status status) {
+  absl::MutexLock d(&dirty_mu_);
+  flush_error_ = status;
+  if (status.ok()) rewrite_pending_.store(false);
   return status;
 }
 
@@ -278,18 +284,34 @@ absl::Status VariableTable::Flush() {
     }
     // Changes go on meanwhile: what was captured stays unchanged (published
     // buffers are copied on write while shared).
-    const absl::Status status = WriteCaptured(captured);
-    absl::MutexLock d(&dirty_mu_);
-    flush_error_ = status;
-    return status;
+    return RecordFlush(WriteCaptured(captured));
   }
   if (!rewrite_pending_.load()) return absl::OkStatus();
   // No change may reach the store before the rewrite.
   absl::MutexLock c(&commit_mu_);
   Captured captured = Capture();
-  VS_RETURN_IF_ERROR(WriteCaptured(captured));
-  rewrite_pending_.store(false);
-  return absl::OkStatus();
+  return RecordFlush(WriteCaptured(captured));
+}
+
+absl::StatusOr<StoreSummary> VariableTable::CopyStore(
+    const std::function<absl::StatusOr<uint64_t>()>& copy) {
+  VS_RETURN_IF_ERROR(Flush());  // most of what is pending, without a pause
+  absl::MutexLock f(&flush_mu_);
+  absl::MutexLock c(&commit_mu_);
+  Captured captured = Capture();
+  VS_RETURN_IF_ERROR(RecordFlush(WriteCaptured(captured)));
+  StoreSummary summary;
+  {
+    absl::ReaderMutexLock l(&mu_);
+    for (const auto& [name, var] : vars_) {
+      absl::ReaderMutexLock v(&var->mu);
+      summary.versions[name] = var->meta.info().version();
+      summary.bytes += static_cast<int64_t>(var->data->size());
+    }
+    summary.variables = static_cast<int64_t>(vars_.size());
+  }
+  VS_ASSIGN_OR_RETURN(summary.sequence, copy());
+  return summary;
 }
 
 void VariableTable::FlushEveryInterval() {
@@ -1140,8 +1162,9 @@ absl::StatusOr<v1::BatchUpdateResponse> VariableTable::ApplyBatch(
   std::optional<AppliedUpdates::Record> record;
   if (request.has_id()) {
     record = applied_.ToRecord(request.id(), response);
-    dirty.AddApplied(request.id().client_id(), request.id().sequence(),
-                     record->result, record->forget_below);
+    const std::string& client_id = request.id().client_id();
+    dirty.AddApplied(client_id, request.id().sequence(), record->result);
+    for (int64_t old : record->forget) dirty.AddApplied(client_id, old, {});
   }
   VS_RETURN_IF_ERROR(Commit(
       [&](StorageBatch& batch) {
@@ -1151,7 +1174,9 @@ absl::StatusOr<v1::BatchUpdateResponse> VariableTable::ApplyBatch(
         if (record.has_value()) {
           batch.PutApplied(request.id().client_id(), request.id().sequence(),
                            record->result);
-          batch.ForgetApplied(request.id().client_id(), record->forget_below);
+          for (int64_t old : record->forget) {
+            batch.DeleteApplied(request.id().client_id(), old);
+          }
         }
       },
       std::move(dirty),

@@ -74,6 +74,15 @@ class VariableTable {
   // changes stay pending.
   absl::Status Flush() ABSL_LOCKS_EXCLUDED(commit_mu_);
 
+  // Runs `copy` while no change reaches the store, after writing what is
+  // pending, and returns what the table held then: every variable's
+  // version, their number and bytes, and the sequence `copy` returns.
+  // Changes wait meanwhile: `copy` should be short (a checkpoint of a store
+  // whose memtables were just flushed). Errors: Flush's, then `copy`'s.
+  absl::StatusOr<StoreSummary> CopyStore(
+      const std::function<absl::StatusOr<uint64_t>()>& copy)
+      ABSL_LOCKS_EXCLUDED(commit_mu_);
+
   // TensorFlow's get_variable for one full name and reuse mode (DESIGN.md
   // §1). Creation is atomic: concurrent callers for one name see one
   // variable, and exactly one of them gets created=true. Errors:
@@ -215,6 +224,9 @@ class VariableTable {
   Captured Capture() ABSL_EXCLUSIVE_LOCKS_REQUIRED(commit_mu_);
   // Writes them; on failure they are pending again.
   absl::Status WriteCaptured(Captured& captured) ABSL_LOCKS_EXCLUDED(dirty_mu_);
+  // Records the outcome of writing what was pending: in the interval mode
+  // changes fail while it is an error; an OK ends a pending rewrite.
+  absl::Status RecordFlush(absl::Status status) ABSL_LOCKS_EXCLUDED(dirty_mu_);
   // The interval flusher's loop.
   void FlushEveryInterval();
 
