@@ -66,6 +66,11 @@ def table(header, rows):
 
 VARIANTS = {"watch": "Redis WATCH/MULTI/EXEC", "lossy": "Redis GET/SET, lossy"}
 ORDER = ["read", "write", "accumulate", "train"]
+MODES = {
+    "wal": "Varscope `--durability=wal` vs Redis AOF (appendfsync everysec)",
+    "interval": "Varscope `--durability=interval=1s` vs Redis without "
+                "persistence",
+}
 
 
 def report(rows, tcp):
@@ -75,7 +80,7 @@ def report(rows, tcp):
         out.append(
             f"Raw loopback TCP, one stream (iperf3): {tcp_gbps:.2f} GB/s "
             f"median of {len(tcp)} [{min(tcp):.2f}–{max(tcp):.2f}]\n")
-    labels = sorted({r.label for r in rows})
+    labels = list(dict.fromkeys(r.label for r in rows))  # in run order
     checks = []
     for label in labels:
         mine = [r for r in rows if r.label == label]
@@ -112,7 +117,7 @@ def report(rows, tcp):
                     cells += r.cells() + [f"{v.ops / r.ops:.2f}"]
                     checks.append((label, v, r))
                 dense.append(cells + [tcp_ratio])
-        out.append(f"### Durability: {label}\n")
+        out.append(f"### {MODES.get(label, label)}\n")
         out.append(table(
             ["workload", "size", "clients", "Varscope ops/s [min–max]", "GB/s",
              "p50 / p99", "Redis ops/s [min–max]", "GB/s", "p50 / p99",

@@ -7,8 +7,8 @@
 #
 #   bench/run.sh [--quick] [--build-dir DIR] [--out FILE.jsonl]
 #
-# --quick: short runs, a 1M-row sparse table, 64 MiB with one client only;
-#   under 2 minutes.
+# --quick: the wal mode only, short runs, a 1M-row sparse table, 64 MiB with
+#   one client only; under 2 minutes.
 # --build-dir: where varscoped and varscope_loadgen are built (default:
 #   build). Build RelWithDebInfo or Release.
 # --out: keep the raw loadgen results (JSON lines) there.
@@ -58,7 +58,7 @@ modes=(wal)
 durability=0
 if "$varscoped" --help | grep -q -- '--durability'; then
   durability=1
-  modes+=(interval)
+  [ "$quick" = 1 ] || modes+=(interval)
 fi
 varscoped_flags() {
   [ "$durability" = 1 ] || return 0
