@@ -7,7 +7,7 @@
 _varscope() {
   local cur="${COMP_WORDS[COMP_CWORD]}"
   local prev="${COMP_WORDS[COMP_CWORD - 1]}"
-  local commands="ls tree show find du diagnose get set rm mv export import stats health"
+  local commands="ls tree show find du diagnose get set rm mv export import stats health checkpoint backup restore"
   local global="--server --json --timeout --page-size --help"
   local cmd="" server=() i
   for ((i = 1; i < COMP_CWORD; i++)); do
@@ -23,7 +23,7 @@ _varscope() {
   done
 
   case "$prev" in
-    --server | --timeout | --page-size | --interval | -d | --depth | --value | --shape)
+    --server | --timeout | --page-size | --interval | -d | --depth | --value | --shape | --backup-id)
       return 0
       ;;
     --dtype)
@@ -53,6 +53,8 @@ _varscope() {
     export) options="-o --output --metadata" ;;
     import) options="--into --overwrite --metadata" ;;
     stats) options="--interval" ;;
+    checkpoint | backup) options="--versions" ;;
+    restore) options="--backup-id --list" ;;
   esac
   if [[ "$cur" == -* ]]; then
     mapfile -t COMPREPLY < <(compgen -W "$options $global" -- "$cur")
@@ -62,6 +64,10 @@ _varscope() {
   case "$cmd" in
     import)
       mapfile -t COMPREPLY < <(compgen -f -- "$cur")
+      return 0
+      ;;
+    checkpoint | backup | restore)
+      mapfile -t COMPREPLY < <(compgen -d -- "$cur")
       return 0
       ;;
     find | stats | health) return 0 ;;

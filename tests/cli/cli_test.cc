@@ -133,7 +133,9 @@ TEST(Cli, EveryCommandExitsThreeWhenTheServerIsDown) {
       {"mv", "x", "y"},
       {"export", "-o", dir.path() + "/x.npz"},
       {"stats"},
-      {"health"}};
+      {"health"},
+      {"checkpoint", dir.path() + "/checkpoint"},
+      {"backup", dir.path() + "/backups"}};
   for (std::vector<std::string> args : commands) {
     SCOPED_TRACE(args[0]);
     args.insert(args.begin(), {"--server", address, "--timeout", "5"});
@@ -236,6 +238,8 @@ std::string Complete(const std::vector<std::string>& words) {
 TEST_F(CliCommandTest, BashCompletionOffersCommandsOptionsAndNames) {
   EXPECT_EQ(Complete({VARSCOPE_BIN, "s"}), "show\nset\nstats\n");
   EXPECT_EQ(Complete({VARSCOPE_BIN, "rm", "--d"}), "--dry-run\n");
+  EXPECT_EQ(Complete({VARSCOPE_BIN, "re"}), "restore\n");
+  EXPECT_EQ(Complete({VARSCOPE_BIN, "restore", "--l"}), "--list\n");
   EXPECT_EQ(Complete({VARSCOPE_BIN, "diagnose", "x", "--dtype", "bf"}),
             "bfloat16\n");
   EXPECT_EQ(
