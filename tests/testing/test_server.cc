@@ -127,8 +127,10 @@ int ChildProcess::Wait() {
 }
 
 absl::StatusOr<std::unique_ptr<ServerProcess>> ServerProcess::Start(
-    const std::string& data_dir, const std::vector<std::string>& extra_args) {
-  std::vector<std::string> argv = {VarscopedPath(), "--listen=127.0.0.1:0",
+    const std::string& data_dir, const std::vector<std::string>& extra_args,
+    int port) {
+  std::vector<std::string> argv = {VarscopedPath(),
+                                   absl::StrCat("--listen=127.0.0.1:", port),
                                    absl::StrCat("--data-dir=", data_dir)};
   argv.insert(argv.end(), extra_args.begin(), extra_args.end());
   auto server = std::unique_ptr<ServerProcess>(new ServerProcess());

@@ -84,13 +84,16 @@ class ChildProcess {
   bool reaped_ = false;
 };
 
-// A varscoped child process on 127.0.0.1:0 serving `data_dir`.
+// A varscoped child process on 127.0.0.1 serving `data_dir`.
 class ServerProcess {
  public:
+  // Listens on `port`; 0 picks a free port (pass a restarted server's old
+  // port only when its clients must find it again).
   static absl::StatusOr<std::unique_ptr<ServerProcess>> Start(
       const std::string& data_dir,
-      const std::vector<std::string>& extra_args = {});
+      const std::vector<std::string>& extra_args = {}, int port = 0);
   std::string address() const;
+  int port() const { return port_; }
   ChildProcess& process() { return *process_; }
 
  private:

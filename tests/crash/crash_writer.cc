@@ -1,0 +1,219 @@
+// varscope_crash_writer ADDRESS WRITER LOG: one writer process of the crash
+// harness (crash_test.cc). One thread per kind of write, each on variables
+// of its own under `w<WRITER>/`, forever (until killed). Every write is
+// retried with the same exactly-once id until it is acknowledged, so each
+// one is applied once whatever happens to the server. Each thread appends
+// to LOG, one write(2) per line, with CLOCK_MONOTONIC nanoseconds T:
+//   B KIND N T        write N of KIND begins
+//   A KIND N T        write N of KIND was acknowledged
+// Write N (N = 1, 2, ...) of each kind:
+//   add      w/add += 1 (every element)
+//   assign   w/assign = N (every element)
+//   batch    one batch: w/batch/a += 1, w/batch/b -= 1
+//   pair     w/pair/x = N, then (another call) w/pair/y = N
+//   scatter  row N % 64 of w/rows = N (one chunk of eight)
+//   create   get_variable(w/made/N, AUTO_REUSE) of int64 [2, 64], every
+//            element N
+// The other variables are int64 [64, 64] (32 KiB, eight chunks of 4 KiB with
+// the harness's --chunk-bytes).
+#include <fcntl.h>
+#include <grpcpp/grpcpp.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <cstdio>
+#include <functional>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+#include "absl/time/clock.h"
+#include "client/client.h"
+
+namespace varscope {
+namespace {
+
+constexpr int64_t kRows = 64;
+constexpr int64_t kCols = 64;
+constexpr int64_t kMadeRows = 2;
+
+int64_t MonotonicNanos() {
+  timespec t;
+  clock_gettime(CLOCK_MONOTONIC, &t);
+  return int64_t{t.tv_sec} * 1000000000 + t.tv_nsec;
+}
+
+Tensor Filled(int64_t value, int64_t rows = kRows) {
+  return Tensor::FromVector<int64_t>(
+      v1::DT_INT64, {rows, kCols},
+      std::vector<int64_t>(static_cast<size_t>(rows * kCols), value));
+}
+
+v1::Update Update(const std::string& name, Tensor value, bool add) {
+  v1::Update update;
+  update.set_name(name);
+  TensorToProto(std::move(value),
+                add ? update.mutable_assign_add() : update.mutable_assign());
+  return update;
+}
+
+v1::GetVariableRequest Variable(const std::string& name, int64_t value,
+                                int64_t rows = kRows) {
+  v1::GetVariableRequest request;
+  request.set_name(name);
+  request.set_mode(v1::AUTO_REUSE);
+  request.set_dtype(v1::DT_INT64);
+  request.mutable_shape()->add_dims(rows);
+  request.mutable_shape()->add_dims(kCols);
+  v1::Initializer* init = request.mutable_initializer();
+  init->set_kind(v1::Initializer::CONSTANT);
+  TensorToProto(Tensor::FromVector<int64_t>(v1::DT_INT64, {}, {&value, 1}),
+                init->mutable_value());
+  return request;
+}
+
+class Writer {
+ public:
+  Writer(const std::string& address, std::string prefix, int log_fd)
+      : prefix_(std::move(prefix)), log_fd_(log_fd) {
+    // Reconnect fast after the harness restarts the server.
+    grpc::ChannelArguments args;
+    args.SetInt(GRPC_ARG_INITIAL_RECONNECT_BACKOFF_MS, 20);
+    args.SetInt(GRPC_ARG_MIN_RECONNECT_BACKOFF_MS, 20);
+    args.SetInt(GRPC_ARG_MAX_RECONNECT_BACKOFF_MS, 100);
+    ClientOptions options;
+    options.max_attempts = 1;  // retried here, with the same id
+    options.timeout = absl::Seconds(2);
+    client_ = std::make_unique<Client>(
+        std::vector<std::shared_ptr<v1::VariableService::StubInterface>>{
+            v1::VariableService::NewStub(grpc::CreateCustomChannel(
+                address, grpc::InsecureChannelCredentials(), args))},
+        options);
+  }
+
+  void Run() {
+    std::vector<std::thread> threads;
+    threads.emplace_back([this] { Loop("add", &Writer::Add); });
+    threads.emplace_back([this] { Loop("assign", &Writer::Assign); });
+    threads.emplace_back([this] { Loop("batch", &Writer::Batch); });
+    threads.emplace_back([this] { Loop("pair", &Writer::Pair); });
+    threads.emplace_back([this] { Loop("scatter", &Writer::Scatter); });
+    threads.emplace_back([this] { Loop("create", &Writer::Create); });
+    for (std::thread& t : threads) t.join();
+  }
+
+ private:
+  using Op = void (Writer::*)(const std::string& kind, int64_t n);
+
+  void Log(const std::string& line) {
+    (void)!write(log_fd_, line.data(), line.size());
+  }
+
+  void Loop(const std::string& kind, Op op) {
+    for (int64_t n = 1;; ++n) {
+      Log(absl::StrCat("B ", kind, " ", n, " ", MonotonicNanos(), "\n"));
+      (this->*op)(kind, n);
+      Log(absl::StrCat("A ", kind, " ", n, " ", MonotonicNanos(), "\n"));
+    }
+  }
+
+  // Applies `request` as update `sequence` of this kind's client id,
+  // retrying until it is acknowledged.
+  void Apply(const std::string& kind, int64_t sequence,
+             v1::BatchUpdateRequest request) {
+    request.mutable_id()->set_client_id(absl::StrCat(prefix_, "-", kind));
+    request.mutable_id()->set_sequence(sequence);
+    while (!client_->BatchUpdate(request).ok()) {
+      absl::SleepFor(absl::Milliseconds(10));
+    }
+  }
+
+  void Ensure(const v1::GetVariableRequest& request) {
+    while (!client_->GetVariable(request).ok()) {
+      absl::SleepFor(absl::Milliseconds(10));
+    }
+  }
+
+  std::string Name(const std::string& suffix) const {
+    return absl::StrCat(prefix_, "/", suffix);
+  }
+
+  void Add(const std::string& kind, int64_t n) {
+    if (n == 1) Ensure(Variable(Name("add"), 0));
+    v1::BatchUpdateRequest request;
+    *request.add_updates() = Update(Name("add"), Filled(1), true);
+    Apply(kind, n, std::move(request));
+  }
+
+  void Assign(const std::string& kind, int64_t n) {
+    if (n == 1) Ensure(Variable(Name("assign"), 0));
+    v1::BatchUpdateRequest request;
+    *request.add_updates() = Update(Name("assign"), Filled(n), false);
+    Apply(kind, n, std::move(request));
+  }
+
+  void Batch(const std::string& kind, int64_t n) {
+    if (n == 1) {
+      Ensure(Variable(Name("batch/a"), 0));
+      Ensure(Variable(Name("batch/b"), 0));
+    }
+    v1::BatchUpdateRequest request;
+    *request.add_updates() = Update(Name("batch/a"), Filled(1), true);
+    *request.add_updates() = Update(Name("batch/b"), Filled(-1), true);
+    Apply(kind, n, std::move(request));
+  }
+
+  void Pair(const std::string& kind, int64_t n) {
+    if (n == 1) {
+      Ensure(Variable(Name("pair/x"), 0));
+      Ensure(Variable(Name("pair/y"), 0));
+    }
+    for (const char* leaf : {"x", "y"}) {
+      v1::BatchUpdateRequest request;
+      *request.add_updates() =
+          Update(Name(absl::StrCat("pair/", leaf)), Filled(n), false);
+      Apply(kind, 2 * n - (leaf[0] == 'x' ? 1 : 0), std::move(request));
+    }
+  }
+
+  void Scatter(const std::string& kind, int64_t n) {
+    if (n == 1) Ensure(Variable(Name("rows"), 0));
+    v1::BatchUpdateRequest request;
+    v1::Update* update = request.add_updates();
+    update->set_name(Name("rows"));
+    const int64_t row = n % kRows;
+    TensorToProto(Tensor::FromVector<int64_t>(v1::DT_INT64, {1}, {&row, 1}),
+                  update->mutable_scatter()->mutable_indices());
+    TensorToProto(Filled(n, 1), update->mutable_scatter()->mutable_rows());
+    update->mutable_scatter()->set_mode(v1::Scatter::UPDATE);
+    Apply(kind, n, std::move(request));
+  }
+
+  void Create(const std::string& kind, int64_t n) {
+    Ensure(Variable(Name(absl::StrCat("made/", n)), n, kMadeRows));
+  }
+
+  const std::string prefix_;
+  const int log_fd_;
+  std::unique_ptr<Client> client_;
+};
+
+}  // namespace
+}  // namespace varscope
+
+int main(int argc, char** argv) {
+  int writer = 0;
+  if (argc != 4 || !absl::SimpleAtoi(argv[2], &writer)) {
+    std::fprintf(stderr, "usage: varscope_crash_writer ADDRESS WRITER LOG\n");
+    return 2;
+  }
+  const int log_fd = open(argv[3], O_WRONLY | O_CREAT | O_APPEND, 0644);
+  if (log_fd < 0) {
+    std::perror(argv[3]);
+    return 1;
+  }
+  varscope::Writer(argv[1], absl::StrCat("w", writer), log_fd).Run();
+  return 0;
+}
