@@ -12,10 +12,10 @@
 #   deploy/install-deps.sh   # once: podman, runc, podman-compose, debootstrap
 #   deploy/test.sh
 #
-# Not part of scripts/test.sh (too slow for every run). Needs root or a
-# rootless podman set up for the user. With no registry reachable, the base
-# image docker.io/library/debian:bookworm-slim is made with debootstrap from
-# the Debian mirror if podman does not have it yet.
+# Not part of scripts/test.sh (too slow for every run). Run it as root (or
+# with a rootless podman that already has the base image): when podman has
+# no docker.io/library/debian:bookworm-slim, it is made with debootstrap from
+# the Debian mirror, since no registry may be reachable.
 set -euo pipefail
 
 repo=$(cd "$(dirname "$0")/.." && pwd)
