@@ -9,10 +9,12 @@
 #include <random>
 #include <vector>
 
+#include "absl/container/btree_set.h"
 #include "absl/random/random.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_split.h"
+#include "absl/strings/strip.h"
 #include "common/grpc_status.h"
 #include "common/names.h"
 #include "common/status.h"
@@ -193,13 +195,53 @@ absl::Status Client::Run(bool idempotent, Call call, absl::Duration timeout) {
   }
 }
 
+absl::StatusOr<std::vector<std::string>> Client::NamesOn(int shard) {
+  absl::btree_set<std::string> names;
+  v1::ListVariablesRequest request;
+  request.set_recursive(true);
+  do {
+    v1::ListVariablesResponse page;
+    VS_RETURN_IF_ERROR(Run(true, [&](grpc::ClientContext* context) {
+      return shards_[shard]->ListVariables(context, request, &page);
+    }));
+    for (const auto& entry : page.entries()) {
+      names.insert(entry.name());
+      if (entry.variable().has_slice()) {
+        names.insert(entry.variable().slice().full_name());
+      }
+    }
+    request.set_page_token(page.next_page_token());
+  } while (!request.page_token().empty());
+  return std::vector<std::string>(names.begin(), names.end());
+}
+
+absl::Status Client::WithClusterNearMatches(absl::string_view name,
+                                            absl::Status status) {
+  if (num_shards() == 1 || !absl::IsNotFound(status)) return status;
+  const int home = ShardOf(name, num_shards());
+  absl::btree_set<std::string> everywhere;
+  std::string home_matches;
+  for (int i = 0; i < num_shards(); ++i) {
+    absl::StatusOr<std::vector<std::string>> names = NamesOn(i);
+    if (!names.ok()) return status;  // keep the home shard's answer
+    if (i == home) home_matches = NearMatches(name, *names);
+    everywhere.insert(names->begin(), names->end());
+  }
+  absl::string_view message = status.message();
+  if (!absl::ConsumeSuffix(&message, home_matches)) return status;
+  return absl::NotFoundError(absl::StrCat(
+      message, NearMatches(name, std::vector<std::string>(everywhere.begin(),
+                                                          everywhere.end()))));
+}
+
 absl::StatusOr<v1::GetVariableResponse> Client::GetVariable(
     const v1::GetVariableRequest& request) {
   v1::GetVariableResponse response;
-  VS_RETURN_IF_ERROR(
+  VS_RETURN_IF_ERROR(WithClusterNearMatches(
+      request.name(),
       Run(request.mode() != v1::CREATE, [&](grpc::ClientContext* context) {
         return Shard(request.name()).GetVariable(context, request, &response);
-      }));
+      })));
   return response;
 }
 
@@ -212,7 +254,7 @@ absl::StatusOr<ReadResult> Client::Read(absl::string_view name) {
   });
   // Too large for one message: stream it.
   if (absl::IsResourceExhausted(status)) return ReadByStream(request);
-  VS_RETURN_IF_ERROR(status);
+  VS_RETURN_IF_ERROR(WithClusterNearMatches(name, status));
   VS_ASSIGN_OR_RETURN(Tensor value, TensorFromProto(response.mutable_value()));
   return ReadResult{std::move(value), response.version()};
 }
@@ -289,9 +331,10 @@ absl::StatusOr<UpdateResult> Client::Assign(absl::string_view name,
   }
   TensorToProto(std::move(value), request.mutable_value());
   v1::UpdateResponse response;
-  VS_RETURN_IF_ERROR(Run(idempotent, [&](grpc::ClientContext* context) {
-    return Shard(request.name()).Assign(context, request, &response);
-  }));
+  VS_RETURN_IF_ERROR(WithClusterNearMatches(
+      name, Run(idempotent, [&](grpc::ClientContext* context) {
+        return Shard(request.name()).Assign(context, request, &response);
+      })));
   return ToUpdateResult(response);
 }
 
@@ -307,9 +350,10 @@ absl::StatusOr<UpdateResult> Client::AssignAdd(absl::string_view name,
   }
   TensorToProto(std::move(delta), request.mutable_delta());
   v1::UpdateResponse response;
-  VS_RETURN_IF_ERROR(Run(idempotent, [&](grpc::ClientContext* context) {
-    return Shard(request.name()).AssignAdd(context, request, &response);
-  }));
+  VS_RETURN_IF_ERROR(WithClusterNearMatches(
+      name, Run(idempotent, [&](grpc::ClientContext* context) {
+        return Shard(request.name()).AssignAdd(context, request, &response);
+      })));
   return ToUpdateResult(response);
 }
 
@@ -324,13 +368,15 @@ absl::StatusOr<v1::ListVariablesResponse> Client::ListVariables(
   if (pages.size() == 1) return std::move(pages[0]);
   return MergePages(request, std::move(pages));
 }
+
 absl::StatusOr<v1::VariableInfo> Client::Stat(absl::string_view name) {
   v1::StatRequest request;
   request.set_name(std::string(name));
   v1::VariableInfo response;
-  VS_RETURN_IF_ERROR(Run(true, [&](grpc::ClientContext* context) {
-    return Shard(request.name()).Stat(context, request, &response);
-  }));
+  VS_RETURN_IF_ERROR(WithClusterNearMatches(
+      name, Run(true, [&](grpc::ClientContext* context) {
+        return Shard(request.name()).Stat(context, request, &response);
+      })));
   return response;
 }
 
@@ -355,6 +401,7 @@ absl::StatusOr<int64_t> Client::Delete(absl::string_view name, bool recursive) {
   if (deleted == 0) return home_status;
   return deleted;
 }
+
 absl::StatusOr<int64_t> Client::Rename(absl::string_view old_name,
                                        absl::string_view new_name) {
   if (num_shards() > 1) {
@@ -371,6 +418,7 @@ absl::StatusOr<int64_t> Client::Rename(absl::string_view old_name,
   }));
   return response.renamed();
 }
+
 absl::StatusOr<v1::ServerInfo> Client::GetServerInfo() {
   v1::ServerInfo total;
   for (size_t i = 0; i < shards_.size(); ++i) {
@@ -393,6 +441,7 @@ absl::StatusOr<v1::ServerInfo> Client::GetServerInfo() {
   }
   return total;
 }
+
 absl::StatusOr<v1::BatchUpdateResponse> Client::BatchUpdate(
     v1::BatchUpdateRequest request) {
   const bool idempotent = request.has_id() || Identify(request.mutable_id());
@@ -430,6 +479,7 @@ absl::StatusOr<v1::BatchUpdateResponse> Client::BatchUpdate(
   }
   return response;
 }
+
 absl::StatusOr<v1::SyncApplyResponse> Client::SyncApply(
     v1::SyncApplyRequest request) {
   const std::string global_step = GlobalStepName(request.global_step());
@@ -450,6 +500,7 @@ absl::StatusOr<v1::SyncApplyResponse> Client::SyncApply(
   }));
   return response;
 }
+
 absl::StatusOr<int64_t> Client::WaitForStep(absl::string_view global_step,
                                             int64_t step,
                                             absl::Duration timeout) {
@@ -494,15 +545,17 @@ absl::StatusOr<v1::BatchReadResponse> Client::BatchRead(
   }
   return response;
 }
+
 absl::StatusOr<ReadResult> Client::Gather(absl::string_view name,
                                           const Tensor& indices) {
   v1::GatherRequest request;
   request.set_name(std::string(name));
   TensorToProto(indices, request.mutable_indices());
   v1::GatherResponse response;
-  VS_RETURN_IF_ERROR(Run(true, [&](grpc::ClientContext* context) {
-    return Shard(request.name()).Gather(context, request, &response);
-  }));
+  VS_RETURN_IF_ERROR(WithClusterNearMatches(
+      name, Run(true, [&](grpc::ClientContext* context) {
+        return Shard(request.name()).Gather(context, request, &response);
+      })));
   VS_ASSIGN_OR_RETURN(Tensor rows, TensorFromProto(response.mutable_rows()));
   return ReadResult{std::move(rows), response.version()};
 }

@@ -137,6 +137,14 @@ class Client {
   bool Identify(v1::UpdateId* id);
 
   int num_shards() const { return static_cast<int>(shards_.size()); }
+  // Every name on shard `shard`, and the whole of each partitioned variable,
+  // in name order.
+  absl::StatusOr<std::vector<std::string>> NamesOn(int shard);
+  // On a cluster, a NOT_FOUND `status` for `name` from its shard, whose
+  // message ends with that shard's near matches (see NearMatches), with the
+  // near matches of every shard instead; else `status`.
+  absl::Status WithClusterNearMatches(absl::string_view name,
+                                      absl::Status status);
   // The stub of the shard that holds `name`.
   v1::VariableService::StubInterface& Shard(absl::string_view name) const;
 

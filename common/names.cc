@@ -3,11 +3,13 @@
 #include <algorithm>
 #include <cstdint>
 #include <iterator>
+#include <utility>
 #include <vector>
 
 #include "absl/strings/ascii.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
+#include "absl/strings/str_join.h"
 #include "absl/strings/strip.h"
 
 namespace varscope {
@@ -103,6 +105,45 @@ size_t EditDistance(absl::string_view a, absl::string_view b) {
     }
   }
   return row[b.size()];
+}
+
+std::string NearMatches(absl::string_view name,
+                        const std::vector<std::string>& candidates) {
+  const absl::string_view leaf = LeafName(name);
+  const size_t max_distance = std::clamp<size_t>(name.size() / 5, 1, 3);
+  std::vector<absl::string_view> same_leaf;
+  std::vector<std::pair<size_t, absl::string_view>> similar;
+  for (const std::string& candidate : candidates) {
+    if (candidate == name) continue;
+    if (LeafName(candidate) == leaf) {
+      same_leaf.push_back(candidate);
+      continue;
+    }
+    const size_t len_diff = candidate.size() > name.size()
+                                ? candidate.size() - name.size()
+                                : name.size() - candidate.size();
+    if (len_diff > max_distance) continue;
+    const size_t d = EditDistance(candidate, name);
+    if (d <= max_distance) similar.emplace_back(d, candidate);
+  }
+  constexpr size_t kMaxListed = 10;
+  std::string out;
+  if (!same_leaf.empty()) {
+    if (same_leaf.size() > kMaxListed) same_leaf.resize(kMaxListed);
+    absl::StrAppend(&out, " Variables named '", leaf,
+                    "' exist at: ", absl::StrJoin(same_leaf, ", "));
+  }
+  if (!similar.empty()) {
+    std::stable_sort(
+        similar.begin(), similar.end(),
+        [](const auto& a, const auto& b) { return a.first < b.first; });
+    if (similar.size() > kMaxListed) similar.resize(kMaxListed);
+    std::vector<absl::string_view> names;
+    for (const auto& [d, n] : similar) names.push_back(n);
+    absl::StrAppend(&out, out.empty() ? " " : ". ",
+                    "Similar names: ", absl::StrJoin(names, ", "));
+  }
+  return out;
 }
 
 namespace {

@@ -5,6 +5,7 @@
 
 #include <cstddef>
 #include <string>
+#include <vector>
 
 #include "absl/status/status.h"
 #include "absl/strings/string_view.h"
@@ -31,6 +32,13 @@ bool IsUnderScope(absl::string_view name, absl::string_view scope);
 
 // Levenshtein distance between a and b.
 size_t EditDistance(absl::string_view a, absl::string_view b);
+
+// Help for a missing `name`, given the existing names `candidates` (unique, in
+// name order): " Variables named 'leaf' exist at: a/leaf, b/leaf" for the
+// same leaf under other scopes, and "Similar names: ..." for small edit
+// distances (at most 10 of each, closest first); "" if nothing is close.
+std::string NearMatches(absl::string_view name,
+                        const std::vector<std::string>& candidates);
 
 // The leaf names of the slot variables server-side optimizers keep next to a
 // variable `w` (`w/Momentum`, `w/Adam_1`, ...).

@@ -7,6 +7,7 @@
 #include <map>
 #include <utility>
 
+#include "absl/container/btree_set.h"
 #include "absl/random/random.h"
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
@@ -348,45 +349,14 @@ std::shared_ptr<absl::Notification> VariableTable::Busy(
 }
 
 std::string VariableTable::NearMatches(absl::string_view name) const {
-  const absl::string_view leaf = LeafName(name);
-  const size_t max_distance = std::clamp<size_t>(name.size() / 5, 1, 3);
-  std::vector<std::string> same_leaf;
-  std::vector<std::pair<size_t, std::string>> similar;
-  auto consider = [&](absl::string_view candidate) {
-    if (candidate == name) return;
-    if (LeafName(candidate) == leaf) {
-      same_leaf.emplace_back(candidate);
-      return;
-    }
-    const size_t len_diff = candidate.size() > name.size()
-                                ? candidate.size() - name.size()
-                                : name.size() - candidate.size();
-    if (len_diff > max_distance) return;
-    const size_t d = EditDistance(candidate, name);
-    if (d <= max_distance) similar.emplace_back(d, std::string(candidate));
-  };
+  // Every name, and the whole of every partitioned variable.
+  absl::btree_set<std::string> candidates;
   for (const auto& [n, var] : vars_) {
-    consider(n);
-    if (!var->partition_of.empty()) consider(var->partition_of);
+    candidates.insert(n);
+    if (!var->partition_of.empty()) candidates.insert(var->partition_of);
   }
-  constexpr size_t kMaxListed = 10;
-  std::string out;
-  if (!same_leaf.empty()) {
-    if (same_leaf.size() > kMaxListed) same_leaf.resize(kMaxListed);
-    absl::StrAppend(&out, " Variables named '", leaf,
-                    "' exist at: ", absl::StrJoin(same_leaf, ", "));
-  }
-  if (!similar.empty()) {
-    std::stable_sort(
-        similar.begin(), similar.end(),
-        [](const auto& a, const auto& b) { return a.first < b.first; });
-    if (similar.size() > kMaxListed) similar.resize(kMaxListed);
-    std::vector<std::string> names;
-    for (auto& [d, n] : similar) names.push_back(std::move(n));
-    absl::StrAppend(&out, out.empty() ? " " : ". ",
-                    "Similar names: ", absl::StrJoin(names, ", "));
-  }
-  return out;
+  return varscope::NearMatches(
+      name, std::vector<std::string>(candidates.begin(), candidates.end()));
 }
 
 absl::StatusOr<std::shared_ptr<VariableTable::Variable>> VariableTable::Find(

@@ -254,6 +254,33 @@ TEST_F(ClusterTest, DeletesRenamesAndInfo) {
                        "variable's name decides its shard"));
 }
 
+TEST_F(ClusterTest, NotFoundNamesWhereTheVariableIsOnAnyShard) {
+  // The same leaf in scopes that live on other shards than the name asked.
+  std::vector<std::string> elsewhere;
+  for (int i = 0; elsewhere.size() < 2; ++i) {
+    const std::string name = absl::StrCat("scope", i, "/weights");
+    if (ShardOf(name, 3) != ShardOf("my_scope/weights", 3)) {
+      elsewhere.push_back(name);
+    }
+  }
+  for (const std::string& name : elsewhere) {
+    ASSERT_THAT(Create(name, {2}).status(), IsOk());
+  }
+  VariableScope scope;
+  scope.reuse = Reuse::kTrue;
+  EXPECT_THAT(
+      GetVariable(client_, scope, "my_scope/weights", {}).status(),
+      StatusIs(absl::StatusCode::kNotFound,
+               absl::StrCat("Variable my_scope/weights does not exist, or was "
+                            "not created with tf.get_variable(). Did you mean "
+                            "to set reuse=tf.AUTO_REUSE in VarScope? "
+                            "Variables named 'weights' exist at: ",
+                            absl::StrJoin(elsewhere, ", "))));
+  EXPECT_THAT(client_->Read("my_scope/weights").status(),
+              StatusIs(absl::StatusCode::kNotFound,
+                       ::testing::EndsWith(absl::StrJoin(elsewhere, ", "))));
+}
+
 TEST_F(ClusterTest, SyncReplicasNeedOneShard) {
   v1::SyncApplyRequest request;
   request.set_accumulator("sync");

@@ -107,6 +107,17 @@ TEST_F(GetVariableTest, ReuseOnMissingNameListsCloseSpellings) {
                        HasSubstr("in VarScope? Similar names: layer1/kernel")));
 }
 
+TEST_F(GetVariableTest, NearMatchesNameAPartitionedVariableOnce) {
+  GetVariableOptions partitioned;
+  partitioned.partitioner = FixedSize(3);
+  VS_ASSERT_OK(Get("a/emb", Reuse::kFalse, {{6, 2}}, v1::DT_FLOAT, partitioned)
+                   .status());
+  EXPECT_THAT(client_->Read("b/emb"),
+              StatusIs(absl::StatusCode::kNotFound,
+                       "Variable b/emb does not exist. Variables named 'emb' "
+                       "exist at: a/emb"));
+}
+
 TEST_F(GetVariableTest, AutoReuseCreatesOnceThenReturnsTheSameVariable) {
   VS_ASSERT_OK_AND_ASSIGN(Variable a, Get("s/v", Reuse::kAutoReuse, {{4}}));
   VS_ASSERT_OK_AND_ASSIGN(Variable b, Get("s/v", Reuse::kAutoReuse, {{4}}));
