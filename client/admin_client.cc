@@ -7,11 +7,12 @@
 
 namespace varscope {
 
-std::unique_ptr<AdminClient> AdminClient::Connect(const std::string& address,
-                                                  absl::Duration timeout) {
+std::unique_ptr<AdminClient> AdminClient::Connect(
+    const std::string& address, absl::Duration timeout,
+    const ClientSecurity& security) {
   return std::make_unique<AdminClient>(
       v1::AdminService::NewStub(
-          grpc::CreateChannel(address, grpc::InsecureChannelCredentials())),
+          grpc::CreateChannel(address, ChannelCredentials(security))),
       timeout);
 }
 

@@ -8,6 +8,7 @@
 
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
+#include "common/transport.h"
 #include "varscope/v1/admin_service.grpc.pb.h"
 
 namespace varscope {
@@ -18,8 +19,9 @@ namespace varscope {
 // Directories are absolute paths on the server's machine.
 class AdminClient {
  public:
-  static std::unique_ptr<AdminClient> Connect(const std::string& address,
-                                              absl::Duration timeout);
+  static std::unique_ptr<AdminClient> Connect(
+      const std::string& address, absl::Duration timeout,
+      const ClientSecurity& security = {});
 
   // A client over `stub` (tests pass a mock).
   AdminClient(std::shared_ptr<v1::AdminService::StubInterface> stub,

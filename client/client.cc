@@ -147,7 +147,7 @@ std::unique_ptr<Client> Client::Connect(const std::string& address,
   std::vector<std::shared_ptr<v1::VariableService::StubInterface>> shards;
   for (const absl::string_view shard : absl::StrSplit(address, ',')) {
     shards.push_back(v1::VariableService::NewStub(grpc::CreateCustomChannel(
-        std::string(shard), grpc::InsecureChannelCredentials(), args)));
+        std::string(shard), ChannelCredentials(options.security), args)));
   }
   return std::make_unique<Client>(std::move(shards), options);
 }

@@ -12,6 +12,7 @@
 #include "absl/strings/string_view.h"
 #include "absl/time/time.h"
 #include "common/tensor.h"
+#include "common/transport.h"
 #include "common/variable_ops.h"
 #include "varscope/v1/variable_service.grpc.pb.h"
 
@@ -40,6 +41,8 @@ struct ClientOptions {
   // Default: 64 MiB and 2 MiB.
   int64_t stream_threshold_bytes = int64_t{64} << 20;
   int64_t stream_chunk_bytes = int64_t{2} << 20;
+  // TLS and the token of every channel. Default: plaintext, no token.
+  ClientSecurity security;
   // Connect: open a TCP connection of this client's own rather than share
   // one with the other clients of the same address in this process (as
   // separate worker processes would). Default: false.

@@ -1,6 +1,7 @@
 #include "common/transport.h"
 
 #include <grpc/grpc.h>
+#include <grpcpp/security/credentials.h>
 
 namespace varscope {
 
@@ -8,6 +9,20 @@ std::vector<std::pair<std::string, int>> LargeMessageTransportArgs() {
   return {{GRPC_ARG_HTTP2_STREAM_LOOKAHEAD_BYTES, 64 << 20},
           {GRPC_ARG_HTTP2_BDP_PROBE, 0},
           {GRPC_ARG_HTTP2_MAX_FRAME_SIZE, (16 << 20) - 1}};
+}
+
+std::shared_ptr<grpc::ChannelCredentials> ChannelCredentials(
+    const ClientSecurity& security) {
+  if (security.tls_root_certs.empty()) {
+    return grpc::InsecureChannelCredentials();
+  }
+  grpc::SslCredentialsOptions tls;
+  tls.pem_root_certs = security.tls_root_certs;
+  std::shared_ptr<grpc::ChannelCredentials> credentials =
+      grpc::SslCredentials(tls);
+  if (security.auth_token.empty()) return credentials;
+  return grpc::CompositeChannelCredentials(
+      credentials, grpc::AccessTokenCredentials(security.auth_token));
 }
 
 }  // namespace varscope

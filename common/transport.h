@@ -2,6 +2,9 @@
 #ifndef VARSCOPE_COMMON_TRANSPORT_H_
 #define VARSCOPE_COMMON_TRANSPORT_H_
 
+#include <grpcpp/security/credentials.h>
+
+#include <memory>
 #include <string>
 #include <utility>
 #include <vector>
@@ -15,6 +18,20 @@ namespace varscope {
 // of 16 KiB ones. Both ends set them: each announces the window and frame
 // size it receives with.
 std::vector<std::pair<std::string, int>> LargeMessageTransportArgs();
+
+// How a client secures its channels. Default: plaintext, no token.
+struct ClientSecurity {
+  // PEM certificates of the CA(s) that signed the servers' certificates:
+  // connect with TLS. Default: "" (plaintext).
+  std::string tls_root_certs;
+  // Sent with every call as `authorization: Bearer <token>`, over TLS only
+  // (gRPC never sends call credentials in plaintext). Default: "".
+  std::string auth_token;
+};
+
+// The channel credentials `security` asks for.
+std::shared_ptr<grpc::ChannelCredentials> ChannelCredentials(
+    const ClientSecurity& security);
 
 }  // namespace varscope
 

@@ -10,7 +10,7 @@ packages=(
   pybind11-dev python3-dev python3-numpy python3-pytest python3-setuptools
   python3-pip
   libhiredis-dev redis-server iperf3
-  yamllint
+  yamllint openssl
 )
 
 sudo=""

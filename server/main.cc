@@ -63,6 +63,14 @@ int main(int argc, char** argv) {
                  "variables")
       ->capture_default_str()
       ->check(CLI::PositiveNumber);
+  app.add_option("--tls-cert-file", options.security.tls_cert_file,
+                 "PEM certificate chain: serve TLS (with --tls-key-file)");
+  app.add_option("--tls-key-file", options.security.tls_key_file,
+                 "PEM private key of --tls-cert-file");
+  app.add_option("--auth-token-file", options.security.auth_token_file,
+                 "accepted tokens, one per line: every call but health "
+                 "checks must send 'authorization: Bearer <token>' (needs "
+                 "TLS)");
   CLI11_PARSE(app, argc, argv);
 
   // SIGINT and SIGTERM may arrive on any thread (gRPC starts some before

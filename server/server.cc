@@ -30,6 +30,9 @@ absl::Status WithDamageHint(const absl::Status& status) {
 absl::StatusOr<std::unique_ptr<Server>> Server::Start(
     const ServerOptions& options) {
   std::unique_ptr<Server> server(new Server());
+  absl::StatusOr<std::shared_ptr<grpc::ServerCredentials>> credentials =
+      ServerCredentials(options.security);
+  if (!credentials.ok()) return credentials.status();
   StorageOptions storage_options = options.storage;
   // Interval-mode writes are rare and large: fsync them too.
   storage_options.sync =
@@ -51,8 +54,8 @@ absl::StatusOr<std::unique_ptr<Server>> Server::Start(
   grpc::EnableDefaultHealthCheckService(true);
   grpc::reflection::InitProtoReflectionServerBuilderPlugin();
   grpc::ServerBuilder builder;
-  builder.AddListeningPort(options.listen_address,
-                           grpc::InsecureServerCredentials(), &server->port_);
+  builder.AddListeningPort(options.listen_address, *credentials,
+                           &server->port_);
   builder.RegisterService(server->service_.get());
   server->admin_service_ = std::make_unique<AdminServiceImpl>(
       server->table_.get(), server->storage_.get());

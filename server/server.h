@@ -9,6 +9,7 @@
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
 #include "server/admin_service.h"
+#include "server/security.h"
 #include "server/storage.h"
 #include "server/variable_service.h"
 #include "server/variable_table.h"
@@ -30,6 +31,8 @@ struct ServerOptions {
   // The largest unary message (bigger variables move by streams).
   // Default: 256 MiB.
   int64_t max_message_bytes = int64_t{256} << 20;
+  // TLS and tokens. Default: plaintext, no tokens.
+  ServerSecurity security;
 };
 
 // Thread-safe.

@@ -4,10 +4,13 @@
 
 #include <algorithm>
 #include <cstdlib>
+#include <fstream>
 #include <iostream>
 #include <memory>
+#include <sstream>
 
 #include "CLI/CLI.hpp"
+#include "absl/strings/ascii.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "client/cli/browse.h"
@@ -66,6 +69,9 @@ class CommandLine {
   const Command& command() const;
   // The --server flag, if given.
   std::optional<std::string> server() const;
+  // The --tls-ca and --token-file flags ("" if not given).
+  const std::string& tls_ca_file() const { return tls_ca_file_; }
+  const std::string& token_file() const { return token_file_; }
   // The context of the chosen command, without client and address.
   CommandContext Context(const Environment& env) const;
 
@@ -85,6 +91,8 @@ class CommandLine {
 
   std::string server_;
   CLI::Option* server_option_ = nullptr;
+  std::string tls_ca_file_;
+  std::string token_file_;
   bool json_ = false;
   double timeout_seconds_ = 30;
   int32_t page_size_ = 0;
@@ -148,6 +156,13 @@ void CommandLine::AddGlobalOptions() {
       "Server HOST:PORT, or a cluster's shards HOST:PORT,HOST:PORT,... "
       "Default: $VARSCOPE_SERVER, else the ps tasks of $TF_CONFIG, else "
       "127.0.0.1:7070");
+  app_.add_option("--tls-ca", tls_ca_file_,
+                  "PEM file of the CA that signed the servers' certificates: "
+                  "connect with TLS. Default: $VARSCOPE_TLS_CA, else "
+                  "plaintext");
+  app_.add_option("--token-file", token_file_,
+                  "File holding the token to send (needs TLS). Default: the "
+                  "token in $VARSCOPE_TOKEN, else none");
   app_.add_flag("--json", json_, "Print JSON (for scripts)");
   app_.add_option("--timeout", timeout_seconds_,
                   "Deadline of each server call, in seconds (default: 30)")
@@ -440,6 +455,41 @@ absl::StatusOr<std::string> ResolveServerAddress(
   return absl::StrJoin(shards, ",");
 }
 
+namespace {
+
+absl::StatusOr<std::string> ReadFile(const std::string& path,
+                                     absl::string_view what) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("Cannot read the ", what, " file ", path));
+  }
+  std::ostringstream content;
+  content << in.rdbuf();
+  return content.str();
+}
+
+}  // namespace
+
+absl::StatusOr<ClientSecurity> ResolveSecurity(const std::string& tls_ca_file,
+                                               const std::string& token_file,
+                                               const Environment& env) {
+  ClientSecurity security;
+  std::string ca = tls_ca_file;
+  if (ca.empty()) ca = env.getenv("VARSCOPE_TLS_CA").value_or("");
+  if (!ca.empty()) {
+    VS_ASSIGN_OR_RETURN(security.tls_root_certs, ReadFile(ca, "TLS CA"));
+  }
+  if (!token_file.empty()) {
+    VS_ASSIGN_OR_RETURN(security.auth_token, ReadFile(token_file, "token"));
+  } else {
+    security.auth_token = env.getenv("VARSCOPE_TOKEN").value_or("");
+  }
+  security.auth_token =
+      std::string(absl::StripAsciiWhitespace(security.auth_token));
+  return security;
+}
+
 int Run(const std::vector<std::string>& args, const Environment& env) {
   CommandLine command_line;
   if (std::optional<int> code = command_line.Parse(args, env)) return *code;
@@ -454,8 +504,13 @@ int Run(const std::vector<std::string>& args, const Environment& env) {
       ResolveServerAddress(command_line.server(), env);
   if (!address.ok()) return fail(address.status());
   CommandContext context = command_line.Context(env);
+  absl::StatusOr<ClientSecurity> security = ResolveSecurity(
+      command_line.tls_ca_file(), command_line.token_file(), env);
+  if (!security.ok()) return fail(security.status());
+  context.security = *security;
   ClientOptions client_options;
   client_options.timeout = context.timeout;
+  client_options.security = context.security;
   context.client = Client::Connect(*address, client_options);
   context.server_address = *address;
   const absl::Status status = command.run(context);

@@ -14,6 +14,7 @@
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
+#include "common/transport.h"
 
 namespace varscope::cli {
 
@@ -49,6 +50,13 @@ Environment ProcessEnvironment();
 // cluster.ps is not a list of strings.
 absl::StatusOr<std::string> ResolveServerAddress(
     const std::optional<std::string>& flag, const Environment& env);
+
+// TLS and the token from the flags (`tls_ca_file`, `token_file`; "" when not
+// given), else $VARSCOPE_TLS_CA (a file) and $VARSCOPE_TOKEN (the token).
+// INVALID_ARGUMENT if a file cannot be read.
+absl::StatusOr<ClientSecurity> ResolveSecurity(const std::string& tls_ca_file,
+                                               const std::string& token_file,
+                                               const Environment& env);
 
 // Runs `varscope args...` (without the program name) and returns the exit
 // code. --help (on the program or any command) prints to env.out and

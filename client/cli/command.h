@@ -10,6 +10,7 @@
 
 #include "absl/time/time.h"
 #include "client/client.h"
+#include "common/transport.h"
 
 namespace varscope::cli {
 
@@ -21,6 +22,8 @@ struct CommandContext {
   std::shared_ptr<Client> client;
   // The server's HOST:PORT, for commands that open their own channel.
   std::string server_address;
+  // TLS and token of every channel.
+  ClientSecurity security;
   // Deadline of each call. Default: 30 seconds.
   absl::Duration timeout = absl::Seconds(30);
   std::ostream* out = nullptr;

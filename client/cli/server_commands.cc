@@ -12,6 +12,7 @@
 #include "client/cli/format.h"
 #include "common/grpc_status.h"
 #include "common/status.h"
+#include "common/transport.h"
 
 namespace varscope::cli {
 namespace {
@@ -111,7 +112,7 @@ absl::Status Stats(const CommandContext& context, const StatsOptions& options) {
 
 absl::Status Health(const CommandContext& context) {
   grpc::GenericStub stub(grpc::CreateChannel(
-      context.server_address, grpc::InsecureChannelCredentials()));
+      context.server_address, ChannelCredentials(context.security)));
   grpc::ClientContext call;
   call.set_deadline(absl::ToChronoTime(absl::Now() + context.timeout));
   grpc::Slice empty("");

@@ -27,7 +27,8 @@ absl::StatusOr<std::unique_ptr<AdminClient>> Admin(
         context.server_address));
   }
   return AdminClient::Connect(context.server_address,
-                              std::max(context.timeout, kMinCopyTimeout));
+                              std::max(context.timeout, kMinCopyTimeout),
+                              context.security);
 }
 
 std::string Seconds(int64_t micros) {

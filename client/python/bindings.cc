@@ -444,7 +444,8 @@ PYBIND11_MODULE(_varscope, m) {
 
   py::class_<Client, std::shared_ptr<Client>>(m, "Client")
       .def(py::init([](const std::string& address, double timeout,
-                       int max_attempts) {
+                       int max_attempts, std::string tls_root_certs,
+                       std::string auth_token) {
              if (!(timeout > 0) || max_attempts < 1) {
                throw py::value_error(
                    "timeout must be positive and max_attempts at least 1");
@@ -452,10 +453,13 @@ PYBIND11_MODULE(_varscope, m) {
              ClientOptions options;
              options.timeout = absl::Seconds(timeout);
              options.max_attempts = max_attempts;
+             options.security.tls_root_certs = std::move(tls_root_certs);
+             options.security.auth_token = std::move(auth_token);
              return std::shared_ptr<Client>(Client::Connect(address, options));
            }),
            py::arg("address"), py::kw_only(), py::arg("timeout"),
-           py::arg("max_attempts"))
+           py::arg("max_attempts"), py::arg("tls_root_certs"),
+           py::arg("auth_token"))
       .def("list_variables", &ListVariables, py::arg("scope"),
            py::arg("recursive"))
       .def(

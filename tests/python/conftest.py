@@ -31,9 +31,10 @@ _SERVING = re.compile(r"varscoped serving on (\S+:\d+) ")
 class Server:
     """A varscoped process serving `address`."""
 
-    def __init__(self, data_dir):
+    def __init__(self, data_dir, *flags):
         self.process = subprocess.Popen(
-            [VARSCOPED, "--listen=127.0.0.1:0", "--data-dir=%s" % data_dir],
+            [VARSCOPED, "--listen=127.0.0.1:0", "--data-dir=%s" % data_dir,
+             *flags],
             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         line = self.process.stdout.readline()
         match = _SERVING.match(line)

@@ -32,24 +32,38 @@ DEFAULT_MAX_ATTEMPTS = 5
 
 
 class Client:
-    """A connection to one varscoped server. Thread-safe.
+    """A connection to one varscoped server (or a cluster's shards,
+    comma-separated). Thread-safe.
 
     Does not wait for the server: an unreachable server raises
     errors.UnavailableError on the first call (after `max_attempts` tries for
     idempotent calls), a slow one errors.DeadlineExceededError after
     `timeout` seconds per attempt.
+
+    `tls_ca`: path of the PEM certificate(s) of the CA that signed the
+    servers' certificates: connect with TLS (default: $VARSCOPE_TLS_CA, else
+    plaintext). `token`: sent with every call as a bearer token, over TLS
+    only (default: $VARSCOPE_TOKEN); a server that does not accept it raises
+    errors.UnauthenticatedError.
     """
 
     def __init__(self, address, timeout=DEFAULT_TIMEOUT,
-                 max_attempts=DEFAULT_MAX_ATTEMPTS):
+                 max_attempts=DEFAULT_MAX_ATTEMPTS, token=None, tls_ca=None):
         global _grpc_started
         _check_process()
         if not _grpc_started:
             _avoid_forking_multiprocessing()
         self._address = address
         self._timeout = timeout
-        self._impl = _varscope.Client(address, timeout=timeout,
-                                      max_attempts=max_attempts)
+        tls_ca = tls_ca or os.environ.get("VARSCOPE_TLS_CA")
+        root_certs = ""
+        if tls_ca:
+            with open(tls_ca, encoding="ascii") as f:
+                root_certs = f.read()
+        token = token or os.environ.get("VARSCOPE_TOKEN") or ""
+        self._impl = _varscope.Client(
+            address, timeout=timeout, max_attempts=max_attempts,
+            tls_root_certs=root_certs, auth_token=token.strip())
         _grpc_started = True
 
     def _connection(self):
@@ -156,7 +170,7 @@ def _resolve_address(address, cluster):
 
 
 def connect(address=None, cluster=None, timeout=DEFAULT_TIMEOUT,
-            max_attempts=DEFAULT_MAX_ATTEMPTS):
+            max_attempts=DEFAULT_MAX_ATTEMPTS, token=None, tls_ca=None):
     """Connects to a server and makes it the process's default client.
 
     Args:
@@ -171,6 +185,8 @@ def connect(address=None, cluster=None, timeout=DEFAULT_TIMEOUT,
       timeout: deadline of each attempt of a call, in seconds.
       max_attempts: attempts of calls that are safe to retry when the
         server is unavailable.
+      token, tls_ca: a bearer token and the CA certificate file for TLS
+        (see Client).
 
     With neither `address` nor `cluster`, the server is $VARSCOPE_SERVER,
     else TF_CONFIG's cluster.ps, else 127.0.0.1:7070 (as the CLI's).
@@ -180,7 +196,7 @@ def connect(address=None, cluster=None, timeout=DEFAULT_TIMEOUT,
     """
     global _process_default
     client = Client(_resolve_address(address, cluster), timeout=timeout,
-                    max_attempts=max_attempts)
+                    max_attempts=max_attempts, token=token, tls_ca=tls_ca)
     with _lock:
         _process_default = client
     return client
