@@ -64,7 +64,10 @@ absl::StatusOr<std::shared_ptr<VariableScope>> ScopeStack::Enter(
   } else {
     const std::string leaf =
         args.name.has_value() ? *args.name : UniqueName(*args.default_name);
-    VS_RETURN_IF_ERROR(ValidateName(leaf));
+    // As TensorFlow, variable_scope("") at the root is the root scope.
+    if (!leaf.empty() || !parent.name.empty()) {
+      VS_RETURN_IF_ERROR(ValidateName(leaf));
+    }
     *scope = parent;
     scope->name = JoinName(parent.name, leaf);
     scope->reuse = Inherit(args.reuse, parent.reuse);

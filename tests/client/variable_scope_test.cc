@@ -50,6 +50,16 @@ TEST(ScopeStack, NamesNestWithSlashes) {
                                      "No variable scope to exit"));
 }
 
+TEST(ScopeStack, EmptyNameIsTheRootOnlyAtTheRoot) {
+  ScopeStack stack;
+  VS_ASSERT_OK_AND_ASSIGN(auto root, stack.Enter(Named("", Reuse::kTrue)));
+  EXPECT_EQ(root->name, "");
+  EXPECT_EQ(root->reuse, Reuse::kTrue);
+  VS_ASSERT_OK(stack.Enter(Named("a")).status());
+  EXPECT_THAT(stack.Enter(Named("")),
+              StatusIs(absl::StatusCode::kInvalidArgument));
+}
+
 TEST(ScopeStack, ReuseTrueIsStickyInChildScopes) {
   ScopeStack stack;
   VS_ASSERT_OK(stack.Enter(Named("a", Reuse::kTrue)).status());

@@ -262,3 +262,9 @@ def test_scope_stacks_are_per_thread():
         release.set()
         thread.join(10)
     assert seen == {"main": "", "other": "thread_scope"}
+
+
+def test_empty_scope_name_is_the_root(server):
+    with vs.variable_scope("") as scope:
+        assert scope.name == ""
+        assert vs.get_variable("w", shape=[1]).name == "w:0"
