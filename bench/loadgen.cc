@@ -297,41 +297,29 @@ int main(int argc, char** argv) {
       ->check(CLI::IsMember({"watch", "lossy"}))
       ->capture_default_str();
   app.add_option("--label", flags.label,
-                 "copied to the output (e.g. the "
-                 "durability mode)");
-  app.add_option("--bytes", flags.bytes,
-                 "read/write/accumulate: bytes of the variable")
-      ->check(CLI::PositiveNumber)
-      ->capture_default_str();
-  app.add_option("--clients", flags.clients, "concurrent clients")
-      ->check(CLI::PositiveNumber)
-      ->capture_default_str();
-  app.add_option("--runs", flags.runs, "timed runs")
-      ->check(CLI::PositiveNumber)
-      ->capture_default_str();
-  app.add_option("--seconds", flags.seconds, "length of each run")
-      ->check(CLI::PositiveNumber)
-      ->capture_default_str();
+                 "copied to the output (e.g. the durability mode)");
+  // A positive numeric option with its default shown.
+  auto positive = [&app](const std::string& name, auto& value,
+                         const std::string& help) {
+    app.add_option(name, value, help)
+        ->check(CLI::PositiveNumber)
+        ->capture_default_str();
+  };
+  positive("--bytes", flags.bytes,
+           "read/write/accumulate: bytes of the variable");
+  positive("--clients", flags.clients, "concurrent clients");
+  positive("--runs", flags.runs, "timed runs");
+  positive("--seconds", flags.seconds, "length of each run");
   app.add_option("--warmup-seconds", flags.warmup_seconds,
                  "untimed run before the timed ones")
       ->capture_default_str();
-  app.add_option("--variables", flags.variables, "train: variables per step")
-      ->check(CLI::PositiveNumber)
-      ->capture_default_str();
-  app.add_option("--train-bytes", flags.train_bytes,
-                 "train: bytes of all variables together")
-      ->check(CLI::PositiveNumber)
-      ->capture_default_str();
-  app.add_option("--rows", flags.rows, "gather/scatter: rows of the table")
-      ->check(CLI::PositiveNumber)
-      ->capture_default_str();
-  app.add_option("--width", flags.width, "gather/scatter: floats per row")
-      ->check(CLI::PositiveNumber)
-      ->capture_default_str();
-  app.add_option("--batch-rows", flags.batch_rows,
-                 "gather/scatter: rows per operation")
-      ->check(CLI::PositiveNumber)
-      ->capture_default_str();
+  positive("--variables", flags.variables, "train: variables per step");
+  positive("--train-bytes", flags.train_bytes,
+           "train: bytes of all variables together");
+  positive("--rows", flags.rows, "gather/scatter: rows of the table");
+  positive("--width", flags.width, "gather/scatter: floats per row");
+  positive("--batch-rows", flags.batch_rows,
+           "gather/scatter: rows per operation");
   CLI11_PARSE(app, argc, argv);
   const absl::Status status = varscope::bench::Main(flags);
   if (!status.ok()) {
