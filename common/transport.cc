@@ -3,12 +3,29 @@
 #include <grpc/grpc.h>
 #include <grpcpp/security/credentials.h>
 
+#include <fstream>
+#include <sstream>
+
+#include "absl/strings/str_cat.h"
+
 namespace varscope {
 
 std::vector<std::pair<std::string, int>> LargeMessageTransportArgs() {
   return {{GRPC_ARG_HTTP2_STREAM_LOOKAHEAD_BYTES, 64 << 20},
           {GRPC_ARG_HTTP2_BDP_PROBE, 0},
           {GRPC_ARG_HTTP2_MAX_FRAME_SIZE, (16 << 20) - 1}};
+}
+
+absl::StatusOr<std::string> ReadCredentialFile(const std::string& path,
+                                               absl::string_view what) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) {
+    return absl::NotFoundError(
+        absl::StrCat("Cannot read the ", what, " file ", path));
+  }
+  std::ostringstream content;
+  content << in.rdbuf();
+  return content.str();
 }
 
 std::shared_ptr<grpc::ChannelCredentials> ChannelCredentials(

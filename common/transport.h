@@ -9,6 +9,9 @@
 #include <utility>
 #include <vector>
 
+#include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
+
 namespace varscope {
 
 // HTTP/2 settings for moving large tensors, as (channel argument, value):
@@ -28,6 +31,11 @@ struct ClientSecurity {
   // (gRPC never sends call credentials in plaintext). Default: "".
   std::string auth_token;
 };
+
+// The content of `path`, a certificate, key or token file described by
+// `what` ("TLS CA", ...). NOT_FOUND naming both if it cannot be read.
+absl::StatusOr<std::string> ReadCredentialFile(const std::string& path,
+                                               absl::string_view what);
 
 // The channel credentials `security` asks for.
 std::shared_ptr<grpc::ChannelCredentials> ChannelCredentials(

@@ -3,8 +3,6 @@
 #include <grpcpp/security/auth_metadata_processor.h>
 #include <grpcpp/security/server_credentials.h>
 
-#include <fstream>
-#include <sstream>
 #include <utility>
 #include <vector>
 
@@ -13,21 +11,10 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
 #include "absl/strings/strip.h"
+#include "common/transport.h"
 
 namespace varscope::server {
 namespace {
-
-absl::StatusOr<std::string> ReadFile(const std::string& path,
-                                     absl::string_view what) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) {
-    return absl::NotFoundError(
-        absl::StrCat("Cannot read the ", what, " file ", path));
-  }
-  std::ostringstream content;
-  content << in.rdbuf();
-  return content.str();
-}
 
 // True if a and b are equal, in time that depends only on their lengths.
 bool SameToken(absl::string_view a, absl::string_view b) {
@@ -99,9 +86,10 @@ absl::StatusOr<std::shared_ptr<grpc::ServerCredentials>> ServerCredentials(
   grpc::SslServerCredentialsOptions tls;
   grpc::SslServerCredentialsOptions::PemKeyCertPair pair;
   absl::StatusOr<std::string> cert =
-      ReadFile(security.tls_cert_file, "TLS certificate");
+      ReadCredentialFile(security.tls_cert_file, "TLS certificate");
   if (!cert.ok()) return cert.status();
-  absl::StatusOr<std::string> key = ReadFile(security.tls_key_file, "TLS key");
+  absl::StatusOr<std::string> key =
+      ReadCredentialFile(security.tls_key_file, "TLS key");
   if (!key.ok()) return key.status();
   pair.cert_chain = *std::move(cert);
   pair.private_key = *std::move(key);
@@ -110,7 +98,7 @@ absl::StatusOr<std::shared_ptr<grpc::ServerCredentials>> ServerCredentials(
       grpc::SslServerCredentials(tls);
   if (security.auth_token_file.empty()) return credentials;
   absl::StatusOr<std::string> file =
-      ReadFile(security.auth_token_file, "token");
+      ReadCredentialFile(security.auth_token_file, "token");
   if (!file.ok()) return file.status();
   std::vector<std::string> tokens;
   for (absl::string_view line : absl::StrSplit(*file, '\n')) {

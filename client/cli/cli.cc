@@ -4,10 +4,8 @@
 
 #include <algorithm>
 #include <cstdlib>
-#include <fstream>
 #include <iostream>
 #include <memory>
-#include <sstream>
 
 #include "CLI/CLI.hpp"
 #include "absl/strings/ascii.h"
@@ -455,22 +453,6 @@ absl::StatusOr<std::string> ResolveServerAddress(
   return absl::StrJoin(shards, ",");
 }
 
-namespace {
-
-absl::StatusOr<std::string> ReadFile(const std::string& path,
-                                     absl::string_view what) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("Cannot read the ", what, " file ", path));
-  }
-  std::ostringstream content;
-  content << in.rdbuf();
-  return content.str();
-}
-
-}  // namespace
-
 absl::StatusOr<ClientSecurity> ResolveSecurity(const std::string& tls_ca_file,
                                                const std::string& token_file,
                                                const Environment& env) {
@@ -478,10 +460,12 @@ absl::StatusOr<ClientSecurity> ResolveSecurity(const std::string& tls_ca_file,
   std::string ca = tls_ca_file;
   if (ca.empty()) ca = env.getenv("VARSCOPE_TLS_CA").value_or("");
   if (!ca.empty()) {
-    VS_ASSIGN_OR_RETURN(security.tls_root_certs, ReadFile(ca, "TLS CA"));
+    VS_ASSIGN_OR_RETURN(security.tls_root_certs,
+                        ReadCredentialFile(ca, "TLS CA"));
   }
   if (!token_file.empty()) {
-    VS_ASSIGN_OR_RETURN(security.auth_token, ReadFile(token_file, "token"));
+    VS_ASSIGN_OR_RETURN(security.auth_token,
+                        ReadCredentialFile(token_file, "token"));
   } else {
     security.auth_token = env.getenv("VARSCOPE_TOKEN").value_or("");
   }
