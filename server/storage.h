@@ -147,9 +147,11 @@ class Storage {
   absl::Status Recover();
 
   // Calls `fn` with every stored variable's record and its assembled bytes,
-  // in name order. Returns DATA_LOSS naming the variable if a chunk is
-  // missing, extra or of the wrong size, or a record does not parse; returns
-  // the first error `fn` returns.
+  // in name order, after checking every chunk's CRC-32C (and filling in the
+  // CRCs of records written without them). Returns DATA_LOSS naming the
+  // variable if a chunk is missing, extra, of the wrong size or fails its
+  // checksum, or a record does not parse; returns the first error `fn`
+  // returns.
   absl::Status LoadAll(
       const std::function<absl::Status(v1::StoredVariable, std::string)>& fn);
 
@@ -199,21 +201,27 @@ class Storage {
   // The number of chunks a variable of `total_bytes` has with `chunk_bytes`.
   static int64_t NumChunks(int64_t total_bytes, int64_t chunk_bytes);
 
+  // The store's column families with their options (the benchmark writes
+  // RocksDB directly with them).
+  static std::vector<rocksdb::ColumnFamilyDescriptor> Families();
+
  private:
   Storage(const StorageOptions& options, std::string path);
 
   class FlushListener;
 
-  // The store's column families with their options.
-  static std::vector<rocksdb::ColumnFamilyDescriptor> Families();
-
   // Opens the RocksDB store. REQUIRES: db_ is null.
   absl::Status OpenDb() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Assembles the bytes of variables [begin, end) of `metas` into `data`
+  // (see LoadAll).
+  absl::Status LoadChunks(std::vector<v1::StoredVariable>& metas, size_t begin,
+                          size_t end, std::vector<std::string>& data)
+      ABSL_SHARED_LOCKS_REQUIRED(mu_);
   // Closes it; when `clean`, first flushes every memtable and records the
   // durable sequence.
   void CloseDb(bool clean) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // DATA_LOSS if the store, opened read-only as RocksDB would recover it,
-  // holds less than VARSCOPE-DURABLE says it did.
+  // holds less than VARSCOPE-DURABLE says its table files did.
   absl::Status CheckNothingLost();
   // Records that everything up to write `sequence` is in the table files.
   void RecordDurable(uint64_t sequence) ABSL_LOCKS_EXCLUDED(durable_mu_);
@@ -237,6 +245,11 @@ class Storage {
   std::string identity_ ABSL_GUARDED_BY(durable_mu_);
   uint64_t durable_ ABSL_GUARDED_BY(durable_mu_) = 0;
 };
+
+// Sets the CRC-32C of chunks [first_chunk, last_chunk) of `data` (the
+// variable's whole content) in `meta`, sized for every chunk.
+void ChecksumChunks(absl::string_view data, int64_t first_chunk,
+                    int64_t last_chunk, v1::StoredVariable& meta);
 
 // The one mapping from rocksdb::Status to absl::Status. `context` starts the
 // message.

@@ -700,6 +700,10 @@ absl::StatusOr<v1::GetVariableResponse> VariableTable::Create(Plan& plan) {
     info->set_byte_size(static_cast<int64_t>(value.bytes().size()));
     part.meta.set_chunk_bytes(
         ChunkBytes(dims, plan.dtype, options_.chunk_bytes));
+    ChecksumChunks(
+        value.bytes(), 0,
+        Storage::NumChunks(info->byte_size(), part.meta.chunk_bytes()),
+        part.meta);
     if (plan.partitioned) {
       *response.add_parts() = *info;
     } else {
@@ -1116,6 +1120,7 @@ absl::StatusOr<v1::BatchUpdateResponse> VariableTable::ApplyBatch(
     v1::VariableInfo* info = w.meta.mutable_info();
     info->set_version(info->version() + 1);
     info->set_update_time_micros(now);
+    w.copy.UpdateChecksums(w.meta);
     w.copy.MarkChanged(name, dirty);
   }
   v1::BatchUpdateResponse response;

@@ -2,6 +2,8 @@
 
 #include <cstring>
 
+#include "server/crc32c.h"
+
 namespace varscope::server {
 
 int64_t RowBytes(absl::Span<const int64_t> dims, DType dtype) {
@@ -65,6 +67,21 @@ char* WorkingCopy::MutableRow(int64_t row) {
              .first;
   }
   return it->second.data() + offset % chunk_bytes_;
+}
+
+void WorkingCopy::UpdateChecksums(v1::StoredVariable& meta) const {
+  const int64_t chunks = Storage::NumChunks(size(), chunk_bytes_);
+  if (whole_.has_value()) {
+    ChecksumChunks(*whole_, 0, chunks, meta);
+    return;
+  }
+  if (meta.chunk_crc32c_size() != chunks) {
+    ChecksumChunks(CopyContents(), 0, chunks, meta);
+    return;
+  }
+  for (const auto& [index, bytes] : chunks_) {
+    meta.set_chunk_crc32c(static_cast<int>(index), Crc32c(bytes));
+  }
 }
 
 void WorkingCopy::Persist(const v1::StoredVariable& meta,

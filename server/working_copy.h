@@ -46,6 +46,10 @@ class WorkingCopy {
 
   bool changed() const { return whole_.has_value() || !chunks_.empty(); }
 
+  // Sets the CRC-32C of the changed chunks (all of them if the whole
+  // changed, or if `meta` has none) in `meta`.
+  void UpdateChecksums(v1::StoredVariable& meta) const;
+
   // Adds the changed chunks (all of them if the whole changed) and `meta` to
   // `batch`.
   void Persist(const v1::StoredVariable& meta, StorageBatch& batch) const;

@@ -7,6 +7,7 @@
 
 #include <filesystem>
 #include <fstream>
+#include <functional>
 #include <thread>
 
 #include "absl/strings/match.h"
@@ -17,6 +18,7 @@
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "rocksdb/db.h"
+#include "server/crc32c.h"
 #include "server/storage.h"
 #include "server/variable_table.h"
 #include "tests/testing/faulty_file_system.h"
@@ -110,6 +112,19 @@ auto Eventually(Call call) -> decltype(call()) {
     auto result = call();
     if (result.ok() || absl::Now() > deadline) return result;
     absl::SleepFor(absl::Milliseconds(20));
+  }
+}
+
+TEST(Crc32c, MatchesTheStandardCheckValues) {
+  EXPECT_EQ(server::Crc32c("123456789"), 0xe3069283u);
+  EXPECT_EQ(server::Crc32c(""), 0u);
+  EXPECT_EQ(server::Crc32c(std::string(32, '\0')), 0x8a9136aau);
+  // Extending a CRC equals the CRC of the concatenation, whatever the split.
+  const std::string text = "The quick brown fox jumps over the lazy dog";
+  for (size_t split = 0; split <= text.size(); ++split) {
+    EXPECT_EQ(server::Crc32c(absl::string_view(text).substr(split),
+                             server::Crc32c(text.substr(0, split))),
+              server::Crc32c(text));
   }
 }
 
@@ -420,6 +435,39 @@ class DamagedStoreTest : public ::testing::Test {
     return files;
   }
 
+  // Runs `edit` on the store's RocksDB opened directly; `families` are
+  // default, meta, data, applied.
+  void EditStore(
+      const std::function<void(
+          rocksdb::DB*, std::vector<rocksdb::ColumnFamilyHandle*>&)>& edit) {
+    std::vector<rocksdb::ColumnFamilyDescriptor> descriptors;
+    for (const char* name : {"default", "meta", "data", "applied"}) {
+      descriptors.emplace_back(name, rocksdb::ColumnFamilyOptions());
+    }
+    std::vector<rocksdb::ColumnFamilyHandle*> families;
+    rocksdb::DB* db = nullptr;
+    ASSERT_TRUE(rocksdb::DB::Open(rocksdb::DBOptions(), dir_.path(),
+                                  descriptors, &families, &db)
+                    .ok());
+    edit(db, families);
+    for (auto* h : families) {
+      ASSERT_TRUE(db->DestroyColumnFamilyHandle(h).ok());
+    }
+    delete db;
+  }
+
+  // Flips a byte in the middle of a chunk's bytes (the middle of the file is
+  // between the two variables, in a record header whose copy is not what
+  // gets served).
+  void FlipAByteOfAChunk() {
+    const std::vector<fs::path> blobs = Files(".blob");
+    ASSERT_FALSE(blobs.empty());
+    std::fstream file(blobs.front(),
+                      std::ios::in | std::ios::out | std::ios::binary);
+    file.seekp(static_cast<std::streamoff>(fs::file_size(blobs.front()) / 4));
+    file.put('\x5a');
+  }
+
   static void Truncate(const fs::path& file) {
     fs::resize_file(file, fs::file_size(file) / 2);
   }
@@ -483,35 +531,41 @@ TEST_F(DamagedStoreTest, TruncatedBlobFileIsRefused) {
 }
 
 TEST_F(DamagedStoreTest, FlippedByteInABlobFileIsRefused) {
-  const std::vector<fs::path> blobs = Files(".blob");
-  ASSERT_FALSE(blobs.empty());
-  std::fstream file(blobs.front(),
-                    std::ios::in | std::ios::out | std::ios::binary);
-  file.seekp(static_cast<std::streamoff>(fs::file_size(blobs.front()) / 2));
-  file.put('\x5a');
-  file.close();
-  ExpectRefused(
-      AllOf(HasSubstr("varscoped: DATA_LOSS: Reading stored variable 'model/"),
-            HasSubstr("Corruption: Error while decoding blob record"),
-            HasSubstr("The data directory is damaged")));
+  FlipAByteOfAChunk();
+  ExpectRefused(AllOf(
+      HasSubstr("varscoped: DATA_LOSS: Stored variable 'model/"),
+      HasSubstr("is damaged: chunk "), HasSubstr(" of 16 fails its checksum"),
+      HasSubstr("The data directory is damaged")));
+}
+
+// Stores written before chunk checksums existed: RocksDB's checks apply.
+TEST_F(DamagedStoreTest, ChunksWithoutChecksumsAreCheckedByRocksDb) {
+  EditStore([](rocksdb::DB* db, auto& families) {
+    for (const char* name : {"model/a", "model/b"}) {
+      std::string value;
+      ASSERT_TRUE(
+          db->Get(rocksdb::ReadOptions(), families[1], name, &value).ok());
+      v1::StoredVariable meta;
+      ASSERT_TRUE(meta.ParseFromString(value));
+      ASSERT_EQ(meta.chunk_crc32c_size(), 16);
+      meta.clear_chunk_crc32c();
+      ASSERT_TRUE(db->Put(rocksdb::WriteOptions(), families[1], name,
+                          meta.SerializeAsString())
+                      .ok());
+    }
+  });
+  EXPECT_THAT(StartServer().second, HasSubstr("serving on"));
+  FlipAByteOfAChunk();
+  ExpectRefused(AllOf(
+      HasSubstr("varscoped: DATA_LOSS: Reading stored variable 'model/"),
+      HasSubstr("Corruption: "), HasSubstr("The data directory is damaged")));
 }
 
 TEST_F(DamagedStoreTest, MissingChunkIsRefusedNamingTheVariable) {
-  {
-    rocksdb::DBOptions options;
-    std::vector<rocksdb::ColumnFamilyDescriptor> families;
-    for (const char* name : {"default", "meta", "data", "applied"}) {
-      families.emplace_back(name, rocksdb::ColumnFamilyOptions());
-    }
-    std::vector<rocksdb::ColumnFamilyHandle*> handles;
-    rocksdb::DB* db = nullptr;
-    ASSERT_TRUE(
-        rocksdb::DB::Open(options, dir_.path(), families, &handles, &db).ok());
+  EditStore([](rocksdb::DB* db, auto& families) {
     std::string key("model/b\0\0\0\0\0\0\0\0\2", 16);  // chunk 2
-    ASSERT_TRUE(db->Delete(rocksdb::WriteOptions(), handles[2], key).ok());
-    for (auto* h : handles) ASSERT_TRUE(db->DestroyColumnFamilyHandle(h).ok());
-    delete db;
-  }
+    ASSERT_TRUE(db->Delete(rocksdb::WriteOptions(), families[2], key).ok());
+  });
   ExpectRefused(HasSubstr(
       "varscoped: DATA_LOSS: Stored variable 'model/b' is damaged: chunk 2 "
       "of 16 is missing. The data directory is damaged"));
@@ -563,8 +617,7 @@ TEST_F(DamagedStoreTest, ManifestThatLostItsLatestEditsIsRefused) {
   fs::remove_all(saved);
   const size_t files = Files("").size();
   ExpectRefused(HasSubstr("varscoped: DATA_LOSS: Opening data directory " +
-                          dir_.path() +
-                          ": its table files hold writes up to sequence"));
+                          dir_.path() + ": it recovers writes up to sequence"));
   EXPECT_EQ(Files("").size(), files) << "files were deleted";
 }
 
