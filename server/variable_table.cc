@@ -1278,6 +1278,19 @@ void VariableTable::Release(Selection& selection) {
   selection.done->Notify();
 }
 
+void VariableTable::Retire(Selection& selection,
+                           std::vector<std::shared_ptr<Variable>> moved) {
+  absl::MutexLock l(&mu_);
+  for (size_t i = 0; i < selection.vars.size(); ++i) {
+    selection.vars[i]->write_mu.AssertHeld();
+    selection.vars[i]->deleted = true;
+    vars_.erase(selection.names[i]);
+    if (!moved.empty()) {
+      vars_.insert_or_assign(selection.targets[i], std::move(moved[i]));
+    }
+  }
+}
+
 absl::StatusOr<int64_t> VariableTable::Delete(absl::string_view name,
                                               bool recursive) {
   VS_RETURN_IF_ERROR(ValidateName(name));
@@ -1290,15 +1303,7 @@ absl::StatusOr<int64_t> VariableTable::Delete(absl::string_view name,
       [&](StorageBatch& batch) {
         for (const std::string& n : selection.names) batch.DeleteVariable(n);
       },
-      std::move(dirty),
-      [&] {
-        absl::MutexLock l(&mu_);
-        for (size_t i = 0; i < selection.vars.size(); ++i) {
-          selection.vars[i]->write_mu.AssertHeld();
-          selection.vars[i]->deleted = true;
-          vars_.erase(selection.names[i]);
-        }
-      });
+      std::move(dirty), [&] { Retire(selection, {}); });
   Release(selection);
   UnlockAll(selection.vars);
   VS_RETURN_IF_ERROR(status);
@@ -1356,16 +1361,7 @@ absl::StatusOr<int64_t> VariableTable::Rename(absl::string_view old_name,
           batch.PutVariable(moved[i]->meta, *moved[i]->data);
         }
       },
-      std::move(dirty),
-      [&] {
-        absl::MutexLock l(&mu_);
-        for (size_t i = 0; i < selection.vars.size(); ++i) {
-          selection.vars[i]->write_mu.AssertHeld();
-          selection.vars[i]->deleted = true;
-          vars_.erase(selection.names[i]);
-          vars_.insert_or_assign(selection.targets[i], std::move(moved[i]));
-        }
-      });
+      std::move(dirty), [&] { Retire(selection, std::move(moved)); });
   Release(selection);
   UnlockAll(selection.vars);
   VS_RETURN_IF_ERROR(status);

@@ -191,6 +191,12 @@ class VariableTable {
       Selection* selection) ABSL_LOCKS_EXCLUDED(mu_);
   // Releases the selection's reservations and wakes their waiters.
   void Release(Selection& selection) ABSL_LOCKS_EXCLUDED(mu_);
+  // Marks the selection's variables deleted and removes them from vars_,
+  // putting moved[i], if given, under the selection's targets[i].
+  // REQUIRES: their write locks are held.
+  void Retire(Selection& selection,
+              std::vector<std::shared_ptr<Variable>> moved)
+      ABSL_LOCKS_EXCLUDED(mu_);
 
   // Decides what GetVariable does under mu_: a result, an error, or a plan
   // of variables to create.

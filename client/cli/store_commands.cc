@@ -53,6 +53,23 @@ Json ContentsJson(const v1::StoreContents& contents) {
   return j;
 }
 
+template <typename Request>
+Request CopyRequest(const CopyOptions& options) {
+  Request request;
+  request.set_directory(options.directory);
+  request.set_return_versions(options.versions);
+  return request;
+}
+
+// What a checkpoint or backup `response` holds, in JSON.
+template <typename Response>
+Json CopyJson(const Response& response, const CopyOptions& options) {
+  Json j = ContentsJson(response.contents());
+  j["directory"] = options.directory;
+  j["seconds"] = static_cast<double>(response.duration_micros()) / 1e6;
+  return j;
+}
+
 // The versions of a copy, one variable per line, in name order.
 void PrintVersions(std::ostream& out, const v1::StoreContents& contents) {
   if (contents.versions().empty()) return;
@@ -107,17 +124,12 @@ absl::Status ListBackups(const CommandContext& context,
 
 absl::Status Checkpoint(const CommandContext& context,
                         const CopyOptions& options) {
-  v1::CheckpointRequest request;
-  request.set_directory(options.directory);
-  request.set_return_versions(options.versions);
   VS_ASSIGN_OR_RETURN(std::unique_ptr<AdminClient> admin, Admin(context));
-  VS_ASSIGN_OR_RETURN(const v1::CheckpointResponse response,
-                      admin->Checkpoint(request));
+  VS_ASSIGN_OR_RETURN(
+      const v1::CheckpointResponse response,
+      admin->Checkpoint(CopyRequest<v1::CheckpointRequest>(options)));
   if (context.json) {
-    Json j = ContentsJson(response.contents());
-    j["directory"] = options.directory;
-    j["seconds"] = static_cast<double>(response.duration_micros()) / 1e6;
-    *context.out << DumpJson(j) << "\n";
+    *context.out << DumpJson(CopyJson(response, options)) << "\n";
     return absl::OkStatus();
   }
   *context.out << "Checkpoint in " << options.directory
@@ -128,20 +140,15 @@ absl::Status Checkpoint(const CommandContext& context,
 }
 
 absl::Status Backup(const CommandContext& context, const CopyOptions& options) {
-  v1::BackupRequest request;
-  request.set_directory(options.directory);
-  request.set_return_versions(options.versions);
   VS_ASSIGN_OR_RETURN(std::unique_ptr<AdminClient> admin, Admin(context));
   VS_ASSIGN_OR_RETURN(const v1::BackupResponse response,
-                      admin->Backup(request));
+                      admin->Backup(CopyRequest<v1::BackupRequest>(options)));
   if (context.json) {
-    Json j = ContentsJson(response.contents());
-    j["directory"] = options.directory;
+    Json j = CopyJson(response, options);
     j["backup_id"] = response.backup_id();
     j["files"] = response.files();
     j["size_bytes"] = response.size_bytes();
     j["added_bytes"] = response.added_bytes();
-    j["seconds"] = static_cast<double>(response.duration_micros()) / 1e6;
     *context.out << DumpJson(j) << "\n";
     return absl::OkStatus();
   }
