@@ -31,9 +31,12 @@
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
 #include "client/client.h"
+#include "tests/testing/updates.h"
 
 namespace varscope {
 namespace {
+
+using ::varscope::testing::WholeUpdate;
 
 constexpr int64_t kRows = 64;
 constexpr int64_t kCols = 64;
@@ -49,14 +52,6 @@ Tensor Filled(int64_t value, int64_t rows = kRows) {
   return Tensor::FromVector<int64_t>(
       v1::DT_INT64, {rows, kCols},
       std::vector<int64_t>(static_cast<size_t>(rows * kCols), value));
-}
-
-v1::Update Update(const std::string& name, Tensor value, bool add) {
-  v1::Update update;
-  update.set_name(name);
-  TensorToProto(std::move(value),
-                add ? update.mutable_assign_add() : update.mutable_assign());
-  return update;
 }
 
 v1::GetVariableRequest Variable(const std::string& name, int64_t value,
@@ -143,14 +138,14 @@ class Writer {
   void Add(const std::string& kind, int64_t n) {
     if (n == 1) Ensure(Variable(Name("add"), 0));
     v1::BatchUpdateRequest request;
-    *request.add_updates() = Update(Name("add"), Filled(1), true);
+    *request.add_updates() = WholeUpdate(Name("add"), Filled(1), true);
     Apply(kind, n, std::move(request));
   }
 
   void Assign(const std::string& kind, int64_t n) {
     if (n == 1) Ensure(Variable(Name("assign"), 0));
     v1::BatchUpdateRequest request;
-    *request.add_updates() = Update(Name("assign"), Filled(n), false);
+    *request.add_updates() = WholeUpdate(Name("assign"), Filled(n), false);
     Apply(kind, n, std::move(request));
   }
 
@@ -160,8 +155,8 @@ class Writer {
       Ensure(Variable(Name("batch/b"), 0));
     }
     v1::BatchUpdateRequest request;
-    *request.add_updates() = Update(Name("batch/a"), Filled(1), true);
-    *request.add_updates() = Update(Name("batch/b"), Filled(-1), true);
+    *request.add_updates() = WholeUpdate(Name("batch/a"), Filled(1), true);
+    *request.add_updates() = WholeUpdate(Name("batch/b"), Filled(-1), true);
     Apply(kind, n, std::move(request));
   }
 
@@ -173,7 +168,7 @@ class Writer {
     for (const char* leaf : {"x", "y"}) {
       v1::BatchUpdateRequest request;
       *request.add_updates() =
-          Update(Name(absl::StrCat("pair/", leaf)), Filled(n), false);
+          WholeUpdate(Name(absl::StrCat("pair/", leaf)), Filled(n), false);
       Apply(kind, 2 * n - (leaf[0] == 'x' ? 1 : 0), std::move(request));
     }
   }

@@ -16,6 +16,7 @@
 #include "server/durability.h"
 #include "server/storage.h"
 #include "tests/testing/test_server.h"
+#include "tests/testing/updates.h"
 
 namespace varscope {
 namespace {
@@ -25,6 +26,7 @@ using ::testing::Lt;
 using ::varscope::testing::StatusIs;
 using ::varscope::testing::TempDir;
 using ::varscope::testing::TestServer;
+using ::varscope::testing::WholeUpdate;
 
 constexpr int64_t kSize = 64;
 
@@ -44,14 +46,6 @@ v1::GetVariableRequest Create(const std::string& name,
   request.mutable_shape()->mutable_dims()->Assign(dims.begin(), dims.end());
   request.mutable_initializer()->set_kind(v1::Initializer::ZEROS);
   return request;
-}
-
-v1::Update Update(const std::string& name, Tensor value, bool add) {
-  v1::Update update;
-  update.set_name(name);
-  TensorToProto(std::move(value),
-                add ? update.mutable_assign_add() : update.mutable_assign());
-  return update;
 }
 
 // The single value every element of `name` holds, and its version; fails
@@ -74,8 +68,8 @@ class Writers {
     threads_.emplace_back([this] {
       while (!stop_.load()) {
         v1::BatchUpdateRequest request;
-        *request.add_updates() = Update("inv/a", Fill(1), true);
-        *request.add_updates() = Update("inv/b", Fill(-1), true);
+        *request.add_updates() = WholeUpdate("inv/a", Fill(1), true);
+        *request.add_updates() = WholeUpdate("inv/b", Fill(-1), true);
         absl::StatusOr<v1::BatchUpdateResponse> r =
             client_->BatchUpdate(request);
         ASSERT_TRUE(r.ok()) << r.status();
@@ -86,7 +80,7 @@ class Writers {
     threads_.emplace_back([this] {
       for (int64_t n = 1; !stop_.load(); ++n) {
         v1::BatchUpdateRequest request;
-        *request.add_updates() = Update("seq/x", Fill(n, {8, 8}), false);
+        *request.add_updates() = WholeUpdate("seq/x", Fill(n, {8, 8}), false);
         absl::StatusOr<v1::BatchUpdateResponse> r =
             client_->BatchUpdate(request);
         ASSERT_TRUE(r.ok()) << r.status();
