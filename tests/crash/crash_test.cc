@@ -398,7 +398,7 @@ TEST(CrashTest, IntervalKeepsOneRecentSnapshot) {
                 .kills = EnvInt("VARSCOPE_CRASH_KILLS", 15),
                 .min_delay = absl::Milliseconds(50),
                 .max_delay = absl::Milliseconds(1500),
-                .snapshot_window = absl::Milliseconds(100 + 900)})
+                .snapshot_window = absl::Milliseconds(100 + 1900)})
       .Run();
 }
 
