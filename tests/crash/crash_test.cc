@@ -13,10 +13,13 @@
 //   - wal, sync: every acknowledged write is there, each exactly once (the
 //     state is exactly the one the logged writes leave: values agree with
 //     versions, created names are 1..n);
-//   - interval=D: writes acknowledged before the kill minus D and a slack
-//     are there (writes that carry their number: assign, pair, scatter,
-//     create). Writes after the snapshot are lost and the writers go on, so
-//     only increments keep value = version - 1 there.
+//   - interval=D: a write acknowledged more than D and a slack before the
+//     next kill is there, then and after every later restart (writes that
+//     carry their number: assign, pair, scatter, create). Writes after the
+//     snapshot are lost for good and the writers go on, so only increments
+//     keep value = version - 1 there. The writers' variables are made
+//     durable before the first kill, and every other round outlasts the
+//     window so that recent snapshots are checked.
 //
 // CI runs 50 kills in all. Soak: VARSCOPE_CRASH_KILLS=N runs N kills per
 // durability mode; VARSCOPE_CRASH_SEED=S replays a run's random delays.
@@ -68,12 +71,15 @@ struct KindLog {
   int64_t begun = 0;
   int64_t acked = 0;
   std::vector<std::pair<int64_t, int64_t>> acks;  // (write, time)
+  // interval mode: the last write that had to survive the kill after it
+  // (and so every later one).
+  int64_t kept = 0;
 
-  // The last write acknowledged at or before `time`.
-  int64_t AckedBy(int64_t time) const {
+  // The last write acknowledged in [from, to]; 0 if none.
+  int64_t AckedBetween(int64_t from, int64_t to) const {
     int64_t n = 0;
     for (const auto& [write, at] : acks) {
-      if (at <= time) n = write;
+      if (at >= from && at <= to) n = write;
     }
     return n;
   }
@@ -122,6 +128,8 @@ struct HarnessOptions {
   absl::Duration min_delay, max_delay;
   // interval mode: writes acknowledged this long before a kill must
   // survive it (the interval plus a slack for the flush and scheduling).
+  // Every other round then lasts longer than the window, by up to
+  // max_delay.
   absl::Duration snapshot_window = absl::ZeroDuration();
 };
 
@@ -151,9 +159,15 @@ class CrashHarness {
         absl::ToInt64Milliseconds(options_.min_delay),
         absl::ToInt64Milliseconds(options_.max_delay));
     const absl::Time start = absl::Now();
+    // The writers create their variables first: once, so those must be
+    // there before any kill.
+    ASSERT_NO_FATAL_FAILURE(AwaitFirstWrites());
+    absl::SleepFor(options_.snapshot_window);
     for (int kill = 0; kill < options_.kills; ++kill) {
       SCOPED_TRACE(absl::StrCat("kill ", kill + 1));
-      absl::SleepFor(absl::Milliseconds(delay(random_)));
+      absl::Duration round = absl::Milliseconds(delay(random_));
+      if (kill % 2 == 1) round += options_.snapshot_window;
+      absl::SleepFor(round);
       for (WriterState& w : writers_) w.process->Kill(SIGSTOP);
       const int64_t killed_at = MonotonicNanos();
       server_->process().Kill(SIGKILL);
@@ -161,6 +175,7 @@ class CrashHarness {
       ASSERT_NO_FATAL_FAILURE(StartServer(server_->port()));
       ASSERT_NO_FATAL_FAILURE(Check(killed_at));
       for (WriterState& w : writers_) w.process->Kill(SIGCONT);
+      resumed_at_ = MonotonicNanos();
     }
     int64_t writes = 0;
     for (WriterState& w : writers_) {
@@ -186,6 +201,21 @@ class CrashHarness {
         port);
     ASSERT_TRUE(server.ok()) << server.status();
     server_ = *std::move(server);
+  }
+
+  // Waits until every writer has acknowledged a write of every kind.
+  void AwaitFirstWrites() {
+    const absl::Time deadline = absl::Now() + absl::Seconds(30);
+    for (WriterState& writer : writers_) {
+      for (;;) {
+        ASSERT_NO_FATAL_FAILURE(writer.ReadLog());
+        bool all = true;
+        for (const char* kind : kKinds) all &= writer.kinds[kind].acked > 0;
+        if (all) break;
+        ASSERT_LT(absl::Now(), deadline) << "the writers did not start";
+        absl::SleepFor(absl::Milliseconds(10));
+      }
+    }
   }
 
   // Reads `name`; every element must be equal. Returns (value, version), or
@@ -214,14 +244,20 @@ class CrashHarness {
   // Checks write count `n` of a kind against its log: at least what must
   // have survived, at most what began.
   // (Without `numbered`, an interval-mode count is only bounded above.)
-  void InBounds(const std::string& what, int64_t n, const KindLog& log,
+  void InBounds(const std::string& what, int64_t n, KindLog& log,
                 int64_t killed_at, bool numbered = true) {
     ++checked_;
     int64_t must = log.acked;
     if (!exact()) {
-      must = numbered ? log.AckedBy(killed_at - absl::ToInt64Nanoseconds(
-                                                    options_.snapshot_window))
-                      : 0;
+      // Writes of this round acknowledged a window before the kill, and
+      // those of earlier rounds that had to survive theirs. (A write of an
+      // earlier round that its own kill could lose may be gone.)
+      log.kept = std::max(
+          log.kept,
+          log.AckedBetween(
+              resumed_at_,
+              killed_at - absl::ToInt64Nanoseconds(options_.snapshot_window)));
+      must = numbered ? log.kept : 0;
     }
     EXPECT_GE(n, must) << what << ": an acknowledged write was lost";
     EXPECT_LE(n, log.begun) << what << ": holds writes that never began";
@@ -292,7 +328,7 @@ class CrashHarness {
   // Every row holds one write k (or 0) to it, k % 64 == r; the largest is
   // m, the last write applied. wal, sync: row r holds the last k <= m with
   // k % 64 == r, and m = version - 1.
-  void CheckRows(Client& client, const std::string& p, const KindLog& log,
+  void CheckRows(Client& client, const std::string& p, KindLog& log,
                  int64_t killed_at) {
     absl::StatusOr<ReadResult> read = client.Read(p + "rows");
     if (absl::IsNotFound(read.status())) {
@@ -324,8 +360,7 @@ class CrashHarness {
   }
 
   // Created names are exactly w/made/1..m, each with its initial value.
-  void CheckCreated(Client& client, int w, const KindLog& log,
-                    int64_t killed_at) {
+  void CheckCreated(Client& client, int w, KindLog& log, int64_t killed_at) {
     const std::string scope = absl::StrCat("w", w, "/made");
     std::set<int64_t> made;
     v1::ListVariablesRequest request;
@@ -373,6 +408,8 @@ class CrashHarness {
   std::map<int, std::set<int64_t>> made_seen_;
   int64_t checked_ = 0;
   int64_t oldest_state_ns_ = 0;
+  // When the writers went on after the last restart (0: the first round).
+  int64_t resumed_at_ = 0;
 };
 
 TEST(CrashTest, WalKeepsEveryAcknowledgedWrite) {
@@ -396,9 +433,9 @@ TEST(CrashTest, SyncKeepsEveryAcknowledgedWrite) {
 TEST(CrashTest, IntervalKeepsOneRecentSnapshot) {
   CrashHarness({.durability = "interval=100ms",
                 .kills = EnvInt("VARSCOPE_CRASH_KILLS", 15),
-                .min_delay = absl::Milliseconds(50),
-                .max_delay = absl::Milliseconds(1500),
-                .snapshot_window = absl::Milliseconds(100 + 1900)})
+                .min_delay = absl::Milliseconds(30),
+                .max_delay = absl::Milliseconds(600),
+                .snapshot_window = absl::Milliseconds(100 + 900)})
       .Run();
 }
 
