@@ -8,6 +8,7 @@
 #include <filesystem>
 #include <fstream>
 #include <functional>
+#include <random>
 #include <thread>
 
 #include "absl/strings/match.h"
@@ -126,6 +127,36 @@ TEST(Crc32c, MatchesTheStandardCheckValues) {
                              server::Crc32c(text.substr(0, split))),
               server::Crc32c(text));
   }
+}
+
+// Bit by bit, as the definition reads.
+uint32_t ReferenceCrc32c(absl::string_view data) {
+  uint32_t c = ~0u;
+  for (unsigned char byte : data) {
+    c ^= byte;
+    for (int k = 0; k < 8; ++k) c = (c & 1) ? (c >> 1) ^ 0x82f63b78 : c >> 1;
+  }
+  return ~c;
+}
+
+TEST(Crc32c, LongAndUnalignedInputsMatchTheDefinition) {
+  std::mt19937 random(7);
+  std::string data(64 << 10, '\0');
+  for (char& c : data) c = static_cast<char>(random());
+  // Lengths around word multiples, at odd offsets.
+  for (size_t size : {size_t{0}, size_t{7}, size_t{12287}, size_t{12288},
+                      size_t{12289}, size_t{24576 + 100}, size_t{60000}}) {
+    for (size_t offset : {size_t{0}, size_t{1}, size_t{3}}) {
+      const absl::string_view part =
+          absl::string_view(data).substr(offset, size);
+      EXPECT_EQ(server::Crc32c(part), ReferenceCrc32c(part))
+          << size << " bytes at " << offset;
+    }
+  }
+  const absl::string_view all = data;
+  EXPECT_EQ(
+      server::Crc32c(all.substr(20000), server::Crc32c(all.substr(0, 20000))),
+      ReferenceCrc32c(all));
 }
 
 TEST(ParseDurability, ReadsTheThreeModes) {
