@@ -454,7 +454,7 @@ TEST(CrashTest, IntervalKeepsOneRecentSnapshot) {
                 .kills = EnvInt("VARSCOPE_CRASH_KILLS", 15),
                 .min_delay = absl::Milliseconds(30),
                 .max_delay = absl::Milliseconds(600),
-                .snapshot_window = absl::Milliseconds(100 + 900)})
+                .snapshot_window = absl::Milliseconds(100 + 1400)})
       .Run();
 }
 
