@@ -55,6 +55,8 @@ const char* WorkingCopy::Row(int64_t row) const {
 }
 
 char* WorkingCopy::MutableRow(int64_t row) {
+  // Empty rows lie in no chunk: a chunk made for one would be extra.
+  if (row_bytes_ == 0) return MutableWhole();
   const int64_t offset = row * row_bytes_;
   if (whole_.has_value()) return whole_->data() + offset;
   const int64_t index = offset / chunk_bytes_;

@@ -197,6 +197,25 @@ TEST_F(UpdatesTest, GatherAndScatterWorkOnRows) {
   EXPECT_THAT(ReadValues("emb"), ElementsAre(8, 8, 2, 2, 0, 0, 5, 5, 0, 0));
 }
 
+// Found by tests/fuzz/table_fuzz: a scatter into rows of no bytes crashed
+// the server (it made a chunk for them beyond the variable's chunks).
+TEST_F(UpdatesTest, ScatterIntoEmptyRowsChangesOnlyTheVersion) {
+  GetVariableOptions options;
+  options.shape = std::vector<int64_t>{3, 0};
+  options.dtype = v1::DT_DOUBLE;
+  VS_ASSERT_OK(GetVariable(client_, VariableScope(), "empty_rows", options));
+  VS_ASSERT_OK_AND_ASSIGN(
+      v1::BatchUpdateResponse result,
+      Run({Scatter("empty_rows", {1, 2}, Doubles({2, 0}, {}),
+                   v1::Scatter::ADD)}));
+  EXPECT_THAT(result.versions(), ElementsAre(2));
+  VS_ASSERT_OK(server_.Restart());  // an extra chunk would fail to load
+  client_ = server_.NewClient();
+  VS_ASSERT_OK_AND_ASSIGN(ReadResult read, client_->Read("empty_rows"));
+  EXPECT_EQ(read.version, 2);
+  EXPECT_THAT(read.value.dims(), ElementsAre(3, 0));
+}
+
 TEST_F(UpdatesTest, OutOfRangeIndicesAreRejectedAndChangeNothing) {
   Create("emb", {5, 2});
   EXPECT_THAT(Run({Scatter("emb", {1, 5}, Doubles({2, 2}, {1, 1, 1, 1}),
