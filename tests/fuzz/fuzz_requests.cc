@@ -3,6 +3,7 @@
 #include <limits>
 #include <random>
 
+#include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 
 namespace varscope::fuzz {
@@ -307,7 +308,7 @@ std::string FuzzName(FuzzInput& in, absl::Span<const KnownVariable> known) {
       std::vector<std::string> segments(in.InRange(1, 3));
       for (std::string& s : segments) s = Segment(in);
       std::string name = absl::StrJoin(segments, "/");
-      if (in.InRange(0, 15) == 0) name.insert(0, "/");
+      if (in.InRange(0, 15) == 0) name = absl::StrCat("/", name);
       if (in.InRange(0, 15) == 0) name.append("/");
       return name;
     }
