@@ -365,11 +365,15 @@ v1::GetVariableRequest FuzzGetVariable(FuzzInput& in,
 v1::BatchUpdateRequest FuzzBatchUpdate(FuzzInput& in,
                                        absl::Span<const KnownVariable> known) {
   v1::BatchUpdateRequest request;
-  const int n = in.Pick({1, 1, 1, 1, 2, 2, 3, 0});
+  const int n = in.InRange(0, 15) == 0 ? 0 : in.Pick({1, 1, 1, 2, 2, 3});
   for (int i = 0; i < n; ++i) *request.add_updates() = FuzzUpdate(in, known);
   if (in.InRange(0, 3) == 0) {
-    request.mutable_id()->set_client_id(in.Pick<std::string>({"c", "d", ""}));
-    request.mutable_id()->set_sequence(in.InRange<int64_t>(-1, 3));
+    const bool valid = in.InRange(0, 7) != 0;
+    request.mutable_id()->set_client_id(
+        valid ? in.Pick<std::string>({"c", "d"})
+              : in.Pick<std::string>({"", std::string(300, 'c')}));
+    request.mutable_id()->set_sequence(valid ? in.InRange<int64_t>(1, 4)
+                                             : in.Pick<int64_t>({0, -1}));
   }
   request.set_return_values(in.Bool());
   return request;
