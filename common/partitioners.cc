@@ -64,6 +64,13 @@ absl::Status CheckPartitions(absl::Span<const int64_t> shape,
           "Cannot create %d slices for size %d. shape: %s, slicing: %s",
           partitions[i], shape[i], ListString(shape), ListString(partitions)));
     }
+    // Beyond TensorFlow: a long axis of empty rows must not make a
+    // server allocate (and store) a part per row.
+    if (partitions[i] > kMaxPartitions) {
+      return absl::ResourceExhaustedError(absl::StrFormat(
+          "Cannot create %d slices: more than the limit of %d. shape: %s",
+          partitions[i], kMaxPartitions, ListString(shape)));
+    }
   }
   return absl::OkStatus();
 }

@@ -14,6 +14,9 @@
 
 namespace varscope {
 
+// The most parts a partitioned variable may have.
+inline constexpr int64_t kMaxPartitions = int64_t{1} << 16;
+
 // The partitions per axis that `spec` gives a variable of fully defined
 // `shape` and `dtype`, as TensorFlow's fixed_size_partitioner,
 // min_max_variable_partitioner and variable_axis_size_partitioner compute
@@ -34,7 +37,8 @@ struct PartSlice {
 // the shape and list as TensorFlow's _get_partitioned_variable does (fully
 // defined shape, naming `name`; rank at least 1; rank match; no zero; at most
 // one axis partitioned) and, as older TensorFlow did, no more parts than rows.
-// INVALID_ARGUMENT with TensorFlow's texts otherwise.
+// INVALID_ARGUMENT with TensorFlow's texts otherwise; RESOURCE_EXHAUSTED for
+// more than kMaxPartitions parts (also from ComputePartitions).
 absl::StatusOr<std::vector<PartSlice>> SlicePartitions(
     std::string_view name, absl::Span<const int64_t> shape,
     absl::Span<const int64_t> partitions);

@@ -262,6 +262,23 @@ TEST(ComputePartitions, ResultChecksUseTensorFlowsTexts) {
                        "slicing: [11, 1]"));
 }
 
+// Found by tests/fuzz/table_fuzz: 2^40 parts of no bytes each ran the server
+// out of memory.
+TEST(ComputePartitions, AtMostMaxPartitionsParts) {
+  const int64_t huge = int64_t{1} << 40;
+  EXPECT_THAT(ComputePartitions(FixedSize(huge), {huge, 0}, v1::DT_FLOAT),
+              StatusIs(absl::StatusCode::kResourceExhausted,
+                       "Cannot create 1099511627776 slices: more than the "
+                       "limit of 65536. shape: [1099511627776, 0]"));
+  EXPECT_THAT(SlicePartitions("v", {huge, 0}, {kMaxPartitions + 1, 1}),
+              StatusIs(absl::StatusCode::kResourceExhausted,
+                       "Cannot create 65537 slices: more than the limit of "
+                       "65536. shape: [1099511627776, 0]"));
+  EXPECT_THAT(
+      ComputePartitions(Explicit({kMaxPartitions, 1}), {huge, 0}, v1::DT_FLOAT),
+      IsOkAndHolds(ElementsAre(kMaxPartitions, 1)));
+}
+
 TEST(ComputePartitions, ShapeMustBeFullyDefinedWithRankAtLeastOne) {
   EXPECT_THAT(ComputePartitions(FixedSize(2), {-1, 3}, v1::DT_FLOAT),
               StatusIs(absl::StatusCode::kInvalidArgument,
