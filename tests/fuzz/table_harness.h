@@ -29,7 +29,7 @@ class TableHarness {
   // In the interval mode the table writes to the store only on Flush and
   // when closed.
   explicit TableHarness(bool interval);
-  // Checks a last reopen, then removes the directory.
+  // Closes the table and the store and removes the directory.
   ~TableHarness();
   TableHarness(const TableHarness&) = delete;
   TableHarness& operator=(const TableHarness&) = delete;
