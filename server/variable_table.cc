@@ -382,6 +382,20 @@ absl::Status VariableTable::CheckNewVariable(
         " bytes, more than this server's limit of ",
         options_.max_variable_bytes, " bytes per variable"));
   }
+  // A row (one index of the first axis) must fit too, even with no rows: its
+  // size lays out the chunks and sizes row updates.
+  if (!dims.empty()) {
+    const absl::StatusOr<int64_t> row = NumElements(dims.subspan(1));
+    if (!row.ok() || *row > options_.max_variable_bytes ||
+        *row * static_cast<int64_t>(DTypeSize(dtype)) >
+            options_.max_variable_bytes) {
+      return absl::ResourceExhaustedError(absl::StrCat(
+          "Variable ", name, " of shape ", ShapeString(dims), " and dtype ",
+          DTypeName(dtype), " has rows of shape ", ShapeString(dims.subspan(1)),
+          ", more than this server's limit of ", options_.max_variable_bytes,
+          " bytes per variable"));
+    }
+  }
   return absl::OkStatus();
 }
 

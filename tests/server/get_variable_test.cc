@@ -272,6 +272,30 @@ TEST(GetVariableLimits, VariableOverTheSizeLimitIsResourceExhausted) {
   VS_EXPECT_OK(GetVariable(server.NewClient(), scope, "big", get).status());
 }
 
+// Found by tests/fuzz/table_fuzz: a variable with no rows but rows of 2^80
+// elements (their size overflowed) crashed the server on a sparse update.
+TEST(GetVariableLimits, RowsOverTheSizeLimitAreResourceExhaustedWithNoRows) {
+  server::ServerOptions options;
+  options.table.max_variable_bytes = 1000;
+  TestServer server(options);
+  VariableScope scope;
+  GetVariableOptions get;
+  get.shape = std::vector<int64_t>{0, 251};
+  EXPECT_THAT(GetVariable(server.NewClient(), scope, "empty", get),
+              StatusIs(absl::StatusCode::kResourceExhausted,
+                       "Variable empty of shape (0, 251) and dtype float32 has "
+                       "rows of shape (251,), more than this server's limit "
+                       "of 1000 bytes per variable"));
+  const int64_t huge = int64_t{1} << 40;
+  get.shape = std::vector<int64_t>{0, huge, huge};
+  EXPECT_THAT(GetVariable(server.NewClient(), scope, "empty", get),
+              StatusIs(absl::StatusCode::kResourceExhausted,
+                       HasSubstr("has rows of shape (1099511627776, "
+                                 "1099511627776), more than")));
+  get.shape = std::vector<int64_t>{0, 250};
+  VS_EXPECT_OK(GetVariable(server.NewClient(), scope, "empty", get).status());
+}
+
 TEST_F(GetVariableTest, DefaultInitializersFollowTensorFlow) {
   VS_ASSERT_OK_AND_ASSIGN(Variable f, Get("f", Reuse::kFalse, {{20, 30}}));
   VS_ASSERT_OK_AND_ASSIGN(Tensor fv, f.Read());
