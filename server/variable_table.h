@@ -122,7 +122,9 @@ class VariableTable {
   // Applies the updates in order, all or nothing, in one store write:
   // assign, assign_add, scatter (add sums duplicate indices; update: the last
   // wins) and optimizer steps (dense, or sparse with IndexedSlices semantics;
-  // slot variables created on demand). Errors change nothing:
+  // slot variables created on demand, with their initial values, before the
+  // batch is checked: they stay if it fails, as TensorFlow's slots exist once
+  // apply_gradients is built). Errors change nothing else:
   // INVALID_ARGUMENT for a bad name, dtype, shape, index or optimizer;
   // ABORTED on a failed version check; NOT_FOUND for a missing variable;
   // store errors.

@@ -219,9 +219,9 @@ void TableHarness::GetVariable(const v1::GetVariableRequest& request) {
 
 void TableHarness::BatchUpdate(const v1::BatchUpdateRequest& request) {
   absl::StatusOr<v1::BatchUpdateResponse> result = table_->BatchUpdate(request);
-  // Known bug: a batch with optimizer steps creates the missing slots of
-  // their variables even when it fails later (EnsureSlots commits them on
-  // their own, before the batch's checks).
+  // A batch with optimizer steps creates the missing slots of their
+  // variables (with their initial values) before its checks, so they stay
+  // when it fails (see VariableTable::BatchUpdate).
   auto is_new_slot = [&](const std::string& name) {
     for (const v1::Update& update : request.updates()) {
       if (!update.has_apply_gradient()) continue;
