@@ -32,8 +32,8 @@ double CpuMillis() {
 // variables and Adam slots, plus partitioned embeddings.
 std::vector<std::string> ModelNames(int64_t n) {
   static constexpr const char* kLeaves[] = {
-      "kernel", "kernel/Adam", "kernel/Adam_1", "bias",
-      "bias/Adam", "bias/Adam_1", "gamma", "beta",
+      "kernel",      "kernel/Adam",    "kernel/Adam_1", "bias",
+      "bias/Adam",   "bias/Adam_1",    "gamma",         "beta",
       "moving_mean", "moving_variance"};
   std::vector<std::string> names;
   for (int64_t layer = 0; static_cast<int64_t>(names.size()) < n; ++layer) {
@@ -106,7 +106,7 @@ void Run(const char* set, const std::vector<std::string>& names,
   const std::string& miss = kinds.front().misses.front().first;
   const double full = CpuMillis();
   const std::string help = NearMatches(miss, names);
-  std::printf("  %-34s %8.0f\n", "every name weighed, one miss", 
+  std::printf("  %-34s %8.0f\n", "every name weighed, one miss",
               CpuMillis() - full);
 }
 
@@ -134,10 +134,9 @@ int main(int argc, char** argv) {
         {JoinName(scope, "kernal"), JoinName(scope, "kernel")});
     model[1].misses.push_back(
         {JoinName(scope, "xernel"), JoinName(scope, "kernel")});
-    model[2].misses.push_back(
-        {absl::StrCat("model/tower_0/blok_", layer / 100, "/layer_",
-                      layer % 100, "/gama"),
-         JoinName(scope, "gamma")});
+    model[2].misses.push_back({absl::StrCat("model/tower_0/blok_", layer / 100,
+                                            "/layer_", layer % 100, "/gama"),
+                               JoinName(scope, "gamma")});
     model[3].misses.push_back({absl::StrCat("unrelated/name_", i), ""});
   }
   varscope::Run("model", varscope::ModelNames(n), model);

@@ -218,20 +218,27 @@ absl::StatusOr<std::vector<std::string>> Client::NamesOn(int shard) {
 absl::Status Client::WithClusterNearMatches(absl::string_view name,
                                             absl::Status status) {
   if (num_shards() == 1 || !absl::IsNotFound(status)) return status;
+  // The same search as the shard's, on its names, finds the suffix to
+  // replace.
   const int home = ShardOf(name, num_shards());
-  absl::btree_set<std::string> everywhere;
+  NameIndex everywhere;
   std::string home_matches;
   for (int i = 0; i < num_shards(); ++i) {
     absl::StatusOr<std::vector<std::string>> names = NamesOn(i);
     if (!names.ok()) return status;  // keep the home shard's answer
-    if (i == home) home_matches = NearMatches(name, *names);
-    everywhere.insert(names->begin(), names->end());
+    NameIndex shard;
+    for (const std::string& n : *names) {
+      everywhere.Add(n);
+      if (i == home) shard.Add(n);
+    }
+    if (i == home) {
+      home_matches = NearMatches(name, shard.NearMatchCandidates(name));
+    }
   }
   absl::string_view message = status.message();
   if (!absl::ConsumeSuffix(&message, home_matches)) return status;
   return absl::NotFoundError(absl::StrCat(
-      message, NearMatches(name, std::vector<std::string>(everywhere.begin(),
-                                                          everywhere.end()))));
+      message, NearMatches(name, everywhere.NearMatchCandidates(name))));
 }
 
 absl::StatusOr<v1::GetVariableResponse> Client::GetVariable(

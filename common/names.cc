@@ -158,7 +158,6 @@ std::string NearMatches(absl::string_view name,
 
 namespace {
 
-
 // The scope of `name` whose leaf is `leaf`: "a/b" for "a/b/c", "" for "c".
 absl::string_view ScopeOf(absl::string_view name, absl::string_view leaf) {
   return name.substr(0, name.size() - std::min(name.size(), leaf.size() + 1));
@@ -223,8 +222,7 @@ std::vector<std::string> NameIndex::NearMatchCandidates(
   }
   AddAround(
       counts_, counts_.lower_bound(name), kWindow,
-      [](const auto& entry) { return absl::string_view(entry.first); },
-      found);
+      [](const auto& entry) { return absl::string_view(entry.first); }, found);
   AddAround(
       by_ending_, by_ending_.lower_bound({leaf, name}), kWindow,
       [](const Entry& entry) { return entry.name; }, found);

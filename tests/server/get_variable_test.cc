@@ -265,9 +265,9 @@ TEST(GetVariableLimits, VariableOverTheSizeLimitIsResourceExhausted) {
   EXPECT_THAT(
       GetVariable(server.NewClient(), scope, "big", get),
       StatusIs(absl::StatusCode::kResourceExhausted,
-               "Variable big of shape (251,) and dtype float32 needs 251 "
-               "elements of 4 bytes, more than this server's limit of 1000 "
-               "bytes per variable"));
+               "Variable big of shape (251,) and dtype float32 needs 1004 "
+               "bytes, over this server's limit of 1000 "
+               "(--max-variable-bytes)"));
   get.shape = std::vector<int64_t>{250};
   VS_EXPECT_OK(GetVariable(server.NewClient(), scope, "big", get).status());
 }
@@ -284,14 +284,14 @@ TEST(GetVariableLimits, RowsOverTheSizeLimitAreResourceExhaustedWithNoRows) {
   EXPECT_THAT(GetVariable(server.NewClient(), scope, "empty", get),
               StatusIs(absl::StatusCode::kResourceExhausted,
                        "Variable empty of shape (0, 251) and dtype float32 has "
-                       "rows of shape (251,), more than this server's limit "
-                       "of 1000 bytes per variable"));
+                       "rows of shape (251,), over this server's limit of "
+                       "1000 (--max-variable-bytes)"));
   const int64_t huge = int64_t{1} << 40;
   get.shape = std::vector<int64_t>{0, huge, huge};
   EXPECT_THAT(GetVariable(server.NewClient(), scope, "empty", get),
               StatusIs(absl::StatusCode::kResourceExhausted,
                        HasSubstr("has rows of shape (1099511627776, "
-                                 "1099511627776), more than")));
+                                 "1099511627776), over this")));
   get.shape = std::vector<int64_t>{0, 250};
   VS_EXPECT_OK(GetVariable(server.NewClient(), scope, "empty", get).status());
 }
