@@ -7,6 +7,7 @@
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
+#include <set>
 #include <thread>
 #include <utility>
 
@@ -15,6 +16,8 @@
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
+#include "absl/strings/str_join.h"
+#include "absl/strings/str_split.h"
 #include "absl/time/clock.h"
 #include "common/status.h"
 #include "rocksdb/file_system.h"
@@ -35,9 +38,10 @@ constexpr size_t kDataMemtableBytes = 32 << 20;
 // of some overlap the checksums, copies and page faults of others (4 loaded
 // 1 GiB in 0.9 s where 2 took 1.2 s, on 2 cores, files in the page cache).
 constexpr size_t kLoadThreads = 4;
-// "IDENTITY\nSEQUENCE\nLOG\n": everything up to write SEQUENCE of the store
-// with that RocksDB identity is in its table files, and write-ahead log
-// number LOG (or a newer one) exists. Stores written before LOG was recorded
+// "IDENTITY\nSEQUENCE\nLOG LOG ...\n": everything up to write SEQUENCE of the
+// store with that RocksDB identity is in its table files, and its
+// write-ahead logs were LOG.log, ... (RocksDB deletes a log only once
+// everything in it is flushed). Stores written before logs were recorded
 // have the first two lines only.
 constexpr char kDurableFile[] = "VARSCOPE-DURABLE";
 // A write-ahead log record may be torn only at the end of a log (a write
@@ -147,9 +151,9 @@ class InfoLog final : public rocksdb::Logger {
     const std::string path = dir + "/LOG";
     rocksdb::IOOptions io;
     if (fs.FileExists(path, io, nullptr).ok()) {
-      fs.RenameFile(path,
-                    absl::StrCat(path, ".old.", absl::ToUnixMicros(absl::Now())),
-                    io, nullptr)
+      fs.RenameFile(
+            path, absl::StrCat(path, ".old.", absl::ToUnixMicros(absl::Now())),
+            io, nullptr)
           .PermitUncheckedError();
     }
     std::unique_ptr<rocksdb::FSWritableFile> file;
@@ -190,9 +194,9 @@ class InfoLog final : public rocksdb::Logger {
   const std::unique_ptr<rocksdb::FSWritableFile> file_ ABSL_PT_GUARDED_BY(mu_);
 };
 
-// The number of the newest write-ahead log (NUMBER.log) in `dir`; 0 if none.
-uint64_t NewestLogNumber(const std::string& dir) {
-  uint64_t newest = 0;
+// The numbers of the write-ahead logs (NUMBER.log) in `dir`.
+std::set<uint64_t> LogNumbers(const std::string& dir) {
+  std::set<uint64_t> numbers;
   std::error_code error;
   for (const auto& entry : std::filesystem::directory_iterator(dir, error)) {
     const std::string name = entry.path().filename().string();
@@ -200,10 +204,10 @@ uint64_t NewestLogNumber(const std::string& dir) {
     if (absl::EndsWith(name, ".log") &&
         absl::SimpleAtoi(absl::string_view(name).substr(0, name.size() - 4),
                          &number)) {
-      newest = std::max(newest, number);
+      numbers.insert(number);
     }
   }
-  return newest;
+  return numbers;
 }
 
 // Whether the file named `name` belongs to a RocksDB store (or is ours).
@@ -228,7 +232,7 @@ class Storage::Listener final : public rocksdb::EventListener {
   // A sealed memtable comes with a new write-ahead log, and no write goes
   // into it before this returns.
   void OnMemTableSealed(const rocksdb::MemTableInfo& info) override {
-    storage_->RecordNewestLog();
+    storage_->RecordLogs();
   }
 
   // RocksDB recovers from a full disk on its own only once the disk has as
@@ -339,7 +343,7 @@ absl::StatusOr<std::unique_ptr<Storage>> Storage::Open(
     const StorageOptions& options, std::string path) {
   std::unique_ptr<Storage> storage(new Storage(options, std::move(path)));
   absl::MutexLock l(&storage->mu_);
-  VS_RETURN_IF_ERROR(storage->OpenDb(/*recovering=*/false));
+  VS_RETURN_IF_ERROR(storage->OpenDb());
   return storage;
 }
 
@@ -364,7 +368,7 @@ std::vector<rocksdb::ColumnFamilyDescriptor> Storage::Families() {
           {kAppliedFamily, rocksdb::ColumnFamilyOptions()}};
 }
 
-absl::Status Storage::OpenDb(bool recovering) {
+absl::Status Storage::OpenDb() {
   VS_ASSIGN_OR_RETURN(const bool exists, CheckStore());
   std::error_code error;
   // Left over by a backup that did not finish.
@@ -375,9 +379,11 @@ absl::Status Storage::OpenDb(bool recovering) {
   db_options.IncreaseParallelism(2);
   db_options.paranoid_checks = true;
   db_options.wal_recovery_mode = kWalRecovery;
-  // Writes resume as soon as they fit on the disk, not once the replayed log
-  // fits in table files too.
-  db_options.avoid_flush_during_recovery = recovering;
+  // The replayed log stays in the memtables (and the log on disk until they
+  // are flushed): on a nearly full disk the store opens, and writes resume
+  // after a failed one, as soon as they fit, not once the log fits in table
+  // files too.
+  db_options.avoid_flush_during_recovery = true;
   // A write-ahead log the MANIFEST knows of that is missing or short is an
   // error, not a silent loss.
   db_options.track_and_verify_wals_in_manifest = true;
@@ -407,14 +413,14 @@ absl::Status Storage::OpenDb(bool recovering) {
     absl::MutexLock d(&durable_mu_);
     if (identity != durable_.identity) durable_ = {std::move(identity)};
   }
-  RecordNewestLog();
+  RecordLogs();
   return absl::OkStatus();
 }
 
 absl::Status Storage::InUseError(const rocksdb::Status& status) const {
-  return absl::UnavailableError(absl::StrCat(
-      "Data directory ", path_,
-      " is in use by another process: ", status.ToString()));
+  return absl::UnavailableError(
+      absl::StrCat("Data directory ", path_,
+                   " is in use by another process: ", status.ToString()));
 }
 
 absl::StatusOr<bool> Storage::CheckStore() {
@@ -487,25 +493,31 @@ absl::StatusOr<bool> Storage::CheckStore() {
 absl::Status Storage::CheckDurableRecord(rocksdb::DB& db) {
   std::ifstream in(std::filesystem::path(path_) / kDurableFile);
   DurableRecord record;
-  std::string sequence_text, log_text;
-  if (!std::getline(in, record.identity) ||
-      !std::getline(in, sequence_text) ||
+  std::string sequence_text, logs_text;
+  if (!std::getline(in, record.identity) || !std::getline(in, sequence_text) ||
       !absl::SimpleAtoi(sequence_text, &record.sequence)) {
     return absl::OkStatus();  // nothing recorded (yet)
   }
-  if (std::getline(in, log_text) &&
-      !absl::SimpleAtoi(log_text, &record.newest_log)) {
-    record.newest_log = 0;
+  std::getline(in, logs_text);
+  for (absl::string_view text : absl::StrSplit(logs_text, ' ')) {
+    uint64_t number = 0;
+    if (absl::SimpleAtoi(text, &number)) record.logs.insert(number);
   }
   std::string identity;
   db.GetDbIdentity(identity).PermitUncheckedError();
   if (identity != record.identity) return absl::OkStatus();
   const std::string context = absl::StrCat("Opening data directory ", path_);
-  if (NewestLogNumber(path_) < record.newest_log) {
-    return absl::DataLossError(absl::StrFormat(
-        "%s: its write-ahead log %06u.log is missing (%s): the writes it "
-        "held are lost",
-        context, record.newest_log, kDurableFile));
+  // RocksDB deletes only the logs before this one (all flushed).
+  uint64_t first_kept = 0;
+  db.GetIntProperty(rocksdb::DB::Properties::kMinLogNumberToKeep, &first_kept);
+  const std::set<uint64_t> present = LogNumbers(path_);
+  for (uint64_t number : record.logs) {
+    if (number >= first_kept && present.count(number) == 0) {
+      return absl::DataLossError(absl::StrFormat(
+          "%s: its write-ahead log %06d.log is missing (%s lists it): the "
+          "writes it held are lost",
+          context, number, kDurableFile));
+    }
   }
   const uint64_t recovered = db.GetLatestSequenceNumber();
   if (recovered < record.sequence) {
@@ -518,7 +530,7 @@ absl::Status Storage::CheckDurableRecord(rocksdb::DB& db) {
   {
     // Keep what was recorded when this store is opened next.
     absl::MutexLock d(&durable_mu_);
-    if (durable_.identity != identity) durable_ = record;
+    if (durable_.identity != identity) durable_ = std::move(record);
   }
   return absl::OkStatus();
 }
@@ -531,19 +543,19 @@ void Storage::RecordDurable(uint64_t sequence) {
   WriteDurableRecord(std::move(record));
 }
 
-void Storage::RecordNewestLog() {
-  const uint64_t newest = NewestLogNumber(path_);
+void Storage::RecordLogs() {
+  std::set<uint64_t> logs = LogNumbers(path_);
   absl::MutexLock d(&durable_mu_);
-  if (newest <= durable_.newest_log || durable_.identity.empty()) return;
+  if (logs == durable_.logs || durable_.identity.empty()) return;
   DurableRecord record = durable_;
-  record.newest_log = newest;
+  record.logs = std::move(logs);
   WriteDurableRecord(std::move(record));
 }
 
 void Storage::WriteDurableRecord(DurableRecord record) {
   if (ReplaceFile(std::filesystem::path(path_) / kDurableFile,
                   absl::StrCat(record.identity, "\n", record.sequence, "\n",
-                               record.newest_log, "\n"))
+                               absl::StrJoin(record.logs, " "), "\n"))
           .ok()) {
     durable_ = std::move(record);
   }
@@ -600,7 +612,10 @@ absl::Status Storage::Write(const StorageBatch& batch) {
   if (s.ok()) return absl::OkStatus();
   absl::Status error = WriteError(s, path_);
   absl::MutexLock e(&error_mu_);
-  if (!failed_.exchange(true)) error_ = error;
+  if (!failed_.exchange(true)) {
+    error_ = error;
+    room_needed_ = s.IsNoSpace() ? write_batch.GetDataSize() : 0;
+  }
   return error;
 }
 
@@ -608,7 +623,7 @@ absl::Status Storage::Recover() {
   if (!failed_.load()) return absl::OkStatus();
   absl::MutexLock l(&mu_);
   if (!failed_.load()) return absl::OkStatus();
-  if (absl::Now() >= next_recovery_) {
+  if (absl::Now() >= next_recovery_ && HasRoomForFailedWrite()) {
     const absl::Status status = RecoverDb();
     if (status.ok()) {
       failed_.store(false);
@@ -622,12 +637,24 @@ absl::Status Storage::Recover() {
   return error_;
 }
 
+bool Storage::HasRoomForFailedWrite() {
+  uint64_t needed = 0;
+  {
+    absl::MutexLock e(&error_mu_);
+    needed = room_needed_;
+  }
+  rocksdb::Env* env =
+      options_.env != nullptr ? options_.env : rocksdb::Env::Default();
+  uint64_t free = 0;
+  return needed == 0 || !env->GetFreeSpace(path_, &free).ok() || free >= needed;
+}
+
 absl::Status Storage::RecoverDb() {
   // Reopen rather than DB::Resume: RocksDB does not resume after an I/O
   // error writing the log, and resumes by flushing every memtable, which
   // needs room on a full disk.
   if (db_ != nullptr) CloseDb(/*clean=*/false);
-  const absl::Status status = OpenDb(/*recovering=*/true);
+  const absl::Status status = OpenDb();
   if (status.ok()) return status;
   if (db_ != nullptr) CloseDb(/*clean=*/false);
   if (absl::IsResourceExhausted(status)) {

@@ -11,6 +11,7 @@
 #include <map>
 #include <memory>
 #include <optional>
+#include <set>
 #include <string>
 #include <vector>
 
@@ -144,12 +145,12 @@ class Storage {
   absl::Status Write(const StorageBatch& batch);
 
   // After a failed write: closes and reopens the store, which replays the
-  // write-ahead log (its replayed part stays in memory, so on a full disk
-  // writes resume as soon as they fit). OK if the store takes writes again
-  // (at once when no write failed), else why not (RESOURCE_EXHAUSTED while
-  // the disk is full). Tries at most once a second: in between it returns
-  // the last try's error at once. A write that failed may still be in the
-  // replayed log: the caller rewrites what it touched.
+  // write-ahead log (into memory, so on a full disk writes resume as soon as
+  // they fit). Tries at most once a second, and after a full disk only once
+  // it has room for the write that failed; returns OK if the store takes
+  // writes again (at once when no write failed), else the last try's error
+  // (RESOURCE_EXHAUSTED while the disk is full). A write that failed may
+  // still be in the replayed log: the caller rewrites what it touched.
   absl::Status Recover();
 
   // Calls `fn` with every stored variable's record and its assembled bytes,
@@ -222,13 +223,16 @@ class Storage {
     std::string identity;
     // Every write up to this sequence is in the table files.
     uint64_t sequence = 0;
-    // The number of the newest write-ahead log (a newer one may exist).
-    uint64_t newest_log = 0;
+    // The numbers of the write-ahead logs.
+    std::set<uint64_t> logs;
   };
 
-  // Opens the RocksDB store; `recovering` from a failed write, it keeps the
-  // replayed log in memory instead of flushing it. REQUIRES: db_ is null.
-  absl::Status OpenDb(bool recovering) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Opens the RocksDB store. REQUIRES: db_ is null.
+  absl::Status OpenDb() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Whether the disk has room for the write that failed for want of space
+  // (true if another error failed it): reopening before would only leave
+  // one more log behind.
+  bool HasRoomForFailedWrite() ABSL_LOCKS_EXCLUDED(error_mu_);
   // One try of Recover: reopens the store, or returns why not.
   absl::Status RecoverDb() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // UNAVAILABLE: another process holds the store (`status` says how).
@@ -248,9 +252,9 @@ class Storage {
   void CloseDb(bool clean) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // Records that everything up to write `sequence` is in the table files.
   void RecordDurable(uint64_t sequence) ABSL_LOCKS_EXCLUDED(durable_mu_);
-  // Records the newest write-ahead log in the directory. Called before
-  // anything is written into a new log.
-  void RecordNewestLog() ABSL_LOCKS_EXCLUDED(durable_mu_);
+  // Records the write-ahead logs in the directory. Called before anything is
+  // written into a new log.
+  void RecordLogs() ABSL_LOCKS_EXCLUDED(durable_mu_);
   // Writes `record` to VARSCOPE-DURABLE and keeps it on success.
   void WriteDurableRecord(DurableRecord record)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(durable_mu_);
@@ -273,6 +277,8 @@ class Storage {
   std::atomic<bool> failed_{false};
   absl::Mutex error_mu_ ABSL_ACQUIRED_AFTER(mu_);
   absl::Status error_ ABSL_GUARDED_BY(error_mu_);
+  // The bytes that write needed when it failed for want of space, else 0.
+  uint64_t room_needed_ ABSL_GUARDED_BY(error_mu_) = 0;
   // What VARSCOPE-DURABLE says (its identity is the open store's).
   absl::Mutex durable_mu_;
   DurableRecord durable_ ABSL_GUARDED_BY(durable_mu_);
