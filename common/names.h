@@ -4,6 +4,7 @@
 #define VARSCOPE_COMMON_NAMES_H_
 
 #include <cstddef>
+#include <cstdint>
 #include <string>
 #include <vector>
 
@@ -58,6 +59,10 @@ inline constexpr absl::string_view kSlotNames[] = {"Momentum",
 // (`w/Adagrad`) and a part of a partitioned variable (`w/part_3`, and its
 // slots) go with their variable `w`, so that one server holds them all.
 absl::string_view ShardingName(absl::string_view name);
+
+// A fixed, well-mixed 64-bit hash of `bytes`: the same in every process,
+// platform and version.
+uint64_t StableHash(absl::string_view bytes, uint64_t seed);
 
 // The shard, in [0, num_shards), that holds `name`: rendezvous hashing of
 // ShardingName(name) over the shard indices, so that every client with the

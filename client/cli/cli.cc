@@ -19,13 +19,11 @@
 #include "client/cli/server_commands.h"
 #include "client/cli/store_commands.h"
 #include "client/cli/transfer.h"
+#include "common/cluster.h"
 #include "common/status.h"
-#include "nlohmann/json.hpp"
 
 namespace varscope::cli {
 namespace {
-
-using Json = nlohmann::json;
 
 constexpr char kDefaultServer[] = "127.0.0.1:7070";
 
@@ -431,26 +429,13 @@ absl::StatusOr<std::string> ResolveServerAddress(
   }
   const std::optional<std::string> tf_config = env.getenv("TF_CONFIG");
   if (!tf_config.has_value() || tf_config->empty()) return kDefaultServer;
-  const Json config =
-      Json::parse(*tf_config, nullptr, /*allow_exceptions=*/false);
-  if (!config.is_object()) {
-    return absl::InvalidArgumentError(
-        "TF_CONFIG is not a JSON object; pass --server or fix TF_CONFIG");
+  absl::StatusOr<TfConfig> config = ParseTfConfig(*tf_config);
+  if (!config.ok()) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        config.status().message(), "; pass --server or fix TF_CONFIG"));
   }
-  auto cluster = config.find("cluster");
-  if (cluster == config.end() || !cluster->is_object()) return kDefaultServer;
-  auto ps = cluster->find("ps");
-  if (ps == cluster->end()) return kDefaultServer;
-  if (!ps->is_array() ||
-      !std::all_of(ps->begin(), ps->end(),
-                   [](const Json& task) { return task.is_string(); })) {
-    return absl::InvalidArgumentError(
-        "TF_CONFIG's cluster.ps is not a list of HOST:PORT strings");
-  }
-  if (ps->empty()) return kDefaultServer;
-  std::vector<std::string> shards;
-  for (const Json& task : *ps) shards.push_back(task.get<std::string>());
-  return absl::StrJoin(shards, ",");
+  if (config->ps.empty()) return kDefaultServer;
+  return absl::StrJoin(config->ps, ",");
 }
 
 absl::StatusOr<ClientSecurity> ResolveSecurity(const std::string& tls_ca_file,
