@@ -27,6 +27,17 @@ namespace {
 
 constexpr char kDefaultServer[] = "127.0.0.1:7070";
 
+// A file the user named (by a flag or an environment variable) that cannot
+// be read is a usage error.
+absl::StatusOr<std::string> ReadNamedFile(const std::string& path,
+                                          absl::string_view what) {
+  absl::StatusOr<std::string> content = ReadCredentialFile(path, what);
+  if (!content.ok()) {
+    return absl::InvalidArgumentError(content.status().message());
+  }
+  return content;
+}
+
 // A subcommand and how to run it once parsed.
 struct Command {
   CLI::App* app;
@@ -445,12 +456,11 @@ absl::StatusOr<ClientSecurity> ResolveSecurity(const std::string& tls_ca_file,
   std::string ca = tls_ca_file;
   if (ca.empty()) ca = env.getenv("VARSCOPE_TLS_CA").value_or("");
   if (!ca.empty()) {
-    VS_ASSIGN_OR_RETURN(security.tls_root_certs,
-                        ReadCredentialFile(ca, "TLS CA"));
+    VS_ASSIGN_OR_RETURN(security.tls_root_certs, ReadNamedFile(ca, "TLS CA"));
   }
   if (!token_file.empty()) {
     VS_ASSIGN_OR_RETURN(security.auth_token,
-                        ReadCredentialFile(token_file, "token"));
+                        ReadNamedFile(token_file, "token"));
   } else {
     security.auth_token = env.getenv("VARSCOPE_TOKEN").value_or("");
   }
