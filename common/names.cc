@@ -246,7 +246,9 @@ bool IsPartName(absl::string_view leaf) {
   return std::all_of(leaf.begin(), leaf.end(), absl::ascii_isdigit);
 }
 
-// FNV-1a, then SplitMix64's finalizer: a fixed, well-mixed 64-bit hash.
+}  // namespace
+
+// FNV-1a, then SplitMix64's finalizer.
 uint64_t StableHash(absl::string_view bytes, uint64_t seed) {
   uint64_t h = 0xcbf29ce484222325ULL ^ seed;
   for (const char c : bytes) {
@@ -259,8 +261,6 @@ uint64_t StableHash(absl::string_view bytes, uint64_t seed) {
   h *= 0x94d049bb133111ebULL;
   return h ^ (h >> 31);
 }
-
-}  // namespace
 
 bool IsSlotName(absl::string_view leaf) {
   return std::find(std::begin(kSlotNames), std::end(kSlotNames), leaf) !=

@@ -122,6 +122,10 @@ bool IsSlotName(absl::string_view leaf);
 // slots) go with their variable `w`, so that one server holds them all.
 absl::string_view ShardingName(absl::string_view name);
 
+// A fixed, well-mixed 64-bit hash of `bytes`: the same in every process,
+// platform and version.
+uint64_t StableHash(absl::string_view bytes, uint64_t seed);
+
 // The shard, in [0, num_shards), that holds `name`: rendezvous hashing of
 // ShardingName(name) over the shard indices, so that every client with the
 // same shard list agrees, and removing the last shard moves only its names.

@@ -38,6 +38,8 @@ constexpr size_t kDataMemtableBytes = 32 << 20;
 // of some overlap the checksums, copies and page faults of others (4 loaded
 // 1 GiB in 0.9 s where 2 took 1.2 s, on 2 cores, files in the page cache).
 constexpr size_t kLoadThreads = 4;
+// The key of the cluster identity in the default column family.
+constexpr char kClusterIdentityKey[] = "cluster-identity";
 // "IDENTITY\nSEQUENCE\nLOG LOG ...\n": everything up to write SEQUENCE of the
 // store with that RocksDB identity is in its table files, and its
 // write-ahead logs were LOG.log, ... (RocksDB deletes a log only once
@@ -666,6 +668,36 @@ absl::Status Storage::RecoverDb() {
                    ": the update was not applied; the store is closed after a "
                    "write error and reopening it failed: ",
                    status.message()));
+}
+
+absl::StatusOr<std::optional<v1::ClusterIdentity>>
+Storage::ReadClusterIdentity() {
+  absl::ReaderMutexLock l(&mu_);
+  std::string value;
+  const rocksdb::Status s = db_->Get(rocksdb::ReadOptions(), handles_[0],
+                                     kClusterIdentityKey, &value);
+  if (s.IsNotFound()) return std::nullopt;
+  VS_RETURN_IF_ERROR(FromRocksStatus(
+      s,
+      absl::StrCat("Reading the cluster identity in data directory ", path_)));
+  v1::ClusterIdentity identity;
+  if (!identity.ParseFromString(value)) {
+    return absl::DataLossError(
+        absl::StrCat("The cluster identity recorded in data directory ", path_,
+                     " is damaged"));
+  }
+  return identity;
+}
+
+absl::Status Storage::WriteClusterIdentity(
+    const v1::ClusterIdentity& identity) {
+  absl::ReaderMutexLock l(&mu_);
+  rocksdb::WriteOptions options;
+  options.sync = true;
+  return FromRocksStatus(
+      db_->Put(options, handles_[0], kClusterIdentityKey,
+               identity.SerializeAsString()),
+      absl::StrCat("Recording the cluster identity in data directory ", path_));
 }
 
 absl::Status Storage::LoadApplied(

@@ -22,6 +22,7 @@
 #include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
 #include "rocksdb/db.h"
+#include "varscope/v1/cluster.pb.h"
 #include "varscope/v1/storage.pb.h"
 
 namespace varscope::server {
@@ -110,6 +111,9 @@ struct RestoredStore {
   // The backup restored; 0 for a checkpoint.
   uint32_t backup_id = 0;
   StoreSummary contents;
+  // Its cluster identity (see Storage::ReadClusterIdentity); nullopt for a
+  // store from before identities were recorded.
+  std::optional<v1::ClusterIdentity> cluster;
 };
 
 // Thread-safe.
@@ -166,6 +170,16 @@ class Storage {
   // (see StorageBatch::PutApplied).
   absl::Status LoadApplied(
       const std::function<absl::Status(std::string, int64_t, std::string)>& fn);
+
+  // The cluster identity recorded in the store, nullopt if none is. It is a
+  // record of the default column family, so checkpoints, backups and
+  // restores carry it. DATA_LOSS if the record does not parse; the mapped
+  // RocksDB error otherwise.
+  absl::StatusOr<std::optional<v1::ClusterIdentity>> ReadClusterIdentity();
+
+  // Records `identity` (fsynced before it returns). Errors: the mapped
+  // RocksDB error; nothing is recorded.
+  absl::Status WriteClusterIdentity(const v1::ClusterIdentity& identity);
 
   // Moves every memtable into table files (so that a checkpoint taken next
   // has little to move).

@@ -4,6 +4,7 @@
 
 #include <cerrno>
 #include <cstdio>
+#include <filesystem>
 #include <vector>
 
 #include "absl/container/flat_hash_set.h"
@@ -131,15 +132,13 @@ struct Metadata {
 
 absl::StatusOr<Metadata> ReadMetadata(const ImportOptions& options) {
   const std::string path = SidecarPath(options.path, options.metadata_path);
-  absl::StatusOr<std::string> text = ReadFile(path);
-  if (!text.ok()) {
-    if (options.metadata_path.empty() && absl::IsNotFound(text.status())) {
-      return Metadata();
-    }
-    return text.status();
+  std::error_code error;
+  if (options.metadata_path.empty() && !std::filesystem::exists(path, error)) {
+    return Metadata();  // a plain .npz
   }
+  VS_ASSIGN_OR_RETURN(const std::string text, ReadFile(path));
   Metadata metadata;
-  metadata.json = Json::parse(*text, nullptr, /*allow_exceptions=*/false);
+  metadata.json = Json::parse(text, nullptr, /*allow_exceptions=*/false);
   const absl::Status bad = absl::InvalidArgumentError(absl::StrCat(
       path,
       " is not Varscope export metadata (a JSON object with \"format\": \"",
@@ -180,10 +179,13 @@ absl::Status CheckNoneExists(const CommandContext& context,
   if (taken.empty()) return absl::OkStatus();
   const size_t total = taken.size();
   if (taken.size() > 5) taken.resize(5);
-  return absl::AlreadyExistsError(absl::StrCat(
-      VariablesText(static_cast<int64_t>(total)), " to import already exist (",
-      absl::StrJoin(taken, ", "), total > 5 ? ", ..." : "",
-      "); nothing was imported. Pass --overwrite to replace them"));
+  const bool one = total == 1;
+  return absl::AlreadyExistsError(
+      absl::StrCat(VariablesText(static_cast<int64_t>(total)),
+                   " to import already ", one ? "exists" : "exist", " (",
+                   absl::StrJoin(taken, ", "), total > 5 ? ", ..." : "",
+                   "); nothing was imported. Pass --overwrite to replace ",
+                   one ? "it" : "them"));
 }
 
 absl::Status ImportOne(const CommandContext& context, const ZipReader& zip,

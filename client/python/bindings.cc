@@ -460,6 +460,15 @@ PYBIND11_MODULE(_varscope, m) {
            py::arg("address"), py::kw_only(), py::arg("timeout"),
            py::arg("max_attempts"), py::arg("tls_root_certs"),
            py::arg("auth_token"))
+      .def("check_cluster",
+           [](Client& client) {
+             absl::Status status;
+             {
+               py::gil_scoped_release release;
+               status = client.CheckCluster();
+             }
+             ThrowIfError(status);
+           })
       .def("list_variables", &ListVariables, py::arg("scope"),
            py::arg("recursive"))
       .def(

@@ -130,13 +130,19 @@ TEST_F(TransferTest, JsonReportsCountsBytesAndFiles) {
 
 TEST_F(TransferTest, ImportCreateOnlyFailsBeforeWritingWhenATargetExists) {
   ASSERT_EQ(Run({"export", "model/dense", "-o", Path("dense.npz")}).code, 0);
+  CliResult r = Run({"import", Path("dense.npz")});
+  EXPECT_EQ(r.code, 3);
+  EXPECT_EQ(r.err,
+            "varscope import: ALREADY_EXISTS: 2 variables to import already "
+            "exist (model/dense/bias, model/dense/kernel); nothing was "
+            "imported. Pass --overwrite to replace them\n");
   ASSERT_EQ(Run({"rm", "model/dense/bias"}).code, 0);
-  const CliResult r = Run({"import", Path("dense.npz")});
+  r = Run({"import", Path("dense.npz")});
   EXPECT_EQ(r.code, 3);
   EXPECT_EQ(r.err,
             "varscope import: ALREADY_EXISTS: 1 variable to import already "
-            "exist (model/dense/kernel); nothing was imported. Pass "
-            "--overwrite to replace them\n");
+            "exists (model/dense/kernel); nothing was imported. Pass "
+            "--overwrite to replace it\n");
   EXPECT_EQ(Run({"ls", "--names", "model/dense"}).out, "model/dense/kernel\n");
 }
 

@@ -28,14 +28,33 @@ _UNUSED_ADDRESS = "127.0.0.1:1"
 _SERVING = re.compile(r"varscoped serving on (\S+:\d+) ")
 
 
-class Server:
-    """A varscoped process serving `address`."""
+# Test clusters: their shards listen on port 0, so the shard list each one
+# records names the shards by position, not by the addresses clients reach
+# them at (clients check positions and the cluster id, never addresses).
+TEST_CLUSTER_ID = "test-cluster"
 
-    def __init__(self, data_dir, *flags):
+
+def shard_list(count):
+    """The shard list test clusters of `count` shards record."""
+    return ["shard%d:7070" % i for i in range(count)]
+
+
+def shard_flags(index, count):
+    """The varscoped flags of shard `index` of a test cluster."""
+    return ["--cluster=" + ",".join(shard_list(count)),
+            "--shard-index=%d" % index, "--cluster-id=" + TEST_CLUSTER_ID]
+
+
+class Server:
+    """A varscoped process serving `address`; `env`: its environment
+    (default: this process's)."""
+
+    def __init__(self, data_dir, *flags, env=None):
         self.process = subprocess.Popen(
             [VARSCOPED, "--listen=127.0.0.1:0", "--data-dir=%s" % data_dir,
              *flags],
-            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+            env=env)
         line = self.process.stdout.readline()
         match = _SERVING.match(line)
         if not match:

@@ -11,8 +11,11 @@
 
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+#include "absl/strings/str_split.h"
 #include "common/status.h"
 #include "gtest/gtest.h"
+#include "server/cluster_identity.h"
 
 namespace varscope::testing {
 
@@ -58,6 +61,32 @@ absl::Status TestServer::Restart() {
 }
 
 void TestServer::Stop() { server_.reset(); }
+
+std::string TestShardList(int count) {
+  std::vector<std::string> shards;
+  for (int i = 0; i < count; ++i)
+    shards.push_back(absl::StrCat("shard", i, ":7070"));
+  return absl::StrJoin(shards, ",");
+}
+
+std::vector<std::string> TestShardFlags(int index, int count) {
+  return {absl::StrCat("--cluster=", TestShardList(count)),
+          absl::StrCat("--shard-index=", index),
+          absl::StrCat("--cluster-id=", kTestClusterId)};
+}
+
+server::ServerOptions TestShardOptions(int index, int count,
+                                       server::ServerOptions options) {
+  server::ClusterOptions cluster;
+  cluster.shards = absl::StrSplit(TestShardList(count), ',');
+  cluster.shard_index = index;
+  cluster.cluster_id = kTestClusterId;
+  absl::StatusOr<std::optional<v1::ClusterIdentity>> identity =
+      server::ConfiguredIdentity(cluster);
+  EXPECT_TRUE(identity.ok()) << identity.status();
+  if (identity.ok()) options.cluster = *identity;
+  return options;
+}
 
 std::string VarscopedPath() { return VARSCOPED_PATH; }
 
@@ -128,14 +157,20 @@ int ChildProcess::Wait() {
 
 absl::StatusOr<std::unique_ptr<ServerProcess>> ServerProcess::Start(
     const std::string& data_dir, const std::vector<std::string>& extra_args,
-    int port) {
-  std::vector<std::string> argv = {VarscopedPath(),
-                                   absl::StrCat("--listen=127.0.0.1:", port),
-                                   absl::StrCat("--data-dir=", data_dir)};
+    int port, const std::vector<std::string>& env) {
+  std::vector<std::string> argv;
+  if (!env.empty()) {
+    argv.push_back("/usr/bin/env");
+    argv.insert(argv.end(), env.begin(), env.end());
+  }
+  argv.insert(argv.end(),
+              {VarscopedPath(), absl::StrCat("--listen=127.0.0.1:", port),
+               absl::StrCat("--data-dir=", data_dir)});
   argv.insert(argv.end(), extra_args.begin(), extra_args.end());
   auto server = std::unique_ptr<ServerProcess>(new ServerProcess());
   VS_ASSIGN_OR_RETURN(server->process_, ChildProcess::Start(argv));
-  VS_ASSIGN_OR_RETURN(std::string line, server->process_->ReadLine());
+  VS_ASSIGN_OR_RETURN(server->serving_line_, server->process_->ReadLine());
+  const std::string& line = server->serving_line_;
   // "varscoped serving on 127.0.0.1:PORT (data dir DIR, durability MODE)"
   const size_t colon = line.find("127.0.0.1:");
   const size_t space = line.find(' ', colon);

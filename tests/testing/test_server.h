@@ -55,6 +55,19 @@ class TestServer {
   std::unique_ptr<server::Server> server_;
 };
 
+// Test clusters. Their shards listen on port 0, so the shard list each one
+// records names the shards by position ("shard0:7070", "shard1:7070", ...),
+// not by the addresses clients reach them at: clients check positions and
+// the cluster id (kTestClusterId), never addresses.
+inline constexpr char kTestClusterId[] = "test-cluster";
+// The varscoped flags of shard `index` of a test cluster of `count` shards.
+std::vector<std::string> TestShardFlags(int index, int count);
+// `options` with the identity of that shard.
+server::ServerOptions TestShardOptions(int index, int count,
+                                       server::ServerOptions options = {});
+// The shard list test clusters of `count` shards record, comma-separated.
+std::string TestShardList(int count);
+
 // The path of the varscoped binary under test.
 std::string VarscopedPath();
 // The path of the varscope_test_worker binary (tests/testing/worker_main.cc).
@@ -88,17 +101,22 @@ class ChildProcess {
 class ServerProcess {
  public:
   // Listens on `port`; 0 picks a free port (pass a restarted server's old
-  // port only when its clients must find it again).
+  // port only when its clients must find it again). `env`: NAME=VALUE
+  // settings added to its environment.
   static absl::StatusOr<std::unique_ptr<ServerProcess>> Start(
       const std::string& data_dir,
-      const std::vector<std::string>& extra_args = {}, int port = 0);
+      const std::vector<std::string>& extra_args = {}, int port = 0,
+      const std::vector<std::string>& env = {});
   std::string address() const;
   int port() const { return port_; }
   ChildProcess& process() { return *process_; }
+  // "varscoped serving on ...".
+  const std::string& serving_line() const { return serving_line_; }
 
  private:
   std::unique_ptr<ChildProcess> process_;
   int port_ = 0;
+  std::string serving_line_;
 };
 
 }  // namespace varscope::testing

@@ -40,6 +40,10 @@ class Client:
     idempotent calls), a slow one errors.DeadlineExceededError after
     `timeout` seconds per attempt.
 
+    With several shards, the first call checks the cluster before anything
+    else (see check_cluster). With one address, the client talks to that
+    server whatever its place in a cluster (to administer one shard).
+
     `tls_ca`: path of the PEM certificate(s) of the CA that signed the
     servers' certificates: connect with TLS (default: $VARSCOPE_TLS_CA, else
     plaintext). `token`: sent with every call as a bearer token, over TLS
@@ -80,6 +84,19 @@ class Client:
     def timeout(self):
         """The deadline of each attempt of a call, in seconds."""
         return self._timeout
+
+    def check_cluster(self):
+        """Checks now that the shard at each position of this client's list
+        is the shard at that position of one cluster (the order varscoped's
+        --cluster gave it, or TF_CONFIG's cluster.ps), so that workers with
+        another order cannot split the store.
+
+        Raises errors.FailedPreconditionError ("Shard list mismatch: ...",
+        naming the cluster's order) otherwise, or the error of reaching a
+        shard. The first call of a cluster's client checks it anyway; nothing
+        is checked with one address.
+        """
+        self._connection().check_cluster()
 
     @contextlib.contextmanager
     def as_default(self):
@@ -179,9 +196,10 @@ def connect(address=None, cluster=None, timeout=DEFAULT_TIMEOUT,
       cluster: instead of `address`, the parameter servers: a list of
         addresses or a mapping with a "ps" list (as TF_CONFIG's "cluster").
         With several, each variable lives on the shard its full name picks
-        (rendezvous hashing; every worker must list the shards in the same
-        order); a partitioned variable's parts and its optimizer slots live
-        with it.
+        (rendezvous hashing); a partitioned variable's parts and its
+        optimizer slots live with it. They must be listed in the cluster's
+        order: the first call (or Client.check_cluster) raises
+        errors.FailedPreconditionError naming that order otherwise.
       timeout: deadline of each attempt of a call, in seconds.
       max_attempts: attempts of calls that are safe to retry when the
         server is unavailable.

@@ -30,6 +30,7 @@ from varscope import partitioners
 from varscope import variables
 from varscope.client import default_client
 from varscope.tensor_shape import TensorShape
+from varscope.tensor_shape import dimension_value
 
 
 class _ReuseMode(enum.Enum):
@@ -205,12 +206,13 @@ class variable_scope:  # pylint: disable=invalid-name
 
 
 def _as_dims(shape):
-    """A shape argument as a list of ints (-1: unknown), or None."""
+    """A shape argument as a list of ints (-1: unknown), or None. TypeError
+    for a dimension that is not an integer (see dimension_value)."""
     if shape is None:
         return None
     if not isinstance(shape, Iterable):
         shape = [shape]
-    return [-1 if d is None else int(d) for d in shape]
+    return [-1 if d is None else d for d in map(dimension_value, shape)]
 
 
 def _fully_defined(dims):
