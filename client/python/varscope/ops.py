@@ -21,11 +21,9 @@ TensorFlow's between-graph replication:
 
 from __future__ import annotations
 
-import contextlib
 import re
 import threading
 from collections.abc import Hashable
-from collections.abc import Iterator
 from typing import Any
 
 
@@ -140,32 +138,26 @@ def unique_name(name: str, mark_as_used: bool = True) -> str:
 def mark_used(full_name: str) -> None:
     """Records a variable's full name as an op name of this process, as
     TensorFlow does when get_variable makes a variable."""
-    with _scope(None):
+    with name_scope(None):
         unique_name(full_name)
 
 
-@contextlib.contextmanager
-def _scope(name: str | None) -> Iterator[str]:
-    """TensorFlow's Graph.name_scope: None or "" is the root, a name ending
-    in "/" re-enters that scope as is, any other name opens it under the
-    current scope, made unique. Yields the scope with a trailing "/" ("" at
-    the root)."""
+def _open_scope(name: str | None) -> str:
+    """Makes `name` the current name scope as TensorFlow's Graph.name_scope
+    does: None or "" is the root, a name ending in "/" re-enters that scope
+    as is, any other name opens it under the current scope, made unique.
+    Returns the scope with a trailing "/" ("" at the root)."""
     if name:
         grammar = _NESTED_SCOPE if _stack.scope else _ROOT_SCOPE
         if not grammar.match(name):
             raise ValueError("'%s' is not a valid scope name" % name)
-    old = _stack.scope
     if not name:
-        _stack.scope, opened = "", ""
+        _stack.scope = ""
     elif name.endswith("/"):
-        _stack.scope, opened = name[:-1], name
+        _stack.scope = name[:-1]
     else:
         _stack.scope = unique_name(name)
-        opened = _stack.scope + "/"
-    try:
-        yield opened
-    finally:
-        _stack.scope = old
+    return _stack.scope + "/" if _stack.scope else ""
 
 
 class name_scope:  # pylint: disable=invalid-name
@@ -195,18 +187,20 @@ class name_scope:  # pylint: disable=invalid-name
         self._name = default_name if name is None else name
         self._default_name = default_name
         self._values = values
-        self._entered: contextlib.AbstractContextManager[str] | None = None
+        self._old: str | None = None
 
     def __enter__(self) -> str:
         if self._name is None and self._values is not None:
             raise ValueError(
                 "At least one of name (%s) and default_name (%s) must be "
                 "provided." % (self._name, self._default_name))
-        self._entered = _scope(self._name)
-        return self._entered.__enter__()
+        old = _stack.scope
+        opened = _open_scope(self._name)
+        self._old = old
+        return opened
 
     def __exit__(self, exc_type, exc_value, traceback) -> None:
-        self._entered.__exit__(exc_type, exc_value, traceback)
+        _stack.scope = self._old
 
 
 def add_to_collection(name: Hashable, value: Any) -> None:
@@ -312,12 +306,12 @@ def reset_default_graph() -> None:
     """Forgets what this process kept in place of a graph, as
     tf.compat.v1.reset_default_graph: names in use, its collections (the
     server's variables and their collections stay), its local variables and
-    which variables it made, and the current thread's scopes. Call it
-    outside any scope; other threads keep their scopes."""
+    which variables it made. Scopes the calling thread is in stay entered;
+    called outside any variable scope, it also restarts the thread's
+    default_name counting."""
     with _lock:
         _names_in_use.clear()
         _collections.clear()
         _created_trainable.clear()
-    _stack.scope = ""
     for hook in _reset_hooks:
         hook()

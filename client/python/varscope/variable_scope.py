@@ -316,14 +316,12 @@ class variable_scope:  # pylint: disable=invalid-name
             name_scope=name_scope)
 
     def __exit__(self, exc_type, exc_value, traceback) -> None:
-        try:
-            if get_variable_scope() is not self._entered:
-                raise RuntimeError("Improper nesting of variable_scope.")
-            _scopes.stack.exit()
-            _scopes.entered.pop()
-        finally:
-            if self._name_scope is not None:
-                self._name_scope.__exit__(exc_type, exc_value, traceback)
+        if get_variable_scope() is not self._entered:
+            raise RuntimeError("Improper nesting of variable_scope.")
+        _scopes.stack.exit()
+        _scopes.entered.pop()
+        if self._name_scope is not None:
+            self._name_scope.__exit__(exc_type, exc_value, traceback)
 
 
 def _as_dims(shape):
@@ -700,7 +698,8 @@ def _reset() -> None:
     _local_store.clear()
     with _recorded_lock:
         _recorded.clear()
-    _scopes.__init__()
+    if len(_scopes.entered) == 1:  # At the root: fresh counters.
+        _scopes.__init__()
 
 
 ops.on_reset(_reset)
