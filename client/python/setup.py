@@ -4,7 +4,8 @@ repository (the whole C++ client is compiled, so the first build takes a few
 minutes).
 
     /usr/bin/python3 -m pip install --no-build-isolation \
-        [--break-system-packages | --user | --target DIR] ./client/python
+        [--break-system-packages | --user | --no-deps --target DIR] \
+        ./client/python
 
 With $VARSCOPE_CMAKE_BUILD_DIR naming an already configured build tree of
 this repository (VARSCOPE_BUILD_PYTHON on), the extension is built there
