@@ -141,7 +141,8 @@ def test_bad_arguments():
     parted = vs.get_variable("parted", [5, 2], initializer=table(5, 2),
                              partitioner=vs.fixed_size_partitioner(2))
     with pytest.raises(errors.InvalidArgumentError, match="^Index 5 at "
-                       "position 2 is out of range for emb with 5 rows$"):
+                       "position 2 is out of range for variable emb with 5 "
+                       "rows$"):
         vs.nn.embedding_lookup(params, [[0, 1], [5, 1]])
     with pytest.raises(errors.InvalidArgumentError, match="^Index -1 at "
                        "position 0 is out of range for the embedding params "

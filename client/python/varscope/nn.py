@@ -24,6 +24,7 @@ from varscope.sparse_tensor import SparseTensor
 from varscope.tensor_shape import TensorShape
 from varscope.variables import PartitionedVariable
 from varscope.variables import _VariableBase
+from varscope.variables import check_rows
 
 
 def _as_params(params: Any) -> list:
@@ -68,18 +69,19 @@ def _assign(ids: np.ndarray, sizes: list, strategy: str) -> tuple:
 
 def _check_range(flat_ids, element, row, params, sizes, strategy):
     """InvalidArgumentError for the first id that maps to no row."""
+    if len(sizes) == 1:
+        check_rows(flat_ids, _name_of(params[0]), sizes[0])
+        return
     bad = (flat_ids < 0) | (element >= len(sizes))
     bad[~bad] = row[~bad] >= np.asarray(sizes)[element[~bad]]
     positions = np.flatnonzero(bad)
     if not positions.size:
         return
     i = int(positions[0])
-    if len(sizes) == 1 or flat_ids[i] < 0 or element[i] >= len(sizes):
+    if flat_ids[i] < 0 or element[i] >= len(sizes):
         raise errors.InvalidArgumentError(
-            None, None, "Index %d at position %d is out of range for %s with "
-            "%d rows" % (flat_ids[i], i, _name_of(params[0]) if
-                         len(sizes) == 1 else "the embedding params",
-                         sum(sizes)))
+            None, None, "Index %d at position %d is out of range for the "
+            "embedding params with %d rows" % (flat_ids[i], i, sum(sizes)))
     raise errors.InvalidArgumentError(
         None, None, "Index %d at position %d is row %d of %s (params[%d] for "
         "partition_strategy %r), which has %d rows" %

@@ -94,6 +94,17 @@ def _as_indices(indices, name):
     return array
 
 
+def check_rows(indices: np.ndarray, name: str, rows: int) -> None:
+    """InvalidArgumentError (the server's text) for the first of `indices`
+    outside [0, rows) of variable `name`."""
+    bad = np.flatnonzero((indices < 0) | (indices >= rows))
+    if bad.size:
+        i = int(bad[0])
+        raise errors.InvalidArgumentError(
+            None, None, "Index %d at position %d is out of range for "
+            "variable %s with %d rows" % (indices[i], i, name, rows))
+
+
 def apply_updates(pairs, return_values=False):
     """Applies [(variable handle, UpdateSpec)] as one atomic batch on the
     handles' client; records the new versions on the handles. Returns the
@@ -298,8 +309,8 @@ class Variable(_VariableBase):
         dtype = (dtypes.infer_dtype(initial_value) if dtype is None else
                  dtypes.as_dtype(dtype))
         value = dtypes.to_numpy(initial_value, dtype)
-        if shape is not None and not TensorShape(value.shape).is_compatible_with(
-                [None if d is None or d < 0 else d for d in shape]):
+        if shape is not None and not TensorShape(
+                value.shape).is_compatible_with(shape):
             raise ValueError(
                 "The initial value's shape (%s) is not compatible with the "
                 "explicitly supplied `shape` argument (%s)." %
@@ -421,13 +432,7 @@ class LocalImpl:
             return self._value.copy() if return_value else None
 
     def gather(self, indices: np.ndarray) -> np.ndarray:
-        rows = self.shape[0] if self.shape else 0
-        bad = np.flatnonzero((indices < 0) | (indices >= rows))
-        if bad.size:
-            i = int(bad[0])
-            raise errors.InvalidArgumentError(
-                None, None, "Index %d at position %d is out of range for "
-                "variable %s with %d rows" % (indices[i], i, self.name, rows))
+        check_rows(indices, self.name, self.shape[0] if self.shape else 0)
         with self._lock:
             return self._value[indices]
 
@@ -482,13 +487,7 @@ class PartitionedVariable(_VariableBase):
         indices. InvalidArgumentError (the server's text) for an index out
         of range."""
         _, starts = self._axis()
-        rows = int(starts[-1])
-        bad = np.flatnonzero((indices < 0) | (indices >= rows))
-        if bad.size:
-            i = int(bad[0])
-            raise errors.InvalidArgumentError(
-                None, None, "Index %d at position %d is out of range for "
-                "variable %s with %d rows" % (indices[i], i, self.name, rows))
+        check_rows(indices, self.name, int(starts[-1]))
         owner = np.searchsorted(starts, indices, side="right") - 1
         for p in range(len(self._parts)):
             positions = np.flatnonzero(owner == p)
