@@ -5,6 +5,7 @@
 #include <cstring>
 #include <limits>
 #include <map>
+#include <optional>
 #include <utility>
 
 #include "absl/container/flat_hash_set.h"
@@ -101,6 +102,7 @@ struct VariableTable::Plan {
   DType dtype = v1::DT_FLOAT;
   v1::Initializer init;  // resolved from the default
   bool trainable = true;
+  std::optional<v1::Collections> collections;  // absent: the default
   std::vector<std::string> reserved;
   std::shared_ptr<absl::Notification> done;
 };
@@ -114,6 +116,27 @@ std::string PartName(absl::string_view name, int64_t i) {
 // Python's str() of a list of ints: "[4, 1]".
 std::string ListString(absl::Span<const int64_t> values) {
   return absl::StrCat("[", absl::StrJoin(values, ", "), "]");
+}
+
+// A request's collection names: a variable's metadata is kept in memory and
+// sent with every listing, so its size is bounded.
+absl::Status ValidateCollections(absl::string_view name,
+                                 const v1::Collections& collections) {
+  constexpr int kMaxCollections = 64;
+  constexpr size_t kMaxCollectionNameBytes = 256;
+  if (collections.names_size() > kMaxCollections) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "Variable ", name, " is given ", collections.names_size(),
+        " collections; at most ", kMaxCollections, " are allowed"));
+  }
+  for (const std::string& collection : collections.names()) {
+    if (collection.empty() || collection.size() > kMaxCollectionNameBytes) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "Collection names of variable ", name, " must have 1 to ",
+          kMaxCollectionNameBytes, " bytes, got one of ", collection.size()));
+    }
+  }
+  return absl::OkStatus();
 }
 
 Shape RequestShape(const v1::GetVariableRequest& request) {
@@ -484,6 +507,7 @@ absl::StatusOr<v1::GetVariableResponse> VariableTable::GetVariable(
     VS_RETURN_IF_ERROR(
         ValidateDims(request.shape().dims(), /*allow_unknown=*/true));
   }
+  VS_RETURN_IF_ERROR(ValidateCollections(name, request.collections()));
   const std::vector<std::string> keys = {name, PartName(name, 0)};
 
   for (;;) {
@@ -498,6 +522,9 @@ absl::StatusOr<v1::GetVariableResponse> VariableTable::GetVariable(
         if (decided.ok() && !plan.parts.empty()) {
           plan.dtype = request.dtype();
           plan.trainable = !request.has_trainable() || request.trainable();
+          if (request.has_collections()) {
+            plan.collections = request.collections();
+          }
           plan.done = std::make_shared<absl::Notification>();
           plan.reserved.push_back(name);
           if (plan.partitioned) {
@@ -671,6 +698,9 @@ absl::StatusOr<v1::GetVariableResponse> VariableTable::DecidePartitioned(
     whole->set_dtype(dtype);
     *whole->mutable_shape() = info0.slice().full_shape();
     whole->set_trainable(info0.trainable());
+    if (info0.has_collections()) {
+      *whole->mutable_collections() = info0.collections();
+    }
     *whole->mutable_initializer() = info0.initializer();
     whole->set_create_time_micros(info0.create_time_micros());
     return response;
@@ -771,6 +801,9 @@ absl::StatusOr<v1::GetVariableResponse> VariableTable::Create(Plan& plan) {
     info->set_dtype(plan.dtype);
     info->set_version(1);
     info->set_trainable(plan.trainable);
+    if (plan.collections.has_value()) {
+      *info->mutable_collections() = *plan.collections;
+    }
     *info->mutable_initializer() = stored_init;
     info->set_create_time_micros(now);
     info->set_update_time_micros(now);
@@ -796,6 +829,9 @@ absl::StatusOr<v1::GetVariableResponse> VariableTable::Create(Plan& plan) {
     whole->mutable_shape()->mutable_dims()->Assign(plan.full_dims.begin(),
                                                    plan.full_dims.end());
     whole->set_trainable(plan.trainable);
+    if (plan.collections.has_value()) {
+      *whole->mutable_collections() = *plan.collections;
+    }
     *whole->mutable_initializer() = stored_init;
     whole->set_create_time_micros(now);
   }

@@ -89,12 +89,12 @@ class VariableTable {
   // TensorFlow's get_variable for one full name and reuse mode (DESIGN.md
   // §1). Creation is atomic: concurrent callers for one name see one
   // variable, and exactly one of them gets created=true. Errors:
-  // INVALID_ARGUMENT (bad name, dtype, shape, initializer, partitioner; shape
-  // or dtype mismatch), ALREADY_EXISTS (CREATE of an existing name),
-  // NOT_FOUND (REUSE of a missing name; the message lists similar names),
-  // FAILED_PRECONDITION (in every mode, when only some parts of the
-  // partitioned variable `name` exist: it is never created again over them),
-  // RESOURCE_EXHAUSTED (over max_variable_bytes), store errors.
+  // INVALID_ARGUMENT (bad name, dtype, shape, initializer, partitioner,
+  // collections; shape or dtype mismatch), ALREADY_EXISTS (CREATE of an
+  // existing name), NOT_FOUND (REUSE of a missing name; the message lists
+  // similar names), FAILED_PRECONDITION (in every mode, when only some parts
+  // of the partitioned variable `name` exist: it is never created again over
+  // them), RESOURCE_EXHAUSTED (over max_variable_bytes), store errors.
   absl::StatusOr<v1::GetVariableResponse> GetVariable(
       const v1::GetVariableRequest& request);
 

@@ -94,6 +94,12 @@ absl::StatusOr<v1::GetVariableRequest> ImportRequest(const std::string& target,
       meta->at("shape").get<std::vector<int64_t>>();
   request.mutable_shape()->mutable_dims()->Assign(dims.begin(), dims.end());
   request.set_trainable(meta->value("trainable", true));
+  if (meta->contains("collections")) {
+    const std::vector<std::string> names =
+        meta->at("collections").get<std::vector<std::string>>();
+    request.mutable_collections()->mutable_names()->Assign(names.begin(),
+                                                           names.end());
+  }
   if (meta->contains("initializer")) {
     const auto parsed = google::protobuf::util::JsonStringToMessage(
         meta->at("initializer").dump(), request.mutable_initializer());

@@ -76,13 +76,17 @@ class Server:
 
 @pytest.fixture
 def server(tmp_path):
-    """A running server; the default client of this process connects to it."""
+    """A running server; the default client of this process connects to it,
+    with a fresh process graph (names, collections, local variables)."""
+    varscope.reset_default_graph()
     srv = Server(tmp_path / "db")
     varscope.connect(srv.address, timeout=10)
     yield srv
     # Drop the connection first (including through handles kept alive by
-    # reference cycles, e.g. of pytest.raises): the server's graceful
-    # shutdown waits for connected clients to go away.
+    # reference cycles, e.g. of pytest.raises, or by the process's
+    # collections): the server's graceful shutdown waits for connected
+    # clients to go away.
+    varscope.reset_default_graph()
     varscope.connect(_UNUSED_ADDRESS)
     gc.collect()
     if srv.process.poll() is None:
