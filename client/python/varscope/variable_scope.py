@@ -265,13 +265,14 @@ class variable_scope:  # pylint: disable=invalid-name
             # TensorFlow opens a new name scope named after the last part.
             last = self._name_or_scope.name.split("/")[-1]
             return ops.name_scope(last) if last else None
-        if not isinstance(self._name_or_scope, str):
-            raise TypeError("VariableScope: name_or_scope must be a string or "
-                            "VariableScope.")
         return ops.name_scope(self._name_or_scope) if self._name_or_scope \
             else None
 
     def __enter__(self) -> VariableScope:
+        if not isinstance(self._name_or_scope, (str, VariableScope,
+                                                type(None))):
+            raise TypeError("VariableScope: name_or_scope must be a string or "
+                            "VariableScope.")
         name_scope = self._open_name_scope()
         opened = name_scope.__enter__() if name_scope is not None else None
         try:
