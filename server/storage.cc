@@ -7,7 +7,7 @@
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
-#include <set>
+#include <map>
 #include <thread>
 #include <utility>
 
@@ -40,12 +40,14 @@ constexpr size_t kDataMemtableBytes = 32 << 20;
 constexpr size_t kLoadThreads = 4;
 // The key of the cluster identity in the default column family.
 constexpr char kClusterIdentityKey[] = "cluster-identity";
-// "IDENTITY\nSEQUENCE\nLOG LOG ...\n": everything up to write SEQUENCE of the
-// store with that RocksDB identity is in its table files, and its
+// "IDENTITY\nSEQUENCE\nLOG:BYTES ... LOG\n": everything up to write SEQUENCE
+// of the store with that RocksDB identity is in its table files, and its
 // write-ahead logs were LOG.log, ... (RocksDB deletes a log only once
-// everything in it is flushed). Stores written before logs were recorded
-// have the first two lines only.
+// everything in it is flushed), all but the newest closed at BYTES bytes.
+// Stores written before logs were recorded have the first two lines only.
 constexpr char kDurableFile[] = "VARSCOPE-DURABLE";
+// The size recorded for the log RocksDB writes into.
+constexpr uint64_t kOpenLog = ~uint64_t{0};
 // A write-ahead log record may be torn only at the end of a log (a write
 // that never completed, so never acknowledged); RocksDB's default
 // (kPointInTimeRecovery) silently drops everything after any damaged record.
@@ -133,12 +135,41 @@ absl::Status ReplaceFile(const std::filesystem::path& path,
   return absl::OkStatus();
 }
 
-// Drops RocksDB's informational log (of the read-only check, which would
-// otherwise rotate the store's LOG).
+// Drops RocksDB's informational log.
 class NoLogger final : public rocksdb::Logger {
  public:
   using rocksdb::Logger::Logv;
   void Logv(const char* format, va_list ap) override {}
+};
+
+// Keeps RocksDB's first warning, for the read-only check (whose log would
+// otherwise rotate the store's LOG): RocksDB names a damaged log file there
+// only ("DIR/000004.log: dropping 32768 bytes; Corruption: ...").
+class FirstWarning final : public rocksdb::Logger {
+ public:
+  using rocksdb::Logger::Logv;
+  void Logv(const char* format, va_list ap) override {}
+  void Logv(const rocksdb::InfoLogLevel level, const char* format,
+            va_list ap) override {
+    if (level < rocksdb::InfoLogLevel::WARN_LEVEL) return;
+    char text[512];
+    std::vsnprintf(text, sizeof(text), format, ap);
+    absl::string_view warning = text;
+    // Without RocksDB's "[source.cc:LINE] ".
+    if (absl::StartsWith(warning, "[") && warning.find("] ") != warning.npos) {
+      warning.remove_prefix(warning.find("] ") + 2);
+    }
+    absl::MutexLock l(&mu_);
+    if (first_.empty()) first_ = std::string(warning);
+  }
+  std::string first() {
+    absl::MutexLock l(&mu_);
+    return first_;
+  }
+
+ private:
+  absl::Mutex mu_;
+  std::string first_ ABSL_GUARDED_BY(mu_);
 };
 
 // RocksDB's informational log, in the data directory's LOG file (the one
@@ -196,9 +227,9 @@ class InfoLog final : public rocksdb::Logger {
   const std::unique_ptr<rocksdb::FSWritableFile> file_ ABSL_PT_GUARDED_BY(mu_);
 };
 
-// The numbers of the write-ahead logs (NUMBER.log) in `dir`.
-std::set<uint64_t> LogNumbers(const std::string& dir) {
-  std::set<uint64_t> numbers;
+// The write-ahead logs (NUMBER.log) in `dir`: their sizes by number.
+std::map<uint64_t, uint64_t> Logs(const std::string& dir) {
+  std::map<uint64_t, uint64_t> logs;
   std::error_code error;
   for (const auto& entry : std::filesystem::directory_iterator(dir, error)) {
     const std::string name = entry.path().filename().string();
@@ -206,10 +237,10 @@ std::set<uint64_t> LogNumbers(const std::string& dir) {
     if (absl::EndsWith(name, ".log") &&
         absl::SimpleAtoi(absl::string_view(name).substr(0, name.size() - 4),
                          &number)) {
-      numbers.insert(number);
+      logs[number] = entry.file_size(error);
     }
   }
-  return numbers;
+  return logs;
 }
 
 // Whether the file named `name` belongs to a RocksDB store (or is ours).
@@ -464,7 +495,8 @@ absl::StatusOr<bool> Storage::CheckStore() {
   options.wal_recovery_mode = kWalRecovery;
   options.track_and_verify_wals_in_manifest = true;  // as OpenDb, which
   // recorded the logs in the MANIFEST (a read-only open cannot unrecord them)
-  options.info_log = std::make_shared<NoLogger>();
+  auto warnings = std::make_shared<FirstWarning>();
+  options.info_log = warnings;
   const std::string context = absl::StrCat("Opening data directory ", path_);
   std::vector<std::string> names;
   s = rocksdb::DB::ListColumnFamilies(options, path_, &names);
@@ -482,6 +514,10 @@ absl::StatusOr<bool> Storage::CheckStore() {
   if (s.IsPathNotFound()) {
     return absl::DataLossError(absl::StrCat(
         context, ": a file of the store is missing (", s.ToString(), ")"));
+  }
+  if (s.IsCorruption() && !warnings->first().empty()) {
+    return absl::DataLossError(absl::StrCat(context, ": ", s.ToString(), " (",
+                                            warnings->first(), ")"));
   }
   VS_RETURN_IF_ERROR(FromRocksStatus(s, context));
   absl::Status status = CheckDurableRecord(*db);
@@ -502,25 +538,19 @@ absl::Status Storage::CheckDurableRecord(rocksdb::DB& db) {
   }
   std::getline(in, logs_text);
   for (absl::string_view text : absl::StrSplit(logs_text, ' ')) {
+    std::pair<absl::string_view, absl::string_view> log =
+        absl::StrSplit(text, absl::MaxSplits(':', 1));
     uint64_t number = 0;
-    if (absl::SimpleAtoi(text, &number)) record.logs.insert(number);
+    uint64_t bytes = kOpenLog;
+    if (absl::SimpleAtoi(log.first, &number) &&
+        (log.second.empty() || absl::SimpleAtoi(log.second, &bytes))) {
+      record.logs[number] = bytes;
+    }
   }
   std::string identity;
   db.GetDbIdentity(identity).PermitUncheckedError();
   if (identity != record.identity) return absl::OkStatus();
   const std::string context = absl::StrCat("Opening data directory ", path_);
-  // RocksDB deletes only the logs before this one (all flushed).
-  uint64_t first_kept = 0;
-  db.GetIntProperty(rocksdb::DB::Properties::kMinLogNumberToKeep, &first_kept);
-  const std::set<uint64_t> present = LogNumbers(path_);
-  for (uint64_t number : record.logs) {
-    if (number >= first_kept && present.count(number) == 0) {
-      return absl::DataLossError(absl::StrFormat(
-          "%s: its write-ahead log %06d.log is missing (%s lists it): the "
-          "writes it held are lost",
-          context, number, kDurableFile));
-    }
-  }
   const uint64_t recovered = db.GetLatestSequenceNumber();
   if (recovered < record.sequence) {
     return absl::DataLossError(absl::StrCat(
@@ -528,6 +558,26 @@ absl::Status Storage::CheckDurableRecord(rocksdb::DB& db) {
         ", but writes up to sequence ", record.sequence,
         " were in its table files before (", kDurableFile,
         "): its MANIFEST or table files were truncated, replaced or lost"));
+  }
+  // RocksDB deletes only the logs before this one (all flushed).
+  uint64_t first_kept = 0;
+  db.GetIntProperty(rocksdb::DB::Properties::kMinLogNumberToKeep, &first_kept);
+  const std::map<uint64_t, uint64_t> present = Logs(path_);
+  for (const auto& [number, bytes] : record.logs) {
+    if (number < first_kept) continue;
+    auto it = present.find(number);
+    const std::string log =
+        absl::StrFormat("%s: its write-ahead log %06d.log", context, number);
+    if (it == present.end()) {
+      return absl::DataLossError(
+          absl::StrCat(log, " is missing (", kDurableFile,
+                       " lists it): the writes it held are lost"));
+    }
+    if (bytes != kOpenLog && it->second < bytes) {
+      return absl::DataLossError(absl::StrCat(
+          log, " has ", it->second, " bytes, but it was closed at ", bytes,
+          " (", kDurableFile, "): the writes cut from it are lost"));
+    }
   }
   {
     // Keep what was recorded when this store is opened next.
@@ -546,7 +596,9 @@ void Storage::RecordDurable(uint64_t sequence) {
 }
 
 void Storage::RecordLogs() {
-  std::set<uint64_t> logs = LogNumbers(path_);
+  std::map<uint64_t, uint64_t> logs = Logs(path_);
+  // RocksDB appends only to the newest log.
+  if (!logs.empty()) logs.rbegin()->second = kOpenLog;
   absl::MutexLock d(&durable_mu_);
   if (logs == durable_.logs || durable_.identity.empty()) return;
   DurableRecord record = durable_;
@@ -555,9 +607,14 @@ void Storage::RecordLogs() {
 }
 
 void Storage::WriteDurableRecord(DurableRecord record) {
+  std::vector<std::string> logs;
+  for (const auto& [number, bytes] : record.logs) {
+    logs.push_back(bytes == kOpenLog ? absl::StrCat(number)
+                                     : absl::StrCat(number, ":", bytes));
+  }
   if (ReplaceFile(std::filesystem::path(path_) / kDurableFile,
                   absl::StrCat(record.identity, "\n", record.sequence, "\n",
-                               absl::StrJoin(record.logs, " "), "\n"))
+                               absl::StrJoin(logs, " "), "\n"))
           .ok()) {
     durable_ = std::move(record);
   }

@@ -11,7 +11,6 @@
 #include <map>
 #include <memory>
 #include <optional>
-#include <set>
 #include <string>
 #include <vector>
 
@@ -124,16 +123,16 @@ class Storage {
   // RocksDB may change anything in the directory (RocksDB itself would drop
   // what follows a damaged write-ahead log record and delete the log, open a
   // store whose MANIFEST lost its tail as an older store and delete the newer
-  // files, or open a store whose newest log is gone as an older one):
-  // returns DATA_LOSS if a record of a write-ahead log is damaged (only a
-  // torn last record, a write that never completed, is dropped), if a
-  // log, the CURRENT file (while other files of the store are there), the
-  // MANIFEST or a table file is missing, if RocksDB finds the store damaged,
-  // or if it holds less than it durably held before (VARSCOPE-DURABLE
-  // records the last write sequence known to be in the table files and the
-  // newest write-ahead log). Returns UNAVAILABLE if another process holds
-  // the store, FAILED_PRECONDITION if the directory holds other files but no
-  // store, and the mapped RocksDB error otherwise.
+  // files, and open a store whose log is gone as an older one): returns
+  // DATA_LOSS if a write-ahead log record is damaged (a torn last record of
+  // a log, a write that never completed, is dropped), if a log, the
+  // MANIFEST, a table file or the CURRENT file (while other files of the
+  // store are there) is missing, if RocksDB finds the store damaged, or if
+  // it holds less than it durably held before (VARSCOPE-DURABLE records the
+  // last write sequence known to be in the table files, and the logs).
+  // Returns UNAVAILABLE if another process holds the store,
+  // FAILED_PRECONDITION if the directory holds other files but no store, and
+  // the mapped RocksDB error otherwise.
   static absl::StatusOr<std::unique_ptr<Storage>> Open(
       const StorageOptions& options, std::string path);
 
@@ -237,8 +236,9 @@ class Storage {
     std::string identity;
     // Every write up to this sequence is in the table files.
     uint64_t sequence = 0;
-    // The numbers of the write-ahead logs.
-    std::set<uint64_t> logs;
+    // The write-ahead logs: the bytes of each closed one, by number (the
+    // one being written has kOpenLog in storage.cc).
+    std::map<uint64_t, uint64_t> logs;
   };
 
   // Opens the RocksDB store. REQUIRES: db_ is null.

@@ -8,7 +8,10 @@
 
 #include <cstring>
 #include <filesystem>
+#include <fstream>
+#include <iterator>
 
+#include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
@@ -33,6 +36,18 @@ TempDir::TempDir() {
 TempDir::~TempDir() {
   std::error_code ignored;
   std::filesystem::remove_all(path_, ignored);
+}
+
+std::map<std::string, std::string> DirectoryContents(const std::string& dir) {
+  std::map<std::string, std::string> contents;
+  std::error_code error;
+  for (const auto& entry : std::filesystem::directory_iterator(dir, error)) {
+    if (!entry.is_regular_file()) continue;
+    std::ifstream in(entry.path(), std::ios::binary);
+    contents[entry.path().filename().string()].assign(
+        std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>());
+  }
+  return contents;
 }
 
 TestServer::TestServer(server::ServerOptions options)
@@ -184,6 +199,24 @@ absl::StatusOr<std::unique_ptr<ServerProcess>> ServerProcess::Start(
 
 std::string ServerProcess::address() const {
   return absl::StrCat("127.0.0.1:", port_);
+}
+
+std::pair<int, std::string> RunServer(
+    const std::string& data_dir, const std::vector<std::string>& extra_args) {
+  std::vector<std::string> argv = {VarscopedPath(), "--listen=127.0.0.1:0",
+                                   absl::StrCat("--data-dir=", data_dir)};
+  argv.insert(argv.end(), extra_args.begin(), extra_args.end());
+  absl::StatusOr<std::unique_ptr<ChildProcess>> child =
+      ChildProcess::Start(argv, /*capture_stderr=*/true);
+  if (!child.ok()) return {-1, std::string(child.status().message())};
+  std::string output;
+  for (;;) {
+    absl::StatusOr<std::string> line = (*child)->ReadLine();
+    if (!line.ok()) break;
+    absl::StrAppend(&output, *line, "\n");
+    if (absl::StrContains(*line, "serving on")) (*child)->Kill(SIGTERM);
+  }
+  return {(*child)->Wait(), output};
 }
 
 }  // namespace varscope::testing

@@ -5,8 +5,10 @@
 
 #include <sys/types.h>
 
+#include <map>
 #include <memory>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "absl/status/statusor.h"
@@ -29,6 +31,9 @@ class TempDir {
  private:
   std::string path_;
 };
+
+// The regular files in `dir` and their contents, by name.
+std::map<std::string, std::string> DirectoryContents(const std::string& dir);
 
 // An in-process server on 127.0.0.1:0 with its own data directory.
 class TestServer {
@@ -118,6 +123,13 @@ class ServerProcess {
   int port_ = 0;
   std::string serving_line_;
 };
+
+// Runs varscoped on `data_dir` with `extra_args` until it serves (then
+// stops it with SIGTERM) or exits; returns its wait status and all it
+// printed (stdout and stderr).
+std::pair<int, std::string> RunServer(
+    const std::string& data_dir,
+    const std::vector<std::string>& extra_args = {});
 
 }  // namespace varscope::testing
 
