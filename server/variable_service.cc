@@ -6,6 +6,7 @@
 #include "common/grpc_status.h"
 #include "common/shape.h"
 #include "common/status.h"
+#include "common/version.h"
 #include "server/raw_calls.h"
 
 namespace varscope::server {
@@ -413,7 +414,8 @@ grpc::ServerUnaryReactor* VariableServiceImpl::GetServerInfo(
     grpc::CallbackServerContext* context, const v1::ServerInfoRequest* request,
     v1::ServerInfo* response) {
   const VariableTable::Totals totals = table_->GetTotals();
-  response->set_version(VARSCOPE_VERSION);
+  response->set_version(std::string(Version()));
+  response->set_commit(std::string(GitCommit()));
   response->set_start_time_micros(start_time_micros_);
   response->set_variable_count(totals.variables);
   response->set_total_bytes(totals.bytes);

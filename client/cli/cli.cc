@@ -20,6 +20,7 @@
 #include "client/cli/store_commands.h"
 #include "client/cli/transfer.h"
 #include "common/cluster.h"
+#include "common/version.h"
 #include "common/status.h"
 
 namespace varscope::cli {
@@ -135,6 +136,7 @@ CommandLine::CommandLine()
           "diagnose 'variable not found' on a varscoped server.",
           "varscope") {
   app_.require_subcommand(1, 1);
+  app_.set_version_flag("--version", VersionLine("varscope"));
   app_.fallthrough();
   app_.footer(
       "Exit codes: 0 ok, 1 not found, 2 usage (bad option, name, value or "

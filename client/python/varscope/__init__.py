@@ -18,6 +18,7 @@ models.
 The names, signatures and errors are tf.compat.v1's (see the modules).
 """
 
+from varscope import _varscope
 from varscope import errors
 from varscope import keras
 from varscope import losses
@@ -93,4 +94,5 @@ from varscope.variables import PartitionedVariable
 from varscope.variables import Variable
 from varscope.variables import cast
 
-__version__ = "0.1.0"
+# The version of the C++ build (CMakeLists.txt), as `varscoped --version`.
+__version__ = _varscope.__version__
