@@ -5,11 +5,11 @@
 
 namespace varscope {
 
-std::string_view Version() { return VARSCOPE_VERSION_STRING; }
+absl::string_view Version() { return VARSCOPE_VERSION_STRING; }
 
-std::string_view GitCommit() { return VARSCOPE_GIT_COMMIT_STRING; }
+absl::string_view GitCommit() { return VARSCOPE_GIT_COMMIT_STRING; }
 
-std::string VersionLine(std::string_view program) {
+std::string VersionLine(absl::string_view program) {
   return absl::StrCat(program, " ", Version(), " (commit ", GitCommit(), ")");
 }
 

@@ -5,18 +5,19 @@
 #define VARSCOPE_COMMON_VERSION_H_
 
 #include <string>
-#include <string_view>
+
+#include "absl/strings/string_view.h"
 
 namespace varscope {
 
 // "0.1.0".
-std::string_view Version();
+absl::string_view Version();
 // The abbreviated commit, "-dirty" appended when the tree had uncommitted
 // changes; "unknown" when not built from a git checkout.
-std::string_view GitCommit();
+absl::string_view GitCommit();
 // What `PROGRAM --version` prints (without a newline):
 // "PROGRAM 0.1.0 (commit 0123456789ab)".
-std::string VersionLine(std::string_view program);
+std::string VersionLine(absl::string_view program);
 
 }  // namespace varscope
 

@@ -5,6 +5,7 @@
 
 #include <atomic>
 #include <cstdint>
+#include <string_view>
 
 #include "absl/time/clock.h"
 #include "server/sync_replicas.h"
@@ -36,6 +37,11 @@ using VariableServiceBase = v1::VariableService::WithRawCallbackMethod_Read<
                 v1::VariableService::WithRawCallbackMethod_BatchUpdate<
                     v1::VariableService::CallbackService>>>>>;
 
+// The methods VariableServiceBase takes as raw bytes: their requests reach
+// interceptors as grpc::ByteBuffer, the other methods' as messages.
+inline constexpr std::string_view kRawMethods[] = {
+    "Read", "BatchRead", "Assign", "AssignAdd", "BatchUpdate"};
+
 // Thread-safe. `table` must outlive the service.
 class VariableServiceImpl final : public VariableServiceBase {
  public:
@@ -45,6 +51,8 @@ class VariableServiceImpl final : public VariableServiceBase {
   // Ends the calls waiting for a step (with UNAVAILABLE): call before the
   // gRPC server shuts down.
   void Shutdown() { sync_.Shutdown(); }
+
+  SyncReplicas& sync() { return sync_; }
 
   grpc::ServerUnaryReactor* GetVariable(
       grpc::CallbackServerContext* context,

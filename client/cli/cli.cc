@@ -20,8 +20,8 @@
 #include "client/cli/store_commands.h"
 #include "client/cli/transfer.h"
 #include "common/cluster.h"
-#include "common/version.h"
 #include "common/status.h"
+#include "common/version.h"
 
 namespace varscope::cli {
 namespace {
