@@ -221,15 +221,22 @@ int main(int argc, char** argv) {
       identity.shards().empty()
           ? ""
           : absl::StrCat(", ", varscope::DescribeShard(identity));
+  const std::string metrics =
+      options.metrics_listen.empty()
+          ? ""
+          : absl::StrCat(options.metrics_listen.substr(
+                             0, options.metrics_listen.rfind(':')),
+                         ":", (*server)->metrics_port());
   std::printf(
-      "varscoped serving on %s:%d (data dir %s, durability %s%s)\n",
+      "varscoped serving on %s:%d (data dir %s, durability %s%s%s)\n",
       host.c_str(), (*server)->port(), options.data_dir.c_str(),
       varscope::server::DurabilityToString(options.table.durability).c_str(),
-      shard.c_str());
+      shard.c_str(),
+      metrics.empty() ? "" : absl::StrCat(", metrics on ", metrics).c_str());
   std::fflush(stdout);
   log::Log(log::Level::kInfo, "serving",
            {{"address", absl::StrCat(host, ":", (*server)->port())},
-            {"metrics_port", (*server)->metrics_port()},
+            {"metrics", metrics},
             {"cluster", identity.shards().empty()
                             ? std::string()
                             : varscope::DescribeShard(identity)},
