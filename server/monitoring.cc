@@ -477,9 +477,15 @@ void AddStoreMetrics(metrics::Registry& r, Storage& storage) {
         [&storage](SeriesWriter& w) {
           const Stats stats = storage.GetStats();
           for (size_t code = 0; code < stats.write_errors.size(); ++code) {
-            if (stats.write_errors[code] == 0) continue;
-            w.Value({{"kind", absl::StatusCodeToString(
-                                  static_cast<absl::StatusCode>(code))}},
+            // The kinds a store write fails with are always there, from 0,
+            // so that the first error is an increase.
+            const auto kind = static_cast<absl::StatusCode>(code);
+            if (stats.write_errors[code] == 0 &&
+                kind != absl::StatusCode::kResourceExhausted &&
+                kind != absl::StatusCode::kUnavailable) {
+              continue;
+            }
+            w.Value({{"kind", absl::StatusCodeToString(kind)}},
                     static_cast<double>(stats.write_errors[code]));
           }
         });
