@@ -958,15 +958,19 @@ Storage::Stats Storage::GetStats() {
   }
   if (db_ != nullptr) {
     using P = rocksdb::DB::Properties;
-    auto total = [&](const std::string& property) {
+    // A property summed over the column families, or of the whole store.
+    auto property = [&](const std::string& name, bool summed) {
       uint64_t value = 0;
-      db_->GetAggregatedIntProperty(property, &value);
+      if (summed) {
+        db_->GetAggregatedIntProperty(name, &value);
+      } else {
+        db_->GetIntProperty(name, &value);
+      }
       return static_cast<int64_t>(value);
     };
-    auto db_wide = [&](const std::string& property) {
-      uint64_t value = 0;
-      db_->GetIntProperty(property, &value);
-      return static_cast<int64_t>(value);
+    auto total = [&](const std::string& name) { return property(name, true); };
+    auto db_wide = [&](const std::string& name) {
+      return property(name, false);
     };
     Stats::Now& now = stats.now.emplace();
     now.sst_bytes = total(P::kTotalSstFilesSize);

@@ -87,22 +87,6 @@ struct Sample {
   v1::ServerInfo last;
 };
 
-// The cluster's totals: sums, the earliest start, shard 0's version.
-v1::ServerInfo Total(const std::vector<v1::ServerInfo>& shards) {
-  v1::ServerInfo total = shards[0];
-  for (size_t i = 1; i < shards.size(); ++i) {
-    const v1::ServerInfo& s = shards[i];
-    total.set_start_time_micros(
-        std::min(total.start_time_micros(), s.start_time_micros()));
-    total.set_variable_count(total.variable_count() + s.variable_count());
-    total.set_total_bytes(total.total_bytes() + s.total_bytes());
-    total.set_reads(total.reads() + s.reads());
-    total.set_updates(total.updates() + s.updates());
-    total.set_gets(total.gets() + s.gets());
-  }
-  return total;
-}
-
 struct Calls {
   const char* kind;
   int64_t before, after;
@@ -216,7 +200,7 @@ absl::Status Stats(const CommandContext& context, const StatsOptions& options) {
     return absl::OkStatus();
   }
   const Sample total = {absl::StrCat("total (", shards.size(), " shards)"),
-                        Total(first), Total(last)};
+                        SumServerInfos(first), SumServerInfos(last)};
   if (context.json) {
     Json j = {{"shards", Json::array()}, {"total", StatsJson(total, interval)}};
     for (const Sample& s : samples) {
