@@ -11,7 +11,7 @@ packages=(
   python3-pip
   libhiredis-dev redis-server iperf3
   libcpp-httplib-dev prometheus
-  yamllint openssl
+  yamllint openssl libssl-dev
 )
 
 sudo=""

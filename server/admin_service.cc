@@ -7,18 +7,61 @@
 #include "absl/time/clock.h"
 #include "common/grpc_status.h"
 #include "common/status.h"
+#include "server/access.h"
 
 namespace varscope::server {
 namespace {
 
-absl::Status CheckDirectory(const std::string& directory) {
-  if (directory.empty() || !std::filesystem::path(directory).is_absolute()) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "The directory must be an absolute path on the server's machine, not "
-        "'",
-        directory, "'"));
+// `requested`, resolved under `root`: a relative path is taken relative to
+// it; `..` components are refused, and so is a path whose existing part
+// resolves (symlinks followed) outside the root or is a file.
+absl::StatusOr<std::string> ResolveUnderRoot(const std::string& root,
+                                             const std::string& requested) {
+  namespace fs = std::filesystem;
+  if (root.empty()) {
+    return absl::FailedPreconditionError(
+        "This server writes no checkpoints or backups: start varscoped with "
+        "--backup-root=DIR to allow them under DIR");
   }
-  return absl::OkStatus();
+  if (requested.empty()) {
+    return absl::InvalidArgumentError(
+        "Name the directory to write, under the server's backup root");
+  }
+  const fs::path path(requested);
+  for (const fs::path& part : path) {
+    if (part == "..") {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "The directory '", requested,
+          "' has a '..' component; name one under the backup root ", root));
+    }
+  }
+  std::error_code error;
+  const fs::path real_root = fs::canonical(root, error);
+  if (error) {
+    return absl::FailedPreconditionError(absl::StrCat(
+        "The backup root ", root, " cannot be resolved: ", error.message()));
+  }
+  const fs::path resolved =
+      fs::weakly_canonical(path.is_absolute() ? path : real_root / path, error);
+  if (error) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("The directory '", requested,
+                     "' cannot be resolved: ", error.message()));
+  }
+  const fs::path relative = resolved.lexically_relative(real_root);
+  if (relative.empty() || relative == "." || *relative.begin() == "..") {
+    return absl::PermissionDeniedError(absl::StrCat(
+        "The directory '", requested, "' resolves to ", resolved.string(),
+        ", not under the backup root ", real_root.string()));
+  }
+  for (fs::path at = resolved; at != real_root; at = at.parent_path()) {
+    if (fs::exists(at, error) && !fs::is_directory(at, error)) {
+      return absl::FailedPreconditionError(absl::StrCat(
+          "The directory '", requested, "' cannot be written: ", at.string(),
+          " is a file, not a directory"));
+    }
+  }
+  return resolved.string();
 }
 
 void FillContents(const StoreSummary& summary, bool with_versions,
@@ -32,14 +75,25 @@ void FillContents(const StoreSummary& summary, bool with_versions,
   }
 }
 
+grpc::ServerUnaryReactor* Refuse(grpc::CallbackServerContext* context,
+                                 const absl::Status& status) {
+  grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
+  reactor->Finish(ToGrpcStatus(status));
+  return reactor;
+}
+
 int64_t MicrosSince(absl::Time start) {
   return absl::ToInt64Microseconds(absl::Now() - start);
 }
 
 }  // namespace
 
-AdminServiceImpl::AdminServiceImpl(VariableTable* table, Storage* storage)
-    : table_(table), storage_(storage), worker_([this] { Work(); }) {}
+AdminServiceImpl::AdminServiceImpl(VariableTable* table, Storage* storage,
+                                   std::string backup_root)
+    : table_(table),
+      storage_(storage),
+      backup_root_(std::move(backup_root)),
+      worker_([this] { Work(); }) {}
 
 AdminServiceImpl::~AdminServiceImpl() {
   {
@@ -92,11 +146,15 @@ absl::StatusOr<StoreSummary> AdminServiceImpl::CheckpointAsOfNow(
 grpc::ServerUnaryReactor* AdminServiceImpl::Checkpoint(
     grpc::CallbackServerContext* context, const v1::CheckpointRequest* request,
     v1::CheckpointResponse* response) {
+  const absl::Status allowed = Authorize(*context, "Checkpoint", Role::kAdmin,
+                                         {""}, request->directory());
+  if (!allowed.ok()) return Refuse(context, allowed);
   return Enqueue(context, [this, request, response]() -> absl::Status {
     const absl::Time start = absl::Now();
-    VS_RETURN_IF_ERROR(CheckDirectory(request->directory()));
+    VS_ASSIGN_OR_RETURN(const std::string directory,
+                        ResolveUnderRoot(backup_root_, request->directory()));
     VS_ASSIGN_OR_RETURN(const StoreSummary summary,
-                        CheckpointAsOfNow(request->directory()));
+                        CheckpointAsOfNow(directory));
     FillContents(summary, request->return_versions(),
                  response->mutable_contents());
     response->set_duration_micros(MicrosSince(start));
@@ -107,16 +165,20 @@ grpc::ServerUnaryReactor* AdminServiceImpl::Checkpoint(
 grpc::ServerUnaryReactor* AdminServiceImpl::Backup(
     grpc::CallbackServerContext* context, const v1::BackupRequest* request,
     v1::BackupResponse* response) {
+  const absl::Status allowed =
+      Authorize(*context, "Backup", Role::kAdmin, {""}, request->directory());
+  if (!allowed.ok()) return Refuse(context, allowed);
   return Enqueue(context, [this, request, response]() -> absl::Status {
     const absl::Time start = absl::Now();
-    VS_RETURN_IF_ERROR(CheckDirectory(request->directory()));
+    VS_ASSIGN_OR_RETURN(const std::string directory,
+                        ResolveUnderRoot(backup_root_, request->directory()));
     const std::string staging = storage_->StagingDirectory();
     std::error_code error;
     std::filesystem::remove_all(staging, error);
     VS_ASSIGN_OR_RETURN(const StoreSummary summary, CheckpointAsOfNow(staging));
     VS_ASSIGN_OR_RETURN(
         const BackupSummary backup,
-        storage_->BackupCheckpoint(staging, request->directory(), summary));
+        storage_->BackupCheckpoint(staging, directory, summary));
     response->set_backup_id(backup.backup_id);
     response->set_size_bytes(backup.size_bytes);
     response->set_files(backup.files);

@@ -6,6 +6,7 @@
 
 #include <deque>
 #include <functional>
+#include <string>
 #include <thread>
 
 #include "absl/base/thread_annotations.h"
@@ -17,9 +18,17 @@
 namespace varscope::server {
 
 // Thread-safe. `table` and `storage` must outlive the service.
+//
+// Every method needs the admin role (access.h). Directories are confined to
+// `backup_root`: a relative one is taken under it, and one with a '..'
+// component (INVALID_ARGUMENT), resolving outside it through symlinks
+// (PERMISSION_DENIED) or with a file in place of a directory
+// (FAILED_PRECONDITION) is refused; with no root ("") every call is
+// FAILED_PRECONDITION naming --backup-root.
 class AdminServiceImpl final : public v1::AdminService::CallbackService {
  public:
-  AdminServiceImpl(VariableTable* table, Storage* storage);
+  AdminServiceImpl(VariableTable* table, Storage* storage,
+                   std::string backup_root);
   // Finishes the operation in progress; operations still queued end with
   // CANCELLED.
   ~AdminServiceImpl() override;
@@ -45,6 +54,7 @@ class AdminServiceImpl final : public v1::AdminService::CallbackService {
 
   VariableTable* const table_;
   Storage* const storage_;
+  const std::string backup_root_;
 
   struct Task {
     grpc::ServerUnaryReactor* reactor;

@@ -138,10 +138,19 @@ int main(int argc, char** argv) {
                  "PEM certificate chain: serve TLS (with --tls-key-file)");
   app.add_option("--tls-key-file", options.security.tls_key_file,
                  "PEM private key of --tls-cert-file");
+  app.add_option("--tls-client-ca-file", options.security.tls_client_ca_file,
+                 "PEM CA certificate(s): every client must present a "
+                 "certificate they signed (mutual TLS; needs TLS)");
   app.add_option("--auth-token-file", options.security.auth_token_file,
-                 "accepted tokens, one per line: every call but health "
-                 "checks must send 'authorization: Bearer <token>' (needs "
-                 "TLS)");
+                 "grants, one per line: TOKEN [read|write|admin] "
+                 "[scope=PREFIX] or cert:NAME ROLE [scope=PREFIX]; every "
+                 "call but health checks must send 'authorization: Bearer "
+                 "<token>' or a listed client certificate (needs TLS). "
+                 "Reread on SIGHUP");
+  app.add_option("--backup-root", options.backup_root,
+                 "directory under which checkpoint and backup calls may "
+                 "write (relative paths are taken under it); default: none, "
+                 "they are refused");
   varscope::server::ClusterOptions cluster;
   CLI::Option* cluster_flags[] = {
       app.add_option_function<std::string>(
@@ -194,8 +203,19 @@ int main(int argc, char** argv) {
     options.cluster = *std::move(identity);
   }
 
-  // SIGINT and SIGTERM may arrive on any thread (gRPC starts some before
-  // main): the handler only writes the signal number to a pipe that this
+  // A malformed token file is bad configuration, as a bad flag.
+  if (!options.security.auth_token_file.empty()) {
+    absl::Status tokens =
+        varscope::server::AccessList::Load(options.security.auth_token_file)
+            .status();
+    if (!tokens.ok()) {
+      std::fprintf(stderr, "varscoped: %s\n", tokens.ToString().c_str());
+      return kExitUsage;
+    }
+  }
+
+  // SIGINT, SIGTERM and SIGHUP may arrive on any thread (gRPC starts some
+  // before main): the handler only writes the signal number to a pipe that this
   // thread waits on.
   if (pipe(g_signal_pipe) != 0) {
     std::perror("varscoped: pipe");
@@ -206,6 +226,7 @@ int main(int argc, char** argv) {
   sigemptyset(&action.sa_mask);
   sigaction(SIGINT, &action, nullptr);
   sigaction(SIGTERM, &action, nullptr);
+  sigaction(SIGHUP, &action, nullptr);
 
   const absl::Time start = absl::Now();
   auto server = varscope::server::Server::Start(options);
@@ -243,7 +264,22 @@ int main(int argc, char** argv) {
             {"seconds", absl::ToDoubleSeconds(absl::Now() - start)}});
 
   unsigned char signal = 0;
-  while (read(g_signal_pipe[0], &signal, 1) < 0 && errno == EINTR) {
+  for (;;) {
+    if (read(g_signal_pipe[0], &signal, 1) < 0) {
+      if (errno == EINTR) continue;
+      break;
+    }
+    if (signal != SIGHUP) break;
+    // A bad new file leaves the old one in force.
+    const absl::Status reloaded = (*server)->ReloadSecurity();
+    if (reloaded.ok()) {
+      log::Log(log::Level::kInfo, "reload",
+               {{"token_file", options.security.auth_token_file}});
+    } else {
+      log::Log(log::Level::kError, "reload_failed",
+               {{"token_file", options.security.auth_token_file},
+                {"error", reloaded.ToString()}});
+    }
   }
   // Calls drain for up to 10 s, then the store is closed.
   const absl::Time stop = absl::Now();

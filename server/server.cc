@@ -32,9 +32,10 @@ absl::Status WithDamageHint(const absl::Status& status) {
 absl::StatusOr<std::unique_ptr<Server>> Server::Start(
     const ServerOptions& options) {
   std::unique_ptr<Server> server(new Server());
-  absl::StatusOr<std::shared_ptr<grpc::ServerCredentials>> credentials =
-      ServerCredentials(options.security);
-  if (!credentials.ok()) return credentials.status();
+  absl::StatusOr<std::unique_ptr<PortSecurity>> security =
+      PortSecurity::Create(options.security);
+  if (!security.ok()) return security.status();
+  server->security_ = *std::move(security);
   StorageOptions storage_options = options.storage;
   // Interval-mode writes are rare and large: fsync them too.
   storage_options.sync =
@@ -77,11 +78,11 @@ absl::StatusOr<std::unique_ptr<Server>> Server::Start(
   grpc::EnableDefaultHealthCheckService(true);
   grpc::reflection::InitProtoReflectionServerBuilderPlugin();
   grpc::ServerBuilder builder;
-  builder.AddListeningPort(options.listen_address, *credentials,
-                           &server->port_);
+  builder.AddListeningPort(options.listen_address,
+                           server->security_->credentials(), &server->port_);
   builder.RegisterService(server->service_.get());
   server->admin_service_ = std::make_unique<AdminServiceImpl>(
-      server->table_.get(), server->storage_.get());
+      server->table_.get(), server->storage_.get(), options.backup_root);
   builder.RegisterService(server->admin_service_.get());
   // A unary message carries at most one variable plus a little framing.
   const int64_t max_message =

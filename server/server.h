@@ -33,8 +33,11 @@ struct ServerOptions {
   // The largest unary message (bigger variables move by streams).
   // Default: 256 MiB.
   int64_t max_message_bytes = int64_t{256} << 20;
-  // TLS and tokens. Default: plaintext, no tokens.
+  // TLS, client certificates and tokens. Default: plaintext, no tokens.
   ServerSecurity security;
+  // The directory under which AdminService checkpoints and backups are
+  // written (see AdminServiceImpl). Default: "", none: they are refused.
+  std::string backup_root;
   // The place in a cluster this server is started as (see
   // ConfiguredIdentity). Default: nullopt, the one the store recorded, else
   // a standalone server.
@@ -76,6 +79,10 @@ class Server {
 
   VariableServiceImpl& ServiceForTest() { return *service_; }
 
+  // Rereads the token file (PortSecurity::Reload): new calls use it. On an
+  // error the old one stays in force.
+  absl::Status ReloadSecurity() { return security_->Reload(); }
+
   // Stops accepting calls, lets in-flight calls finish for up to `grace`,
   // then cancels the rest. Idempotent.
   void Shutdown(absl::Duration grace = absl::Seconds(10));
@@ -85,6 +92,7 @@ class Server {
 
   int port_ = 0;
   v1::ClusterIdentity cluster_;
+  std::unique_ptr<PortSecurity> security_;
   std::unique_ptr<Storage> storage_;
   std::unique_ptr<VariableTable> table_;
   std::unique_ptr<VariableServiceImpl> service_;

@@ -14,11 +14,11 @@
 #include "server/tensor_ops.h"
 
 namespace varscope::server {
-namespace {
-
 std::string GlobalStepName(const std::string& name) {
   return name.empty() ? "global_step" : name;
 }
+
+namespace {
 
 // Elements per row (first axis) of a tensor of `dims`.
 int64_t RowElements(const std::vector<int64_t>& dims) {

@@ -22,6 +22,9 @@
 
 namespace varscope::server {
 
+// The global step variable a request names: `name`, or "global_step" for "".
+std::string GlobalStepName(const std::string& name);
+
 // Thread-safe. Accumulators live in memory (as TensorFlow's do): a restart
 // forgets contributions of a step that had not applied yet.
 class SyncReplicas {

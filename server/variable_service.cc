@@ -7,6 +7,7 @@
 #include "common/shape.h"
 #include "common/status.h"
 #include "common/version.h"
+#include "server/access.h"
 #include "server/raw_calls.h"
 
 namespace varscope::server {
@@ -19,6 +20,13 @@ grpc::ServerUnaryReactor* Reply(grpc::CallbackServerContext* context,
   reactor->Finish(ToGrpcStatus(status));
   return reactor;
 }
+
+// Answers the call with `status` unless it is OK.
+#define VS_REPLY_IF_DENIED(context, expr)                    \
+  do {                                                       \
+    const absl::Status vs_allowed = (expr);                  \
+    if (!vs_allowed.ok()) return Reply(context, vs_allowed); \
+  } while (false)
 
 // Parses `request` as a `Request` and answers with the bytes `handle`
 // returns for it, or its error.
@@ -74,6 +82,11 @@ grpc::ServerUnaryReactor* VariableServiceImpl::GetVariable(
     grpc::CallbackServerContext* context, const v1::GetVariableRequest* request,
     v1::GetVariableResponse* response) {
   gets_.fetch_add(1, std::memory_order_relaxed);
+  VS_REPLY_IF_DENIED(
+      context,
+      Authorize(*context, "GetVariable",
+                request->mode() == v1::REUSE ? Role::kRead : Role::kWrite,
+                {request->name()}));
   absl::StatusOr<v1::GetVariableResponse> result =
       table_->GetVariable(*request);
   if (result.ok()) *response = std::move(*result);
@@ -87,6 +100,8 @@ grpc::ServerUnaryReactor* VariableServiceImpl::Read(
   return ReplyRaw<v1::ReadRequest>(
       context, *request, response,
       [&](v1::ReadRequest& read) -> absl::StatusOr<grpc::ByteBuffer> {
+        VS_RETURN_IF_ERROR(
+            Authorize(*context, "Read", Role::kRead, {read.name()}));
         VS_ASSIGN_OR_RETURN(VariableTable::SharedValue value,
                             table_->ReadShared(read.name()));
         const int64_t size = static_cast<int64_t>(value.bytes->size());
@@ -158,8 +173,10 @@ class ReadStreamReactor final
 class VariableServiceImpl::WriteStreamReactor final
     : public grpc::ServerReadReactor<v1::TensorChunk> {
  public:
-  WriteStreamReactor(VariableServiceImpl* service, v1::UpdateResponse* response)
-      : service_(service), response_(response) {
+  WriteStreamReactor(VariableServiceImpl* service,
+                     grpc::CallbackServerContext* context,
+                     v1::UpdateResponse* response)
+      : service_(service), context_(context), response_(response) {
     StartRead(&chunk_);
   }
 
@@ -183,6 +200,8 @@ class VariableServiceImpl::WriteStreamReactor final
       }
       header_ = std::move(*chunk_.mutable_header());
       started_ = true;
+      VS_RETURN_IF_ERROR(
+          Authorize(*context_, "WriteStream", Role::kWrite, {header_.name()}));
       if (!IsSupportedDType(header_.dtype())) {
         return absl::InvalidArgumentError(absl::StrCat(
             "Unsupported dtype ", static_cast<int>(header_.dtype())));
@@ -239,6 +258,7 @@ class VariableServiceImpl::WriteStreamReactor final
   }
 
   VariableServiceImpl* const service_;
+  grpc::CallbackServerContext* const context_;
   v1::UpdateResponse* const response_;
   v1::TensorChunk chunk_;
   v1::StreamHeader header_;
@@ -250,24 +270,30 @@ class VariableServiceImpl::WriteStreamReactor final
 grpc::ServerWriteReactor<v1::TensorChunk>* VariableServiceImpl::ReadStream(
     grpc::CallbackServerContext* context, const v1::ReadRequest* request) {
   reads_.fetch_add(1, std::memory_order_relaxed);
-  return new ReadStreamReactor(table_->ReadShared(request->name()),
-                               request->name(), options_.stream_chunk_bytes);
+  const absl::Status allowed =
+      Authorize(*context, "ReadStream", Role::kRead, {request->name()});
+  return new ReadStreamReactor(
+      allowed.ok() ? table_->ReadShared(request->name())
+                   : absl::StatusOr<VariableTable::SharedValue>(allowed),
+      request->name(), options_.stream_chunk_bytes);
 }
 
 grpc::ServerReadReactor<v1::TensorChunk>* VariableServiceImpl::WriteStream(
     grpc::CallbackServerContext* context, v1::UpdateResponse* response) {
-  return new WriteStreamReactor(this, response);
+  return new WriteStreamReactor(this, context, response);
 }
 
 template <typename Request>
 grpc::ServerUnaryReactor* VariableServiceImpl::ApplyOne(
-    grpc::CallbackServerContext* context, const grpc::ByteBuffer& request,
-    grpc::ByteBuffer* response, v1::Tensor* (Request::*tensor)(),
-    v1::Tensor* (v1::Update::*op)()) {
+    grpc::CallbackServerContext* context, absl::string_view method,
+    const grpc::ByteBuffer& request, grpc::ByteBuffer* response,
+    v1::Tensor* (Request::*tensor)(), v1::Tensor* (v1::Update::*op)()) {
   updates_.fetch_add(1, std::memory_order_relaxed);
   return ReplyRaw<Request>(
       context, request, response,
       [&](Request& one) -> absl::StatusOr<grpc::ByteBuffer> {
+        VS_RETURN_IF_ERROR(
+            Authorize(*context, method, Role::kWrite, {one.name()}));
         v1::Update update;
         (update.*op)()->Swap((one.*tensor)());
         v1::UpdateResponse reply;
@@ -280,7 +306,7 @@ grpc::ServerUnaryReactor* VariableServiceImpl::ApplyOne(
 grpc::ServerUnaryReactor* VariableServiceImpl::Assign(
     grpc::CallbackServerContext* context, const grpc::ByteBuffer* request,
     grpc::ByteBuffer* response) {
-  return ApplyOne(context, *request, response,
+  return ApplyOne(context, "Assign", *request, response,
                   &v1::AssignRequest::mutable_value,
                   &v1::Update::mutable_assign);
 }
@@ -288,7 +314,7 @@ grpc::ServerUnaryReactor* VariableServiceImpl::Assign(
 grpc::ServerUnaryReactor* VariableServiceImpl::AssignAdd(
     grpc::CallbackServerContext* context, const grpc::ByteBuffer* request,
     grpc::ByteBuffer* response) {
-  return ApplyOne(context, *request, response,
+  return ApplyOne(context, "AssignAdd", *request, response,
                   &v1::AssignAddRequest::mutable_delta,
                   &v1::Update::mutable_assign_add);
 }
@@ -300,6 +326,12 @@ grpc::ServerUnaryReactor* VariableServiceImpl::BatchUpdate(
   return ReplyRaw<v1::BatchUpdateRequest>(
       context, *request, response,
       [&](v1::BatchUpdateRequest& batch) -> absl::StatusOr<grpc::ByteBuffer> {
+        std::vector<absl::string_view> names;
+        for (const v1::Update& update : batch.updates()) {
+          names.push_back(update.name());
+        }
+        VS_RETURN_IF_ERROR(
+            Authorize(*context, "BatchUpdate", Role::kWrite, names));
         absl::StatusOr<v1::BatchUpdateResponse> result =
             table_->BatchUpdate(std::move(batch));
         VS_RETURN_IF_ERROR(MaybeDropReply(result.status()));
@@ -314,7 +346,15 @@ grpc::ServerUnaryReactor* VariableServiceImpl::BatchRead(
   return ReplyRaw<v1::BatchReadRequest>(
       context, *request, response,
       [&](v1::BatchReadRequest& read) -> absl::StatusOr<grpc::ByteBuffer> {
+        const std::vector<absl::string_view> names(read.names().begin(),
+                                                   read.names().end());
+        VS_RETURN_IF_ERROR(
+            Authorize(*context, "BatchRead", Role::kRead, names));
         VS_ASSIGN_OR_RETURN(auto values, table_->BatchRead(read));
+        const std::string scope = CallerScope(*context);
+        std::erase_if(values, [&](const auto& entry) {
+          return !VisibleInScope(entry.first, /*is_scope=*/false, scope);
+        });
         return BatchReadResponseRaw(values);
       });
 }
@@ -323,6 +363,8 @@ grpc::ServerUnaryReactor* VariableServiceImpl::Gather(
     grpc::CallbackServerContext* context, const v1::GatherRequest* request,
     v1::GatherResponse* response) {
   reads_.fetch_add(1, std::memory_order_relaxed);
+  VS_REPLY_IF_DENIED(
+      context, Authorize(*context, "Gather", Role::kRead, {request->name()}));
   absl::StatusOr<v1::GatherResponse> result = table_->Gather(*request);
   if (result.ok()) *response = std::move(*result);
   return Reply(context, result.status());
@@ -332,14 +374,26 @@ grpc::ServerUnaryReactor* VariableServiceImpl::ListVariables(
     grpc::CallbackServerContext* context,
     const v1::ListVariablesRequest* request,
     v1::ListVariablesResponse* response) {
+  VS_REPLY_IF_DENIED(context,
+                     Authorize(*context, "ListVariables", Role::kRead, {}));
   absl::StatusOr<v1::ListVariablesResponse> result = table_->List(*request);
-  if (result.ok()) *response = std::move(*result);
+  if (result.ok()) {
+    const std::string scope = CallerScope(*context);
+    for (v1::ListVariablesResponse::Entry& entry : *result->mutable_entries()) {
+      if (VisibleInScope(entry.name(), entry.is_scope(), scope)) {
+        *response->add_entries() = std::move(entry);
+      }
+    }
+    response->set_next_page_token(result->next_page_token());
+  }
   return Reply(context, result.status());
 }
 
 grpc::ServerUnaryReactor* VariableServiceImpl::Stat(
     grpc::CallbackServerContext* context, const v1::StatRequest* request,
     v1::VariableInfo* response) {
+  VS_REPLY_IF_DENIED(
+      context, Authorize(*context, "Stat", Role::kRead, {request->name()}));
   absl::StatusOr<v1::VariableInfo> result = table_->Stat(request->name());
   if (result.ok()) *response = std::move(*result);
   return Reply(context, result.status());
@@ -348,6 +402,8 @@ grpc::ServerUnaryReactor* VariableServiceImpl::Stat(
 grpc::ServerUnaryReactor* VariableServiceImpl::Delete(
     grpc::CallbackServerContext* context, const v1::DeleteRequest* request,
     v1::DeleteResponse* response) {
+  VS_REPLY_IF_DENIED(
+      context, Authorize(*context, "Delete", Role::kAdmin, {request->name()}));
   absl::StatusOr<int64_t> result =
       table_->Delete(request->name(), request->recursive());
   if (result.ok()) response->set_deleted(*result);
@@ -357,6 +413,9 @@ grpc::ServerUnaryReactor* VariableServiceImpl::Delete(
 grpc::ServerUnaryReactor* VariableServiceImpl::Rename(
     grpc::CallbackServerContext* context, const v1::RenameRequest* request,
     v1::RenameResponse* response) {
+  VS_REPLY_IF_DENIED(context,
+                     Authorize(*context, "Rename", Role::kAdmin,
+                               {request->old_name(), request->new_name()}));
   absl::StatusOr<int64_t> result =
       table_->Rename(request->old_name(), request->new_name());
   if (result.ok()) response->set_renamed(*result);
@@ -367,6 +426,13 @@ grpc::ServerUnaryReactor* VariableServiceImpl::SyncApply(
     grpc::CallbackServerContext* context, const v1::SyncApplyRequest* request,
     v1::SyncApplyResponse* response) {
   updates_.fetch_add(1, std::memory_order_relaxed);
+  const std::string global_step = GlobalStepName(request->global_step());
+  std::vector<absl::string_view> names = {global_step};
+  for (const v1::Update& update : request->updates()) {
+    names.push_back(update.name());
+  }
+  VS_REPLY_IF_DENIED(context,
+                     Authorize(*context, "SyncApply", Role::kWrite, names));
   absl::StatusOr<v1::SyncApplyResponse> result = sync_.Apply(*request);
   if (result.ok()) *response = std::move(*result);
   return Reply(context, MaybeDropReply(result.status()));
@@ -407,12 +473,17 @@ class StepWaiter final : public grpc::ServerUnaryReactor {
 grpc::ServerUnaryReactor* VariableServiceImpl::WaitForStep(
     grpc::CallbackServerContext* context, const v1::WaitForStepRequest* request,
     v1::WaitForStepResponse* response) {
+  const std::string global_step = GlobalStepName(request->global_step());
+  VS_REPLY_IF_DENIED(
+      context, Authorize(*context, "WaitForStep", Role::kRead, {global_step}));
   return new StepWaiter(&sync_, *request, response);
 }
 
 grpc::ServerUnaryReactor* VariableServiceImpl::GetServerInfo(
     grpc::CallbackServerContext* context, const v1::ServerInfoRequest* request,
     v1::ServerInfo* response) {
+  VS_REPLY_IF_DENIED(context,
+                     Authorize(*context, "GetServerInfo", Role::kRead, {}));
   const VariableTable::Totals totals = table_->GetTotals();
   response->set_version(std::string(Version()));
   response->set_commit(std::string(GitCommit()));

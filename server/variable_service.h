@@ -1,5 +1,6 @@
-// The gRPC VariableService: decodes requests, calls the VariableTable,
-// encodes replies. No logic of its own.
+// The gRPC VariableService: decodes requests, checks the caller may make
+// them (access.h: each method's role is in the README's security table),
+// calls the VariableTable, encodes replies.
 #ifndef VARSCOPE_SERVER_VARIABLE_SERVICE_H_
 #define VARSCOPE_SERVER_VARIABLE_SERVICE_H_
 
@@ -120,6 +121,7 @@ class VariableServiceImpl final : public VariableServiceBase {
   // with `tensor`) as the `op` of a batch of one update.
   template <typename Request>
   grpc::ServerUnaryReactor* ApplyOne(grpc::CallbackServerContext* context,
+                                     absl::string_view method,
                                      const grpc::ByteBuffer& request,
                                      grpc::ByteBuffer* response,
                                      v1::Tensor* (Request::*tensor)(),
