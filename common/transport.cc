@@ -35,6 +35,8 @@ std::shared_ptr<grpc::ChannelCredentials> ChannelCredentials(
   }
   grpc::SslCredentialsOptions tls;
   tls.pem_root_certs = security.tls_root_certs;
+  tls.pem_cert_chain = security.tls_cert_chain;
+  tls.pem_private_key = security.tls_private_key;
   std::shared_ptr<grpc::ChannelCredentials> credentials =
       grpc::SslCredentials(tls);
   if (security.auth_token.empty()) return credentials;

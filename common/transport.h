@@ -27,6 +27,10 @@ struct ClientSecurity {
   // PEM certificates of the CA(s) that signed the servers' certificates:
   // connect with TLS. Default: "" (plaintext).
   std::string tls_root_certs;
+  // PEM certificate chain and private key presented to servers that ask for
+  // client certificates (mutual TLS), with tls_root_certs. Default: "" (none).
+  std::string tls_cert_chain;
+  std::string tls_private_key;
   // Sent with every call as `authorization: Bearer <token>`, over TLS only
   // (gRPC never sends call credentials in plaintext). Default: "".
   std::string auth_token;

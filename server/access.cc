@@ -9,6 +9,8 @@
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
+#include "absl/strings/strip.h"
+#include "common/status.h"
 #include "common/transport.h"
 #include "server/log.h"
 
@@ -37,13 +39,6 @@ std::optional<Role> ParseRole(absl::string_view text) {
   if (text == "write") return Role::kWrite;
   if (text == "admin") return Role::kAdmin;
   return std::nullopt;
-}
-
-std::string Property(const grpc::AuthContext& auth, absl::string_view name) {
-  std::vector<grpc::string_ref> values =
-      auth.FindPropertyValues(std::string(name));
-  if (values.empty()) return "";
-  return std::string(values.front().data(), values.front().size());
 }
 
 }  // namespace
@@ -143,27 +138,92 @@ bool VisibleInScope(absl::string_view name, bool is_scope,
          (is_scope && absl::StartsWith(scope, absl::StrCat(name, "/")));
 }
 
-std::string CallerScope(const grpc::ServerContextBase& context) {
-  std::shared_ptr<const grpc::AuthContext> auth = context.auth_context();
-  return auth == nullptr ? "" : Property(*auth, kCallerScopeProperty);
+absl::StatusOr<std::unique_ptr<AccessControl>> AccessControl::Load(
+    const std::string& path) {
+  auto access = std::make_unique<AccessControl>();
+  access->path_ = path;
+  VS_RETURN_IF_ERROR(access->Reload());
+  return access;
 }
 
-absl::Status Authorize(const grpc::ServerContextBase& context,
-                       absl::string_view method, Role needed,
-                       absl::Span<const absl::string_view> names,
-                       absl::string_view target) {
-  std::shared_ptr<const grpc::AuthContext> auth = context.auth_context();
-  if (auth == nullptr ||
-      (auth->FindPropertyValues(std::string(kCallerRoleProperty)).empty() &&
-       auth->FindPropertyValues(std::string(kCallerRefusedProperty)).empty())) {
-    return absl::OkStatus();  // no token file: everyone may do everything
+absl::Status AccessControl::Reload() {
+  if (path_.empty()) return absl::OkStatus();
+  absl::StatusOr<AccessList> loaded = AccessList::Load(path_);
+  if (!loaded.ok()) return loaded.status();
+  auto list = std::make_shared<const AccessList>(*std::move(loaded));
+  absl::MutexLock lock(&mu_);
+  list_ = std::move(list);
+  return absl::OkStatus();
+}
+
+std::shared_ptr<const AccessList> AccessControl::list() const {
+  absl::MutexLock lock(&mu_);
+  return list_;
+}
+
+absl::StatusOr<Grant> AccessControl::Caller(
+    std::optional<absl::string_view> authorization,
+    const grpc::AuthContext* auth) const {
+  const std::shared_ptr<const AccessList> grants = list();
+  if (authorization.has_value()) {
+    absl::string_view token = *authorization;
+    std::optional<Grant> grant;
+    if (absl::ConsumePrefix(&token, "Bearer ")) grant = grants->ForToken(token);
+    if (!grant.has_value()) {
+      return absl::UnauthenticatedError(
+          "The token is not one this server accepts");
+    }
+    return *grant;
   }
-  const std::string identity = Property(*auth, kCallerIdentityProperty);
+  std::vector<std::string> names;
+  if (auth != nullptr) {
+    for (const char* property :
+         {"x509_common_name", "x509_subject_alternative_name"}) {
+      for (const grpc::string_ref& value : auth->FindPropertyValues(property)) {
+        names.emplace_back(value.data(), value.size());
+      }
+    }
+  }
+  if (names.empty()) {
+    return absl::UnauthenticatedError(
+        "This server needs a token: send 'authorization: Bearer <token>' "
+        "(varscope --token-file, $VARSCOPE_TOKEN, vs.connect(token=...))");
+  }
+  std::optional<Grant> grant = grants->ForCertificate(names);
+  if (!grant.has_value()) {
+    return absl::UnauthenticatedError(absl::StrCat(
+        "The client certificate ", names.front(), " is not in the token file"));
+  }
+  return *grant;
+}
+
+absl::StatusOr<Grant> AccessControl::CallerOf(
+    const grpc::ServerContextBase& context) const {
+  const auto& metadata = context.client_metadata();
+  auto header = metadata.find("authorization");
+  std::optional<absl::string_view> authorization;
+  if (header != metadata.end()) {
+    authorization =
+        absl::string_view(header->second.data(), header->second.size());
+  }
+  return Caller(authorization, context.auth_context().get());
+}
+
+std::string AccessControl::Scope(const grpc::ServerContextBase& context) const {
+  if (!enabled()) return "";
+  absl::StatusOr<Grant> grant = CallerOf(context);
+  return grant.ok() ? grant->scope : "";
+}
+
+absl::Status AccessControl::Authorize(const grpc::ServerContextBase& context,
+                                      absl::string_view method, Role needed,
+                                      absl::Span<const absl::string_view> names,
+                                      absl::string_view target) const {
+  if (!enabled()) return absl::OkStatus();
+  absl::StatusOr<Grant> grant = CallerOf(context);
+  const std::string identity = grant.ok() ? grant->identity : "";
   const std::string name =
       std::string(!target.empty() || names.empty() ? target : names.front());
-  // "Token abcd1234 ..."
-  const std::string who = absl::StrCat(
-      absl::AsciiStrToUpper(identity.substr(0, 1)), identity.substr(1));
   auto audit = [&](log::Level level, absl::string_view event,
                    const absl::Status& status) {
     log::Log(level, event,
@@ -175,20 +235,17 @@ absl::Status Authorize(const grpc::ServerContextBase& context,
               {"message", status.message()}});
     return status;
   };
-  const std::string refused = Property(*auth, kCallerRefusedProperty);
-  if (!refused.empty()) {
+  if (!grant.ok()) return audit(log::Level::kWarning, "denied", grant.status());
+  // "Token abcd1234 ..."
+  const std::string who = absl::StrCat(
+      absl::AsciiStrToUpper(identity.substr(0, 1)), identity.substr(1));
+  if (grant->role < needed) {
     return audit(log::Level::kWarning, "denied",
-                 absl::UnauthenticatedError(refused));
+                 absl::PermissionDeniedError(absl::StrCat(
+                     who, " has role ", RoleName(grant->role), "; ", method,
+                     " needs role ", RoleName(needed))));
   }
-  const std::string role_name = Property(*auth, kCallerRoleProperty);
-  const Role role = ParseRole(role_name).value_or(Role::kRead);
-  if (role < needed) {
-    return audit(log::Level::kWarning, "denied",
-                 absl::PermissionDeniedError(
-                     absl::StrCat(who, " has role ", role_name, "; ", method,
-                                  " needs role ", RoleName(needed))));
-  }
-  const std::string scope = Property(*auth, kCallerScopeProperty);
+  const std::string& scope = grant->scope;
   for (absl::string_view n : names) {
     if (!scope.empty() && n.empty()) {
       return audit(log::Level::kWarning, "denied",

@@ -13,6 +13,7 @@
 #ifndef VARSCOPE_SERVER_ACCESS_H_
 #define VARSCOPE_SERVER_ACCESS_H_
 
+#include <grpcpp/security/auth_context.h>
 #include <grpcpp/server_context.h>
 
 #include <memory>
@@ -20,8 +21,10 @@
 #include <string>
 #include <vector>
 
+#include "absl/base/thread_annotations.h"
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
+#include "absl/synchronization/mutex.h"
 #include "absl/types/span.h"
 
 namespace varscope::server {
@@ -69,32 +72,56 @@ class AccessList {
   std::vector<Entry> entries_;
 };
 
-// The AuthContext properties the token checker records for each call and
-// Authorize reads: the caller's identity, role and scope, or why
-// it was refused.
-inline constexpr absl::string_view kCallerIdentityProperty =
-    "varscope_identity";
-inline constexpr absl::string_view kCallerRoleProperty = "varscope_role";
-inline constexpr absl::string_view kCallerScopeProperty = "varscope_scope";
-inline constexpr absl::string_view kCallerRefusedProperty = "varscope_refused";
+// Who may call what: the token file in force (none: every caller may do
+// everything). Thread-safe.
+class AccessControl {
+ public:
+  // No token file: every caller may do everything.
+  AccessControl() = default;
+  // The grants of the token file `path` (AccessList::Load's errors).
+  static absl::StatusOr<std::unique_ptr<AccessControl>> Load(
+      const std::string& path);
 
-// OK if the caller of `context` may call `method`, which needs `needed`, on
-// every one of `names` ("" names the whole store, which a caller confined to
-// a scope may not touch; listings pass no names and filter their answers
-// with VisibleInScope). The caller is the one the token
-// checker recorded (security.h); on a server without a token file every
-// caller may do everything. Otherwise UNAUTHENTICATED (no, or an unknown,
-// token or certificate) or PERMISSION_DENIED naming the role needed or the
-// scope, logged as event "denied"; allowed calls needing admin are logged as
-// event "admin_call". Both with peer, identity, method and name (`target`,
-// e.g. a directory, else the first of `names`).
-absl::Status Authorize(const grpc::ServerContextBase& context,
-                       absl::string_view method, Role needed,
-                       absl::Span<const absl::string_view> names,
-                       absl::string_view target = "");
+  // Rereads the token file: calls that start from now on use it, calls in
+  // flight finish as they started. On an error (as Load's) the old file
+  // stays in force. OK without a token file.
+  absl::Status Reload();
 
-// The name prefix the caller of `context` is confined to ("" for none).
-std::string CallerScope(const grpc::ServerContextBase& context);
+  // Whether a token file is in force.
+  bool enabled() const { return !path_.empty(); }
+
+  // The grant of a caller that sent `authorization` (the header's value;
+  // nullopt if absent) over a connection with `auth` (its client
+  // certificate's CN and DNS SANs, if any). UNAUTHENTICATED if it has none.
+  // REQUIRES: enabled().
+  absl::StatusOr<Grant> Caller(std::optional<absl::string_view> authorization,
+                               const grpc::AuthContext* auth) const;
+
+  // OK if the caller of `context` may call `method`, which needs `needed`,
+  // on every one of `names` ("" names the whole store, which a caller
+  // confined to a scope may not touch; listings pass no names and filter
+  // their answers with Scope). Otherwise UNAUTHENTICATED (no, or an
+  // unknown, token or certificate) or PERMISSION_DENIED naming the role
+  // needed or the scope, logged as event "denied"; allowed calls needing
+  // admin are logged as event "admin_call". Both with peer, identity,
+  // method and name (`target`, e.g. a directory, else the first of
+  // `names`).
+  absl::Status Authorize(const grpc::ServerContextBase& context,
+                         absl::string_view method, Role needed,
+                         absl::Span<const absl::string_view> names,
+                         absl::string_view target = "") const;
+
+  // The name prefix the caller of `context` is confined to ("" for none).
+  std::string Scope(const grpc::ServerContextBase& context) const;
+
+ private:
+  absl::StatusOr<Grant> CallerOf(const grpc::ServerContextBase& context) const;
+  std::shared_ptr<const AccessList> list() const;
+
+  std::string path_;
+  mutable absl::Mutex mu_;
+  std::shared_ptr<const AccessList> list_ ABSL_GUARDED_BY(mu_);
+};
 
 // Whether `name` (a variable or scope) is visible under `scope`: it lies
 // under it, or (for a scope entry) it is one of its ancestors.

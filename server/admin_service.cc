@@ -89,9 +89,11 @@ int64_t MicrosSince(absl::Time start) {
 }  // namespace
 
 AdminServiceImpl::AdminServiceImpl(VariableTable* table, Storage* storage,
+                                   const AccessControl* access,
                                    std::string backup_root)
     : table_(table),
       storage_(storage),
+      access_(access),
       backup_root_(std::move(backup_root)),
       worker_([this] { Work(); }) {}
 
@@ -146,8 +148,8 @@ absl::StatusOr<StoreSummary> AdminServiceImpl::CheckpointAsOfNow(
 grpc::ServerUnaryReactor* AdminServiceImpl::Checkpoint(
     grpc::CallbackServerContext* context, const v1::CheckpointRequest* request,
     v1::CheckpointResponse* response) {
-  const absl::Status allowed = Authorize(*context, "Checkpoint", Role::kAdmin,
-                                         {""}, request->directory());
+  const absl::Status allowed = access_->Authorize(
+      *context, "Checkpoint", Role::kAdmin, {""}, request->directory());
   if (!allowed.ok()) return Refuse(context, allowed);
   return Enqueue(context, [this, request, response]() -> absl::Status {
     const absl::Time start = absl::Now();
@@ -165,8 +167,8 @@ grpc::ServerUnaryReactor* AdminServiceImpl::Checkpoint(
 grpc::ServerUnaryReactor* AdminServiceImpl::Backup(
     grpc::CallbackServerContext* context, const v1::BackupRequest* request,
     v1::BackupResponse* response) {
-  const absl::Status allowed =
-      Authorize(*context, "Backup", Role::kAdmin, {""}, request->directory());
+  const absl::Status allowed = access_->Authorize(
+      *context, "Backup", Role::kAdmin, {""}, request->directory());
   if (!allowed.ok()) return Refuse(context, allowed);
   return Enqueue(context, [this, request, response]() -> absl::Status {
     const absl::Time start = absl::Now();

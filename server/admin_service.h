@@ -11,24 +11,25 @@
 
 #include "absl/base/thread_annotations.h"
 #include "absl/synchronization/mutex.h"
+#include "server/access.h"
 #include "server/storage.h"
 #include "server/variable_table.h"
 #include "varscope/v1/admin_service.grpc.pb.h"
 
 namespace varscope::server {
 
-// Thread-safe. `table` and `storage` must outlive the service.
+// Thread-safe. `table`, `storage` and `access` must outlive the service.
 //
-// Every method needs the admin role (access.h). Directories are confined to
-// `backup_root`: a relative one is taken under it, and one with a '..'
-// component (INVALID_ARGUMENT), resolving outside it through symlinks
+// Every method needs the admin role (`access` decides). Directories are
+// confined to `backup_root`: a relative one is taken under it, and one with a
+// '..' component (INVALID_ARGUMENT), resolving outside it through symlinks
 // (PERMISSION_DENIED) or with a file in place of a directory
 // (FAILED_PRECONDITION) is refused; with no root ("") every call is
 // FAILED_PRECONDITION naming --backup-root.
 class AdminServiceImpl final : public v1::AdminService::CallbackService {
  public:
   AdminServiceImpl(VariableTable* table, Storage* storage,
-                   std::string backup_root);
+                   const AccessControl* access, std::string backup_root);
   // Finishes the operation in progress; operations still queued end with
   // CANCELLED.
   ~AdminServiceImpl() override;
@@ -54,6 +55,7 @@ class AdminServiceImpl final : public v1::AdminService::CallbackService {
 
   VariableTable* const table_;
   Storage* const storage_;
+  const AccessControl* const access_;
   const std::string backup_root_;
 
   struct Task {

@@ -13,25 +13,20 @@
 
 namespace varscope::server {
 
-// Records each call's caller (its token's or certificate's grant) in the
-// call's AuthContext for Authorize; refuses calls without one outright
-// except to Varscope's services, which refuse them themselves (so the
-// refusal is logged with the peer), and health checks, which need none.
+namespace {
+
+// Lets calls to Varscope's services (which check them themselves, see
+// AccessControl::Authorize, so refusals are logged with the peer) and
+// health checks through; other calls need a valid token or certificate.
 class TokenChecker final : public grpc::AuthMetadataProcessor {
  public:
-  explicit TokenChecker(AccessList list)
-      : list_(std::make_shared<const AccessList>(std::move(list))) {}
-
-  void Replace(AccessList list) {
-    auto replacement = std::make_shared<const AccessList>(std::move(list));
-    absl::MutexLock lock(&mu_);
-    list_ = std::move(replacement);
-  }
+  explicit TokenChecker(std::shared_ptr<const AccessControl> access)
+      : access_(std::move(access)) {}
 
   bool IsBlocking() const override { return false; }
 
   grpc::Status Process(const InputMetadata& metadata,
-                       grpc::AuthContext* context, OutputMetadata* consumed,
+                       grpc::AuthContext* context, OutputMetadata*,
                        OutputMetadata*) override {
     auto path_entry = metadata.find(":path");
     const absl::string_view path =
@@ -39,68 +34,33 @@ class TokenChecker final : public grpc::AuthMetadataProcessor {
             ? absl::string_view()
             : absl::string_view(path_entry->second.data(),
                                 path_entry->second.size());
-    if (absl::StartsWith(path, "/grpc.health.v1.Health/")) {
+    if (absl::StartsWith(path, "/grpc.health.v1.Health/") ||
+        absl::StartsWith(path, "/varscope.v1.")) {
       return grpc::Status::OK;
     }
-    std::shared_ptr<const AccessList> list;
-    {
-      absl::MutexLock lock(&mu_);
-      list = list_;
-    }
-    std::optional<Grant> grant;
-    std::string refused;
     auto header = metadata.find("authorization");
+    std::optional<absl::string_view> authorization;
     if (header != metadata.end()) {
-      absl::string_view token(header->second.data(), header->second.size());
-      if (absl::ConsumePrefix(&token, "Bearer ")) grant = list->ForToken(token);
-      if (!grant.has_value()) {
-        refused = "The token is not one this server accepts";
-      }
-      consumed->emplace(
-          std::string(header->first.data(), header->first.size()),
-          std::string(header->second.data(), header->second.size()));
-    } else {
-      std::vector<std::string> names;
-      for (const char* property :
-           {"x509_common_name", "x509_subject_alternative_name"}) {
-        for (const grpc::string_ref& value :
-             context->FindPropertyValues(property)) {
-          names.emplace_back(value.data(), value.size());
-        }
-      }
-      if (!names.empty()) grant = list->ForCertificate(names);
-      if (names.empty()) {
-        refused =
-            "This server needs a token: send 'authorization: Bearer <token>' "
-            "(varscope --token-file, $VARSCOPE_TOKEN, vs.connect(token=...))";
-      } else if (!grant.has_value()) {
-        refused = absl::StrCat("The client certificate ", names.front(),
-                               " is not in the token file");
-      }
+      authorization =
+          absl::string_view(header->second.data(), header->second.size());
     }
-    if (!grant.has_value()) {
-      if (!absl::StartsWith(path, "/varscope.v1.")) {
-        return grpc::Status(grpc::StatusCode::UNAUTHENTICATED, refused);
-      }
-      context->AddProperty(std::string(kCallerRefusedProperty), refused);
-      return grpc::Status::OK;
+    absl::StatusOr<Grant> grant = access_->Caller(authorization, context);
+    if (!grant.ok()) {
+      return grpc::Status(grpc::StatusCode::UNAUTHENTICATED,
+                          std::string(grant.status().message()));
     }
-    context->AddProperty(std::string(kCallerIdentityProperty), grant->identity);
-    context->AddProperty(std::string(kCallerRoleProperty),
-                         std::string(RoleName(grant->role)));
-    context->AddProperty(std::string(kCallerScopeProperty), grant->scope);
     return grpc::Status::OK;
   }
 
  private:
-  absl::Mutex mu_;
-  std::shared_ptr<const AccessList> list_ ABSL_GUARDED_BY(mu_);
+  const std::shared_ptr<const AccessControl> access_;
 };
 
-absl::StatusOr<std::unique_ptr<PortSecurity>> PortSecurity::Create(
-    const ServerSecurity& security) {
-  std::unique_ptr<PortSecurity> port(new PortSecurity());
-  port->security_ = security;
+}  // namespace
+
+absl::StatusOr<std::shared_ptr<grpc::ServerCredentials>> ServerCredentials(
+    const ServerSecurity& security,
+    std::shared_ptr<const AccessControl> access) {
   if (security.tls_cert_file.empty() != security.tls_key_file.empty()) {
     return absl::InvalidArgumentError(
         "TLS needs both a certificate and a key file");
@@ -116,8 +76,7 @@ absl::StatusOr<std::unique_ptr<PortSecurity>> PortSecurity::Create(
           "Client certificates (--tls-client-ca-file) need TLS (a "
           "certificate and a key file)");
     }
-    port->credentials_ = grpc::InsecureServerCredentials();
-    return port;
+    return grpc::InsecureServerCredentials();
   }
   grpc::SslServerCredentialsOptions tls;
   grpc::SslServerCredentialsOptions::PemKeyCertPair pair;
@@ -138,21 +97,13 @@ absl::StatusOr<std::unique_ptr<PortSecurity>> PortSecurity::Create(
     tls.client_certificate_request =
         GRPC_SSL_REQUEST_AND_REQUIRE_CLIENT_CERTIFICATE_AND_VERIFY;
   }
-  port->credentials_ = grpc::SslServerCredentials(tls);
-  if (security.auth_token_file.empty()) return port;
-  absl::StatusOr<AccessList> list = AccessList::Load(security.auth_token_file);
-  if (!list.ok()) return list.status();
-  port->checker_ = std::make_shared<TokenChecker>(*std::move(list));
-  port->credentials_->SetAuthMetadataProcessor(port->checker_);
-  return port;
-}
-
-absl::Status PortSecurity::Reload() {
-  if (checker_ == nullptr) return absl::OkStatus();
-  absl::StatusOr<AccessList> list = AccessList::Load(security_.auth_token_file);
-  if (!list.ok()) return list.status();
-  checker_->Replace(*std::move(list));
-  return absl::OkStatus();
+  std::shared_ptr<grpc::ServerCredentials> credentials =
+      grpc::SslServerCredentials(tls);
+  if (access->enabled()) {
+    credentials->SetAuthMetadataProcessor(
+        std::make_shared<TokenChecker>(std::move(access)));
+  }
+  return credentials;
 }
 
 }  // namespace varscope::server

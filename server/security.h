@@ -9,7 +9,6 @@
 
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
-#include "absl/synchronization/mutex.h"
 #include "server/access.h"
 
 namespace varscope::server {
@@ -31,33 +30,15 @@ struct ServerSecurity {
   std::string auth_token_file;
 };
 
-class TokenChecker;
-
-// The credentials of the listening port, and the token file behind them.
-class PortSecurity {
- public:
-  // INVALID_ARGUMENT for a certificate without a key (or the reverse),
-  // tokens or client CAs without TLS, or a bad token file (AccessList::Parse);
-  // NOT_FOUND for a file that cannot be read.
-  static absl::StatusOr<std::unique_ptr<PortSecurity>> Create(
-      const ServerSecurity& security);
-
-  std::shared_ptr<grpc::ServerCredentials> credentials() const {
-    return credentials_;
-  }
-
-  // Rereads the token file: calls that start from now on use it, calls in
-  // flight finish as they started. On an error (as Create's) the old file
-  // stays in force. OK without a token file. Thread-safe.
-  absl::Status Reload();
-
- private:
-  PortSecurity() = default;
-
-  ServerSecurity security_;
-  std::shared_ptr<grpc::ServerCredentials> credentials_;
-  std::shared_ptr<TokenChecker> checker_;  // null without a token file
-};
+// The credentials of the listening port; with a token file, `access`
+// decides which calls may go on (Varscope's services then check each call
+// themselves with access->Authorize; other services but health checks need
+// a valid token or certificate). INVALID_ARGUMENT for a certificate without
+// a key (or the reverse), tokens or client CAs without TLS; NOT_FOUND for a
+// file that cannot be read.
+absl::StatusOr<std::shared_ptr<grpc::ServerCredentials>> ServerCredentials(
+    const ServerSecurity& security,
+    std::shared_ptr<const AccessControl> access);
 
 }  // namespace varscope::server
 

@@ -32,10 +32,16 @@ absl::Status WithDamageHint(const absl::Status& status) {
 absl::StatusOr<std::unique_ptr<Server>> Server::Start(
     const ServerOptions& options) {
   std::unique_ptr<Server> server(new Server());
-  absl::StatusOr<std::unique_ptr<PortSecurity>> security =
-      PortSecurity::Create(options.security);
-  if (!security.ok()) return security.status();
-  server->security_ = *std::move(security);
+  server->access_ = std::make_shared<AccessControl>();
+  if (!options.security.auth_token_file.empty()) {
+    absl::StatusOr<std::unique_ptr<AccessControl>> access =
+        AccessControl::Load(options.security.auth_token_file);
+    if (!access.ok()) return access.status();
+    server->access_ = *std::move(access);
+  }
+  absl::StatusOr<std::shared_ptr<grpc::ServerCredentials>> credentials =
+      ServerCredentials(options.security, server->access_);
+  if (!credentials.ok()) return credentials.status();
   StorageOptions storage_options = options.storage;
   // Interval-mode writes are rare and large: fsync them too.
   storage_options.sync =
@@ -64,6 +70,7 @@ absl::StatusOr<std::unique_ptr<Server>> Server::Start(
   service_options.max_message_bytes = options.max_message_bytes;
   service_options.max_variable_bytes = options.table.max_variable_bytes;
   service_options.cluster = server->cluster_;
+  service_options.access = server->access_.get();
   server->service_ = std::make_unique<VariableServiceImpl>(server->table_.get(),
                                                            service_options);
 
@@ -78,11 +85,12 @@ absl::StatusOr<std::unique_ptr<Server>> Server::Start(
   grpc::EnableDefaultHealthCheckService(true);
   grpc::reflection::InitProtoReflectionServerBuilderPlugin();
   grpc::ServerBuilder builder;
-  builder.AddListeningPort(options.listen_address,
-                           server->security_->credentials(), &server->port_);
+  builder.AddListeningPort(options.listen_address, *credentials,
+                           &server->port_);
   builder.RegisterService(server->service_.get());
   server->admin_service_ = std::make_unique<AdminServiceImpl>(
-      server->table_.get(), server->storage_.get(), options.backup_root);
+      server->table_.get(), server->storage_.get(), server->access_.get(),
+      options.backup_root);
   builder.RegisterService(server->admin_service_.get());
   // A unary message carries at most one variable plus a little framing.
   const int64_t max_message =

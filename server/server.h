@@ -79,9 +79,9 @@ class Server {
 
   VariableServiceImpl& ServiceForTest() { return *service_; }
 
-  // Rereads the token file (PortSecurity::Reload): new calls use it. On an
+  // Rereads the token file (AccessControl::Reload): new calls use it. On an
   // error the old one stays in force.
-  absl::Status ReloadSecurity() { return security_->Reload(); }
+  absl::Status ReloadSecurity() { return access_->Reload(); }
 
   // Stops accepting calls, lets in-flight calls finish for up to `grace`,
   // then cancels the rest. Idempotent.
@@ -92,7 +92,7 @@ class Server {
 
   int port_ = 0;
   v1::ClusterIdentity cluster_;
-  std::unique_ptr<PortSecurity> security_;
+  std::shared_ptr<AccessControl> access_;
   std::unique_ptr<Storage> storage_;
   std::unique_ptr<VariableTable> table_;
   std::unique_ptr<VariableServiceImpl> service_;

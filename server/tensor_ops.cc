@@ -55,9 +55,9 @@ absl::Status ShapeMismatch(absl::string_view op, absl::string_view name,
                      " to variable ", name, " of dtype ", DTypeName(dtype)));
   }
   if (!std::equal(t.dims().begin(), t.dims().end(), dims.begin(), dims.end())) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "Cannot ", op, " of shape ", ShapeString(t.dims()),
-        " to variable ", name, " of shape ", ShapeString(dims)));
+    return absl::InvalidArgumentError(
+        absl::StrCat("Cannot ", op, " of shape ", ShapeString(t.dims()),
+                     " to variable ", name, " of shape ", ShapeString(dims)));
   }
   return absl::OkStatus();
 }

@@ -83,10 +83,10 @@ grpc::ServerUnaryReactor* VariableServiceImpl::GetVariable(
     v1::GetVariableResponse* response) {
   gets_.fetch_add(1, std::memory_order_relaxed);
   VS_REPLY_IF_DENIED(
-      context,
-      Authorize(*context, "GetVariable",
-                request->mode() == v1::REUSE ? Role::kRead : Role::kWrite,
-                {request->name()}));
+      context, access().Authorize(
+                   *context, "GetVariable",
+                   request->mode() == v1::REUSE ? Role::kRead : Role::kWrite,
+                   {request->name()}));
   absl::StatusOr<v1::GetVariableResponse> result =
       table_->GetVariable(*request);
   if (result.ok()) *response = std::move(*result);
@@ -101,7 +101,7 @@ grpc::ServerUnaryReactor* VariableServiceImpl::Read(
       context, *request, response,
       [&](v1::ReadRequest& read) -> absl::StatusOr<grpc::ByteBuffer> {
         VS_RETURN_IF_ERROR(
-            Authorize(*context, "Read", Role::kRead, {read.name()}));
+            access().Authorize(*context, "Read", Role::kRead, {read.name()}));
         VS_ASSIGN_OR_RETURN(VariableTable::SharedValue value,
                             table_->ReadShared(read.name()));
         const int64_t size = static_cast<int64_t>(value.bytes->size());
@@ -200,8 +200,8 @@ class VariableServiceImpl::WriteStreamReactor final
       }
       header_ = std::move(*chunk_.mutable_header());
       started_ = true;
-      VS_RETURN_IF_ERROR(
-          Authorize(*context_, "WriteStream", Role::kWrite, {header_.name()}));
+      VS_RETURN_IF_ERROR(service_->access().Authorize(
+          *context_, "WriteStream", Role::kWrite, {header_.name()}));
       if (!IsSupportedDType(header_.dtype())) {
         return absl::InvalidArgumentError(absl::StrCat(
             "Unsupported dtype ", static_cast<int>(header_.dtype())));
@@ -270,8 +270,8 @@ class VariableServiceImpl::WriteStreamReactor final
 grpc::ServerWriteReactor<v1::TensorChunk>* VariableServiceImpl::ReadStream(
     grpc::CallbackServerContext* context, const v1::ReadRequest* request) {
   reads_.fetch_add(1, std::memory_order_relaxed);
-  const absl::Status allowed =
-      Authorize(*context, "ReadStream", Role::kRead, {request->name()});
+  const absl::Status allowed = access().Authorize(
+      *context, "ReadStream", Role::kRead, {request->name()});
   return new ReadStreamReactor(
       allowed.ok() ? table_->ReadShared(request->name())
                    : absl::StatusOr<VariableTable::SharedValue>(allowed),
@@ -293,7 +293,7 @@ grpc::ServerUnaryReactor* VariableServiceImpl::ApplyOne(
       context, request, response,
       [&](Request& one) -> absl::StatusOr<grpc::ByteBuffer> {
         VS_RETURN_IF_ERROR(
-            Authorize(*context, method, Role::kWrite, {one.name()}));
+            access().Authorize(*context, method, Role::kWrite, {one.name()}));
         v1::Update update;
         (update.*op)()->Swap((one.*tensor)());
         v1::UpdateResponse reply;
@@ -331,7 +331,7 @@ grpc::ServerUnaryReactor* VariableServiceImpl::BatchUpdate(
           names.push_back(update.name());
         }
         VS_RETURN_IF_ERROR(
-            Authorize(*context, "BatchUpdate", Role::kWrite, names));
+            access().Authorize(*context, "BatchUpdate", Role::kWrite, names));
         absl::StatusOr<v1::BatchUpdateResponse> result =
             table_->BatchUpdate(std::move(batch));
         VS_RETURN_IF_ERROR(MaybeDropReply(result.status()));
@@ -349,9 +349,9 @@ grpc::ServerUnaryReactor* VariableServiceImpl::BatchRead(
         const std::vector<absl::string_view> names(read.names().begin(),
                                                    read.names().end());
         VS_RETURN_IF_ERROR(
-            Authorize(*context, "BatchRead", Role::kRead, names));
+            access().Authorize(*context, "BatchRead", Role::kRead, names));
         VS_ASSIGN_OR_RETURN(auto values, table_->BatchRead(read));
-        const std::string scope = CallerScope(*context);
+        const std::string scope = access().Scope(*context);
         std::erase_if(values, [&](const auto& entry) {
           return !VisibleInScope(entry.first, /*is_scope=*/false, scope);
         });
@@ -364,7 +364,8 @@ grpc::ServerUnaryReactor* VariableServiceImpl::Gather(
     v1::GatherResponse* response) {
   reads_.fetch_add(1, std::memory_order_relaxed);
   VS_REPLY_IF_DENIED(
-      context, Authorize(*context, "Gather", Role::kRead, {request->name()}));
+      context,
+      access().Authorize(*context, "Gather", Role::kRead, {request->name()}));
   absl::StatusOr<v1::GatherResponse> result = table_->Gather(*request);
   if (result.ok()) *response = std::move(*result);
   return Reply(context, result.status());
@@ -374,11 +375,11 @@ grpc::ServerUnaryReactor* VariableServiceImpl::ListVariables(
     grpc::CallbackServerContext* context,
     const v1::ListVariablesRequest* request,
     v1::ListVariablesResponse* response) {
-  VS_REPLY_IF_DENIED(context,
-                     Authorize(*context, "ListVariables", Role::kRead, {}));
+  VS_REPLY_IF_DENIED(
+      context, access().Authorize(*context, "ListVariables", Role::kRead, {}));
   absl::StatusOr<v1::ListVariablesResponse> result = table_->List(*request);
   if (result.ok()) {
-    const std::string scope = CallerScope(*context);
+    const std::string scope = access().Scope(*context);
     for (v1::ListVariablesResponse::Entry& entry : *result->mutable_entries()) {
       if (VisibleInScope(entry.name(), entry.is_scope(), scope)) {
         *response->add_entries() = std::move(entry);
@@ -392,8 +393,8 @@ grpc::ServerUnaryReactor* VariableServiceImpl::ListVariables(
 grpc::ServerUnaryReactor* VariableServiceImpl::Stat(
     grpc::CallbackServerContext* context, const v1::StatRequest* request,
     v1::VariableInfo* response) {
-  VS_REPLY_IF_DENIED(
-      context, Authorize(*context, "Stat", Role::kRead, {request->name()}));
+  VS_REPLY_IF_DENIED(context, access().Authorize(*context, "Stat", Role::kRead,
+                                                 {request->name()}));
   absl::StatusOr<v1::VariableInfo> result = table_->Stat(request->name());
   if (result.ok()) *response = std::move(*result);
   return Reply(context, result.status());
@@ -403,7 +404,8 @@ grpc::ServerUnaryReactor* VariableServiceImpl::Delete(
     grpc::CallbackServerContext* context, const v1::DeleteRequest* request,
     v1::DeleteResponse* response) {
   VS_REPLY_IF_DENIED(
-      context, Authorize(*context, "Delete", Role::kAdmin, {request->name()}));
+      context,
+      access().Authorize(*context, "Delete", Role::kAdmin, {request->name()}));
   absl::StatusOr<int64_t> result =
       table_->Delete(request->name(), request->recursive());
   if (result.ok()) response->set_deleted(*result);
@@ -413,9 +415,9 @@ grpc::ServerUnaryReactor* VariableServiceImpl::Delete(
 grpc::ServerUnaryReactor* VariableServiceImpl::Rename(
     grpc::CallbackServerContext* context, const v1::RenameRequest* request,
     v1::RenameResponse* response) {
-  VS_REPLY_IF_DENIED(context,
-                     Authorize(*context, "Rename", Role::kAdmin,
-                               {request->old_name(), request->new_name()}));
+  VS_REPLY_IF_DENIED(
+      context, access().Authorize(*context, "Rename", Role::kAdmin,
+                                  {request->old_name(), request->new_name()}));
   absl::StatusOr<int64_t> result =
       table_->Rename(request->old_name(), request->new_name());
   if (result.ok()) response->set_renamed(*result);
@@ -431,8 +433,8 @@ grpc::ServerUnaryReactor* VariableServiceImpl::SyncApply(
   for (const v1::Update& update : request->updates()) {
     names.push_back(update.name());
   }
-  VS_REPLY_IF_DENIED(context,
-                     Authorize(*context, "SyncApply", Role::kWrite, names));
+  VS_REPLY_IF_DENIED(
+      context, access().Authorize(*context, "SyncApply", Role::kWrite, names));
   absl::StatusOr<v1::SyncApplyResponse> result = sync_.Apply(*request);
   if (result.ok()) *response = std::move(*result);
   return Reply(context, MaybeDropReply(result.status()));
@@ -474,16 +476,16 @@ grpc::ServerUnaryReactor* VariableServiceImpl::WaitForStep(
     grpc::CallbackServerContext* context, const v1::WaitForStepRequest* request,
     v1::WaitForStepResponse* response) {
   const std::string global_step = GlobalStepName(request->global_step());
-  VS_REPLY_IF_DENIED(
-      context, Authorize(*context, "WaitForStep", Role::kRead, {global_step}));
+  VS_REPLY_IF_DENIED(context, access().Authorize(*context, "WaitForStep",
+                                                 Role::kRead, {global_step}));
   return new StepWaiter(&sync_, *request, response);
 }
 
 grpc::ServerUnaryReactor* VariableServiceImpl::GetServerInfo(
     grpc::CallbackServerContext* context, const v1::ServerInfoRequest* request,
     v1::ServerInfo* response) {
-  VS_REPLY_IF_DENIED(context,
-                     Authorize(*context, "GetServerInfo", Role::kRead, {}));
+  VS_REPLY_IF_DENIED(
+      context, access().Authorize(*context, "GetServerInfo", Role::kRead, {}));
   const VariableTable::Totals totals = table_->GetTotals();
   response->set_version(std::string(Version()));
   response->set_commit(std::string(GitCommit()));

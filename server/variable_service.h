@@ -9,6 +9,7 @@
 #include <string_view>
 
 #include "absl/time/clock.h"
+#include "server/access.h"
 #include "server/sync_replicas.h"
 #include "server/variable_table.h"
 #include "varscope/v1/variable_service.grpc.pb.h"
@@ -26,6 +27,9 @@ struct ServiceOptions {
   // The server's place in its cluster, as GetServerInfo reports it.
   // Default: empty.
   v1::ClusterIdentity cluster;
+  // Who may call what; must outlive the service. Default: nullptr, every
+  // caller may do everything.
+  const AccessControl* access = nullptr;
 };
 
 // The callback service with the data path's methods taking and giving raw
@@ -127,9 +131,14 @@ class VariableServiceImpl final : public VariableServiceBase {
                                      v1::Tensor* (Request::*tensor)(),
                                      v1::Tensor* (v1::Update::*op)());
 
+  const AccessControl& access() const {
+    return options_.access == nullptr ? open_ : *options_.access;
+  }
+
   VariableTable* const table_;
   const ServiceOptions options_;
   SyncReplicas sync_;
+  const AccessControl open_;  // without options_.access
   std::atomic<int> drop_replies_{0};
   const int64_t start_time_micros_ = absl::ToUnixMicros(absl::Now());
   std::atomic<int64_t> reads_{0};

@@ -80,6 +80,9 @@ class CommandLine {
   // The --tls-ca and --token-file flags ("" if not given).
   const std::string& tls_ca_file() const { return tls_ca_file_; }
   const std::string& token_file() const { return token_file_; }
+  // The --tls-cert and --tls-key flags ("" if not given).
+  const std::string& tls_cert_file() const { return tls_cert_file_; }
+  const std::string& tls_key_file() const { return tls_key_file_; }
   // The context of the chosen command, without client and address.
   CommandContext Context(const Environment& env) const;
 
@@ -101,6 +104,8 @@ class CommandLine {
   CLI::Option* server_option_ = nullptr;
   std::string tls_ca_file_;
   std::string token_file_;
+  std::string tls_cert_file_;
+  std::string tls_key_file_;
   bool json_ = false;
   double timeout_seconds_ = 30;
   int32_t page_size_ = 0;
@@ -174,6 +179,12 @@ void CommandLine::AddGlobalOptions() {
   app_.add_option("--token-file", token_file_,
                   "File holding the token to send (needs TLS). Default: the "
                   "token in $VARSCOPE_TOKEN, else none");
+  app_.add_option("--tls-cert", tls_cert_file_,
+                  "PEM file of this client's certificate (chain), for servers "
+                  "that require client certificates (with --tls-key and "
+                  "--tls-ca)");
+  app_.add_option("--tls-key", tls_key_file_,
+                  "PEM file of the private key of --tls-cert");
   app_.add_flag("--json", json_, "Print JSON (for scripts)");
   app_.add_option("--timeout", timeout_seconds_,
                   "Deadline of each server call, in seconds (default: 30)")
@@ -470,10 +481,22 @@ absl::StatusOr<std::string> ResolveServerAddress(
   return absl::StrJoin(config->ps, ",");
 }
 
-absl::StatusOr<ClientSecurity> ResolveSecurity(const std::string& tls_ca_file,
-                                               const std::string& token_file,
-                                               const Environment& env) {
+absl::StatusOr<ClientSecurity> ResolveSecurity(
+    const std::string& tls_ca_file, const std::string& token_file,
+    const std::string& tls_cert_file, const std::string& tls_key_file,
+    const Environment& env) {
   ClientSecurity security;
+  if (tls_cert_file.empty() != tls_key_file.empty()) {
+    return absl::InvalidArgumentError(
+        "--tls-cert and --tls-key go together: a client certificate needs "
+        "its key");
+  }
+  if (!tls_cert_file.empty()) {
+    VS_ASSIGN_OR_RETURN(security.tls_cert_chain,
+                        ReadNamedFile(tls_cert_file, "TLS client certificate"));
+    VS_ASSIGN_OR_RETURN(security.tls_private_key,
+                        ReadNamedFile(tls_key_file, "TLS client key"));
+  }
   std::string ca = tls_ca_file;
   if (ca.empty()) ca = env.getenv("VARSCOPE_TLS_CA").value_or("");
   if (!ca.empty()) {
@@ -505,7 +528,8 @@ int Run(const std::vector<std::string>& args, const Environment& env) {
   if (!address.ok()) return fail(address.status());
   CommandContext context = command_line.Context(env);
   absl::StatusOr<ClientSecurity> security = ResolveSecurity(
-      command_line.tls_ca_file(), command_line.token_file(), env);
+      command_line.tls_ca_file(), command_line.token_file(),
+      command_line.tls_cert_file(), command_line.tls_key_file(), env);
   if (!security.ok()) return fail(security.status());
   context.security = *security;
   ClientOptions client_options;

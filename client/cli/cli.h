@@ -51,11 +51,15 @@ Environment ProcessEnvironment();
 absl::StatusOr<std::string> ResolveServerAddress(
     const std::optional<std::string>& flag, const Environment& env);
 
-// TLS and the token from the flags (`tls_ca_file`, `token_file`; "" when not
-// given), else $VARSCOPE_TLS_CA (a file) and $VARSCOPE_TOKEN (the token).
-// INVALID_ARGUMENT (a usage error) if a file cannot be read.
+// TLS, the token and the client certificate from the flags (`tls_ca_file`,
+// `token_file`, `tls_cert_file` and `tls_key_file`; "" when not given), else
+// $VARSCOPE_TLS_CA (a file) and $VARSCOPE_TOKEN (the token).
+// INVALID_ARGUMENT (a usage error) if a file cannot be read, or a
+// certificate comes without its key (or the reverse).
 absl::StatusOr<ClientSecurity> ResolveSecurity(const std::string& tls_ca_file,
                                                const std::string& token_file,
+                                               const std::string& tls_cert_file,
+                                               const std::string& tls_key_file,
                                                const Environment& env);
 
 // Runs `varscope args...` (without the program name) and returns the exit

@@ -471,7 +471,8 @@ PYBIND11_MODULE(_varscope, m) {
   py::class_<Client, std::shared_ptr<Client>>(m, "Client")
       .def(py::init([](const std::string& address, double timeout,
                        int max_attempts, std::string tls_root_certs,
-                       std::string auth_token) {
+                       std::string auth_token, std::string tls_cert_chain,
+                       std::string tls_private_key) {
              if (!(timeout > 0) || max_attempts < 1) {
                throw py::value_error(
                    "timeout must be positive and max_attempts at least 1");
@@ -481,11 +482,14 @@ PYBIND11_MODULE(_varscope, m) {
              options.max_attempts = max_attempts;
              options.security.tls_root_certs = std::move(tls_root_certs);
              options.security.auth_token = std::move(auth_token);
+             options.security.tls_cert_chain = std::move(tls_cert_chain);
+             options.security.tls_private_key = std::move(tls_private_key);
              return std::shared_ptr<Client>(Client::Connect(address, options));
            }),
            py::arg("address"), py::kw_only(), py::arg("timeout"),
            py::arg("max_attempts"), py::arg("tls_root_certs"),
-           py::arg("auth_token"))
+           py::arg("auth_token"), py::arg("tls_cert_chain") = "",
+           py::arg("tls_private_key") = "")
       .def("check_cluster",
            [](Client& client) {
              absl::Status status;

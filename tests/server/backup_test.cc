@@ -243,27 +243,112 @@ class CopyErrorsTest : public ::testing::Test {
   std::string Path(const std::string& name) {
     return absl::StrCat(dir_.path(), "/", name);
   }
+  static server::ServerOptions Rooted(const std::string& root) {
+    server::ServerOptions options;
+    options.backup_root = root;
+    return options;
+  }
   TempDir dir_;
-  TestServer server_;
+  TestServer server_{Rooted(dir_.path())};
   std::unique_ptr<AdminClient> admin_ =
       AdminClient::Connect(server_.address(), absl::Minutes(1));
 };
 
-TEST_F(CopyErrorsTest, DirectoriesMustBeAbsoluteAndCheckpointsNew) {
+TEST_F(CopyErrorsTest, DirectoriesAreConfinedToTheBackupRoot) {
+  const std::string root = std::filesystem::canonical(dir_.path()).string();
   v1::CheckpointRequest checkpoint;
-  checkpoint.set_directory("relative/dir");
-  EXPECT_THAT(admin_->Checkpoint(checkpoint),
-              StatusIs(absl::StatusCode::kInvalidArgument,
-                       "The directory must be an absolute path on the "
-                       "server's machine, not 'relative/dir'"));
   v1::BackupRequest backup;
+  // Relative paths are taken under the root.
+  checkpoint.set_directory("rel/ckpt");
+  VS_ASSERT_OK(admin_->Checkpoint(checkpoint));
+  EXPECT_TRUE(std::filesystem::is_directory(Path("rel/ckpt")));
+  backup.set_directory("rel/backups");
+  VS_ASSERT_OK(admin_->Backup(backup));
+  EXPECT_TRUE(std::filesystem::is_directory(Path("rel/backups")));
+  // '..' is refused, even when it would land back inside.
+  for (const std::string& dotdot :
+       {std::string("../x"), Path("rel/../y"), std::string("a/../../z")}) {
+    checkpoint.set_directory(dotdot);
+    EXPECT_THAT(admin_->Checkpoint(checkpoint),
+                StatusIs(absl::StatusCode::kInvalidArgument,
+                         absl::StrCat("The directory '", dotdot,
+                                      "' has a '..' component; name one under "
+                                      "the backup root ",
+                                      dir_.path())));
+  }
+  // Outside the root, directly or through a symlink.
+  TempDir elsewhere;
+  const std::string outside =
+      std::filesystem::canonical(elsewhere.path()).string();
+  std::filesystem::create_directory_symlink(elsewhere.path(), Path("link"));
+  for (const auto& [requested, resolved] :
+       std::vector<std::pair<std::string, std::string>>{
+           {elsewhere.path() + "/c", outside + "/c"},
+           {"link/c", outside + "/c"},
+           {Path("link/c"), outside + "/c"},
+           {"/", "/"},
+           {dir_.path(), root}}) {
+    backup.set_directory(requested);
+    EXPECT_THAT(
+        admin_->Backup(backup),
+        StatusIs(absl::StatusCode::kPermissionDenied,
+                 absl::StrCat("The directory '", requested, "' resolves to ",
+                              resolved, ", not under the backup root ", root)));
+  }
+  EXPECT_TRUE(std::filesystem::is_empty(elsewhere.path()));
+  // A file in place of a directory.
+  std::ofstream(Path("file")) << "x";
+  checkpoint.set_directory("file/ckpt");
+  EXPECT_THAT(admin_->Checkpoint(checkpoint),
+              StatusIs(absl::StatusCode::kFailedPrecondition,
+                       absl::StrCat("The directory 'file/ckpt' cannot be "
+                                    "written: ",
+                                    root, "/file is a file, not a directory")));
+  backup.set_directory("file");
   EXPECT_THAT(admin_->Backup(backup),
-              StatusIs(absl::StatusCode::kInvalidArgument));
-  checkpoint.set_directory(dir_.path());
+              StatusIs(absl::StatusCode::kFailedPrecondition,
+                       absl::StrCat("The directory 'file' cannot be written: ",
+                                    root, "/file is a file, not a directory")));
+  backup.clear_directory();
+  EXPECT_THAT(admin_->Backup(backup),
+              StatusIs(absl::StatusCode::kInvalidArgument,
+                       "Name the directory to write, under the server's "
+                       "backup root"));
+  checkpoint.set_directory(Path("c"));
+  VS_ASSERT_OK(admin_->Checkpoint(checkpoint));
+}
+
+TEST(BackupRoot, WithoutOneCheckpointsAndBackupsAreRefused) {
+  TempDir data, target;
+  server::ServerOptions options;
+  options.listen_address = "127.0.0.1:0";
+  options.data_dir = data.path();
+  VS_ASSERT_OK_AND_ASSIGN(auto server, server::Server::Start(options));
+  auto admin = AdminClient::Connect(absl::StrCat("127.0.0.1:", server->port()),
+                                    absl::Minutes(1));
+  const std::string message =
+      "This server writes no checkpoints or backups: start varscoped with "
+      "--backup-root=DIR to allow them under DIR";
+  v1::CheckpointRequest checkpoint;
+  checkpoint.set_directory(target.path() + "/c");
+  EXPECT_THAT(admin->Checkpoint(checkpoint),
+              StatusIs(absl::StatusCode::kFailedPrecondition, message));
+  v1::BackupRequest backup;
+  backup.set_directory(target.path() + "/b");
+  EXPECT_THAT(admin->Backup(backup),
+              StatusIs(absl::StatusCode::kFailedPrecondition, message));
+  EXPECT_TRUE(std::filesystem::is_empty(target.path()));
+}
+
+TEST_F(CopyErrorsTest, CheckpointsGoIntoNewDirectories) {
+  v1::CheckpointRequest checkpoint;
+  v1::BackupRequest backup;
+  std::filesystem::create_directory(Path("d"));
+  checkpoint.set_directory(Path("d"));
   EXPECT_THAT(
       admin_->Checkpoint(checkpoint),
       StatusIs(absl::StatusCode::kAlreadyExists,
-               absl::StrCat("Cannot write a checkpoint into ", dir_.path(),
+               absl::StrCat("Cannot write a checkpoint into ", Path("d"),
                             ": it exists (a checkpoint goes into a "
                             "new directory)")));
   checkpoint.set_directory(Path("c"));

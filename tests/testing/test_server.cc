@@ -22,10 +22,13 @@
 
 namespace varscope::testing {
 
-TempDir::TempDir() {
+std::string TempRoot() {
   const char* tmp = getenv("TMPDIR");
-  std::string pattern = absl::StrCat(
-      tmp != nullptr && *tmp != '\0' ? tmp : "/tmp", "/varscope-test-XXXXXX");
+  return tmp != nullptr && *tmp != '\0' ? tmp : "/tmp";
+}
+
+TempDir::TempDir() {
+  std::string pattern = absl::StrCat(TempRoot(), "/varscope-test-XXXXXX");
   char* made = mkdtemp(pattern.data());
   if (made == nullptr) {
     ADD_FAILURE() << "mkdtemp failed: " << strerror(errno);
@@ -54,6 +57,7 @@ TestServer::TestServer(server::ServerOptions options)
     : options_(std::move(options)) {
   options_.listen_address = "127.0.0.1:0";
   options_.data_dir = dir_.path();
+  if (options_.backup_root.empty()) options_.backup_root = TempRoot();
   absl::Status status = Restart();
   if (!status.ok()) ADD_FAILURE() << "server start failed: " << status;
 }

@@ -32,13 +32,18 @@ class TempDir {
   std::string path_;
 };
 
+// Where TempDirs are made: $TMPDIR, else /tmp.
+std::string TempRoot();
+
 // The regular files in `dir` and their contents, by name.
 std::map<std::string, std::string> DirectoryContents(const std::string& dir);
 
 // An in-process server on 127.0.0.1:0 with its own data directory.
 class TestServer {
  public:
-  // `options` other than the address and data directory are kept.
+  // `options` other than the address and data directory are kept; without a
+  // backup root, checkpoints and backups may go anywhere under TempRoot()
+  // (tests write them into TempDirs).
   explicit TestServer(server::ServerOptions options = {});
   ~TestServer();
 

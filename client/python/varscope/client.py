@@ -51,12 +51,16 @@ class Client:
     servers' certificates: connect with TLS (default: $VARSCOPE_TLS_CA, else
     plaintext). `token`: sent with every call as a bearer token, over TLS
     only (default: $VARSCOPE_TOKEN); a server that does not accept it raises
-    errors.UnauthenticatedError.
+    errors.UnauthenticatedError. `tls_cert`, `tls_key`: paths of this
+    client's PEM certificate and key, for servers that require client
+    certificates (varscoped --tls-client-ca-file); both or neither.
     """
 
     def __init__(self, address: str, timeout: float = DEFAULT_TIMEOUT,
                  max_attempts: int = DEFAULT_MAX_ATTEMPTS,
-                 token: str | None = None, tls_ca: str | None = None) -> None:
+                 token: str | None = None, tls_ca: str | None = None,
+                 tls_cert: str | None = None,
+                 tls_key: str | None = None) -> None:
         global _grpc_started
         _check_process()
         if not _grpc_started:
@@ -68,10 +72,20 @@ class Client:
         if tls_ca:
             with open(tls_ca, encoding="ascii") as f:
                 root_certs = f.read()
+        if (tls_cert is None) != (tls_key is None):
+            raise ValueError("tls_cert and tls_key go together: a client "
+                             "certificate needs its key")
+        cert_chain = private_key = ""
+        if tls_cert is not None:
+            with open(tls_cert, encoding="ascii") as f:
+                cert_chain = f.read()
+            with open(tls_key, encoding="ascii") as f:
+                private_key = f.read()
         token = token or os.environ.get("VARSCOPE_TOKEN") or ""
         self._impl = _varscope.Client(
             address, timeout=timeout, max_attempts=max_attempts,
-            tls_root_certs=root_certs, auth_token=token.strip())
+            tls_root_certs=root_certs, auth_token=token.strip(),
+            tls_cert_chain=cert_chain, tls_private_key=private_key)
         _grpc_started = True
 
     def _connection(self):
@@ -217,7 +231,8 @@ def _resolve_address(address, cluster):
 def connect(address: str | None = None, cluster: Any = None,
             timeout: float = DEFAULT_TIMEOUT,
             max_attempts: int = DEFAULT_MAX_ATTEMPTS,
-            token: str | None = None, tls_ca: str | None = None) -> Client:
+            token: str | None = None, tls_ca: str | None = None,
+            tls_cert: str | None = None, tls_key: str | None = None) -> Client:
     """Connects to a server and makes it the process's default client.
 
     Args:
@@ -233,8 +248,9 @@ def connect(address: str | None = None, cluster: Any = None,
       timeout: deadline of each attempt of a call, in seconds.
       max_attempts: attempts of calls that are safe to retry when the
         server is unavailable.
-      token, tls_ca: a bearer token and the CA certificate file for TLS
-        (see Client).
+      token, tls_ca, tls_cert, tls_key: a bearer token, the CA certificate
+        file for TLS and this client's certificate and key files (see
+        Client).
 
     With neither `address` nor `cluster`, the server is $VARSCOPE_SERVER,
     else TF_CONFIG's cluster.ps, else 127.0.0.1:7070 (as the CLI's).
@@ -244,7 +260,8 @@ def connect(address: str | None = None, cluster: Any = None,
     """
     global _process_default
     client = Client(_resolve_address(address, cluster), timeout=timeout,
-                    max_attempts=max_attempts, token=token, tls_ca=tls_ca)
+                    max_attempts=max_attempts, token=token, tls_ca=tls_ca,
+                    tls_cert=tls_cert, tls_key=tls_key)
     with _lock:
         _process_default = client
     return client
