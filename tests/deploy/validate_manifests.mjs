@@ -119,6 +119,9 @@ check("the backup volume is a claim template mounted where backups go",
       claimMountedAt("backup", "/backup") &&
         cronJob.spec.jobTemplate.spec.template.spec.containers[0].args[0]
           .includes(" /backup/"));
+check("the shards write backups only under the backup volume",
+      [...(shard.command ?? []), ...(shard.args ?? [])].join(" ")
+        .includes("--backup-root=/backup"));
 check("the grace period covers varscoped's 10 s drain",
       pod.spec.terminationGracePeriodSeconds > 10);
 
@@ -164,6 +167,48 @@ check("kustomization.yaml sets every image the manifests use",
       [shard, ...clientContainers].every(
         (c) => images.includes(c.image.split(":")[0])));
 
+// The secure profile (k8s/secure): its Secret matches its schema; each
+// client's token has the role it needs in the token file; the shards read
+// that file and the clients send those tokens.
+const secureDir = join(k8sDir, "secure");
+const secret = yaml.load(readFileSync(join(secureDir, "tokens.yaml"), "utf8"));
+{
+  const module = await importModule(join("kubernetes-models", "v1",
+                                         "Secret.js"));
+  let error = "";
+  try {
+    new module.Secret(secret).validate();
+  } catch (e) {
+    error = e.message;
+  }
+  check("secure/tokens.yaml: Secret matches its schema", error === "", error);
+}
+const roles = Object.fromEntries(
+  secret.stringData.tokens.split("\n")
+    .map((l) => l.trim().split(/\s+/))
+    .filter((w) => w[0] !== "" && !w[0].startsWith("#"))
+    .map((w) => [w[0], w[1] ?? "admin"]));
+for (const [key, role] of [["worker-token", "write"],
+                           ["backup-token", "admin"],
+                           ["dashboard-token", "read"]]) {
+  check(`secure: ${key} has role ${role}`,
+        roles[secret.stringData[key]] === role, JSON.stringify(roles));
+}
+const securePatches = ["statefulset-secure.yaml", "clients-secure.yaml"]
+  .map((f) => readFileSync(join(secureDir, f), "utf8"));
+const secureKustomization = yaml.load(
+  readFileSync(join(secureDir, "kustomization.yaml"), "utf8"));
+check("secure/kustomization.yaml builds on the base and patches both",
+      secureKustomization.resources.includes("../") &&
+        same(secureKustomization.patches.map((p) => p.path).sort(),
+             ["clients-secure.yaml", "statefulset-secure.yaml"]));
+check("secure: the shards read the token file with TLS and --backup-root",
+      ["--auth-token-file=/etc/varscope/tokens/tokens", "--tls-cert-file=",
+       "--tls-key-file=", "--backup-root=/backup"].every(
+        (flag) => securePatches[0].includes(flag)));
+check("secure: workers send the write token, the CronJob the admin token",
+      /key: worker-token[\s\S]*key: backup-token/.test(securePatches[1]));
+
 // compose.yaml: one volume per shard service; the workers list them all.
 const compose = yaml.load(readFileSync(join(deployDir, "compose.yaml"),
   "utf8"));
@@ -182,6 +227,30 @@ check("each compose shard has its own named volume at /data",
 check("every compose shard mounts the backups volume at /backup",
       shardServices.every((name) => compose.services[name].volumes.includes(
         "backups:/backup")) && "backups" in compose.volumes);
+check("every compose shard writes backups only under /backup",
+      shardServices.every((name) => compose.services[name].command.includes(
+        "--backup-root=/backup")));
+// compose.secure.yaml: the same shards, each with TLS, the token file and
+// --backup-root, its volumes kept; the trainer sends the worker token.
+const secure = yaml.load(readFileSync(join(deployDir, "compose.secure.yaml"),
+                                      "utf8"));
+check("compose.secure.yaml secures every shard, keeping its volumes",
+      shardServices.every((name) => {
+        const s = secure.services[name];
+        return s !== undefined &&
+          same(s.command.slice(0, compose.services[name].command.length),
+               compose.services[name].command) &&
+          ["--backup-root=/backup", "--auth-token-file=/etc/varscope/tokens",
+           "--tls-cert-file=/etc/varscope/server.pem",
+           "--tls-key-file=/etc/varscope/server.key"].every(
+            (flag) => s.command.includes(flag)) &&
+          compose.services[name].volumes.every((v) => s.volumes.includes(v));
+      }));
+check("compose.secure.yaml: the trainer uses TLS and the worker token",
+      secure.services.trainer.environment.VARSCOPE_TLS_CA ===
+        "/etc/varscope/ca.pem" &&
+        secure.services.trainer.command[0].includes(
+          "/etc/varscope/worker-token"));
 const composeShards = shardServices.map((name) => `${name}:${port}`);
 check("each compose shard is started as its shard of the whole list",
       shardServices.every((name, i) => {
