@@ -75,13 +75,6 @@ void FillContents(const StoreSummary& summary, bool with_versions,
   }
 }
 
-grpc::ServerUnaryReactor* Refuse(grpc::CallbackServerContext* context,
-                                 const absl::Status& status) {
-  grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
-  reactor->Finish(ToGrpcStatus(status));
-  return reactor;
-}
-
 int64_t MicrosSince(absl::Time start) {
   return absl::ToInt64Microseconds(absl::Now() - start);
 }
@@ -127,11 +120,24 @@ void AdminServiceImpl::Work() {
 }
 
 grpc::ServerUnaryReactor* AdminServiceImpl::Enqueue(
-    grpc::CallbackServerContext* context,
-    std::function<absl::Status()> operation) {
+    grpc::CallbackServerContext* context, absl::string_view method,
+    const std::string& requested,
+    std::function<absl::Status(const std::string&)> operation) {
   grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
+  const absl::Status allowed =
+      access_->Authorize(*context, method, Role::kAdmin, {""}, requested);
+  if (!allowed.ok()) {
+    reactor->Finish(ToGrpcStatus(allowed));
+    return reactor;
+  }
   absl::MutexLock l(&mu_);
-  tasks_.push_back({reactor, std::move(operation)});
+  tasks_.push_back(
+      {reactor, [this, requested, operation = std::move(operation)]() {
+         absl::StatusOr<std::string> directory =
+             ResolveUnderRoot(backup_root_, requested);
+         if (!directory.ok()) return directory.status();
+         return operation(*directory);
+       }});
   return reactor;
 }
 
@@ -148,48 +154,43 @@ absl::StatusOr<StoreSummary> AdminServiceImpl::CheckpointAsOfNow(
 grpc::ServerUnaryReactor* AdminServiceImpl::Checkpoint(
     grpc::CallbackServerContext* context, const v1::CheckpointRequest* request,
     v1::CheckpointResponse* response) {
-  const absl::Status allowed = access_->Authorize(
-      *context, "Checkpoint", Role::kAdmin, {""}, request->directory());
-  if (!allowed.ok()) return Refuse(context, allowed);
-  return Enqueue(context, [this, request, response]() -> absl::Status {
-    const absl::Time start = absl::Now();
-    VS_ASSIGN_OR_RETURN(const std::string directory,
-                        ResolveUnderRoot(backup_root_, request->directory()));
-    VS_ASSIGN_OR_RETURN(const StoreSummary summary,
-                        CheckpointAsOfNow(directory));
-    FillContents(summary, request->return_versions(),
-                 response->mutable_contents());
-    response->set_duration_micros(MicrosSince(start));
-    return absl::OkStatus();
-  });
+  return Enqueue(
+      context, "Checkpoint", request->directory(),
+      [this, request, response](const std::string& directory) -> absl::Status {
+        const absl::Time start = absl::Now();
+        VS_ASSIGN_OR_RETURN(const StoreSummary summary,
+                            CheckpointAsOfNow(directory));
+        FillContents(summary, request->return_versions(),
+                     response->mutable_contents());
+        response->set_duration_micros(MicrosSince(start));
+        return absl::OkStatus();
+      });
 }
 
 grpc::ServerUnaryReactor* AdminServiceImpl::Backup(
     grpc::CallbackServerContext* context, const v1::BackupRequest* request,
     v1::BackupResponse* response) {
-  const absl::Status allowed = access_->Authorize(
-      *context, "Backup", Role::kAdmin, {""}, request->directory());
-  if (!allowed.ok()) return Refuse(context, allowed);
-  return Enqueue(context, [this, request, response]() -> absl::Status {
-    const absl::Time start = absl::Now();
-    VS_ASSIGN_OR_RETURN(const std::string directory,
-                        ResolveUnderRoot(backup_root_, request->directory()));
-    const std::string staging = storage_->StagingDirectory();
-    std::error_code error;
-    std::filesystem::remove_all(staging, error);
-    VS_ASSIGN_OR_RETURN(const StoreSummary summary, CheckpointAsOfNow(staging));
-    VS_ASSIGN_OR_RETURN(
-        const BackupSummary backup,
-        storage_->BackupCheckpoint(staging, directory, summary));
-    response->set_backup_id(backup.backup_id);
-    response->set_size_bytes(backup.size_bytes);
-    response->set_files(backup.files);
-    response->set_added_bytes(backup.added_bytes);
-    FillContents(summary, request->return_versions(),
-                 response->mutable_contents());
-    response->set_duration_micros(MicrosSince(start));
-    return absl::OkStatus();
-  });
+  return Enqueue(
+      context, "Backup", request->directory(),
+      [this, request, response](const std::string& directory) -> absl::Status {
+        const absl::Time start = absl::Now();
+        const std::string staging = storage_->StagingDirectory();
+        std::error_code error;
+        std::filesystem::remove_all(staging, error);
+        VS_ASSIGN_OR_RETURN(const StoreSummary summary,
+                            CheckpointAsOfNow(staging));
+        VS_ASSIGN_OR_RETURN(
+            const BackupSummary backup,
+            storage_->BackupCheckpoint(staging, directory, summary));
+        response->set_backup_id(backup.backup_id);
+        response->set_size_bytes(backup.size_bytes);
+        response->set_files(backup.files);
+        response->set_added_bytes(backup.added_bytes);
+        FillContents(summary, request->return_versions(),
+                     response->mutable_contents());
+        response->set_duration_micros(MicrosSince(start));
+        return absl::OkStatus();
+      });
 }
 
 }  // namespace varscope::server

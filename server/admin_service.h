@@ -43,10 +43,13 @@ class AdminServiceImpl final : public v1::AdminService::CallbackService {
                                    v1::BackupResponse* response) override;
 
  private:
-  // Runs `operation` on the worker thread and finishes `reactor` with its
-  // status.
-  grpc::ServerUnaryReactor* Enqueue(grpc::CallbackServerContext* context,
-                                    std::function<absl::Status()> operation);
+  // Checks the caller may call `method`, then runs `operation` on the
+  // worker thread with `requested` resolved under the backup root, and
+  // finishes the call with its status (or the refusal's).
+  grpc::ServerUnaryReactor* Enqueue(
+      grpc::CallbackServerContext* context, absl::string_view method,
+      const std::string& requested,
+      std::function<absl::Status(const std::string&)> operation);
   void Work();
   // A checkpoint into `directory` of the store as of one moment, and what
   // the table held then.

@@ -259,6 +259,7 @@ TEST_F(CopyErrorsTest, DirectoriesAreConfinedToTheBackupRoot) {
   v1::CheckpointRequest checkpoint;
   v1::BackupRequest backup;
   // Relative paths are taken under the root.
+  std::filesystem::create_directory(Path("rel"));
   checkpoint.set_directory("rel/ckpt");
   VS_ASSERT_OK(admin_->Checkpoint(checkpoint));
   EXPECT_TRUE(std::filesystem::is_directory(Path("rel/ckpt")));
