@@ -7,6 +7,7 @@
 #include "absl/time/clock.h"
 #include "common/grpc_status.h"
 #include "common/status.h"
+#include "server/raw_calls.h"
 
 namespace varscope::server {
 namespace {
@@ -70,12 +71,26 @@ void AdminServiceImpl::Work() {
   }
 }
 
+template <typename Request, typename Response>
 grpc::ServerUnaryReactor* AdminServiceImpl::Enqueue(
-    grpc::CallbackServerContext* context,
-    std::function<absl::Status()> operation) {
+    grpc::CallbackServerContext* context, const grpc::ByteBuffer& request,
+    grpc::ByteBuffer* response,
+    std::function<absl::Status(const Request&, Response*)> operation) {
   grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
+  Request parsed;
+  const absl::Status status = ParseRaw(request, &parsed);
+  if (!status.ok()) {
+    reactor->Finish(ToGrpcStatus(status));
+    return reactor;
+  }
   absl::MutexLock l(&mu_);
-  tasks_.push_back({reactor, std::move(operation)});
+  tasks_.push_back({reactor, [parsed = std::move(parsed), response,
+                              operation = std::move(operation)] {
+                      Response reply;
+                      VS_RETURN_IF_ERROR(operation(parsed, &reply));
+                      *response = SerializeRaw(reply);
+                      return absl::OkStatus();
+                    }});
   return reactor;
 }
 
@@ -90,42 +105,49 @@ absl::StatusOr<StoreSummary> AdminServiceImpl::CheckpointAsOfNow(
 }
 
 grpc::ServerUnaryReactor* AdminServiceImpl::Checkpoint(
-    grpc::CallbackServerContext* context, const v1::CheckpointRequest* request,
-    v1::CheckpointResponse* response) {
-  return Enqueue(context, [this, request, response]() -> absl::Status {
-    const absl::Time start = absl::Now();
-    VS_RETURN_IF_ERROR(CheckDirectory(request->directory()));
-    VS_ASSIGN_OR_RETURN(const StoreSummary summary,
-                        CheckpointAsOfNow(request->directory()));
-    FillContents(summary, request->return_versions(),
-                 response->mutable_contents());
-    response->set_duration_micros(MicrosSince(start));
-    return absl::OkStatus();
-  });
+    grpc::CallbackServerContext* context, const grpc::ByteBuffer* request,
+    grpc::ByteBuffer* response) {
+  return Enqueue<v1::CheckpointRequest, v1::CheckpointResponse>(
+      context, *request, response,
+      [this](const v1::CheckpointRequest& request,
+             v1::CheckpointResponse* response) -> absl::Status {
+        const absl::Time start = absl::Now();
+        VS_RETURN_IF_ERROR(CheckDirectory(request.directory()));
+        VS_ASSIGN_OR_RETURN(const StoreSummary summary,
+                            CheckpointAsOfNow(request.directory()));
+        FillContents(summary, request.return_versions(),
+                     response->mutable_contents());
+        response->set_duration_micros(MicrosSince(start));
+        return absl::OkStatus();
+      });
 }
 
 grpc::ServerUnaryReactor* AdminServiceImpl::Backup(
-    grpc::CallbackServerContext* context, const v1::BackupRequest* request,
-    v1::BackupResponse* response) {
-  return Enqueue(context, [this, request, response]() -> absl::Status {
-    const absl::Time start = absl::Now();
-    VS_RETURN_IF_ERROR(CheckDirectory(request->directory()));
-    const std::string staging = storage_->StagingDirectory();
-    std::error_code error;
-    std::filesystem::remove_all(staging, error);
-    VS_ASSIGN_OR_RETURN(const StoreSummary summary, CheckpointAsOfNow(staging));
-    VS_ASSIGN_OR_RETURN(
-        const BackupSummary backup,
-        storage_->BackupCheckpoint(staging, request->directory(), summary));
-    response->set_backup_id(backup.backup_id);
-    response->set_size_bytes(backup.size_bytes);
-    response->set_files(backup.files);
-    response->set_added_bytes(backup.added_bytes);
-    FillContents(summary, request->return_versions(),
-                 response->mutable_contents());
-    response->set_duration_micros(MicrosSince(start));
-    return absl::OkStatus();
-  });
+    grpc::CallbackServerContext* context, const grpc::ByteBuffer* request,
+    grpc::ByteBuffer* response) {
+  return Enqueue<v1::BackupRequest, v1::BackupResponse>(
+      context, *request, response,
+      [this](const v1::BackupRequest& request,
+             v1::BackupResponse* response) -> absl::Status {
+        const absl::Time start = absl::Now();
+        VS_RETURN_IF_ERROR(CheckDirectory(request.directory()));
+        const std::string staging = storage_->StagingDirectory();
+        std::error_code error;
+        std::filesystem::remove_all(staging, error);
+        VS_ASSIGN_OR_RETURN(const StoreSummary summary,
+                            CheckpointAsOfNow(staging));
+        VS_ASSIGN_OR_RETURN(
+            const BackupSummary backup,
+            storage_->BackupCheckpoint(staging, request.directory(), summary));
+        response->set_backup_id(backup.backup_id);
+        response->set_size_bytes(backup.size_bytes);
+        response->set_files(backup.files);
+        response->set_added_bytes(backup.added_bytes);
+        FillContents(summary, request.return_versions(),
+                     response->mutable_contents());
+        response->set_duration_micros(MicrosSince(start));
+        return absl::OkStatus();
+      });
 }
 
 }  // namespace varscope::server

@@ -16,27 +16,34 @@
 
 namespace varscope::server {
 
+// Every method takes and gives raw bytes, so that a request that does not
+// parse gets a clear error (see ParseRaw in raw_calls.h).
+using AdminServiceBase = v1::AdminService::WithRawCallbackMethod_Checkpoint<
+    v1::AdminService::WithRawCallbackMethod_Backup<v1::AdminService::Service>>;
+
 // Thread-safe. `table` and `storage` must outlive the service.
-class AdminServiceImpl final : public v1::AdminService::CallbackService {
+class AdminServiceImpl final : public AdminServiceBase {
  public:
   AdminServiceImpl(VariableTable* table, Storage* storage);
   // Finishes the operation in progress; operations still queued end with
   // CANCELLED.
   ~AdminServiceImpl() override;
 
-  grpc::ServerUnaryReactor* Checkpoint(
-      grpc::CallbackServerContext* context,
-      const v1::CheckpointRequest* request,
-      v1::CheckpointResponse* response) override;
+  grpc::ServerUnaryReactor* Checkpoint(grpc::CallbackServerContext* context,
+                                       const grpc::ByteBuffer* request,
+                                       grpc::ByteBuffer* response) override;
   grpc::ServerUnaryReactor* Backup(grpc::CallbackServerContext* context,
-                                   const v1::BackupRequest* request,
-                                   v1::BackupResponse* response) override;
+                                   const grpc::ByteBuffer* request,
+                                   grpc::ByteBuffer* response) override;
 
  private:
-  // Runs `operation` on the worker thread and finishes `reactor` with its
-  // status.
-  grpc::ServerUnaryReactor* Enqueue(grpc::CallbackServerContext* context,
-                                    std::function<absl::Status()> operation);
+  // Parses `request` as a `Request` and runs `operation` on it on the worker
+  // thread; the call finishes with its status, and its reply when OK.
+  template <typename Request, typename Response>
+  grpc::ServerUnaryReactor* Enqueue(
+      grpc::CallbackServerContext* context, const grpc::ByteBuffer& request,
+      grpc::ByteBuffer* response,
+      std::function<absl::Status(const Request&, Response*)> operation);
   void Work();
   // A checkpoint into `directory` of the store as of one moment, and what
   // the table held then.

@@ -57,6 +57,12 @@ class SyncReplicas {
   // Fails every waiter, now and later, with UNAVAILABLE.
   void Shutdown();
 
+  // Test-only: how many callers wait (see Wait).
+  int WaitersForTest() {
+    absl::MutexLock l(&waiters_mu_);
+    return static_cast<int>(waiters_.size());
+  }
+
  private:
   struct Accumulator;
   struct Waiter {

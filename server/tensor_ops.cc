@@ -49,15 +49,21 @@ void AddInPlace(DType dtype, const char* delta, char* data, int64_t n) {
 absl::Status ShapeMismatch(absl::string_view op, absl::string_view name,
                            const Tensor& t, absl::Span<const int64_t> dims,
                            DType dtype) {
-  if (t.dtype() != dtype) {
+  return ShapeMismatch(op, name, t.dtype(), t.dims(), dims, dtype);
+}
+
+absl::Status ShapeMismatch(absl::string_view op, absl::string_view name,
+                           DType t_dtype, absl::Span<const int64_t> t_dims,
+                           absl::Span<const int64_t> dims, DType dtype) {
+  if (t_dtype != dtype) {
     return absl::InvalidArgumentError(
-        absl::StrCat("Cannot ", op, " of dtype ", DTypeName(t.dtype()),
+        absl::StrCat("Cannot ", op, " of dtype ", DTypeName(t_dtype),
                      " to variable ", name, " of dtype ", DTypeName(dtype)));
   }
-  if (!std::equal(t.dims().begin(), t.dims().end(), dims.begin(), dims.end())) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "Cannot ", op, " of shape ", ShapeString(t.dims()),
-        " to variable ", name, " of shape ", ShapeString(dims)));
+  if (!std::equal(t_dims.begin(), t_dims.end(), dims.begin(), dims.end())) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("Cannot ", op, " of shape ", ShapeString(t_dims),
+                     " to variable ", name, " of shape ", ShapeString(dims)));
   }
   return absl::OkStatus();
 }

@@ -28,6 +28,10 @@ void AddInPlace(DType dtype, const char* delta, char* data, int64_t n);
 absl::Status ShapeMismatch(absl::string_view op, absl::string_view name,
                            const Tensor& t, absl::Span<const int64_t> dims,
                            DType dtype);
+// As above, for a tensor of `t_dtype` and the shape `t_dims`.
+absl::Status ShapeMismatch(absl::string_view op, absl::string_view name,
+                           DType t_dtype, absl::Span<const int64_t> t_dims,
+                           absl::Span<const int64_t> dims, DType dtype);
 
 // Checks that `rows` holds `n` rows of a variable of `dims` and `dtype` (see
 // ShapeMismatch).

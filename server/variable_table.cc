@@ -12,6 +12,7 @@
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
+#include "absl/strings/strip.h"
 #include "absl/time/clock.h"
 #include "common/initializers.h"
 #include "common/names.h"
@@ -1201,6 +1202,15 @@ absl::StatusOr<v1::ListVariablesResponse> VariableTable::List(
                                 ? options_.default_page_size
                                 : request.page_size();
   const std::string prefix = scope.empty() ? "" : absl::StrCat(scope, "/");
+  // A token is where the listing resumes: a name under the scope, or a child
+  // scope's name and '/' (a cluster client's key for "after that scope").
+  const absl::string_view token = request.page_token();
+  if (!token.empty() && (!absl::StartsWith(token, prefix) ||
+                         !ValidateName(absl::StripSuffix(token, "/")).ok())) {
+    return absl::InvalidArgumentError(
+        "page_token is not one this server issued for this listing: pass "
+        "back a next_page_token unchanged");
+  }
   v1::ListVariablesResponse response;
   absl::ReaderMutexLock l(&mu_);
   auto it = vars_.lower_bound(std::max(prefix, request.page_token()));

@@ -11,6 +11,7 @@
 
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
+#include "absl/time/clock.h"
 #include "common/status.h"
 #include "gtest/gtest.h"
 
@@ -30,6 +31,21 @@ TempDir::TempDir() {
 TempDir::~TempDir() {
   std::error_code ignored;
   std::filesystem::remove_all(path_, ignored);
+}
+
+bool PollUntil(const std::function<bool()>& done, absl::Duration bound) {
+  const absl::Time give_up = absl::Now() + bound;
+  while (!done()) {
+    if (absl::Now() > give_up) return false;
+    absl::SleepFor(absl::Milliseconds(5));
+  }
+  return true;
+}
+
+ClientOptions TestClientOptions() {
+  ClientOptions options;
+  options.timeout = absl::Minutes(10);
+  return options;
 }
 
 TestServer::TestServer(server::ServerOptions options)

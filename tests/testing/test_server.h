@@ -5,11 +5,13 @@
 
 #include <sys/types.h>
 
+#include <functional>
 #include <memory>
 #include <string>
 #include <vector>
 
 #include "absl/status/statusor.h"
+#include "absl/time/time.h"
 #include "client/client.h"
 #include "server/server.h"
 #include "server/variable_service.h"
@@ -30,6 +32,15 @@ class TempDir {
   std::string path_;
 };
 
+// Calls `done` every few milliseconds until it returns true, for up to
+// `bound` (generous: a loaded machine is slow); false if it never did.
+bool PollUntil(const std::function<bool()>& done,
+               absl::Duration bound = absl::Minutes(2));
+
+// Client options for tests: the defaults, but each call may take 10 minutes
+// before DEADLINE_EXCEEDED, so that a loaded machine never fails a test.
+ClientOptions TestClientOptions();
+
 // An in-process server on 127.0.0.1:0 with its own data directory.
 class TestServer {
  public:
@@ -39,7 +50,8 @@ class TestServer {
 
   std::string address() const;
   // A new client of this server.
-  std::shared_ptr<Client> NewClient(const ClientOptions& options = {}) const;
+  std::shared_ptr<Client> NewClient(
+      const ClientOptions& options = TestClientOptions()) const;
   // Shuts the server down and starts it again on the same data directory
   // (on a new port). Returns the start error, if any.
   absl::Status Restart();
