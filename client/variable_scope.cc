@@ -121,6 +121,10 @@ absl::StatusOr<Variable> GetVariable(std::shared_ptr<Client> client,
   } else if (scope.partitioner.has_value()) {
     *request.mutable_partitioner() = *scope.partitioner;
   }
+  if (options.collections.has_value()) {
+    request.mutable_collections()->mutable_names()->Assign(
+        options.collections->begin(), options.collections->end());
+  }
   VS_ASSIGN_OR_RETURN(v1::GetVariableResponse response,
                       client->GetVariable(request));
   return Variable(std::move(client), std::move(response));
@@ -136,6 +140,7 @@ absl::StatusOr<Variable> GetGlobalStep(std::shared_ptr<Client> client,
   options.initializer = v1::Initializer();
   options.initializer->set_kind(v1::Initializer::ZEROS);
   options.trainable = false;
+  options.collections = {"variables", "global_step"};
   return GetVariable(std::move(client), root, "global_step", options);
 }
 

@@ -511,6 +511,7 @@ grpc::ServerUnaryReactor* VariableServiceImpl::GetServerInfo(
         info.set_reads(reads_.load(std::memory_order_relaxed));
         info.set_updates(updates_.load(std::memory_order_relaxed));
         info.set_gets(gets_.load(std::memory_order_relaxed));
+        *info.mutable_cluster() = options_.cluster;
         return SerializeRaw(info);
       });
 }

@@ -25,6 +25,10 @@ struct ServiceOptions {
   int64_t stream_chunk_bytes = int64_t{2} << 20;
   // The largest content a WriteStream accepts. Default: 4 GiB.
   int64_t max_variable_bytes = int64_t{4} << 30;
+  // The server's place in its cluster, as GetServerInfo reports it.
+  // Default: empty.
+  v1::ClusterIdentity cluster;
+
   // The bytes that replies not yet received may hold (see ReplyBudget):
   // past it, reads of 16 KiB or more fail with RESOURCE_EXHAUSTED until
   // readers catch up. Default: 1 GiB.
