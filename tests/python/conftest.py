@@ -66,7 +66,7 @@ class Server:
     def stop(self):
         """SIGTERM, then wait for the clean exit."""
         self.process.send_signal(signal.SIGTERM)
-        assert self.process.wait(timeout=20) == 0
+        assert self.process.wait(timeout=120) == 0
 
     def kill(self):
         """SIGKILL, as a crash."""
@@ -80,7 +80,7 @@ def server(tmp_path):
     with a fresh process graph (names, collections, local variables)."""
     varscope.reset_default_graph()
     srv = Server(tmp_path / "db")
-    varscope.connect(srv.address, timeout=10)
+    varscope.connect(srv.address, timeout=120)
     yield srv
     # Drop the connection first (including through handles kept alive by
     # reference cycles, e.g. of pytest.raises, or by the process's

@@ -162,7 +162,7 @@ def evaluate(n, params):
 
 
 def main(address, worker, steps):
-    vs.connect(address, timeout=30)
+    vs.connect(address, timeout=120)
     first, last = train(int(worker), int(steps), {"learning_rate": 0.5})
     print(json.dumps({"first_loss": first, "last_loss": last}))
 

@@ -134,7 +134,7 @@ TEST(Stream, MalformedWriteStreamsAreRejectedAndChangeNothing) {
       {{Header("v", int64_t{1} << 40)},
        grpc::StatusCode::RESOURCE_EXHAUSTED,
        "A WriteStream of 4398046511104 bytes is over this server's limit of "
-       "4294967296"},
+       "4294967296 (--max-variable-bytes)"},
       {{}, grpc::StatusCode::INVALID_ARGUMENT, "A WriteStream sent no header"},
   };
   for (const Case& c : cases) {
