@@ -250,11 +250,10 @@ class VariableServiceImpl::WriteStreamReactor final
       VS_ASSIGN_OR_RETURN(const int64_t n, NumElements(header_.shape().dims()));
       expected_ = n * static_cast<int64_t>(DTypeSize(header_.dtype()));
       if (expected_ > service_->options_.max_variable_bytes) {
-        return absl::ResourceExhaustedError(
-            absl::StrCat("A WriteStream of ", expected_,
-                         " bytes is over this server's "
-                         "limit of ",
-                         service_->options_.max_variable_bytes));
+        return absl::ResourceExhaustedError(absl::StrCat(
+            "A WriteStream of ", expected_,
+            " bytes is over this server's limit of ",
+            service_->options_.max_variable_bytes, " (--max-variable-bytes)"));
       }
       VS_RETURN_IF_ERROR(service_->CheckStreamHeader(header_));
       data_.reserve(static_cast<size_t>(expected_));
