@@ -15,7 +15,7 @@
 #include "rocksdb/listener.h"
 #include "rocksdb/options.h"
 #include "rocksdb/write_batch.h"
-#include "server/crc32c.h"
+#include "common/crc32c.h"
 
 namespace varscope::server {
 namespace {

@@ -4,7 +4,7 @@
 
 #include "absl/strings/ascii.h"
 #include "absl/strings/str_cat.h"
-#include "client/cli/files.h"
+#include "common/files.h"
 #include "client/cli/format.h"
 #include "client/cli/listing.h"
 #include "client/cli/npy.h"

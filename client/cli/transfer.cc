@@ -10,7 +10,7 @@
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
-#include "client/cli/files.h"
+#include "common/files.h"
 #include "client/cli/format.h"
 #include "client/cli/listing.h"
 #include "client/cli/npy.h"

@@ -5,7 +5,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
-#include "client/cli/files.h"
+#include "common/files.h"
 #include "client/cli/format.h"
 #include "client/cli/glob.h"
 #include "client/cli/npy.h"

@@ -1,4 +1,4 @@
-#include "client/cli/files.h"
+#include "common/files.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -8,7 +8,7 @@
 #include "absl/strings/str_cat.h"
 #include "common/status.h"
 
-namespace varscope::cli {
+namespace varscope {
 namespace {
 
 absl::Status ErrnoError(int error, absl::string_view what,
@@ -97,4 +97,4 @@ absl::Status WriteFile(const std::string& path, absl::string_view content) {
   return file->Close();
 }
 
-}  // namespace varscope::cli
+}  // namespace varscope
