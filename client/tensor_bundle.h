@@ -103,7 +103,8 @@ class BundleReader {
       std::string prefix);
 
   // The tensors by name (the keys of slices are not listed).
-  const std::map<std::string, tf::BundleEntryProto>& tensors() const {
+  const std::map<std::string, tf::BundleEntryProto, std::less<>>& tensors()
+      const {
     return tensors_;
   }
 
@@ -119,8 +120,8 @@ class BundleReader {
 
   std::string prefix_;
   int num_shards_ = 1;
-  std::map<std::string, tf::BundleEntryProto> tensors_;
-  std::map<std::string, tf::BundleEntryProto> slices_;  // by slice key
+  std::map<std::string, tf::BundleEntryProto, std::less<>> tensors_;
+  std::map<std::string, tf::BundleEntryProto, std::less<>> slices_;  // by key
 };
 
 // The file names of checkpoint `prefix`: PREFIX.index and

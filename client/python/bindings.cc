@@ -27,6 +27,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/time/time.h"
 #include "client/client.h"
+#include "client/tensor_bundle.h"
 #include "client/variable.h"
 #include "client/variable_scope.h"
 #include "common/dtype.h"
@@ -213,11 +214,25 @@ py::object Update(const Variable& variable, const py::array& value,
   return ToArray(*result.value);
 }
 
-// (name, shape) of every variable in `scope` (all below it when
-// `recursive`, else its direct children), in name order.
-std::vector<std::pair<std::string, std::vector<int64_t>>> ListVariables(
-    Client& client, const std::string& scope, bool recursive) {
-  std::vector<std::pair<std::string, std::vector<int64_t>>> out;
+// A part's place in its partitioned variable, (full name, full shape,
+// offset), or None for a variable that is not a part.
+py::object SliceOf(const v1::VariableInfo& info) {
+  if (!info.has_slice()) return py::none();
+  const v1::SliceInfo& slice = info.slice();
+  return py::make_tuple(
+      slice.full_name(),
+      std::vector<int64_t>(slice.full_shape().dims().begin(),
+                           slice.full_shape().dims().end()),
+      std::vector<int64_t>(slice.var_offset().begin(),
+                           slice.var_offset().end()));
+}
+
+// (name, shape, dtype, slice) of every variable in `scope` (all below it
+// when `recursive`, else its direct children), in name order; slice as
+// SliceOf.
+std::vector<py::tuple> ListVariables(Client& client, const std::string& scope,
+                                     bool recursive) {
+  std::vector<py::tuple> out;
   v1::ListVariablesRequest request;
   request.set_scope(scope);
   request.set_recursive(recursive);
@@ -226,9 +241,11 @@ std::vector<std::pair<std::string, std::vector<int64_t>>> ListVariables(
         WithoutGil([&] { return client.ListVariables(request); });
     for (const auto& entry : page.entries()) {
       if (entry.is_scope()) continue;
-      const auto& dims = entry.variable().shape().dims();
-      out.emplace_back(entry.name(),
-                       std::vector<int64_t>(dims.begin(), dims.end()));
+      const v1::VariableInfo& info = entry.variable();
+      const auto& dims = info.shape().dims();
+      out.push_back(py::make_tuple(
+          entry.name(), std::vector<int64_t>(dims.begin(), dims.end()),
+          static_cast<int>(info.dtype()), SliceOf(info)));
     }
     request.set_page_token(page.next_page_token());
   } while (!request.page_token().empty());
@@ -463,6 +480,12 @@ PYBIND11_MODULE(_varscope, m) {
       .def("list_variables", &ListVariables, py::arg("scope"),
            py::arg("recursive"))
       .def(
+          "shard_of",
+          [](const Client& client, const std::string& name) {
+            return client.ShardFor(name);
+          },
+          py::arg("name"), "The index of the shard holding `name`.")
+      .def(
           "delete",
           [](Client& client, const std::string& name, bool recursive) {
             return WithoutGil([&] { return client.Delete(name, recursive); });
@@ -616,6 +639,8 @@ PYBIND11_MODULE(_varscope, m) {
       .def_property_readonly("parts", &Variable::parts)
       .def_property_readonly("partitions", &Variable::partitions)
       .def_property_readonly("client", &Variable::client)
+      .def_property_readonly(
+          "slice", [](const Variable& v) { return SliceOf(v.info()); })
       .def("see_version", &Variable::SeeVersion, py::arg("version"))
       .def("read",
            [](const Variable& v) {
@@ -667,4 +692,81 @@ PYBIND11_MODULE(_varscope, m) {
             [&] { return GetGlobalStep(std::move(client), reuse); });
       },
       py::arg("client"), py::arg("reuse"));
+
+  py::class_<BundleWriter>(m, "BundleWriter",
+                           "Writes a TensorFlow checkpoint (tensor_bundle.h).")
+      .def(py::init([](const std::string& prefix) {
+             return ValueOrThrow(BundleWriter::Create(prefix));
+           }),
+           py::arg("prefix"))
+      .def(
+          "add",
+          [](BundleWriter& writer, const std::string& name,
+             const py::array& value, int dtype) {
+            const Tensor tensor = ToTensor(value, ToDType(dtype));
+            py::gil_scoped_release release;
+            ThrowIfError(writer.Add(name, tensor));
+          },
+          py::arg("name"), py::arg("value"), py::arg("dtype"))
+      .def(
+          "add_slice",
+          [](BundleWriter& writer, const std::string& name,
+             const std::vector<int64_t>& full_shape, BundleSlice slice,
+             const py::array& value, int dtype) {
+            const Tensor tensor = ToTensor(value, ToDType(dtype));
+            py::gil_scoped_release release;
+            ThrowIfError(writer.AddSlice(name, full_shape, slice, tensor));
+          },
+          py::arg("name"), py::arg("full_shape"), py::arg("slice"),
+          py::arg("value"), py::arg("dtype"))
+      .def("finish", [](BundleWriter& writer) {
+        py::gil_scoped_release release;
+        ThrowIfError(writer.Finish());
+      });
+  py::class_<BundleSlice>(m, "BundleSlice")
+      .def(py::init([](std::vector<int64_t> start,
+                       std::vector<int64_t> length) {
+             return BundleSlice{std::move(start), std::move(length)};
+           }),
+           py::arg("start"), py::arg("length"))
+      .def_readonly("start", &BundleSlice::start)
+      .def_readonly("length", &BundleSlice::length)
+      .def("key", [](const BundleSlice& slice, const std::string& name) {
+        return py::bytes(BundleSliceKey(name, slice));
+      });
+  py::class_<BundleReader>(m, "BundleReader",
+                           "Reads a TensorFlow checkpoint (tensor_bundle.h).")
+      .def(py::init([](const std::string& prefix) {
+             return ValueOrThrow(BundleReader::Open(prefix));
+           }),
+           py::arg("prefix"))
+      .def("tensors",
+           [](const BundleReader& reader) {
+             py::list out;
+             for (const auto& [name, entry] : reader.tensors()) {
+               std::vector<int64_t> dims;
+               for (const auto& dim : entry.shape().dim()) {
+                 dims.push_back(dim.size());
+               }
+               py::list slices;
+               for (const auto& slice : entry.slices()) {
+                 BundleSlice out_slice;
+                 for (const auto& extent : slice.extent()) {
+                   out_slice.start.push_back(extent.start());
+                   out_slice.length.push_back(
+                       extent.has_length() ? extent.length() : -1);
+                 }
+                 slices.append(py::cast(std::move(out_slice)));
+               }
+               out.append(py::make_tuple(name, entry.dtype(), dims, slices));
+             }
+             return out;
+           },
+           "[(name, dtype enum, shape, [BundleSlice])] in name order.")
+      .def(
+          "read",
+          [](const BundleReader& reader, const std::string& key) {
+            return ToArray(WithoutGil([&] { return reader.Read(key); }));
+          },
+          py::arg("key"));
 }

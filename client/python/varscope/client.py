@@ -221,7 +221,7 @@ def list_variables(scope="", recursive=True):
     parts of a partitioned variable are listed as `name/part_<i>`. With
     `recursive=False`, only the variables directly in `scope`.
     """
-    return [(name, list(shape)) for name, shape in
+    return [(name, list(shape)) for name, shape, _, _ in
             default_client()._connection().list_variables(scope,
                                                             recursive)]
 

@@ -360,7 +360,23 @@ def get_variable(name, shape=None, dtype=None, initializer=None,
         initializer, name, dims, dtype, explicit_dtype,
         partitioned=partitioner_spec is not None,
         may_create=scope.reuse is not True)
-    return variables.wrap(_varscope.get_variable(
+    variable = variables.wrap(_varscope.get_variable(
         default_client()._connection(), scope._impl, name, shape=dims,
         dtype=dtype.as_datatype_enum, initializer=initializer_spec,
         trainable=trainable, partitioner=partitioner_spec))
+    _remember(variable)
+    return variable
+
+
+# The variables this process got with get_variable, by full name (a
+# partitioned variable's parts by part name), as TensorFlow's variable store
+# of a graph holds them: init_from_checkpoint maps scopes over it.
+_VARIABLE_STORE = {}
+
+
+def _remember(variable):
+    if isinstance(variable, variables.PartitionedVariable):
+        for part in variable:
+            _VARIABLE_STORE[part._shared_name] = part
+    else:
+        _VARIABLE_STORE[variable._shared_name] = variable
