@@ -121,6 +121,9 @@ absl::StatusOr<Variable> GetVariable(std::shared_ptr<Client> client,
   } else if (scope.partitioner.has_value()) {
     *request.mutable_partitioner() = *scope.partitioner;
   }
+  if (options.constraint.has_value()) {
+    *request.mutable_constraint() = *options.constraint;
+  }
   VS_ASSIGN_OR_RETURN(v1::GetVariableResponse response,
                       client->GetVariable(request));
   return Variable(std::move(client), std::move(response));

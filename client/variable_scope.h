@@ -97,6 +97,8 @@ struct GetVariableOptions {
   std::optional<bool> trainable;
   // nullopt: the scope's partitioner, else none.
   std::optional<v1::Partitioner> partitioner;
+  // nullopt: none. Applied by the server after every optimizer step.
+  std::optional<v1::Constraint> constraint;
 };
 
 // TensorFlow's get_variable(name, ...) in `scope`: the full name is

@@ -15,6 +15,9 @@ varscope.train.
 The names, signatures and errors are tf.compat.v1's (see the modules).
 """
 
+import types as _types
+
+from varscope import constraints
 from varscope import errors
 from varscope import train
 from varscope.batch import BatchUpdate
@@ -66,5 +69,8 @@ from varscope.variable_scope import get_variable_scope
 from varscope.variable_scope import variable_scope
 from varscope.variables import PartitionedVariable
 from varscope.variables import Variable
+
+# tf.keras' modules Varscope has: keras.constraints.
+keras = _types.SimpleNamespace(constraints=constraints)
 
 __version__ = "0.1.0"

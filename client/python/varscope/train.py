@@ -69,3 +69,7 @@ from varscope.checkpoints import load_checkpoint  # noqa: E402
 from varscope.checkpoints import load_variable  # noqa: E402
 from varscope.checkpoints import update_checkpoint_state  # noqa: E402
 NewCheckpointReader = CheckpointReader
+from varscope.learning_rate_decay import cosine_decay  # noqa: E402
+from varscope.learning_rate_decay import exponential_decay  # noqa: E402
+from varscope.learning_rate_decay import piecewise_constant  # noqa: E402
+from varscope.learning_rate_decay import polynomial_decay  # noqa: E402

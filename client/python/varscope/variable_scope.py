@@ -13,8 +13,10 @@ variable atomically and raises TensorFlow's errors with TensorFlow's texts.
 Arguments without meaning here are accepted and ignored where TensorFlow's
 semantics allow it (values, caching_device, use_resource, collections,
 validate_shape, synchronization, aggregation, auxiliary_name_scope); those
-whose effect Varscope does not implement (regularizer, custom_getter,
-constraint) raise NotImplementedError when given.
+whose effect Varscope does not implement (regularizer, custom_getter) raise
+NotImplementedError when given. constraint= takes Keras' built-in
+constraints (applied by the server, see varscope.constraints) or any
+callable (applied by the client after apply_gradients).
 """
 
 from collections.abc import Iterable
@@ -24,6 +26,7 @@ import inspect
 import threading
 
 from varscope import _varscope
+from varscope import constraints
 from varscope import dtypes
 from varscope import initializers
 from varscope import partitioners
@@ -61,10 +64,12 @@ class VariableScope:
     get_variable_scope(), and re-entered by passing it to variable_scope().
     """
 
-    def __init__(self, impl, initializer=None, partitioner=None):
+    def __init__(self, impl, initializer=None, partitioner=None,
+                 constraint=None):
         self._impl = impl
         self._initializer = initializer
         self._partitioner = partitioner
+        self._constraint = constraint
 
     @property
     def name(self):
@@ -86,6 +91,10 @@ class VariableScope:
     def partitioner(self):
         return self._partitioner
 
+    @property
+    def constraint(self):
+        return self._constraint
+
     def reuse_variables(self):
         """Makes this scope reuse from now on (cannot be undone)."""
         self._impl.reuse_variables()
@@ -98,6 +107,9 @@ class VariableScope:
 
     def set_partitioner(self, partitioner):
         self._partitioner = partitioner
+
+    def set_constraint(self, constraint):
+        self._constraint = constraint
 
     def __repr__(self):
         return "<varscope.VariableScope '%s' reuse=%s>" % (self.name,
@@ -131,13 +143,14 @@ class variable_scope:  # pylint: disable=invalid-name
         `default_name`.
       default_name: when name_or_scope is None, the name to uniquify
         (name, name_1, ...).
-      initializer, partitioner, dtype: defaults for get_variable in the
-        scope; None inherits them from the parent (or re-entered) scope.
+      initializer, partitioner, dtype, constraint: defaults for
+        get_variable in the scope; None inherits them from the parent (or
+        re-entered) scope.
       reuse: True, AUTO_REUSE, or False/None to inherit.
       values, caching_device, use_resource, auxiliary_name_scope: accepted,
         without effect.
-      regularizer, custom_getter, constraint: not supported
-        (NotImplementedError unless None).
+      regularizer, custom_getter: not supported (NotImplementedError
+        unless None).
 
     Raises TypeError, ValueError and RuntimeError with TensorFlow's texts for
     a missing name, a bad reuse, reuse without a name, and exits out of
@@ -162,11 +175,12 @@ class variable_scope:  # pylint: disable=invalid-name
                             "`False`, while get {}".format(
                                 auxiliary_name_scope))
         _reject_unsupported(regularizer=regularizer,
-                            custom_getter=custom_getter, constraint=constraint)
+                            custom_getter=custom_getter)
         self._name_or_scope = name_or_scope
         self._default_name = default_name
         self._initializer = initializer
         self._partitioner = partitioner
+        self._constraint = constraint
         self._reuse = reuse
         self._dtype = None if dtype is None else dtypes.as_dtype(dtype)
         self._entered = None
@@ -193,7 +207,9 @@ class variable_scope:  # pylint: disable=invalid-name
             initializer=(base.initializer if self._initializer is None else
                          self._initializer),
             partitioner=(base.partitioner if self._partitioner is None else
-                         self._partitioner))
+                         self._partitioner),
+            constraint=(base.constraint if self._constraint is None else
+                        self._constraint))
         _scopes.entered.append(self._entered)
         return self._entered
 
@@ -316,8 +332,12 @@ def get_variable(name, shape=None, dtype=None, initializer=None,
       partitioner: a partitioner (see partitioners) or any callable
         `(shape=, dtype=) -> list`; None: the scope's. Makes a
         PartitionedVariable.
-      regularizer, custom_getter, constraint: not supported
-        (NotImplementedError unless None).
+      constraint: a varscope.keras.constraints constraint (stored with a new
+        variable, applied by the server after every optimizer step) or a
+        callable value -> value (applied by this process after its
+        apply_gradients); None: the scope's.
+      regularizer, custom_getter: not supported (NotImplementedError unless
+        None).
       collections, caching_device, validate_shape, use_resource,
       synchronization, aggregation: accepted, without effect.
 
@@ -330,9 +350,14 @@ def get_variable(name, shape=None, dtype=None, initializer=None,
       reuse, shape, dtype, partitioning and initializer errors; other
       errors.OpError subclasses for other failures (e.g. UnavailableError).
     """
-    _reject_unsupported(regularizer=regularizer, custom_getter=custom_getter,
-                        constraint=constraint)
+    _reject_unsupported(regularizer=regularizer, custom_getter=custom_getter)
     scope = get_variable_scope()
+    if constraint is None:
+        constraint = scope.constraint
+    if constraint is not None and not (
+            callable(constraint) or
+            isinstance(constraint, constraints.Constraint)):
+        raise ValueError("The `constraint` argument must be a callable.")
     if dtype is not None:
         dtype = dtypes.as_dtype(dtype)
         if initializer is not None and not callable(initializer):
@@ -363,7 +388,12 @@ def get_variable(name, shape=None, dtype=None, initializer=None,
     variable = variables.wrap(_varscope.get_variable(
         default_client()._connection(), scope._impl, name, shape=dims,
         dtype=dtype.as_datatype_enum, initializer=initializer_spec,
-        trainable=trainable, partitioner=partitioner_spec))
+        trainable=trainable, partitioner=partitioner_spec,
+        constraint=(constraint._spec() if isinstance(
+            constraint, constraints.Constraint) else None)))
+    if constraint is not None and not isinstance(constraint,
+                                                 constraints.Constraint):
+        variables.set_client_constraint(variable, constraint)
     _remember(variable)
     return variable
 

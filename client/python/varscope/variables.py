@@ -11,6 +11,7 @@ import numpy as np
 
 from varscope import _varscope
 from varscope import client
+from varscope import constraints
 from varscope import dtypes
 from varscope import errors
 from varscope.indexed_slices import IndexedSlices
@@ -31,6 +32,18 @@ def _as_indices(indices, name):
             "tensor, not %s of shape %s" % (name, array.dtype,
                                             TensorShape(array.shape)))
     return array
+
+
+# Client-side constraints (callables given to get_variable), by full name:
+# this process applies them after its optimizer steps, as TensorFlow keeps a
+# variable's constraint with the Python variable object.
+_CLIENT_CONSTRAINTS = {}
+
+
+def set_client_constraint(variable, constraint):
+    """Records a callable constraint of `variable` (a handle) for this
+    process."""
+    _CLIENT_CONSTRAINTS[variable._shared_name] = constraint
 
 
 def apply_updates(pairs, return_values=False):
@@ -81,6 +94,14 @@ class _VariableBase:
     @property
     def trainable(self):
         return self._impl.trainable
+
+    @property
+    def constraint(self):
+        """The variable's constraint: a built-in one stored with it (a
+        varscope.constraints.Constraint), the callable this process gave
+        get_variable, or None."""
+        return _CLIENT_CONSTRAINTS.get(self._shared_name) or \
+            constraints.from_server(self._impl.constraint)
 
     @property
     def created(self):
