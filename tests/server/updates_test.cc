@@ -615,7 +615,7 @@ TEST_F(UpdatesTest, ConstraintsApplyAfterEveryDenseStepInTheSameBatch) {
   EXPECT_THAT(ReadValues("pos"), ElementsAre(0, 0, 0));
   Create("emb", {3});
   EXPECT_THAT(
-      Run({Apply("emb", Sgd(1), Doubles({1}, {1})),
+      Run({Apply("emb", Sgd(1), Doubles({3}, {1, 1, 1})),
            Apply("pos", Sgd(1), Doubles({1}, {-1}), std::vector<int64_t>{1})}),
       StatusIs(absl::StatusCode::kInvalidArgument,
                "Cannot use a constraint function on a sparse variable: pos "

@@ -692,7 +692,7 @@ def init_from_checkpoint(ckpt_dir_or_file, assignment_map):
     prefix = _checkpoint_prefix(ckpt_dir_or_file)
     reader = CheckpointReader(prefix)
     variable_map = reader.get_variable_to_shape_map()
-    store = variable_scope._VARIABLE_STORE
+    store = variable_scope.variable_store()
     if isinstance(assignment_map, dict):
         assignment_map = assignment_map.items()
     targets = []  # (tensor name, handle or list of part handles)

@@ -214,6 +214,14 @@ def default_client():
         return _process_default
 
 
+def graph_state(key):
+    """A dict of state that TensorFlow keeps per graph (a variable store,
+    constraints kept with Python variables, names made unique), kept per
+    default client: a process's state for one server or cluster."""
+    states = default_client().__dict__.setdefault("_graph_state", {})
+    return states.setdefault(key, {})
+
+
 def list_variables(scope="", recursive=True):
     """(name, shape) of the variables in `scope`, as tf.train.list_variables.
 

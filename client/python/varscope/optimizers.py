@@ -193,8 +193,7 @@ class Optimizer:
             pairs += global_step._specs("assign_add", 1)
         apply_updates(pairs)
         for grad, var in grads_and_vars:
-            constraint = variables_lib._CLIENT_CONSTRAINTS.get(
-                var._shared_name)
+            constraint = variables_lib.client_constraint(var)
             if grad is None or constraint is None:
                 continue
             for part in (var if isinstance(
@@ -242,14 +241,12 @@ class AdagradOptimizer(Optimizer):
 class AdamOptimizer(Optimizer):
     """Adam. Slots: m (`w/Adam`), v (`w/Adam_1`). Non-slot variables:
     TensorFlow's beta1_power and beta2_power (float32 scalars starting at
-    beta1 and beta2, one pair per optimizer of a process, `beta1_power_1`
-    for the second, ..., in the current variable scope when first used),
+    beta1 and beta2, one pair per optimizer: the second Adam of a process
+    and server takes `beta1_power_1`, ..., as in a TensorFlow graph; named
+    in the variable scope current at the first step),
     read by every variable's step and advanced once per apply_gradients."""
     _KIND = "Adam"
     _SLOTS = ("m", "v")
-
-    # The beta power names the Adam optimizers of this process took.
-    _taken = set()
 
     def __init__(self, learning_rate=0.001, beta1=0.9, beta2=0.999,
                  epsilon=1e-08, use_locking=False, name="Adam"):
@@ -269,14 +266,17 @@ class AdamOptimizer(Optimizer):
             from varscope.variable_scope import get_variable_scope
             prefix = get_variable_scope().name
             prefix = prefix + "/" if prefix else ""
+            # The names the Adam optimizers of this process took on this
+            # server (TensorFlow's graph-unique names).
+            taken = client.graph_state("beta_power_names")
             suffix, k = "", 0
-            while any(prefix + n + suffix in AdamOptimizer._taken
+            while any(prefix + n + suffix in taken
                       for n in ("beta1_power", "beta2_power")):
                 k += 1
                 suffix = "_%d" % k
             names = [prefix + n + suffix for n in ("beta1_power",
                                                    "beta2_power")]
-            AdamOptimizer._taken.update(names)
+            taken.update(dict.fromkeys(names))
             self._powers = tuple(
                 _root_get(n, dtypes.float32, beta)
                 for n, beta in zip(names, (self._beta1, self._beta2)))

@@ -32,6 +32,7 @@ from varscope import initializers
 from varscope import partitioners
 from varscope import variables
 from varscope.client import default_client
+from varscope.client import graph_state
 from varscope.tensor_shape import TensorShape
 
 
@@ -398,15 +399,18 @@ def get_variable(name, shape=None, dtype=None, initializer=None,
     return variable
 
 
-# The variables this process got with get_variable, by full name (a
-# partitioned variable's parts by part name), as TensorFlow's variable store
-# of a graph holds them: init_from_checkpoint maps scopes over it.
-_VARIABLE_STORE = {}
+def variable_store():
+    """The variables this process got with get_variable from the default
+    client's server, by full name (a partitioned variable's parts by part
+    name), as TensorFlow's variable store of a graph holds them:
+    init_from_checkpoint maps scopes over it."""
+    return graph_state("variables")
 
 
 def _remember(variable):
+    store = variable_store()
     if isinstance(variable, variables.PartitionedVariable):
         for part in variable:
-            _VARIABLE_STORE[part._shared_name] = part
+            store[part._shared_name] = part
     else:
-        _VARIABLE_STORE[variable._shared_name] = variable
+        store[variable._shared_name] = variable

@@ -34,16 +34,16 @@ def _as_indices(indices, name):
     return array
 
 
-# Client-side constraints (callables given to get_variable), by full name:
-# this process applies them after its optimizer steps, as TensorFlow keeps a
-# variable's constraint with the Python variable object.
-_CLIENT_CONSTRAINTS = {}
-
-
 def set_client_constraint(variable, constraint):
     """Records a callable constraint of `variable` (a handle) for this
-    process."""
-    _CLIENT_CONSTRAINTS[variable._shared_name] = constraint
+    process, which applies it after its optimizer steps (TensorFlow keeps a
+    constraint with the Python variable object)."""
+    client.graph_state("constraints")[variable._shared_name] = constraint
+
+
+def client_constraint(variable):
+    """The callable constraint this process gave `variable`, or None."""
+    return client.graph_state("constraints").get(variable._shared_name)
 
 
 def apply_updates(pairs, return_values=False):
@@ -100,7 +100,7 @@ class _VariableBase:
         """The variable's constraint: a built-in one stored with it (a
         varscope.constraints.Constraint), the callable this process gave
         get_variable, or None."""
-        return _CLIENT_CONSTRAINTS.get(self._shared_name) or \
+        return client_constraint(self) or \
             constraints.from_server(self._impl.constraint)
 
     @property
