@@ -30,7 +30,9 @@ constexpr size_t kBlockSize = 262144;
 constexpr int kBlockRestartInterval = 16;
 
 // CRC-32C masking as LevelDB and TensorFlow store checksums.
-uint32_t Mask(uint32_t crc) { return ((crc >> 15) | (crc << 17)) + 0xa282ead8u; }
+uint32_t Mask(uint32_t crc) {
+  return ((crc >> 15) | (crc << 17)) + 0xa282ead8u;
+}
 uint32_t Unmask(uint32_t masked) {
   const uint32_t rot = masked - 0xa282ead8u;
   return (rot >> 17) | (rot << 15);
@@ -72,7 +74,8 @@ void AppendSigned(std::string* out, int64_t value) {
   const char sign = value < 0 ? '\xff' : '\0';
   buf[0] = buf[1] = sign;
   for (int i = 0; i < 8; ++i) {
-    buf[2 + i] = static_cast<char>(static_cast<uint64_t>(value) >> (56 - 8 * i));
+    buf[2 + i] =
+        static_cast<char>(static_cast<uint64_t>(value) >> (56 - 8 * i));
   }
   // The header: `length` leading one bits (inverted for negative values by
   // the XOR with the sign-extended bytes).
@@ -92,8 +95,8 @@ absl::Status Rename(const std::string& from, const std::string& to) {
   std::error_code error;
   std::filesystem::rename(from, to, error);
   if (error) {
-    return FileSystemError(error, absl::StrCat("Cannot rename ", from, " to ",
-                                               to));
+    return FileSystemError(error,
+                           absl::StrCat("Cannot rename ", from, " to ", to));
   }
   return absl::OkStatus();
 }
@@ -224,8 +227,7 @@ absl::Status BundleWriter::AddSlice(const std::string& name,
               value.dims().size() == rank;
   bool whole = true;
   for (size_t d = 0; fits && d < rank; ++d) {
-    const int64_t length =
-        slice.length[d] < 0 ? full_dims[d] : slice.length[d];
+    const int64_t length = slice.length[d] < 0 ? full_dims[d] : slice.length[d];
     fits = slice.start[d] >= 0 && slice.start[d] + length <= full_dims[d] &&
            value.dims()[d] == length;
     whole = whole && length == full_dims[d];
@@ -234,13 +236,14 @@ absl::Status BundleWriter::AddSlice(const std::string& name,
     return absl::InvalidArgumentError(absl::StrCat(
         "Slice (start ", absl::StrJoin(slice.start, ","), ", length ",
         absl::StrJoin(slice.length, ","), ") of a tensor of shape ",
-        ShapeString(value.dims()), " does not fit tensor ", name,
-        " of shape ", ShapeString(full_dims)));
+        ShapeString(value.dims()), " does not fit tensor ", name, " of shape ",
+        ShapeString(full_dims)));
   }
   if (whole) return Add(name, value);
   tf::BundleEntryProto& full = entries_[name];
-  if (full.has_shape() && (full.slices().empty() || full.dtype() != value.dtype() ||
-                           DimsOf(full.shape()) != full_dims)) {
+  if (full.has_shape() &&
+      (full.slices().empty() || full.dtype() != value.dtype() ||
+       DimsOf(full.shape()) != full_dims)) {
     return absl::InvalidArgumentError(absl::StrCat(
         "Slices of ", name,
         " must all be slices of one tensor of one dtype and shape"));
@@ -295,9 +298,8 @@ absl::StatusOr<std::unique_ptr<BundleReader>> BundleReader::Open(
   const std::string path = BundleIndexFile(reader->prefix_);
   absl::StatusOr<std::string> contents = ReadFile(path);
   if (absl::IsNotFound(contents.status())) {
-    return absl::NotFoundError(
-        absl::StrCat("No checkpoint at ", reader->prefix_, ": ", path,
-                     " does not exist"));
+    return absl::NotFoundError(absl::StrCat(
+        "No checkpoint at ", reader->prefix_, ": ", path, " does not exist"));
   }
   VS_RETURN_IF_ERROR(contents.status());
   auto damaged = [&](absl::string_view what) {
@@ -329,8 +331,7 @@ absl::StatusOr<std::unique_ptr<BundleReader>> BundleReader::Open(
         " is big-endian; Varscope reads little-endian checkpoints"));
   }
   if (header.version().min_consumer() > kBundleVersion ||
-      absl::c_linear_search(header.version().bad_consumers(),
-                            kBundleVersion)) {
+      absl::c_linear_search(header.version().bad_consumers(), kBundleVersion)) {
     return absl::FailedPreconditionError(absl::StrCat(
         "Checkpoint ", reader->prefix_, " needs a reader of format version ",
         header.version().min_consumer(), " or later; this one reads version ",
@@ -364,9 +365,9 @@ absl::StatusOr<Tensor> BundleReader::Read(absl::string_view key) const {
   }
   const tf::BundleEntryProto& entry = found->second;
   if (!entry.slices().empty()) {
-    return absl::FailedPreconditionError(absl::StrCat(
-        "Tensor ", key, " is saved in ", entry.slices_size(),
-        " slices; read them by their keys"));
+    return absl::FailedPreconditionError(
+        absl::StrCat("Tensor ", key, " is saved in ", entry.slices_size(),
+                     " slices; read them by their keys"));
   }
   if (!IsSupportedDType(entry.dtype())) {
     return absl::UnimplementedError(absl::StrCat(
@@ -382,37 +383,35 @@ absl::StatusOr<Tensor> BundleReader::Read(absl::string_view key) const {
   const std::vector<int64_t> dims = DimsOf(entry.shape());
   VS_RETURN_IF_ERROR(ValidateDims(dims, /*allow_unknown=*/false));
   VS_ASSIGN_OR_RETURN(const int64_t elements, NumElements(dims));
-  const int64_t expected =
-      elements * static_cast<int64_t>(DTypeSize(dtype));
+  const int64_t expected = elements * static_cast<int64_t>(DTypeSize(dtype));
   if (entry.size() != expected) {
-    return absl::DataLossError(
-        absl::StrCat("Invalid size in bundle entry: key ", key,
-                     "; stored size ", entry.size(), "; expected size ",
-                     expected));
+    return absl::DataLossError(absl::StrCat(
+        "Invalid size in bundle entry: key ", key, "; stored size ",
+        entry.size(), "; expected size ", expected));
   }
   const std::string path =
       BundleDataFile(prefix_, entry.shard_id(), num_shards_);
   absl::StatusOr<std::unique_ptr<RandomAccessFile>> file =
       RandomAccessFile::Open(path);
   if (!file.ok()) {
-    return absl::DataLossError(absl::StrCat(
-        "Checkpoint data file ", path, " cannot be read: ",
-        file.status().message()));
+    return absl::DataLossError(
+        absl::StrCat("Checkpoint data file ", path,
+                     " cannot be read: ", file.status().message()));
   }
   absl::StatusOr<std::string> bytes = (*file)->ReadAt(
       static_cast<uint64_t>(entry.offset()), static_cast<size_t>(expected));
   if (!bytes.ok()) {
-    return absl::DataLossError(absl::StrCat("Tensor ", key, " of checkpoint ",
-                                            prefix_, " cannot be read: ",
-                                            bytes.status().message()));
+    return absl::DataLossError(
+        absl::StrCat("Tensor ", key, " of checkpoint ", prefix_,
+                     " cannot be read: ", bytes.status().message()));
   }
   const uint32_t stored = Unmask(entry.crc32c());
   const uint32_t actual = Crc32c(*bytes);
   if (stored != actual) {
-    return absl::DataLossError(absl::StrCat(
-        "Checksum does not match: stored ", stored,
-        " vs. calculated on the restored bytes ", actual, " (tensor ", key,
-        " of checkpoint ", prefix_, ")"));
+    return absl::DataLossError(
+        absl::StrCat("Checksum does not match: stored ", stored,
+                     " vs. calculated on the restored bytes ", actual,
+                     " (tensor ", key, " of checkpoint ", prefix_, ")"));
   }
   return Tensor::FromBytes(dtype, dims, *std::move(bytes));
 }

@@ -99,8 +99,7 @@ class BundleReader {
   // is not a readable table, lacks the header or holds an unparseable entry;
   // FAILED_PRECONDITION for a big-endian checkpoint or one of a newer format
   // version than TensorFlow's 1.
-  static absl::StatusOr<std::unique_ptr<BundleReader>> Open(
-      std::string prefix);
+  static absl::StatusOr<std::unique_ptr<BundleReader>> Open(std::string prefix);
 
   // The tensors by name (the keys of slices are not listed).
   const std::map<std::string, tf::BundleEntryProto, std::less<>>& tensors()

@@ -142,8 +142,8 @@ absl::StatusOr<OptimizerStep> OptimizerStep::Resolve(
   }
   // TensorFlow's default names, by kind (v1::Optimizer's field numbers).
   static constexpr absl::string_view kDefaultNames[] = {
-      "", "", "GradientDescent", "Momentum", "Adagrad", "Adam", "RMSProp",
-      "Ftrl"};
+      "",        "",     "GradientDescent", "Momentum",
+      "Adagrad", "Adam", "RMSProp",         "Ftrl"};
   const absl::string_view name =
       spec.name().empty() ? kDefaultNames[spec.kind_case()] : spec.name();
   for (size_t i = 0; i < initial.size(); ++i) {

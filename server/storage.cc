@@ -11,11 +11,11 @@
 #include "absl/base/internal/endian.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
+#include "common/crc32c.h"
 #include "common/status.h"
 #include "rocksdb/listener.h"
 #include "rocksdb/options.h"
 #include "rocksdb/write_batch.h"
-#include "common/crc32c.h"
 
 namespace varscope::server {
 namespace {

@@ -19,8 +19,8 @@ void Combine(const char* other, char* data, int64_t n, Op op) {
       T a, b;
       memcpy(&a, data + i * sizeof(T), sizeof(T));
       memcpy(&b, other + i * sizeof(T), sizeof(T));
-      const T result = FromDouble<T>(op(static_cast<float>(ToDouble(a)),
-                                        static_cast<float>(ToDouble(b))));
+      const T result = FromDouble<T>(
+          op(static_cast<float>(ToDouble(a)), static_cast<float>(ToDouble(b))));
       memcpy(data + i * sizeof(T), &result, sizeof(T));
     }
   } else if constexpr (std::is_integral_v<T>) {
@@ -68,9 +68,9 @@ absl::Status ShapeMismatch(absl::string_view op, absl::string_view name,
                      " to variable ", name, " of dtype ", DTypeName(dtype)));
   }
   if (!std::equal(t.dims().begin(), t.dims().end(), dims.begin(), dims.end())) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "Cannot ", op, " of shape ", ShapeString(t.dims()),
-        " to variable ", name, " of shape ", ShapeString(dims)));
+    return absl::InvalidArgumentError(
+        absl::StrCat("Cannot ", op, " of shape ", ShapeString(t.dims()),
+                     " to variable ", name, " of shape ", ShapeString(dims)));
   }
   return absl::OkStatus();
 }

@@ -220,12 +220,11 @@ py::object Update(const Variable& variable, const py::array& value,
 py::object SliceOf(const v1::VariableInfo& info) {
   if (!info.has_slice()) return py::none();
   const v1::SliceInfo& slice = info.slice();
-  return py::make_tuple(
-      slice.full_name(),
-      std::vector<int64_t>(slice.full_shape().dims().begin(),
-                           slice.full_shape().dims().end()),
-      std::vector<int64_t>(slice.var_offset().begin(),
-                           slice.var_offset().end()));
+  return py::make_tuple(slice.full_name(),
+                        std::vector<int64_t>(slice.full_shape().dims().begin(),
+                                             slice.full_shape().dims().end()),
+                        std::vector<int64_t>(slice.var_offset().begin(),
+                                             slice.var_offset().end()));
 }
 
 // (name, shape, dtype, slice) of every variable in `scope` (all below it
@@ -707,19 +706,17 @@ PYBIND11_MODULE(_varscope, m) {
             return DecayedLearningRate(spec, learning_rate, step);
           },
           py::arg("learning_rate"), py::arg("step"))
-      .def("with_global_step",
-           [](const v1::LearningRateSchedule& spec,
-              const py::object& global_step) {
-             v1::LearningRateSchedule out = spec;
-             *out.mutable_global_step() = MakeScalarInput(global_step);
-             return out;
-           });
+      .def("with_global_step", [](const v1::LearningRateSchedule& spec,
+                                  const py::object& global_step) {
+        v1::LearningRateSchedule out = spec;
+        *out.mutable_global_step() = MakeScalarInput(global_step);
+        return out;
+      });
   py::class_<v1::Constraint>(m, "ConstraintSpec",
                              "A built-in constraint (v1.Constraint).")
       .def(py::init(&MakeConstraint), py::arg("kind"), py::kw_only(),
            py::arg("min_value") = 0.0, py::arg("max_value") = 0.0,
-           py::arg("rate") = 0.0,
-           py::arg("axis") = std::vector<int32_t>());
+           py::arg("rate") = 0.0, py::arg("axis") = std::vector<int32_t>());
   py::class_<v1::Update>(m, "UpdateSpec", "One update of a batch.")
       .def(py::init(&MakeUpdate), py::arg("name"), py::arg("kind"),
            py::arg("value"), py::arg("dtype"), py::kw_only(),
@@ -780,12 +777,12 @@ PYBIND11_MODULE(_varscope, m) {
       .def_property_readonly("client", &Variable::client)
       .def_property_readonly(
           "slice", [](const Variable& v) { return SliceOf(v.info()); })
-      .def_property_readonly(
-          "constraint",
-          [](const Variable& v) {
-            return ConstraintOf(v.partitioned() ? v.parts()[0].info()
-                                                : v.info());
-          })
+      .def_property_readonly("constraint",
+                             [](const Variable& v) {
+                               return ConstraintOf(v.partitioned()
+                                                       ? v.parts()[0].info()
+                                                       : v.info());
+                             })
       .def("see_version", &Variable::SeeVersion, py::arg("version"))
       .def("read",
            [](const Variable& v) {
@@ -872,11 +869,11 @@ PYBIND11_MODULE(_varscope, m) {
         ThrowIfError(writer.Finish());
       });
   py::class_<BundleSlice>(m, "BundleSlice")
-      .def(py::init([](std::vector<int64_t> start,
-                       std::vector<int64_t> length) {
-             return BundleSlice{std::move(start), std::move(length)};
-           }),
-           py::arg("start"), py::arg("length"))
+      .def(
+          py::init([](std::vector<int64_t> start, std::vector<int64_t> length) {
+            return BundleSlice{std::move(start), std::move(length)};
+          }),
+          py::arg("start"), py::arg("length"))
       .def_readonly("start", &BundleSlice::start)
       .def_readonly("length", &BundleSlice::length)
       .def("key", [](const BundleSlice& slice, const std::string& name) {
@@ -888,29 +885,30 @@ PYBIND11_MODULE(_varscope, m) {
              return ValueOrThrow(BundleReader::Open(prefix));
            }),
            py::arg("prefix"))
-      .def("tensors",
-           [](const BundleReader& reader) {
-             py::list out;
-             for (const auto& [name, entry] : reader.tensors()) {
-               std::vector<int64_t> dims;
-               for (const auto& dim : entry.shape().dim()) {
-                 dims.push_back(dim.size());
-               }
-               py::list slices;
-               for (const auto& slice : entry.slices()) {
-                 BundleSlice out_slice;
-                 for (const auto& extent : slice.extent()) {
-                   out_slice.start.push_back(extent.start());
-                   out_slice.length.push_back(
-                       extent.has_length() ? extent.length() : -1);
-                 }
-                 slices.append(py::cast(std::move(out_slice)));
-               }
-               out.append(py::make_tuple(name, entry.dtype(), dims, slices));
-             }
-             return out;
-           },
-           "[(name, dtype enum, shape, [BundleSlice])] in name order.")
+      .def(
+          "tensors",
+          [](const BundleReader& reader) {
+            py::list out;
+            for (const auto& [name, entry] : reader.tensors()) {
+              std::vector<int64_t> dims;
+              for (const auto& dim : entry.shape().dim()) {
+                dims.push_back(dim.size());
+              }
+              py::list slices;
+              for (const auto& slice : entry.slices()) {
+                BundleSlice out_slice;
+                for (const auto& extent : slice.extent()) {
+                  out_slice.start.push_back(extent.start());
+                  out_slice.length.push_back(
+                      extent.has_length() ? extent.length() : -1);
+                }
+                slices.append(py::cast(std::move(out_slice)));
+              }
+              out.append(py::make_tuple(name, entry.dtype(), dims, slices));
+            }
+            return out;
+          },
+          "[(name, dtype enum, shape, [BundleSlice])] in name order.")
       .def(
           "read",
           [](const BundleReader& reader, const std::string& key) {

@@ -90,8 +90,8 @@ TEST(LearningRate, PolynomialDecayWithAndWithoutCycle) {
   EXPECT_DOUBLE_EQ(
       DecayedLearningRate(Polynomial(1000, 0.01, 1, true), 0.1, 2001),
       0.09 * (1 - 2001.0 / 3000) + 0.01);
-  EXPECT_DOUBLE_EQ(
-      DecayedLearningRate(Polynomial(1000, 0.01, 1, true), 0.1, 0), 0.1);
+  EXPECT_DOUBLE_EQ(DecayedLearningRate(Polynomial(1000, 0.01, 1, true), 0.1, 0),
+                   0.1);
 }
 
 TEST(LearningRate, CosineDecayStopsAtAlpha) {

@@ -225,8 +225,9 @@ v1::Optimizer FuzzOptimizer(FuzzInput& in) {
       if (in.Bool()) opt.mutable_adam()->set_epsilon(in.Double());
       // Beta powers by value, or read from a variable (maybe missing or not
       // a scalar).
-      for (v1::ScalarInput* power : {opt.mutable_adam()->mutable_beta1_power(),
-                                     opt.mutable_adam()->mutable_beta2_power()}) {
+      for (v1::ScalarInput* power :
+           {opt.mutable_adam()->mutable_beta1_power(),
+            opt.mutable_adam()->mutable_beta2_power()}) {
         if (in.Bool()) {
           power->set_value(in.Double());
         } else {

@@ -15,11 +15,11 @@
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
 #include "client/client.h"
+#include "common/crc32c.h"
 #include "common/status_matchers.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "rocksdb/db.h"
-#include "common/crc32c.h"
 #include "server/storage.h"
 #include "server/variable_table.h"
 #include "tests/testing/faulty_file_system.h"
@@ -124,7 +124,7 @@ TEST(Crc32c, MatchesTheStandardCheckValues) {
   const std::string text = "The quick brown fox jumps over the lazy dog";
   for (size_t split = 0; split <= text.size(); ++split) {
     EXPECT_EQ(Crc32c(absl::string_view(text).substr(split),
-                             Crc32c(text.substr(0, split))),
+                     Crc32c(text.substr(0, split))),
               Crc32c(text));
   }
 }
@@ -154,9 +154,8 @@ TEST(Crc32c, LongAndUnalignedInputsMatchTheDefinition) {
     }
   }
   const absl::string_view all = data;
-  EXPECT_EQ(
-      Crc32c(all.substr(20000), Crc32c(all.substr(0, 20000))),
-      ReferenceCrc32c(all));
+  EXPECT_EQ(Crc32c(all.substr(20000), Crc32c(all.substr(0, 20000))),
+            ReferenceCrc32c(all));
 }
 
 TEST(ParseDurability, ReadsTheThreeModes) {

@@ -1,4 +1,6 @@
 // End-to-end: batched and sparse updates, optimizers, exactly-once updates.
+#include "tests/testing/updates.h"
+
 #include <cmath>
 #include <thread>
 
@@ -9,7 +11,6 @@
 #include "gtest/gtest.h"
 #include "server/variable_service.h"
 #include "tests/testing/test_server.h"
-#include "tests/testing/updates.h"
 
 namespace varscope {
 namespace {
@@ -443,9 +444,10 @@ TEST_F(UpdatesTest, TheOptimizersNameNamesItsSlotsAsTensorFlow) {
   VS_ASSERT_OK(Run({Apply("w", adam, Doubles({2}, {1, 1}))}).status());
   VS_EXPECT_OK(client_->Stat("w/MyAdam").status());
   VS_EXPECT_OK(client_->Stat("w/MyAdam_1").status());
-  EXPECT_THAT(client_->Stat("w/Adam"),
-              StatusIs(absl::StatusCode::kNotFound,
-                       ::testing::StartsWith("Variable w/Adam does not exist")));
+  EXPECT_THAT(
+      client_->Stat("w/Adam"),
+      StatusIs(absl::StatusCode::kNotFound,
+               ::testing::StartsWith("Variable w/Adam does not exist")));
   // Centered RMSProp: rms, mg, momentum, named in that order.
   Create("r", {1}, 1);
   v1::Optimizer rms;
@@ -454,9 +456,9 @@ TEST_F(UpdatesTest, TheOptimizersNameNamesItsSlotsAsTensorFlow) {
   VS_ASSERT_OK(Run({Apply("r", rms, Doubles({1}, {2}))}).status());
   EXPECT_THAT(ReadValues("r/RMSProp"), ElementsAre(DoubleNear(1.3, 1e-12)));
   EXPECT_THAT(ReadValues("r/RMSProp_1"), ElementsAre(DoubleNear(0.2, 1e-12)));
-  EXPECT_THAT(ReadValues("r/RMSProp_2"),
-              ElementsAre(DoubleNear(0.1 * 2 / std::sqrt(1.3 - 0.04 + 1e-10),
-                                     1e-12)));
+  EXPECT_THAT(
+      ReadValues("r/RMSProp_2"),
+      ElementsAre(DoubleNear(0.1 * 2 / std::sqrt(1.3 - 0.04 + 1e-10), 1e-12)));
 }
 
 TEST_F(UpdatesTest, AdamAdvancesItsSharedBetaPowersOncePerBatch) {
@@ -498,10 +500,10 @@ TEST_F(UpdatesTest, AdamNeedsItsBetaPowers) {
                        "Adam needs its beta1_power and beta2_power "
                        "(TensorFlow's non-slot variables): name them, or give "
                        "their values"));
-  EXPECT_THAT(Run({Apply("w", Adam(0.1), Doubles({1}, {1}))}),
-              StatusIs(absl::StatusCode::kNotFound,
-                       ::testing::StartsWith(
-                           "Variable beta1_power does not exist.")));
+  EXPECT_THAT(
+      Run({Apply("w", Adam(0.1), Doubles({1}, {1}))}),
+      StatusIs(absl::StatusCode::kNotFound,
+               ::testing::StartsWith("Variable beta1_power does not exist.")));
   Create("beta1_power", {2}, 0.9);  // not a scalar
   Create("beta2_power", {}, 0.999);
   EXPECT_THAT(Run({Apply("w", Adam(0.1), Doubles({1}, {1}))}),
@@ -530,11 +532,10 @@ TEST_F(UpdatesTest, ScheduleReadsTheGlobalStepInTheSameBatch) {
   double expected = 0;
   for (int64_t at : {7, 8}) {
     VS_ASSERT_OK(Run({Apply("w", decayed, Doubles({1}, {1})),
-                      testing::WholeUpdate(
-                          "global_step",
-                          Tensor::FromVector<int64_t>(v1::DT_INT64, {},
-                                                      {&one, 1}),
-                          /*add=*/true)})
+                      testing::WholeUpdate("global_step",
+                                           Tensor::FromVector<int64_t>(
+                                               v1::DT_INT64, {}, {&one, 1}),
+                                           /*add=*/true)})
                      .status());
     expected -= 0.1 * std::pow(0.5, std::floor(at / 4.0));
     EXPECT_THAT(ReadValues("w"), ElementsAre(DoubleNear(expected, 1e-15)));
@@ -604,10 +605,9 @@ TEST_F(UpdatesTest, ConstraintsApplyAfterEveryDenseStepInTheSameBatch) {
   const double eps = 1e-7, small = std::sqrt(0.05);
   EXPECT_THAT(ReadValues("kernel"),
               Pointwise(DoubleNear(1e-15),
-                        std::vector<double>{3 / (eps + 5),
-                                            -0.1 * small / (eps + small),
-                                            4 / (eps + 5),
-                                            -0.2 * small / (eps + small)}));
+                        std::vector<double>{
+                            3 / (eps + 5), -0.1 * small / (eps + small),
+                            4 / (eps + 5), -0.2 * small / (eps + small)}));
   // Kept across a restart, and refused for a sparse step (as TensorFlow).
   VS_ASSERT_OK(server_.Restart());
   client_ = server_.NewClient();
