@@ -71,6 +71,18 @@ def server(tmp_path):
 
 
 @pytest.fixture
+def shards(tmp_path):
+    """Two servers as one cluster; the default client connects to it."""
+    servers = [Server(tmp_path / ("shard%d" % i)) for i in range(2)]
+    varscope.connect(cluster=[s.address for s in servers], timeout=10)
+    yield servers
+    varscope.connect(_UNUSED_ADDRESS)
+    gc.collect()
+    for s in servers:
+        s.stop()
+
+
+@pytest.fixture
 def child_env():
     """The environment for child Python processes, which import varscope
     from where this process did."""

@@ -11,8 +11,6 @@ import varscope as vs
 from varscope import errors
 
 import tf_checkpoint
-from conftest import Server
-from conftest import _UNUSED_ADDRESS
 
 
 def make_model():
@@ -204,16 +202,6 @@ def test_reads_tensorflow_checkpoints_of_several_data_files(server, ckpt):
     with pytest.raises(errors.NotFoundError,
                        match="Key a/b not found in checkpoint"):
         reader.get_tensor("a/b")
-
-
-@pytest.fixture
-def shards(tmp_path):
-    servers = [Server(tmp_path / ("shard%d" % i)) for i in range(2)]
-    vs.connect(cluster=[s.address for s in servers], timeout=10)
-    yield servers
-    vs.connect(_UNUSED_ADDRESS)
-    for s in servers:
-        s.stop()
 
 
 def test_save_and_restore_a_cluster(shards, tmp_path):

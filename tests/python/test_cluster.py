@@ -1,22 +1,9 @@
 """A cluster of two shards from Python: vs.connect(cluster=[...])."""
 
 import numpy as np
-import pytest
 
 import varscope as vs
 
-from conftest import Server
-from conftest import _UNUSED_ADDRESS
-
-
-@pytest.fixture
-def shards(tmp_path):
-    servers = [Server(tmp_path / ("shard%d" % i)) for i in range(2)]
-    vs.connect(cluster=[s.address for s in servers], timeout=10)
-    yield servers
-    vs.connect(_UNUSED_ADDRESS)
-    for s in servers:
-        s.stop()
 
 
 def shard_names(server):

@@ -9,8 +9,6 @@ import pytest
 import varscope as vs
 from varscope import errors
 
-from conftest import Server
-from conftest import _UNUSED_ADDRESS
 
 
 def names():
@@ -214,16 +212,6 @@ def test_callable_constraints_apply_in_the_client(server):
         [(np.array([2, -0.25], np.float32), w)])
     np.testing.assert_array_equal(w.read(), [-0.5, 0.25])
     assert callable(w.constraint)
-
-
-@pytest.fixture
-def shards(tmp_path):
-    servers = [Server(tmp_path / ("shard%d" % i)) for i in range(2)]
-    vs.connect(cluster=[s.address for s in servers], timeout=10)
-    yield servers
-    vs.connect(_UNUSED_ADDRESS)
-    for s in servers:
-        s.stop()
 
 
 def test_schedules_and_beta_powers_across_shards(shards):

@@ -200,7 +200,7 @@ def table(entries, block_size=BLOCK_SIZE):
     out = bytearray()
 
     def write_block(block):
-        contents = block.finish() + b"\0"  # type: no compression
+        contents = block.finish() + b"\0"  # block type 0: uncompressed
         handle = varint(len(out)) + varint(len(contents) - 1)
         out.extend(contents + struct.pack("<I", masked_crc32c(contents)))
         return handle
