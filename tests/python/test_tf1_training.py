@@ -241,3 +241,19 @@ def test_schedules_and_beta_powers_across_shards(shards):
         expected -= alpha * m / (math.sqrt(v) + 1e-8)
         b1p, b2p = b1p * np.float32(0.9), b2p * np.float32(0.999)
     assert values[0] == pytest.approx(expected, rel=1e-12)
+
+
+def test_custom_optimizer_names_are_refused_where_a_cluster_splits_slots(
+        shards):
+    connection = vs.connect(cluster=[s.address for s in shards])._connection()
+    name = next("v%d" % i for i in range(100)
+                if connection.shard_of("v%d/Mine" % i) !=
+                connection.shard_of("v%d" % i))
+    v = vs.get_variable(name, shape=[1], initializer=vs.zeros_initializer())
+    with pytest.raises(ValueError) as e:
+        vs.train.AdagradOptimizer(0.1, name="Mine").apply_gradients(
+            [(np.ones(1, np.float32), v)])
+    assert str(e.value) == (
+        "Optimizer name 'Mine' would place slot %s/Mine on another shard "
+        "than %s: on a cluster, use the default name 'Adagrad'" % (name, name))
+    assert names() == {name}

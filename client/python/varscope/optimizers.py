@@ -123,6 +123,7 @@ class Optimizer:
         grads_and_vars = [(g, v) for g, v in grads_and_vars if g is not None]
         if not grads_and_vars:
             raise ValueError("No gradients provided for any variable")
+        self._check_slot_placement(grads_and_vars)
         inputs = self._inputs(grads_and_vars)
         values = self._read_remote_inputs(grads_and_vars, inputs)
         spec = self._spec(values)
@@ -160,6 +161,22 @@ class Optimizer:
             out += part._specs("apply_gradient", rows,
                                indices=np.zeros(0, np.int64), optimizer=spec)
         return out
+
+    def _check_slot_placement(self, grads_and_vars):
+        """A cluster places slots by TensorFlow's default slot names next to
+        their variable; ValueError for a name that would put one elsewhere
+        (the server creates slots on their variable's shard)."""
+        if not self._SLOTS or self._name == self._KIND:
+            return
+        connection = client.default_client()._connection()
+        for _, var in grads_and_vars:
+            for name in _part_names(var):
+                slot = "%s/%s" % (name, self._name)
+                if connection.shard_of(slot) != connection.shard_of(name):
+                    raise ValueError(
+                        "Optimizer name %r would place slot %s on another "
+                        "shard than %s: on a cluster, use the default name "
+                        "%r" % (self._name, slot, name, self._KIND))
 
     def _read_remote_inputs(self, grads_and_vars, inputs):
         """{role: value} of the inputs when some variable of the step is on
