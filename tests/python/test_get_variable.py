@@ -238,8 +238,7 @@ class TestCallableInitializer:
         np.testing.assert_array_equal(v.read(), [1, 1])
 
 
-@pytest.mark.parametrize("argument", ["regularizer", "custom_getter",
-                                      "constraint"])
+@pytest.mark.parametrize("argument", ["regularizer", "custom_getter"])
 def test_unsupported_arguments_raise_not_implemented(argument):
     with pytest.raises(NotImplementedError, match=argument):
         vs.get_variable("v", shape=[1], **{argument: lambda *a, **k: None})
