@@ -13,8 +13,10 @@
 #include "absl/random/random.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
+#include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
 #include "absl/strings/strip.h"
+#include "common/cluster.h"
 #include "common/grpc_status.h"
 #include "common/names.h"
 #include "common/status.h"
@@ -144,20 +146,28 @@ std::unique_ptr<Client> Client::Connect(const std::string& address,
   if (options.own_connection) {
     args.SetInt(GRPC_ARG_USE_LOCAL_SUBCHANNEL_POOL, 1);
   }
+  std::vector<std::string> addresses = absl::StrSplit(address, ',');
   std::vector<std::shared_ptr<v1::VariableService::StubInterface>> shards;
-  for (const absl::string_view shard : absl::StrSplit(address, ',')) {
+  for (const std::string& shard : addresses) {
     shards.push_back(v1::VariableService::NewStub(grpc::CreateCustomChannel(
-        std::string(shard), ChannelCredentials(options.security), args)));
+        shard, ChannelCredentials(options.security), args)));
   }
-  return std::make_unique<Client>(std::move(shards), options);
+  return std::make_unique<Client>(std::move(shards), options,
+                                  std::move(addresses));
 }
 
 Client::Client(
     std::vector<std::shared_ptr<v1::VariableService::StubInterface>> shards,
-    const ClientOptions& options)
+    const ClientOptions& options, std::vector<std::string> addresses)
     : shards_(std::move(shards)),
+      addresses_(std::move(addresses)),
       options_(options),
-      client_id_(NewClientId()) {}
+      cluster_checked_(shards_.size() == 1),
+      client_id_(NewClientId()) {
+  for (size_t i = addresses_.size(); i < shards_.size(); ++i) {
+    addresses_.push_back(absl::StrCat("shard ", i));
+  }
+}
 
 v1::VariableService::StubInterface& Client::Shard(
     absl::string_view name) const {
@@ -179,6 +189,13 @@ absl::Status Client::Run(bool idempotent, Call call) {
 
 template <typename Call>
 absl::Status Client::Run(bool idempotent, Call call, absl::Duration timeout) {
+  VS_RETURN_IF_ERROR(CheckCluster());
+  return Attempt(idempotent, call, timeout);
+}
+
+template <typename Call>
+absl::Status Client::Attempt(bool idempotent, Call call,
+                             absl::Duration timeout) {
   absl::Duration backoff = options_.initial_backoff;
   absl::BitGen gen;
   for (int attempt = 1;; ++attempt) {
@@ -218,20 +235,27 @@ absl::StatusOr<std::vector<std::string>> Client::NamesOn(int shard) {
 absl::Status Client::WithClusterNearMatches(absl::string_view name,
                                             absl::Status status) {
   if (num_shards() == 1 || !absl::IsNotFound(status)) return status;
+  // The same search as the shard's, on its names, finds the suffix to
+  // replace.
   const int home = ShardOf(name, num_shards());
-  absl::btree_set<std::string> everywhere;
+  NameIndex everywhere;
   std::string home_matches;
   for (int i = 0; i < num_shards(); ++i) {
     absl::StatusOr<std::vector<std::string>> names = NamesOn(i);
     if (!names.ok()) return status;  // keep the home shard's answer
-    if (i == home) home_matches = NearMatches(name, *names);
-    everywhere.insert(names->begin(), names->end());
+    NameIndex shard;
+    for (const std::string& n : *names) {
+      everywhere.Add(n);
+      if (i == home) shard.Add(n);
+    }
+    if (i == home) {
+      home_matches = NearMatches(name, shard.NearMatchCandidates(name));
+    }
   }
   absl::string_view message = status.message();
   if (!absl::ConsumeSuffix(&message, home_matches)) return status;
   return absl::NotFoundError(absl::StrCat(
-      message, NearMatches(name, std::vector<std::string>(everywhere.begin(),
-                                                          everywhere.end()))));
+      message, NearMatches(name, everywhere.NearMatchCandidates(name))));
 }
 
 absl::StatusOr<v1::GetVariableResponse> Client::GetVariable(
@@ -419,18 +443,62 @@ absl::StatusOr<int64_t> Client::Rename(absl::string_view old_name,
   return response.renamed();
 }
 
-absl::StatusOr<v1::ServerInfo> Client::GetServerInfo() {
-  v1::ServerInfo total;
+absl::StatusOr<std::vector<v1::ServerInfo>> Client::ServerInfos() {
+  std::vector<v1::ServerInfo> infos(shards_.size());
   for (size_t i = 0; i < shards_.size(); ++i) {
     v1::ServerInfoRequest request;
-    v1::ServerInfo info;
-    VS_RETURN_IF_ERROR(Run(true, [&](grpc::ClientContext* context) {
-      return shards_[i]->GetServerInfo(context, request, &info);
-    }));
-    if (i == 0) {
-      total = info;
+    VS_RETURN_IF_ERROR(Attempt(
+        true,
+        [&](grpc::ClientContext* context) {
+          return shards_[i]->GetServerInfo(context, request, &infos[i]);
+        },
+        options_.timeout));
+  }
+  return infos;
+}
+
+absl::Status Client::CheckCluster() {
+  if (cluster_checked_.load(std::memory_order_acquire)) {
+    return absl::OkStatus();
+  }
+  VS_ASSIGN_OR_RETURN(const std::vector<v1::ServerInfo> infos, ServerInfos());
+  const int n = num_shards();
+  for (int i = 0; i < n; ++i) {
+    const v1::ClusterIdentity& identity = infos[i].cluster();
+    if (identity.shard_index() == i && identity.shard_count() == n) continue;
+    const std::vector<std::string> order(identity.shards().begin(),
+                                         identity.shards().end());
+    return absl::FailedPreconditionError(absl::StrCat(
+        "Shard list mismatch: ", addresses_[i], " is ", DescribeShard(identity),
+        ", but this client lists it as shard ", i, " of ", n, ". ",
+        order.empty()
+            ? "Start every shard with the same --cluster list and its own "
+              "--shard-index (or a ps task's TF_CONFIG), and give every "
+              "worker the shards in that order"
+            : absl::StrCat("Give every worker the shards in the cluster's "
+                           "order: ",
+                           absl::StrJoin(order, ","))));
+  }
+  for (int i = 1; i < n; ++i) {
+    if (infos[i].cluster().cluster_id() == infos[0].cluster().cluster_id()) {
       continue;
     }
+    return absl::FailedPreconditionError(absl::StrCat(
+        "Shard list mismatch: ", addresses_[i], " is ",
+        DescribeShard(infos[i].cluster()), ", but ", addresses_[0], " is ",
+        DescribeShard(infos[0].cluster()),
+        ". Give every worker the shards of one cluster, in its order"));
+  }
+  cluster_checked_.store(true, std::memory_order_release);
+  return absl::OkStatus();
+}
+
+absl::StatusOr<v1::ServerInfo> Client::GetServerInfo() {
+  VS_RETURN_IF_ERROR(CheckCluster());
+  VS_ASSIGN_OR_RETURN(const std::vector<v1::ServerInfo> infos, ServerInfos());
+  v1::ServerInfo total = infos[0];
+  for (size_t i = 1; i < infos.size(); ++i) {
+    const v1::ServerInfo& info = infos[i];
     total.set_start_time_micros(
         std::min(total.start_time_micros(), info.start_time_micros()));
     total.set_variable_count(total.variable_count() + info.variable_count());

@@ -63,18 +63,23 @@ struct ClientOptions {
 class Client {
  public:
   // A client of the server at `address` (HOST:PORT), or of a cluster of
-  // shards: `address` lists them, comma-separated, in the same order in
-  // every client. Each variable then lives on the shard ShardOf(name) picks
-  // (a partitioned variable's parts and an optimizer's slots go with their
+  // shards: `address` lists them, comma-separated, in the cluster's order
+  // (the order the shards were started with, see varscoped's --cluster).
+  // Each variable then lives on the shard ShardOf(name) picks (a
+  // partitioned variable's parts and an optimizer's slots go with their
   // variable). Does not wait for a connection: an unreachable server shows
-  // as UNAVAILABLE on the first call.
+  // as UNAVAILABLE on the first call. With several shards, the first call
+  // checks the cluster first (see CheckCluster) and fails with its error.
+  // With one address the client talks to that server whatever its place in
+  // a cluster (to administer one shard, e.g. back it up).
   static std::unique_ptr<Client> Connect(const std::string& address,
                                          const ClientOptions& options = {});
 
-  // A client of the shards behind `shards`, in cluster order.
+  // A client of the shards behind `shards`, in cluster order, reached at
+  // `addresses` (named in errors; default: "shard 0", "shard 1", ...).
   Client(
       std::vector<std::shared_ptr<v1::VariableService::StubInterface>> shards,
-      const ClientOptions& options);
+      const ClientOptions& options, std::vector<std::string> addresses = {});
 
   Client(const Client&) = delete;
   Client& operator=(const Client&) = delete;
@@ -83,6 +88,14 @@ class Client {
   int ShardFor(absl::string_view name) const {
     return ShardOf(name, num_shards());
   }
+
+  // With several shards: asks every shard for its cluster identity (see
+  // GetServerInfo) and checks that the shard at position i of this client's
+  // list is shard i of as many in one cluster. OK at once with one shard,
+  // and after the first success. FAILED_PRECONDITION naming the shard, its
+  // place and the cluster's order otherwise ("Shard list mismatch: ..."),
+  // or the error of asking a shard.
+  absl::Status CheckCluster();
 
   // TensorFlow's get_variable for a full name (see VariableTable).
   absl::StatusOr<v1::GetVariableResponse> GetVariable(
@@ -102,6 +115,8 @@ class Client {
   // variables were renamed.
   absl::StatusOr<int64_t> Rename(absl::string_view old_name,
                                  absl::string_view new_name);
+  // The server's info; on a cluster the shards' totals, with the earliest
+  // start time and shard 0's cluster identity.
   absl::StatusOr<v1::ServerInfo> GetServerInfo();
 
   // Applies the updates atomically (see VariableTable::BatchUpdate). With
@@ -127,13 +142,18 @@ class Client {
   const std::string& client_id() const { return client_id_; }
 
  private:
-  // Runs `call(context)` with a fresh deadline (options.timeout, or
-  // `timeout`) per attempt, retrying
-  // UNAVAILABLE when `idempotent`.
+  // After CheckCluster, runs `call(context)` with a fresh deadline
+  // (options.timeout, or `timeout`) per attempt, retrying UNAVAILABLE when
+  // `idempotent`.
   template <typename Call>
   absl::Status Run(bool idempotent, Call call);
   template <typename Call>
   absl::Status Run(bool idempotent, Call call, absl::Duration timeout);
+  // Run without CheckCluster.
+  template <typename Call>
+  absl::Status Attempt(bool idempotent, Call call, absl::Duration timeout);
+  // The cluster identity of every shard.
+  absl::StatusOr<std::vector<v1::ServerInfo>> ServerInfos();
 
   // Whether an update of `tensor` goes by WriteStream.
   bool StreamIt(const Tensor& tensor, const UpdateOptions& options) const;
@@ -159,7 +179,10 @@ class Client {
 
   const std::vector<std::shared_ptr<v1::VariableService::StubInterface>>
       shards_;
+  std::vector<std::string> addresses_;
   const ClientOptions options_;
+  // Whether CheckCluster succeeded (or has nothing to check).
+  std::atomic<bool> cluster_checked_;
   const std::string client_id_;
   std::atomic<int64_t> sequence_{0};
 };

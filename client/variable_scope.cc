@@ -124,6 +124,10 @@ absl::StatusOr<Variable> GetVariable(std::shared_ptr<Client> client,
   if (options.constraint.has_value()) {
     *request.mutable_constraint() = *options.constraint;
   }
+  if (options.collections.has_value()) {
+    request.mutable_collections()->mutable_names()->Assign(
+        options.collections->begin(), options.collections->end());
+  }
   VS_ASSIGN_OR_RETURN(v1::GetVariableResponse response,
                       client->GetVariable(request));
   return Variable(std::move(client), std::move(response));
@@ -139,6 +143,7 @@ absl::StatusOr<Variable> GetGlobalStep(std::shared_ptr<Client> client,
   options.initializer = v1::Initializer();
   options.initializer->set_kind(v1::Initializer::ZEROS);
   options.trainable = false;
+  options.collections = {"variables", "global_step"};
   return GetVariable(std::move(client), root, "global_step", options);
 }
 

@@ -99,6 +99,9 @@ struct GetVariableOptions {
   std::optional<v1::Partitioner> partitioner;
   // nullopt: none. Applied by the server after every optimizer step.
   std::optional<v1::Constraint> constraint;
+  // Graph collections stored with a new variable. nullopt: TensorFlow's
+  // default ("variables", and "trainable_variables" if trainable).
+  std::optional<std::vector<std::string>> collections;
 };
 
 // TensorFlow's get_variable(name, ...) in `scope`: the full name is
@@ -110,7 +113,8 @@ absl::StatusOr<Variable> GetVariable(std::shared_ptr<Client> client,
                                      const GetVariableOptions& options);
 
 // TensorFlow's global step: the int64 scalar "global_step" at the root
-// (zeros, not trainable), got with `reuse` as GetVariable does: kFalse creates
+// (zeros, not trainable, in the collections "variables" and "global_step"),
+// got with `reuse` as GetVariable does: kFalse creates
 // it (ALREADY_EXISTS if it exists), kTrue returns it (NOT_FOUND if missing),
 // kAutoReuse returns it, creating it if missing.
 absl::StatusOr<Variable> GetGlobalStep(std::shared_ptr<Client> client,

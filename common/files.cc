@@ -16,12 +16,19 @@ absl::Status ErrnoError(int error, absl::string_view what,
   return absl::ErrnoToStatus(error, absl::StrCat("Cannot ", what, " ", path));
 }
 
+// Every path the CLI opens is one its user named: one it cannot open is a
+// usage error, whatever errno says.
+absl::Status OpenError(int error, absl::string_view what,
+                       absl::string_view path) {
+  return absl::InvalidArgumentError(ErrnoError(error, what, path).message());
+}
+
 }  // namespace
 
 absl::StatusOr<std::unique_ptr<RandomAccessFile>> RandomAccessFile::Open(
     const std::string& path) {
   const int fd = open(path.c_str(), O_RDONLY | O_CLOEXEC);
-  if (fd < 0) return ErrnoError(errno, "open", path);
+  if (fd < 0) return OpenError(errno, "open", path);
   struct stat st;
   if (fstat(fd, &st) != 0) {
     const int error = errno;
@@ -63,7 +70,7 @@ absl::StatusOr<std::unique_ptr<WritableFile>> WritableFile::Create(
     const std::string& path) {
   const int fd =
       open(path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-  if (fd < 0) return ErrnoError(errno, "create", path);
+  if (fd < 0) return OpenError(errno, "create", path);
   return std::unique_ptr<WritableFile>(new WritableFile(path, fd));
 }
 

@@ -14,17 +14,20 @@
 
 namespace varscope {
 
-// The content of the file at `path`. NOT_FOUND if it does not exist, other
-// errno-derived codes otherwise.
+// The content of the file at `path`. INVALID_ARGUMENT if it cannot be
+// opened (a usage error: the user named it), other errno-derived codes
+// otherwise.
 absl::StatusOr<std::string> ReadFile(const std::string& path);
 
-// Creates or truncates `path` and writes `content` to it.
+// Creates or truncates `path` and writes `content` to it. Errors as
+// WritableFile's.
 absl::Status WriteFile(const std::string& path, absl::string_view content);
 
 // A file open for positioned reads. Thread-compatible.
 class RandomAccessFile {
  public:
-  // NOT_FOUND if `path` does not exist, other errno-derived codes otherwise.
+  // INVALID_ARGUMENT if `path` cannot be opened (see ReadFile), other
+  // errno-derived codes otherwise.
   static absl::StatusOr<std::unique_ptr<RandomAccessFile>> Open(
       const std::string& path);
   RandomAccessFile(const RandomAccessFile&) = delete;
@@ -47,7 +50,8 @@ class RandomAccessFile {
 // on destruction; only Close() reports whether everything reached it.
 class WritableFile {
  public:
-  // Creates or truncates `path`.
+  // Creates or truncates `path`. INVALID_ARGUMENT if it cannot (see
+  // ReadFile).
   static absl::StatusOr<std::unique_ptr<WritableFile>> Create(
       const std::string& path);
   WritableFile(const WritableFile&) = delete;

@@ -37,6 +37,9 @@ std::string Quoted(absl::string_view name) {
   return absl::StrCat("'", out, "'");
 }
 
+// How many names of each kind NearMatches lists.
+constexpr size_t kMaxListed = 10;
+
 }  // namespace
 
 absl::Status ValidateName(absl::string_view name) {
@@ -91,18 +94,30 @@ bool IsUnderScope(absl::string_view name, absl::string_view scope) {
          name.substr(0, scope.size()) == scope && name[scope.size()] == '/';
 }
 
-size_t EditDistance(absl::string_view a, absl::string_view b) {
-  std::vector<size_t> row(b.size() + 1);
-  for (size_t j = 0; j <= b.size(); ++j) row[j] = j;
+size_t EditDistance(absl::string_view a, absl::string_view b, size_t at_most) {
+  const size_t gap =
+      a.size() > b.size() ? a.size() - b.size() : b.size() - a.size();
+  if (gap > at_most) return at_most + 1;
+  // Only cells within `bound` of the diagonal can lead to a distance within
+  // it; the others stay `over`.
+  const size_t bound = std::min(at_most, std::max(a.size(), b.size()));
+  const size_t over = bound + 1;
+  std::vector<size_t> row(b.size() + 1, over);
+  for (size_t j = 0; j <= std::min(bound, b.size()); ++j) row[j] = j;
   for (size_t i = 1; i <= a.size(); ++i) {
-    size_t diag = row[0];
-    row[0] = i;
-    for (size_t j = 1; j <= b.size(); ++j) {
+    const size_t lo = i > bound ? i - bound : 1;
+    const size_t hi = std::min(b.size(), i + bound);
+    size_t diag = row[lo - 1];
+    row[lo - 1] = lo == 1 ? std::min(i, over) : over;
+    size_t best = row[lo - 1];
+    for (size_t j = lo; j <= hi; ++j) {
       const size_t up = row[j];
-      row[j] = std::min(
-          {row[j] + 1, row[j - 1] + 1, diag + (a[i - 1] == b[j - 1] ? 0 : 1)});
+      row[j] = std::min({up + 1, row[j - 1] + 1,
+                         diag + (a[i - 1] == b[j - 1] ? 0 : 1), over});
       diag = up;
+      best = std::min(best, row[j]);
     }
+    if (best > bound) return over;
   }
   return row[b.size()];
 }
@@ -119,14 +134,9 @@ std::string NearMatches(absl::string_view name,
       same_leaf.push_back(candidate);
       continue;
     }
-    const size_t len_diff = candidate.size() > name.size()
-                                ? candidate.size() - name.size()
-                                : name.size() - candidate.size();
-    if (len_diff > max_distance) continue;
-    const size_t d = EditDistance(candidate, name);
+    const size_t d = EditDistance(candidate, name, max_distance);
     if (d <= max_distance) similar.emplace_back(d, candidate);
   }
-  constexpr size_t kMaxListed = 10;
   std::string out;
   if (!same_leaf.empty()) {
     if (same_leaf.size() > kMaxListed) same_leaf.resize(kMaxListed);
@@ -148,6 +158,81 @@ std::string NearMatches(absl::string_view name,
 
 namespace {
 
+// The scope of `name` whose leaf is `leaf`: "a/b" for "a/b/c", "" for "c".
+absl::string_view ScopeOf(absl::string_view name, absl::string_view leaf) {
+  return name.substr(0, name.size() - std::min(name.size(), leaf.size() + 1));
+}
+
+// Adds the names of the `n` elements of `set` before `it` and of the `n`
+// from `it` on.
+template <typename Set, typename NameOf>
+void AddAround(const Set& set, typename Set::const_iterator it, size_t n,
+               NameOf name_of, std::vector<absl::string_view>& out) {
+  auto back = it;
+  for (size_t i = 0; i < n && back != set.begin(); ++i) {
+    --back;
+    out.push_back(name_of(*back));
+  }
+  for (size_t i = 0; i < n && it != set.end(); ++i, ++it) {
+    out.push_back(name_of(*it));
+  }
+}
+
+}  // namespace
+
+bool NameIndex::ByEnding::operator()(const Entry& a, const Entry& b) const {
+  const absl::string_view scope_a = ScopeOf(a.name, a.leaf);
+  const absl::string_view scope_b = ScopeOf(b.name, b.leaf);
+  if (scope_a != scope_b) return scope_a < scope_b;
+  return std::lexicographical_compare(a.leaf.rbegin(), a.leaf.rend(),
+                                      b.leaf.rbegin(), b.leaf.rend());
+}
+
+NameIndex::NameIndex() = default;
+NameIndex::~NameIndex() = default;
+
+void NameIndex::Add(absl::string_view name) {
+  auto [it, added] = counts_.try_emplace(std::string(name), 0);
+  ++it->second;
+  if (!added) return;
+  const absl::string_view key = it->first;
+  by_leaf_.emplace(LeafName(key), key);
+  by_ending_.insert({LeafName(key), key});
+}
+
+void NameIndex::Remove(absl::string_view name) {
+  auto it = counts_.find(name);
+  if (it == counts_.end() || --it->second > 0) return;
+  const absl::string_view key = it->first;
+  by_leaf_.erase({LeafName(key), key});
+  by_ending_.erase({LeafName(key), key});
+  counts_.erase(it);
+}
+
+size_t NameIndex::size() const { return counts_.size(); }
+
+std::vector<std::string> NameIndex::NearMatchCandidates(
+    absl::string_view name) const {
+  std::vector<absl::string_view> found;
+  const absl::string_view leaf = LeafName(name);
+  for (auto it = by_leaf_.lower_bound({leaf, absl::string_view()});
+       it != by_leaf_.end() && it->leaf == leaf && found.size() <= kMaxListed;
+       ++it) {
+    found.push_back(it->name);
+  }
+  AddAround(
+      counts_, counts_.lower_bound(name), kWindow,
+      [](const auto& entry) { return absl::string_view(entry.first); }, found);
+  AddAround(
+      by_ending_, by_ending_.lower_bound({leaf, name}), kWindow,
+      [](const Entry& entry) { return entry.name; }, found);
+  std::sort(found.begin(), found.end());
+  found.erase(std::unique(found.begin(), found.end()), found.end());
+  return std::vector<std::string>(found.begin(), found.end());
+}
+
+namespace {
+
 // Strips a trailing `/leaf` from `name` when `matches(leaf)`.
 template <typename Matches>
 absl::string_view StripLeaf(absl::string_view name, Matches matches) {
@@ -156,17 +241,14 @@ absl::string_view StripLeaf(absl::string_view name, Matches matches) {
   return matches(name.substr(slash + 1)) ? name.substr(0, slash) : name;
 }
 
-bool IsSlotName(absl::string_view leaf) {
-  return std::find(std::begin(kSlotNames), std::end(kSlotNames), leaf) !=
-         std::end(kSlotNames);
-}
-
 bool IsPartName(absl::string_view leaf) {
   if (!absl::ConsumePrefix(&leaf, "part_") || leaf.empty()) return false;
   return std::all_of(leaf.begin(), leaf.end(), absl::ascii_isdigit);
 }
 
-// FNV-1a, then SplitMix64's finalizer: a fixed, well-mixed 64-bit hash.
+}  // namespace
+
+// FNV-1a, then SplitMix64's finalizer.
 uint64_t StableHash(absl::string_view bytes, uint64_t seed) {
   uint64_t h = 0xcbf29ce484222325ULL ^ seed;
   for (const char c : bytes) {
@@ -180,7 +262,10 @@ uint64_t StableHash(absl::string_view bytes, uint64_t seed) {
   return h ^ (h >> 31);
 }
 
-}  // namespace
+bool IsSlotName(absl::string_view leaf) {
+  return std::find(std::begin(kSlotNames), std::end(kSlotNames), leaf) !=
+         std::end(kSlotNames);
+}
 
 absl::string_view ShardingName(absl::string_view name) {
   return StripLeaf(StripLeaf(name, IsSlotName), IsPartName);

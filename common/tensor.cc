@@ -1,6 +1,9 @@
 #include "common/tensor.h"
 
+#include <algorithm>
+
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
 #include "common/shape.h"
 #include "common/status.h"
 
@@ -32,6 +35,17 @@ absl::StatusOr<Tensor> Tensor::FromBytes(DType dtype, std::vector<int64_t> dims,
     return absl::InvalidArgumentError(absl::StrCat(
         "Tensor of shape ", ShapeString(dims), " and dtype ", DTypeName(dtype),
         " needs ", expected, " bytes, but ", bytes.size(), " were sent"));
+  }
+  if (dtype == v1::DT_BOOL) {
+    // Any other byte is no bool: reading it as one is undefined.
+    const auto bad = std::find_if(bytes.begin(), bytes.end(), [](char c) {
+      return static_cast<unsigned char>(c) > 1;
+    });
+    if (bad != bytes.end()) {
+      return absl::InvalidArgumentError(absl::StrFormat(
+          "bool tensor element %d is 0x%02x, not 0 or 1", bad - bytes.begin(),
+          static_cast<unsigned char>(*bad)));
+    }
   }
   Tensor t;
   t.dtype_ = dtype;

@@ -25,8 +25,8 @@ class Tensor {
   Tensor(DType dtype, std::vector<int64_t> dims);
 
   // Takes `bytes` as the content. Returns INVALID_ARGUMENT for an unsupported
-  // dtype, a negative or overflowing dimension, or a byte length that does
-  // not match the shape.
+  // dtype, a negative or overflowing dimension, a byte length that does not
+  // match the shape, or a bool element other than 0 or 1.
   static absl::StatusOr<Tensor> FromBytes(DType dtype,
                                           std::vector<int64_t> dims,
                                           std::string bytes);

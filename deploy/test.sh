@@ -3,8 +3,9 @@
 # (compiling Varscope inside the build: about 5-10 minutes the first time, a
 # minute or two after small changes thanks to the ccache mount), runs
 # compose.yaml's three shards, the Python trainer and two C++ workers against
-# them, checks the results with the CLI from a container, backs up every
-# shard and serves a restored copy of one, stops a shard with SIGTERM,
+# them, checks the results with the CLI from a container (and that a shard
+# list in another order is refused), backs up every shard and serves a
+# restored copy of one, stops a shard with SIGTERM,
 # recreates every container from the named volumes and checks that all data
 # survived, runs the StatefulSet's pod template with `podman kube play`, and
 # removes everything it made (the images stay, for the cache).
@@ -216,6 +217,14 @@ with vs.variable_scope("linear", reuse=True):
     print(vs.get_variable("bias").read().tolist())')
 [ "$python_bias" = "[10.0]" ] || fail "Python via TF_CONFIG read $python_bias"
 weights_before=$(values linear/weights)
+# A worker that lists the shards in another order is refused, and told the
+# cluster's order.
+swapped="varscope-1:7070,varscope-0:7070,varscope-2:7070"
+if out=$(cli --server="$swapped" ls 2>&1); then
+  fail "a swapped shard list was served"
+fi
+[[ $out == *"Shard list mismatch"*"order: $cluster" ]] ||
+  fail "swapped shard list: $out"
 phase_done "CLI checks"
 
 log "back up every shard; restore varscope-1's backup and serve it alone"

@@ -1,21 +1,53 @@
 // varscoped: the Varscope parameter server.
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
+#include <climits>
 #include <csignal>
 #include <cstdio>
+#include <cstdlib>
 
 #include "CLI/CLI.hpp"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_split.h"
+#include "common/cluster.h"
+#include "server/cluster_identity.h"
 #include "server/durability.h"
 #include "server/server.h"
 
 namespace {
+
+// Exit codes.
+constexpr int kExitError = 1;  // could not start, or stopped by an error
+constexpr int kExitUsage = 2;  // bad flags or TF_CONFIG
 
 int g_signal_pipe[2];
 
 void OnSignal(int signal) {
   const unsigned char byte = static_cast<unsigned char>(signal);
   (void)!write(g_signal_pipe[1], &byte, 1);
+}
+
+// The identity the cluster flags configure, else (with none of them given)
+// the one a parameter server task's TF_CONFIG does.
+absl::StatusOr<std::optional<varscope::v1::ClusterIdentity>>
+IdentityFromFlagsOrTfConfig(const varscope::server::ClusterOptions& flags,
+                            bool flags_given) {
+  if (flags_given) return varscope::server::ConfiguredIdentity(flags);
+  const char* tf_config = std::getenv("TF_CONFIG");
+  absl::StatusOr<std::optional<varscope::server::ClusterOptions>> options =
+      varscope::server::ClusterOptionsFromTfConfig(
+          tf_config == nullptr ? "" : tf_config);
+  if (options.ok() && options->has_value()) {
+    return varscope::server::ConfiguredIdentity(**options);
+  }
+  if (!options.ok()) {
+    return absl::InvalidArgumentError(
+        absl::StrCat(options.status().message(),
+                     "; pass --cluster and --shard-index, or fix TF_CONFIG"));
+  }
+  return std::nullopt;
 }
 
 }  // namespace
@@ -71,14 +103,50 @@ int main(int argc, char** argv) {
                  "accepted tokens, one per line: every call but health "
                  "checks must send 'authorization: Bearer <token>' (needs "
                  "TLS)");
-  CLI11_PARSE(app, argc, argv);
+  varscope::server::ClusterOptions cluster;
+  CLI::Option* cluster_flags[] = {
+      app.add_option_function<std::string>(
+          "--cluster",
+          [&](const std::string& text) {
+            cluster.shards = absl::StrSplit(text, ',');
+          },
+          "every shard's HOST:PORT, comma-separated, in cluster order (the "
+          "order every worker lists them in); with --shard-index. Recorded "
+          "in the store at its first start: a later start as another shard "
+          "is refused. Default: TF_CONFIG's cluster.ps and task.index when "
+          "its task.type is \"ps\", else the recorded identity, else a "
+          "standalone server"),
+      app.add_option("--shard-index", cluster.shard_index,
+                     "this server's position in --cluster, from 0")
+          ->check(CLI::Range(int64_t{0}, int64_t{INT32_MAX})),
+      app.add_option("--cluster-id", cluster.cluster_id,
+                     "the cluster's id (default: a hash of --cluster, the "
+                     "same on every shard)")};
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::ParseError& e) {
+    return app.exit(e) == 0 ? 0 : kExitUsage;
+  }
+  {
+    const bool flags_given =
+        std::any_of(std::begin(cluster_flags), std::end(cluster_flags),
+                    [](const CLI::Option* o) { return o->count() > 0; });
+    absl::StatusOr<std::optional<varscope::v1::ClusterIdentity>> identity =
+        IdentityFromFlagsOrTfConfig(cluster, flags_given);
+    if (!identity.ok()) {
+      std::fprintf(stderr, "varscoped: %s\n",
+                   identity.status().ToString().c_str());
+      return kExitUsage;
+    }
+    options.cluster = *std::move(identity);
+  }
 
   // SIGINT and SIGTERM may arrive on any thread (gRPC starts some before
   // main): the handler only writes the signal number to a pipe that this
   // thread waits on.
   if (pipe(g_signal_pipe) != 0) {
     std::perror("varscoped: pipe");
-    return 1;
+    return kExitError;
   }
   struct sigaction action = {};
   action.sa_handler = OnSignal;
@@ -90,14 +158,20 @@ int main(int argc, char** argv) {
   if (!server.ok()) {
     std::fprintf(stderr, "varscoped: %s\n",
                  std::string(server.status().ToString()).c_str());
-    return 1;
+    return kExitError;
   }
   const std::string host =
       options.listen_address.substr(0, options.listen_address.rfind(':'));
+  const varscope::v1::ClusterIdentity& identity = (*server)->cluster();
+  const std::string shard =
+      identity.shards().empty()
+          ? ""
+          : absl::StrCat(", ", varscope::DescribeShard(identity));
   std::printf(
-      "varscoped serving on %s:%d (data dir %s, durability %s)\n", host.c_str(),
-      (*server)->port(), options.data_dir.c_str(),
-      varscope::server::DurabilityToString(options.table.durability).c_str());
+      "varscoped serving on %s:%d (data dir %s, durability %s%s)\n",
+      host.c_str(), (*server)->port(), options.data_dir.c_str(),
+      varscope::server::DurabilityToString(options.table.durability).c_str(),
+      shard.c_str());
   std::fflush(stdout);
 
   unsigned char signal = 0;

@@ -10,6 +10,7 @@
 #include "absl/strings/str_cat.h"
 #include "common/status.h"
 #include "common/transport.h"
+#include "server/cluster_identity.h"
 #include "server/variable_service.h"
 
 namespace varscope::server {
@@ -41,6 +42,10 @@ absl::StatusOr<std::unique_ptr<Server>> Server::Start(
       Storage::Open(storage_options, options.data_dir);
   if (!storage.ok()) return WithDamageHint(storage.status());
   server->storage_ = *std::move(storage);
+  absl::StatusOr<v1::ClusterIdentity> cluster =
+      SettleIdentity(*server->storage_, options.data_dir, options.cluster);
+  if (!cluster.ok()) return WithDamageHint(cluster.status());
+  server->cluster_ = *std::move(cluster);
   absl::StatusOr<std::unique_ptr<VariableTable>> table =
       VariableTable::Load(options.table, server->storage_.get());
   if (!table.ok()) return WithDamageHint(table.status());
@@ -48,6 +53,7 @@ absl::StatusOr<std::unique_ptr<Server>> Server::Start(
   ServiceOptions service_options;
   service_options.max_message_bytes = options.max_message_bytes;
   service_options.max_variable_bytes = options.table.max_variable_bytes;
+  service_options.cluster = server->cluster_;
   server->service_ = std::make_unique<VariableServiceImpl>(server->table_.get(),
                                                            service_options);
 

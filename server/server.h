@@ -4,6 +4,7 @@
 #define VARSCOPE_SERVER_SERVER_H_
 
 #include <memory>
+#include <optional>
 #include <string>
 
 #include "absl/status/statusor.h"
@@ -33,14 +34,20 @@ struct ServerOptions {
   int64_t max_message_bytes = int64_t{256} << 20;
   // TLS and tokens. Default: plaintext, no tokens.
   ServerSecurity security;
+  // The place in a cluster this server is started as (see
+  // ConfiguredIdentity). Default: nullopt, the one the store recorded, else
+  // a standalone server.
+  std::optional<v1::ClusterIdentity> cluster;
 };
 
 // Thread-safe.
 class Server {
  public:
-  // Opens the store, loads every variable and starts serving. Errors: the
-  // store's (UNAVAILABLE if another server holds the directory, DATA_LOSS if
-  // it is damaged), UNAVAILABLE if the address cannot be bound.
+  // Opens the store, settles its cluster identity (SettleIdentity), loads
+  // every variable and starts serving. Errors: the store's (UNAVAILABLE if
+  // another server holds the directory, DATA_LOSS if it is damaged),
+  // FAILED_PRECONDITION if options.cluster differs from the identity the
+  // store recorded, UNAVAILABLE if the address cannot be bound.
   static absl::StatusOr<std::unique_ptr<Server>> Start(
       const ServerOptions& options);
 
@@ -51,6 +58,8 @@ class Server {
 
   // The bound port.
   int port() const { return port_; }
+  // The store's place in its cluster.
+  const v1::ClusterIdentity& cluster() const { return cluster_; }
 
   VariableServiceImpl& ServiceForTest() { return *service_; }
 
@@ -62,6 +71,7 @@ class Server {
   Server() = default;
 
   int port_ = 0;
+  v1::ClusterIdentity cluster_;
   std::unique_ptr<Storage> storage_;
   std::unique_ptr<VariableTable> table_;
   std::unique_ptr<VariableServiceImpl> service_;

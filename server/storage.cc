@@ -1,18 +1,27 @@
 #include "server/storage.h"
 
 #include <fcntl.h>
+#include <pthread.h>
 #include <unistd.h>
 
+#include <cstdio>
 #include <filesystem>
 #include <fstream>
+#include <map>
 #include <thread>
 #include <utility>
 
 #include "absl/base/internal/endian.h"
+#include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+#include "absl/strings/str_join.h"
+#include "absl/strings/str_split.h"
+#include "absl/time/clock.h"
 #include "common/crc32c.h"
 #include "common/status.h"
+#include "rocksdb/file_system.h"
 #include "rocksdb/listener.h"
 #include "rocksdb/options.h"
 #include "rocksdb/write_batch.h"
@@ -29,9 +38,23 @@ constexpr size_t kDataMemtableBytes = 32 << 20;
 // of some overlap the checksums, copies and page faults of others (4 loaded
 // 1 GiB in 0.9 s where 2 took 1.2 s, on 2 cores, files in the page cache).
 constexpr size_t kLoadThreads = 4;
-// "IDENTITY\nSEQUENCE\n": everything up to write SEQUENCE of the store with
-// that RocksDB identity is in its table files.
+// The key of the cluster identity in the default column family.
+constexpr char kClusterIdentityKey[] = "cluster-identity";
+// "IDENTITY\nSEQUENCE\nLOG:BYTES ... LOG\n": everything up to write SEQUENCE
+// of the store with that RocksDB identity is in its table files, and its
+// write-ahead logs were LOG.log, ... (RocksDB deletes a log only once
+// everything in it is flushed), all but the newest closed at BYTES bytes.
+// Stores written before logs were recorded have the first two lines only.
 constexpr char kDurableFile[] = "VARSCOPE-DURABLE";
+// The size recorded for the log RocksDB writes into.
+constexpr uint64_t kOpenLog = ~uint64_t{0};
+// A write-ahead log record may be torn only at the end of a log (a write
+// that never completed, so never acknowledged); RocksDB's default
+// (kPointInTimeRecovery) silently drops everything after any damaged record.
+constexpr rocksdb::WALRecoveryMode kWalRecovery =
+    rocksdb::WALRecoveryMode::kTolerateCorruptedTailRecords;
+// How often Storage::Recover may try again: each try flushes the memtables.
+constexpr absl::Duration kRecoveryInterval = absl::Seconds(1);
 
 rocksdb::Slice ToSlice(absl::string_view s) {
   return rocksdb::Slice(s.data(), s.size());
@@ -64,14 +87,17 @@ std::string ChunkLimit(absl::string_view name) {
   return limit;
 }
 
+// A write refused for want of space; `cause` says where it failed.
+absl::Status NoSpaceError(absl::string_view path, absl::string_view cause) {
+  return absl::ResourceExhaustedError(absl::StrCat(
+      "No space left on the disk of data directory ", path,
+      ": the update was not applied; writes resume once space is freed (",
+      cause, ")"));
+}
+
 // The error a failed write returns.
 absl::Status WriteError(const rocksdb::Status& status, absl::string_view path) {
-  if (status.IsNoSpace()) {
-    return absl::ResourceExhaustedError(absl::StrCat(
-        "No space left on the disk of data directory ", path,
-        ": the update was not applied; writes resume once space is freed (",
-        status.ToString(), ")"));
-  }
+  if (status.IsNoSpace()) return NoSpaceError(path, status.ToString());
   if (status.IsIOError()) {
     return absl::UnavailableError(absl::StrCat(
         "I/O error writing data directory ", path,
@@ -94,7 +120,10 @@ absl::Status ReplaceFile(const std::filesystem::path& path,
                        fsync(fd) == 0;
   const int saved_errno = errno;
   close(fd);
-  if (!written) return absl::ErrnoToStatus(saved_errno, "Writing " + temporary);
+  if (!written) {
+    unlink(temporary.c_str());
+    return absl::ErrnoToStatus(saved_errno, "Writing " + temporary);
+  }
   if (rename(temporary.c_str(), path.c_str()) != 0) {
     return absl::ErrnoToStatus(errno, "Renaming " + temporary);
   }
@@ -106,23 +135,148 @@ absl::Status ReplaceFile(const std::filesystem::path& path,
   return absl::OkStatus();
 }
 
-// Drops RocksDB's informational log (of the read-only check, which would
-// otherwise rotate the store's LOG).
+// Drops RocksDB's informational log.
 class NoLogger final : public rocksdb::Logger {
  public:
   using rocksdb::Logger::Logv;
   void Logv(const char* format, va_list ap) override {}
 };
 
+// Keeps RocksDB's first warning, for the read-only check (whose log would
+// otherwise rotate the store's LOG): RocksDB names a damaged log file there
+// only ("DIR/000004.log: dropping 32768 bytes; Corruption: ...").
+class FirstWarning final : public rocksdb::Logger {
+ public:
+  using rocksdb::Logger::Logv;
+  void Logv(const char* format, va_list ap) override {}
+  void Logv(const rocksdb::InfoLogLevel level, const char* format,
+            va_list ap) override {
+    if (level < rocksdb::InfoLogLevel::WARN_LEVEL) return;
+    char text[512];
+    std::vsnprintf(text, sizeof(text), format, ap);
+    absl::string_view warning = text;
+    // Without RocksDB's "[source.cc:LINE] ".
+    if (absl::StartsWith(warning, "[") && warning.find("] ") != warning.npos) {
+      warning.remove_prefix(warning.find("] ") + 2);
+    }
+    absl::MutexLock l(&mu_);
+    if (first_.empty()) first_ = std::string(warning);
+  }
+  std::string first() {
+    absl::MutexLock l(&mu_);
+    return first_;
+  }
+
+ private:
+  absl::Mutex mu_;
+  std::string first_ ABSL_GUARDED_BY(mu_);
+};
+
+// RocksDB's informational log, in the data directory's LOG file (the one
+// before it renamed LOG.old.MICROS, as RocksDB does). RocksDB's own file
+// logger asserts (an assertion Debian's build keeps) when it writes again
+// after a failed write, so a full disk aborted the server: this one drops
+// the lines that do not fit and goes on.
+class InfoLog final : public rocksdb::Logger {
+ public:
+  static std::shared_ptr<rocksdb::Logger> Open(rocksdb::FileSystem& fs,
+                                               const std::string& dir) {
+    const std::string path = dir + "/LOG";
+    rocksdb::IOOptions io;
+    if (fs.FileExists(path, io, nullptr).ok()) {
+      fs.RenameFile(
+            path, absl::StrCat(path, ".old.", absl::ToUnixMicros(absl::Now())),
+            io, nullptr)
+          .PermitUncheckedError();
+    }
+    std::unique_ptr<rocksdb::FSWritableFile> file;
+    if (!fs.NewWritableFile(path, rocksdb::FileOptions(), &file, nullptr)
+             .ok()) {
+      return std::make_shared<NoLogger>();
+    }
+    return std::make_shared<InfoLog>(std::move(file));
+  }
+
+  explicit InfoLog(std::unique_ptr<rocksdb::FSWritableFile> file)
+      : file_(std::move(file)) {}
+
+  using rocksdb::Logger::Logv;
+  void Logv(const char* format, va_list ap) override {
+    std::string line = absl::FormatTime("%Y/%m/%d-%H:%M:%E6S ", absl::Now(),
+                                        absl::LocalTimeZone());
+    absl::StrAppend(&line, static_cast<uint64_t>(pthread_self()), " ");
+    va_list copy;
+    va_copy(copy, ap);
+    const int size = std::vsnprintf(nullptr, 0, format, copy);
+    va_end(copy);
+    if (size > 0) {
+      const size_t start = line.size();
+      line.resize(start + static_cast<size_t>(size) + 1);
+      std::vsnprintf(line.data() + start, static_cast<size_t>(size) + 1, format,
+                     ap);
+      line.pop_back();  // vsnprintf's '\0'
+    }
+    if (line.back() != '\n') line.push_back('\n');
+    absl::MutexLock l(&mu_);
+    file_->Append(ToSlice(line), rocksdb::IOOptions(), nullptr)
+        .PermitUncheckedError();
+  }
+
+ private:
+  absl::Mutex mu_;
+  const std::unique_ptr<rocksdb::FSWritableFile> file_ ABSL_PT_GUARDED_BY(mu_);
+};
+
+// The write-ahead logs (NUMBER.log) in `dir`: their sizes by number.
+std::map<uint64_t, uint64_t> Logs(const std::string& dir) {
+  std::map<uint64_t, uint64_t> logs;
+  std::error_code error;
+  for (const auto& entry : std::filesystem::directory_iterator(dir, error)) {
+    const std::string name = entry.path().filename().string();
+    uint64_t number = 0;
+    if (absl::EndsWith(name, ".log") &&
+        absl::SimpleAtoi(absl::string_view(name).substr(0, name.size() - 4),
+                         &number)) {
+      logs[number] = entry.file_size(error);
+    }
+  }
+  return logs;
+}
+
+// Whether the file named `name` belongs to a RocksDB store (or is ours).
+bool IsStoreFile(absl::string_view name) {
+  return name == "IDENTITY" || name == kDurableFile ||
+         absl::StartsWith(name, "MANIFEST-") ||
+         absl::StartsWith(name, "OPTIONS-") || absl::EndsWith(name, ".sst") ||
+         absl::EndsWith(name, ".log") || absl::EndsWith(name, ".blob");
+}
+
 }  // namespace
 
-// Records the sequence a flush made durable in the table files.
-class Storage::FlushListener final : public rocksdb::EventListener {
+class Storage::Listener final : public rocksdb::EventListener {
  public:
-  explicit FlushListener(Storage* storage) : storage_(storage) {}
+  explicit Listener(Storage* storage) : storage_(storage) {}
+
   void OnFlushCompleted(rocksdb::DB* db,
                         const rocksdb::FlushJobInfo& info) override {
     storage_->RecordDurable(info.largest_seqno);
+  }
+
+  // A sealed memtable comes with a new write-ahead log, and no write goes
+  // into it before this returns.
+  void OnMemTableSealed(const rocksdb::MemTableInfo& info) override {
+    storage_->RecordLogs();
+  }
+
+  // RocksDB recovers from a full disk on its own only once the disk has as
+  // much free space as its largest memtable (64 MiB); Storage::Recover
+  // resumes at the next write instead, as soon as the flush fits.
+  void OnErrorRecoveryBegin(rocksdb::BackgroundErrorReason reason,
+                            rocksdb::Status error,
+                            bool* auto_recovery) override {
+    if (error.severity() >= rocksdb::Status::Severity::kHardError) {
+      *auto_recovery = false;
+    }
   }
 
  private:
@@ -248,30 +402,33 @@ std::vector<rocksdb::ColumnFamilyDescriptor> Storage::Families() {
 }
 
 absl::Status Storage::OpenDb() {
-  namespace fs = std::filesystem;
+  VS_ASSIGN_OR_RETURN(const bool exists, CheckStore());
   std::error_code error;
-  const bool exists = fs::exists(fs::path(path_) / "CURRENT", error);
-  if (!exists && fs::exists(path_, error) && !fs::is_empty(path_, error)) {
-    return absl::FailedPreconditionError(absl::StrCat(
-        "Data directory ", path_,
-        " holds files but no store (its CURRENT file is missing): not "
-        "starting on it, and not creating an empty store over it. Restore a "
-        "backup or checkpoint into a new directory (varscope restore), or "
-        "give an empty or new directory"));
-  }
   // Left over by a backup that did not finish.
-  if (exists) fs::remove_all(StagingDirectory(), error);
-  if (exists) VS_RETURN_IF_ERROR(CheckNothingLost());
+  if (exists) std::filesystem::remove_all(StagingDirectory(), error);
   rocksdb::DBOptions db_options;
   db_options.create_if_missing = !exists;
   db_options.create_missing_column_families = true;
   db_options.IncreaseParallelism(2);
   db_options.paranoid_checks = true;
+  db_options.wal_recovery_mode = kWalRecovery;
+  // The replayed log stays in the memtables (and the log on disk until they
+  // are flushed): on a nearly full disk the store opens, and writes resume
+  // after a failed one, as soon as they fit, not once the log fits in table
+  // files too.
+  db_options.avoid_flush_during_recovery = true;
   // A write-ahead log the MANIFEST knows of that is missing or short is an
   // error, not a silent loss.
   db_options.track_and_verify_wals_in_manifest = true;
-  db_options.listeners.push_back(std::make_shared<FlushListener>(this));
+  db_options.listeners.push_back(std::make_shared<Listener>(this));
   if (options_.env != nullptr) db_options.env = options_.env;
+  if (info_log_ == nullptr) {
+    rocksdb::FileSystem& fs = *db_options.env->GetFileSystem();
+    fs.CreateDirIfMissing(path_, rocksdb::IOOptions(), nullptr)
+        .PermitUncheckedError();
+    info_log_ = InfoLog::Open(fs, path_);
+  }
+  db_options.info_log = info_log_;
 
   rocksdb::DB* raw_db = nullptr;
   rocksdb::Status s =
@@ -279,73 +436,187 @@ absl::Status Storage::OpenDb() {
   db_.reset(raw_db);
   if (!s.ok()) {
     if (s.IsIOError() && s.ToString().find("lock") != std::string::npos) {
-      return absl::UnavailableError(
-          absl::StrCat("Data directory ", path_,
-                       " is in use by another process: ", s.ToString()));
+      return InUseError(s);
     }
     return FromRocksStatus(s, absl::StrCat("Opening data directory ", path_));
   }
   std::string identity;
   db_->GetDbIdentity(identity).PermitUncheckedError();
-  absl::MutexLock d(&durable_mu_);
-  if (identity != identity_) durable_ = 0;
-  identity_ = std::move(identity);
+  {
+    absl::MutexLock d(&durable_mu_);
+    if (identity != durable_.identity) durable_ = {std::move(identity)};
+  }
+  RecordLogs();
   return absl::OkStatus();
 }
 
-absl::Status Storage::CheckNothingLost() {
-  const std::filesystem::path file =
-      std::filesystem::path(path_) / kDurableFile;
-  std::ifstream in(file);
-  std::string identity, sequence_text;
-  uint64_t durable = 0;
-  if (!std::getline(in, identity) || !std::getline(in, sequence_text) ||
-      !absl::SimpleAtoi(sequence_text, &durable)) {
-    return absl::OkStatus();  // nothing recorded (yet)
+absl::Status Storage::InUseError(const rocksdb::Status& status) const {
+  return absl::UnavailableError(
+      absl::StrCat("Data directory ", path_,
+                   " is in use by another process: ", status.ToString()));
+}
+
+absl::StatusOr<bool> Storage::CheckStore() {
+  namespace fs = std::filesystem;
+  std::error_code error;
+  if (!fs::exists(fs::path(path_) / "CURRENT", error)) {
+    bool other_files = false;
+    for (const auto& entry : fs::directory_iterator(path_, error)) {
+      const std::string name = entry.path().filename().string();
+      if (IsStoreFile(name)) {
+        return absl::DataLossError(
+            absl::StrCat("Data directory ", path_,
+                         " holds a store's files but its CURRENT file is "
+                         "missing"));
+      }
+      other_files = true;
+    }
+    if (!other_files) return false;  // a new store
+    return absl::FailedPreconditionError(absl::StrCat(
+        "Data directory ", path_,
+        " holds files but no store (its CURRENT file is missing): not "
+        "starting on it, and not creating an empty store over it. Restore a "
+        "backup or checkpoint into a new directory (varscope restore), or "
+        "give an empty or new directory"));
   }
-  // Open it read-only, as RocksDB would recover it but without deleting
-  // anything (only the default column family: the sequence is the store's).
   rocksdb::DBOptions options;
+  if (options_.env != nullptr) options.env = options_.env;
+  // Another process writing the store would change it under the check.
+  rocksdb::FileLock* lock = nullptr;
+  rocksdb::Status s = options.env->LockFile(path_ + "/LOCK", &lock);
+  if (!s.ok()) return InUseError(s);
+  struct Unlock {
+    rocksdb::Env* env;
+    rocksdb::FileLock* lock;
+    ~Unlock() { env->UnlockFile(lock).PermitUncheckedError(); }
+  } unlock{options.env, lock};
+
+  // Open it read-only as RocksDB will recover it, without deleting anything.
+  options.wal_recovery_mode = kWalRecovery;
   options.track_and_verify_wals_in_manifest = true;  // as OpenDb, which
   // recorded the logs in the MANIFEST (a read-only open cannot unrecord them)
-  options.info_log = std::make_shared<NoLogger>();
-  if (options_.env != nullptr) options.env = options_.env;
+  auto warnings = std::make_shared<FirstWarning>();
+  options.info_log = warnings;
+  const std::string context = absl::StrCat("Opening data directory ", path_);
+  std::vector<std::string> names;
+  s = rocksdb::DB::ListColumnFamilies(options, path_, &names);
+  std::vector<rocksdb::ColumnFamilyDescriptor> families;
+  for (const std::string& name : names) {
+    families.emplace_back(name, rocksdb::ColumnFamilyOptions());
+  }
   std::vector<rocksdb::ColumnFamilyHandle*> handles;
   rocksdb::DB* raw_db = nullptr;
-  rocksdb::Status s = rocksdb::DB::OpenForReadOnly(
-      options, path_,
-      {{rocksdb::kDefaultColumnFamilyName, rocksdb::ColumnFamilyOptions()}},
-      &handles, &raw_db);
+  if (s.ok()) {
+    s = rocksdb::DB::OpenForReadOnly(options, path_, families, &handles,
+                                     &raw_db);
+  }
   std::unique_ptr<rocksdb::DB> db(raw_db);
-  absl::Status status =
-      FromRocksStatus(s, absl::StrCat("Opening data directory ", path_));
-  if (status.ok()) {
-    std::string found;
-    db->GetDbIdentity(found).PermitUncheckedError();
-    const uint64_t recovered = db->GetLatestSequenceNumber();
-    if (found == identity && recovered < durable) {
-      status = absl::DataLossError(absl::StrCat(
-          "Opening data directory ", path_,
-          ": it recovers writes up to "
-          "sequence ",
-          recovered, ", but writes up to sequence ", durable,
-          " were in its table files before (", kDurableFile,
-          "): its MANIFEST or table files were truncated, replaced or lost"));
-    }
-    for (rocksdb::ColumnFamilyHandle* h : handles) {
-      db->DestroyColumnFamilyHandle(h).PermitUncheckedError();
+  if (s.IsPathNotFound()) {
+    return absl::DataLossError(absl::StrCat(
+        context, ": a file of the store is missing (", s.ToString(), ")"));
+  }
+  if (s.IsCorruption() && !warnings->first().empty()) {
+    return absl::DataLossError(absl::StrCat(context, ": ", s.ToString(), " (",
+                                            warnings->first(), ")"));
+  }
+  VS_RETURN_IF_ERROR(FromRocksStatus(s, context));
+  absl::Status status = CheckDurableRecord(*db);
+  for (rocksdb::ColumnFamilyHandle* h : handles) {
+    db->DestroyColumnFamilyHandle(h).PermitUncheckedError();
+  }
+  VS_RETURN_IF_ERROR(status);
+  return true;
+}
+
+absl::Status Storage::CheckDurableRecord(rocksdb::DB& db) {
+  std::ifstream in(std::filesystem::path(path_) / kDurableFile);
+  DurableRecord record;
+  std::string sequence_text, logs_text;
+  if (!std::getline(in, record.identity) || !std::getline(in, sequence_text) ||
+      !absl::SimpleAtoi(sequence_text, &record.sequence)) {
+    return absl::OkStatus();  // nothing recorded (yet)
+  }
+  std::getline(in, logs_text);
+  for (absl::string_view text : absl::StrSplit(logs_text, ' ')) {
+    std::pair<absl::string_view, absl::string_view> log =
+        absl::StrSplit(text, absl::MaxSplits(':', 1));
+    uint64_t number = 0;
+    uint64_t bytes = kOpenLog;
+    if (absl::SimpleAtoi(log.first, &number) &&
+        (log.second.empty() || absl::SimpleAtoi(log.second, &bytes))) {
+      record.logs[number] = bytes;
     }
   }
-  return status;
+  std::string identity;
+  db.GetDbIdentity(identity).PermitUncheckedError();
+  if (identity != record.identity) return absl::OkStatus();
+  const std::string context = absl::StrCat("Opening data directory ", path_);
+  const uint64_t recovered = db.GetLatestSequenceNumber();
+  if (recovered < record.sequence) {
+    return absl::DataLossError(absl::StrCat(
+        context, ": it recovers writes up to sequence ", recovered,
+        ", but writes up to sequence ", record.sequence,
+        " were in its table files before (", kDurableFile,
+        "): its MANIFEST or table files were truncated, replaced or lost"));
+  }
+  // RocksDB deletes only the logs before this one (all flushed).
+  uint64_t first_kept = 0;
+  db.GetIntProperty(rocksdb::DB::Properties::kMinLogNumberToKeep, &first_kept);
+  const std::map<uint64_t, uint64_t> present = Logs(path_);
+  for (const auto& [number, bytes] : record.logs) {
+    if (number < first_kept) continue;
+    auto it = present.find(number);
+    const std::string log =
+        absl::StrFormat("%s: its write-ahead log %06d.log", context, number);
+    if (it == present.end()) {
+      return absl::DataLossError(
+          absl::StrCat(log, " is missing (", kDurableFile,
+                       " lists it): the writes it held are lost"));
+    }
+    if (bytes != kOpenLog && it->second < bytes) {
+      return absl::DataLossError(absl::StrCat(
+          log, " has ", it->second, " bytes, but it was closed at ", bytes,
+          " (", kDurableFile, "): the writes cut from it are lost"));
+    }
+  }
+  {
+    // Keep what was recorded when this store is opened next.
+    absl::MutexLock d(&durable_mu_);
+    if (durable_.identity != identity) durable_ = std::move(record);
+  }
+  return absl::OkStatus();
 }
 
 void Storage::RecordDurable(uint64_t sequence) {
   absl::MutexLock d(&durable_mu_);
-  if (sequence <= durable_ || identity_.empty()) return;
+  if (sequence <= durable_.sequence || durable_.identity.empty()) return;
+  DurableRecord record = durable_;
+  record.sequence = sequence;
+  WriteDurableRecord(std::move(record));
+}
+
+void Storage::RecordLogs() {
+  std::map<uint64_t, uint64_t> logs = Logs(path_);
+  // RocksDB appends only to the newest log.
+  if (!logs.empty()) logs.rbegin()->second = kOpenLog;
+  absl::MutexLock d(&durable_mu_);
+  if (logs == durable_.logs || durable_.identity.empty()) return;
+  DurableRecord record = durable_;
+  record.logs = std::move(logs);
+  WriteDurableRecord(std::move(record));
+}
+
+void Storage::WriteDurableRecord(DurableRecord record) {
+  std::vector<std::string> logs;
+  for (const auto& [number, bytes] : record.logs) {
+    logs.push_back(bytes == kOpenLog ? absl::StrCat(number)
+                                     : absl::StrCat(number, ":", bytes));
+  }
   if (ReplaceFile(std::filesystem::path(path_) / kDurableFile,
-                  absl::StrCat(identity_, "\n", sequence, "\n"))
+                  absl::StrCat(record.identity, "\n", record.sequence, "\n",
+                               absl::StrJoin(logs, " "), "\n"))
           .ok()) {
-    durable_ = sequence;
+    durable_ = std::move(record);
   }
 }
 
@@ -400,7 +671,10 @@ absl::Status Storage::Write(const StorageBatch& batch) {
   if (s.ok()) return absl::OkStatus();
   absl::Status error = WriteError(s, path_);
   absl::MutexLock e(&error_mu_);
-  if (!failed_.exchange(true)) error_ = error;
+  if (!failed_.exchange(true)) {
+    error_ = error;
+    room_needed_ = s.IsNoSpace() ? write_batch.GetDataSize() : 0;
+  }
   return error;
 }
 
@@ -408,32 +682,79 @@ absl::Status Storage::Recover() {
   if (!failed_.load()) return absl::OkStatus();
   absl::MutexLock l(&mu_);
   if (!failed_.load()) return absl::OkStatus();
-  if (db_ != nullptr) {
-    const rocksdb::Status s = db_->Resume();
-    if (s.ok()) {
+  if (absl::Now() >= next_recovery_ && HasRoomForFailedWrite()) {
+    const absl::Status status = RecoverDb();
+    if (status.ok()) {
       failed_.store(false);
       return absl::OkStatus();
     }
-    if (s.IsBusy()) {  // RocksDB is recovering on its own (e.g. from ENOSPC)
-      absl::MutexLock e(&error_mu_);
-      return error_;
-    }
-    // RocksDB does not resume after a failed log write: reopen the store,
-    // which replays the log up to the last complete record.
-    CloseDb(/*clean=*/false);
-  }
-  if (absl::Status status = OpenDb(); !status.ok()) {
-    if (db_ != nullptr) CloseDb(/*clean=*/false);
+    next_recovery_ = absl::Now() + kRecoveryInterval;
     absl::MutexLock e(&error_mu_);
-    error_ = absl::Status(error_.code(),
-                          absl::StrCat(error_.message(),
-                                       "; reopening the store after the error "
-                                       "failed too: ",
-                                       status.message()));
-    return error_;
+    error_ = status;
   }
-  failed_.store(false);
-  return absl::OkStatus();
+  absl::MutexLock e(&error_mu_);
+  return error_;
+}
+
+bool Storage::HasRoomForFailedWrite() {
+  uint64_t needed = 0;
+  {
+    absl::MutexLock e(&error_mu_);
+    needed = room_needed_;
+  }
+  rocksdb::Env* env =
+      options_.env != nullptr ? options_.env : rocksdb::Env::Default();
+  uint64_t free = 0;
+  return needed == 0 || !env->GetFreeSpace(path_, &free).ok() || free >= needed;
+}
+
+absl::Status Storage::RecoverDb() {
+  // Reopen rather than DB::Resume: RocksDB does not resume after an I/O
+  // error writing the log, and resumes by flushing every memtable, which
+  // needs room on a full disk.
+  if (db_ != nullptr) CloseDb(/*clean=*/false);
+  const absl::Status status = OpenDb();
+  if (status.ok()) return status;
+  if (db_ != nullptr) CloseDb(/*clean=*/false);
+  if (absl::IsResourceExhausted(status)) {
+    return NoSpaceError(path_, status.message());
+  }
+  return absl::Status(
+      status.code(),
+      absl::StrCat("Data directory ", path_,
+                   ": the update was not applied; the store is closed after a "
+                   "write error and reopening it failed: ",
+                   status.message()));
+}
+
+absl::StatusOr<std::optional<v1::ClusterIdentity>>
+Storage::ReadClusterIdentity() {
+  absl::ReaderMutexLock l(&mu_);
+  std::string value;
+  const rocksdb::Status s = db_->Get(rocksdb::ReadOptions(), handles_[0],
+                                     kClusterIdentityKey, &value);
+  if (s.IsNotFound()) return std::nullopt;
+  VS_RETURN_IF_ERROR(FromRocksStatus(
+      s,
+      absl::StrCat("Reading the cluster identity in data directory ", path_)));
+  v1::ClusterIdentity identity;
+  if (!identity.ParseFromString(value)) {
+    return absl::DataLossError(
+        absl::StrCat("The cluster identity recorded in data directory ", path_,
+                     " is damaged"));
+  }
+  return identity;
+}
+
+absl::Status Storage::WriteClusterIdentity(
+    const v1::ClusterIdentity& identity) {
+  absl::ReaderMutexLock l(&mu_);
+  rocksdb::WriteOptions options;
+  options.sync = true;
+  return FromRocksStatus(
+      db_->Put(options, handles_[0], kClusterIdentityKey,
+               identity.SerializeAsString()),
+      absl::StrCat("Recording the cluster identity in data directory ", path_));
 }
 
 absl::Status Storage::LoadApplied(

@@ -19,7 +19,9 @@
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
 #include "absl/synchronization/mutex.h"
+#include "absl/time/time.h"
 #include "rocksdb/db.h"
+#include "varscope/v1/cluster.pb.h"
 #include "varscope/v1/storage.pb.h"
 
 namespace varscope::server {
@@ -108,22 +110,29 @@ struct RestoredStore {
   // The backup restored; 0 for a checkpoint.
   uint32_t backup_id = 0;
   StoreSummary contents;
+  // Its cluster identity (see Storage::ReadClusterIdentity); nullopt for a
+  // store from before identities were recorded.
+  std::optional<v1::ClusterIdentity> cluster;
 };
 
 // Thread-safe.
 class Storage {
  public:
   // Opens the store in directory `path`, creating it if the directory is
-  // missing or empty. Returns UNAVAILABLE if another process holds it,
-  // DATA_LOSS if RocksDB finds it damaged or if it holds less than it
-  // durably held before (RocksDB silently opens a store whose MANIFEST lost
-  // its tail as an older store and deletes the newer files: the store
-  // records the last write sequence known to be in its table files in
-  // VARSCOPE-DURABLE at each flush and clean close, and checks it, read-only,
-  // before RocksDB may delete anything), FAILED_PRECONDITION if the
-  // directory holds other files but no store (a deleted CURRENT file is not
-  // silently replaced by an empty store), and the mapped RocksDB error
-  // otherwise.
+  // missing or empty. A store that is damaged or not whole is refused before
+  // RocksDB may change anything in the directory (RocksDB itself would drop
+  // what follows a damaged write-ahead log record and delete the log, open a
+  // store whose MANIFEST lost its tail as an older store and delete the newer
+  // files, and open a store whose log is gone as an older one): returns
+  // DATA_LOSS if a write-ahead log record is damaged (a torn last record of
+  // a log, a write that never completed, is dropped), if a log, the
+  // MANIFEST, a table file or the CURRENT file (while other files of the
+  // store are there) is missing, if RocksDB finds the store damaged, or if
+  // it holds less than it durably held before (VARSCOPE-DURABLE records the
+  // last write sequence known to be in the table files, and the logs).
+  // Returns UNAVAILABLE if another process holds the store,
+  // FAILED_PRECONDITION if the directory holds other files but no store, and
+  // the mapped RocksDB error otherwise.
   static absl::StatusOr<std::unique_ptr<Storage>> Open(
       const StorageOptions& options, std::string path);
 
@@ -138,12 +147,13 @@ class Storage {
   // succeeds.
   absl::Status Write(const StorageBatch& batch);
 
-  // After a failed write: lets RocksDB resume from its background error, or,
-  // if the error is one RocksDB cannot resume from (a failed write-ahead log
-  // write), closes and reopens the store, which replays the log. OK if the
-  // store takes writes again (at once when no write failed), else the error
-  // that still stands. A write that failed may still be in the replayed
-  // log: the caller rewrites what it touched.
+  // After a failed write: closes and reopens the store, which replays the
+  // write-ahead log (into memory, so on a full disk writes resume as soon as
+  // they fit). Tries at most once a second, and after a full disk only once
+  // it has room for the write that failed; returns OK if the store takes
+  // writes again (at once when no write failed), else the last try's error
+  // (RESOURCE_EXHAUSTED while the disk is full). A write that failed may
+  // still be in the replayed log: the caller rewrites what it touched.
   absl::Status Recover();
 
   // Calls `fn` with every stored variable's record and its assembled bytes,
@@ -159,6 +169,16 @@ class Storage {
   // (see StorageBatch::PutApplied).
   absl::Status LoadApplied(
       const std::function<absl::Status(std::string, int64_t, std::string)>& fn);
+
+  // The cluster identity recorded in the store, nullopt if none is. It is a
+  // record of the default column family, so checkpoints, backups and
+  // restores carry it. DATA_LOSS if the record does not parse; the mapped
+  // RocksDB error otherwise.
+  absl::StatusOr<std::optional<v1::ClusterIdentity>> ReadClusterIdentity();
+
+  // Records `identity` (fsynced before it returns). Errors: the mapped
+  // RocksDB error; nothing is recorded.
+  absl::Status WriteClusterIdentity(const v1::ClusterIdentity& identity);
 
   // Moves every memtable into table files (so that a checkpoint taken next
   // has little to move).
@@ -208,10 +228,34 @@ class Storage {
  private:
   Storage(const StorageOptions& options, std::string path);
 
-  class FlushListener;
+  class Listener;
+
+  // What VARSCOPE-DURABLE says about the store with RocksDB identity
+  // `identity`.
+  struct DurableRecord {
+    std::string identity;
+    // Every write up to this sequence is in the table files.
+    uint64_t sequence = 0;
+    // The write-ahead logs: the bytes of each closed one, by number (the
+    // one being written has kOpenLog in storage.cc).
+    std::map<uint64_t, uint64_t> logs;
+  };
 
   // Opens the RocksDB store. REQUIRES: db_ is null.
   absl::Status OpenDb() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Whether the disk has room for the write that failed for want of space
+  // (true if another error failed it): reopening before would only leave
+  // one more log behind.
+  bool HasRoomForFailedWrite() ABSL_LOCKS_EXCLUDED(error_mu_);
+  // One try of Recover: reopens the store, or returns why not.
+  absl::Status RecoverDb() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // UNAVAILABLE: another process holds the store (`status` says how).
+  absl::Status InUseError(const rocksdb::Status& status) const;
+  // Returns whether the directory holds a store (false if it is missing or
+  // empty), after checking, read-only, that the store is whole (see Open).
+  absl::StatusOr<bool> CheckStore();
+  // Checks the store opened read-only in `db` against VARSCOPE-DURABLE.
+  absl::Status CheckDurableRecord(rocksdb::DB& db);
   // Assembles the bytes of variables [begin, end) of `metas` into `data`
   // (see LoadAll).
   absl::Status LoadChunks(std::vector<v1::StoredVariable>& metas, size_t begin,
@@ -220,11 +264,14 @@ class Storage {
   // Closes it; when `clean`, first flushes every memtable and records the
   // durable sequence.
   void CloseDb(bool clean) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  // DATA_LOSS if the store, opened read-only as RocksDB would recover it,
-  // holds less than VARSCOPE-DURABLE says its table files did.
-  absl::Status CheckNothingLost();
   // Records that everything up to write `sequence` is in the table files.
   void RecordDurable(uint64_t sequence) ABSL_LOCKS_EXCLUDED(durable_mu_);
+  // Records the write-ahead logs in the directory. Called before anything is
+  // written into a new log.
+  void RecordLogs() ABSL_LOCKS_EXCLUDED(durable_mu_);
+  // Writes `record` to VARSCOPE-DURABLE and keeps it on success.
+  void WriteDurableRecord(DurableRecord record)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(durable_mu_);
 
   const StorageOptions options_;
   const std::string path_;
@@ -235,15 +282,20 @@ class Storage {
   std::unique_ptr<rocksdb::DB> db_ ABSL_GUARDED_BY(mu_);
   // default, meta, data, applied.
   std::vector<rocksdb::ColumnFamilyHandle*> handles_ ABSL_GUARDED_BY(mu_);
+  // RocksDB's informational log, kept across reopens.
+  std::shared_ptr<rocksdb::Logger> info_log_ ABSL_GUARDED_BY(mu_);
+  // When Recover may try again after a failed try.
+  absl::Time next_recovery_ ABSL_GUARDED_BY(mu_) = absl::InfinitePast();
   // Set by a failed write, cleared by Recover; `error_` is that write's
   // error.
   std::atomic<bool> failed_{false};
   absl::Mutex error_mu_ ABSL_ACQUIRED_AFTER(mu_);
   absl::Status error_ ABSL_GUARDED_BY(error_mu_);
-  // The store's RocksDB identity and the durable sequence last recorded.
+  // The bytes that write needed when it failed for want of space, else 0.
+  uint64_t room_needed_ ABSL_GUARDED_BY(error_mu_) = 0;
+  // What VARSCOPE-DURABLE says (its identity is the open store's).
   absl::Mutex durable_mu_;
-  std::string identity_ ABSL_GUARDED_BY(durable_mu_);
-  uint64_t durable_ ABSL_GUARDED_BY(durable_mu_) = 0;
+  DurableRecord durable_ ABSL_GUARDED_BY(durable_mu_);
 };
 
 // Sets the CRC-32C of chunks [first_chunk, last_chunk) of `data` (the

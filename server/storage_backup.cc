@@ -273,6 +273,12 @@ absl::StatusOr<RestoredStore> Storage::Restore(const std::string& backup_dir,
           });
     }
     if (status.ok()) {
+      absl::StatusOr<std::optional<v1::ClusterIdentity>> cluster =
+          (*storage)->ReadClusterIdentity();
+      status = cluster.status();
+      if (status.ok()) restored.cluster = *std::move(cluster);
+    }
+    if (status.ok()) {
       absl::ReaderMutexLock l(&(*storage)->mu_);
       summary.sequence = (*storage)->db_->GetLatestSequenceNumber();
     }

@@ -420,6 +420,7 @@ grpc::ServerUnaryReactor* VariableServiceImpl::GetServerInfo(
   response->set_reads(reads_.load(std::memory_order_relaxed));
   response->set_updates(updates_.load(std::memory_order_relaxed));
   response->set_gets(gets_.load(std::memory_order_relaxed));
+  *response->mutable_cluster() = options_.cluster;
   return Reply(context, absl::OkStatus());
 }
 

@@ -21,6 +21,9 @@ struct ServiceOptions {
   int64_t stream_chunk_bytes = int64_t{2} << 20;
   // The largest content a WriteStream accepts. Default: 4 GiB.
   int64_t max_variable_bytes = int64_t{4} << 30;
+  // The server's place in its cluster, as GetServerInfo reports it.
+  // Default: empty.
+  v1::ClusterIdentity cluster;
 };
 
 // The callback service with the data path's methods taking and giving raw

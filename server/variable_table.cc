@@ -5,9 +5,10 @@
 #include <cstring>
 #include <limits>
 #include <map>
+#include <optional>
 #include <utility>
 
-#include "absl/container/btree_set.h"
+#include "absl/container/flat_hash_set.h"
 #include "absl/random/random.h"
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
@@ -24,14 +25,25 @@
 
 namespace varscope::server {
 
+namespace {
+
+// The number of parts of the partitioned variable `slice` is a part of.
+int64_t NumParts(const v1::SliceInfo& slice) {
+  int64_t n = 1;
+  for (const int64_t p : slice.partitions()) n *= p;
+  return n;
+}
+
+}  // namespace
+
 struct VariableTable::Variable {
   Variable(v1::StoredVariable m, std::string d)
       : name(m.info().name()),
         dtype(m.info().dtype()),
         dims(m.info().shape().dims().begin(), m.info().shape().dims().end()),
-        partition_of(m.info().has_slice() && m.info().slice().part_index() == 0
-                         ? m.info().slice().full_name()
-                         : ""),
+        whole(m.info().has_slice() ? m.info().slice().full_name() : ""),
+        part_index(m.info().slice().part_index()),
+        num_parts(m.info().has_slice() ? NumParts(m.info().slice()) : 0),
         chunk_bytes(m.chunk_bytes()),
         meta(std::move(m)),
         data(std::make_shared<std::string>(std::move(d))) {}
@@ -50,8 +62,11 @@ struct VariableTable::Variable {
   const std::string name;
   const DType dtype;
   const std::vector<int64_t> dims;
-  // For part 0 of a partitioned variable, the whole's name; else "".
-  const std::string partition_of;
+  // For a part of a partitioned variable: the whole's name, this part's
+  // index and the number of parts. Else "", 0, 0.
+  const std::string whole;
+  const int64_t part_index;
+  const int64_t num_parts;
   const int64_t chunk_bytes;
 
   // Held by the one writer of this variable from reading its state until the
@@ -88,6 +103,7 @@ struct VariableTable::Plan {
   v1::Initializer init;  // resolved from the default
   bool trainable = true;
   v1::Constraint constraint;
+  std::optional<v1::Collections> collections;  // absent: the default
   std::vector<std::string> reserved;
   std::shared_ptr<absl::Notification> done;
 };
@@ -101,6 +117,27 @@ std::string PartName(absl::string_view name, int64_t i) {
 // Python's str() of a list of ints: "[4, 1]".
 std::string ListString(absl::Span<const int64_t> values) {
   return absl::StrCat("[", absl::StrJoin(values, ", "), "]");
+}
+
+// A request's collection names: a variable's metadata is kept in memory and
+// sent with every listing, so its size is bounded.
+absl::Status ValidateCollections(absl::string_view name,
+                                 const v1::Collections& collections) {
+  constexpr int kMaxCollections = 64;
+  constexpr size_t kMaxCollectionNameBytes = 256;
+  if (collections.names_size() > kMaxCollections) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "Variable ", name, " is given ", collections.names_size(),
+        " collections; at most ", kMaxCollections, " are allowed"));
+  }
+  for (const std::string& collection : collections.names()) {
+    if (collection.empty() || collection.size() > kMaxCollectionNameBytes) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "Collection names of variable ", name, " must have 1 to ",
+          kMaxCollectionNameBytes, " bytes, got one of ", collection.size()));
+    }
+  }
+  return absl::OkStatus();
 }
 
 Shape RequestShape(const v1::GetVariableRequest& request) {
@@ -176,9 +213,9 @@ absl::StatusOr<std::unique_ptr<VariableTable>> VariableTable::Load(
       [&](v1::StoredVariable meta, std::string data) -> absl::Status {
         table->mu_.AssertHeld();
         std::string name = meta.info().name();
-        table->vars_.emplace(
-            std::move(name),
-            std::make_shared<Variable>(std::move(meta), std::move(data)));
+        auto var = std::make_shared<Variable>(std::move(meta), std::move(data));
+        table->IndexNames(*var, /*add=*/true);
+        table->vars_.emplace(std::move(name), std::move(var));
         return absl::OkStatus();
       }));
   if (options.durability.mode == Durability::Mode::kInterval) {
@@ -366,55 +403,107 @@ std::shared_ptr<absl::Notification> VariableTable::Busy(
   return nullptr;
 }
 
-std::string VariableTable::NearMatches(absl::string_view name) const {
-  // Every name, and the whole of every partitioned variable.
-  absl::btree_set<std::string> candidates;
-  for (const auto& [n, var] : vars_) {
-    candidates.insert(n);
-    if (!var->partition_of.empty()) candidates.insert(var->partition_of);
+void VariableTable::IndexNames(const Variable& var, bool add) {
+  absl::MutexLock n(&names_mu_);
+  for (const std::string* name : {&var.name, &var.whole}) {
+    if (name->empty()) continue;
+    if (add) {
+      names_.Add(*name);
+    } else {
+      names_.Remove(*name);
+    }
   }
-  return varscope::NearMatches(
-      name, std::vector<std::string>(candidates.begin(), candidates.end()));
+}
+
+std::string VariableTable::NearMatches(absl::string_view name) const {
+  std::vector<std::string> candidates;
+  {
+    absl::ReaderMutexLock n(&names_mu_);
+    candidates = names_.NearMatchCandidates(name);
+  }
+  if (near_matches_hook_) near_matches_hook_();
+  return varscope::NearMatches(name, candidates);
+}
+
+absl::Status VariableTable::WithNearMatches(absl::Status status,
+                                            absl::string_view name) const {
+  if (!absl::IsNotFound(status)) return status;
+  return absl::NotFoundError(absl::StrCat(status.message(), NearMatches(name)));
 }
 
 absl::StatusOr<std::shared_ptr<VariableTable::Variable>> VariableTable::Find(
     absl::string_view name) const {
   VS_RETURN_IF_ERROR(ValidateName(name));
-  absl::ReaderMutexLock l(&mu_);
-  std::shared_ptr<Variable> var = Lookup(name);
+  std::shared_ptr<Variable> var;
+  {
+    absl::ReaderMutexLock l(&mu_);
+    var = Lookup(name);
+  }
   if (var == nullptr) {
-    return absl::NotFoundError(
-        absl::StrCat("Variable ", name, " does not exist.", NearMatches(name)));
+    return WithNearMatches(absl::NotFoundError(absl::StrCat(
+                               "Variable ", name, " does not exist.")),
+                           name);
   }
   return var;
+}
+
+absl::StatusOr<std::vector<std::shared_ptr<VariableTable::Variable>>>
+VariableTable::Parts(absl::string_view name) const {
+  // Any part gives their number; it sorts among the parts and their slots.
+  const std::string prefix = absl::StrCat(name, "/part_");
+  int64_t num_parts = 0;
+  for (auto it = vars_.lower_bound(prefix);
+       it != vars_.end() && absl::StartsWith(it->first, prefix); ++it) {
+    if (it->second->whole == name) {
+      num_parts = it->second->num_parts;
+      break;
+    }
+  }
+  std::vector<std::shared_ptr<Variable>> parts;
+  std::vector<std::string> missing;
+  for (int64_t i = 0; i < num_parts; ++i) {
+    std::string part_name = PartName(name, i);
+    std::shared_ptr<Variable> part = Lookup(part_name);
+    if (part != nullptr && part->whole == name) {
+      parts.push_back(std::move(part));
+    } else {
+      missing.push_back(std::move(part_name));
+    }
+  }
+  if (missing.empty()) return parts;
+  constexpr size_t kMaxNamed = 10;
+  const size_t n = missing.size();
+  if (n > kMaxNamed) missing.resize(kMaxNamed);
+  return absl::FailedPreconditionError(absl::StrCat(
+      "Partitioned variable ", name, " is incomplete: ", n, " of its ",
+      num_parts, n == 1 ? " parts is" : " parts are", " missing (",
+      absl::StrJoin(missing, ", "), n > kMaxNamed ? ", ..." : "",
+      "); restore it from a backup, or delete what is left: varscope rm -r ",
+      name));
 }
 
 absl::Status VariableTable::CheckNewVariable(
     absl::string_view name, DType dtype, absl::Span<const int64_t> dims) const {
   VS_ASSIGN_OR_RETURN(const int64_t n, NumElements(dims));
+  // Both fit in int64: NumElements is at most 2^50.
   const int64_t bytes = n * static_cast<int64_t>(DTypeSize(dtype));
-  if (n > options_.max_variable_bytes || bytes > options_.max_variable_bytes) {
-    return absl::ResourceExhaustedError(absl::StrCat(
-        "Variable ", name, " of shape ", ShapeString(dims), " and dtype ",
-        DTypeName(dtype), " needs ", n, " elements of ", DTypeSize(dtype),
-        " bytes, more than this server's limit of ",
-        options_.max_variable_bytes, " bytes per variable"));
+  const absl::StatusOr<int64_t> row =
+      dims.empty() ? absl::StatusOr<int64_t>(0) : NumElements(dims.subspan(1));
+  std::string over;
+  if (bytes > options_.max_variable_bytes) {
+    over = absl::StrCat("needs ", bytes, " bytes");
+  } else if (!row.ok() || *row * static_cast<int64_t>(DTypeSize(dtype)) >
+                              options_.max_variable_bytes) {
+    // A row (one index of the first axis) must fit too, even with no rows:
+    // its size lays out the chunks and sizes row updates.
+    over = absl::StrCat("has rows of shape ", ShapeString(dims.subspan(1)));
+  } else {
+    return absl::OkStatus();
   }
-  // A row (one index of the first axis) must fit too, even with no rows: its
-  // size lays out the chunks and sizes row updates.
-  if (!dims.empty()) {
-    const absl::StatusOr<int64_t> row = NumElements(dims.subspan(1));
-    if (!row.ok() || *row > options_.max_variable_bytes ||
-        *row * static_cast<int64_t>(DTypeSize(dtype)) >
-            options_.max_variable_bytes) {
-      return absl::ResourceExhaustedError(absl::StrCat(
-          "Variable ", name, " of shape ", ShapeString(dims), " and dtype ",
-          DTypeName(dtype), " has rows of shape ", ShapeString(dims.subspan(1)),
-          ", more than this server's limit of ", options_.max_variable_bytes,
-          " bytes per variable"));
-    }
-  }
-  return absl::OkStatus();
+  return absl::ResourceExhaustedError(absl::StrCat(
+      "Variable ", name, " of shape ", ShapeString(dims), " and dtype ",
+      DTypeName(dtype), " ", over, ", over this server's limit of ",
+      options_.max_variable_bytes, " (--max-variable-bytes)"));
 }
 
 absl::StatusOr<v1::GetVariableResponse> VariableTable::GetVariable(
@@ -440,10 +529,7 @@ absl::StatusOr<v1::GetVariableResponse> VariableTable::GetVariable(
                                             request.shape().dims_size()));
     }
   }
-  const bool has_partitioner =
-      request.has_partitioner() &&
-      request.partitioner().kind_case() != v1::Partitioner::KIND_NOT_SET;
-  const bool is_scalar = request.has_shape() && request.shape().dims().empty();
+  VS_RETURN_IF_ERROR(ValidateCollections(name, request.collections()));
   const std::vector<std::string> keys = {name, PartName(name, 0)};
 
   for (;;) {
@@ -454,17 +540,14 @@ absl::StatusOr<v1::GetVariableResponse> VariableTable::GetVariable(
       absl::MutexLock l(&mu_);
       wait = Busy(keys);
       if (wait == nullptr) {
-        std::shared_ptr<Variable> part0 = Lookup(keys[1]);
-        const bool reuse_partitioned = request.mode() == v1::REUSE &&
-                                       !has_partitioner && part0 != nullptr &&
-                                       part0->partition_of == name;
-        decided = (has_partitioner && !is_scalar) || reuse_partitioned
-                      ? DecidePartitioned(request, &plan)
-                      : DecideSingle(request, &plan);
+        decided = Decide(request, &plan);
         if (decided.ok() && !plan.parts.empty()) {
           plan.dtype = request.dtype();
           plan.trainable = !request.has_trainable() || request.trainable();
           plan.constraint = request.constraint();
+          if (request.has_collections()) {
+            plan.collections = request.collections();
+          }
           plan.done = std::make_shared<absl::Notification>();
           plan.reserved.push_back(name);
           if (plan.partitioned) {
@@ -480,9 +563,25 @@ absl::StatusOr<v1::GetVariableResponse> VariableTable::GetVariable(
       wait->WaitForNotification();
       continue;
     }
-    if (!decided.ok() || plan.parts.empty()) return decided;
+    if (!decided.ok()) return WithNearMatches(decided.status(), name);
+    if (plan.parts.empty()) return decided;
     return Create(plan);
   }
+}
+
+absl::StatusOr<v1::GetVariableResponse> VariableTable::Decide(
+    const v1::GetVariableRequest& request, Plan* plan) const {
+  VS_ASSIGN_OR_RETURN(const std::vector<std::shared_ptr<Variable>> parts,
+                      Parts(request.name()));
+  const bool has_partitioner =
+      request.has_partitioner() &&
+      request.partitioner().kind_case() != v1::Partitioner::KIND_NOT_SET;
+  const bool is_scalar = request.has_shape() && request.shape().dims().empty();
+  const bool reuse_partitioned =
+      request.mode() == v1::REUSE && !has_partitioner && !parts.empty();
+  return (has_partitioner && !is_scalar) || reuse_partitioned
+             ? DecidePartitioned(request, parts, plan)
+             : DecideSingle(request, plan);
 }
 
 absl::StatusOr<v1::GetVariableResponse> VariableTable::DecideSingle(
@@ -523,8 +622,7 @@ absl::StatusOr<v1::GetVariableResponse> VariableTable::DecideSingle(
     return absl::NotFoundError(absl::StrCat(
         "Variable ", name,
         " does not exist, or was not created with tf.get_variable(). Did you "
-        "mean to set reuse=tf.AUTO_REUSE in VarScope?",
-        NearMatches(name)));
+        "mean to set reuse=tf.AUTO_REUSE in VarScope?"));
   }
   if (!shape.IsFullyDefined()) {
     return absl::InvalidArgumentError(absl::StrCat(
@@ -548,7 +646,8 @@ absl::StatusOr<v1::GetVariableResponse> VariableTable::DecideSingle(
 }
 
 absl::StatusOr<v1::GetVariableResponse> VariableTable::DecidePartitioned(
-    const v1::GetVariableRequest& request, Plan* plan) const {
+    const v1::GetVariableRequest& request,
+    const std::vector<std::shared_ptr<Variable>>& parts, Plan* plan) const {
   const std::string& name = request.name();
   const DType dtype = request.dtype();
   const bool has_partitioner =
@@ -581,15 +680,15 @@ absl::StatusOr<v1::GetVariableResponse> VariableTable::DecidePartitioned(
     VS_ASSIGN_OR_RETURN(slices,
                         SlicePartitions(name, shape.dims(), *partitions));
   }
-  std::shared_ptr<Variable> part0 = Lookup(PartName(name, 0));
-  if (part0 != nullptr && part0->partition_of == name) {
+  if (!parts.empty()) {
+    const Variable& part0 = *parts.front();
     if (request.mode() == v1::CREATE) {
       return absl::AlreadyExistsError(
           absl::StrCat("Partitioned variable with name ", name,
                        " already exists. Did you mean to set reuse=True or "
                        "reuse=tf.AUTO_REUSE in VarScope?"));
     }
-    const v1::VariableInfo info0 = part0->Info();
+    const v1::VariableInfo info0 = part0.Info();
     const std::vector<int64_t> found_dims(
         info0.slice().full_shape().dims().begin(),
         info0.slice().full_shape().dims().end());
@@ -601,11 +700,11 @@ absl::StatusOr<v1::GetVariableResponse> VariableTable::DecidePartitioned(
                        ", but specified shape ", shape.ToString(),
                        " and found shape ", ShapeString(found_dims), "."));
     }
-    if (dtype != part0->dtype) {
+    if (dtype != part0.dtype) {
       return absl::InvalidArgumentError(
           absl::StrCat("Trying to reuse partitioned variable ", name,
                        ", but specified dtype ", DTypeName(dtype),
-                       " and found dtype ", DTypeName(part0->dtype), "."));
+                       " and found dtype ", DTypeName(part0.dtype), "."));
     }
     if (partitions.has_value() && *partitions != found_partitions) {
       return absl::InvalidArgumentError(absl::StrCat(
@@ -613,16 +712,8 @@ absl::StatusOr<v1::GetVariableResponse> VariableTable::DecidePartitioned(
           ", but specified partitions ", ListString(*partitions),
           " and found partitions ", ListString(found_partitions), "."));
     }
-    int64_t num_parts = 1;
-    for (int64_t p : found_partitions) num_parts *= p;
     v1::GetVariableResponse response;
-    for (int64_t i = 0; i < num_parts; ++i) {
-      std::shared_ptr<Variable> part = Lookup(PartName(name, i));
-      if (part == nullptr) {
-        return absl::FailedPreconditionError(
-            absl::StrCat("Partitioned variable ", name,
-                         " is incomplete: ", PartName(name, i), " is missing"));
-      }
+    for (const std::shared_ptr<Variable>& part : parts) {
       *response.add_parts() = part->Info();
     }
     v1::VariableInfo* whole = response.mutable_variable();
@@ -630,6 +721,9 @@ absl::StatusOr<v1::GetVariableResponse> VariableTable::DecidePartitioned(
     whole->set_dtype(dtype);
     *whole->mutable_shape() = info0.slice().full_shape();
     whole->set_trainable(info0.trainable());
+    if (info0.has_collections()) {
+      *whole->mutable_collections() = info0.collections();
+    }
     *whole->mutable_initializer() = info0.initializer();
     whole->set_create_time_micros(info0.create_time_micros());
     return response;
@@ -638,11 +732,10 @@ absl::StatusOr<v1::GetVariableResponse> VariableTable::DecidePartitioned(
     return absl::NotFoundError(absl::StrCat(
         "PartitionedVariable ", name,
         " does not exist, or was not created with tf.get_variable(). Did you "
-        "mean to set reuse=False or reuse=tf.AUTO_REUSE in VarScope?",
-        NearMatches(name)));
+        "mean to set reuse=False or reuse=tf.AUTO_REUSE in VarScope?"));
   }
   const int64_t n = static_cast<int64_t>(slices.size());
-  if (part0 != nullptr) {
+  if (Lookup(PartName(name, 0)) != nullptr) {
     if (Lookup(PartName(name, n - 1)) == nullptr) {
       return absl::InvalidArgumentError(absl::StrCat(
           "Partitioner returned a different partitioning than what was "
@@ -731,6 +824,9 @@ absl::StatusOr<v1::GetVariableResponse> VariableTable::Create(Plan& plan) {
     info->set_dtype(plan.dtype);
     info->set_version(1);
     info->set_trainable(plan.trainable);
+    if (plan.collections.has_value()) {
+      *info->mutable_collections() = *plan.collections;
+    }
     *info->mutable_initializer() = stored_init;
     if (plan.constraint.kind_case() != v1::Constraint::KIND_NOT_SET) {
       *info->mutable_constraint() = plan.constraint;
@@ -759,6 +855,9 @@ absl::StatusOr<v1::GetVariableResponse> VariableTable::Create(Plan& plan) {
     whole->mutable_shape()->mutable_dims()->Assign(plan.full_dims.begin(),
                                                    plan.full_dims.end());
     whole->set_trainable(plan.trainable);
+    if (plan.collections.has_value()) {
+      *whole->mutable_collections() = *plan.collections;
+    }
     *whole->mutable_initializer() = stored_init;
     whole->set_create_time_micros(now);
   }
@@ -777,6 +876,7 @@ absl::StatusOr<v1::GetVariableResponse> VariableTable::Create(Plan& plan) {
       [&] {
         absl::MutexLock l(&mu_);
         for (std::shared_ptr<Variable>& var : created) {
+          IndexNames(*var, /*add=*/true);
           std::string name = var->name;
           vars_.insert_or_assign(std::move(name), std::move(var));
         }
@@ -1291,54 +1391,95 @@ absl::Status VariableTable::Select(
     absl::string_view name, bool recursive,
     const std::function<std::string(const std::string&)>& rename,
     Selection* selection) {
-  const std::string prefix = absl::StrCat(name, "/");
   for (;;) {
     std::shared_ptr<absl::Notification> wait;
+    absl::Status status;
     {
       absl::MutexLock l(&mu_);
-      selection->names.clear();
-      selection->vars.clear();
-      selection->targets.clear();
-      for (auto it = vars_.lower_bound(name); it != vars_.end(); ++it) {
-        if (it->first == name ||
-            (recursive && absl::StartsWith(it->first, prefix))) {
-          selection->names.push_back(it->first);
-          selection->vars.push_back(it->second);
-        } else if (!absl::StartsWith(it->first, name)) {
-          break;
-        }
-      }
-      if (selection->names.empty()) {
-        return absl::NotFoundError(
-            recursive ? absl::StrCat("Nothing named ", name, " or under ",
-                                     prefix, " exists.", NearMatches(name))
-                      : absl::StrCat("Variable ", name, " does not exist.",
-                                     NearMatches(name)));
-      }
-      if (rename) {
-        for (const std::string& n : selection->names) {
-          std::string target = rename(n);
-          if (Lookup(target) != nullptr || busy_.contains(target)) {
-            return absl::AlreadyExistsError(
-                absl::StrCat("Cannot rename ", n, " to ", target, ": Variable ",
-                             target, " already exists"));
-          }
-          selection->targets.push_back(std::move(target));
-        }
-      }
-      wait = Busy(selection->names);
-      if (wait == nullptr) {
-        for (const std::string& n : selection->names) {
-          busy_[n] = selection->done;
-        }
-        for (const std::string& n : selection->targets) {
-          busy_[n] = selection->done;
-        }
-        return absl::OkStatus();
-      }
+      status = Pick(name, recursive, rename, selection, &wait);
     }
+    if (!status.ok()) return WithNearMatches(status, name);
+    if (wait == nullptr) return absl::OkStatus();
     wait->WaitForNotification();
   }
+}
+
+absl::Status VariableTable::Pick(
+    absl::string_view name, bool recursive,
+    const std::function<std::string(const std::string&)>& rename,
+    Selection* selection, std::shared_ptr<absl::Notification>* wait) {
+  const std::string prefix = absl::StrCat(name, "/");
+  selection->names.clear();
+  selection->vars.clear();
+  selection->targets.clear();
+  for (auto it = vars_.lower_bound(name); it != vars_.end(); ++it) {
+    if (it->first == name ||
+        (recursive && absl::StartsWith(it->first, prefix))) {
+      selection->names.push_back(it->first);
+      selection->vars.push_back(it->second);
+    } else if (!absl::StartsWith(it->first, name)) {
+      break;
+    }
+  }
+  if (selection->names.empty()) {
+    return absl::NotFoundError(
+        recursive ? absl::StrCat("Nothing named ", name, " or under ", prefix,
+                                 " exists.")
+                  : absl::StrCat("Variable ", name, " does not exist."));
+  }
+  VS_RETURN_IF_ERROR(CheckWholes(*selection, rename != nullptr));
+  if (rename) {
+    for (const std::string& n : selection->names) {
+      std::string target = rename(n);
+      if (Lookup(target) != nullptr || busy_.contains(target)) {
+        return absl::AlreadyExistsError(
+            absl::StrCat("Cannot rename ", n, " to ", target, ": Variable ",
+                         target, " already exists"));
+      }
+      selection->targets.push_back(std::move(target));
+    }
+  }
+  *wait = Busy(selection->names);
+  if (*wait != nullptr) return absl::OkStatus();
+  for (const std::string& n : selection->names) busy_[n] = selection->done;
+  for (const std::string& n : selection->targets) busy_[n] = selection->done;
+  return absl::OkStatus();
+}
+
+absl::Status VariableTable::CheckWholes(const Selection& selection,
+                                        bool rename) const {
+  const absl::flat_hash_set<absl::string_view> taken(selection.names.begin(),
+                                                     selection.names.end());
+  // (whole, slot) already checked; slot "" for the parts themselves.
+  absl::flat_hash_set<std::pair<std::string, std::string>> checked;
+  for (const std::shared_ptr<Variable>& var : selection.vars) {
+    // The part `var` is, or whose optimizer slot it is.
+    std::shared_ptr<Variable> part = var;
+    absl::string_view slot;
+    if (var->whole.empty()) {
+      slot = LeafName(var->name);
+      if (!IsSlotName(slot) || slot.size() == var->name.size()) continue;
+      part = Lookup(absl::string_view(var->name).substr(
+          0, var->name.size() - slot.size() - 1));
+      if (part == nullptr || part->whole.empty()) continue;
+    }
+    if (!checked.emplace(part->whole, slot).second) continue;
+    for (int64_t i = 0; i < part->num_parts; ++i) {
+      std::string member = PartName(part->whole, i);
+      if (!slot.empty()) member = JoinName(member, slot);
+      if (taken.contains(member) || Lookup(member) == nullptr) continue;
+      return absl::FailedPreconditionError(absl::StrCat(
+          "Variable ", var->name, " is ",
+          slot.empty() ? "" : absl::StrCat("the ", slot, " slot of "), "part ",
+          part->part_index, " of the partitioned variable ", part->whole, " (",
+          part->num_parts, " parts); ",
+          rename ? absl::StrCat("rename the whole: varscope mv ", part->whole,
+                                " NEW_NAME")
+                 : absl::StrCat("delete the whole: varscope rm -r ",
+                                part->whole)));
+    }
+  }
+  return absl::OkStatus();
 }
 
 void VariableTable::Release(Selection& selection) {
@@ -1356,8 +1497,10 @@ void VariableTable::Retire(Selection& selection,
   for (size_t i = 0; i < selection.vars.size(); ++i) {
     selection.vars[i]->write_mu.AssertHeld();
     selection.vars[i]->deleted = true;
+    IndexNames(*selection.vars[i], /*add=*/false);
     vars_.erase(selection.names[i]);
     if (!moved.empty()) {
+      IndexNames(*moved[i], /*add=*/true);
       vars_.insert_or_assign(selection.targets[i], std::move(moved[i]));
     }
   }

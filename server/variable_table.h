@@ -19,6 +19,7 @@
 #include "absl/strings/string_view.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/synchronization/notification.h"
+#include "common/names.h"
 #include "common/tensor.h"
 #include "common/variable_ops.h"
 #include "server/applied_updates.h"
@@ -54,6 +55,8 @@ struct TableOptions {
 // error (RESOURCE_EXHAUSTED when the disk is full, UNAVAILABLE for other I/O
 // errors) and what it touched is rewritten before the next change. In the
 // interval mode, while the last flush failed, changes fail with its error.
+// The similar names a NOT_FOUND lists come from a bounded search of an index
+// of names with a lock of its own, so that it never holds up other calls.
 class VariableTable {
  public:
   // Loads every variable from `storage`, which must outlive the table.
@@ -86,10 +89,12 @@ class VariableTable {
   // TensorFlow's get_variable for one full name and reuse mode (DESIGN.md
   // §1). Creation is atomic: concurrent callers for one name see one
   // variable, and exactly one of them gets created=true. Errors:
-  // INVALID_ARGUMENT (bad name, dtype, shape, initializer, partitioner; shape
-  // or dtype mismatch), ALREADY_EXISTS (CREATE of an existing name),
-  // NOT_FOUND (REUSE of a missing name; the message lists similar names),
-  // RESOURCE_EXHAUSTED (over max_variable_bytes), store errors.
+  // INVALID_ARGUMENT (bad name, dtype, shape, initializer, partitioner,
+  // collections; shape or dtype mismatch), ALREADY_EXISTS (CREATE of an
+  // existing name), NOT_FOUND (REUSE of a missing name; the message lists
+  // similar names), FAILED_PRECONDITION (in every mode, when only some parts
+  // of the partitioned variable `name` exist: it is never created again over
+  // them), RESOURCE_EXHAUSTED (over max_variable_bytes), store errors.
   absl::StatusOr<v1::GetVariableResponse> GetVariable(
       const v1::GetVariableRequest& request);
 
@@ -144,14 +149,18 @@ class VariableTable {
   absl::StatusOr<v1::VariableInfo> Stat(absl::string_view name) const;
 
   // Deletes `name` and, when recursive, every variable under `name/`, in one
-  // atomic store write. Returns how many were deleted; NOT_FOUND if none.
+  // atomic store write. Returns how many were deleted; NOT_FOUND (with
+  // similar names) if none; FAILED_PRECONDITION, deleting nothing, if that
+  // would take some but not all parts of a partitioned variable, or the same
+  // optimizer slot of some but not all of its parts.
   absl::StatusOr<int64_t> Delete(absl::string_view name, bool recursive);
 
   // Renames `old_name` and every variable under `old_name/` to the same names
   // under `new_name`, in one atomic store write; parts of a partitioned
   // variable keep pointing at their (renamed) whole. Returns how many were
   // renamed. NOT_FOUND if nothing is named so, ALREADY_EXISTS if a new name
-  // is taken, INVALID_ARGUMENT for a bad name or a move into itself.
+  // is taken, INVALID_ARGUMENT for a bad name or a move into itself,
+  // FAILED_PRECONDITION as Delete's; nothing is renamed on error.
   absl::StatusOr<int64_t> Rename(absl::string_view old_name,
                                  absl::string_view new_name);
 
@@ -161,6 +170,13 @@ class VariableTable {
   };
   // How many variables the table holds and their bytes.
   Totals GetTotals() const;
+
+  // Runs `hook` in every near-match search (of a NOT_FOUND) after it has
+  // taken its candidates, while it holds no lock. REQUIRES: no call is in
+  // flight.
+  void SetNearMatchesHookForTest(std::function<void()> hook) {
+    near_matches_hook_ = std::move(hook);
+  }
 
  private:
   struct Variable;
@@ -174,11 +190,24 @@ class VariableTable {
   // The variable called `name`, or NOT_FOUND listing similar names.
   absl::StatusOr<std::shared_ptr<Variable>> Find(absl::string_view name) const
       ABSL_LOCKS_EXCLUDED(mu_);
-  // ` Variables named 'leaf' exist at: ...` and similar names, or "".
+  // `status`, its message followed by NearMatches(name) if it is NOT_FOUND.
+  absl::Status WithNearMatches(absl::Status status,
+                               absl::string_view name) const
+      ABSL_LOCKS_EXCLUDED(mu_, names_mu_);
+  // ` Variables named 'leaf' exist at: ...` and similar names, or "". Holds
+  // names_mu_ only to copy a bounded set of candidates, and mu_ not at all.
   std::string NearMatches(absl::string_view name) const
-      ABSL_SHARED_LOCKS_REQUIRED(mu_);
+      ABSL_LOCKS_EXCLUDED(mu_, names_mu_);
+  // Adds the name of `var` (and of its whole, for a part) to names_, or
+  // removes them.
+  void IndexNames(const Variable& var, bool add) ABSL_LOCKS_EXCLUDED(names_mu_);
   std::shared_ptr<Variable> Lookup(absl::string_view name) const
       ABSL_SHARED_LOCKS_REQUIRED(mu_);
+  // The parts of the partitioned variable `name` in order, none if no part
+  // of it exists, FAILED_PRECONDITION naming the missing ones if only some
+  // do.
+  absl::StatusOr<std::vector<std::shared_ptr<Variable>>> Parts(
+      absl::string_view name) const ABSL_SHARED_LOCKS_REQUIRED(mu_);
   // The pending structural change blocking any of `names`, if any.
   std::shared_ptr<absl::Notification> Busy(
       const std::vector<std::string>& names) const
@@ -186,11 +215,26 @@ class VariableTable {
   // Picks `name` and, when recursive, every variable under `name/`, plus
   // (for a rename) their new names from `rename`, once no structural change
   // on any of them is in flight, and reserves them all in busy_. NOT_FOUND
-  // if nothing is picked; ALREADY_EXISTS if a new name is taken.
+  // (with similar names) if nothing is picked; else Pick's errors.
   absl::Status Select(
       absl::string_view name, bool recursive,
       const std::function<std::string(const std::string&)>& rename,
       Selection* selection) ABSL_LOCKS_EXCLUDED(mu_);
+  // One attempt of Select: reserves the selection, or sets `wait` to the
+  // change in flight on one of its names. NOT_FOUND if nothing is picked
+  // (without similar names), ALREADY_EXISTS if a new name is taken,
+  // FAILED_PRECONDITION (see CheckWholes).
+  absl::Status Pick(
+      absl::string_view name, bool recursive,
+      const std::function<std::string(const std::string&)>& rename,
+      Selection* selection, std::shared_ptr<absl::Notification>* wait)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // FAILED_PRECONDITION, naming the command that takes the whole, if
+  // `selection` takes some but not all parts of a partitioned variable, or
+  // the same optimizer slot of some but not all of its parts: that would
+  // leave the whole incomplete.
+  absl::Status CheckWholes(const Selection& selection, bool rename) const
+      ABSL_SHARED_LOCKS_REQUIRED(mu_);
   // Releases the selection's reservations and wakes their waiters.
   void Release(Selection& selection) ABSL_LOCKS_EXCLUDED(mu_);
   // Marks the selection's variables deleted and removes them from vars_,
@@ -200,13 +244,19 @@ class VariableTable {
               std::vector<std::shared_ptr<Variable>> moved)
       ABSL_LOCKS_EXCLUDED(mu_);
 
-  // Decides what GetVariable does under mu_: a result, an error, or a plan
-  // of variables to create.
+  // Decides what GetVariable does under mu_: a result, an error (NOT_FOUND
+  // without the similar names), or a plan of variables to create.
+  absl::StatusOr<v1::GetVariableResponse> Decide(
+      const v1::GetVariableRequest& request, Plan* plan) const
+      ABSL_SHARED_LOCKS_REQUIRED(mu_);
+  // Decide for a single variable, and for a partitioned one whose `parts`
+  // exist (see Parts).
   absl::StatusOr<v1::GetVariableResponse> DecideSingle(
       const v1::GetVariableRequest& request, Plan* plan) const
       ABSL_SHARED_LOCKS_REQUIRED(mu_);
   absl::StatusOr<v1::GetVariableResponse> DecidePartitioned(
-      const v1::GetVariableRequest& request, Plan* plan) const
+      const v1::GetVariableRequest& request,
+      const std::vector<std::shared_ptr<Variable>>& parts, Plan* plan) const
       ABSL_SHARED_LOCKS_REQUIRED(mu_);
   absl::Status CheckNewVariable(absl::string_view name, DType dtype,
                                 absl::Span<const int64_t> dims) const;
@@ -266,6 +316,12 @@ class VariableTable {
   // notification, then look again.
   absl::flat_hash_map<std::string, std::shared_ptr<absl::Notification>> busy_
       ABSL_GUARDED_BY(mu_);
+
+  // The names of vars_ and of the wholes of its parts, for NearMatches: a
+  // lock of its own so that a search never holds mu_.
+  mutable absl::Mutex names_mu_ ABSL_ACQUIRED_AFTER(mu_);
+  NameIndex names_ ABSL_GUARDED_BY(names_mu_);
+  std::function<void()> near_matches_hook_;
 };
 
 }  // namespace varscope::server

@@ -19,15 +19,24 @@
 #include "client/cli/server_commands.h"
 #include "client/cli/store_commands.h"
 #include "client/cli/transfer.h"
+#include "common/cluster.h"
 #include "common/status.h"
-#include "nlohmann/json.hpp"
 
 namespace varscope::cli {
 namespace {
 
-using Json = nlohmann::json;
-
 constexpr char kDefaultServer[] = "127.0.0.1:7070";
+
+// A file the user named (by a flag or an environment variable) that cannot
+// be read is a usage error.
+absl::StatusOr<std::string> ReadNamedFile(const std::string& path,
+                                          absl::string_view what) {
+  absl::StatusOr<std::string> content = ReadCredentialFile(path, what);
+  if (!content.ok()) {
+    return absl::InvalidArgumentError(content.status().message());
+  }
+  return content;
+}
 
 // A subcommand and how to run it once parsed.
 struct Command {
@@ -431,26 +440,13 @@ absl::StatusOr<std::string> ResolveServerAddress(
   }
   const std::optional<std::string> tf_config = env.getenv("TF_CONFIG");
   if (!tf_config.has_value() || tf_config->empty()) return kDefaultServer;
-  const Json config =
-      Json::parse(*tf_config, nullptr, /*allow_exceptions=*/false);
-  if (!config.is_object()) {
-    return absl::InvalidArgumentError(
-        "TF_CONFIG is not a JSON object; pass --server or fix TF_CONFIG");
+  absl::StatusOr<TfConfig> config = ParseTfConfig(*tf_config);
+  if (!config.ok()) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        config.status().message(), "; pass --server or fix TF_CONFIG"));
   }
-  auto cluster = config.find("cluster");
-  if (cluster == config.end() || !cluster->is_object()) return kDefaultServer;
-  auto ps = cluster->find("ps");
-  if (ps == cluster->end()) return kDefaultServer;
-  if (!ps->is_array() ||
-      !std::all_of(ps->begin(), ps->end(),
-                   [](const Json& task) { return task.is_string(); })) {
-    return absl::InvalidArgumentError(
-        "TF_CONFIG's cluster.ps is not a list of HOST:PORT strings");
-  }
-  if (ps->empty()) return kDefaultServer;
-  std::vector<std::string> shards;
-  for (const Json& task : *ps) shards.push_back(task.get<std::string>());
-  return absl::StrJoin(shards, ",");
+  if (config->ps.empty()) return kDefaultServer;
+  return absl::StrJoin(config->ps, ",");
 }
 
 absl::StatusOr<ClientSecurity> ResolveSecurity(const std::string& tls_ca_file,
@@ -460,12 +456,11 @@ absl::StatusOr<ClientSecurity> ResolveSecurity(const std::string& tls_ca_file,
   std::string ca = tls_ca_file;
   if (ca.empty()) ca = env.getenv("VARSCOPE_TLS_CA").value_or("");
   if (!ca.empty()) {
-    VS_ASSIGN_OR_RETURN(security.tls_root_certs,
-                        ReadCredentialFile(ca, "TLS CA"));
+    VS_ASSIGN_OR_RETURN(security.tls_root_certs, ReadNamedFile(ca, "TLS CA"));
   }
   if (!token_file.empty()) {
     VS_ASSIGN_OR_RETURN(security.auth_token,
-                        ReadCredentialFile(token_file, "token"));
+                        ReadNamedFile(token_file, "token"));
   } else {
     security.auth_token = env.getenv("VARSCOPE_TOKEN").value_or("");
   }

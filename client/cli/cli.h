@@ -53,7 +53,7 @@ absl::StatusOr<std::string> ResolveServerAddress(
 
 // TLS and the token from the flags (`tls_ca_file`, `token_file`; "" when not
 // given), else $VARSCOPE_TLS_CA (a file) and $VARSCOPE_TOKEN (the token).
-// NOT_FOUND if a file cannot be read.
+// INVALID_ARGUMENT (a usage error) if a file cannot be read.
 absl::StatusOr<ClientSecurity> ResolveSecurity(const std::string& tls_ca_file,
                                                const std::string& token_file,
                                                const Environment& env);

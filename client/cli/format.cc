@@ -143,6 +143,10 @@ Json VariableInfoToJson(const v1::VariableInfo& info) {
       {"created", FormatMicros(info.create_time_micros())},
       {"updated", FormatMicros(info.update_time_micros())},
   };
+  if (info.has_collections()) {
+    out["collections"] = std::vector<std::string>(
+        info.collections().names().begin(), info.collections().names().end());
+  }
   if (info.has_slice()) {
     const v1::SliceInfo& slice = info.slice();
     out["slice"] = {

@@ -313,6 +313,10 @@ absl::Status Show(const CommandContext& context, const ShowOptions& options) {
       absl::StrCat(HumanBytes(info.byte_size()), " (", info.byte_size(), ")"));
   PrintField(out, "version", absl::StrCat(info.version()));
   PrintField(out, "trainable", info.trainable() ? "true" : "false");
+  if (info.has_collections()) {
+    PrintField(out, "collections",
+               absl::StrJoin(info.collections().names(), ", "));
+  }
   PrintField(out, "initializer", InitializerText(info.initializer()));
   PrintField(out, "created", FormatMicros(info.create_time_micros()));
   PrintField(out, "updated", FormatMicros(info.update_time_micros()));

@@ -8,6 +8,8 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
+#include "absl/strings/str_join.h"
+#include "absl/strings/str_split.h"
 #include "absl/synchronization/notification.h"
 #include "client/cli/format.h"
 #include "common/grpc_status.h"
@@ -40,6 +42,33 @@ absl::StatusOr<int64_t> ServingStatus(const std::string& bytes) {
     }
   }
   return status;
+}
+
+// One grpc.health.v1 check of one server.
+struct HealthCheck {
+  grpc::ClientContext call;
+  grpc::Slice empty{""};
+  grpc::ByteBuffer request{&empty, 1};  // HealthCheckRequest{service: ""}
+  grpc::ByteBuffer response;
+  grpc::Status status;
+  absl::Notification done;
+};
+
+// The serving status of a finished check ("SERVING", "NOT_SERVING", ...),
+// or its error.
+absl::StatusOr<std::string> ServingState(HealthCheck& check) {
+  VS_RETURN_IF_ERROR(FromGrpcStatus(check.status));
+  std::vector<grpc::Slice> slices;
+  if (!check.response.Dump(&slices).ok()) {
+    return absl::InternalError("Unreadable grpc.health.v1 response");
+  }
+  std::string bytes;
+  for (const grpc::Slice& s : slices) {
+    bytes.append(reinterpret_cast<const char*>(s.begin()), s.size());
+  }
+  VS_ASSIGN_OR_RETURN(const int64_t status, ServingStatus(bytes));
+  return status >= 0 && status < 4 ? kServingStatus[status]
+                                   : absl::StrCat("status ", status);
 }
 
 double PerSecond(int64_t calls, double seconds) {
@@ -111,46 +140,56 @@ absl::Status Stats(const CommandContext& context, const StatsOptions& options) {
 }
 
 absl::Status Health(const CommandContext& context) {
-  grpc::GenericStub stub(grpc::CreateChannel(
-      context.server_address, ChannelCredentials(context.security)));
-  grpc::ClientContext call;
-  call.set_deadline(absl::ToChronoTime(absl::Now() + context.timeout));
-  grpc::Slice empty("");
-  grpc::ByteBuffer request(&empty, 1);  // HealthCheckRequest{service: ""}
-  grpc::ByteBuffer response;
-  grpc::Status grpc_status;
-  absl::Notification done;
-  stub.UnaryCall(&call, "/grpc.health.v1.Health/Check", grpc::StubOptions(),
-                 &request, &response, [&](grpc::Status s) {
-                   grpc_status = std::move(s);
-                   done.Notify();
-                 });
-  done.WaitForNotification();
-  VS_RETURN_IF_ERROR(FromGrpcStatus(grpc_status));
-  std::vector<grpc::Slice> slices;
-  if (!response.Dump(&slices).ok()) {
-    return absl::InternalError("Unreadable grpc.health.v1 response");
+  const std::vector<std::string> shards =
+      absl::StrSplit(context.server_address, ',');
+  // Every shard at once: a hung shard costs one deadline, not one each.
+  std::vector<HealthCheck> checks(shards.size());
+  std::vector<std::unique_ptr<grpc::GenericStub>> stubs;
+  for (size_t i = 0; i < shards.size(); ++i) {
+    stubs.push_back(std::make_unique<grpc::GenericStub>(
+        grpc::CreateChannel(shards[i], ChannelCredentials(context.security))));
+    HealthCheck& check = checks[i];
+    check.call.set_deadline(absl::ToChronoTime(absl::Now() + context.timeout));
+    stubs[i]->UnaryCall(&check.call, "/grpc.health.v1.Health/Check",
+                        grpc::StubOptions(), &check.request, &check.response,
+                        [&check](grpc::Status s) {
+                          check.status = std::move(s);
+                          check.done.Notify();
+                        });
   }
-  std::string bytes;
-  for (const grpc::Slice& s : slices) {
-    bytes.append(reinterpret_cast<const char*>(s.begin()), s.size());
+  std::vector<std::string> not_serving;  // "ADDRESS (STATE)"
+  std::string name;
+  for (size_t i = 0; i < shards.size(); ++i) {
+    checks[i].done.WaitForNotification();
+    const absl::StatusOr<std::string> state = ServingState(checks[i]);
+    // One server: its state, or the error alone (as every command's).
+    if (shards.size() == 1 && !state.ok()) return state.status();
+    name =
+        state.ok() ? *state : absl::StatusCodeToString(state.status().code());
+    if (context.json) {
+      Json line = {{"server", shards[i]}, {"status", name}};
+      if (!state.ok()) line["error"] = state.status().message();
+      *context.out << DumpJson(line) << "\n";
+    } else if (shards.size() == 1) {
+      *context.out << name << "\n";
+    } else {
+      *context.out << shards[i] << " " << name;
+      if (!state.ok()) *context.out << ": " << state.status().message();
+      *context.out << "\n";
+    }
+    if (name != kServingStatus[kServing]) {
+      not_serving.push_back(absl::StrCat(shards[i], " (", name, ")"));
+    }
   }
-  VS_ASSIGN_OR_RETURN(const int64_t status, ServingStatus(bytes));
-  const std::string name = status >= 0 && status < 4
-                               ? kServingStatus[status]
-                               : absl::StrCat("status ", status);
-  if (context.json) {
-    *context.out << DumpJson(
-                        {{"server", context.server_address}, {"status", name}})
-                 << "\n";
-  } else {
-    *context.out << name << "\n";
-  }
-  if (status != kServing) {
+  if (not_serving.empty()) return absl::OkStatus();
+  if (shards.size() == 1) {
     return absl::UnavailableError(
         absl::StrCat("Server ", context.server_address, " is ", name));
   }
-  return absl::OkStatus();
+  return absl::UnavailableError(
+      absl::StrCat(not_serving.size(), " of ", shards.size(), " shards ",
+                   not_serving.size() == 1 ? "is" : "are",
+                   " not serving: ", absl::StrJoin(not_serving, ", ")));
 }
 
 }  // namespace varscope::cli

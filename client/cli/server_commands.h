@@ -24,7 +24,10 @@ absl::Status Stats(const CommandContext& context, const StatsOptions& options);
 // Asks the standard grpc.health.v1.Health/Check (service "") and prints the
 // answer: SERVING, NOT_SERVING, SERVICE_UNKNOWN or UNKNOWN. Returns OK for
 // SERVING, UNAVAILABLE for the others, and the call's error (UNAVAILABLE
-// when the server is down, DEADLINE_EXCEEDED) otherwise.
+// when the server is down, DEADLINE_EXCEEDED) otherwise. Of a cluster it
+// asks every shard at once (whatever their order) and prints one line per
+// shard, "ADDRESS STATE" or "ADDRESS CODE: message" when the call failed;
+// OK only if every shard is SERVING, else UNAVAILABLE naming the others.
 absl::Status Health(const CommandContext& context);
 
 }  // namespace varscope::cli

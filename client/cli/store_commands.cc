@@ -1,12 +1,14 @@
 #include "client/cli/store_commands.h"
 
 #include <algorithm>
+#include <filesystem>
 
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "client/admin_client.h"
 #include "client/cli/format.h"
+#include "common/cluster.h"
 #include "common/status.h"
 #include "server/storage.h"
 
@@ -165,6 +167,14 @@ absl::Status Backup(const CommandContext& context, const CopyOptions& options) {
 
 absl::Status Restore(const CommandContext& context,
                      const RestoreOptions& options) {
+  // A local path the user named: a missing one is a usage error.
+  std::error_code error;
+  if (!std::filesystem::is_directory(options.source, error)) {
+    return absl::InvalidArgumentError(
+        absl::StrCat(options.source,
+                     " is not a directory (give a backup directory or a "
+                     "checkpoint)"));
+  }
   if (options.list) return ListBackups(context, options.source);
   if (options.data_dir.empty()) {
     return absl::InvalidArgumentError(
@@ -174,11 +184,15 @@ absl::Status Restore(const CommandContext& context,
                       server::Storage::Restore(
                           options.source, options.backup_id, options.data_dir));
   const v1::StoreContents contents = ToProto(restored.contents);
+  // A shard's store keeps its place in its cluster.
+  const bool shard =
+      restored.cluster.has_value() && !restored.cluster->shards().empty();
   if (context.json) {
     Json j = ContentsJson(contents);
     j["source"] = options.source;
     j["data_dir"] = options.data_dir;
     if (restored.backup_id != 0) j["backup_id"] = restored.backup_id;
+    if (shard) j["cluster"] = DescribeShard(*restored.cluster);
     *context.out << DumpJson(j) << "\n";
     return absl::OkStatus();
   }
@@ -188,8 +202,13 @@ absl::Status Restore(const CommandContext& context,
                        : absl::StrCat("backup ", restored.backup_id, " of ",
                                       options.source))
                << " into " << options.data_dir << ": " << ContentsText(contents)
-               << "\nServe it with: varscoped "
-               << "--data-dir=" << options.data_dir << "\n";
+               << "\n";
+  if (shard) {
+    *context.out << "It is " << DescribeShard(*restored.cluster)
+                 << ", and stays that shard\n";
+  }
+  *context.out << "Serve it with: varscoped --data-dir=" << options.data_dir
+               << "\n";
   return absl::OkStatus();
 }
 

@@ -43,9 +43,11 @@ struct RestoreOptions {
 
 // On this machine, without a server: restores a backup (or copies a
 // checkpoint) into a new data directory, checks that every variable loads,
-// and prints what it holds and how to serve it. FAILED_PRECONDITION if
-// data_dir is not empty, NOT_FOUND for a missing backup, DATA_LOSS for a
-// damaged one. With `list`, prints the backups in `source` instead.
+// and prints what it holds (and which shard of which cluster, for a shard's
+// store) and how to serve it. INVALID_ARGUMENT if `source` is not a
+// directory, FAILED_PRECONDITION if data_dir is not empty, NOT_FOUND for a
+// missing backup, DATA_LOSS for a damaged one. With `list`, prints the
+// backups in `source` instead.
 absl::Status Restore(const CommandContext& context,
                      const RestoreOptions& options);
 

@@ -4,6 +4,7 @@
 
 #include <cerrno>
 #include <cstdio>
+#include <filesystem>
 #include <vector>
 
 #include "absl/container/flat_hash_set.h"
@@ -93,6 +94,12 @@ absl::StatusOr<v1::GetVariableRequest> ImportRequest(const std::string& target,
       meta->at("shape").get<std::vector<int64_t>>();
   request.mutable_shape()->mutable_dims()->Assign(dims.begin(), dims.end());
   request.set_trainable(meta->value("trainable", true));
+  if (meta->contains("collections")) {
+    const std::vector<std::string> names =
+        meta->at("collections").get<std::vector<std::string>>();
+    request.mutable_collections()->mutable_names()->Assign(names.begin(),
+                                                           names.end());
+  }
   if (meta->contains("initializer")) {
     const auto parsed = google::protobuf::util::JsonStringToMessage(
         meta->at("initializer").dump(), request.mutable_initializer());
@@ -131,15 +138,13 @@ struct Metadata {
 
 absl::StatusOr<Metadata> ReadMetadata(const ImportOptions& options) {
   const std::string path = SidecarPath(options.path, options.metadata_path);
-  absl::StatusOr<std::string> text = ReadFile(path);
-  if (!text.ok()) {
-    if (options.metadata_path.empty() && absl::IsNotFound(text.status())) {
-      return Metadata();
-    }
-    return text.status();
+  std::error_code error;
+  if (options.metadata_path.empty() && !std::filesystem::exists(path, error)) {
+    return Metadata();  // a plain .npz
   }
+  VS_ASSIGN_OR_RETURN(const std::string text, ReadFile(path));
   Metadata metadata;
-  metadata.json = Json::parse(*text, nullptr, /*allow_exceptions=*/false);
+  metadata.json = Json::parse(text, nullptr, /*allow_exceptions=*/false);
   const absl::Status bad = absl::InvalidArgumentError(absl::StrCat(
       path,
       " is not Varscope export metadata (a JSON object with \"format\": \"",
@@ -180,10 +185,13 @@ absl::Status CheckNoneExists(const CommandContext& context,
   if (taken.empty()) return absl::OkStatus();
   const size_t total = taken.size();
   if (taken.size() > 5) taken.resize(5);
-  return absl::AlreadyExistsError(absl::StrCat(
-      VariablesText(static_cast<int64_t>(total)), " to import already exist (",
-      absl::StrJoin(taken, ", "), total > 5 ? ", ..." : "",
-      "); nothing was imported. Pass --overwrite to replace them"));
+  const bool one = total == 1;
+  return absl::AlreadyExistsError(
+      absl::StrCat(VariablesText(static_cast<int64_t>(total)),
+                   " to import already ", one ? "exists" : "exist", " (",
+                   absl::StrJoin(taken, ", "), total > 5 ? ", ..." : "",
+                   "); nothing was imported. Pass --overwrite to replace ",
+                   one ? "it" : "them"));
 }
 
 absl::Status ImportOne(const CommandContext& context, const ZipReader& zip,

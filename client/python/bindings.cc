@@ -227,28 +227,49 @@ py::object SliceOf(const v1::VariableInfo& info) {
                                              slice.var_offset().end()));
 }
 
-// (name, shape, dtype, slice) of every variable in `scope` (all below it
-// when `recursive`, else its direct children), in name order; slice as
-// SliceOf.
-std::vector<py::tuple> ListVariables(Client& client, const std::string& scope,
-                                     bool recursive) {
-  std::vector<py::tuple> out;
+// The metadata of every variable in `scope` (all below it when `recursive`,
+// else its direct children), in name order.
+std::vector<v1::VariableInfo> ListInfos(Client& client,
+                                        const std::string& scope,
+                                        bool recursive) {
+  std::vector<v1::VariableInfo> out;
   v1::ListVariablesRequest request;
   request.set_scope(scope);
   request.set_recursive(recursive);
   do {
-    const v1::ListVariablesResponse page =
+    v1::ListVariablesResponse page =
         WithoutGil([&] { return client.ListVariables(request); });
-    for (const auto& entry : page.entries()) {
-      if (entry.is_scope()) continue;
-      const v1::VariableInfo& info = entry.variable();
-      const auto& dims = info.shape().dims();
-      out.push_back(py::make_tuple(
-          entry.name(), std::vector<int64_t>(dims.begin(), dims.end()),
-          static_cast<int>(info.dtype()), SliceOf(info)));
+    for (auto& entry : *page.mutable_entries()) {
+      if (!entry.is_scope())
+        out.push_back(std::move(*entry.mutable_variable()));
     }
     request.set_page_token(page.next_page_token());
   } while (!request.page_token().empty());
+  return out;
+}
+
+// (name, shape) of every variable ListInfos lists.
+std::vector<std::pair<std::string, std::vector<int64_t>>> ListVariables(
+    Client& client, const std::string& scope, bool recursive) {
+  std::vector<std::pair<std::string, std::vector<int64_t>>> out;
+  for (const v1::VariableInfo& info : ListInfos(client, scope, recursive)) {
+    out.emplace_back(info.name(),
+                     std::vector<int64_t>(info.shape().dims().begin(),
+                                          info.shape().dims().end()));
+  }
+  return out;
+}
+
+// Handles on every variable ListInfos lists (a partitioned variable's parts
+// one by one), without a GetVariable call each.
+std::vector<Variable> ListHandles(const std::shared_ptr<Client>& client,
+                                  const std::string& scope, bool recursive) {
+  std::vector<Variable> out;
+  for (v1::VariableInfo& info : ListInfos(*client, scope, recursive)) {
+    v1::GetVariableResponse response;
+    *response.mutable_variable() = std::move(info);
+    out.emplace_back(client, std::move(response));
+  }
   return out;
 }
 
@@ -592,8 +613,18 @@ PYBIND11_MODULE(_varscope, m) {
            py::arg("address"), py::kw_only(), py::arg("timeout"),
            py::arg("max_attempts"), py::arg("tls_root_certs"),
            py::arg("auth_token"))
+      .def("check_cluster",
+           [](Client& client) {
+             absl::Status status;
+             {
+               py::gil_scoped_release release;
+               status = client.CheckCluster();
+             }
+             ThrowIfError(status);
+           })
       .def("list_variables", &ListVariables, py::arg("scope"),
            py::arg("recursive"))
+      .def("list_handles", &ListHandles, py::arg("scope"), py::arg("recursive"))
       .def(
           "shard_of",
           [](const Client& client, const std::string& name) {
@@ -769,6 +800,14 @@ PYBIND11_MODULE(_varscope, m) {
           [](const Variable& v) { return static_cast<int>(v.dtype()); })
       .def_property_readonly("shape", &Variable::shape)
       .def_property_readonly("trainable", &Variable::trainable)
+      .def_property_readonly(
+          "collections",
+          [](const Variable& v) -> std::optional<std::vector<std::string>> {
+            if (!v.info().has_collections()) return std::nullopt;
+            const auto& names = v.info().collections().names();
+            return std::vector<std::string>(names.begin(), names.end());
+          },
+          "The collections it was created in; None: the default.")
       .def_property_readonly("created", &Variable::created)
       .def_property_readonly("version", &Variable::version)
       .def_property_readonly("partitioned", &Variable::partitioned)
@@ -814,7 +853,8 @@ PYBIND11_MODULE(_varscope, m) {
          int dtype, std::optional<v1::Initializer> initializer,
          std::optional<bool> trainable,
          std::optional<v1::Partitioner> partitioner,
-         std::optional<v1::Constraint> constraint) {
+         std::optional<v1::Constraint> constraint,
+         std::optional<std::vector<std::string>> collections) {
         GetVariableOptions options;
         options.shape = std::move(shape);
         options.dtype = ToDType(dtype);
@@ -822,6 +862,7 @@ PYBIND11_MODULE(_varscope, m) {
         options.trainable = trainable;
         options.partitioner = std::move(partitioner);
         options.constraint = std::move(constraint);
+        options.collections = std::move(collections);
         return WithoutGil([&] {
           return GetVariable(std::move(client), scope, name, options);
         });
@@ -829,7 +870,8 @@ PYBIND11_MODULE(_varscope, m) {
       py::arg("client"), py::arg("scope"), py::arg("name"), py::kw_only(),
       py::arg("shape"), py::arg("dtype"), py::arg("initializer"),
       py::arg("trainable"), py::arg("partitioner"),
-      py::arg("constraint") = py::none());
+      py::arg("constraint") = py::none(),
+      py::arg("collections") = py::none());
   m.def(
       "get_global_step",
       [](std::shared_ptr<Client> client, Reuse reuse) {

@@ -1,11 +1,18 @@
-"""Builds the varscope package: the pure-Python modules plus the extension
-varscope._varscope, which CMake builds from this repository (the whole C++
-client is compiled, so the first build takes a few minutes).
+"""Builds the varscope package: the pure-Python modules (typed, with
+py.typed) plus the extension varscope._varscope, which CMake builds from this
+repository (the whole C++ client is compiled, so the first build takes a few
+minutes).
 
     /usr/bin/python3 -m pip install --no-build-isolation \
-        [--break-system-packages | --user | --target DIR] ./client/python
+        [--break-system-packages | --user | --no-deps --target DIR] \
+        ./client/python
+
+With $VARSCOPE_CMAKE_BUILD_DIR naming an already configured build tree of
+this repository (VARSCOPE_BUILD_PYTHON on), the extension is built there
+instead (usually already up to date), as the packaging test does.
 """
 
+import os
 import pathlib
 import shutil
 import subprocess
@@ -22,13 +29,17 @@ class CMakeBuild(build_ext):
     """Builds each extension (by CMake target name) and copies it in."""
 
     def build_extension(self, ext):
-        build_dir = pathlib.Path(self.build_temp).resolve() / "cmake"
-        subprocess.run(
-            ["cmake", "-S", str(REPO), "-B", str(build_dir), "-G", "Ninja",
-             "-DCMAKE_BUILD_TYPE=Release", "-DVARSCOPE_BUILD_TESTS=OFF",
-             "-DVARSCOPE_BUILD_PYTHON=ON",
-             "-DPython_EXECUTABLE=" + sys.executable],
-            check=True)
+        if os.environ.get("VARSCOPE_CMAKE_BUILD_DIR"):
+            build_dir = pathlib.Path(
+                os.environ["VARSCOPE_CMAKE_BUILD_DIR"]).resolve()
+        else:
+            build_dir = pathlib.Path(self.build_temp).resolve() / "cmake"
+            subprocess.run(
+                ["cmake", "-S", str(REPO), "-B", str(build_dir), "-G",
+                 "Ninja", "-DCMAKE_BUILD_TYPE=Release",
+                 "-DVARSCOPE_BUILD_TESTS=OFF", "-DVARSCOPE_BUILD_PYTHON=ON",
+                 "-DPython_EXECUTABLE=" + sys.executable],
+                check=True)
         target = ext.name.rpartition(".")[2]
         subprocess.run(["cmake", "--build", str(build_dir), "--target",
                         target], check=True)
@@ -44,6 +55,8 @@ setup(
     version="0.1.0",
     description="TensorFlow-style scoped variables on a parameter server",
     packages=["varscope"],
+    package_data={"varscope": ["py.typed"]},
+    zip_safe=False,
     ext_modules=[Extension("varscope._varscope", sources=[])],
     cmdclass={"build_ext": CMakeBuild},
     python_requires=">=3.9",

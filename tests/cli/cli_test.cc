@@ -2,6 +2,8 @@
 // help, server-wide commands (stats, health) and bash completion.
 #include "client/cli/cli.h"
 
+#include <filesystem>
+
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
@@ -168,6 +170,62 @@ TEST(Cli, UsageErrorsExitTwo) {
   }
 }
 
+TEST_F(CliCommandTest, FilesTheCommandLineNamesThatCannotBeReadAreUsageErrors) {
+  ::varscope::testing::TempDir dir;
+  const std::string missing = dir.path() + "/missing";
+  const std::string no_such = ": No such file or directory\n";
+  const std::pair<std::vector<std::string>, std::string> cases[] = {
+      {{"--token-file", missing, "ls"},
+       absl::StrCat("varscope ls: INVALID_ARGUMENT: Cannot read the token "
+                    "file ",
+                    missing, "\n")},
+      {{"--tls-ca", missing, "ls"},
+       absl::StrCat("varscope ls: INVALID_ARGUMENT: Cannot read the TLS CA "
+                    "file ",
+                    missing, "\n")},
+      {{"import", missing},
+       absl::StrCat("varscope import: INVALID_ARGUMENT: Cannot open ", missing,
+                    no_such)},
+      {{"set", "global_step", "--from-npy", missing},
+       absl::StrCat("varscope set: INVALID_ARGUMENT: Cannot open ", missing,
+                    no_such)},
+      {{"export", "-o", missing + "/x.npz"},
+       absl::StrCat("varscope export: INVALID_ARGUMENT: Cannot create ",
+                    missing, "/x.npz.partial", no_such)},
+      {{"restore", missing, dir.path() + "/new"},
+       absl::StrCat("varscope restore: INVALID_ARGUMENT: ", missing,
+                    " is not a directory (give a backup directory or a "
+                    "checkpoint)\n")},
+      {{"restore", "--list", missing},
+       absl::StrCat("varscope restore: INVALID_ARGUMENT: ", missing,
+                    " is not a directory (give a backup directory or a "
+                    "checkpoint)\n")},
+  };
+  for (const auto& [args, err] : cases) {
+    SCOPED_TRACE(absl::StrJoin(args, " "));
+    const CliResult r = Run(args);
+    EXPECT_EQ(r.code, 2);
+    EXPECT_EQ(r.err, err);
+  }
+  // The environment's CA file alike.
+  const CliResult r = RunCli({"--server", server_.address(), "ls"}, "",
+                             {{"VARSCOPE_TLS_CA", missing}});
+  EXPECT_EQ(r.code, 2);
+  EXPECT_EQ(r.err, absl::StrCat("varscope ls: INVALID_ARGUMENT: Cannot read "
+                                "the TLS CA file ",
+                                missing, "\n"));
+  // An import's own sidecar is optional; a named one is not.
+  ASSERT_EQ(Run({"export", "model/dense", "-o", dir.path() + "/d.npz"}).code,
+            0);
+  EXPECT_EQ(Run({"import", dir.path() + "/d.npz", "--into", "copy",
+                 "--metadata", missing})
+                .err,
+            absl::StrCat("varscope import: INVALID_ARGUMENT: Cannot open ",
+                         missing, no_such));
+  std::filesystem::remove(dir.path() + "/d.npz.json");
+  EXPECT_EQ(Run({"import", dir.path() + "/d.npz", "--into", "copy"}).code, 0);
+}
+
 TEST(Cli, HelpWorksOnEveryCommandAndExitsZero) {
   CliResult r = RunCli({"--help"});
   EXPECT_EQ(r.code, 0);
@@ -222,6 +280,67 @@ TEST_F(CliCommandTest, HealthPrintsServingAndExitsZero) {
   r = Run({"health", "--json"});
   EXPECT_EQ(Json::parse(r.out),
             (Json{{"server", server_.address()}, {"status", "SERVING"}}));
+}
+
+TEST(Cli, HealthOfAClusterChecksEveryShard) {
+  ::varscope::testing::TestServer a, b;
+  std::string down;
+  {
+    ::varscope::testing::TestServer stopped;
+    down = stopped.address();
+  }
+  const std::string cluster = absl::StrCat(a.address(), ",", b.address());
+  CliResult r = RunCli({"--server", cluster, "health"});
+  EXPECT_EQ(r.code, 0) << r.err;
+  EXPECT_EQ(r.out,
+            absl::StrCat(a.address(), " SERVING\n", b.address(), " SERVING\n"));
+  r = RunCli({"--server", absl::StrCat(cluster, ",", down), "--timeout", "5",
+              "health"});
+  EXPECT_EQ(r.code, 3);
+  EXPECT_THAT(r.out,
+              StartsWith(absl::StrCat(a.address(), " SERVING\n", b.address(),
+                                      " SERVING\n", down, " UNAVAILABLE: ")));
+  EXPECT_EQ(r.err, absl::StrCat("varscope health: UNAVAILABLE: 1 of 3 shards "
+                                "is not serving: ",
+                                down, " (UNAVAILABLE)\n"));
+  r = RunCli({"--server", absl::StrCat(down, ",", cluster), "--timeout", "5",
+              "--json", "health"});
+  EXPECT_EQ(r.code, 3);
+  const std::vector<std::string> lines =
+      absl::StrSplit(r.out, '\n', absl::SkipEmpty());
+  ASSERT_EQ(lines.size(), 3u);
+  const Json first = Json::parse(lines[0]);
+  EXPECT_EQ(first["server"], down);
+  EXPECT_EQ(first["status"], "UNAVAILABLE");
+  EXPECT_TRUE(first["error"].is_string());
+  EXPECT_EQ(Json::parse(lines[2]),
+            (Json{{"server", b.address()}, {"status", "SERVING"}}));
+}
+
+TEST(Cli, AShardListInAnotherOrderIsRefused) {
+  ::varscope::testing::TestServer s0(
+      ::varscope::testing::TestShardOptions(0, 2));
+  ::varscope::testing::TestServer s1(
+      ::varscope::testing::TestShardOptions(1, 2));
+  const std::string order = ::varscope::testing::TestShardList(2);
+  CliResult r =
+      RunCli({"--server", absl::StrCat(s1.address(), ",", s0.address()), "ls"});
+  EXPECT_EQ(r.code, 3);
+  EXPECT_EQ(r.out, "");
+  EXPECT_EQ(r.err,
+            absl::StrCat("varscope ls: FAILED_PRECONDITION: Shard list "
+                         "mismatch: ",
+                         s1.address(),
+                         " is shard 1 of 2 of cluster "
+                         "test-cluster (shards ",
+                         order,
+                         "), but this client lists it as shard 0 of 2. Give "
+                         "every worker the shards in the cluster's order: ",
+                         order, "\n"));
+  r = RunCli({"--server", absl::StrCat(s0.address(), ",", s1.address()), "ls"});
+  EXPECT_EQ(r.code, 0) << r.err;
+  // One shard alone, whatever its place.
+  EXPECT_EQ(RunCli({"--server", s1.address(), "ls"}).code, 0);
 }
 
 // The completions bash offers for `words` (the last one being completed).

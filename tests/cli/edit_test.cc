@@ -130,8 +130,10 @@ TEST_F(EditTest, SetFromNpyReadsWhatNumpyWrote) {
             "fit variable model/dense/kernel of dtype float32\n");
   r = Run(
       {"set", "model/dense/kernel", "--from-npy", dir_.path() + "/none.npy"});
-  EXPECT_EQ(r.code, 1);
-  EXPECT_THAT(r.err, HasSubstr("Cannot open"));
+  EXPECT_EQ(r.code, 2);
+  EXPECT_EQ(r.err, absl::StrCat("varscope set: INVALID_ARGUMENT: Cannot open ",
+                                dir_.path(),
+                                "/none.npy: No such file or directory\n"));
 }
 
 TEST_F(EditTest, SetFromNpyTakesFloat32ForABfloat16Variable) {

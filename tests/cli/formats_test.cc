@@ -199,7 +199,9 @@ TEST_F(ZipTest, DamageIsDataLossAndGarbageIsNotAZip) {
               StatusIs(absl::StatusCode::kInvalidArgument,
                        HasSubstr("no end of central directory record")));
   EXPECT_THAT(ZipReader::Open(Path("missing.zip")),
-              StatusIs(absl::StatusCode::kNotFound));
+              StatusIs(absl::StatusCode::kInvalidArgument,
+                       absl::StrCat("Cannot open ", Path("missing.zip"),
+                                    ": No such file or directory")));
 }
 
 TEST(Values, ParseValueReadsNestedListsAndFillsFromOneElement) {

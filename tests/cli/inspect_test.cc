@@ -70,6 +70,26 @@ TEST_F(InspectTest, ShowPrintsMetadataStatisticsHistogramAndFirstValues) {
             "[1.0, 2.0, 3.0, 4.0, 5.0, 6.0]\n");
 }
 
+TEST_F(InspectTest, ShowListsTheCollectionsAVariableWasCreatedIn) {
+  v1::GetVariableRequest request;
+  request.set_name("tagged");
+  request.set_mode(v1::CREATE);
+  request.set_dtype(v1::DT_FLOAT);
+  request.mutable_shape()->add_dims(1);
+  request.mutable_collections()->add_names("variables");
+  request.mutable_collections()->add_names("my_vars");
+  ASSERT_TRUE(client_->GetVariable(request).ok());
+  const CliResult r = Run({"show", "tagged"});
+  EXPECT_EQ(r.code, 0) << r.err;
+  EXPECT_THAT(r.out, HasSubstr("trainable    true\n"
+                               "collections  variables, my_vars\n"
+                               "initializer  "));
+  const CliResult j = Run({"--json", "show", "tagged"});
+  EXPECT_EQ(j.code, 0) << j.err;
+  EXPECT_EQ(Json::parse(j.out)["collections"],
+            Json::array({"variables", "my_vars"}));
+}
+
 TEST_F(InspectTest, ShowOfAPartitionedVariableListsItsParts) {
   const CliResult r = Run({"show", "model/emb"});
   EXPECT_EQ(r.code, 0) << r.err;

@@ -114,9 +114,9 @@ TEST_F(SecurityTest, CliSendsTheTokenAndHealthChecksNeedNone) {
   r = RunCli({"--server", address, "--tls-ca", Path("cert.pem"), "health"});
   EXPECT_EQ(r.code, 0) << r.err;
   r = RunCli({"--server", address, "--tls-ca", Path("missing.pem"), "ls"});
-  EXPECT_EQ(r.code, 1);
-  EXPECT_EQ(r.err, absl::StrCat("varscope ls: NOT_FOUND: Cannot read the TLS "
-                                "CA file ",
+  EXPECT_EQ(r.code, 2);
+  EXPECT_EQ(r.err, absl::StrCat("varscope ls: INVALID_ARGUMENT: Cannot read "
+                                "the TLS CA file ",
                                 Path("missing.pem"), "\n"));
 }
 

@@ -79,6 +79,28 @@ TEST_F(StoreCommandsTest, CheckpointIsADataDirectoryOfTheServersContents) {
   EXPECT_EQ(Served(Path("data")), Contents(*client_));
 }
 
+TEST_F(StoreCommandsTest, ARestoredShardKeepsItsPlaceInItsCluster) {
+  ::varscope::testing::TestServer shard(
+      ::varscope::testing::TestShardOptions(1, 2));
+  ASSERT_EQ(
+      RunCli({"--server", shard.address(), "checkpoint", Path("ckpt")}).code,
+      0);
+  CliResult r = Run({"restore", Path("ckpt"), Path("data")});
+  ASSERT_EQ(r.code, 0) << r.err;
+  EXPECT_THAT(r.out,
+              HasSubstr(absl::StrCat(
+                  "\nIt is shard 1 of 2 of cluster test-cluster (shards ",
+                  ::varscope::testing::TestShardList(2),
+                  "), and stays that shard\nServe it with: varscoped "
+                  "--data-dir=",
+                  Path("data"), "\n")));
+  r = Run({"--json", "restore", Path("ckpt"), Path("json")});
+  ASSERT_EQ(r.code, 0) << r.err;
+  EXPECT_EQ(Json::parse(r.out)["cluster"],
+            absl::StrCat("shard 1 of 2 of cluster test-cluster (shards ",
+                         ::varscope::testing::TestShardList(2), ")"));
+}
+
 TEST_F(StoreCommandsTest, CheckpointNeedsANewAbsoluteDirectory) {
   ASSERT_EQ(Run({"checkpoint", Path("ckpt")}).code, 0);
   CliResult r = Run({"checkpoint", Path("ckpt")});

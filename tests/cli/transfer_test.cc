@@ -33,6 +33,8 @@ class TransferTest : public CliTest {
     request.set_dtype(v1::DT_DOUBLE);
     request.mutable_shape()->add_dims(3);
     request.set_trainable(false);
+    request.mutable_collections()->add_names("variables");
+    request.mutable_collections()->add_names("frozen");
     request.mutable_initializer()->set_kind(v1::Initializer::RANDOM_NORMAL);
     request.mutable_initializer()->set_stddev(0.5);
     request.mutable_initializer()->set_seed(1234);
@@ -86,6 +88,9 @@ TEST_F(TransferTest, ExportThenImportToASecondServerKeepsEverything) {
     EXPECT_EQ(copy.shape().SerializeAsString(),
               info.shape().SerializeAsString());
     EXPECT_EQ(copy.trainable(), info.trainable());
+    EXPECT_EQ(copy.has_collections(), info.has_collections());
+    EXPECT_EQ(copy.collections().SerializeAsString(),
+              info.collections().SerializeAsString());
     EXPECT_EQ(copy.initializer().SerializeAsString(),
               info.initializer().SerializeAsString());
     EXPECT_EQ(copy.slice().SerializeAsString(),
@@ -130,13 +135,19 @@ TEST_F(TransferTest, JsonReportsCountsBytesAndFiles) {
 
 TEST_F(TransferTest, ImportCreateOnlyFailsBeforeWritingWhenATargetExists) {
   ASSERT_EQ(Run({"export", "model/dense", "-o", Path("dense.npz")}).code, 0);
+  CliResult r = Run({"import", Path("dense.npz")});
+  EXPECT_EQ(r.code, 3);
+  EXPECT_EQ(r.err,
+            "varscope import: ALREADY_EXISTS: 2 variables to import already "
+            "exist (model/dense/bias, model/dense/kernel); nothing was "
+            "imported. Pass --overwrite to replace them\n");
   ASSERT_EQ(Run({"rm", "model/dense/bias"}).code, 0);
-  const CliResult r = Run({"import", Path("dense.npz")});
+  r = Run({"import", Path("dense.npz")});
   EXPECT_EQ(r.code, 3);
   EXPECT_EQ(r.err,
             "varscope import: ALREADY_EXISTS: 1 variable to import already "
-            "exist (model/dense/kernel); nothing was imported. Pass "
-            "--overwrite to replace them\n");
+            "exists (model/dense/kernel); nothing was imported. Pass "
+            "--overwrite to replace it\n");
   EXPECT_EQ(Run({"ls", "--names", "model/dense"}).out, "model/dense/kernel\n");
 }
 
@@ -180,7 +191,7 @@ TEST_F(TransferTest, NumpyLoadsTheExportedNpzWithNamesDtypesAndValues) {
       "e = m['variables']['model/emb']\n"
       "print(e['partitions'], [p['offset'] for p in e['parts']])\n"
       "f = m['variables']['model/frozen']\n"
-      "print(f['trainable'], f['initializer'])\n",
+      "print(f['trainable'], f['initializer'], f['collections'])\n",
       {Path("all.npz")});
   EXPECT_EQ(out,
             "dtypes/bfloat16 float32 (2, 3)\n"
@@ -206,7 +217,8 @@ TEST_F(TransferTest, NumpyLoadsTheExportedNpzWithNamesDtypesAndValues) {
             "42\n"
             "bfloat16 float32 True\n"
             "[2, 1] [[0, 0], [2, 0]]\n"
-            "False {'kind': 'RANDOM_NORMAL', 'seed': '1234', 'stddev': 0.5}\n");
+            "False {'kind': 'RANDOM_NORMAL', 'seed': '1234', 'stddev': 0.5} "
+            "['variables', 'frozen']\n");
 }
 
 TEST_F(TransferTest, ImportReadsNumpysCompressedNpzWithoutMetadata) {

@@ -22,6 +22,8 @@ using ::varscope::testing::IsOk;
 using ::varscope::testing::IsOkAndHolds;
 using ::varscope::testing::StatusIs;
 using ::varscope::testing::TestServer;
+using ::varscope::testing::TestShardList;
+using ::varscope::testing::TestShardOptions;
 
 TEST(ShardOfTest, IsStableAndSpreadsNames) {
   // Pinned: clients of every version must agree on where a name lives.
@@ -78,12 +80,17 @@ TEST(ShardOfTest, EveryOptimizerSlotGoesWithItsVariable) {
 class ClusterTest : public ::testing::Test {
  protected:
   ClusterTest() {
-    std::vector<std::string> addresses;
     for (int i = 0; i < 3; ++i) {
-      shards_.push_back(std::make_unique<TestServer>());
-      addresses.push_back(shards_.back()->address());
+      shards_.push_back(std::make_unique<TestServer>(TestShardOptions(i, 3)));
     }
-    client_ = Client::Connect(absl::StrJoin(addresses, ","));
+    client_ = Client::Connect(Addresses({0, 1, 2}));
+  }
+
+  // The addresses of shards `order`, comma-separated.
+  std::string Addresses(const std::vector<int>& order) const {
+    std::vector<std::string> addresses;
+    for (const int i : order) addresses.push_back(shards_[i]->address());
+    return absl::StrJoin(addresses, ",");
   }
 
   absl::StatusOr<Variable> Create(
@@ -122,11 +129,95 @@ TEST_F(ClusterTest, EachVariableLivesOnItsShard) {
   }
   EXPECT_EQ(used.size(), 3u);
   // Another client of the same cluster finds them.
-  std::vector<std::string> addresses;
-  for (const auto& shard : shards_) addresses.push_back(shard->address());
-  std::unique_ptr<Client> other =
-      Client::Connect(absl::StrJoin(addresses, ","));
-  EXPECT_THAT(other->Stat("s/v7").status(), IsOk());
+  EXPECT_THAT(Client::Connect(Addresses({0, 1, 2}))->Stat("s/v7").status(),
+              IsOk());
+}
+
+TEST_F(ClusterTest, ShardsListedInAnotherOrderAreRefusedBeforeAnyCall) {
+  const std::string order = TestShardList(3);
+  const std::string cluster =
+      absl::StrCat("of cluster test-cluster (shards ", order, ")");
+  // As a worker that swapped two shards would: its names would land on
+  // other shards than every other worker's.
+  std::unique_ptr<Client> swapped = Client::Connect(Addresses({1, 0, 2}));
+  const std::string mismatch = absl::StrCat(
+      "Shard list mismatch: ", shards_[1]->address(), " is shard 1 of 3 ",
+      cluster,
+      ", but this client lists it as shard 0 of 3. Give every worker the "
+      "shards in the cluster's order: ",
+      order);
+  EXPECT_THAT(swapped->CheckCluster(),
+              StatusIs(absl::StatusCode::kFailedPrecondition, mismatch));
+  v1::GetVariableRequest create;
+  create.set_name("w");
+  create.set_mode(v1::AUTO_REUSE);
+  create.set_dtype(v1::DT_FLOAT);
+  create.mutable_shape()->add_dims(1);
+  EXPECT_THAT(swapped->GetVariable(create).status(),
+              StatusIs(absl::StatusCode::kFailedPrecondition, mismatch));
+  EXPECT_THAT(swapped->ListVariables({}).status(),
+              StatusIs(absl::StatusCode::kFailedPrecondition, mismatch));
+  EXPECT_THAT(swapped->GetServerInfo().status(),
+              StatusIs(absl::StatusCode::kFailedPrecondition, mismatch));
+  // Fewer shards than the cluster has.
+  EXPECT_THAT(
+      Client::Connect(Addresses({0, 1}))->Stat("w").status(),
+      StatusIs(absl::StatusCode::kFailedPrecondition,
+               absl::StrCat("Shard list mismatch: ", shards_[0]->address(),
+                            " is shard 0 of 3 ", cluster,
+                            ", but this client lists it as shard 0 of 2. Give "
+                            "every worker the shards in the cluster's order: ",
+                            order)));
+  // Nothing was created; the cluster's order works.
+  EXPECT_THAT(client_->CheckCluster(), IsOk());
+  absl::StatusOr<v1::ServerInfo> info = client_->GetServerInfo();
+  ASSERT_THAT(info.status(), IsOk());
+  EXPECT_EQ(info->variable_count(), 0);
+  EXPECT_THAT(client_->GetVariable(create).status(), IsOk());
+}
+
+TEST_F(ClusterTest, OneAddressReachesAnyShardWhateverItsPlace) {
+  // An operator's access to one shard (e.g. to back it up).
+  absl::StatusOr<v1::ServerInfo> info =
+      shards_[2]->NewClient()->GetServerInfo();
+  ASSERT_THAT(info.status(), IsOk());
+  EXPECT_EQ(info->cluster().cluster_id(), "test-cluster");
+  EXPECT_EQ(info->cluster().shard_index(), 2);
+  EXPECT_EQ(info->cluster().shard_count(), 3);
+  EXPECT_EQ(absl::StrJoin(info->cluster().shards(), ","), TestShardList(3));
+  EXPECT_THAT(shards_[2]->NewClient()->CheckCluster(), IsOk());
+}
+
+TEST(ClusterCheck, StandaloneServersAndShardsOfAnotherClusterAreRefused) {
+  TestServer a, b;
+  EXPECT_THAT(
+      Client::Connect(absl::StrCat(a.address(), ",", b.address()))
+          ->CheckCluster(),
+      StatusIs(absl::StatusCode::kFailedPrecondition,
+               absl::StrCat("Shard list mismatch: ", a.address(),
+                            " is a standalone server (not a shard of a "
+                            "cluster), but this client lists it as shard 0 of "
+                            "2. Start every shard with the same --cluster "
+                            "list and its own --shard-index (or a ps task's "
+                            "TF_CONFIG), and give every worker the shards in "
+                            "that order")));
+  TestServer x(TestShardOptions(0, 2));
+  server::ServerOptions other = TestShardOptions(1, 2);
+  other.cluster->set_cluster_id("other");
+  TestServer y(other);
+  const std::string shards = TestShardList(2);
+  EXPECT_THAT(
+      Client::Connect(absl::StrCat(x.address(), ",", y.address()))
+          ->CheckCluster(),
+      StatusIs(absl::StatusCode::kFailedPrecondition,
+               absl::StrCat("Shard list mismatch: ", y.address(),
+                            " is shard 1 of 2 of cluster other (shards ",
+                            shards, "), but ", x.address(),
+                            " is shard 0 of 2 of cluster test-cluster "
+                            "(shards ",
+                            shards,
+                            "). Give every worker the shards of one cluster, "
+                            "in its order")));
 }
 
 TEST_F(ClusterTest, PartitionedVariablesAndSlotsStayTogether) {

@@ -1,7 +1,13 @@
 // Names, shapes, dtypes and tensors.
+#include <algorithm>
 #include <cmath>
 #include <limits>
+#include <string>
+#include <vector>
 
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_split.h"
+#include "absl/strings/strip.h"
 #include "common/dtype.h"
 #include "common/names.h"
 #include "common/shape.h"
@@ -36,6 +42,70 @@ TEST(Names, EditDistanceIsLevenshtein) {
   EXPECT_EQ(EditDistance("kitten", "sitting"), 3u);
   EXPECT_EQ(EditDistance("", "abc"), 3u);
   EXPECT_EQ(EditDistance("same", "same"), 0u);
+}
+
+TEST(Names, BoundedEditDistanceIsExactWithinItsBound) {
+  EXPECT_EQ(EditDistance("kitten", "sitting", 3), 3u);
+  EXPECT_GT(EditDistance("kitten", "sitting", 2), 2u);
+  EXPECT_GT(EditDistance("a", "abcd", 2), 2u);
+  EXPECT_EQ(EditDistance("model/dense/kernel", "model/dense/kernal", 1), 1u);
+  EXPECT_EQ(EditDistance("", "", 0), 0u);
+}
+
+TEST(NameIndex, CandidatesAreEveryNameWhileTheIndexIsSmall) {
+  NameIndex index;
+  std::vector<std::string> names;
+  for (int i = 0; i < static_cast<int>(NameIndex::kWindow); ++i) {
+    names.push_back(absl::StrCat("scope_", i % 7, "/w_", i));
+    index.Add(names.back());
+  }
+  std::sort(names.begin(), names.end());
+  EXPECT_EQ(index.NearMatchCandidates("scope_3/w_12x"), names);
+  EXPECT_EQ(index.NearMatchCandidates("w_12"), names);
+}
+
+TEST(NameIndex, CountsRepeatsAndForgetsRemovedNames) {
+  NameIndex index;
+  index.Add("a/emb");
+  index.Add("a/emb");  // the whole of two parts
+  index.Add("b/w");
+  index.Remove("a/emb");
+  EXPECT_EQ(NearMatches("c/emb", index.NearMatchCandidates("c/emb")),
+            " Variables named 'emb' exist at: a/emb");
+  index.Remove("a/emb");
+  index.Remove("never/added");
+  EXPECT_EQ(index.size(), 1u);
+  EXPECT_EQ(NearMatches("c/emb", index.NearMatchCandidates("c/emb")), "");
+}
+
+// Among many names the search is bounded, and still finds a typo at either
+// end of a leaf and the first names with the same leaf.
+TEST(NameIndex, BoundedSearchFindsTyposAmongManyNames) {
+  NameIndex index;
+  for (int i = 0; i < 20000; ++i) {
+    index.Add(absl::StrCat("features/feature_", i));
+    index.Add(absl::StrCat("layer_", i, "/kernel"));
+  }
+  const size_t bound = 11 + 4 * NameIndex::kWindow;
+  const std::pair<const char*, const char*> typos[] = {
+      {"features/feature_1234x", "features/feature_1234"},
+      {"features/geature_1234", "features/feature_1234"},
+      {"layer_77/kernal", "layer_77/kernel"},
+      {"layer_77/xernel", "layer_77/kernel"}};
+  for (const auto& [miss, meant] : typos) {
+    const std::vector<std::string> candidates = index.NearMatchCandidates(miss);
+    EXPECT_LE(candidates.size(), bound) << miss;
+    const std::string text = NearMatches(miss, candidates);
+    absl::string_view help = text;
+    ASSERT_TRUE(absl::ConsumePrefix(&help, " Similar names: ")) << help;
+    EXPECT_THAT(absl::StrSplit(help, ", "), ::testing::Contains(meant)) << miss;
+  }
+  EXPECT_EQ(
+      NearMatches("other/kernel", index.NearMatchCandidates("other/kernel")),
+      " Variables named 'kernel' exist at: layer_0/kernel, "
+      "layer_1/kernel, layer_10/kernel, layer_100/kernel, "
+      "layer_1000/kernel, layer_10000/kernel, layer_10001/kernel, "
+      "layer_10002/kernel, layer_10003/kernel, layer_10004/kernel");
 }
 
 TEST(Shape, PrintsAsTensorFlow) {
@@ -109,6 +179,22 @@ TEST(Tensor, FromBytesChecksTheLength) {
   VS_ASSERT_OK_AND_ASSIGN(
       Tensor t, Tensor::FromBytes(v1::DT_BOOL, {2}, std::string("\1\0", 2)));
   EXPECT_THAT(t.flat<bool>(), ::testing::ElementsAre(true, false));
+}
+
+TEST(Tensor, BoolElementsAreZeroOrOne) {
+  EXPECT_THAT(
+      Tensor::FromBytes(v1::DT_BOOL, {2, 2}, std::string("\1\0\0\7", 4)),
+      StatusIs(absl::StatusCode::kInvalidArgument,
+               "bool tensor element 3 is 0x07, not 0 or 1"));
+  v1::Tensor proto;
+  proto.set_dtype(v1::DT_BOOL);
+  proto.mutable_shape()->add_dims(2);
+  proto.set_content(std::string("\xff\1", 2));
+  EXPECT_THAT(TensorFromProto(&proto),
+              StatusIs(absl::StatusCode::kInvalidArgument,
+                       "bool tensor element 0 is 0xff, not 0 or 1"));
+  // Other one-byte dtypes take any byte.
+  VS_EXPECT_OK(Tensor::FromBytes(v1::DT_UINT8, {1}, "\7").status());
 }
 
 TEST(Tensor, ProtoRoundTripMovesTheBytes) {

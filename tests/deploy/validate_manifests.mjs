@@ -148,6 +148,17 @@ for (const c of clientContainers) {
           same(JSON.parse(env.TF_CONFIG).cluster.ps, shards), env.TF_CONFIG);
   }
 }
+// Each shard is started with that list and its ordinal as its index.
+const shardCommand =
+  [...(shard.command ?? []), ...(shard.args ?? [])].join(" ");
+check("the shards run varscoped with the cluster's shard list in order",
+      shardCommand.includes(`exec varscoped --listen=0.0.0.0:${port} ` +
+                            "--data-dir=/data ") &&
+        / --cluster=(\S+)/.exec(shardCommand)?.[1] === shards.join(","),
+      shardCommand);
+check("each shard's index is its pod's ordinal",
+      shardCommand.includes('--shard-index="${HOSTNAME##*-}"'),
+      shardCommand);
 const images = kustomization.images.map((i) => i.name);
 check("kustomization.yaml sets every image the manifests use",
       [shard, ...clientContainers].every(
@@ -172,6 +183,12 @@ check("every compose shard mounts the backups volume at /backup",
       shardServices.every((name) => compose.services[name].volumes.includes(
         "backups:/backup")) && "backups" in compose.volumes);
 const composeShards = shardServices.map((name) => `${name}:${port}`);
+check("each compose shard is started as its shard of the whole list",
+      shardServices.every((name, i) => {
+        const command = compose.services[name].command;
+        return command.includes(`--cluster=${composeShards.join(",")}`) &&
+          command.includes(`--shard-index=${i}`);
+      }));
 for (const [name, service] of Object.entries(compose.services)) {
   const env = service.environment;
   if (!env) continue;

@@ -95,6 +95,11 @@ void CheckPair(absl::string_view scope, absl::string_view name) {
   Require(d == EditDistance(b, a) && (d == 0) == (a == b) &&
               d <= std::max(a.size(), b.size()) && d >= size_gap,
           "EditDistance breaks a metric property", absl::StrCat(a, "|", b));
+  for (size_t bound = 0; bound <= 4; ++bound) {
+    const size_t bounded = EditDistance(a, b, bound);
+    Require(d <= bound ? bounded == d : bounded > bound,
+            "the bounded EditDistance disagrees", absl::StrCat(a, "|", b));
+  }
 }
 
 void CheckNearMatches(absl::string_view name,
@@ -112,6 +117,21 @@ void CheckNearMatches(absl::string_view name,
                            help, absl::StrCat(" Variables named '",
                                               LeafName(name), "' exist at: ")),
           "NearMatches misses or invents names with the same leaf", name);
+  // So few names that the index's bounded search weighs them all.
+  NameIndex index;
+  for (const std::string& c : candidates) {
+    index.Add(c);
+    index.Add(c);
+  }
+  index.Remove(name);
+  Require(index.NearMatchCandidates(name) == candidates,
+          "NameIndex does not give every name of a small index", name);
+  // Each name added twice is there until removed twice.
+  for (const std::string& c : candidates) index.Remove(c);
+  const size_t left =
+      candidates.size() - static_cast<size_t>(std::count(
+                              candidates.begin(), candidates.end(), name));
+  Require(index.size() == left, "NameIndex miscounts repeated names", name);
 }
 
 }  // namespace

@@ -126,7 +126,10 @@ void CheckTensorFromProto(v1::Tensor proto) {
       !IsSupportedDType(tensor->dtype()) || tensor->dims() != dims ||
       !elements.ok() || tensor->bytes() != original.content() ||
       static_cast<int64_t>(tensor->bytes().size()) !=
-          *elements * static_cast<int64_t>(DTypeSize(tensor->dtype()))) {
+          *elements * static_cast<int64_t>(DTypeSize(tensor->dtype())) ||
+      (tensor->dtype() == v1::DT_BOOL &&
+       tensor->bytes().find_first_not_of(std::string("\0\1", 2)) !=
+           std::string::npos)) {
     FuzzFail(absl::StrCat("TensorFromProto accepted ",
                           original.ShortDebugString().substr(0, 300)));
   }

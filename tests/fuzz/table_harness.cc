@@ -306,8 +306,9 @@ void TableHarness::BatchRead(const v1::BatchReadRequest& request) {
 
 void TableHarness::Delete(absl::string_view name, bool recursive) {
   absl::StatusOr<int64_t> result = table_->Delete(name, recursive);
-  Snapshot after = Check("Delete", result.status(),
-                         {Code::kInvalidArgument, Code::kNotFound});
+  Snapshot after = Check(
+      "Delete", result.status(),
+      {Code::kInvalidArgument, Code::kNotFound, Code::kFailedPrecondition});
   if (result.ok()) {
     Require(*result > 0 && *result == static_cast<int64_t>(state_.size()) -
                                           static_cast<int64_t>(after.size()),
@@ -322,9 +323,9 @@ void TableHarness::Delete(absl::string_view name, bool recursive) {
 void TableHarness::Rename(absl::string_view old_name,
                           absl::string_view new_name) {
   absl::StatusOr<int64_t> result = table_->Rename(old_name, new_name);
-  Snapshot after =
-      Check("Rename", result.status(),
-            {Code::kInvalidArgument, Code::kNotFound, Code::kAlreadyExists});
+  Snapshot after = Check("Rename", result.status(),
+                         {Code::kInvalidArgument, Code::kNotFound,
+                          Code::kAlreadyExists, Code::kFailedPrecondition});
   if (result.ok()) {
     int64_t moved = 0;
     for (const auto& [name, stored] : state_) {

@@ -28,14 +28,33 @@ _UNUSED_ADDRESS = "127.0.0.1:1"
 _SERVING = re.compile(r"varscoped serving on (\S+:\d+) ")
 
 
-class Server:
-    """A varscoped process serving `address`."""
+# Test clusters: their shards listen on port 0, so the shard list each one
+# records names the shards by position, not by the addresses clients reach
+# them at (clients check positions and the cluster id, never addresses).
+TEST_CLUSTER_ID = "test-cluster"
 
-    def __init__(self, data_dir, *flags):
+
+def shard_list(count):
+    """The shard list test clusters of `count` shards record."""
+    return ["shard%d:7070" % i for i in range(count)]
+
+
+def shard_flags(index, count):
+    """The varscoped flags of shard `index` of a test cluster."""
+    return ["--cluster=" + ",".join(shard_list(count)),
+            "--shard-index=%d" % index, "--cluster-id=" + TEST_CLUSTER_ID]
+
+
+class Server:
+    """A varscoped process serving `address`; `env`: its environment
+    (default: this process's)."""
+
+    def __init__(self, data_dir, *flags, env=None):
         self.process = subprocess.Popen(
             [VARSCOPED, "--listen=127.0.0.1:0", "--data-dir=%s" % data_dir,
              *flags],
-            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+            env=env)
         line = self.process.stdout.readline()
         match = _SERVING.match(line)
         if not match:
@@ -57,13 +76,17 @@ class Server:
 
 @pytest.fixture
 def server(tmp_path):
-    """A running server; the default client of this process connects to it."""
+    """A running server; the default client of this process connects to it,
+    with a fresh process graph (names, collections, local variables)."""
+    varscope.reset_default_graph()
     srv = Server(tmp_path / "db")
     varscope.connect(srv.address, timeout=10)
     yield srv
     # Drop the connection first (including through handles kept alive by
-    # reference cycles, e.g. of pytest.raises): the server's graceful
-    # shutdown waits for connected clients to go away.
+    # reference cycles, e.g. of pytest.raises, or by the process's
+    # collections): the server's graceful shutdown waits for connected
+    # clients to go away.
+    varscope.reset_default_graph()
     varscope.connect(_UNUSED_ADDRESS)
     gc.collect()
     if srv.process.poll() is None:
@@ -72,10 +95,14 @@ def server(tmp_path):
 
 @pytest.fixture
 def shards(tmp_path):
-    """Two servers as one cluster; the default client connects to it."""
-    servers = [Server(tmp_path / ("shard%d" % i)) for i in range(2)]
+    """Two servers as one test cluster; the default client connects to it,
+    with a fresh process graph."""
+    varscope.reset_default_graph()
+    servers = [Server(tmp_path / ("shard%d" % i), *shard_flags(i, 2))
+               for i in range(2)]
     varscope.connect(cluster=[s.address for s in servers], timeout=10)
     yield servers
+    varscope.reset_default_graph()
     varscope.connect(_UNUSED_ADDRESS)
     gc.collect()
     for s in servers:

@@ -1,9 +1,83 @@
 """A cluster of two shards from Python: vs.connect(cluster=[...])."""
 
+import json
+import os
+
 import numpy as np
+import pytest
 
 import varscope as vs
+from varscope import errors
 
+from conftest import Server
+from conftest import shard_list
+
+
+def mismatch(address, index, listed_as, order, cluster="test-cluster"):
+    return ("Shard list mismatch: %s is shard %d of 2 of cluster %s (shards "
+            "%s), but this client lists it as shard %d of 2. Give every "
+            "worker the shards in the cluster's order: %s" %
+            (address, index, cluster, ",".join(order), listed_as,
+             ",".join(order)))
+
+
+def test_shards_listed_in_another_order_are_refused(shards, monkeypatch):
+    swapped = [shards[1].address, shards[0].address]
+    expected = mismatch(shards[1].address, 1, 0, shard_list(2))
+    vs.connect(cluster=swapped, timeout=10)
+    with pytest.raises(errors.FailedPreconditionError) as e:
+        vs.get_variable("w", shape=[1])
+    assert str(e.value) == expected
+    assert e.value.error_code == errors.FAILED_PRECONDITION
+    with pytest.raises(errors.FailedPreconditionError) as e:
+        vs.get_or_create_global_step()
+    assert str(e.value) == expected
+    with pytest.raises(errors.FailedPreconditionError) as e:
+        vs.Client(",".join(swapped)).check_cluster()
+    assert str(e.value) == expected
+    # A worker given the cluster by TF_CONFIG is checked alike.
+    monkeypatch.setenv("TF_CONFIG", json.dumps(
+        {"cluster": {"ps": swapped, "worker": ["w:1"]},
+         "task": {"type": "worker", "index": 0}}))
+    monkeypatch.delenv("VARSCOPE_SERVER", raising=False)
+    vs.connect(timeout=10)
+    with pytest.raises(errors.FailedPreconditionError) as e:
+        vs.list_variables()
+    assert str(e.value) == expected
+    # Nothing was created; the cluster's order works.
+    client = vs.connect(cluster=[s.address for s in shards], timeout=10)
+    client.check_cluster()
+    assert vs.list_variables() == []
+    # One address reaches one shard whatever its place.
+    with vs.Client(shards[1].address).as_default():
+        assert vs.list_variables() == []
+
+
+def test_a_ps_task_of_tf_config_is_its_shard(tmp_path):
+    # The servers' TF_CONFIG names them as a deployment would; the worker
+    # reaches them at their test ports.
+    ps = ["ps0.example:2222", "ps1.example:2222"]
+    servers = []
+    for i in range(2):
+        env = dict(os.environ, TF_CONFIG=json.dumps(
+            {"cluster": {"ps": ps, "worker": ["w0:2222"]},
+             "task": {"type": "ps", "index": i}}))
+        servers.append(Server(tmp_path / ("ps%d" % i), env=env))
+    try:
+        with pytest.raises(errors.FailedPreconditionError) as e:
+            vs.Client("%s,%s" % (servers[1].address, servers[0].address),
+                      timeout=10).check_cluster()
+        cluster_id = str(e.value).split(" of cluster ")[1].split(" ")[0]
+        assert str(e.value) == mismatch(servers[1].address, 1, 0, ps,
+                                        cluster=cluster_id)
+        assert len(cluster_id) == 16
+        with vs.Client("%s,%s" % (servers[0].address, servers[1].address),
+                       timeout=10).as_default():
+            vs.get_variable("w", shape=[1])
+            assert vs.list_variables() == [("w", [1])]
+    finally:
+        for s in servers:
+            s.stop()
 
 
 def shard_names(server):

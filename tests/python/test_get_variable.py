@@ -152,6 +152,31 @@ def test_shape_forms():
     assert vs.get_variable("b", shape=(2, 3)).shape == (2, 3)
     assert vs.get_variable("c", shape=np.array([4])).shape == (4,)
     assert vs.get_variable("d", shape=[]).shape == ()
+    assert vs.get_variable("e", shape=[np.int32(2), True]).shape == (2, 1)
+
+
+class Index:
+    def __index__(self):
+        return 3
+
+
+@pytest.mark.parametrize("shape, text", [
+    ([2.5], "'2.5' with type '<class 'float'>'"),
+    (2.5, "'2.5' with type '<class 'float'>'"),
+    ([2, np.float32(2)], "'2.0' with type '<class 'numpy.float32'>'"),
+    (["3"], "''3'' with type '<class 'str'>'"),
+    ("3", "''3'' with type '<class 'str'>'"),
+])
+def test_non_integer_dimensions_are_type_errors_as_in_tensorflow(shape, text):
+    with pytest.raises(TypeError) as e:
+        vs.get_variable("f", shape=shape)
+    assert str(e.value) == ("Dimension value must be integer or None or have "
+                            "an __index__ method, got value " + text)
+    assert vs.list_variables() == []  # nothing created
+    assert vs.get_variable("f", shape=[Index()]).shape == (3,)
+    assert vs.TensorShape([Index(), None]) == (3, None)
+    with pytest.raises(TypeError):
+        vs.TensorShape([1.5])
 
 
 def test_default_initializer_is_glorot_uniform_for_floats_zeros_otherwise():
@@ -238,16 +263,7 @@ class TestCallableInitializer:
         np.testing.assert_array_equal(v.read(), [1, 1])
 
 
-@pytest.mark.parametrize("argument", ["regularizer", "custom_getter"])
-def test_unsupported_arguments_raise_not_implemented(argument):
-    with pytest.raises(NotImplementedError, match=argument):
-        vs.get_variable("v", shape=[1], **{argument: lambda *a, **k: None})
-    with pytest.raises(NotImplementedError, match=argument):
-        vs.variable_scope("s", **{argument: lambda *a, **k: None})
-
-
 def test_ignored_arguments_are_accepted():
-    v = vs.get_variable("v", shape=[1], collections=["x"],
-                        caching_device="/cpu:0", validate_shape=False,
-                        use_resource=True)
+    v = vs.get_variable("v", shape=[1], caching_device="/cpu:0",
+                        validate_shape=False, use_resource=True)
     assert v.created

@@ -2,6 +2,10 @@
 [ARGS]`, talking to the server at ADDRESS and reporting on stdout.
 
 Commands:
+  variable NAME N       makes Variable(0, name=NAME, dtype=int64), adds 1 to
+                        it N times, then prints its name.
+  collections KEY       prints {KEY: names in get_collection(KEY),
+                        "trainable": names in trainable_variables()} as JSON.
   seeded NAME SEED      creates NAME (float32 [100], random_normal with SEED)
                         and prints its value as JSON.
   increment NAME N      adds 1 to the int64 scalar NAME (created if missing)
@@ -109,6 +113,17 @@ def main(command, address, *args):
     elif command == "sync":
         name, replicas, steps, grad, first = args
         sync_steps(name, int(replicas), int(steps), float(grad), int(first))
+    elif command == "variable":
+        name, n = args
+        v = vs.Variable(0, name=name, dtype=vs.int64)
+        for _ in range(int(n)):
+            v.assign_add(1, read_value=False)
+        print(v.name)
+    elif command == "collections":
+        (key,) = args
+        print(json.dumps({
+            key: [v.name for v in vs.get_collection(key)],
+            "trainable": [v.name for v in vs.trainable_variables()]}))
     else:
         raise SystemExit("unknown command %r" % command)
 

@@ -104,11 +104,11 @@ std::vector<int64_t> RowHeads(const Tensor& t) {
   return heads;
 }
 
-// Retries `call` until it returns OK, for up to 10 seconds (RocksDB may
-// take a moment to resume after a fault clears).
+// Retries `call` until it returns OK, for up to 60 seconds (the store
+// tries to resume once a second after a fault clears).
 template <typename Call>
 auto Eventually(Call call) -> decltype(call()) {
-  const absl::Time deadline = absl::Now() + absl::Seconds(10);
+  const absl::Time deadline = absl::Now() + absl::Seconds(60);
   for (;;) {
     auto result = call();
     if (result.ok() || absl::Now() > deadline) return result;
@@ -217,31 +217,46 @@ class StoreFaultTest : public ::testing::Test {
   std::shared_ptr<Client> client_;
 };
 
+// As a real disk fills up (see also disk_full_test.cc): writes fail part way
+// through a file, RocksDB's info log fails too (RocksDB's own logger aborted
+// the process on its next line), and only a little space comes back.
 TEST_F(StoreFaultTest, FullDiskFailsWritesWithResourceExhaustedUntilFreed) {
   Start("wal");
   VS_ASSERT_OK(client_->GetVariable(Create("w")));
   VS_ASSERT_OK(client_->BatchUpdate(AssignAll("w", 1)));
 
-  Fail(Fault::kNoSpace);
-  const auto no_space =
-      StatusIs(absl::StatusCode::kResourceExhausted,
-               AllOf(HasSubstr("No space left on the disk of data directory"),
-                     HasSubstr("the update was not applied")));
+  // Room for part of the next write-ahead log record.
+  faulty_.fs->set_free_bytes(200);
+  const auto no_space = StatusIs(
+      absl::StatusCode::kResourceExhausted,
+      HasSubstr(absl::StrCat("No space left on the disk of data directory ",
+                             server_->data_dir(),
+                             ": the update was not applied; writes resume "
+                             "once space is freed (")));
   EXPECT_THAT(client_->BatchUpdate(AssignAll("w", 2)), no_space);
   EXPECT_THAT(client_->GetVariable(Create("x")), no_space);
   EXPECT_THAT(client_->Delete("w", false), no_space);
+  // Writes go on failing, and the server on serving, while RocksDB logs
+  // into the full disk.
+  const absl::Time deadline = absl::Now() + absl::Seconds(60);
+  while (faulty_.fs->failures("LOG") < 2 && absl::Now() < deadline) {
+    EXPECT_THAT(client_->BatchUpdate(AssignAll("w", 2)), no_space);
+    absl::SleepFor(absl::Milliseconds(50));
+  }
+  EXPECT_GE(faulty_.fs->failures("LOG"), 2);
   // Reads keep working and see nothing of the failed writes.
   VS_ASSERT_OK_AND_ASSIGN(ReadResult read, client_->Read("w"));
   EXPECT_EQ(read.value.flat<int64_t>()[0], 1);
   EXPECT_EQ(read.version, 2);
   EXPECT_THAT(client_->Stat("x"), StatusIs(absl::StatusCode::kNotFound));
 
-  Fail(Fault::kNone);
+  // Far less than a memtable (RocksDB waited for 64 MiB).
+  faulty_.fs->set_free_bytes(1 << 20);
   VS_ASSERT_OK_AND_ASSIGN(v1::BatchUpdateResponse applied, Eventually([&] {
                             return client_->BatchUpdate(AssignAll("w", 3));
                           }));
   EXPECT_EQ(applied.versions(0), 3);
-  EXPECT_GT(faulty_.fs->failures(), 0);
+  faulty_.fs->set_free_bytes(FaultyFileSystem::kUnlimited);
 
   Restart();
   VS_ASSERT_OK_AND_ASSIGN(read, client_->Read("w"));
@@ -423,6 +438,25 @@ TEST(IntervalFlush, CleanShutdownWritesThePendingChanges) {
   EXPECT_THAT(client->Stat("w"), StatusIs(absl::StatusCode::kNotFound));
 }
 
+// Expects varscoped to refuse the store in `dir`, exiting 1 with `message`.
+template <typename Matcher>
+void ExpectStartRefused(const std::string& dir, Matcher message) {
+  auto [status, output] = testing::RunServer(dir);
+  EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 1) << output;
+  EXPECT_THAT(output, AllOf(message, Not(HasSubstr("serving on"))));
+}
+
+// As ExpectStartRefused, for damage found before RocksDB may change the
+// store: expects every file of it as it was.
+template <typename Matcher>
+void ExpectStartRefusedUntouched(const std::string& dir, Matcher message) {
+  const std::map<std::string, std::string> before =
+      testing::DirectoryContents(dir);
+  ExpectStartRefused(dir, message);
+  EXPECT_TRUE(testing::DirectoryContents(dir) == before)
+      << "the refused start changed the data directory";
+}
+
 // A store with two variables flushed to SST and blob files.
 class DamagedStoreTest : public ::testing::Test {
  protected:
@@ -502,36 +536,22 @@ class DamagedStoreTest : public ::testing::Test {
     fs::resize_file(file, fs::file_size(file) / 2);
   }
 
-  // Starts varscoped on the store; returns its exit status and output.
-  std::pair<int, std::string> StartServer() {
-    auto child =
-        ChildProcess::Start({testing::VarscopedPath(), "--listen=127.0.0.1:0",
-                             absl::StrCat("--data-dir=", dir_.path())},
-                            /*capture_stderr=*/true);
-    EXPECT_TRUE(child.ok());
-    std::string output;
-    for (;;) {
-      absl::StatusOr<std::string> line = (*child)->ReadLine();
-      if (!line.ok()) break;
-      absl::StrAppend(&output, *line, "\n");
-      if (absl::StrContains(*line, "serving on")) (*child)->Kill(SIGTERM);
-    }
-    return {(*child)->Wait(), output};
-  }
-
-  // Expects varscoped to refuse the store, exiting 1 with `message`.
+  // Damage found when every variable loads, once RocksDB opened the store.
   template <typename Matcher>
   void ExpectRefused(Matcher message) {
-    auto [status, output] = StartServer();
-    EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 1) << output;
-    EXPECT_THAT(output, AllOf(message, Not(HasSubstr("serving on"))));
+    ExpectStartRefused(dir_.path(), message);
+  }
+  // Damage found before RocksDB may change the store.
+  template <typename Matcher>
+  void ExpectRefusedUntouched(Matcher message) {
+    ExpectStartRefusedUntouched(dir_.path(), message);
   }
 
   TempDir dir_;
 };
 
 TEST_F(DamagedStoreTest, IntactStoreStarts) {
-  auto [status, output] = StartServer();
+  auto [status, output] = testing::RunServer(dir_.path());
   EXPECT_THAT(output, HasSubstr("serving on"));
 }
 
@@ -540,15 +560,17 @@ TEST_F(DamagedStoreTest, TruncatedManifestIsRefused) {
   for (const fs::path& file : manifests) {
     if (file.filename().string().rfind("MANIFEST-", 0) == 0) Truncate(file);
   }
-  ExpectRefused(AllOf(HasSubstr("varscoped: DATA_LOSS: Opening data directory"),
-                      HasSubstr("The data directory is damaged")));
+  ExpectRefusedUntouched(
+      AllOf(HasSubstr("varscoped: DATA_LOSS: Opening data directory"),
+            HasSubstr("The data directory is damaged")));
 }
 
 TEST_F(DamagedStoreTest, TruncatedTableFileIsRefused) {
   for (const fs::path& file : Files(".sst")) Truncate(file);
-  ExpectRefused(AllOf(HasSubstr("varscoped: DATA_LOSS: Opening data directory"),
-                      HasSubstr("Corruption: file is too short"),
-                      HasSubstr("The data directory is damaged")));
+  ExpectRefusedUntouched(
+      AllOf(HasSubstr("varscoped: DATA_LOSS: Opening data directory"),
+            HasSubstr("Corruption: file is too short"),
+            HasSubstr("The data directory is damaged")));
 }
 
 TEST_F(DamagedStoreTest, TruncatedBlobFileIsRefused) {
@@ -584,7 +606,7 @@ TEST_F(DamagedStoreTest, ChunksWithoutChecksumsAreCheckedByRocksDb) {
                       .ok());
     }
   });
-  EXPECT_THAT(StartServer().second, HasSubstr("serving on"));
+  EXPECT_THAT(testing::RunServer(dir_.path()).second, HasSubstr("serving on"));
   FlipAByteOfAChunk();
   ExpectRefused(AllOf(
       HasSubstr("varscoped: DATA_LOSS: Reading stored variable 'model/"),
@@ -603,18 +625,50 @@ TEST_F(DamagedStoreTest, MissingChunkIsRefusedNamingTheVariable) {
 
 TEST_F(DamagedStoreTest, MissingCurrentFileIsNotReplacedByAnEmptyStore) {
   fs::remove(fs::path(dir_.path()) / "CURRENT");
-  ExpectRefused(HasSubstr(
-      "varscoped: FAILED_PRECONDITION: Data directory " + dir_.path() +
-      " holds files but no store (its CURRENT file is missing)"));
+  ExpectRefusedUntouched(HasSubstr(
+      "varscoped: DATA_LOSS: Data directory " + dir_.path() +
+      " holds a store's files but its CURRENT file is missing. The data "
+      "directory is damaged; varscoped does not serve it. Restore a backup or "
+      "checkpoint into a new directory (varscope restore) and start on that"));
+}
+
+TEST_F(DamagedStoreTest, MissingManifestIsRefused) {
+  std::string manifest;
+  for (const fs::path& file : Files("")) {
+    if (file.filename().string().rfind("MANIFEST-", 0) == 0) {
+      manifest = file.string();
+      fs::remove(file);
+    }
+  }
+  ExpectRefusedUntouched(
+      HasSubstr("varscoped: DATA_LOSS: Opening data directory " + dir_.path() +
+                ": a file of the store is missing (IO error: No such file or "
+                "directory: While opening a file for sequentially reading: " +
+                manifest +
+                ": No such file or directory). The data directory is "
+                "damaged"));
+}
+
+// Not a store: the operator pointed varscoped at the wrong directory.
+TEST(DataDirectory, WithOtherFilesOnlyIsNotTakenForAStore) {
+  TempDir dir;
+  std::ofstream(fs::path(dir.path()) / "notes.txt") << "not a store\n";
+  ExpectStartRefusedUntouched(
+      dir.path(),
+      HasSubstr("varscoped: FAILED_PRECONDITION: Data directory " + dir.path() +
+                " holds files but no store (its CURRENT file is missing): "
+                "not starting on it, and not creating an empty store over "
+                "it"));
 }
 
 TEST_F(DamagedStoreTest, MissingTableFileIsRefused) {
   const std::vector<fs::path> tables = Files(".sst");
   ASSERT_FALSE(tables.empty());
   fs::remove(tables.front());
-  ExpectRefused(AllOf(HasSubstr("varscoped: DATA_LOSS: Opening data directory"),
-                      HasSubstr("No such file or directory"),
-                      HasSubstr("The data directory is damaged")));
+  ExpectRefusedUntouched(
+      AllOf(HasSubstr("varscoped: DATA_LOSS: Opening data directory"),
+            HasSubstr("No such file or directory"),
+            HasSubstr("The data directory is damaged")));
 }
 
 // RocksDB opens a store whose MANIFEST lost its latest edits as the older
@@ -645,10 +699,169 @@ TEST_F(DamagedStoreTest, ManifestThatLostItsLatestEditsIsRefused) {
              fs::copy_options::overwrite_existing);
   }
   fs::remove_all(saved);
-  const size_t files = Files("").size();
-  ExpectRefused(HasSubstr("varscoped: DATA_LOSS: Opening data directory " +
-                          dir_.path() + ": it recovers writes up to sequence"));
-  EXPECT_EQ(Files("").size(), files) << "files were deleted";
+  ExpectRefusedUntouched(
+      HasSubstr("varscoped: DATA_LOSS: Opening data directory " + dir_.path() +
+                ": it recovers writes up to sequence"));
+}
+
+// The reported case: a store whose every write is still in its write-ahead
+// log (40 variables, 5 acknowledged assigns each), its server killed.
+class LogDamageTest : public ::testing::TestWithParam<const char*> {
+ protected:
+  void SetUp() override {
+    Start();
+    for (int i = 0; i < kVariables; ++i) {
+      VS_ASSERT_OK(client_->GetVariable(Create(Name(i))));
+    }
+    for (int round = 1; round <= kRounds; ++round) {
+      for (int i = 0; i < kVariables; ++i) {
+        VS_ASSERT_OK(client_->BatchUpdate(AssignAll(Name(i), Value(round, i))));
+      }
+    }
+  }
+
+  static constexpr int kVariables = 40;
+  static constexpr int kRounds = 5;
+  static std::string Name(int i) { return absl::StrCat("model/v", i); }
+  static int64_t Value(int round, int i) { return round * 100 + i; }
+
+  void Start() {
+    VS_ASSERT_OK_AND_ASSIGN(
+        server_, ServerProcess::Start(
+                     dir_.path(), {absl::StrCat("--durability=", GetParam())}));
+    client_ = Client::Connect(server_->address());
+  }
+
+  void Kill() {
+    server_->process().Kill(SIGKILL);
+    server_->process().Wait();
+  }
+
+  // The store's write-ahead logs, oldest first.
+  std::vector<fs::path> Logs() {
+    std::vector<fs::path> logs;
+    for (const auto& entry : fs::directory_iterator(dir_.path())) {
+      if (entry.path().extension() == ".log") logs.push_back(entry.path());
+    }
+    std::sort(logs.begin(), logs.end());  // same-width numbers
+    return logs;
+  }
+
+  // Expects the server to hold every variable's last value.
+  void ExpectEveryLastValue() {
+    for (int i = 0; i < kVariables; ++i) {
+      VS_ASSERT_OK_AND_ASSIGN(ReadResult read, client_->Read(Name(i)));
+      EXPECT_EQ(Elements(read.value), Elements(Filled(Value(kRounds, i))))
+          << Name(i);
+      EXPECT_EQ(read.version, kRounds + 1) << Name(i);
+    }
+  }
+
+  TempDir dir_;
+  std::unique_ptr<ServerProcess> server_;
+  std::shared_ptr<Client> client_;
+};
+
+INSTANTIATE_TEST_SUITE_P(Durability, LogDamageTest,
+                         ::testing::Values("wal", "sync"));
+
+// RocksDB's default recovery replayed the log up to the damage, dropped the
+// rest (20 of 40 values) and deleted the log.
+TEST_P(LogDamageTest, DamageInTheMiddleIsRefused) {
+  Kill();
+  const fs::path log = Logs().back();
+  const uintmax_t size = fs::file_size(log);
+  ASSERT_GT(size, 3u * 32768) << "the middle is not in the last block";
+  {
+    std::fstream file(log, std::ios::in | std::ios::out | std::ios::binary);
+    const std::streamoff middle = static_cast<std::streamoff>(size / 2);
+    char bytes[8];
+    file.seekg(middle);
+    file.read(bytes, sizeof(bytes));
+    for (char& byte : bytes) byte = static_cast<char>(~byte);
+    file.seekp(middle);
+    file.write(bytes, sizeof(bytes));
+  }
+  ExpectStartRefusedUntouched(
+      dir_.path(),
+      AllOf(HasSubstr("varscoped: DATA_LOSS: Opening data directory " +
+                      dir_.path() + ": Corruption: checksum mismatch (" +
+                      log.string() + ": dropping "),
+            HasSubstr(" bytes; Corruption: checksum mismatch). The data "
+                      "directory is damaged; varscoped does not serve it. "
+                      "Restore a backup or checkpoint")));
+}
+
+// A kill in the middle of a write leaves its record cut short at the end of
+// the log; that write was never acknowledged.
+TEST_P(LogDamageTest, TornLastRecordIsDroppedAndEverythingBeforeItKept) {
+  const fs::path log = Logs().back();
+  const uintmax_t before = fs::file_size(log);
+  VS_ASSERT_OK(client_->BatchUpdate(AssignAll(Name(0), 999)));
+  const uintmax_t after = fs::file_size(log);
+  Kill();
+  ASSERT_GT(after, before + 2);
+  fs::resize_file(log, (before + after) / 2);
+
+  Start();
+  ExpectEveryLastValue();
+}
+
+// A deleted log held writes that are in no other file.
+TEST_P(LogDamageTest, DeletedLogIsRefused) {
+  Kill();
+  const fs::path log = Logs().back();
+  fs::remove(log);
+  ExpectStartRefusedUntouched(
+      dir_.path(),
+      HasSubstr("varscoped: DATA_LOSS: Opening data directory " + dir_.path() +
+                ": its write-ahead log " + log.filename().string() +
+                " is missing (VARSCOPE-DURABLE lists it): the writes it held "
+                "are lost. The data directory is damaged"));
+}
+
+// After a restart the replayed log stays, closed, until its writes are
+// flushed, next to the new one.
+class OlderLogDamageTest : public LogDamageTest {
+ protected:
+  void SetUp() override {
+    LogDamageTest::SetUp();
+    Kill();
+    Start();
+    ExpectEveryLastValue();
+    VS_ASSERT_OK(client_->BatchUpdate(AssignAll(Name(0), 999)));
+    Kill();
+    ASSERT_EQ(Logs().size(), 2u);
+  }
+};
+
+INSTANTIATE_TEST_SUITE_P(Durability, OlderLogDamageTest,
+                         ::testing::Values("wal", "sync"));
+
+TEST_P(OlderLogDamageTest, DeletedOlderLogIsRefused) {
+  const fs::path log = Logs().front();
+  fs::remove(log);
+  ExpectStartRefusedUntouched(
+      dir_.path(),
+      HasSubstr("varscoped: DATA_LOSS: Opening data directory " + dir_.path() +
+                ": its write-ahead log " + log.filename().string() +
+                " is missing (VARSCOPE-DURABLE lists it): the writes it held "
+                "are lost. The data directory is damaged"));
+}
+
+// RocksDB takes a closed log cut short for one whose last write was torn.
+TEST_P(OlderLogDamageTest, TruncatedOlderLogIsRefused) {
+  const fs::path log = Logs().front();
+  const uintmax_t size = fs::file_size(log);
+  fs::resize_file(log, size / 2);
+  ExpectStartRefusedUntouched(
+      dir_.path(),
+      HasSubstr(absl::StrCat(
+          "varscoped: DATA_LOSS: Opening data directory ", dir_.path(),
+          ": its write-ahead log ", log.filename().string(), " has ", size / 2,
+          " bytes, but it was closed at ", size,
+          " (VARSCOPE-DURABLE): the writes cut from it are lost. The data "
+          "directory is damaged")));
 }
 
 }  // namespace

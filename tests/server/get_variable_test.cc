@@ -265,9 +265,9 @@ TEST(GetVariableLimits, VariableOverTheSizeLimitIsResourceExhausted) {
   EXPECT_THAT(
       GetVariable(server.NewClient(), scope, "big", get),
       StatusIs(absl::StatusCode::kResourceExhausted,
-               "Variable big of shape (251,) and dtype float32 needs 251 "
-               "elements of 4 bytes, more than this server's limit of 1000 "
-               "bytes per variable"));
+               "Variable big of shape (251,) and dtype float32 needs 1004 "
+               "bytes, over this server's limit of 1000 "
+               "(--max-variable-bytes)"));
   get.shape = std::vector<int64_t>{250};
   VS_EXPECT_OK(GetVariable(server.NewClient(), scope, "big", get).status());
 }
@@ -284,14 +284,14 @@ TEST(GetVariableLimits, RowsOverTheSizeLimitAreResourceExhaustedWithNoRows) {
   EXPECT_THAT(GetVariable(server.NewClient(), scope, "empty", get),
               StatusIs(absl::StatusCode::kResourceExhausted,
                        "Variable empty of shape (0, 251) and dtype float32 has "
-                       "rows of shape (251,), more than this server's limit "
-                       "of 1000 bytes per variable"));
+                       "rows of shape (251,), over this server's limit of "
+                       "1000 (--max-variable-bytes)"));
   const int64_t huge = int64_t{1} << 40;
   get.shape = std::vector<int64_t>{0, huge, huge};
   EXPECT_THAT(GetVariable(server.NewClient(), scope, "empty", get),
               StatusIs(absl::StatusCode::kResourceExhausted,
                        HasSubstr("has rows of shape (1099511627776, "
-                                 "1099511627776), more than")));
+                                 "1099511627776), over this")));
   get.shape = std::vector<int64_t>{0, 250};
   VS_EXPECT_OK(GetVariable(server.NewClient(), scope, "empty", get).status());
 }
@@ -535,6 +535,66 @@ TEST_F(GetVariableTest, HealthServiceReportsServing) {
   for (auto& s : slices)
     bytes.append(reinterpret_cast<const char*>(s.begin()), s.size());
   EXPECT_EQ(bytes, std::string("\x08\x01", 2));  // status: SERVING
+}
+
+TEST_F(GetVariableTest, CollectionsAreStoredOnEveryPartAndKeptAcrossRestarts) {
+  GetVariableOptions options;
+  options.collections = std::vector<std::string>{"variables", "my_vars"};
+  options.partitioner = FixedSize(2);
+  VS_ASSERT_OK_AND_ASSIGN(
+      Variable e, Get("e", Reuse::kFalse, {{4, 1}}, v1::DT_FLOAT, options));
+  EXPECT_THAT(e.info().collections().names(),
+              ElementsAre("variables", "my_vars"));
+  ASSERT_EQ(e.parts().size(), 2);
+  for (const Variable& part : e.parts()) {
+    EXPECT_THAT(part.info().collections().names(),
+                ElementsAre("variables", "my_vars"));
+  }
+  VS_ASSERT_OK_AND_ASSIGN(Variable plain, Get("plain", Reuse::kFalse, {{1}}));
+  EXPECT_FALSE(plain.info().has_collections());  // the default
+
+  VS_ASSERT_OK(server_.Restart());
+  client_ = server_.NewClient();
+  // A get of an existing variable ignores the collections it is given, as
+  // TensorFlow does.
+  options.collections = std::vector<std::string>{"other"};
+  options.partitioner.reset();
+  VS_ASSERT_OK_AND_ASSIGN(
+      Variable again, Get("e", Reuse::kTrue, {{4, 1}}, v1::DT_FLOAT, options));
+  EXPECT_FALSE(again.created());
+  EXPECT_THAT(again.info().collections().names(),
+              ElementsAre("variables", "my_vars"));
+  v1::ListVariablesRequest list;
+  list.set_recursive(true);
+  VS_ASSERT_OK_AND_ASSIGN(v1::ListVariablesResponse listed,
+                          client_->ListVariables(list));
+  ASSERT_EQ(listed.entries_size(), 3);
+  EXPECT_THAT(listed.entries(0).variable().collections().names(),
+              ElementsAre("variables", "my_vars"));
+  EXPECT_FALSE(listed.entries(2).variable().has_collections());
+}
+
+TEST_F(GetVariableTest, BadCollectionsAreInvalidArgumentAndCreateNothing) {
+  GetVariableOptions options;
+  options.collections = std::vector<std::string>(65, "c");
+  EXPECT_THAT(Get("w", Reuse::kAutoReuse, {{1}}, v1::DT_FLOAT, options),
+              StatusIs(absl::StatusCode::kInvalidArgument,
+                       "Variable w is given 65 collections; at most 64 are "
+                       "allowed"));
+  options.collections = std::vector<std::string>{"ok", std::string(257, 'x')};
+  EXPECT_THAT(Get("w", Reuse::kAutoReuse, {{1}}, v1::DT_FLOAT, options),
+              StatusIs(absl::StatusCode::kInvalidArgument,
+                       "Collection names of variable w must have 1 to 256 "
+                       "bytes, got one of 257"));
+  options.collections = std::vector<std::string>{""};
+  EXPECT_THAT(Get("w", Reuse::kAutoReuse, {{1}}, v1::DT_FLOAT, options),
+              StatusIs(absl::StatusCode::kInvalidArgument,
+                       "Collection names of variable w must have 1 to 256 "
+                       "bytes, got one of 0"));
+  EXPECT_THAT(Get("w", Reuse::kTrue, {{1}}),
+              StatusIs(absl::StatusCode::kNotFound));
+  options.collections = std::vector<std::string>(64, std::string(256, 'c'));
+  VS_EXPECT_OK(Get("w", Reuse::kFalse, {{1}}, v1::DT_FLOAT, options).status());
 }
 
 }  // namespace

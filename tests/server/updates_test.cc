@@ -243,6 +243,45 @@ TEST_F(UpdatesTest, OutOfRangeIndicesAreRejectedAndChangeNothing) {
   EXPECT_THAT(ReadValues("emb"), ::testing::Each(0.0));
 }
 
+// Issue 11: a bool tensor holding 0x07 was stored as it came (and reading
+// such a byte as a bool is undefined).
+TEST_F(UpdatesTest, BoolTensorsOtherThanZeroOrOneAreRefusedEverywhere) {
+  auto bools = [](std::vector<int64_t> dims, std::vector<uint8_t> bytes) {
+    return Tensor::FromVector<uint8_t>(v1::DT_BOOL, std::move(dims), bytes);
+  };
+  GetVariableOptions options;
+  options.shape = std::vector<int64_t>{2, 2};
+  options.dtype = v1::DT_BOOL;
+  VS_ASSERT_OK(GetVariable(client_, VariableScope(), "flags", options));
+  const Tensor bad = bools({2, 2}, {1, 0, 0, 7});
+  const char* refused = "bool tensor element 3 is 0x07, not 0 or 1";
+  EXPECT_THAT(Run({Assign("flags", bad)}),
+              StatusIs(absl::StatusCode::kInvalidArgument, refused));
+  EXPECT_THAT(Run({Add("flags", bad)}),
+              StatusIs(absl::StatusCode::kInvalidArgument, refused));
+  EXPECT_THAT(
+      Run({Scatter("flags", {1}, bools({1, 2}, {0, 2}), v1::Scatter::UPDATE)}),
+      StatusIs(absl::StatusCode::kInvalidArgument,
+               "bool tensor element 1 is 0x02, not 0 or 1"));
+  ClientOptions streaming;
+  streaming.stream_threshold_bytes = 1;
+  EXPECT_THAT(server_.NewClient(streaming)->Assign("flags", bad),
+              StatusIs(absl::StatusCode::kInvalidArgument, refused));
+  options.initializer = v1::Initializer();
+  options.initializer->set_kind(v1::Initializer::CONSTANT);
+  TensorToProto(bad, options.initializer->mutable_value());
+  EXPECT_THAT(
+      GetVariable(client_, VariableScope(), "flags2", options),
+      StatusIs(absl::StatusCode::kInvalidArgument,
+               absl::StrCat("Invalid constant initializer value: ", refused)));
+
+  VS_ASSERT_OK_AND_ASSIGN(ReadResult read, client_->Read("flags"));
+  EXPECT_EQ(read.version, 1);
+  EXPECT_EQ(read.value.bytes(), std::string(4, '\0'));
+  EXPECT_THAT(client_->Stat("flags2"), StatusIs(absl::StatusCode::kNotFound));
+  VS_EXPECT_OK(Run({Assign("flags", bools({2, 2}, {1, 0, 0, 1}))}).status());
+}
+
 TEST_F(UpdatesTest, SparseUpdatesWriteOnlyTheChunksTheyTouch) {
   server::ServerOptions options;
   options.table.chunk_bytes = 16 * 8;  // 16 doubles: 4 rows of 4 per chunk

@@ -10,6 +10,7 @@
 #include "common/status_matchers.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
+#include "server/storage.h"
 #include "tests/testing/test_server.h"
 
 namespace varscope {
@@ -320,6 +321,139 @@ TEST_F(VariableOpsTest, RenameRefusesTakenNamesAndMovesIntoItself) {
   EXPECT_THAT(client_->Rename("zzz", "q"),
               StatusIs(absl::StatusCode::kNotFound));
   EXPECT_THAT(ListNames(*client_, "", true, 0), ElementsAre("a/x", "b/x"));
+}
+
+// Creates `name` partitioned in `parts` parts of two rows of two floats.
+absl::StatusOr<Variable> CreatePartitioned(std::shared_ptr<Client> client,
+                                           const std::string& name,
+                                           int64_t parts,
+                                           Reuse reuse = Reuse::kFalse) {
+  VariableScope scope;
+  scope.reuse = reuse;
+  GetVariableOptions options;
+  options.shape = std::vector<int64_t>{2 * parts, 2};
+  options.partitioner = v1::Partitioner();
+  options.partitioner->mutable_fixed_size()->set_num_shards(parts);
+  return GetVariable(std::move(client), scope, name, options);
+}
+
+// Issue 11: `varscope rm m/p/part_0` deleted one part, and a later AUTO_REUSE
+// get_variable of m/p created it again, resetting the other parts.
+TEST_F(VariableOpsTest, DeletingOrRenamingOnePartIsRefusedAndChangesNothing) {
+  VS_ASSERT_OK(CreatePartitioned(client_, "m/p", 4).status());
+  VS_ASSERT_OK(
+      client_->Assign("m/p/part_1", Floats({2, 2}, {1, 2, 3, 4})).status());
+  const std::vector<std::string> before = ListNames(*client_, "", true, 0);
+  ASSERT_EQ(before.size(), 4u);
+
+  EXPECT_THAT(client_->Delete("m/p/part_0", /*recursive=*/false),
+              StatusIs(absl::StatusCode::kFailedPrecondition,
+                       "Variable m/p/part_0 is part 0 of the partitioned "
+                       "variable m/p (4 parts); delete the whole: varscope rm "
+                       "-r m/p"));
+  EXPECT_THAT(client_->Delete("m/p/part_3", /*recursive=*/true),
+              StatusIs(absl::StatusCode::kFailedPrecondition,
+                       "Variable m/p/part_3 is part 3 of the partitioned "
+                       "variable m/p (4 parts); delete the whole: varscope rm "
+                       "-r m/p"));
+  EXPECT_THAT(client_->Rename("m/p/part_1", "m/q"),
+              StatusIs(absl::StatusCode::kFailedPrecondition,
+                       "Variable m/p/part_1 is part 1 of the partitioned "
+                       "variable m/p (4 parts); rename the whole: varscope mv "
+                       "m/p NEW_NAME"));
+  EXPECT_EQ(ListNames(*client_, "", true, 0), before);
+  VS_ASSERT_OK_AND_ASSIGN(
+      Variable again, CreatePartitioned(client_, "m/p", 4, Reuse::kAutoReuse));
+  EXPECT_FALSE(again.created());
+  VS_ASSERT_OK_AND_ASSIGN(ReadResult part, client_->Read("m/p/part_1"));
+  EXPECT_THAT(part.value.flat<float>(), ElementsAre(1, 2, 3, 4));
+  EXPECT_EQ(part.version, 2);
+
+  // The whole, or a scope holding it, moves and goes as one.
+  EXPECT_THAT(client_->Rename("m/p", "n/p"), 4);
+  EXPECT_THAT(client_->Delete("n", /*recursive=*/true), 4);
+  EXPECT_THAT(ListNames(*client_, "", true, 0), ElementsAre());
+}
+
+TEST_F(VariableOpsTest, OneSlotOfThePartsGoesOnlyWithTheWhole) {
+  VS_ASSERT_OK(CreatePartitioned(client_, "m/p", 2).status());
+  v1::BatchUpdateRequest step;
+  for (const char* part : {"m/p/part_0", "m/p/part_1"}) {
+    v1::Update* update = step.add_updates();
+    update->set_name(part);
+    v1::ApplyGradient* apply = update->mutable_apply_gradient();
+    apply->mutable_optimizer()->set_learning_rate(0.1);
+    apply->mutable_optimizer()->mutable_adagrad();
+    TensorToProto(Floats({2, 2}, {1, 1, 1, 1}), apply->mutable_gradient());
+  }
+  VS_ASSERT_OK(client_->BatchUpdate(step).status());
+  const std::vector<std::string> before = ListNames(*client_, "", true, 0);
+  ASSERT_THAT(before, ElementsAre("m/p/part_0", "m/p/part_0/Adagrad",
+                                  "m/p/part_1", "m/p/part_1/Adagrad"));
+
+  EXPECT_THAT(client_->Delete("m/p/part_0/Adagrad", /*recursive=*/false),
+              StatusIs(absl::StatusCode::kFailedPrecondition,
+                       "Variable m/p/part_0/Adagrad is the Adagrad slot of "
+                       "part 0 of the partitioned variable m/p (2 parts); "
+                       "delete the whole: varscope rm -r m/p"));
+  EXPECT_THAT(client_->Rename("m/p/part_1/Adagrad", "m/p/part_1/Other"),
+              StatusIs(absl::StatusCode::kFailedPrecondition,
+                       "Variable m/p/part_1/Adagrad is the Adagrad slot of "
+                       "part 1 of the partitioned variable m/p (2 parts); "
+                       "rename the whole: varscope mv m/p NEW_NAME"));
+  EXPECT_THAT(client_->Delete("m/p/part_1", /*recursive=*/true),
+              StatusIs(absl::StatusCode::kFailedPrecondition,
+                       ::testing::StartsWith("Variable m/p/part_1 is part 1 "
+                                             "of the partitioned variable")));
+  EXPECT_EQ(ListNames(*client_, "", true, 0), before);
+  EXPECT_THAT(client_->Delete("m", /*recursive=*/true), 4);
+}
+
+// A store that holds some parts only (written by a version that let one part
+// go): get_variable of the whole fails in every mode and creates nothing.
+TEST_F(VariableOpsTest, IncompletePartitionedVariableIsNeverCreatedAgain) {
+  VS_ASSERT_OK(CreatePartitioned(client_, "m/p", 4).status());
+  VS_ASSERT_OK(
+      client_->Assign("m/p/part_1", Floats({2, 2}, {1, 2, 3, 4})).status());
+  server_.Stop();
+  {
+    VS_ASSERT_OK_AND_ASSIGN(std::unique_ptr<server::Storage> storage,
+                            server::Storage::Open({}, server_.data_dir()));
+    server::StorageBatch batch;
+    batch.DeleteVariable("m/p/part_0");
+    batch.DeleteVariable("m/p/part_2");
+    VS_ASSERT_OK(storage->Write(batch));
+  }
+  VS_ASSERT_OK(server_.Restart());
+  client_ = server_.NewClient();
+
+  const char* incomplete =
+      "Partitioned variable m/p is incomplete: 2 of its 4 parts are missing "
+      "(m/p/part_0, m/p/part_2); restore it from a backup, or delete what is "
+      "left: varscope rm -r m/p";
+  for (Reuse reuse : {Reuse::kFalse, Reuse::kTrue, Reuse::kAutoReuse}) {
+    EXPECT_THAT(CreatePartitioned(client_, "m/p", 4, reuse),
+                StatusIs(absl::StatusCode::kFailedPrecondition, incomplete));
+    VariableScope scope;
+    scope.reuse = reuse;
+    GetVariableOptions unpartitioned;
+    unpartitioned.shape = std::vector<int64_t>{8, 2};
+    EXPECT_THAT(GetVariable(client_, scope, "m/p", unpartitioned),
+                StatusIs(absl::StatusCode::kFailedPrecondition, incomplete));
+  }
+  EXPECT_THAT(ListNames(*client_, "", true, 0),
+              ElementsAre("m/p/part_1", "m/p/part_3"));
+  VS_ASSERT_OK_AND_ASSIGN(ReadResult part, client_->Read("m/p/part_1"));
+  EXPECT_THAT(part.value.flat<float>(), ElementsAre(1, 2, 3, 4));
+  EXPECT_EQ(part.version, 2);
+  // What is left goes as a whole, then the name is free.
+  EXPECT_THAT(client_->Delete("m/p/part_1", /*recursive=*/false),
+              StatusIs(absl::StatusCode::kFailedPrecondition));
+  EXPECT_THAT(client_->Delete("m/p", /*recursive=*/true), 2);
+  VS_ASSERT_OK_AND_ASSIGN(
+      Variable created,
+      CreatePartitioned(client_, "m/p", 4, Reuse::kAutoReuse));
+  EXPECT_TRUE(created.created());
 }
 
 TEST_F(VariableOpsTest, ServerInfoCountsVariablesBytesAndCalls) {

@@ -5,9 +5,14 @@
 #define VARSCOPE_TESTS_TESTING_FAULTY_FILE_SYSTEM_H_
 
 #include <atomic>
+#include <cstdint>
+#include <functional>
+#include <map>
 #include <memory>
 #include <string>
 
+#include "absl/base/thread_annotations.h"
+#include "absl/synchronization/mutex.h"
 #include "rocksdb/env.h"
 #include "rocksdb/file_system.h"
 
@@ -18,8 +23,6 @@ class FaultyFileSystem final : public rocksdb::FileSystemWrapper {
  public:
   enum class Fault {
     kNone,
-    // Appends, syncs and file creation fail with ENOSPC.
-    kNoSpace,
     // Appends, syncs and file creation fail with EIO.
     kIoError,
     // Only syncs fail with EIO: appended data stays in the file (as after a
@@ -31,12 +34,30 @@ class FaultyFileSystem final : public rocksdb::FileSystemWrapper {
   const char* Name() const override { return "FaultyFileSystem"; }
 
   void set_fault(Fault fault) { fault_.store(fault); }
-  // How many operations failed since the start.
-  int failures() const { return failures_.load(); }
+  // Makes the disk full once `bytes` more are appended (over all files), as
+  // the kernel's is: an append that does not fit writes what does and fails
+  // with ENOSPC, and GetFreeSpace says what is left. kUnlimited (the
+  // default) lifts it.
+  static constexpr int64_t kUnlimited = -1;
+  void set_free_bytes(int64_t bytes);
+  // How many operations failed since the start, in all files or in the
+  // files named `name` (in any directory).
+  int failures() const;
+  int failures(const std::string& name) const;
 
-  // The status a write operation (`sync` for Sync/Fsync/RangeSync) returns
-  // now; counts failures.
-  rocksdb::IOStatus Check(bool sync);
+  // The status a write operation on file `path` other than an append
+  // (`sync` for Sync/Fsync/RangeSync) returns now; counts failures.
+  rocksdb::IOStatus Check(const std::string& path, bool sync);
+  // Appends `data` to `file` (`path`) as far as the disk has room, failing
+  // as the fault says.
+  rocksdb::IOStatus Append(
+      const std::string& path, const rocksdb::Slice& data,
+      const std::function<rocksdb::IOStatus(const rocksdb::Slice&)>& append);
+
+  rocksdb::IOStatus GetFreeSpace(const std::string& path,
+                                 const rocksdb::IOOptions& options,
+                                 uint64_t* free_space,
+                                 rocksdb::IODebugContext* dbg) override;
 
   rocksdb::IOStatus NewWritableFile(
       const std::string& name, const rocksdb::FileOptions& options,
@@ -53,12 +74,16 @@ class FaultyFileSystem final : public rocksdb::FileSystemWrapper {
       rocksdb::IODebugContext* dbg) override;
 
  private:
-  // `status`, with the file it opened wrapped to fail on demand.
-  rocksdb::IOStatus Wrap(rocksdb::IOStatus status,
+  // `status`, with the file `path` it opened wrapped to fail on demand.
+  rocksdb::IOStatus Wrap(rocksdb::IOStatus status, const std::string& path,
                          std::unique_ptr<rocksdb::FSWritableFile>* result);
+  void CountFailure(const std::string& path) ABSL_LOCKS_EXCLUDED(mu_);
 
   std::atomic<Fault> fault_{Fault::kNone};
-  std::atomic<int> failures_{0};
+  mutable absl::Mutex mu_;
+  int64_t free_bytes_ ABSL_GUARDED_BY(mu_) = kUnlimited;
+  // By file name.
+  std::map<std::string, int> failures_ ABSL_GUARDED_BY(mu_);
 };
 
 // An Env over a FaultyFileSystem, for StorageOptions::env.

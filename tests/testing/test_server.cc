@@ -8,11 +8,17 @@
 
 #include <cstring>
 #include <filesystem>
+#include <fstream>
+#include <iterator>
 
+#include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+#include "absl/strings/str_split.h"
 #include "common/status.h"
 #include "gtest/gtest.h"
+#include "server/cluster_identity.h"
 
 namespace varscope::testing {
 
@@ -30,6 +36,18 @@ TempDir::TempDir() {
 TempDir::~TempDir() {
   std::error_code ignored;
   std::filesystem::remove_all(path_, ignored);
+}
+
+std::map<std::string, std::string> DirectoryContents(const std::string& dir) {
+  std::map<std::string, std::string> contents;
+  std::error_code error;
+  for (const auto& entry : std::filesystem::directory_iterator(dir, error)) {
+    if (!entry.is_regular_file()) continue;
+    std::ifstream in(entry.path(), std::ios::binary);
+    contents[entry.path().filename().string()].assign(
+        std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>());
+  }
+  return contents;
 }
 
 TestServer::TestServer(server::ServerOptions options)
@@ -58,6 +76,32 @@ absl::Status TestServer::Restart() {
 }
 
 void TestServer::Stop() { server_.reset(); }
+
+std::string TestShardList(int count) {
+  std::vector<std::string> shards;
+  for (int i = 0; i < count; ++i)
+    shards.push_back(absl::StrCat("shard", i, ":7070"));
+  return absl::StrJoin(shards, ",");
+}
+
+std::vector<std::string> TestShardFlags(int index, int count) {
+  return {absl::StrCat("--cluster=", TestShardList(count)),
+          absl::StrCat("--shard-index=", index),
+          absl::StrCat("--cluster-id=", kTestClusterId)};
+}
+
+server::ServerOptions TestShardOptions(int index, int count,
+                                       server::ServerOptions options) {
+  server::ClusterOptions cluster;
+  cluster.shards = absl::StrSplit(TestShardList(count), ',');
+  cluster.shard_index = index;
+  cluster.cluster_id = kTestClusterId;
+  absl::StatusOr<std::optional<v1::ClusterIdentity>> identity =
+      server::ConfiguredIdentity(cluster);
+  EXPECT_TRUE(identity.ok()) << identity.status();
+  if (identity.ok()) options.cluster = *identity;
+  return options;
+}
 
 std::string VarscopedPath() { return VARSCOPED_PATH; }
 
@@ -128,14 +172,20 @@ int ChildProcess::Wait() {
 
 absl::StatusOr<std::unique_ptr<ServerProcess>> ServerProcess::Start(
     const std::string& data_dir, const std::vector<std::string>& extra_args,
-    int port) {
-  std::vector<std::string> argv = {VarscopedPath(),
-                                   absl::StrCat("--listen=127.0.0.1:", port),
-                                   absl::StrCat("--data-dir=", data_dir)};
+    int port, const std::vector<std::string>& env) {
+  std::vector<std::string> argv;
+  if (!env.empty()) {
+    argv.push_back("/usr/bin/env");
+    argv.insert(argv.end(), env.begin(), env.end());
+  }
+  argv.insert(argv.end(),
+              {VarscopedPath(), absl::StrCat("--listen=127.0.0.1:", port),
+               absl::StrCat("--data-dir=", data_dir)});
   argv.insert(argv.end(), extra_args.begin(), extra_args.end());
   auto server = std::unique_ptr<ServerProcess>(new ServerProcess());
   VS_ASSIGN_OR_RETURN(server->process_, ChildProcess::Start(argv));
-  VS_ASSIGN_OR_RETURN(std::string line, server->process_->ReadLine());
+  VS_ASSIGN_OR_RETURN(server->serving_line_, server->process_->ReadLine());
+  const std::string& line = server->serving_line_;
   // "varscoped serving on 127.0.0.1:PORT (data dir DIR, durability MODE)"
   const size_t colon = line.find("127.0.0.1:");
   const size_t space = line.find(' ', colon);
@@ -149,6 +199,24 @@ absl::StatusOr<std::unique_ptr<ServerProcess>> ServerProcess::Start(
 
 std::string ServerProcess::address() const {
   return absl::StrCat("127.0.0.1:", port_);
+}
+
+std::pair<int, std::string> RunServer(
+    const std::string& data_dir, const std::vector<std::string>& extra_args) {
+  std::vector<std::string> argv = {VarscopedPath(), "--listen=127.0.0.1:0",
+                                   absl::StrCat("--data-dir=", data_dir)};
+  argv.insert(argv.end(), extra_args.begin(), extra_args.end());
+  absl::StatusOr<std::unique_ptr<ChildProcess>> child =
+      ChildProcess::Start(argv, /*capture_stderr=*/true);
+  if (!child.ok()) return {-1, std::string(child.status().message())};
+  std::string output;
+  for (;;) {
+    absl::StatusOr<std::string> line = (*child)->ReadLine();
+    if (!line.ok()) break;
+    absl::StrAppend(&output, *line, "\n");
+    if (absl::StrContains(*line, "serving on")) (*child)->Kill(SIGTERM);
+  }
+  return {(*child)->Wait(), output};
 }
 
 }  // namespace varscope::testing

@@ -5,8 +5,10 @@
 
 #include <sys/types.h>
 
+#include <map>
 #include <memory>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "absl/status/statusor.h"
@@ -29,6 +31,9 @@ class TempDir {
  private:
   std::string path_;
 };
+
+// The regular files in `dir` and their contents, by name.
+std::map<std::string, std::string> DirectoryContents(const std::string& dir);
 
 // An in-process server on 127.0.0.1:0 with its own data directory.
 class TestServer {
@@ -54,6 +59,19 @@ class TestServer {
   server::ServerOptions options_;
   std::unique_ptr<server::Server> server_;
 };
+
+// Test clusters. Their shards listen on port 0, so the shard list each one
+// records names the shards by position ("shard0:7070", "shard1:7070", ...),
+// not by the addresses clients reach them at: clients check positions and
+// the cluster id (kTestClusterId), never addresses.
+inline constexpr char kTestClusterId[] = "test-cluster";
+// The varscoped flags of shard `index` of a test cluster of `count` shards.
+std::vector<std::string> TestShardFlags(int index, int count);
+// `options` with the identity of that shard.
+server::ServerOptions TestShardOptions(int index, int count,
+                                       server::ServerOptions options = {});
+// The shard list test clusters of `count` shards record, comma-separated.
+std::string TestShardList(int count);
 
 // The path of the varscoped binary under test.
 std::string VarscopedPath();
@@ -88,18 +106,30 @@ class ChildProcess {
 class ServerProcess {
  public:
   // Listens on `port`; 0 picks a free port (pass a restarted server's old
-  // port only when its clients must find it again).
+  // port only when its clients must find it again). `env`: NAME=VALUE
+  // settings added to its environment.
   static absl::StatusOr<std::unique_ptr<ServerProcess>> Start(
       const std::string& data_dir,
-      const std::vector<std::string>& extra_args = {}, int port = 0);
+      const std::vector<std::string>& extra_args = {}, int port = 0,
+      const std::vector<std::string>& env = {});
   std::string address() const;
   int port() const { return port_; }
   ChildProcess& process() { return *process_; }
+  // "varscoped serving on ...".
+  const std::string& serving_line() const { return serving_line_; }
 
  private:
   std::unique_ptr<ChildProcess> process_;
   int port_ = 0;
+  std::string serving_line_;
 };
+
+// Runs varscoped on `data_dir` with `extra_args` until it serves (then
+// stops it with SIGTERM) or exits; returns its wait status and all it
+// printed (stdout and stderr).
+std::pair<int, std::string> RunServer(
+    const std::string& data_dir,
+    const std::vector<std::string>& extra_args = {});
 
 }  // namespace varscope::testing
 

@@ -10,15 +10,19 @@
 Beyond get_variable: batched reads and updates (batch_read, batch_update),
 sparse rows (Variable.sparse_read, scatter_add/scatter_update with
 IndexedSlices), server-side optimizers and synchronous replicas under
-varscope.train.
+varscope.train; name scopes, collections, Variable, local variables,
+templates, regularizers (varscope.losses, varscope.keras.regularizers),
+custom getters and embedding lookups (varscope.nn) for porting TensorFlow 1
+models.
 
 The names, signatures and errors are tf.compat.v1's (see the modules).
 """
 
-import types as _types
-
 from varscope import constraints
 from varscope import errors
+from varscope import keras
+from varscope import losses
+from varscope import nn
 from varscope import train
 from varscope.batch import BatchUpdate
 from varscope.batch import batch_read
@@ -53,9 +57,27 @@ from varscope.initializers import random_uniform_initializer
 from varscope.initializers import truncated_normal_initializer
 from varscope.initializers import variance_scaling_initializer
 from varscope.initializers import zeros_initializer
+from varscope.ops import GraphKeys
+from varscope.ops import add_to_collection
+from varscope.ops import add_to_collections
+from varscope.ops import get_collection
+from varscope.ops import get_collection_ref
+from varscope.ops import global_variables
+from varscope.ops import local_variables
+from varscope.ops import model_variables
+from varscope.ops import name_scope
+from varscope.ops import reset_default_graph
+from varscope.ops import trainable_variables
 from varscope.partitioners import fixed_size_partitioner
 from varscope.partitioners import min_max_variable_partitioner
 from varscope.partitioners import variable_axis_size_partitioner
+from varscope.regularizers import l1_l2_regularizer
+from varscope.regularizers import l1_regularizer
+from varscope.regularizers import l2_regularizer
+from varscope.regularizers import no_regularizer
+from varscope.sparse_tensor import SparseTensor
+from varscope.sparse_tensor import SparseTensorValue
+from varscope.template import make_template
 from varscope.tensor_shape import TensorShape
 from varscope.train import create_global_step
 from varscope.train import get_global_step
@@ -64,13 +86,12 @@ from varscope.train import global_step
 from varscope.train import increment_global_step
 from varscope.variable_scope import AUTO_REUSE
 from varscope.variable_scope import VariableScope
+from varscope.variable_scope import get_local_variable
 from varscope.variable_scope import get_variable
 from varscope.variable_scope import get_variable_scope
 from varscope.variable_scope import variable_scope
 from varscope.variables import PartitionedVariable
 from varscope.variables import Variable
-
-# tf.keras' modules Varscope has: keras.constraints.
-keras = _types.SimpleNamespace(constraints=constraints)
+from varscope.variables import cast
 
 __version__ = "0.1.0"

@@ -12,6 +12,10 @@ batch or none of it. Updates of one batch apply in order: a later update of
 a variable sees the earlier ones.
 """
 
+from __future__ import annotations
+
+from collections.abc import Iterable
+
 import numpy as np
 
 from varscope import client
@@ -83,12 +87,13 @@ class BatchUpdate:
         return self
 
 
-def batch_update(return_values=False):
+def batch_update(return_values: bool = False) -> BatchUpdate:
     """A new BatchUpdate (see the module doc)."""
     return BatchUpdate(return_values)
 
 
-def batch_read(variables=None, scope=None):
+def batch_read(variables: Iterable | None = None,
+               scope: str | None = None) -> dict[str, np.ndarray]:
     """The values of `variables` (Variables, PartitionedVariables or full
     names), or of every variable under `scope`, as of one moment.
 

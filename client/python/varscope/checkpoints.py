@@ -114,8 +114,9 @@ def _all_entries():
     a partitioned variable as one tensor of its full name."""
     connection = client.default_client()._connection()
     whole, sliced = {}, {}
-    for name, shape, dtype, info in connection.list_variables("", True):
-        dtype = dtypes.as_dtype(dtype)
+    for handle in connection.list_handles("", True):
+        name, shape = handle.name, list(handle.shape)
+        dtype, info = dtypes.as_dtype(handle.dtype), handle.slice
         if info is None:
             whole[name] = _Entry(name, dtype, shape,
                                  [_Part(name, dtype, shape)])

@@ -14,12 +14,15 @@ multiprocessing.Process workers just work; a program that forks by other
 means should start workers with "spawn", "forkserver" or subprocess.
 """
 
+from __future__ import annotations
+
 import contextlib
 import json
 import multiprocessing
 import os
 import threading
 from collections.abc import Mapping
+from typing import Any
 
 from varscope import _varscope
 from varscope import errors
@@ -40,6 +43,10 @@ class Client:
     idempotent calls), a slow one errors.DeadlineExceededError after
     `timeout` seconds per attempt.
 
+    With several shards, the first call checks the cluster before anything
+    else (see check_cluster). With one address, the client talks to that
+    server whatever its place in a cluster (to administer one shard).
+
     `tls_ca`: path of the PEM certificate(s) of the CA that signed the
     servers' certificates: connect with TLS (default: $VARSCOPE_TLS_CA, else
     plaintext). `token`: sent with every call as a bearer token, over TLS
@@ -47,8 +54,9 @@ class Client:
     errors.UnauthenticatedError.
     """
 
-    def __init__(self, address, timeout=DEFAULT_TIMEOUT,
-                 max_attempts=DEFAULT_MAX_ATTEMPTS, token=None, tls_ca=None):
+    def __init__(self, address: str, timeout: float = DEFAULT_TIMEOUT,
+                 max_attempts: int = DEFAULT_MAX_ATTEMPTS,
+                 token: str | None = None, tls_ca: str | None = None) -> None:
         global _grpc_started
         _check_process()
         if not _grpc_started:
@@ -67,19 +75,56 @@ class Client:
         _grpc_started = True
 
     def _connection(self):
-        """The C++ client (see _check_process)."""
+        """The C++ client (see _check_process). Raises
+        errors.FailedPreconditionError once closed."""
         _check_process()
+        if self._impl is None:
+            raise errors.FailedPreconditionError(
+                None, None, "This varscope Client of %s is closed" %
+                self._address)
         return self._impl
 
+    def close(self) -> None:
+        """Closes this client: later calls through it raise
+        errors.FailedPreconditionError, and it stops being the process's
+        default (the next call without a client connects again, as if
+        nothing had been connected). Variable handles got through it keep
+        their connection until they are dropped; the connection closes when
+        the last of them goes. Closing twice is harmless."""
+        global _process_default
+        self._impl = None
+        with _lock:
+            if _process_default is self:
+                _process_default = None
+
+    def __enter__(self) -> "Client":
+        return self
+
+    def __exit__(self, exc_type, exc_value, traceback) -> None:
+        self.close()
+
     @property
-    def address(self):
+    def address(self) -> str:
         """HOST:PORT of the server (a cluster's, comma-separated)."""
         return self._address
 
     @property
-    def timeout(self):
+    def timeout(self) -> float:
         """The deadline of each attempt of a call, in seconds."""
         return self._timeout
+
+    def check_cluster(self):
+        """Checks now that the shard at each position of this client's list
+        is the shard at that position of one cluster (the order varscoped's
+        --cluster gave it, or TF_CONFIG's cluster.ps), so that workers with
+        another order cannot split the store.
+
+        Raises errors.FailedPreconditionError ("Shard list mismatch: ...",
+        naming the cluster's order) otherwise, or the error of reaching a
+        shard. The first call of a cluster's client checks it anyway; nothing
+        is checked with one address.
+        """
+        self._connection().check_cluster()
 
     @contextlib.contextmanager
     def as_default(self):
@@ -169,8 +214,10 @@ def _resolve_address(address, cluster):
     return ",".join(cluster)
 
 
-def connect(address=None, cluster=None, timeout=DEFAULT_TIMEOUT,
-            max_attempts=DEFAULT_MAX_ATTEMPTS, token=None, tls_ca=None):
+def connect(address: str | None = None, cluster: Any = None,
+            timeout: float = DEFAULT_TIMEOUT,
+            max_attempts: int = DEFAULT_MAX_ATTEMPTS,
+            token: str | None = None, tls_ca: str | None = None) -> Client:
     """Connects to a server and makes it the process's default client.
 
     Args:
@@ -179,9 +226,10 @@ def connect(address=None, cluster=None, timeout=DEFAULT_TIMEOUT,
       cluster: instead of `address`, the parameter servers: a list of
         addresses or a mapping with a "ps" list (as TF_CONFIG's "cluster").
         With several, each variable lives on the shard its full name picks
-        (rendezvous hashing; every worker must list the shards in the same
-        order); a partitioned variable's parts and its optimizer slots live
-        with it.
+        (rendezvous hashing); a partitioned variable's parts and its
+        optimizer slots live with it. They must be listed in the cluster's
+        order: the first call (or Client.check_cluster) raises
+        errors.FailedPreconditionError naming that order otherwise.
       timeout: deadline of each attempt of a call, in seconds.
       max_attempts: attempts of calls that are safe to retry when the
         server is unavailable.
@@ -202,7 +250,7 @@ def connect(address=None, cluster=None, timeout=DEFAULT_TIMEOUT,
     return client
 
 
-def default_client():
+def default_client() -> Client:
     """The current thread's default client (see module doc)."""
     stack = _thread_clients()
     if stack:
@@ -214,27 +262,20 @@ def default_client():
         return _process_default
 
 
-def graph_state(key):
-    """A dict of state that TensorFlow keeps per graph (a variable store,
-    constraints kept with Python variables, names made unique), kept per
-    default client: a process's state for one server or cluster."""
-    states = default_client().__dict__.setdefault("_graph_state", {})
-    return states.setdefault(key, {})
-
-
-def list_variables(scope="", recursive=True):
+def list_variables(scope: str = "",
+                   recursive: bool = True) -> list[tuple[str, list[int]]]:
     """(name, shape) of the variables in `scope`, as tf.train.list_variables.
 
     Names are full names without ":0", in name order; shapes are lists. The
     parts of a partitioned variable are listed as `name/part_<i>`. With
     `recursive=False`, only the variables directly in `scope`.
     """
-    return [(name, list(shape)) for name, shape, _, _ in
+    return [(name, list(shape)) for name, shape in
             default_client()._connection().list_variables(scope,
                                                             recursive)]
 
 
-def delete_variable(name, recursive=False):
+def delete_variable(name: Any, recursive: bool = False) -> int:
     """Deletes the variable `name` (a full name or a variable object).
 
     With `recursive`, also every variable under `name/` (a whole scope, or

@@ -32,6 +32,7 @@ from varscope import _varscope
 from varscope import client
 from varscope import dtypes
 from varscope import initializers
+from varscope import ops
 from varscope import train
 from varscope import variables as variables_lib
 from varscope.indexed_slices import IndexedSlices
@@ -42,10 +43,9 @@ from varscope.variables import apply_updates
 def _root_get(name, dtype, value, trainable=False):
     """Gets or creates the variable `name` (a full name) holding `value` at
     creation."""
-    scope = _varscope.VariableScope()
-    scope.reuse = _varscope.Reuse.AUTO_REUSE
     return variables_lib.wrap(_varscope.get_variable(
-        client.default_client()._connection(), scope, name, shape=[],
+        client.default_client()._connection(),
+        variables_lib.root_scope(_varscope.Reuse.AUTO_REUSE), name, shape=[],
         dtype=dtype.as_datatype_enum,
         initializer=initializers.constant_spec(
             dtypes.to_numpy(value, dtype)),
@@ -258,9 +258,9 @@ class AdagradOptimizer(Optimizer):
 class AdamOptimizer(Optimizer):
     """Adam. Slots: m (`w/Adam`), v (`w/Adam_1`). Non-slot variables:
     TensorFlow's beta1_power and beta2_power (float32 scalars starting at
-    beta1 and beta2, one pair per optimizer: the second Adam of a process
-    and server takes `beta1_power_1`, ..., as in a TensorFlow graph; named
-    in the variable scope current at the first step),
+    beta1 and beta2, one pair per optimizer, named as in a TensorFlow
+    graph: under the name scope current at the first step, made unique in
+    the process, so its second Adam takes `beta1_power_1`, ...),
     read by every variable's step and advanced once per apply_gradients."""
     _KIND = "Adam"
     _SLOTS = ("m", "v")
@@ -280,23 +280,12 @@ class AdamOptimizer(Optimizer):
     def _inputs(self, grads_and_vars):
         inputs = super()._inputs(grads_and_vars)
         if self._powers is None:
-            from varscope.variable_scope import get_variable_scope
-            prefix = get_variable_scope().name
-            prefix = prefix + "/" if prefix else ""
-            # The names the Adam optimizers of this process took on this
-            # server (TensorFlow's graph-unique names).
-            taken = client.graph_state("beta_power_names")
-            suffix, k = "", 0
-            while any(prefix + n + suffix in taken
-                      for n in ("beta1_power", "beta2_power")):
-                k += 1
-                suffix = "_%d" % k
-            names = [prefix + n + suffix for n in ("beta1_power",
-                                                   "beta2_power")]
-            taken.update(dict.fromkeys(names))
+            # TensorFlow's names: made unique in the graph, under the
+            # current name scope.
             self._powers = tuple(
-                _root_get(n, dtypes.float32, beta)
-                for n, beta in zip(names, (self._beta1, self._beta2)))
+                _root_get(ops.unique_name(n), dtypes.float32, beta)
+                for n, beta in (("beta1_power", self._beta1),
+                                ("beta2_power", self._beta2)))
         inputs["beta1_power"], inputs["beta2_power"] = self._powers
         return inputs
 

@@ -1,6 +1,26 @@
 """TensorShape: a shape of known rank, as a tuple of ints (None: unknown)."""
 
 
+def dimension_value(value):
+    """A dimension as an int, or None when unknown (None or -1).
+
+    Accepts what TensorFlow's Dimension accepts: ints (bools are ints),
+    None, and objects with __index__ (numpy integers). Raises TypeError with
+    TensorFlow's text for anything else (a float such as 2.5 would otherwise
+    be truncated into another shape).
+    """
+    if value is None:
+        return None
+    try:
+        value = int(value.__index__())
+    except AttributeError:
+        raise TypeError(
+            "Dimension value must be integer or None or have an __index__ "
+            "method, got value '{0!r}' with type '{1!r}'".format(
+                value, type(value))) from None
+    return None if value == -1 else value
+
+
 class TensorShape(tuple):
     """A tuple of dimensions with TensorFlow's TensorShape methods.
 
@@ -9,8 +29,7 @@ class TensorShape(tuple):
     """
 
     def __new__(cls, dims):
-        return super().__new__(
-            cls, (None if d is None or d == -1 else int(d) for d in dims))
+        return super().__new__(cls, (dimension_value(d) for d in dims))
 
     @property
     def ndims(self):

@@ -4,6 +4,7 @@ the root scope (zeros, not trainable), shared by every worker of a server."""
 from varscope import _varscope
 from varscope import errors
 from varscope import variables
+from varscope.batch import batch_read
 from varscope.client import default_client
 
 
@@ -38,9 +39,19 @@ def create_global_step():
             None, None, '"global_step" already exists.') from None
 
 
-def global_step():
-    """The global step's current value (an int), created if missing."""
-    return int(get_or_create_global_step().read())
+def global_step(sess=None, global_step_tensor=None):
+    """The global step's current value (an int), as TensorFlow's
+    global_step(sess, global_step_tensor): the value of `global_step_tensor`
+    (a Variable, or its full name, ":0" optional). `sess` is accepted and
+    ignored (there is no session). Without global_step_tensor, the root
+    "global_step", created if missing."""
+    del sess  # Values are read from the server directly.
+    if global_step_tensor is None:
+        return int(get_or_create_global_step().read())
+    if isinstance(global_step_tensor, str):
+        name = global_step_tensor.split(":")[0]
+        return int(batch_read([name])[name])
+    return int(global_step_tensor.read())
 
 
 def increment_global_step(n=1):

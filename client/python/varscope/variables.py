@@ -5,7 +5,19 @@ one call to the server (one per part for a partitioned variable). Updates are
 atomic on the server; for a partitioned variable each part's assign and
 assign_add is atomic, the whole is not (as in TensorFlow), while scatter
 updates of all its parts apply as one atomic batch.
+
+A variable in the LOCAL_VARIABLES collection (get_local_variable, or
+`collections=[..., LOCAL_VARIABLES]`) is the exception: it lives in this
+process only, as a worker's local variables do in TensorFlow, and is read
+and assigned locally; it cannot join server batches or optimizer steps.
 """
+
+from __future__ import annotations
+
+import re
+import threading
+from collections.abc import Iterable
+from typing import Any
 
 import numpy as np
 
@@ -14,8 +26,57 @@ from varscope import client
 from varscope import constraints
 from varscope import dtypes
 from varscope import errors
+from varscope import initializers
+from varscope import ops
 from varscope.indexed_slices import IndexedSlices
 from varscope.tensor_shape import TensorShape
+
+
+def reject_unsupported(**arguments: Any) -> None:
+    """NotImplementedError naming the first argument that is not None."""
+    for name, value in arguments.items():
+        if value is not None:
+            raise NotImplementedError(
+                "Varscope does not support the %s argument." % name)
+
+
+def root_scope(reuse: Any) -> _varscope.VariableScope:
+    """A C++ root scope with `reuse` (a _varscope.Reuse), for a call that
+    names a variable by its full name."""
+    scope = _varscope.VariableScope()
+    scope.reuse = reuse
+    return scope
+
+
+def variable_collections(collections: Any, trainable: bool) -> list:
+    """The collections a new variable joins, as TensorFlow decides them:
+    GLOBAL_VARIABLES unless `collections` is given (a list, tuple or set),
+    plus TRAINABLE_VARIABLES when trainable."""
+    if collections is None:
+        collections = [ops.GraphKeys.GLOBAL_VARIABLES]
+    if not isinstance(collections, (list, tuple, set)):
+        raise ValueError(
+            "collections argument to Variable constructor must be a list, "
+            "tuple, or set. Got %s of type %s" %
+            (collections, type(collections)))
+    collections = list(collections)
+    if trainable and ops.GraphKeys.TRAINABLE_VARIABLES not in collections:
+        collections.append(ops.GraphKeys.TRAINABLE_VARIABLES)
+    return collections
+
+
+def is_local(collections: Iterable) -> bool:
+    """Whether a variable in `collections` lives in this process only."""
+    return ops.GraphKeys.LOCAL_VARIABLES in collections
+
+
+def join_collections(variable: Any, collections: Iterable) -> None:
+    """Adds a variable this process made to the collections it keeps itself
+    (all of them for a local variable; see ops.PROCESS_KEYS)."""
+    local = is_local(collections)
+    ops.add_to_collections(
+        [key for key in collections if local or not ops.is_server_key(key)],
+        variable)
 
 
 def _as_indices(indices, name):
@@ -34,16 +95,52 @@ def _as_indices(indices, name):
     return array
 
 
-def set_client_constraint(variable, constraint):
-    """Records a callable constraint of `variable` (a handle) for this
-    process, which applies it after its optimizer steps (TensorFlow keeps a
-    constraint with the Python variable object)."""
-    client.graph_state("constraints")[variable._shared_name] = constraint
+# The constraints this process applies itself, by variable name (TensorFlow
+# keeps a constraint with the Python variable object).
+_client_constraints: dict[str, Any] = {}
+ops.on_reset(_client_constraints.clear)
 
 
-def client_constraint(variable):
-    """The callable constraint this process gave `variable`, or None."""
-    return client.graph_state("constraints").get(variable._shared_name)
+def check_constraint(constraint: Any) -> None:
+    """ValueError (TensorFlow's text) unless `constraint` is None, a
+    built-in constraint (see varscope.constraints) or a callable."""
+    if constraint is not None and not (
+            callable(constraint) or
+            isinstance(constraint, constraints.Constraint)):
+        raise ValueError("The `constraint` argument must be a callable.")
+
+
+def server_constraint(constraint: Any, local: bool) -> Any:
+    """The spec of `constraint` the server stores and applies (a built-in
+    one on a server variable), else None."""
+    if isinstance(constraint, constraints.Constraint) and not local:
+        return constraint._spec()
+    return None
+
+
+def keep_constraint(variable: Any, constraint: Any, local: bool) -> None:
+    """Records `constraint` (unless None) as one this process applies after
+    its optimizer steps on `variable`, when the server does not keep it
+    (see server_constraint)."""
+    if constraint is not None and server_constraint(constraint,
+                                                    local) is None:
+        _client_constraints[variable._shared_name] = constraint
+
+
+def client_constraint(variable: Any) -> Any:
+    """The constraint this process keeps for `variable`, or None."""
+    return _client_constraints.get(variable._shared_name)
+
+
+def check_rows(indices: np.ndarray, name: str, rows: int) -> None:
+    """InvalidArgumentError (the server's text) for the first of `indices`
+    outside [0, rows) of variable `name`."""
+    bad = np.flatnonzero((indices < 0) | (indices >= rows))
+    if bad.size:
+        i = int(bad[0])
+        raise errors.InvalidArgumentError(
+            None, None, "Index %d at position %d is out of range for "
+            "variable %s with %d rows" % (indices[i], i, name, rows))
 
 
 def apply_updates(pairs, return_values=False):
@@ -115,7 +212,7 @@ class _VariableBase:
         update (for a partitioned variable, the highest over its parts)."""
         return self._impl.version
 
-    def read(self):
+    def read(self) -> np.ndarray:
         """The current value: a numpy array of `dtype.as_numpy_dtype` and
         `shape` (float32 for bfloat16 variables)."""
         return self._handle().read()
@@ -127,12 +224,15 @@ class _VariableBase:
         value = self.read()
         return value if dtype is None else value.astype(dtype)
 
-    def assign(self, value, use_locking=None, name=None, read_value=False,
-               expected_version=None):
+    def assign(self, value: Any, use_locking: Any = None,
+               name: str | None = None, read_value: bool = True,
+               expected_version: int | None = None) -> Any:
         """Replaces the value with `value` (array-like of the variable's
         shape, converted to its dtype as dtypes.to_numpy does).
 
-        Returns the new value (numpy) if `read_value`, else self. With
+        Returns the new value (numpy) if `read_value` (TensorFlow's default:
+        the value travels back; pass read_value=False to save that), else
+        self. With
         `expected_version`, applies only if the variable is at that version
         (errors.AbortedError otherwise, and nothing changes). Raises
         errors.InvalidArgumentError for a shape mismatch, TypeError or
@@ -142,14 +242,16 @@ class _VariableBase:
         return self._update(self._handle().assign, value, read_value,
                             expected_version)
 
-    def assign_add(self, delta, use_locking=None, name=None,
-                   read_value=False, expected_version=None):
+    def assign_add(self, delta: Any, use_locking: Any = None,
+                   name: str | None = None, read_value: bool = True,
+                   expected_version: int | None = None) -> Any:
         """Adds `delta` element-wise, atomically on the server; as assign."""
         return self._update(self._handle().assign_add, delta, read_value,
                             expected_version)
 
-    def assign_sub(self, delta, use_locking=None, name=None,
-                   read_value=False, expected_version=None):
+    def assign_sub(self, delta: Any, use_locking: Any = None,
+                   name: str | None = None, read_value: bool = True,
+                   expected_version: int | None = None) -> Any:
         """Subtracts `delta` element-wise; as assign_add."""
         negated = -dtypes.to_numpy(delta, self.dtype)
         return self._update(self._handle().assign_add, negated, read_value,
@@ -160,27 +262,31 @@ class _VariableBase:
                        expected_version)
         return new_value if read_value else self
 
-    def sparse_read(self, indices, name=None):
+    def sparse_read(self, indices: Any, name: str | None = None) -> np.ndarray:
         """Rows by index along the first axis, as tf.gather: a numpy array
         of shape [len(indices)] + shape[1:]. Raises InvalidArgumentError for
         an index out of range."""
         indices = _as_indices(indices, self._shared_name)
         return self._gather(indices)
 
-    def scatter_add(self, sparse_delta, use_locking=False, name=None):
+    def scatter_add(self, sparse_delta: IndexedSlices, use_locking: bool = False,
+                    name: str | None = None) -> "_VariableBase":
         """Adds IndexedSlices rows to the rows they name (duplicates are
         summed), atomically; returns self. Raises InvalidArgumentError for
         an index out of range, and then nothing changes."""
         apply_updates(self._sparse_specs("scatter_add", sparse_delta))
         return self
 
-    def scatter_sub(self, sparse_delta, use_locking=False, name=None):
+    def scatter_sub(self, sparse_delta: IndexedSlices, use_locking: bool = False,
+                    name: str | None = None) -> "_VariableBase":
         """Subtracts IndexedSlices rows; as scatter_add."""
         apply_updates(self._sparse_specs("scatter_add", sparse_delta,
                                          negate=True))
         return self
 
-    def scatter_update(self, sparse_delta, use_locking=False, name=None):
+    def scatter_update(self, sparse_delta: IndexedSlices,
+                       use_locking: bool = False,
+                       name: str | None = None) -> "_VariableBase":
         """Replaces the rows IndexedSlices name (for a duplicate index the
         last row wins); as scatter_add."""
         apply_updates(self._sparse_specs("scatter_update", sparse_delta))
@@ -202,7 +308,89 @@ class _VariableBase:
 
 
 class Variable(_VariableBase):
-    """One variable (or one part of a partitioned variable)."""
+    """One variable (or one part of a partitioned variable).
+
+    `Variable(initial_value, ...)` makes one as tf.compat.v1.Variable does:
+    its name is `name` (default "Variable") under the current name scope,
+    made unique in this process (`Variable`, `Variable_1`, ...); it joins
+    `collections` (default GLOBAL_VARIABLES) and, when `trainable` (default
+    True), TRAINABLE_VARIABLES. It is got or created on the server under
+    that name (AUTO_REUSE): workers that make `Variable(0, name="counter")`
+    share one `counter`, whose value is the first creator's; a shape or
+    dtype that differs from the existing variable's raises ValueError.
+
+    Args (TensorFlow's, in its order):
+      initial_value: a value, numpy array or Variable, or a callable
+        returning one (called once, in this process).
+      trainable, collections, name: as above. A variable in
+        LOCAL_VARIABLES lives in this process only.
+      dtype: converts the initial value; None: TensorFlow's conversion
+        (numpy dtypes kept, Python floats float32, ints int32).
+      shape: checked to be compatible with the initial value's.
+      validate_shape, caching_device, expected_shape, use_resource,
+      synchronization, aggregation: accepted, without effect.
+      constraint: as get_variable's (a built-in one is stored with a new
+        variable and applied by the server).
+      variable_def, import_scope: not supported (NotImplementedError
+        unless None).
+
+    Raises ValueError with TensorFlow's texts for a missing initial value,
+    bad collections, a bad name or an incompatible shape.
+    """
+
+    def __init__(self, initial_value: Any = None, trainable: bool | None = None,
+                 collections: Any = None, validate_shape: bool = True,
+                 caching_device: Any = None, name: str | None = None,
+                 variable_def: Any = None, dtype: Any = None,
+                 expected_shape: Any = None, import_scope: Any = None,
+                 constraint: Any = None, use_resource: Any = None,
+                 synchronization: Any = None, aggregation: Any = None,
+                 shape: Any = None) -> None:
+        reject_unsupported(variable_def=variable_def,
+                           import_scope=import_scope)
+        check_constraint(constraint)
+        if initial_value is None:
+            raise ValueError("initial_value must be specified.")
+        trainable = True if trainable is None else bool(trainable)
+        collections = variable_collections(collections, trainable)
+        if callable(initial_value):
+            initial_value = initial_value()
+        dtype = (dtypes.infer_dtype(initial_value) if dtype is None else
+                 dtypes.as_dtype(dtype))
+        value = dtypes.to_numpy(initial_value, dtype)
+        if shape is not None and not TensorShape(
+                value.shape).is_compatible_with(shape):
+            raise ValueError(
+                "The initial value's shape (%s) is not compatible with the "
+                "explicitly supplied `shape` argument (%s)." %
+                (TensorShape(value.shape), TensorShape(shape)))
+        with ops.name_scope(name, "Variable") as scope:
+            full_name = scope[:-1]
+        local = is_local(collections)
+        if local:
+            impl = LocalImpl(full_name, value, dtype, trainable)
+        else:
+            impl = _varscope.get_variable(
+                client.default_client()._connection(),
+                root_scope(_varscope.Reuse.AUTO_REUSE), full_name,
+                shape=list(value.shape), dtype=dtype.as_datatype_enum,
+                initializer=initializers.constant_spec(value),
+                trainable=trainable, partitioner=None,
+                constraint=server_constraint(constraint, local),
+                collections=[key for key in collections
+                             if ops.is_server_key(key)])
+        super().__init__(impl)
+        keep_constraint(self, constraint, local)
+        join_collections(self, collections)
+        ops.note_created(full_name, trainable)
+
+    @classmethod
+    def _from_impl(cls, impl: Any) -> "Variable":
+        """A handle on an existing variable (a _varscope.Variable or a
+        LocalImpl)."""
+        variable = cls.__new__(cls)
+        _VariableBase.__init__(variable, impl)
+        return variable
 
     @property
     def name(self):
@@ -214,18 +402,92 @@ class Variable(_VariableBase):
             self.name, self.shape, self.dtype.name)
 
     def _gather(self, indices):
-        rows, version = self._handle().client.gather(self._impl.name, indices)
-        self._impl.see_version(version)
+        impl = self._handle()
+        if isinstance(impl, LocalImpl):
+            return impl.gather(indices)
+        rows, version = impl.client.gather(impl.name, indices)
+        impl.see_version(version)
         return rows
 
     def _specs(self, kind, value, indices=None, optimizer=None,
                expected_version=None):
+        if isinstance(self._impl, LocalImpl):
+            raise errors.FailedPreconditionError(
+                None, None, "Variable %s is local to this process "
+                "(LOCAL_VARIABLES): it cannot join server batches, scatter "
+                "updates or optimizer steps" % self._impl.name)
         value = dtypes.to_numpy(value, self.dtype)
         if indices is not None:
             indices = _as_indices(indices, self._impl.name)
         return [(self._handle(), _varscope.UpdateSpec(
             self._impl.name, kind, value, self._impl.dtype, indices=indices,
             optimizer=optimizer, expected_version=expected_version))]
+
+
+class LocalImpl:
+    """The state of a process-local variable. It offers what Variable uses
+    of the C++ handle _varscope.Variable (name, dtype enum, shape, read,
+    assign, assign_add, ...), with the server's error texts. Thread-safe:
+    each update is atomic."""
+
+    partitioned = False
+    parts: tuple = ()
+    partitions: tuple = ()
+    created = True
+    client = None
+    constraint = None  # a constraint is kept by the process (keep_constraint)
+
+    def __init__(self, name: str, value: np.ndarray, dtype: dtypes.DType,
+                 trainable: bool) -> None:
+        self.name = name
+        self.dtype = dtype.as_datatype_enum
+        self.shape = list(value.shape)
+        self.trainable = trainable
+        self._lock = threading.Lock()
+        self._value = np.array(value, dtype=dtype.as_numpy_dtype)
+        self._version = 1
+
+    @property
+    def version(self) -> int:
+        with self._lock:
+            return self._version
+
+    def see_version(self, version: int) -> None:
+        del version  # Only this object changes the value.
+
+    def read(self) -> np.ndarray:
+        with self._lock:
+            return self._value.copy()
+
+    def assign(self, value, return_value, expected_version):
+        return self._update("assign", value, return_value, expected_version)
+
+    def assign_add(self, delta, return_value, expected_version):
+        return self._update("assign_add", delta, return_value,
+                            expected_version)
+
+    def _update(self, op, value, return_value, expected_version):
+        if list(value.shape) != self.shape:
+            raise errors.InvalidArgumentError(
+                None, None, "Cannot %s a tensor of shape %s to variable %s of "
+                "shape %s" % (op, TensorShape(value.shape), self.name,
+                              TensorShape(self.shape)))
+        with self._lock:
+            if (expected_version is not None and
+                    expected_version != self._version):
+                raise errors.AbortedError(
+                    None, None, "Variable %s is at version %d, not the "
+                    "expected version %d" % (self.name, self._version,
+                                             expected_version))
+            new = value if op == "assign" else self._value + value
+            self._value = new.astype(self._value.dtype)
+            self._version += 1
+            return self._value.copy() if return_value else None
+
+    def gather(self, indices: np.ndarray) -> np.ndarray:
+        check_rows(indices, self.name, self.shape[0] if self.shape else 0)
+        with self._lock:
+            return self._value[indices]
 
 
 class PartitionedVariable(_VariableBase):
@@ -237,7 +499,7 @@ class PartitionedVariable(_VariableBase):
 
     def __init__(self, impl):
         super().__init__(impl)
-        self._parts = [Variable(part) for part in impl.parts]
+        self._parts = [Variable._from_impl(part) for part in impl.parts]
 
     @property
     def name(self):
@@ -278,13 +540,7 @@ class PartitionedVariable(_VariableBase):
         indices. InvalidArgumentError (the server's text) for an index out
         of range."""
         _, starts = self._axis()
-        rows = int(starts[-1])
-        bad = np.flatnonzero((indices < 0) | (indices >= rows))
-        if bad.size:
-            i = int(bad[0])
-            raise errors.InvalidArgumentError(
-                None, None, "Index %d at position %d is out of range for "
-                "variable %s with %d rows" % (indices[i], i, self.name, rows))
+        check_rows(indices, self.name, int(starts[-1]))
         owner = np.searchsorted(starts, indices, side="right") - 1
         for p in range(len(self._parts)):
             positions = np.flatnonzero(owner == p)
@@ -334,4 +590,84 @@ class PartitionedVariable(_VariableBase):
 
 def wrap(impl):
     """The Variable or PartitionedVariable of a _varscope.Variable."""
-    return PartitionedVariable(impl) if impl.partitioned else Variable(impl)
+    if impl.partitioned:
+        return PartitionedVariable(impl)
+    return Variable._from_impl(impl)
+
+
+def collections_of(impl: Any) -> list:
+    """The collections a server variable was created in (TensorFlow's
+    default when it recorded none: created before collections were stored,
+    or by the server itself, as optimizer slots are)."""
+    stored = impl.collections
+    if stored is not None:
+        return stored
+    return variable_collections(None, impl.trainable)
+
+
+_PART = re.compile(r"^(.*)/part_(\d+)$")
+
+
+def _listing_order(impl: Any) -> tuple:
+    """Name order, with a partitioned variable's parts in part order."""
+    match = _PART.match(impl.name)
+    if match:
+        return match.group(1), int(match.group(2))
+    return impl.name, -1
+
+
+def server_collection(key: str) -> list:
+    """The server's variables stored in collection `key`, as Variables (a
+    partitioned variable's parts one by one), in name order."""
+    handles = client.default_client()._connection().list_handles("", True)
+    return [Variable._from_impl(impl)
+            for impl in sorted(handles, key=_listing_order)
+            if key in collections_of(impl)]
+
+
+class CastView:
+    """What tf.cast of a variable gives: the variable's value converted to
+    `dtype` at every read (e.g. a float16 view of float32 master weights,
+    as mixed-precision custom getters return). Read-only."""
+
+    def __init__(self, variable: Any, dtype: Any) -> None:
+        self.variable = variable
+        self.dtype = dtypes.as_dtype(dtype)
+
+    @property
+    def name(self) -> str:
+        """The name of the variable it reads."""
+        return self.variable.name
+
+    @property
+    def shape(self) -> TensorShape:
+        return self.variable.shape
+
+    def get_shape(self) -> TensorShape:
+        return self.shape
+
+    def read(self) -> np.ndarray:
+        """The variable's current value as a numpy array of `dtype`."""
+        return np.asarray(self.variable.read()).astype(
+            self.dtype.as_numpy_dtype)
+
+    numpy = read
+    read_value = read
+
+    def __array__(self, dtype=None, copy=None):
+        value = self.read()
+        return value if dtype is None else value.astype(dtype)
+
+    def __repr__(self):
+        return "<varscope.CastView of %s dtype=%s>" % (self.name,
+                                                       self.dtype.name)
+
+
+def cast(x: Any, dtype: Any, name: str | None = None) -> Any:
+    """tf.cast: a CastView of a Variable or PartitionedVariable (read at
+    every use), else `x` converted now to a numpy array of `dtype`
+    (float32 for bfloat16)."""
+    del name  # No op to name.
+    if isinstance(x, (_VariableBase, CastView)):
+        return CastView(x, dtype)
+    return np.asarray(x).astype(dtypes.as_dtype(dtype).as_numpy_dtype)

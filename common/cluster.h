@@ -1,0 +1,44 @@
+// Cluster identities and TF_CONFIG, shared by varscoped (which records its
+// identity at first start) and the clients (which check it at connect).
+#ifndef VARSCOPE_COMMON_CLUSTER_H_
+#define VARSCOPE_COMMON_CLUSTER_H_
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
+#include "varscope/v1/cluster.pb.h"
+
+namespace varscope {
+
+// What TensorFlow's TF_CONFIG environment variable says about the cluster
+// and this task.
+struct TfConfig {
+  // cluster.ps: the parameter servers in cluster order; empty when absent.
+  std::vector<std::string> ps;
+  // task.type and task.index; "" and 0 when absent.
+  std::string task_type;
+  int64_t task_index = 0;
+};
+
+// Parses TF_CONFIG's text. A missing `cluster`, `ps` or `task` leaves its
+// fields empty. INVALID_ARGUMENT if the text is not a JSON object, cluster.ps
+// is not a list of strings, task.type is not a string or task.index is not
+// a non-negative integer.
+absl::StatusOr<TfConfig> ParseTfConfig(absl::string_view text);
+
+// The id of a cluster configured with `shards` (in cluster order) and no
+// explicit id: 16 hex digits of a hash of the list, the same in every
+// process and version, so every shard started with the same list agrees.
+std::string DerivedClusterId(const std::vector<std::string>& shards);
+
+// "shard 1 of 3 of cluster ID (shards a:7070,b:7070,c:7070)", or "a
+// standalone server (not a shard of a cluster)" for an identity without
+// shards.
+std::string DescribeShard(const v1::ClusterIdentity& identity);
+
+}  // namespace varscope
+
+#endif  // VARSCOPE_COMMON_CLUSTER_H_

@@ -1,0 +1,95 @@
+// The variable table on its own, over a real store in a temporary directory:
+// what tests through a server cannot hold still.
+#include "server/variable_table.h"
+
+#include <thread>
+
+#include "absl/synchronization/notification.h"
+#include "common/status_matchers.h"
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+#include "tests/testing/test_server.h"
+
+namespace varscope::server {
+namespace {
+
+using ::varscope::testing::StatusIs;
+using ::varscope::testing::TempDir;
+
+v1::GetVariableRequest Create(const std::string& name) {
+  v1::GetVariableRequest request;
+  request.set_name(name);
+  request.set_mode(v1::CREATE);
+  request.set_dtype(v1::DT_FLOAT);
+  request.mutable_shape()->add_dims(2);
+  return request;
+}
+
+v1::BatchUpdateRequest Assign(const std::string& name) {
+  v1::BatchUpdateRequest request;
+  v1::Update* update = request.add_updates();
+  update->set_name(name);
+  TensorToProto(Tensor(v1::DT_FLOAT, {2}), update->mutable_assign());
+  return request;
+}
+
+class VariableTableTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    VS_ASSERT_OK_AND_ASSIGN(storage_, Storage::Open({}, dir_.path()));
+    VS_ASSERT_OK_AND_ASSIGN(table_, VariableTable::Load({}, storage_.get()));
+  }
+
+  TempDir dir_;
+  std::unique_ptr<Storage> storage_;
+  std::unique_ptr<VariableTable> table_;
+};
+
+// Issue 11: the near matches of a missing name were searched under the
+// table's lock, so 60 concurrent lookups of missing names stalled every
+// other call for seconds. While one search is held paused, every other kind
+// of call completes.
+TEST_F(VariableTableTest, NearMatchSearchBlocksNoOtherCall) {
+  VS_ASSERT_OK(table_->GetVariable(Create("model/dense/kernel")).status());
+  VS_ASSERT_OK(table_->GetVariable(Create("other")).status());
+  absl::Notification searching, resume;
+  table_->SetNearMatchesHookForTest([&] {
+    searching.Notify();
+    resume.WaitForNotification();
+  });
+  absl::StatusOr<ReadResult> missing;
+  std::thread lookup([&] { missing = table_->Read("model/dense/kernal"); });
+  searching.WaitForNotification();
+
+  VS_EXPECT_OK(table_->GetVariable(Create("model/dense/bias")).status());
+  VS_EXPECT_OK(table_->Read("other").status());
+  VS_EXPECT_OK(table_->Stat("model/dense/kernel").status());
+  VS_EXPECT_OK(table_->BatchUpdate(Assign("other")).status());
+  VS_EXPECT_OK(table_->List({}).status());
+  VS_EXPECT_OK(table_->Rename("model/dense/bias", "model/dense/b").status());
+  VS_EXPECT_OK(table_->Delete("model/dense/b", /*recursive=*/false).status());
+  resume.Notify();
+  lookup.join();
+  EXPECT_THAT(missing, StatusIs(absl::StatusCode::kNotFound,
+                                "Variable model/dense/kernal does not exist. "
+                                "Similar names: model/dense/kernel"));
+}
+
+// The names searched follow creations, renames, deletions and reloads.
+TEST_F(VariableTableTest, NearMatchesFollowRenamesDeletionsAndReloads) {
+  VS_ASSERT_OK(table_->GetVariable(Create("a/weights")).status());
+  VS_ASSERT_OK(table_->Rename("a", "b").status());
+  table_.reset();
+  VS_ASSERT_OK_AND_ASSIGN(table_, VariableTable::Load({}, storage_.get()));
+  EXPECT_THAT(table_->Stat("c/weights"),
+              StatusIs(absl::StatusCode::kNotFound,
+                       "Variable c/weights does not exist. Variables named "
+                       "'weights' exist at: b/weights"));
+  VS_ASSERT_OK(table_->Delete("b", /*recursive=*/true).status());
+  EXPECT_THAT(table_->Stat("c/weights"),
+              StatusIs(absl::StatusCode::kNotFound,
+                       "Variable c/weights does not exist."));
+}
+
+}  // namespace
+}  // namespace varscope::server
