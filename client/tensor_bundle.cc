@@ -296,11 +296,14 @@ absl::StatusOr<std::unique_ptr<BundleReader>> BundleReader::Open(
     std::string prefix) {
   std::unique_ptr<BundleReader> reader(new BundleReader(std::move(prefix)));
   const std::string path = BundleIndexFile(reader->prefix_);
-  absl::StatusOr<std::string> contents = ReadFile(path);
-  if (absl::IsNotFound(contents.status())) {
+  // ReadFile reports any file it cannot open as a usage error; a missing
+  // index is the one TensorFlow's callers tell apart.
+  std::error_code error;
+  if (!std::filesystem::exists(path, error) && !error) {
     return absl::NotFoundError(absl::StrCat(
         "No checkpoint at ", reader->prefix_, ": ", path, " does not exist"));
   }
+  absl::StatusOr<std::string> contents = ReadFile(path);
   VS_RETURN_IF_ERROR(contents.status());
   auto damaged = [&](absl::string_view what) {
     return absl::DataLossError(

@@ -50,9 +50,9 @@ std::string BundleSliceKey(absl::string_view name, const BundleSlice& slice);
 // destroyed unfinished. Not thread-safe.
 class BundleWriter {
  public:
-  // Starts a checkpoint at `prefix` (its directory must exist). NOT_FOUND or
-  // PERMISSION_DENIED (from the file system, naming the file) when the data
-  // file cannot be created.
+  // Starts a checkpoint at `prefix` (its directory must exist).
+  // INVALID_ARGUMENT naming the file when the data file cannot be created
+  // (see WritableFile::Create).
   static absl::StatusOr<std::unique_ptr<BundleWriter>> Create(
       std::string prefix);
   ~BundleWriter();
@@ -95,8 +95,9 @@ class BundleWriter {
 // (const methods may run concurrently).
 class BundleReader {
  public:
-  // Reads PREFIX.index. NOT_FOUND if there is no such file; DATA_LOSS if it
-  // is not a readable table, lacks the header or holds an unparseable entry;
+  // Reads PREFIX.index. NOT_FOUND if there is no such file; INVALID_ARGUMENT
+  // if it cannot be opened (see ReadFile); DATA_LOSS if it is not a readable
+  // table, lacks the header or holds an unparseable entry;
   // FAILED_PRECONDITION for a big-endian checkpoint or one of a newer format
   // version than TensorFlow's 1.
   static absl::StatusOr<std::unique_ptr<BundleReader>> Open(std::string prefix);

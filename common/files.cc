@@ -16,8 +16,9 @@ absl::Status ErrnoError(int error, absl::string_view what,
   return absl::ErrnoToStatus(error, absl::StrCat("Cannot ", what, " ", path));
 }
 
-// Every path the CLI opens is one its user named: one it cannot open is a
-// usage error, whatever errno says.
+// Every path opened here is one a user named (the CLI's arguments, a
+// checkpoint's prefix): one that cannot be opened is a usage error, whatever
+// errno says.
 absl::Status OpenError(int error, absl::string_view what,
                        absl::string_view path) {
   return absl::InvalidArgumentError(ErrnoError(error, what, path).message());
