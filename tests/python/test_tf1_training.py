@@ -146,6 +146,14 @@ def test_adam_beta_powers_are_tensorflows_non_slot_variables(server):
     other.apply_gradients([(np.ones(2, np.float32), a)])
     assert {"beta1_power_1", "beta2_power_1"} <= names()
     assert beta1.read() == float32_power(0.9, 4)
+    # Named under the name scope, as TensorFlow's graph names them: a
+    # re-entered variable scope opens a new one.
+    for scope in ("model", "model_1"):
+        with vs.variable_scope("model"):
+            third = vs.train.AdamOptimizer(0.1)
+            third.apply_gradients([(np.ones(2, np.float32), a)])
+        assert third._get_beta_accumulators()[0].name == \
+            scope + "/beta1_power:0"
 
 
 def test_a_sparse_step_makes_slots_for_every_part(server):
@@ -212,6 +220,34 @@ def test_callable_constraints_apply_in_the_client(server):
         [(np.array([2, -0.25], np.float32), w)])
     np.testing.assert_array_equal(w.read(), [-0.5, 0.25])
     assert callable(w.constraint)
+    # The process keeps it, as a graph keeps it with its Python variable.
+    vs.reset_default_graph()
+    with vs.variable_scope("", reuse=True):
+        assert vs.get_variable("w").constraint is None
+
+
+def test_variable_and_custom_getters_take_constraints(server):
+    v = vs.Variable(np.zeros(2, np.float32), name="v",
+                    constraint=vs.keras.constraints.NonNeg())
+    assert v.constraint == vs.keras.constraints.NonNeg()
+    vs.train.GradientDescentOptimizer(1.0).apply_gradients(
+        [(np.array([1, -1], np.float32), v)])
+    np.testing.assert_array_equal(v.read(), [0, 1])
+    with pytest.raises(ValueError,
+                       match="The `constraint` argument must be a callable."):
+        vs.Variable(np.zeros(2, np.float32), name="bad", constraint=3)
+    assert "bad" not in names()
+    # A getter that takes `constraint` gets the scope's, as in TensorFlow.
+    seen = []
+
+    def getter(getter, name, *args, constraint=None, **kwargs):
+        seen.append(constraint)
+        return getter(name, *args, constraint=constraint, **kwargs)
+    with vs.variable_scope("s", custom_getter=getter,
+                           constraint=vs.keras.constraints.NonNeg()):
+        w = vs.get_variable("w", shape=[2])
+    assert seen == [vs.keras.constraints.NonNeg()]
+    assert w.constraint == vs.keras.constraints.NonNeg()
 
 
 def test_schedules_and_beta_powers_across_shards(shards):
