@@ -870,8 +870,7 @@ PYBIND11_MODULE(_varscope, m) {
       py::arg("client"), py::arg("scope"), py::arg("name"), py::kw_only(),
       py::arg("shape"), py::arg("dtype"), py::arg("initializer"),
       py::arg("trainable"), py::arg("partitioner"),
-      py::arg("constraint") = py::none(),
-      py::arg("collections") = py::none());
+      py::arg("constraint") = py::none(), py::arg("collections") = py::none());
   m.def(
       "get_global_step",
       [](std::shared_ptr<Client> client, Reuse reuse) {
