@@ -11,6 +11,7 @@
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
 #include "absl/time/time.h"
+#include "common/names.h"
 #include "common/tensor.h"
 #include "common/transport.h"
 #include "common/variable_ops.h"
@@ -82,6 +83,11 @@ class Client {
 
   Client(const Client&) = delete;
   Client& operator=(const Client&) = delete;
+
+  // The index of the shard that calls on `name` go to (0 for one server).
+  int ShardFor(absl::string_view name) const {
+    return ShardOf(name, num_shards());
+  }
 
   // With several shards: asks every shard for its cluster identity (see
   // GetServerInfo) and checks that the shard at position i of this client's

@@ -22,6 +22,9 @@ bool SupportsAdd(DType dtype);
 // REQUIRES: SupportsAdd(dtype); both buffers hold n elements.
 void AddInPlace(DType dtype, const char* delta, char* data, int64_t n);
 
+// data[i] *= factor[i] for i < n; as AddInPlace.
+void MulInPlace(DType dtype, const char* factor, char* data, int64_t n);
+
 // INVALID_ARGUMENT unless `t` has `dtype` and the shape `dims`, saying that
 // one cannot `op` ("assign a tensor", "apply a gradient", ...) of its dtype
 // or shape to variable `name`.

@@ -94,6 +94,22 @@ def server(tmp_path):
 
 
 @pytest.fixture
+def shards(tmp_path):
+    """Two servers as one test cluster; the default client connects to it,
+    with a fresh process graph."""
+    varscope.reset_default_graph()
+    servers = [Server(tmp_path / ("shard%d" % i), *shard_flags(i, 2))
+               for i in range(2)]
+    varscope.connect(cluster=[s.address for s in servers], timeout=120)
+    yield servers
+    varscope.reset_default_graph()
+    varscope.connect(_UNUSED_ADDRESS)
+    gc.collect()
+    for s in servers:
+        s.stop()
+
+
+@pytest.fixture
 def child_env():
     """The environment for child Python processes, which import varscope
     from where this process did."""

@@ -15,11 +15,11 @@
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
 #include "client/client.h"
+#include "common/crc32c.h"
 #include "common/status_matchers.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "rocksdb/db.h"
-#include "server/crc32c.h"
 #include "server/storage.h"
 #include "server/variable_table.h"
 #include "tests/testing/faulty_file_system.h"
@@ -118,15 +118,15 @@ auto Eventually(Call call) -> decltype(call()) {
 }
 
 TEST(Crc32c, MatchesTheStandardCheckValues) {
-  EXPECT_EQ(server::Crc32c("123456789"), 0xe3069283u);
-  EXPECT_EQ(server::Crc32c(""), 0u);
-  EXPECT_EQ(server::Crc32c(std::string(32, '\0')), 0x8a9136aau);
+  EXPECT_EQ(Crc32c("123456789"), 0xe3069283u);
+  EXPECT_EQ(Crc32c(""), 0u);
+  EXPECT_EQ(Crc32c(std::string(32, '\0')), 0x8a9136aau);
   // Extending a CRC equals the CRC of the concatenation, whatever the split.
   const std::string text = "The quick brown fox jumps over the lazy dog";
   for (size_t split = 0; split <= text.size(); ++split) {
-    EXPECT_EQ(server::Crc32c(absl::string_view(text).substr(split),
-                             server::Crc32c(text.substr(0, split))),
-              server::Crc32c(text));
+    EXPECT_EQ(Crc32c(absl::string_view(text).substr(split),
+                     Crc32c(text.substr(0, split))),
+              Crc32c(text));
   }
 }
 
@@ -150,14 +150,13 @@ TEST(Crc32c, LongAndUnalignedInputsMatchTheDefinition) {
     for (size_t offset : {size_t{0}, size_t{1}, size_t{3}}) {
       const absl::string_view part =
           absl::string_view(data).substr(offset, size);
-      EXPECT_EQ(server::Crc32c(part), ReferenceCrc32c(part))
+      EXPECT_EQ(Crc32c(part), ReferenceCrc32c(part))
           << size << " bytes at " << offset;
     }
   }
   const absl::string_view all = data;
-  EXPECT_EQ(
-      server::Crc32c(all.substr(20000), server::Crc32c(all.substr(0, 20000))),
-      ReferenceCrc32c(all));
+  EXPECT_EQ(Crc32c(all.substr(20000), Crc32c(all.substr(0, 20000))),
+            ReferenceCrc32c(all));
 }
 
 TEST(ParseDurability, ReadsTheThreeModes) {
