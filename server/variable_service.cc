@@ -76,7 +76,7 @@ grpc::ServerUnaryReactor* VariableServiceImpl::GetVariable(
   absl::StatusOr<v1::GetVariableResponse> result =
       table_->GetVariable(*request);
   if (result.ok()) *response = std::move(*result);
-  return Reply(context, result.status());
+  return Reply(context, MaybeDropReply(result.status()));
 }
 
 grpc::ServerUnaryReactor* VariableServiceImpl::Read(

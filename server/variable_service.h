@@ -98,8 +98,8 @@ class VariableServiceImpl final : public VariableServiceBase {
                                           const v1::ServerInfoRequest* request,
                                           v1::ServerInfo* response) override;
 
-  // Test-only: the next `n` successful updates are applied, then answered
-  // with UNAVAILABLE as if the reply were lost.
+  // Test-only: the next `n` successful updates and GetVariable calls are
+  // applied, then answered with UNAVAILABLE as if the reply were lost.
   void DropUpdateRepliesForTest(int n) { drop_replies_ = n; }
 
   // `status`, or UNAVAILABLE when a reply is to be dropped for a test.
