@@ -131,6 +131,7 @@ v1::ListVariablesResponse MergePages(
 
 // "N updates of a, b, c, ..." (up to three names).
 std::string UpdatesSubject(const v1::BatchUpdateRequest& batch) {
+  if (batch.updates().empty()) return "an empty batch";
   std::vector<absl::string_view> names;
   for (const v1::Update& update : batch.updates()) {
     if (names.size() == 3) {
