@@ -248,7 +248,7 @@ TEST_F(ClusterRideTest, WorkersTrainThroughAKilledShardAndAHungOne) {
   // SIGSTOP shard 2 for 3 seconds: calls wait for it (within the timeout of
   // each attempt, 30 s) and go on when it continues.
   const absl::Time stopped = absl::Now();
-  shards_[2]->process().Kill(SIGSTOP);
+  shards_[2]->process().Stop();
   absl::SleepFor(absl::Seconds(3));
   shards_[2]->process().Kill(SIGCONT);
   const absl::Time continued = absl::Now();
