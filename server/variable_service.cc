@@ -93,8 +93,12 @@ grpc::ServerUnaryReactor* VariableServiceImpl::GetVariable(
     grpc::ByteBuffer* response) {
   gets_.fetch_add(1, std::memory_order_relaxed);
   return Unary<v1::GetVariableRequest>(
-      context, *request, response, [&](v1::GetVariableRequest& get) {
-        return Encode(table_->GetVariable(get), kChange);
+      context, *request, response,
+      [&](v1::GetVariableRequest& get) -> absl::StatusOr<grpc::ByteBuffer> {
+        absl::StatusOr<v1::GetVariableResponse> result =
+            table_->GetVariable(get);
+        VS_RETURN_IF_ERROR(MaybeDropReply(result.status()));
+        return MessageRaw(*result, budget_, kChange);
       });
 }
 

@@ -136,8 +136,8 @@ class VariableServiceImpl final : public VariableServiceBase {
                                           const grpc::ByteBuffer* request,
                                           grpc::ByteBuffer* response) override;
 
-  // Test-only: the next `n` successful updates are applied, then answered
-  // with UNAVAILABLE as if the reply were lost.
+  // Test-only: the next `n` successful updates and GetVariable calls are
+  // applied, then answered with UNAVAILABLE as if the reply were lost.
   void DropUpdateRepliesForTest(int n) { drop_replies_ = n; }
 
   // Test-only: the bytes replies not yet received hold (see ReplyBudget).

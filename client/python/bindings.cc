@@ -597,22 +597,25 @@ PYBIND11_MODULE(_varscope, m) {
 
   py::class_<Client, std::shared_ptr<Client>>(m, "Client")
       .def(py::init([](const std::string& address, double timeout,
-                       int max_attempts, std::string tls_root_certs,
-                       std::string auth_token) {
-             if (!(timeout > 0) || max_attempts < 1) {
+                       double retry_timeout, std::optional<int> max_attempts,
+                       std::string tls_root_certs, std::string auth_token) {
+             if (!(timeout > 0) || !(retry_timeout >= 0) ||
+                 max_attempts.value_or(1) < 1) {
                throw py::value_error(
-                   "timeout must be positive and max_attempts at least 1");
+                   "timeout must be positive, retry_timeout at least 0 and "
+                   "max_attempts at least 1");
              }
              ClientOptions options;
              options.timeout = absl::Seconds(timeout);
-             options.max_attempts = max_attempts;
+             options.retry_timeout = absl::Seconds(retry_timeout);
+             if (max_attempts) options.max_attempts = *max_attempts;
              options.security.tls_root_certs = std::move(tls_root_certs);
              options.security.auth_token = std::move(auth_token);
              return std::shared_ptr<Client>(Client::Connect(address, options));
            }),
            py::arg("address"), py::kw_only(), py::arg("timeout"),
-           py::arg("max_attempts"), py::arg("tls_root_certs"),
-           py::arg("auth_token"))
+           py::arg("retry_timeout"), py::arg("max_attempts"),
+           py::arg("tls_root_certs"), py::arg("auth_token"))
       .def("check_cluster",
            [](Client& client) {
              absl::Status status;

@@ -177,6 +177,14 @@ void ChildProcess::Kill(int signal) {
   if (!reaped_) kill(pid_, signal);
 }
 
+void ChildProcess::Stop() {
+  if (reaped_) return;
+  kill(pid_, SIGSTOP);
+  int status = 0;
+  while (waitpid(pid_, &status, WUNTRACED) < 0 && errno == EINTR) {
+  }
+}
+
 int ChildProcess::Wait() {
   if (reaped_) return 0;
   int status = 0;

@@ -104,6 +104,9 @@ class ChildProcess {
   absl::StatusOr<std::string> ReadLine();
   // Sends `signal`.
   void Kill(int signal);
+  // Sends SIGSTOP and waits until the child has stopped (kill() returns
+  // before it does, and a stopping server may still answer a call).
+  void Stop();
   // Waits for the child and returns its wait status.
   int Wait();
 
