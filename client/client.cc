@@ -599,9 +599,13 @@ absl::Status Client::CheckCluster() {
 absl::StatusOr<v1::ServerInfo> Client::GetServerInfo() {
   VS_RETURN_IF_ERROR(CheckCluster());
   VS_ASSIGN_OR_RETURN(const std::vector<v1::ServerInfo> infos, ServerInfos());
-  v1::ServerInfo total = infos[0];
-  for (size_t i = 1; i < infos.size(); ++i) {
-    const v1::ServerInfo& info = infos[i];
+  return SumServerInfos(infos);
+}
+
+v1::ServerInfo SumServerInfos(const std::vector<v1::ServerInfo>& shards) {
+  v1::ServerInfo total = shards[0];
+  for (size_t i = 1; i < shards.size(); ++i) {
+    const v1::ServerInfo& info = shards[i];
     total.set_start_time_micros(
         std::min(total.start_time_micros(), info.start_time_micros()));
     total.set_variable_count(total.variable_count() + info.variable_count());

@@ -242,6 +242,10 @@ class Client {
   std::atomic<int64_t> sequence_{0};
 };
 
+// The totals of a cluster's shards (REQUIRES: at least one): counts and
+// bytes summed, the earliest start time, shard 0's version and identity.
+v1::ServerInfo SumServerInfos(const std::vector<v1::ServerInfo>& shards);
+
 }  // namespace varscope
 
 #endif  // VARSCOPE_CLIENT_CLIENT_H_

@@ -245,7 +245,7 @@ log "SIGTERM drains and exits 0"
 podman stop -t 30 "$(container varscope-1)" >/dev/null
 [ "$(podman inspect --format '{{.State.ExitCode}}' "$(container varscope-1)")" = 0 ] ||
   fail "varscope-1 did not exit 0 on SIGTERM"
-[[ $(podman logs "$(container varscope-1)" 2>&1) == *'draining calls'* ]] ||
+[[ $(podman logs "$(container varscope-1)" 2>&1) == *'shutdown signal=SIGTERM'* ]] ||
   fail "varscope-1 did not drain"
 phase_done "SIGTERM"
 

@@ -11,6 +11,7 @@ packages=(
   pybind11-dev python3-dev python3-numpy python3-pytest python3-setuptools
   python3-pip
   libhiredis-dev redis-server iperf3
+  libcpp-httplib-dev prometheus
   yamllint openssl
 )
 

@@ -10,10 +10,13 @@
 
 #include "CLI/CLI.hpp"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
 #include "common/cluster.h"
+#include "common/version.h"
 #include "server/cluster_identity.h"
 #include "server/durability.h"
+#include "server/log.h"
 #include "server/server.h"
 
 namespace {
@@ -103,6 +106,42 @@ int main(int argc, char** argv) {
                  "variables")
       ->capture_default_str()
       ->check(CLI::PositiveNumber);
+  app.add_option("--metrics-listen", options.metrics_listen,
+                 "HOST:PORT to serve Prometheus metrics on (GET /metrics); "
+                 "default: off");
+  double slow_call_ms = -1;
+  app.add_option("--slow-call-ms", slow_call_ms,
+                 "log calls slower than this many milliseconds (event "
+                 "slow_call); default: off")
+      ->check(CLI::NonNegativeNumber);
+  varscope::server::log::Level log_level = varscope::server::log::Level::kInfo;
+  app.add_option_function<std::string>(
+         "--log-level",
+         [&](const std::string& text) {
+           auto level = varscope::server::log::ParseLevel(text);
+           if (!level.ok()) {
+             throw CLI::ValidationError("--log-level",
+                                        std::string(level.status().message()));
+           }
+           log_level = *level;
+         },
+         "debug, info, warning or error: log events at this level and above")
+      ->default_str("info");
+  varscope::server::log::Format log_format =
+      varscope::server::log::Format::kText;
+  app.add_option_function<std::string>(
+         "--log-format",
+         [&](const std::string& text) {
+           auto format = varscope::server::log::ParseFormat(text);
+           if (!format.ok()) {
+             throw CLI::ValidationError("--log-format",
+                                        std::string(format.status().message()));
+           }
+           log_format = *format;
+         },
+         "text or json: one line per event on stderr")
+      ->default_str("text");
+  app.set_version_flag("--version", varscope::VersionLine("varscoped"));
   app.add_option("--tls-cert-file", options.security.tls_cert_file,
                  "PEM certificate chain: serve TLS (with --tls-key-file)");
   app.add_option("--tls-key-file", options.security.tls_key_file,
@@ -135,6 +174,20 @@ int main(int argc, char** argv) {
   } catch (const CLI::ParseError& e) {
     return app.exit(e) == 0 ? 0 : kExitUsage;
   }
+  namespace log = varscope::server::log;
+  log::Configure(log_level, log_format);
+  if (slow_call_ms >= 0) {
+    options.slow_call = absl::Milliseconds(slow_call_ms);
+  }
+  log::Log(log::Level::kInfo, "start",
+           {{"version", varscope::Version()},
+            {"commit", varscope::GitCommit()},
+            {"listen", options.listen_address},
+            {"data_dir", options.data_dir},
+            {"durability",
+             varscope::server::DurabilityToString(options.table.durability)},
+            {"metrics_listen", options.metrics_listen},
+            {"flags", absl::StrJoin(argv + 1, argv + argc, " ")}});
   {
     const bool flags_given =
         std::any_of(std::begin(cluster_flags), std::end(cluster_flags),
@@ -162,6 +215,7 @@ int main(int argc, char** argv) {
   sigaction(SIGINT, &action, nullptr);
   sigaction(SIGTERM, &action, nullptr);
 
+  const absl::Time start = absl::Now();
   auto server = varscope::server::Server::Start(options);
   if (!server.ok()) {
     std::fprintf(stderr, "varscoped: %s\n",
@@ -175,20 +229,37 @@ int main(int argc, char** argv) {
       identity.shards().empty()
           ? ""
           : absl::StrCat(", ", varscope::DescribeShard(identity));
+  const std::string metrics =
+      options.metrics_listen.empty()
+          ? ""
+          : absl::StrCat(options.metrics_listen.substr(
+                             0, options.metrics_listen.rfind(':')),
+                         ":", (*server)->metrics_port());
   std::printf(
-      "varscoped serving on %s:%d (data dir %s, durability %s%s)\n",
+      "varscoped serving on %s:%d (data dir %s, durability %s%s%s)\n",
       host.c_str(), (*server)->port(), options.data_dir.c_str(),
       varscope::server::DurabilityToString(options.table.durability).c_str(),
-      shard.c_str());
+      shard.c_str(),
+      metrics.empty() ? "" : absl::StrCat(", metrics on ", metrics).c_str());
   std::fflush(stdout);
+  log::Log(log::Level::kInfo, "serving",
+           {{"address", absl::StrCat(host, ":", (*server)->port())},
+            {"metrics", metrics},
+            {"cluster", identity.shards().empty()
+                            ? std::string()
+                            : varscope::DescribeShard(identity)},
+            {"seconds", absl::ToDoubleSeconds(absl::Now() - start)}});
 
   unsigned char signal = 0;
   while (read(g_signal_pipe[0], &signal, 1) < 0 && errno == EINTR) {
   }
-  std::printf("varscoped: signal %d, draining calls and closing the store\n",
-              signal);
-  std::fflush(stdout);
+  // Calls drain for up to 10 s, then the store is closed.
+  const absl::Time stop = absl::Now();
+  log::Log(log::Level::kInfo, "shutdown",
+           {{"signal", absl::StrCat("SIG", sigabbrev_np(signal))}});
   (*server)->Shutdown();
   server->reset();
+  log::Log(log::Level::kInfo, "stopped",
+           {{"seconds", absl::ToDoubleSeconds(absl::Now() - stop)}});
   return 0;
 }

@@ -14,6 +14,7 @@
 #include "common/status.h"
 #include "common/transport.h"
 #include "server/cluster_identity.h"
+#include "server/log.h"
 #include "server/variable_service.h"
 
 namespace varscope::server {
@@ -89,10 +90,18 @@ absl::StatusOr<std::unique_ptr<Server>> Server::Start(
       SettleIdentity(*server->storage_, options.data_dir, options.cluster);
   if (!cluster.ok()) return WithDamageHint(cluster.status());
   server->cluster_ = *std::move(cluster);
+  const absl::Time load_start = absl::Now();
   absl::StatusOr<std::unique_ptr<VariableTable>> table =
       VariableTable::Load(options.table, server->storage_.get());
   if (!table.ok()) return WithDamageHint(table.status());
   server->table_ = *std::move(table);
+  const VariableTable::Totals totals = server->table_->GetTotals();
+  log::Log(log::Level::kInfo, "recovery",
+           {{"variables", totals.variables},
+            {"bytes", totals.bytes},
+            {"seconds", absl::ToDoubleSeconds(absl::Now() - load_start)},
+            {"wal_replayed_bytes",
+             server->storage_->GetStats().wal_replayed_bytes}});
   ServiceOptions service_options;
   service_options.max_message_bytes = options.max_message_bytes;
   service_options.max_variable_bytes = options.table.max_variable_bytes;
@@ -100,6 +109,14 @@ absl::StatusOr<std::unique_ptr<Server>> Server::Start(
   service_options.cluster = server->cluster_;
   server->service_ = std::make_unique<VariableServiceImpl>(server->table_.get(),
                                                            service_options);
+
+  server->rpc_metrics_ = std::make_unique<RpcMetrics>(options.slow_call);
+  server->registry_ = ServerRegistry({.table = server->table_.get(),
+                                      .storage = server->storage_.get(),
+                                      .sync = &server->service_->sync(),
+                                      .rpc = server->rpc_metrics_.get(),
+                                      .durability = options.table.durability,
+                                      .start_time = absl::Now()});
 
   grpc::EnableDefaultHealthCheckService(true);
   grpc::reflection::InitProtoReflectionServerBuilderPlugin();
@@ -118,11 +135,22 @@ absl::StatusOr<std::unique_ptr<Server>> Server::Start(
   // gRPC would share a served port with another process (SO_REUSEPORT),
   // which then gets a share of the clients.
   builder.AddChannelArgument(GRPC_ARG_ALLOW_REUSEPORT, 0);
+  std::vector<
+      std::unique_ptr<grpc::experimental::ServerInterceptorFactoryInterface>>
+      interceptors;
+  interceptors.push_back(server->rpc_metrics_->InterceptorFactory());
+  builder.experimental().SetInterceptorCreators(std::move(interceptors));
   server->grpc_server_ = builder.BuildAndStart();
   if (server->grpc_server_ == nullptr || server->port_ == 0) {
     return absl::UnavailableError(
         absl::StrCat("Cannot listen on ", options.listen_address, ": ",
                      WhyCannotListen(options.listen_address)));
+  }
+  if (!options.metrics_listen.empty()) {
+    absl::StatusOr<std::unique_ptr<MetricsEndpoint>> endpoint =
+        MetricsEndpoint::Start(options.metrics_listen, server->registry_.get());
+    if (!endpoint.ok()) return endpoint.status();
+    server->metrics_endpoint_ = *std::move(endpoint);
   }
   return server;
 }
@@ -133,6 +161,7 @@ void Server::Shutdown(absl::Duration grace) {
   grpc_server_->Shutdown(absl::ToChronoTime(absl::Now() + grace));
   grpc_server_->Wait();
   grpc_server_.reset();
+  if (metrics_endpoint_ != nullptr) metrics_endpoint_->Stop();
 }
 
 Server::~Server() { Shutdown(); }

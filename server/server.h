@@ -10,6 +10,7 @@
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
 #include "server/admin_service.h"
+#include "server/monitoring.h"
 #include "server/security.h"
 #include "server/storage.h"
 #include "server/variable_service.h"
@@ -42,6 +43,12 @@ struct ServerOptions {
   // ConfiguredIdentity). Default: nullopt, the one the store recorded, else
   // a standalone server.
   std::optional<v1::ClusterIdentity> cluster;
+  // HOST:PORT to serve Prometheus metrics on (GET /metrics); port 0 picks a
+  // free port (see Server::metrics_port()). Default: empty, no metrics
+  // endpoint (the counters are kept all the same).
+  std::string metrics_listen;
+  // Calls slower than this are logged (event slow_call). Default: never.
+  absl::Duration slow_call = absl::InfiniteDuration();
 };
 
 // Thread-safe.
@@ -64,6 +71,12 @@ class Server {
 
   // The bound port.
   int port() const { return port_; }
+  // The metrics endpoint's bound port; 0 without one.
+  int metrics_port() const {
+    return metrics_endpoint_ == nullptr ? 0 : metrics_endpoint_->port();
+  }
+  // The exposition text GET /metrics returns.
+  std::string MetricsText() const { return registry_->Exposition(); }
   // The store's place in its cluster.
   const v1::ClusterIdentity& cluster() const { return cluster_; }
 
@@ -82,6 +95,9 @@ class Server {
   std::unique_ptr<VariableTable> table_;
   std::unique_ptr<VariableServiceImpl> service_;
   std::unique_ptr<AdminServiceImpl> admin_service_;
+  std::unique_ptr<RpcMetrics> rpc_metrics_;
+  std::unique_ptr<metrics::Registry> registry_;
+  std::unique_ptr<MetricsEndpoint> metrics_endpoint_;
   std::unique_ptr<grpc::Server> grpc_server_;
 };
 

@@ -24,7 +24,9 @@
 #include "rocksdb/file_system.h"
 #include "rocksdb/listener.h"
 #include "rocksdb/options.h"
+#include "rocksdb/statistics.h"
 #include "rocksdb/write_batch.h"
+#include "server/log.h"
 
 namespace varscope::server {
 namespace {
@@ -375,6 +377,14 @@ Storage::Storage(const StorageOptions& options, std::string path)
 absl::StatusOr<std::unique_ptr<Storage>> Storage::Open(
     const StorageOptions& options, std::string path) {
   std::unique_ptr<Storage> storage(new Storage(options, std::move(path)));
+  std::error_code error;
+  for (const auto& entry :
+       std::filesystem::directory_iterator(storage->path_, error)) {
+    if (absl::EndsWith(entry.path().filename().string(), ".log")) {
+      storage->wal_replayed_bytes_ +=
+          static_cast<int64_t>(entry.file_size(error));
+    }
+  }
   absl::MutexLock l(&storage->mu_);
   VS_RETURN_IF_ERROR(storage->OpenDb());
   return storage;
@@ -429,6 +439,8 @@ absl::Status Storage::OpenDb() {
     info_log_ = InfoLog::Open(fs, path_);
   }
   db_options.info_log = info_log_;
+  if (statistics_ == nullptr) statistics_ = rocksdb::CreateDBStatistics();
+  db_options.statistics = statistics_;
 
   rocksdb::DB* raw_db = nullptr;
   rocksdb::Status s =
@@ -644,6 +656,7 @@ Storage::~Storage() {
 absl::Status Storage::Write(const StorageBatch& batch) {
   if (failed_.load()) {
     absl::MutexLock e(&error_mu_);
+    write_errors_[static_cast<int>(error_.code())].fetch_add(1);
     return error_;
   }
   absl::ReaderMutexLock l(&mu_);
@@ -670,10 +683,14 @@ absl::Status Storage::Write(const StorageBatch& batch) {
   s = db_->Write(write_options_, &write_batch);
   if (s.ok()) return absl::OkStatus();
   absl::Status error = WriteError(s, path_);
+  write_errors_[static_cast<int>(error.code())].fetch_add(1);
   absl::MutexLock e(&error_mu_);
   if (!failed_.exchange(true)) {
     error_ = error;
     room_needed_ = s.IsNoSpace() ? write_batch.GetDataSize() : 0;
+    log::Log(log::Level::kError, "store_error",
+             {{"code", absl::StatusCodeToString(error.code())},
+              {"error", error.message()}});
   }
   return error;
 }
@@ -686,6 +703,7 @@ absl::Status Storage::Recover() {
     const absl::Status status = RecoverDb();
     if (status.ok()) {
       failed_.store(false);
+      log::Log(log::Level::kInfo, "store_recovered", {});
       return absl::OkStatus();
     }
     next_recovery_ = absl::Now() + kRecoveryInterval;
@@ -918,6 +936,54 @@ void ChecksumChunks(absl::string_view data, int64_t first_chunk,
         Crc32c(data.substr(static_cast<size_t>(c * chunk_bytes),
                            static_cast<size_t>(chunk_bytes))));
   }
+}
+
+Storage::Stats Storage::GetStats() {
+  Stats stats;
+  stats.wal_replayed_bytes = wal_replayed_bytes_;
+  for (const std::atomic<int64_t>& errors : write_errors_) {
+    stats.write_errors.push_back(errors.load());
+  }
+  if (!mu_.ReaderTryLock()) return stats;  // reopening: no waiting
+  if (statistics_ != nullptr) {
+    auto ticker = [&](uint32_t type) {
+      return static_cast<int64_t>(statistics_->getTickerCount(type));
+    };
+    stats.wal_written_bytes = ticker(rocksdb::WAL_FILE_BYTES);
+    stats.wal_syncs = ticker(rocksdb::WAL_FILE_SYNCED);
+    stats.stall_micros = ticker(rocksdb::STALL_MICROS);
+    stats.compaction_read_bytes = ticker(rocksdb::COMPACT_READ_BYTES);
+    stats.compaction_written_bytes = ticker(rocksdb::COMPACT_WRITE_BYTES);
+    stats.memtable_flush_bytes = ticker(rocksdb::FLUSH_WRITE_BYTES);
+  }
+  if (db_ != nullptr) {
+    using P = rocksdb::DB::Properties;
+    // A property summed over the column families, or of the whole store.
+    auto property = [&](const std::string& name, bool summed) {
+      uint64_t value = 0;
+      if (summed) {
+        db_->GetAggregatedIntProperty(name, &value);
+      } else {
+        db_->GetIntProperty(name, &value);
+      }
+      return static_cast<int64_t>(value);
+    };
+    auto total = [&](const std::string& name) { return property(name, true); };
+    auto db_wide = [&](const std::string& name) {
+      return property(name, false);
+    };
+    Stats::Now& now = stats.now.emplace();
+    now.sst_bytes = total(P::kTotalSstFilesSize);
+    now.blob_bytes = total(P::kTotalBlobFileSize);
+    now.memtable_bytes = total(P::kCurSizeAllMemTables);
+    now.pending_compaction_bytes = total(P::kEstimatePendingCompactionBytes);
+    now.running_compactions = db_wide(P::kNumRunningCompactions);
+    now.running_flushes = db_wide(P::kNumRunningFlushes);
+    now.write_stopped = db_wide(P::kIsWriteStopped) != 0;
+    now.delayed_write_rate = db_wide(P::kActualDelayedWriteRate);
+  }
+  mu_.ReaderUnlock();
+  return stats;
 }
 
 }  // namespace varscope::server

@@ -225,6 +225,36 @@ class Storage {
   // RocksDB directly with them).
   static std::vector<rocksdb::ColumnFamilyDescriptor> Families();
 
+  // Figures for monitoring. Counts since Open are monotonic across reopens.
+  struct Stats {
+    // Bytes of write-ahead log that Open found (and RocksDB replayed).
+    int64_t wal_replayed_bytes = 0;
+    // RocksDB's statistics since Open.
+    int64_t wal_written_bytes = 0;
+    int64_t wal_syncs = 0;
+    int64_t stall_micros = 0;
+    int64_t compaction_read_bytes = 0;
+    int64_t compaction_written_bytes = 0;
+    int64_t memtable_flush_bytes = 0;
+    // The store now; nullopt while it is being reopened (see Recover).
+    struct Now {
+      int64_t sst_bytes = 0;
+      int64_t blob_bytes = 0;
+      int64_t memtable_bytes = 0;
+      int64_t pending_compaction_bytes = 0;
+      int64_t running_compactions = 0;
+      int64_t running_flushes = 0;
+      bool write_stopped = false;
+      // Bytes/s RocksDB slows writes down to; 0 when it does not.
+      int64_t delayed_write_rate = 0;
+    };
+    std::optional<Now> now;
+    // Failed writes by the absl::StatusCode they returned (index).
+    std::vector<int64_t> write_errors;
+  };
+  // Never waits for a reopen. Thread-safe.
+  Stats GetStats();
+
  private:
   Storage(const StorageOptions& options, std::string path);
 
@@ -293,6 +323,11 @@ class Storage {
   absl::Status error_ ABSL_GUARDED_BY(error_mu_);
   // The bytes that write needed when it failed for want of space, else 0.
   uint64_t room_needed_ ABSL_GUARDED_BY(error_mu_) = 0;
+  // RocksDB's statistics, kept across reopens.
+  std::shared_ptr<rocksdb::Statistics> statistics_;
+  int64_t wal_replayed_bytes_ = 0;
+  // Failed writes by absl::StatusCode.
+  std::atomic<int64_t> write_errors_[17] = {};
   // What VARSCOPE-DURABLE says (its identity is the open store's).
   absl::Mutex durable_mu_;
   DurableRecord durable_ ABSL_GUARDED_BY(durable_mu_);

@@ -293,6 +293,7 @@ absl::StatusOr<v1::SyncApplyResponse> SyncReplicas::Apply(
   int64_t after = current;
   if (request.step() < current) {
     ++acc->stale_dropped;
+    counters_.stale_dropped.Add();
     response.set_outcome(v1::SyncApplyResponse::STALE);
   } else {
     if (acc->accumulated == 0) {
@@ -335,6 +336,7 @@ int64_t SyncReplicas::Wait(const std::string& global_step, int64_t step,
       now = GlobalStep(GlobalStepName(global_step));
       if (now.ok() && *now < step) {
         const int64_t id = next_waiter_++;
+        counters_.waits.Add();
         waiters_.emplace(
             id, Waiter{GlobalStepName(global_step), step, std::move(done)});
         return id;
@@ -343,6 +345,11 @@ int64_t SyncReplicas::Wait(const std::string& global_step, int64_t step,
   }
   done(now);
   return 0;
+}
+
+int64_t SyncReplicas::Waiting() {
+  absl::MutexLock l(&waiters_mu_);
+  return static_cast<int64_t>(waiters_.size());
 }
 
 bool SyncReplicas::Cancel(int64_t id) {

@@ -16,6 +16,7 @@
 #include "absl/container/flat_hash_map.h"
 #include "absl/status/statusor.h"
 #include "absl/synchronization/mutex.h"
+#include "server/metrics.h"
 #include "server/variable_table.h"
 #include "varscope/v1/variable_service.pb.h"
 
@@ -62,6 +63,16 @@ class SyncReplicas {
     absl::MutexLock l(&waiters_mu_);
     return static_cast<int>(waiters_.size());
   }
+  // What happened since start, for monitoring. Thread-safe.
+  struct Counters {
+    // Contributions for a step the global step had passed (dropped).
+    metrics::Counter stale_dropped;
+    // Waits that could not be answered at once.
+    metrics::Counter waits;
+  };
+  const Counters& counters() const { return counters_; }
+  // How many waiters are waiting now.
+  int64_t Waiting() ABSL_LOCKS_EXCLUDED(waiters_mu_);
 
  private:
   struct Accumulator;
@@ -77,6 +88,7 @@ class SyncReplicas {
   void Notify(const std::string& global_step, int64_t value);
 
   VariableTable* const table_;
+  Counters counters_;
 
   absl::Mutex mu_;
   std::map<std::string, std::shared_ptr<Accumulator>, std::less<>> accumulators_

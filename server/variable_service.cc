@@ -6,7 +6,9 @@
 #include "common/grpc_status.h"
 #include "common/shape.h"
 #include "common/status.h"
+#include "common/version.h"
 #include "google/protobuf/io/coded_stream.h"
+#include "server/raw_calls.h"
 #include "server/tensor_ops.h"
 
 namespace varscope::server {
@@ -507,7 +509,8 @@ grpc::ServerUnaryReactor* VariableServiceImpl::GetServerInfo(
       context, *request, response, [&](v1::ServerInfoRequest&) {
         const VariableTable::Totals totals = table_->GetTotals();
         v1::ServerInfo info;
-        info.set_version(VARSCOPE_VERSION);
+        info.set_version(std::string(Version()));
+        info.set_commit(std::string(GitCommit()));
         info.set_start_time_micros(start_time_micros_);
         info.set_variable_count(totals.variables);
         info.set_total_bytes(totals.bytes);

@@ -5,6 +5,7 @@
 
 #include <atomic>
 #include <cstdint>
+#include <string_view>
 
 #include "absl/time/clock.h"
 #include "server/raw_calls.h"
@@ -86,6 +87,8 @@ class VariableServiceImpl final : public VariableServiceBase {
   // Ends the calls waiting for a step (with UNAVAILABLE): call before the
   // gRPC server shuts down.
   void Shutdown() { sync_.Shutdown(); }
+
+  SyncReplicas& sync() { return sync_; }
 
   grpc::ServerUnaryReactor* GetVariable(grpc::CallbackServerContext* context,
                                         const grpc::ByteBuffer* request,

@@ -1,7 +1,6 @@
 #include "server/variable_table.h"
 
 #include <algorithm>
-#include <cstdio>
 #include <cstring>
 #include <limits>
 #include <map>
@@ -20,6 +19,7 @@
 #include "common/partitioners.h"
 #include "common/shape.h"
 #include "common/status.h"
+#include "server/log.h"
 #include "server/optimizers.h"
 #include "server/tensor_ops.h"
 #include "server/working_copy.h"
@@ -198,10 +198,10 @@ VariableTable::~VariableTable() {
     flusher_.join();
   }
   if (const absl::Status status = Flush(); !status.ok()) {
-    std::fprintf(stderr,
-                 "varscoped: the last store write failed; changes since the "
-                 "last successful one are lost: %s\n",
-                 status.ToString().c_str());
+    log::Log(log::Level::kError, "final_write_failed",
+             {{"code", absl::StatusCodeToString(status.code())},
+              {"error", status.message()},
+              {"lost", "changes since the last successful store write"}});
   }
 }
 
@@ -219,6 +219,7 @@ absl::StatusOr<std::unique_ptr<VariableTable>> VariableTable::Load(
         table->vars_.emplace(std::move(name), std::move(var));
         return absl::OkStatus();
       }));
+  table->counters_.all_written_micros = absl::ToUnixMicros(absl::Now());
   if (options.durability.mode == Durability::Mode::kInterval) {
     table->flusher_ =
         std::thread([t = table.get()] { t->FlushEveryInterval(); });
@@ -314,9 +315,13 @@ absl::Status VariableTable::WriteCaptured(Captured& captured) {
       }
     }
   }
+  const absl::Time start = absl::Now();
   absl::Status status = storage_->Recover();
   if (status.ok()) status = storage_->Write(batch);
+  counters_.flushes.Add();
+  counters_.flush_seconds.Observe(absl::ToDoubleSeconds(absl::Now() - start));
   if (!status.ok()) {
+    counters_.flush_failures.Add();
     absl::MutexLock d(&dirty_mu_);
     captured.dirty.Merge(std::exchange(dirty_, DirtySet()));
     dirty_ = std::move(captured.dirty);
@@ -327,7 +332,10 @@ absl::Status VariableTable::WriteCaptured(Captured& captured) {
 absl::Status VariableTable::RecordFlush(absl::Status status) {
   absl::MutexLock d(&dirty_mu_);
   flush_error_ = status;
-  if (status.ok()) rewrite_pending_.store(false);
+  if (status.ok()) {
+    rewrite_pending_.store(false);
+    counters_.all_written_micros = absl::ToUnixMicros(absl::Now());
+  }
   return status;
 }
 
@@ -377,13 +385,13 @@ void VariableTable::FlushEveryInterval() {
   while (!stop_flusher_.WaitForNotificationWithTimeout(interval)) {
     const absl::Status status = Flush();
     if (!status.ok() && !failing) {
-      std::fprintf(stderr,
-                   "varscoped: writing the store failed; updates fail until "
-                   "a write succeeds (retried every %s): %s\n",
-                   absl::FormatDuration(interval).c_str(),
-                   status.ToString().c_str());
+      // Updates fail until a flush succeeds; it is retried every interval.
+      log::Log(log::Level::kError, "flush_failed",
+               {{"code", absl::StatusCodeToString(status.code())},
+                {"error", status.message()},
+                {"retry_seconds", absl::ToDoubleSeconds(interval)}});
     } else if (status.ok() && failing) {
-      std::fprintf(stderr, "varscoped: the store is written again\n");
+      log::Log(log::Level::kInfo, "flush_recovered", {});
     }
     failing = !status.ok();
   }
@@ -998,7 +1006,10 @@ absl::StatusOr<v1::BatchUpdateResponse> VariableTable::BatchUpdate(
   const v1::UpdateId id = request.id();
   VS_ASSIGN_OR_RETURN(std::optional<v1::BatchUpdateResponse> recorded,
                       applied_.Begin(id));
-  if (recorded.has_value()) return *std::move(recorded);
+  if (recorded.has_value()) {
+    counters_.duplicates_skipped.Add();
+    return *std::move(recorded);
+  }
   absl::StatusOr<v1::BatchUpdateResponse> result =
       ApplyBatch(std::move(request));
   applied_.End(id, result.ok() ? &*result : nullptr);
@@ -1338,6 +1349,7 @@ absl::StatusOr<v1::BatchUpdateResponse> VariableTable::ApplyBatch(
         }
         for (auto& [name, w] : working) w.var->mu.Unlock();
       }));
+  counters_.updates_applied.Add(static_cast<double>(ops.size()));
   return response;
 }
 

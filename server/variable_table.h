@@ -25,6 +25,7 @@
 #include "server/applied_updates.h"
 #include "server/dirty_set.h"
 #include "server/durability.h"
+#include "server/metrics.h"
 #include "server/optimizers.h"
 #include "server/storage.h"
 #include "varscope/v1/variable_service.pb.h"
@@ -171,6 +172,23 @@ class VariableTable {
   // How many variables the table holds and their bytes.
   Totals GetTotals() const;
 
+  // What the table did since it loaded, for monitoring. Thread-safe.
+  struct Counters {
+    // Updates (of batches) applied, and batches answered from their first
+    // result (exactly-once repeats).
+    metrics::Counter updates_applied;
+    metrics::Counter duplicates_skipped;
+    // Store writes of pending changes (interval flushes, rewrites after a
+    // failed write), those that failed, and their durations.
+    metrics::Counter flushes;
+    metrics::Counter flush_failures;
+    metrics::Histogram flush_seconds{metrics::LatencyBuckets()};
+    // When the store last held every change made before (a Flush that
+    // succeeded; the load).
+    std::atomic<int64_t> all_written_micros{0};
+  };
+  const Counters& counters() const { return counters_; }
+
   // Runs `hook` in every near-match search (of a NOT_FOUND) after it has
   // taken its candidates, while it holds no lock. REQUIRES: no call is in
   // flight.
@@ -291,6 +309,7 @@ class VariableTable {
   const TableOptions options_;
   Storage* const storage_;
   AppliedUpdates applied_;
+  Counters counters_;
 
   // Held shared by every change from its store write (or, in the interval
   // mode, its marking as dirty) until it is published, and exclusively to

@@ -21,6 +21,7 @@
 #include "client/cli/transfer.h"
 #include "common/cluster.h"
 #include "common/status.h"
+#include "common/version.h"
 
 namespace varscope::cli {
 namespace {
@@ -124,6 +125,8 @@ class CommandLine {
   std::string import_into_;
   CLI::Option* import_into_option_ = nullptr;
   double stats_interval_ = 1;
+  TopOptions top_;
+  double top_interval_ = 1;
   CopyOptions checkpoint_;
   CopyOptions backup_;
   RestoreOptions restore_;
@@ -135,6 +138,7 @@ CommandLine::CommandLine()
           "diagnose 'variable not found' on a varscoped server.",
           "varscope") {
   app_.require_subcommand(1, 1);
+  app_.set_version_flag("--version", VersionLine("varscope"));
   app_.fallthrough();
   app_.footer(
       "Exit codes: 0 ok, 1 not found, 2 usage (bad option, name, value or "
@@ -323,6 +327,23 @@ void CommandLine::AddServerCommands() {
   sub->add_option("--interval", stats_interval_,
                   "Seconds between the two samples for calls/s; 0: only "
                   "averages since start (default: 1)")
+      ->check(CLI::NonNegativeNumber);
+
+  sub = AddCommand("top", "Live per-variable update rates, busiest first",
+                   [this](const CommandContext& c) {
+                     TopOptions options = top_;
+                     options.interval = absl::Seconds(top_interval_);
+                     return Top(c, options);
+                   });
+  AddName(sub, "scope", top_.scope, "Scope to watch (default: everything)");
+  sub->add_option("--interval", top_interval_,
+                  "Seconds between refreshes (default: 1)")
+      ->check(CLI::PositiveNumber);
+  sub->add_option("--count", top_.count,
+                  "Refreshes before exiting (default: until interrupted)")
+      ->check(CLI::PositiveNumber);
+  sub->add_option("--limit", top_.limit,
+                  "Variables per refresh, 0 for all (default: 20)")
       ->check(CLI::NonNegativeNumber);
 
   AddCommand("health",

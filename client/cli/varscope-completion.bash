@@ -7,7 +7,7 @@
 _varscope() {
   local cur="${COMP_WORDS[COMP_CWORD]}"
   local prev="${COMP_WORDS[COMP_CWORD - 1]}"
-  local commands="ls tree show find du diagnose get set rm mv export import stats health checkpoint backup restore"
+  local commands="ls tree show find du diagnose get set rm mv export import stats top health checkpoint backup restore"
   local global="--server --json --timeout --page-size --help"
   local cmd="" server=() i
   for ((i = 1; i < COMP_CWORD; i++)); do
@@ -53,6 +53,7 @@ _varscope() {
     export) options="-o --output --metadata" ;;
     import) options="--into --overwrite --metadata" ;;
     stats) options="--interval" ;;
+    top) options="--interval --count --limit" ;;
     checkpoint | backup) options="--versions" ;;
     restore) options="--backup-id --list" ;;
   esac

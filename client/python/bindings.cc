@@ -35,6 +35,7 @@
 #include "common/learning_rate.h"
 #include "common/partitioners.h"
 #include "common/tensor.h"
+#include "common/version.h"
 
 namespace varscope {
 namespace {
@@ -493,6 +494,7 @@ PYBIND11_MODULE(_varscope, m) {
   using namespace varscope;  // NOLINT(build/namespaces)
 
   m.doc() = "Bindings of the Varscope C++ client; use the varscope package.";
+  m.attr("__version__") = std::string(Version());
 
   py::register_exception_translator([](std::exception_ptr p) {
     try {

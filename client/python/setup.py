@@ -14,6 +14,7 @@ instead (usually already up to date), as the packaging test does.
 
 import os
 import pathlib
+import re
 import shutil
 import subprocess
 import sys
@@ -23,6 +24,19 @@ from setuptools import setup
 from setuptools.command.build_ext import build_ext
 
 REPO = pathlib.Path(__file__).resolve().parents[2]
+
+
+def project_version():
+    """The version of the project() call in the repository's CMakeLists.txt,
+    the one place it is written; for a copy of this directory built in an
+    existing build tree, the version that tree was configured with."""
+    build_dir = os.environ.get("VARSCOPE_CMAKE_BUILD_DIR")
+    if build_dir:
+        cache = (pathlib.Path(build_dir) / "CMakeCache.txt").read_text()
+        return re.search(r"^CMAKE_PROJECT_VERSION:STATIC=(.+)$", cache,
+                         re.M).group(1)
+    cmake = (REPO / "CMakeLists.txt").read_text()
+    return re.search(r"project\(varscope VERSION ([0-9.]+)", cmake).group(1)
 
 
 class CMakeBuild(build_ext):
@@ -52,7 +66,7 @@ class CMakeBuild(build_ext):
 
 setup(
     name="varscope",
-    version="0.1.0",
+    version=project_version(),
     description="TensorFlow-style scoped variables on a parameter server",
     packages=["varscope"],
     package_data={"varscope": ["py.typed"]},

@@ -3,12 +3,14 @@
 #include "client/cli/cli.h"
 
 #include <filesystem>
+#include <thread>
 
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
 #include "client/variable.h"
+#include "common/version.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "nlohmann/json.hpp"
@@ -23,8 +25,8 @@ using ::testing::StartsWith;
 using Json = nlohmann::json;
 
 constexpr const char* kCommands[] = {
-    "ls",  "tree", "show", "find",   "du",     "diagnose", "get",
-    "set", "rm",   "mv",   "export", "import", "stats",    "health"};
+    "ls", "tree", "show",   "find",   "du",    "diagnose", "get",   "set",
+    "rm", "mv",   "export", "import", "stats", "top",      "health"};
 
 Environment EnvWith(std::map<std::string, std::string> vars) {
   Environment env;
@@ -249,7 +251,8 @@ TEST_F(CliCommandTest, StatsReportsCountsAndCallRates) {
   EXPECT_EQ(r.code, 0) << r.err;
   const Json j = Json::parse(r.out);
   EXPECT_EQ(j["server"], server_.address());
-  EXPECT_EQ(j["version"], "0.1.0");
+  EXPECT_EQ(j["version"], std::string(Version()));
+  EXPECT_EQ(j["commit"], std::string(GitCommit()));
   EXPECT_EQ(j["variables"], 7);
   EXPECT_EQ(j["bytes"], 136);
   EXPECT_EQ(j["interval_seconds"], 0.2);
@@ -264,13 +267,127 @@ TEST_F(CliCommandTest, StatsReportsCountsAndCallRates) {
   const std::vector<std::string> lines = absl::StrSplit(r.out, '\n');
   ASSERT_EQ(lines.size(), 9u);
   EXPECT_EQ(lines[0], absl::StrCat("server     ", server_.address()));
-  EXPECT_EQ(lines[1], "version    0.1.0");
+  EXPECT_EQ(lines[1], absl::StrCat("version    ", Version(), " (commit ",
+                                   GitCommit(), ")"));
   EXPECT_THAT(lines[2], MatchesRegex("started    .*Z \\(up [0-9]+s\\)"));
   EXPECT_EQ(lines[3], "variables  7");
   EXPECT_EQ(lines[4], "bytes      136 B (136)");
   EXPECT_THAT(lines[5], MatchesRegex("reads      3 total, .*/s since start"));
   EXPECT_THAT(lines[6], StartsWith("updates    7 total, "));
   EXPECT_THAT(lines[7], StartsWith("gets       6 total, "));
+}
+
+TEST(Cli, VersionPrintsVersionAndCommit) {
+  CliResult r = RunCli({"--version"});
+  EXPECT_EQ(r.code, 0);
+  EXPECT_EQ(r.out, absl::StrCat("varscope ", Version(), " (commit ",
+                                GitCommit(), ")\n"));
+  EXPECT_EQ(r.err, "");
+}
+
+TEST(Cli, StatsOfAClusterShowsEveryShardAndTheTotals) {
+  ::varscope::testing::TestServer s0(
+      ::varscope::testing::TestShardOptions(0, 2));
+  ::varscope::testing::TestServer s1(
+      ::varscope::testing::TestShardOptions(1, 2));
+  const std::string cluster = absl::StrCat(s0.address(), ",", s1.address());
+  std::shared_ptr<Client> client = Client::Connect(cluster);
+  for (int i = 0; i < 6; ++i) {
+    v1::GetVariableRequest request;
+    request.set_name(absl::StrCat("v", i));
+    request.set_mode(v1::CREATE);
+    request.set_dtype(v1::DT_FLOAT);
+    request.mutable_shape()->add_dims(2);
+    ASSERT_TRUE(client->GetVariable(request).ok());
+  }
+  CliResult r =
+      RunCli({"--server", cluster, "--json", "stats", "--interval", "0"});
+  ASSERT_EQ(r.code, 0) << r.err;
+  const Json j = Json::parse(r.out);
+  ASSERT_EQ(j["shards"].size(), 2u);
+  EXPECT_EQ(j["shards"][0]["server"], s0.address());
+  EXPECT_EQ(j["shards"][1]["server"], s1.address());
+  const int64_t on0 = j["shards"][0]["variables"];
+  const int64_t on1 = j["shards"][1]["variables"];
+  EXPECT_GT(on0, 0);  // six names spread over both shards
+  EXPECT_GT(on1, 0);
+  EXPECT_EQ(on0 + on1, 6);
+  EXPECT_EQ(j["shards"][0]["calls"]["gets"]["total"], on0);
+  EXPECT_EQ(j["total"]["server"], "total (2 shards)");
+  EXPECT_EQ(j["total"]["variables"], 6);
+  EXPECT_EQ(j["total"]["bytes"], 48);
+  EXPECT_EQ(j["total"]["calls"]["gets"]["total"], 6);
+  EXPECT_EQ(j["total"]["version"], std::string(Version()));
+
+  r = RunCli({"--server", cluster, "stats", "--interval", "0"});
+  ASSERT_EQ(r.code, 0) << r.err;
+  const std::vector<std::string> lines = absl::StrSplit(r.out, '\n');
+  ASSERT_EQ(lines.size(), 27u);  // 3 blocks of 8 lines, 2 blank, the end
+  EXPECT_EQ(lines[0], absl::StrCat("server     ", s0.address()));
+  EXPECT_EQ(lines[9], absl::StrCat("server     ", s1.address()));
+  EXPECT_EQ(lines[18], "server     total (2 shards)");
+  EXPECT_EQ(lines[21], "variables  6");
+  EXPECT_EQ(lines[22], "bytes      48 B (48)");
+
+  // A shard that is down is named.
+  std::string down;
+  {
+    ::varscope::testing::TestServer stopped;
+    down = stopped.address();
+  }
+  r = RunCli({"--server", absl::StrCat(s0.address(), ",", down), "--timeout",
+              "5", "stats", "--interval", "0"});
+  EXPECT_EQ(r.code, 3);
+  EXPECT_THAT(r.err, StartsWith(absl::StrCat("varscope stats: UNAVAILABLE: ",
+                                             "Shard ", down, ": ")));
+}
+
+TEST_F(CliCommandTest, TopListsTheVariablesBeingUpdatedBusiestFirst) {
+  std::atomic<bool> done{false};
+  std::atomic<int64_t> updates{0};
+  // Updates run from before top's first sample until after its last one,
+  // so every interval holds some.
+  std::thread updater([&] {
+    std::shared_ptr<Client> client = server_.NewClient();
+    while (!done.load()) {
+      ASSERT_TRUE(client
+                      ->AssignAdd("global_step", Tensor::FromVector<int64_t>(
+                                                     v1::DT_INT64, {}, {1}))
+                      .ok());
+      updates.fetch_add(1);
+    }
+  });
+  while (updates.load() == 0) std::this_thread::yield();
+  CliResult r = Run({"--json", "top", "--interval", "0.3", "--count", "2"});
+  done = true;
+  updater.join();
+  ASSERT_EQ(r.code, 0) << r.err;
+  const std::vector<std::string> lines =
+      absl::StrSplit(r.out, '\n', absl::SkipEmpty());
+  ASSERT_EQ(lines.size(), 2u);
+  int64_t seen = 0;
+  for (const std::string& line : lines) {
+    const Json j = Json::parse(line);
+    EXPECT_EQ(j["interval_seconds"], 0.3);
+    EXPECT_EQ(j["variables"], 7);
+    EXPECT_EQ(j["changed"], 1);
+    ASSERT_EQ(j["top"].size(), 1u);
+    EXPECT_EQ(j["top"][0]["name"], "global_step");
+    EXPECT_GT(j["top"][0]["updates"], 0);
+    EXPECT_EQ(j["top"][0]["per_second"],
+              static_cast<double>(j["top"][0]["updates"]) / 0.3);
+    seen += static_cast<int64_t>(j["top"][0]["updates"]);
+  }
+  EXPECT_LE(seen, updates.load());
+
+  // Nothing updated: the header alone.
+  r = Run({"top", "model", "--interval", "0.1", "--count", "1"});
+  ASSERT_EQ(r.code, 0) << r.err;
+  EXPECT_THAT(r.out,
+              MatchesRegex("[0-9T:.-]+Z  0 of 5 variables updated in the "
+                           "last 0.1s\n"));
+  r = Run({"top", "no/such", "--count", "1"});
+  EXPECT_EQ(r.code, 1);
 }
 
 TEST_F(CliCommandTest, HealthPrintsServingAndExitsZero) {

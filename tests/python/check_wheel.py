@@ -31,7 +31,7 @@ def main(source, build_dir):
         run(sys.executable, "-m", "pip", "wheel", "--no-build-isolation",
             "--no-deps", "--wheel-dir", str(tmp / "wheels"), str(tmp / "src"),
             env=env)
-        (wheel,) = (tmp / "wheels").glob("varscope-0.1.0-*.whl")
+        (wheel,) = (tmp / "wheels").glob("varscope-*.whl")
         run(sys.executable, "-m", "pip", "install", "--no-deps",
             "--target", str(tmp / "site"), str(wheel), env=env)
         env["PYTHONPATH"] = str(tmp / "site")
@@ -43,10 +43,14 @@ def main(source, build_dir):
             "print(varscope.__version__, varscope.nn.embedding_lookup.__name__,"
             " varscope.GraphKeys.GLOBAL_VARIABLES)",
         ]), env=env, cwd=tmp).splitlines()
+        version = out[2].split()[0]
         assert out == [str(tmp / "site" / "varscope"), "True",
-                       "0.1.0 embedding_lookup variables"], out
+                       version + " embedding_lookup variables"], out
+        # The wheel's version (setup.py, from CMakeLists.txt) is the C++
+        # build's (the extension's, from the generated header).
+        assert wheel.name.startswith("varscope-%s-" % version), wheel.name
         show = run(sys.executable, "-m", "pip", "show", "varscope", env=env)
-        assert "Name: varscope" in show and "Version: 0.1.0" in show, show
+        assert "Name: varscope" in show and "Version: " + version in show, show
         print("wheel %s installs and imports" % wheel.name)
 
 

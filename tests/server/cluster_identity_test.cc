@@ -314,9 +314,10 @@ TEST(RecordedIdentity, BackupsCheckpointsAndRestoresKeepIt) {
 // `args` on a new data directory `dir`, which must not start.
 std::pair<int, std::string> RunRefused(const std::string& dir,
                                        std::vector<std::string> args) {
+  // Only the refusal: no info events.
   args.insert(args.begin(),
               {::varscope::testing::VarscopedPath(), "--listen=127.0.0.1:0",
-               absl::StrCat("--data-dir=", dir)});
+               absl::StrCat("--data-dir=", dir), "--log-level=warning"});
   absl::StatusOr<std::unique_ptr<ChildProcess>> child =
       ChildProcess::Start(args, /*capture_stderr=*/true);
   EXPECT_THAT(child.status(), IsOk());

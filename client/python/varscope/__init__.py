@@ -19,6 +19,7 @@ The names, signatures and errors are tf.compat.v1's (see the modules).
 """
 
 from varscope import constraints
+from varscope import _varscope
 from varscope import errors
 from varscope import keras
 from varscope import losses
@@ -94,4 +95,5 @@ from varscope.variables import PartitionedVariable
 from varscope.variables import Variable
 from varscope.variables import cast
 
-__version__ = "0.1.0"
+# The version of the C++ build (CMakeLists.txt), as `varscoped --version`.
+__version__ = _varscope.__version__
