@@ -37,8 +37,7 @@ struct RpcMetrics::Method {
   const std::string label;
   // The type of the request, which reaches interceptors as bytes (both
   // services take raw requests, see ParseRaw); null when unknown (then
-  // requests are not
-  // looked into).
+  // requests are not looked into).
   const google::protobuf::Descriptor* request = nullptr;
   std::array<metrics::Counter, kCodes> calls;
   metrics::Histogram seconds{metrics::LatencyBuckets()};
