@@ -1,12 +1,15 @@
 #include "client/client.h"
 
 #include <grpcpp/grpcpp.h>
+#include <stdlib.h>
 
 #include <algorithm>
 #include <cstdint>
+#include <functional>
 #include <map>
 #include <optional>
 #include <random>
+#include <thread>
 #include <vector>
 
 #include "absl/container/btree_set.h"
@@ -126,6 +129,40 @@ v1::ListVariablesResponse MergePages(
   return response;
 }
 
+// "N updates of a, b, c, ..." (up to three names).
+std::string UpdatesSubject(const v1::BatchUpdateRequest& batch) {
+  if (batch.updates().empty()) return "an empty batch";
+  std::vector<absl::string_view> names;
+  for (const v1::Update& update : batch.updates()) {
+    if (names.size() == 3) {
+      names.push_back("...");
+      break;
+    }
+    names.push_back(update.name());
+  }
+  return absl::StrCat(
+      batch.updates_size(),
+      batch.updates_size() == 1 ? " update of " : " updates of ",
+      absl::StrJoin(names, ", "));
+}
+
+// Runs `part(i)` for every i in `parts` at once (the first on this thread)
+// and returns the first error in the order of `parts`.
+absl::Status InParallel(const std::vector<int>& parts,
+                        const std::function<absl::Status(int)>& part) {
+  std::vector<absl::Status> statuses(parts.size());
+  std::vector<std::thread> threads;
+  for (size_t k = 1; k < parts.size(); ++k) {
+    threads.emplace_back([&, k] { statuses[k] = part(parts[k]); });
+  }
+  if (!parts.empty()) statuses[0] = part(parts[0]);
+  for (std::thread& thread : threads) thread.join();
+  for (const absl::Status& status : statuses) {
+    if (!status.ok()) return status;
+  }
+  return absl::OkStatus();
+}
+
 }  // namespace
 
 bool Client::StreamIt(const Tensor& tensor,
@@ -137,6 +174,15 @@ bool Client::StreamIt(const Tensor& tensor,
 
 std::unique_ptr<Client> Client::Connect(const std::string& address,
                                         const ClientOptions& options) {
+  // gRPC 1.51 completes a reconnection attempt started by its backoff timer
+  // (not by a call) only when its backup poller runs, every 5 s by default:
+  // calls waited up to 5 s for a restarted server. Poll every 100 ms unless
+  // the user chose otherwise; it counts if gRPC is not initialized yet.
+  static const bool polling = [] {
+    return setenv("GRPC_CLIENT_CHANNEL_BACKUP_POLL_INTERVAL_MS", "100",
+                  /*overwrite=*/0) == 0;
+  }();
+  (void)polling;
   grpc::ChannelArguments args;
   args.SetMaxReceiveMessageSize(-1);
   args.SetMaxSendMessageSize(-1);
@@ -146,6 +192,12 @@ std::unique_ptr<Client> Client::Connect(const std::string& address,
   if (options.own_connection) {
     args.SetInt(GRPC_ARG_USE_LOCAL_SUBCHANNEL_POOL, 1);
   }
+  // Reconnect to a restarted server within 0.5 s (gRPC's default backoff
+  // grows to 2 minutes), and give up a connection attempt after 1 s (the
+  // minimum also bounds each attempt) rather than 20 s.
+  args.SetInt(GRPC_ARG_INITIAL_RECONNECT_BACKOFF_MS, 100);
+  args.SetInt(GRPC_ARG_MAX_RECONNECT_BACKOFF_MS, 500);
+  args.SetInt(GRPC_ARG_MIN_RECONNECT_BACKOFF_MS, 1000);
   std::vector<std::string> addresses = absl::StrSplit(address, ',');
   std::vector<std::shared_ptr<v1::VariableService::StubInterface>> shards;
   for (const std::string& shard : addresses) {
@@ -169,10 +221,14 @@ Client::Client(
   }
 }
 
-v1::VariableService::StubInterface& Client::Shard(
-    absl::string_view name) const {
-  if (shards_.size() == 1) return *shards_[0];
-  return *shards_[ShardOf(name, num_shards())];
+Client::Rpc Client::On(absl::string_view method, absl::string_view name) const {
+  return {ShardOf(name, num_shards()), method, std::string(name)};
+}
+
+std::string Client::Server(int shard) const {
+  if (num_shards() == 1) return absl::StrCat("varscoped at ", addresses_[0]);
+  return absl::StrCat("shard ", shard, " of ", num_shards(), " at ",
+                      addresses_[shard]);
 }
 
 bool Client::Identify(v1::UpdateId* id) {
@@ -183,31 +239,53 @@ bool Client::Identify(v1::UpdateId* id) {
 }
 
 template <typename Call>
-absl::Status Client::Run(bool idempotent, Call call) {
-  return Run(idempotent, call, options_.timeout);
+absl::Status Client::Run(const Rpc& rpc, bool idempotent, Call call) {
+  return Run(rpc, idempotent, call, options_.timeout);
 }
 
 template <typename Call>
-absl::Status Client::Run(bool idempotent, Call call, absl::Duration timeout) {
+absl::Status Client::Run(const Rpc& rpc, bool idempotent, Call call,
+                         absl::Duration timeout) {
   VS_RETURN_IF_ERROR(CheckCluster());
-  return Attempt(idempotent, call, timeout);
+  return Attempt(rpc, idempotent, call, timeout);
 }
 
 template <typename Call>
-absl::Status Client::Attempt(bool idempotent, Call call,
+absl::Status Client::Attempt(const Rpc& rpc, bool idempotent, Call call,
                              absl::Duration timeout) {
+  v1::VariableService::StubInterface& stub = *shards_[rpc.shard];
+  const absl::Time start = absl::Now();
   absl::Duration backoff = options_.initial_backoff;
   absl::BitGen gen;
   for (int attempt = 1;; ++attempt) {
     grpc::ClientContext context;
-    context.set_deadline(absl::ToChronoTime(absl::Now() + timeout));
-    absl::Status status = FromGrpcStatus(call(&context));
-    if (status.ok() || !idempotent || !absl::IsUnavailable(status) ||
-        attempt >= options_.max_attempts) {
-      return status;
+    const absl::Time deadline = absl::Now() + timeout;
+    context.set_deadline(absl::ToChronoTime(deadline));
+    absl::Status status = FromGrpcStatus(call(stub, &context));
+    if (absl::IsDeadlineExceeded(status) && !rpc.waits &&
+        absl::Now() >= deadline) {
+      return absl::DeadlineExceededError(absl::StrCat(
+          rpc.method, " of ", rpc.subject, ": no answer from ",
+          Server(rpc.shard), " within ", absl::FormatDuration(timeout),
+          " (the timeout of each attempt): the server is hung or "
+          "overloaded"));
     }
-    // Full jitter: sleep uniformly in [backoff/2, backoff].
-    absl::SleepFor(backoff * absl::Uniform(gen, 0.5, 1.0));
+    if (status.ok() || !absl::IsUnavailable(status)) return status;
+    // Full jitter: pause uniformly in [backoff/2, backoff].
+    const absl::Duration pause = backoff * absl::Uniform(gen, 0.5, 1.0);
+    if (!idempotent || attempt >= options_.max_attempts ||
+        absl::Now() + pause - start > options_.retry_timeout) {
+      const std::string retried =
+          attempt == 1
+              ? ""
+              : absl::StrCat(" after ", attempt, " attempts in ",
+                             absl::FormatDuration(absl::Trunc(
+                                 absl::Now() - start, absl::Milliseconds(1))));
+      return absl::UnavailableError(
+          absl::StrCat(rpc.method, " of ", rpc.subject, ": ", Server(rpc.shard),
+                       " unavailable", retried, ": ", status.message()));
+    }
+    absl::SleepFor(pause);
     backoff = std::min(backoff * 2, options_.max_backoff);
   }
 }
@@ -218,9 +296,10 @@ absl::StatusOr<std::vector<std::string>> Client::NamesOn(int shard) {
   request.set_recursive(true);
   do {
     v1::ListVariablesResponse page;
-    VS_RETURN_IF_ERROR(Run(true, [&](grpc::ClientContext* context) {
-      return shards_[shard]->ListVariables(context, request, &page);
-    }));
+    VS_RETURN_IF_ERROR(Run({shard, "ListVariables", "every variable"}, true,
+                           [&](auto& stub, grpc::ClientContext* context) {
+                             return stub.ListVariables(context, request, &page);
+                           }));
     for (const auto& entry : page.entries()) {
       names.insert(entry.name());
       if (entry.variable().has_slice()) {
@@ -261,11 +340,21 @@ absl::Status Client::WithClusterNearMatches(absl::string_view name,
 absl::StatusOr<v1::GetVariableResponse> Client::GetVariable(
     const v1::GetVariableRequest& request) {
   v1::GetVariableResponse response;
-  VS_RETURN_IF_ERROR(WithClusterNearMatches(
-      request.name(),
-      Run(request.mode() != v1::CREATE, [&](grpc::ClientContext* context) {
-        return Shard(request.name()).GetVariable(context, request, &response);
-      })));
+  const Rpc rpc = On("GetVariable", request.name());
+  int attempts = 0;
+  absl::Status status =
+      Run(rpc, true, [&](auto& stub, grpc::ClientContext* context) {
+        ++attempts;
+        return stub.GetVariable(context, request, &response);
+      });
+  if (absl::IsAlreadyExists(status) && request.mode() == v1::CREATE &&
+      attempts > 1) {
+    status = absl::AlreadyExistsError(absl::StrCat(
+        status.message(), " (This CREATE was retried after ", Server(rpc.shard),
+        " became unavailable: its earlier attempt may have created the "
+        "variable.)"));
+  }
+  VS_RETURN_IF_ERROR(WithClusterNearMatches(request.name(), status));
   return response;
 }
 
@@ -273,9 +362,10 @@ absl::StatusOr<ReadResult> Client::Read(absl::string_view name) {
   v1::ReadRequest request;
   request.set_name(std::string(name));
   v1::ReadResponse response;
-  absl::Status status = Run(true, [&](grpc::ClientContext* context) {
-    return Shard(request.name()).Read(context, request, &response);
-  });
+  absl::Status status = Run(On("Read", name), true,
+                            [&](auto& stub, grpc::ClientContext* context) {
+                              return stub.Read(context, request, &response);
+                            });
   // Too large for one message: stream it.
   if (absl::IsResourceExhausted(status)) return ReadByStream(request);
   VS_RETURN_IF_ERROR(WithClusterNearMatches(name, status));
@@ -287,24 +377,26 @@ absl::StatusOr<ReadResult> Client::ReadByStream(
     const v1::ReadRequest& request) {
   v1::StreamHeader header;
   std::string bytes;
-  VS_RETURN_IF_ERROR(Run(true, [&](grpc::ClientContext* context) {
-    bytes.clear();
-    std::unique_ptr<grpc::ClientReaderInterface<v1::TensorChunk>> reader =
-        Shard(request.name()).ReadStream(context, request);
-    v1::TensorChunk chunk;
-    bool first = true;
-    while (reader->Read(&chunk)) {
-      if (first) {
-        header = chunk.header();
-        int64_t n = 1;
-        for (int64_t d : header.shape().dims()) n *= d;
-        bytes.reserve(static_cast<size_t>(n) * DTypeSize(header.dtype()));
-        first = false;
-      }
-      bytes.append(chunk.data());
-    }
-    return reader->Finish();
-  }));
+  VS_RETURN_IF_ERROR(Run(
+      On("ReadStream", request.name()), true,
+      [&](auto& stub, grpc::ClientContext* context) {
+        bytes.clear();
+        std::unique_ptr<grpc::ClientReaderInterface<v1::TensorChunk>> reader =
+            stub.ReadStream(context, request);
+        v1::TensorChunk chunk;
+        bool first = true;
+        while (reader->Read(&chunk)) {
+          if (first) {
+            header = chunk.header();
+            int64_t n = 1;
+            for (int64_t d : header.shape().dims()) n *= d;
+            bytes.reserve(static_cast<size_t>(n) * DTypeSize(header.dtype()));
+            first = false;
+          }
+          bytes.append(chunk.data());
+        }
+        return reader->Finish();
+      }));
   VS_ASSIGN_OR_RETURN(Tensor value,
                       Tensor::FromBytes(header.dtype(),
                                         {header.shape().dims().begin(),
@@ -320,24 +412,26 @@ absl::StatusOr<UpdateResult> Client::WriteByStream(v1::StreamHeader header,
   header.mutable_shape()->mutable_dims()->Assign(tensor.dims().begin(),
                                                  tensor.dims().end());
   v1::UpdateResponse response;
-  VS_RETURN_IF_ERROR(Run(idempotent, [&](grpc::ClientContext* context) {
-    std::unique_ptr<grpc::ClientWriterInterface<v1::TensorChunk>> writer =
-        Shard(header.name()).WriteStream(context, &response);
-    const absl::string_view bytes = tensor.bytes();
-    const size_t step = static_cast<size_t>(options_.stream_chunk_bytes);
-    size_t offset = 0;
-    v1::TensorChunk chunk;
-    *chunk.mutable_header() = header;
-    do {
-      const size_t n = std::min(step, bytes.size() - offset);
-      chunk.set_data(bytes.data() + offset, n);
-      offset += n;
-      if (!writer->Write(chunk)) break;  // the server ended the call
-      chunk.clear_header();
-    } while (offset < bytes.size());
-    writer->WritesDone();
-    return writer->Finish();
-  }));
+  VS_RETURN_IF_ERROR(Run(
+      On("WriteStream", header.name()), idempotent,
+      [&](auto& stub, grpc::ClientContext* context) {
+        std::unique_ptr<grpc::ClientWriterInterface<v1::TensorChunk>> writer =
+            stub.WriteStream(context, &response);
+        const absl::string_view bytes = tensor.bytes();
+        const size_t step = static_cast<size_t>(options_.stream_chunk_bytes);
+        size_t offset = 0;
+        v1::TensorChunk chunk;
+        *chunk.mutable_header() = header;
+        do {
+          const size_t n = std::min(step, bytes.size() - offset);
+          chunk.set_data(bytes.data() + offset, n);
+          offset += n;
+          if (!writer->Write(chunk)) break;  // the server ended the call
+          chunk.clear_header();
+        } while (offset < bytes.size());
+        writer->WritesDone();
+        return writer->Finish();
+      }));
   return ToUpdateResult(response);
 }
 
@@ -356,9 +450,10 @@ absl::StatusOr<UpdateResult> Client::Assign(absl::string_view name,
   TensorToProto(std::move(value), request.mutable_value());
   v1::UpdateResponse response;
   VS_RETURN_IF_ERROR(WithClusterNearMatches(
-      name, Run(idempotent, [&](grpc::ClientContext* context) {
-        return Shard(request.name()).Assign(context, request, &response);
-      })));
+      name, Run(On("Assign", name), idempotent,
+                [&](auto& stub, grpc::ClientContext* context) {
+                  return stub.Assign(context, request, &response);
+                })));
   return ToUpdateResult(response);
 }
 
@@ -375,9 +470,10 @@ absl::StatusOr<UpdateResult> Client::AssignAdd(absl::string_view name,
   TensorToProto(std::move(delta), request.mutable_delta());
   v1::UpdateResponse response;
   VS_RETURN_IF_ERROR(WithClusterNearMatches(
-      name, Run(idempotent, [&](grpc::ClientContext* context) {
-        return Shard(request.name()).AssignAdd(context, request, &response);
-      })));
+      name, Run(On("AssignAdd", name), idempotent,
+                [&](auto& stub, grpc::ClientContext* context) {
+                  return stub.AssignAdd(context, request, &response);
+                })));
   return ToUpdateResult(response);
 }
 
@@ -385,9 +481,12 @@ absl::StatusOr<v1::ListVariablesResponse> Client::ListVariables(
     const v1::ListVariablesRequest& request) {
   std::vector<v1::ListVariablesResponse> pages(shards_.size());
   for (size_t i = 0; i < shards_.size(); ++i) {
-    VS_RETURN_IF_ERROR(Run(true, [&](grpc::ClientContext* context) {
-      return shards_[i]->ListVariables(context, request, &pages[i]);
-    }));
+    VS_RETURN_IF_ERROR(Run({static_cast<int>(i), "ListVariables",
+                            absl::StrCat("scope '", request.scope(), "'")},
+                           true, [&](auto& stub, grpc::ClientContext* context) {
+                             return stub.ListVariables(context, request,
+                                                       &pages[i]);
+                           }));
   }
   if (pages.size() == 1) return std::move(pages[0]);
   return MergePages(request, std::move(pages));
@@ -398,9 +497,10 @@ absl::StatusOr<v1::VariableInfo> Client::Stat(absl::string_view name) {
   request.set_name(std::string(name));
   v1::VariableInfo response;
   VS_RETURN_IF_ERROR(WithClusterNearMatches(
-      name, Run(true, [&](grpc::ClientContext* context) {
-        return Shard(request.name()).Stat(context, request, &response);
-      })));
+      name, Run(On("Stat", name), true,
+                [&](auto& stub, grpc::ClientContext* context) {
+                  return stub.Stat(context, request, &response);
+                })));
   return response;
 }
 
@@ -415,9 +515,11 @@ absl::StatusOr<int64_t> Client::Delete(absl::string_view name, bool recursive) {
   for (int i = 0; i < num_shards(); ++i) {
     if (!recursive && i != home) continue;
     v1::DeleteResponse response;
-    const absl::Status status = Run(false, [&](grpc::ClientContext* context) {
-      return shards_[i]->Delete(context, request, &response);
-    });
+    const absl::Status status =
+        Run({i, "Delete", request.name()}, false,
+            [&](auto& stub, grpc::ClientContext* context) {
+              return stub.Delete(context, request, &response);
+            });
     if (!status.ok() && !absl::IsNotFound(status)) return status;
     if (i == home) home_status = status;
     deleted += response.deleted();
@@ -437,20 +539,21 @@ absl::StatusOr<int64_t> Client::Rename(absl::string_view old_name,
   request.set_old_name(std::string(old_name));
   request.set_new_name(std::string(new_name));
   v1::RenameResponse response;
-  VS_RETURN_IF_ERROR(Run(false, [&](grpc::ClientContext* context) {
-    return shards_[0]->Rename(context, request, &response);
-  }));
+  VS_RETURN_IF_ERROR(Run({0, "Rename", request.old_name()}, false,
+                         [&](auto& stub, grpc::ClientContext* context) {
+                           return stub.Rename(context, request, &response);
+                         }));
   return response.renamed();
 }
 
 absl::StatusOr<std::vector<v1::ServerInfo>> Client::ServerInfos() {
   std::vector<v1::ServerInfo> infos(shards_.size());
-  for (size_t i = 0; i < shards_.size(); ++i) {
+  for (int i = 0; i < num_shards(); ++i) {
     v1::ServerInfoRequest request;
     VS_RETURN_IF_ERROR(Attempt(
-        true,
-        [&](grpc::ClientContext* context) {
-          return shards_[i]->GetServerInfo(context, request, &infos[i]);
+        {i, "GetServerInfo", "the server"}, true,
+        [&](auto& stub, grpc::ClientContext* context) {
+          return stub.GetServerInfo(context, request, &infos[i]);
         },
         options_.timeout));
   }
@@ -526,15 +629,20 @@ absl::StatusOr<v1::BatchUpdateResponse> Client::BatchUpdate(
     shard_of.push_back(shard);
     *batches[shard].add_updates() = std::move(update);
   }
-  std::vector<v1::BatchUpdateResponse> replies(shards_.size());
-  for (size_t i = 0; i < shards_.size(); ++i) {
+  std::vector<int> parts;
+  for (int i = 0; i < num_shards(); ++i) {
     if (batches[i].updates().empty() && !request.updates().empty()) continue;
     *batches[i].mutable_id() = request.id();
     batches[i].set_return_values(request.return_values());
-    VS_RETURN_IF_ERROR(Run(idempotent, [&](grpc::ClientContext* context) {
-      return shards_[i]->BatchUpdate(context, batches[i], &replies[i]);
-    }));
+    parts.push_back(i);
   }
+  std::vector<v1::BatchUpdateResponse> replies(shards_.size());
+  VS_RETURN_IF_ERROR(InParallel(parts, [&](int i) {
+    return Run({i, "BatchUpdate", UpdatesSubject(batches[i])}, idempotent,
+               [&](auto& stub, grpc::ClientContext* context) {
+                 return stub.BatchUpdate(context, batches[i], &replies[i]);
+               });
+  }));
   if (shards_.size() == 1) return std::move(replies[0]);
   // The replies in the order of the updates.
   v1::BatchUpdateResponse response;
@@ -567,9 +675,11 @@ absl::StatusOr<v1::SyncApplyResponse> Client::SyncApply(
   }
   const bool idempotent = request.has_id() || Identify(request.mutable_id());
   v1::SyncApplyResponse response;
-  VS_RETURN_IF_ERROR(Run(idempotent, [&](grpc::ClientContext* context) {
-    return shards_[shard]->SyncApply(context, request, &response);
-  }));
+  VS_RETURN_IF_ERROR(Run({shard, "SyncApply", request.accumulator()},
+                         idempotent,
+                         [&](auto& stub, grpc::ClientContext* context) {
+                           return stub.SyncApply(context, request, &response);
+                         }));
   return response;
 }
 
@@ -580,11 +690,12 @@ absl::StatusOr<int64_t> Client::WaitForStep(absl::string_view global_step,
   request.set_global_step(std::string(global_step));
   request.set_step(step);
   v1::WaitForStepResponse response;
+  Rpc rpc = On("WaitForStep", GlobalStepName(request.global_step()));
+  rpc.waits = true;
   VS_RETURN_IF_ERROR(Run(
-      true,
-      [&](grpc::ClientContext* context) {
-        return Shard(GlobalStepName(request.global_step()))
-            .WaitForStep(context, request, &response);
+      rpc, true,
+      [&](auto& stub, grpc::ClientContext* context) {
+        return stub.WaitForStep(context, request, &response);
       },
       timeout));
   return response.global_step();
@@ -599,13 +710,24 @@ absl::StatusOr<v1::BatchReadResponse> Client::BatchRead(
   for (const std::string& name : request.names()) {
     reads[ShardOf(name, num_shards())].add_names(name);
   }
+  std::vector<int> parts;
+  for (int i = 0; i < num_shards(); ++i) {
+    if (request.names().empty() || !reads[i].names().empty()) {
+      parts.push_back(i);
+    }
+  }
+  std::vector<v1::BatchReadResponse> replies(shards_.size());
+  VS_RETURN_IF_ERROR(InParallel(parts, [&](int i) {
+    const std::string subject =
+        request.names().empty() ? absl::StrCat("scope '", request.scope(), "'")
+                                : absl::StrJoin(reads[i].names(), ", ");
+    return Run({i, "BatchRead", subject}, true,
+               [&](auto& stub, grpc::ClientContext* context) {
+                 return stub.BatchRead(context, reads[i], &replies[i]);
+               });
+  }));
   v1::BatchReadResponse response;
-  for (size_t i = 0; i < shards_.size(); ++i) {
-    if (!request.names().empty() && reads[i].names().empty()) continue;
-    v1::BatchReadResponse reply;
-    VS_RETURN_IF_ERROR(Run(true, [&](grpc::ClientContext* context) {
-      return shards_[i]->BatchRead(context, reads[i], &reply);
-    }));
+  for (v1::BatchReadResponse& reply : replies) {
     for (auto& entry : *reply.mutable_entries()) {
       response.add_entries()->Swap(&entry);
     }
@@ -625,9 +747,10 @@ absl::StatusOr<ReadResult> Client::Gather(absl::string_view name,
   TensorToProto(indices, request.mutable_indices());
   v1::GatherResponse response;
   VS_RETURN_IF_ERROR(WithClusterNearMatches(
-      name, Run(true, [&](grpc::ClientContext* context) {
-        return Shard(request.name()).Gather(context, request, &response);
-      })));
+      name, Run(On("Gather", name), true,
+                [&](auto& stub, grpc::ClientContext* context) {
+                  return stub.Gather(context, request, &response);
+                })));
   VS_ASSIGN_OR_RETURN(Tensor rows, TensorFromProto(response.mutable_rows()));
   return ReadResult{std::move(rows), response.version()};
 }

@@ -4,6 +4,7 @@
 
 #include <atomic>
 #include <cstdint>
+#include <limits>
 #include <memory>
 #include <string>
 #include <vector>
@@ -11,6 +12,7 @@
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
 #include "absl/time/time.h"
+#include "common/names.h"
 #include "common/tensor.h"
 #include "common/transport.h"
 #include "common/variable_ops.h"
@@ -19,18 +21,29 @@
 namespace varscope {
 
 struct ClientOptions {
-  // Deadline of each attempt of a call. Default: 30 seconds.
+  // Deadline of each attempt of a call. A server that does not answer in
+  // time (hung, e.g. stopped, or overloaded) fails the call with
+  // DEADLINE_EXCEEDED naming the server and the call; it is not retried.
+  // Default: 30 seconds.
   absl::Duration timeout = absl::Seconds(30);
-  // Attempts of an idempotent call (GetVariable with REUSE or AUTO_REUSE,
-  // reads, listings, and updates numbered for exactly-once application)
-  // that fails with UNAVAILABLE, with exponential backoff between them.
-  // Other calls are attempted once.
-  // Default: 5.
-  int max_attempts = 5;
-  // Backoff before the first retry, doubling up to max_backoff.
-  // Default: 50 ms and 2 s.
+  // How long a call that is safe to retry keeps retrying UNAVAILABLE (a
+  // server restarting, unreachable or refusing for a while), counted from
+  // its first attempt; then it fails with UNAVAILABLE naming the server and
+  // the call. Safe to retry: reads, listings, GetVariable with REUSE or
+  // AUTO_REUSE, GetVariable with CREATE (see GetVariable), and updates
+  // numbered for exactly-once application. Other calls are attempted once.
+  // Default: 60 seconds.
+  absl::Duration retry_timeout = absl::Seconds(60);
+  // At most this many attempts of such a call, whatever retry_timeout
+  // leaves. Default: no limit.
+  int max_attempts = std::numeric_limits<int>::max();
+  // Backoff before the first retry, doubling up to max_backoff, each pause
+  // drawn uniformly from [backoff/2, backoff]. The channel reconnects on its
+  // own schedule (every 0.5 s at most while a server is down), so a call
+  // succeeds within about max_backoff + 0.5 s of the server serving again.
+  // Default: 50 ms and 250 ms.
   absl::Duration initial_backoff = absl::Milliseconds(50);
-  absl::Duration max_backoff = absl::Seconds(2);
+  absl::Duration max_backoff = absl::Milliseconds(250);
   // Number every update (assign, assign_add, batch) under this client's id
   // so the server applies it exactly once, and retry it like an idempotent
   // call. Default: true.
@@ -50,15 +63,34 @@ struct ClientOptions {
 };
 
 // Thread-safe. Every method returns the server's status unchanged (codes as
-// DESIGN.md §4), DEADLINE_EXCEEDED after options.timeout, or UNAVAILABLE
-// when the server cannot be reached.
+// DESIGN.md §4), except:
+// - DEADLINE_EXCEEDED when an attempt gets no answer within
+//   options.timeout: "Read of w: no answer from SERVER within 30s (the
+//   timeout of each attempt): the server is hung or overloaded";
+// - UNAVAILABLE when the server cannot be reached (a call safe to retry
+//   retried for options.retry_timeout): "Read of w: SERVER unavailable after
+//   N attempts in 1m: " and gRPC's or the server's message.
+// SERVER is "varscoped at HOST:PORT", or "shard I of N at HOST:PORT" on a
+// cluster; the call is its method and the variable (or scope, or the
+// updates of a batch) it names.
 //
 // On a cluster, calls on one name go to its shard; listings, scope reads and
-// recursive deletes visit every shard and merge; a batch update is split
-// into one atomic batch per shard (applied shard by shard: an error may leave
-// the earlier shards' batches applied). Rename is UNIMPLEMENTED on a
-// cluster, and a synchronous-replica contribution needs its variables and
+// recursive deletes visit every shard and merge. Rename is UNIMPLEMENTED on
+// a cluster, and a synchronous-replica contribution needs its variables and
 // global step on one shard (FAILED_PRECONDITION otherwise).
+//
+// A batch update (an optimizer step) spanning shards is split into one
+// atomic batch per shard, all numbered with the batch's exactly-once id and
+// sent in parallel; each is retried with that id while its shard restarts,
+// so once BatchUpdate returns OK every part is applied exactly once. In the
+// meantime a reader (BatchRead, Read) may see the parts of the shards that
+// answered and not yet the others: each shard's part is atomic, the whole
+// step is not. A step that fails (an error other than UNAVAILABLE, or
+// UNAVAILABLE after retry_timeout) may be applied on some shards only;
+// sending the same request again, with the id it was given, completes it
+// without applying any part twice. If the worker dies in the middle, the
+// shards that got their part keep it and nothing completes the others:
+// there is no recovery pass.
 class Client {
  public:
   // A client of the server at `address` (HOST:PORT), or of a cluster of
@@ -83,6 +115,11 @@ class Client {
   Client(const Client&) = delete;
   Client& operator=(const Client&) = delete;
 
+  // The index of the shard that calls on `name` go to (0 for one server).
+  int ShardFor(absl::string_view name) const {
+    return ShardOf(name, num_shards());
+  }
+
   // With several shards: asks every shard for its cluster identity (see
   // GetServerInfo) and checks that the shard at position i of this client's
   // list is shard i of as many in one cluster. OK at once with one shard,
@@ -91,7 +128,12 @@ class Client {
   // or the error of asking a shard.
   absl::Status CheckCluster();
 
-  // TensorFlow's get_variable for a full name (see VariableTable).
+  // TensorFlow's get_variable for a full name (see VariableTable). Retried
+  // through UNAVAILABLE in every mode: a CREATE retried after its shard
+  // became unavailable that finds the variable existing cannot tell whether
+  // its own earlier attempt created it, and fails with ALREADY_EXISTS whose
+  // message adds "(This CREATE was retried after SERVER became unavailable:
+  // its earlier attempt may have created the variable.)".
   absl::StatusOr<v1::GetVariableResponse> GetVariable(
       const v1::GetVariableRequest& request);
   absl::StatusOr<ReadResult> Read(absl::string_view name);
@@ -113,8 +155,11 @@ class Client {
   // start time and shard 0's cluster identity.
   absl::StatusOr<v1::ServerInfo> GetServerInfo();
 
-  // Applies the updates atomically (see VariableTable::BatchUpdate). With
-  // options.exactly_once and no id in `request`, numbers it.
+  // Applies the updates atomically (see VariableTable::BatchUpdate; on a
+  // cluster, atomically per shard, see the class comment). With
+  // options.exactly_once and no id in `request`, numbers it; a request with
+  // an id is retried through UNAVAILABLE, and sending it again after an
+  // error applies only the parts not applied yet.
   absl::StatusOr<v1::BatchUpdateResponse> BatchUpdate(
       v1::BatchUpdateRequest request);
   // Contributes gradients to a synchronous step (see SyncApplyRequest). With
@@ -136,16 +181,34 @@ class Client {
   const std::string& client_id() const { return client_id_; }
 
  private:
-  // After CheckCluster, runs `call(context)` with a fresh deadline
-  // (options.timeout, or `timeout`) per attempt, retrying UNAVAILABLE when
-  // `idempotent`.
+  // One call, as errors name it: its shard, its method and what it names
+  // (a variable, "scope s", the updates of a batch).
+  struct Rpc {
+    int shard;
+    absl::string_view method;
+    std::string subject;
+    // Its deadline bounds a wait (WaitForStep): DEADLINE_EXCEEDED is an
+    // answer, not a sign of a hung server.
+    bool waits = false;
+  };
+  // The call `method` of the variable `name`, on its shard.
+  Rpc On(absl::string_view method, absl::string_view name) const;
+  // After CheckCluster, runs `call(stub, context)` on rpc.shard's stub with a
+  // fresh deadline (options.timeout, or `timeout`) per attempt, retrying
+  // UNAVAILABLE when `idempotent` (see ClientOptions), and names the server
+  // and the call in DEADLINE_EXCEEDED and UNAVAILABLE (see the class
+  // comment).
   template <typename Call>
-  absl::Status Run(bool idempotent, Call call);
+  absl::Status Run(const Rpc& rpc, bool idempotent, Call call);
   template <typename Call>
-  absl::Status Run(bool idempotent, Call call, absl::Duration timeout);
+  absl::Status Run(const Rpc& rpc, bool idempotent, Call call,
+                   absl::Duration timeout);
   // Run without CheckCluster.
   template <typename Call>
-  absl::Status Attempt(bool idempotent, Call call, absl::Duration timeout);
+  absl::Status Attempt(const Rpc& rpc, bool idempotent, Call call,
+                       absl::Duration timeout);
+  // "varscoped at HOST:PORT", or "shard I of N at HOST:PORT".
+  std::string Server(int shard) const;
   // The cluster identity of every shard.
   absl::StatusOr<std::vector<v1::ServerInfo>> ServerInfos();
 
@@ -168,8 +231,6 @@ class Client {
   // near matches of every shard instead; else `status`.
   absl::Status WithClusterNearMatches(absl::string_view name,
                                       absl::Status status);
-  // The stub of the shard that holds `name`.
-  v1::VariableService::StubInterface& Shard(absl::string_view name) const;
 
   const std::vector<std::shared_ptr<v1::VariableService::StubInterface>>
       shards_;

@@ -121,6 +121,9 @@ absl::StatusOr<Variable> GetVariable(std::shared_ptr<Client> client,
   } else if (scope.partitioner.has_value()) {
     *request.mutable_partitioner() = *scope.partitioner;
   }
+  if (options.constraint.has_value()) {
+    *request.mutable_constraint() = *options.constraint;
+  }
   if (options.collections.has_value()) {
     request.mutable_collections()->mutable_names()->Assign(
         options.collections->begin(), options.collections->end());

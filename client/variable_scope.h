@@ -97,6 +97,8 @@ struct GetVariableOptions {
   std::optional<bool> trainable;
   // nullopt: the scope's partitioner, else none.
   std::optional<v1::Partitioner> partitioner;
+  // nullopt: none. Applied by the server after every optimizer step.
+  std::optional<v1::Constraint> constraint;
   // Graph collections stored with a new variable. nullopt: TensorFlow's
   // default ("variables", and "trainable_variables" if trainable).
   std::optional<std::vector<std::string>> collections;

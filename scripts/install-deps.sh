@@ -5,7 +5,8 @@ set -euo pipefail
 packages=(
   cmake ninja-build g++ pkg-config
   libgrpc++-dev libprotobuf-dev protobuf-compiler protobuf-compiler-grpc
-  libabsl-dev librocksdb-dev libcli11-dev nlohmann-json3-dev zlib1g-dev
+  libabsl-dev librocksdb-dev libleveldb-dev libcli11-dev nlohmann-json3-dev
+  zlib1g-dev
   libgtest-dev libgmock-dev
   pybind11-dev python3-dev python3-numpy python3-pytest python3-setuptools
   python3-pip

@@ -8,6 +8,7 @@
 #include "common/grpc_status.h"
 #include "common/status.h"
 #include "server/access.h"
+#include "server/raw_calls.h"
 
 namespace varscope::server {
 namespace {
@@ -119,25 +120,34 @@ void AdminServiceImpl::Work() {
   }
 }
 
+template <typename Request, typename Response>
 grpc::ServerUnaryReactor* AdminServiceImpl::Enqueue(
     grpc::CallbackServerContext* context, absl::string_view method,
-    const std::string& requested,
-    std::function<absl::Status(const std::string&)> operation) {
+    const grpc::ByteBuffer& request, grpc::ByteBuffer* response,
+    std::function<absl::Status(const Request&, const std::string&, Response*)>
+        operation) {
   grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
-  const absl::Status allowed =
-      access_->Authorize(*context, method, Role::kAdmin, {""}, requested);
-  if (!allowed.ok()) {
-    reactor->Finish(ToGrpcStatus(allowed));
+  Request parsed;
+  absl::Status status = ParseRaw(request, &parsed);
+  if (status.ok()) {
+    status = access_->Authorize(*context, method, Role::kAdmin, {""},
+                                parsed.directory());
+  }
+  if (!status.ok()) {
+    reactor->Finish(ToGrpcStatus(status));
     return reactor;
   }
   absl::MutexLock l(&mu_);
-  tasks_.push_back(
-      {reactor, [this, requested, operation = std::move(operation)]() {
-         absl::StatusOr<std::string> directory =
-             ResolveUnderRoot(backup_root_, requested);
-         if (!directory.ok()) return directory.status();
-         return operation(*directory);
-       }});
+  tasks_.push_back({reactor, [this, parsed = std::move(parsed), response,
+                              operation = std::move(operation)] {
+                      VS_ASSIGN_OR_RETURN(
+                          const std::string directory,
+                          ResolveUnderRoot(backup_root_, parsed.directory()));
+                      Response reply;
+                      VS_RETURN_IF_ERROR(operation(parsed, directory, &reply));
+                      *response = SerializeRaw(reply);
+                      return absl::OkStatus();
+                    }});
   return reactor;
 }
 
@@ -152,15 +162,16 @@ absl::StatusOr<StoreSummary> AdminServiceImpl::CheckpointAsOfNow(
 }
 
 grpc::ServerUnaryReactor* AdminServiceImpl::Checkpoint(
-    grpc::CallbackServerContext* context, const v1::CheckpointRequest* request,
-    v1::CheckpointResponse* response) {
-  return Enqueue(
-      context, "Checkpoint", request->directory(),
-      [this, request, response](const std::string& directory) -> absl::Status {
+    grpc::CallbackServerContext* context, const grpc::ByteBuffer* request,
+    grpc::ByteBuffer* response) {
+  return Enqueue<v1::CheckpointRequest, v1::CheckpointResponse>(
+      context, "Checkpoint", *request, response,
+      [this](const v1::CheckpointRequest& request, const std::string& directory,
+             v1::CheckpointResponse* response) -> absl::Status {
         const absl::Time start = absl::Now();
         VS_ASSIGN_OR_RETURN(const StoreSummary summary,
                             CheckpointAsOfNow(directory));
-        FillContents(summary, request->return_versions(),
+        FillContents(summary, request.return_versions(),
                      response->mutable_contents());
         response->set_duration_micros(MicrosSince(start));
         return absl::OkStatus();
@@ -168,11 +179,12 @@ grpc::ServerUnaryReactor* AdminServiceImpl::Checkpoint(
 }
 
 grpc::ServerUnaryReactor* AdminServiceImpl::Backup(
-    grpc::CallbackServerContext* context, const v1::BackupRequest* request,
-    v1::BackupResponse* response) {
-  return Enqueue(
-      context, "Backup", request->directory(),
-      [this, request, response](const std::string& directory) -> absl::Status {
+    grpc::CallbackServerContext* context, const grpc::ByteBuffer* request,
+    grpc::ByteBuffer* response) {
+  return Enqueue<v1::BackupRequest, v1::BackupResponse>(
+      context, "Backup", *request, response,
+      [this](const v1::BackupRequest& request, const std::string& directory,
+             v1::BackupResponse* response) -> absl::Status {
         const absl::Time start = absl::Now();
         const std::string staging = storage_->StagingDirectory();
         std::error_code error;
@@ -186,7 +198,7 @@ grpc::ServerUnaryReactor* AdminServiceImpl::Backup(
         response->set_size_bytes(backup.size_bytes);
         response->set_files(backup.files);
         response->set_added_bytes(backup.added_bytes);
-        FillContents(summary, request->return_versions(),
+        FillContents(summary, request.return_versions(),
                      response->mutable_contents());
         response->set_duration_micros(MicrosSince(start));
         return absl::OkStatus();

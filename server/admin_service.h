@@ -18,6 +18,9 @@
 
 namespace varscope::server {
 
+using AdminServiceBase = v1::AdminService::WithRawCallbackMethod_Checkpoint<
+    v1::AdminService::WithRawCallbackMethod_Backup<v1::AdminService::Service>>;
+
 // Thread-safe. `table`, `storage` and `access` must outlive the service.
 //
 // Every method needs the admin role (`access` decides). Directories are
@@ -26,7 +29,10 @@ namespace varscope::server {
 // (PERMISSION_DENIED) or with a file in place of a directory
 // (FAILED_PRECONDITION) is refused; with no root ("") every call is
 // FAILED_PRECONDITION naming --backup-root.
-class AdminServiceImpl final : public v1::AdminService::CallbackService {
+//
+// Every method takes and gives raw bytes, so that a request that does not
+// parse gets a clear error (see ParseRaw in raw_calls.h).
+class AdminServiceImpl final : public AdminServiceBase {
  public:
   AdminServiceImpl(VariableTable* table, Storage* storage,
                    const AccessControl* access, std::string backup_root);
@@ -34,22 +40,24 @@ class AdminServiceImpl final : public v1::AdminService::CallbackService {
   // CANCELLED.
   ~AdminServiceImpl() override;
 
-  grpc::ServerUnaryReactor* Checkpoint(
-      grpc::CallbackServerContext* context,
-      const v1::CheckpointRequest* request,
-      v1::CheckpointResponse* response) override;
+  grpc::ServerUnaryReactor* Checkpoint(grpc::CallbackServerContext* context,
+                                       const grpc::ByteBuffer* request,
+                                       grpc::ByteBuffer* response) override;
   grpc::ServerUnaryReactor* Backup(grpc::CallbackServerContext* context,
-                                   const v1::BackupRequest* request,
-                                   v1::BackupResponse* response) override;
+                                   const grpc::ByteBuffer* request,
+                                   grpc::ByteBuffer* response) override;
 
  private:
-  // Checks the caller may call `method`, then runs `operation` on the
-  // worker thread with `requested` resolved under the backup root, and
-  // finishes the call with its status (or the refusal's).
+  // Parses `request` as a `Request` and checks the caller may call
+  // `method`, then runs `operation` on the worker thread with the request's
+  // directory resolved under the backup root; the call finishes with its
+  // status (or the refusal's), and its reply when OK.
+  template <typename Request, typename Response>
   grpc::ServerUnaryReactor* Enqueue(
       grpc::CallbackServerContext* context, absl::string_view method,
-      const std::string& requested,
-      std::function<absl::Status(const std::string&)> operation);
+      const grpc::ByteBuffer& request, grpc::ByteBuffer* response,
+      std::function<absl::Status(const Request&, const std::string&, Response*)>
+          operation);
   void Work();
   // A checkpoint into `directory` of the store as of one moment, and what
   // the table held then.

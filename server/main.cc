@@ -90,7 +90,15 @@ int main(int argc, char** argv) {
       ->capture_default_str()
       ->check(CLI::PositiveNumber);
   app.add_option("--max-message-bytes", options.max_message_bytes,
-                 "largest unary message; larger variables move by streams")
+                 "largest message received or sent (a Read whose reply would "
+                 "be larger fails: the clients then stream); larger "
+                 "variables move by streams")
+      ->capture_default_str()
+      ->check(CLI::Range(int64_t{1}, int64_t{INT_MAX}));
+  app.add_option("--max-pending-reply-bytes", options.max_pending_reply_bytes,
+                 "bytes that replies not yet received by their clients may "
+                 "hold; beyond, reads fail with RESOURCE_EXHAUSTED until "
+                 "slow readers catch up")
       ->capture_default_str()
       ->check(CLI::PositiveNumber);
   app.add_option("--chunk-bytes", options.table.chunk_bytes,

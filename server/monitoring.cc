@@ -35,11 +35,10 @@ struct RpcMetrics::Method {
 
   // "VariableService/Read".
   const std::string label;
-  // The request message's type; null when unknown (then requests are not
-  // looked into).
+  // The type of the request, which reaches interceptors as bytes (both
+  // services take raw requests, see ParseRaw); null when unknown (then
+  // requests are not looked into).
   const google::protobuf::Descriptor* request = nullptr;
-  // Requests reach interceptors as grpc::ByteBuffer, not as messages.
-  bool raw = false;
   std::array<metrics::Counter, kCodes> calls;
   metrics::Histogram seconds{metrics::LatencyBuckets()};
 };
@@ -130,22 +129,16 @@ class RpcMetrics::Interceptor final : public grpc::experimental::Interceptor {
  private:
   void Received(void* message) {
     if (message == nullptr || method_.request == nullptr) return;
-    if (method_.raw) {
-      const auto* buffer = static_cast<const grpc::ByteBuffer*>(message);
-      metrics_->received_bytes_.Add(static_cast<double>(buffer->Length()));
-      if (request_ == nullptr) request_ = message;
-      return;
-    }
-    const auto* proto = static_cast<const google::protobuf::Message*>(message);
-    metrics_->received_bytes_.Add(static_cast<double>(proto->ByteSizeLong()));
+    const auto* buffer = static_cast<const grpc::ByteBuffer*>(message);
+    metrics_->received_bytes_.Add(static_cast<double>(buffer->Length()));
     if (request_ != nullptr) return;
-    request_ = message;
+    request_ = buffer;
     // A stream reuses its message: keep the first one's name now.
     if (info_->type() ==
             grpc::experimental::ServerRpcInfo::Type::CLIENT_STREAMING ||
         info_->type() ==
             grpc::experimental::ServerRpcInfo::Type::BIDI_STREAMING) {
-      stream_name_ = NameOf(*proto);
+      stream_name_ = NameOfRaw(*buffer, method_.request);
     }
   }
 
@@ -171,18 +164,14 @@ class RpcMetrics::Interceptor final : public grpc::experimental::Interceptor {
   // alive: its call has not finished.
   std::string RequestName() const {
     if (!stream_name_.empty() || request_ == nullptr) return stream_name_;
-    if (method_.raw) {
-      return NameOfRaw(*static_cast<const grpc::ByteBuffer*>(request_),
-                       method_.request);
-    }
-    return NameOf(*static_cast<const google::protobuf::Message*>(request_));
+    return NameOfRaw(*request_, method_.request);
   }
 
   RpcMetrics* const metrics_;
   grpc::experimental::ServerRpcInfo* const info_;
   Method& method_;
   const absl::Time start_;
-  const void* request_ = nullptr;
+  const grpc::ByteBuffer* request_ = nullptr;
   std::string stream_name_;
 };
 
@@ -213,9 +202,6 @@ RpcMetrics::RpcMetrics(absl::Duration slow_call)
       auto method = std::make_unique<Method>(
           absl::StrCat(descriptor->name(), "/", m->name()));
       method->request = m->input_type();
-      method->raw = descriptor->name() == "VariableService" &&
-                    std::find(std::begin(kRawMethods), std::end(kRawMethods),
-                              m->name()) != std::end(kRawMethods);
       methods_.emplace(absl::StrCat("/", service, "/", m->name()),
                        std::move(method));
     }

@@ -3,9 +3,12 @@
 #include <grpcpp/ext/proto_server_reflection_plugin.h>
 #include <grpcpp/grpcpp.h>
 #include <grpcpp/health_check_service_interface.h>
+#include <netdb.h>
+#include <sys/socket.h>
+#include <unistd.h>
 
-#include <algorithm>
-#include <climits>
+#include <cerrno>
+#include <cstring>
 
 #include "absl/strings/str_cat.h"
 #include "common/status.h"
@@ -25,6 +28,46 @@ absl::Status WithDamageHint(const absl::Status& status) {
       ". The data directory is damaged; varscoped does not serve it. Restore "
       "a backup or checkpoint into a new directory (varscope restore) and "
       "start on that"));
+}
+
+// Why gRPC could not listen on `address` (HOST:PORT), found by binding it as
+// gRPC does (SO_REUSEADDR, no SO_REUSEPORT): gRPC logs the reason but does
+// not return it.
+std::string WhyCannotListen(const std::string& address) {
+  const size_t colon = address.rfind(':');
+  if (colon == std::string::npos) return "it is not HOST:PORT";
+  std::string host = address.substr(0, colon);
+  if (host.size() >= 2 && host.front() == '[' && host.back() == ']') {
+    host = host.substr(1, host.size() - 2);
+  }
+  const std::string port = address.substr(colon + 1);
+  addrinfo hints = {};
+  hints.ai_socktype = SOCK_STREAM;
+  hints.ai_flags = AI_PASSIVE;
+  addrinfo* found = nullptr;
+  const int error = getaddrinfo(host.empty() ? nullptr : host.c_str(),
+                                port.c_str(), &hints, &found);
+  if (error != 0) return gai_strerror(error);
+  std::string why = "gRPC could not bind it";
+  for (const addrinfo* a = found; a != nullptr; a = a->ai_next) {
+    const int fd =
+        socket(a->ai_family, a->ai_socktype | SOCK_CLOEXEC, a->ai_protocol);
+    if (fd < 0) continue;
+    const int one = 1;
+    setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+    const int failure = bind(fd, a->ai_addr, a->ai_addrlen) == 0 ? 0 : errno;
+    close(fd);
+    if (failure == EADDRINUSE) {
+      why = "the address is in use (is another varscoped serving it?)";
+      break;
+    }
+    if (failure != 0) {
+      why = strerror(failure);
+      break;
+    }
+  }
+  freeaddrinfo(found);
+  return why;
 }
 
 }  // namespace
@@ -69,6 +112,7 @@ absl::StatusOr<std::unique_ptr<Server>> Server::Start(
   ServiceOptions service_options;
   service_options.max_message_bytes = options.max_message_bytes;
   service_options.max_variable_bytes = options.table.max_variable_bytes;
+  service_options.max_pending_reply_bytes = options.max_pending_reply_bytes;
   service_options.cluster = server->cluster_;
   service_options.access = server->access_.get();
   server->service_ = std::make_unique<VariableServiceImpl>(server->table_.get(),
@@ -92,14 +136,14 @@ absl::StatusOr<std::unique_ptr<Server>> Server::Start(
       server->table_.get(), server->storage_.get(), server->access_.get(),
       options.backup_root);
   builder.RegisterService(server->admin_service_.get());
-  // A unary message carries at most one variable plus a little framing.
-  const int64_t max_message =
-      std::min<int64_t>(INT_MAX, options.max_message_bytes + (1 << 20));
-  builder.SetMaxReceiveMessageSize(static_cast<int>(max_message));
-  builder.SetMaxSendMessageSize(static_cast<int>(max_message));
+  builder.SetMaxReceiveMessageSize(static_cast<int>(options.max_message_bytes));
+  builder.SetMaxSendMessageSize(static_cast<int>(options.max_message_bytes));
   for (const auto& [name, value] : LargeMessageTransportArgs()) {
     builder.AddChannelArgument(name, value);
   }
+  // gRPC would share a served port with another process (SO_REUSEPORT),
+  // which then gets a share of the clients.
+  builder.AddChannelArgument(GRPC_ARG_ALLOW_REUSEPORT, 0);
   std::vector<
       std::unique_ptr<grpc::experimental::ServerInterceptorFactoryInterface>>
       interceptors;
@@ -108,7 +152,8 @@ absl::StatusOr<std::unique_ptr<Server>> Server::Start(
   server->grpc_server_ = builder.BuildAndStart();
   if (server->grpc_server_ == nullptr || server->port_ == 0) {
     return absl::UnavailableError(
-        absl::StrCat("Cannot listen on ", options.listen_address));
+        absl::StrCat("Cannot listen on ", options.listen_address, ": ",
+                     WhyCannotListen(options.listen_address)));
   }
   if (!options.metrics_listen.empty()) {
     absl::StatusOr<std::unique_ptr<MetricsEndpoint>> endpoint =

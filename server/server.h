@@ -30,9 +30,13 @@ struct ServerOptions {
   std::string data_dir = "./varscope-data";
   StorageOptions storage;
   TableOptions table;
-  // The largest unary message (bigger variables move by streams).
+  // The largest message received or sent (see ServiceOptions); bigger
+  // variables move by streams. REQUIRES: at most INT_MAX (gRPC's limit).
   // Default: 256 MiB.
   int64_t max_message_bytes = int64_t{256} << 20;
+  // The bytes replies not yet received by their clients may hold before
+  // reads are refused (see ServiceOptions). Default: 1 GiB.
+  int64_t max_pending_reply_bytes = int64_t{1} << 30;
   // TLS, client certificates and tokens. Default: plaintext, no tokens.
   ServerSecurity security;
   // The directory under which AdminService checkpoints and backups are
@@ -57,7 +61,9 @@ class Server {
   // every variable and starts serving. Errors: the store's (UNAVAILABLE if
   // another server holds the directory, DATA_LOSS if it is damaged),
   // FAILED_PRECONDITION if options.cluster differs from the identity the
-  // store recorded, UNAVAILABLE if the address cannot be bound.
+  // store recorded, UNAVAILABLE if the address cannot be bound, saying why
+  // (`Cannot listen on HOST:PORT: the address is in use (is another
+  // varscoped serving it?)`): a port is never shared with another process.
   static absl::StatusOr<std::unique_ptr<Server>> Start(
       const ServerOptions& options);
 

@@ -19,13 +19,13 @@
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
 #include "absl/time/clock.h"
+#include "common/crc32c.h"
 #include "common/status.h"
 #include "rocksdb/file_system.h"
 #include "rocksdb/listener.h"
 #include "rocksdb/options.h"
 #include "rocksdb/statistics.h"
 #include "rocksdb/write_batch.h"
-#include "server/crc32c.h"
 #include "server/log.h"
 
 namespace varscope::server {

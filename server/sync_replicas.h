@@ -61,6 +61,11 @@ class SyncReplicas {
   // Fails every waiter, now and later, with UNAVAILABLE.
   void Shutdown();
 
+  // Test-only: how many callers wait (see Wait).
+  int WaitersForTest() {
+    absl::MutexLock l(&waiters_mu_);
+    return static_cast<int>(waiters_.size());
+  }
   // What happened since start, for monitoring. Thread-safe.
   struct Counters {
     // Contributions for a step the global step had passed (dropped).

@@ -10,26 +10,28 @@
 namespace varscope::server {
 namespace {
 
-template <typename T>
-void Add(const char* delta, char* data, int64_t n) {
+// data[i] = op(data[i], other[i]): float16 and bfloat16 in float32,
+// integers wrapping around.
+template <typename T, typename Op>
+void Combine(const char* other, char* data, int64_t n, Op op) {
   if constexpr (std::is_same_v<T, Half> || std::is_same_v<T, BFloat16>) {
     for (int64_t i = 0; i < n; ++i) {
       T a, b;
       memcpy(&a, data + i * sizeof(T), sizeof(T));
-      memcpy(&b, delta + i * sizeof(T), sizeof(T));
-      const T sum = FromDouble<T>(static_cast<float>(ToDouble(a)) +
-                                  static_cast<float>(ToDouble(b)));
-      memcpy(data + i * sizeof(T), &sum, sizeof(T));
+      memcpy(&b, other + i * sizeof(T), sizeof(T));
+      const T result = FromDouble<T>(
+          op(static_cast<float>(ToDouble(a)), static_cast<float>(ToDouble(b))));
+      memcpy(data + i * sizeof(T), &result, sizeof(T));
     }
   } else if constexpr (std::is_integral_v<T>) {
     using U = std::make_unsigned_t<T>;
     U* out = reinterpret_cast<U*>(data);
-    const U* in = reinterpret_cast<const U*>(delta);
-    for (int64_t i = 0; i < n; ++i) out[i] = static_cast<U>(out[i] + in[i]);
+    const U* in = reinterpret_cast<const U*>(other);
+    for (int64_t i = 0; i < n; ++i) out[i] = static_cast<U>(op(out[i], in[i]));
   } else {
     T* out = reinterpret_cast<T*>(data);
-    const T* in = reinterpret_cast<const T*>(delta);
-    for (int64_t i = 0; i < n; ++i) out[i] += in[i];
+    const T* in = reinterpret_cast<const T*>(other);
+    for (int64_t i = 0; i < n; ++i) out[i] = op(out[i], in[i]);
   }
 }
 
@@ -42,21 +44,38 @@ bool SupportsAdd(DType dtype) {
 void AddInPlace(DType dtype, const char* delta, char* data, int64_t n) {
   VisitDType(dtype, [&](auto t) {
     using T = decltype(t);
-    if constexpr (!std::is_same_v<T, bool>) Add<T>(delta, data, n);
+    if constexpr (!std::is_same_v<T, bool>) {
+      Combine<T>(delta, data, n, [](auto a, auto b) { return a + b; });
+    }
+  });
+}
+
+void MulInPlace(DType dtype, const char* factor, char* data, int64_t n) {
+  VisitDType(dtype, [&](auto t) {
+    using T = decltype(t);
+    if constexpr (!std::is_same_v<T, bool>) {
+      Combine<T>(factor, data, n, [](auto a, auto b) { return a * b; });
+    }
   });
 }
 
 absl::Status ShapeMismatch(absl::string_view op, absl::string_view name,
                            const Tensor& t, absl::Span<const int64_t> dims,
                            DType dtype) {
-  if (t.dtype() != dtype) {
+  return ShapeMismatch(op, name, t.dtype(), t.dims(), dims, dtype);
+}
+
+absl::Status ShapeMismatch(absl::string_view op, absl::string_view name,
+                           DType t_dtype, absl::Span<const int64_t> t_dims,
+                           absl::Span<const int64_t> dims, DType dtype) {
+  if (t_dtype != dtype) {
     return absl::InvalidArgumentError(
-        absl::StrCat("Cannot ", op, " of dtype ", DTypeName(t.dtype()),
+        absl::StrCat("Cannot ", op, " of dtype ", DTypeName(t_dtype),
                      " to variable ", name, " of dtype ", DTypeName(dtype)));
   }
-  if (!std::equal(t.dims().begin(), t.dims().end(), dims.begin(), dims.end())) {
+  if (!std::equal(t_dims.begin(), t_dims.end(), dims.begin(), dims.end())) {
     return absl::InvalidArgumentError(
-        absl::StrCat("Cannot ", op, " of shape ", ShapeString(t.dims()),
+        absl::StrCat("Cannot ", op, " of shape ", ShapeString(t_dims),
                      " to variable ", name, " of shape ", ShapeString(dims)));
   }
   return absl::OkStatus();

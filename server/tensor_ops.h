@@ -22,12 +22,19 @@ bool SupportsAdd(DType dtype);
 // REQUIRES: SupportsAdd(dtype); both buffers hold n elements.
 void AddInPlace(DType dtype, const char* delta, char* data, int64_t n);
 
+// data[i] *= factor[i] for i < n; as AddInPlace.
+void MulInPlace(DType dtype, const char* factor, char* data, int64_t n);
+
 // INVALID_ARGUMENT unless `t` has `dtype` and the shape `dims`, saying that
 // one cannot `op` ("assign a tensor", "apply a gradient", ...) of its dtype
 // or shape to variable `name`.
 absl::Status ShapeMismatch(absl::string_view op, absl::string_view name,
                            const Tensor& t, absl::Span<const int64_t> dims,
                            DType dtype);
+// As above, for a tensor of `t_dtype` and the shape `t_dims`.
+absl::Status ShapeMismatch(absl::string_view op, absl::string_view name,
+                           DType t_dtype, absl::Span<const int64_t> t_dims,
+                           absl::Span<const int64_t> dims, DType dtype);
 
 // Checks that `rows` holds `n` rows of a variable of `dims` and `dtype` (see
 // ShapeMismatch).

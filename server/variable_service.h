@@ -10,6 +10,7 @@
 
 #include "absl/time/clock.h"
 #include "server/access.h"
+#include "server/raw_calls.h"
 #include "server/sync_replicas.h"
 #include "server/variable_table.h"
 #include "varscope/v1/variable_service.grpc.pb.h"
@@ -17,10 +18,13 @@
 namespace varscope::server {
 
 struct ServiceOptions {
-  // The largest variable a unary Read returns; larger ones go by
-  // ReadStream. Default: 256 MiB.
+  // The largest message, received or sent: a larger request fails with
+  // RESOURCE_EXHAUSTED (from gRPC), and so does a call whose reply would be
+  // larger (a Read of a variable whose reply does not fit: read it with
+  // ReadStream, whose messages fit). Default: 256 MiB.
   int64_t max_message_bytes = int64_t{256} << 20;
-  // Bytes per message of ReadStream. Default: 2 MiB.
+  // Bytes per message of ReadStream, at most (less if max_message_bytes
+  // needs it). Default: 2 MiB.
   int64_t stream_chunk_bytes = int64_t{2} << 20;
   // The largest content a WriteStream accepts. Default: 4 GiB.
   int64_t max_variable_bytes = int64_t{4} << 30;
@@ -30,28 +34,60 @@ struct ServiceOptions {
   // Who may call what; must outlive the service. Default: nullptr, every
   // caller may do everything.
   const AccessControl* access = nullptr;
+
+  // The bytes that replies not yet received may hold (see ReplyBudget):
+  // past it, reads of 16 KiB or more fail with RESOURCE_EXHAUSTED until
+  // readers catch up. Default: 1 GiB.
+  int64_t max_pending_reply_bytes = int64_t{1} << 30;
 };
 
-// The callback service with the data path's methods taking and giving raw
-// bytes (see raw_calls.h): reads send the published buffers without a copy,
-// updates move the request's tensors into the table.
-using VariableServiceBase = v1::VariableService::WithRawCallbackMethod_Read<
-    v1::VariableService::WithRawCallbackMethod_BatchRead<
-        v1::VariableService::WithRawCallbackMethod_Assign<
-            v1::VariableService::WithRawCallbackMethod_AssignAdd<
-                v1::VariableService::WithRawCallbackMethod_BatchUpdate<
-                    v1::VariableService::CallbackService>>>>>;
+// `Base` with the generated method mixins `Methods` applied, the first
+// outermost.
+template <typename Base, template <typename> class... Methods>
+struct WithMethods {
+  using type = Base;
+};
+template <typename Base, template <typename> class Method,
+          template <typename> class... Methods>
+struct WithMethods<Base, Method, Methods...> {
+  using type = Method<typename WithMethods<Base, Methods...>::type>;
+};
 
-// The methods VariableServiceBase takes as raw bytes: their requests reach
-// interceptors as grpc::ByteBuffer, the other methods' as messages.
-inline constexpr std::string_view kRawMethods[] = {
-    "Read", "BatchRead", "Assign", "AssignAdd", "BatchUpdate"};
+// The callback service with every method taking and giving raw bytes (see
+// raw_calls.h).
+using VariableServiceBase =
+    WithMethods<v1::VariableService::Service,
+                v1::VariableService::WithRawCallbackMethod_GetVariable,
+                v1::VariableService::WithRawCallbackMethod_Read,
+                v1::VariableService::WithRawCallbackMethod_Assign,
+                v1::VariableService::WithRawCallbackMethod_AssignAdd,
+                v1::VariableService::WithRawCallbackMethod_ListVariables,
+                v1::VariableService::WithRawCallbackMethod_Stat,
+                v1::VariableService::WithRawCallbackMethod_Delete,
+                v1::VariableService::WithRawCallbackMethod_Rename,
+                v1::VariableService::WithRawCallbackMethod_GetServerInfo,
+                v1::VariableService::WithRawCallbackMethod_BatchUpdate,
+                v1::VariableService::WithRawCallbackMethod_BatchRead,
+                v1::VariableService::WithRawCallbackMethod_Gather,
+                v1::VariableService::WithRawCallbackMethod_ReadStream,
+                v1::VariableService::WithRawCallbackMethod_WriteStream,
+                v1::VariableService::WithRawCallbackMethod_SyncApply,
+                v1::VariableService::WithRawCallbackMethod_WaitForStep>::type;
 
 // Thread-safe. `table` must outlive the service.
+//
+// Every request is checked as it parses (ParseRaw): INVALID_ARGUMENT if it
+// does not parse or holds an enum value outside its enum. Replies of reads
+// are held in a ReplyBudget of options.max_pending_reply_bytes: a read of
+// 16 KiB or more while replies not yet received hold more fails with
+// RESOURCE_EXHAUSTED; replies of changes are counted but never refused.
 class VariableServiceImpl final : public VariableServiceBase {
  public:
   VariableServiceImpl(VariableTable* table, const ServiceOptions& options)
-      : table_(table), options_(options), sync_(table) {}
+      : table_(table),
+        options_(options),
+        sync_(table),
+        budget_(options.max_pending_reply_bytes) {}
 
   // Ends the calls waiting for a step (with UNAVAILABLE): call before the
   // gRPC server shuts down.
@@ -59,10 +95,9 @@ class VariableServiceImpl final : public VariableServiceBase {
 
   SyncReplicas& sync() { return sync_; }
 
-  grpc::ServerUnaryReactor* GetVariable(
-      grpc::CallbackServerContext* context,
-      const v1::GetVariableRequest* request,
-      v1::GetVariableResponse* response) override;
+  grpc::ServerUnaryReactor* GetVariable(grpc::CallbackServerContext* context,
+                                        const grpc::ByteBuffer* request,
+                                        grpc::ByteBuffer* response) override;
   grpc::ServerUnaryReactor* Read(grpc::CallbackServerContext* context,
                                  const grpc::ByteBuffer* request,
                                  grpc::ByteBuffer* response) override;
@@ -72,19 +107,18 @@ class VariableServiceImpl final : public VariableServiceBase {
   grpc::ServerUnaryReactor* AssignAdd(grpc::CallbackServerContext* context,
                                       const grpc::ByteBuffer* request,
                                       grpc::ByteBuffer* response) override;
-  grpc::ServerUnaryReactor* ListVariables(
-      grpc::CallbackServerContext* context,
-      const v1::ListVariablesRequest* request,
-      v1::ListVariablesResponse* response) override;
+  grpc::ServerUnaryReactor* ListVariables(grpc::CallbackServerContext* context,
+                                          const grpc::ByteBuffer* request,
+                                          grpc::ByteBuffer* response) override;
   grpc::ServerUnaryReactor* Stat(grpc::CallbackServerContext* context,
-                                 const v1::StatRequest* request,
-                                 v1::VariableInfo* response) override;
+                                 const grpc::ByteBuffer* request,
+                                 grpc::ByteBuffer* response) override;
   grpc::ServerUnaryReactor* Delete(grpc::CallbackServerContext* context,
-                                   const v1::DeleteRequest* request,
-                                   v1::DeleteResponse* response) override;
+                                   const grpc::ByteBuffer* request,
+                                   grpc::ByteBuffer* response) override;
   grpc::ServerUnaryReactor* Rename(grpc::CallbackServerContext* context,
-                                   const v1::RenameRequest* request,
-                                   v1::RenameResponse* response) override;
+                                   const grpc::ByteBuffer* request,
+                                   grpc::ByteBuffer* response) override;
   grpc::ServerUnaryReactor* BatchUpdate(grpc::CallbackServerContext* context,
                                         const grpc::ByteBuffer* request,
                                         grpc::ByteBuffer* response) override;
@@ -92,34 +126,56 @@ class VariableServiceImpl final : public VariableServiceBase {
                                       const grpc::ByteBuffer* request,
                                       grpc::ByteBuffer* response) override;
   grpc::ServerUnaryReactor* Gather(grpc::CallbackServerContext* context,
-                                   const v1::GatherRequest* request,
-                                   v1::GatherResponse* response) override;
-  grpc::ServerWriteReactor<v1::TensorChunk>* ReadStream(
+                                   const grpc::ByteBuffer* request,
+                                   grpc::ByteBuffer* response) override;
+  grpc::ServerWriteReactor<grpc::ByteBuffer>* ReadStream(
       grpc::CallbackServerContext* context,
-      const v1::ReadRequest* request) override;
-  grpc::ServerReadReactor<v1::TensorChunk>* WriteStream(
+      const grpc::ByteBuffer* request) override;
+  grpc::ServerReadReactor<grpc::ByteBuffer>* WriteStream(
       grpc::CallbackServerContext* context,
-      v1::UpdateResponse* response) override;
+      grpc::ByteBuffer* response) override;
   grpc::ServerUnaryReactor* SyncApply(grpc::CallbackServerContext* context,
-                                      const v1::SyncApplyRequest* request,
-                                      v1::SyncApplyResponse* response) override;
-  grpc::ServerUnaryReactor* WaitForStep(
-      grpc::CallbackServerContext* context,
-      const v1::WaitForStepRequest* request,
-      v1::WaitForStepResponse* response) override;
+                                      const grpc::ByteBuffer* request,
+                                      grpc::ByteBuffer* response) override;
+  grpc::ServerUnaryReactor* WaitForStep(grpc::CallbackServerContext* context,
+                                        const grpc::ByteBuffer* request,
+                                        grpc::ByteBuffer* response) override;
   grpc::ServerUnaryReactor* GetServerInfo(grpc::CallbackServerContext* context,
-                                          const v1::ServerInfoRequest* request,
-                                          v1::ServerInfo* response) override;
+                                          const grpc::ByteBuffer* request,
+                                          grpc::ByteBuffer* response) override;
 
-  // Test-only: the next `n` successful updates are applied, then answered
-  // with UNAVAILABLE as if the reply were lost.
+  // Test-only: the next `n` successful updates and GetVariable calls are
+  // applied, then answered with UNAVAILABLE as if the reply were lost.
   void DropUpdateRepliesForTest(int n) { drop_replies_ = n; }
+
+  // Test-only: the bytes replies not yet received hold (see ReplyBudget).
+  int64_t PendingReplyBytesForTest() const { return budget_.held_bytes(); }
+
+  // Test-only: how many WaitForStep calls wait.
+  int StepWaitersForTest() { return sync_.WaitersForTest(); }
 
   // `status`, or UNAVAILABLE when a reply is to be dropped for a test.
   absl::Status MaybeDropReply(absl::Status status);
 
  private:
+  class ReadStreamReactor;
   class WriteStreamReactor;
+
+  // Answers a unary call: parses `request` as a `Request` and replies with
+  // the bytes `handle` returns for it, or its error, or RESOURCE_EXHAUSTED
+  // if they are over the message limit.
+  template <typename Request, typename Handle>
+  grpc::ServerUnaryReactor* Unary(grpc::CallbackServerContext* context,
+                                  const grpc::ByteBuffer& request,
+                                  grpc::ByteBuffer* response, Handle handle);
+
+  // `result`'s message as a reply (see MessageRaw), or its error.
+  template <typename Message>
+  absl::StatusOr<grpc::ByteBuffer> Encode(absl::StatusOr<Message> result,
+                                          bool refusable);
+
+  // RESOURCE_EXHAUSTED if a message of `bytes` is over the message limit.
+  absl::Status CheckMessageSize(int64_t bytes) const;
 
   // Answers an Assign or AssignAdd `request`: applies its tensor (moved out
   // with `tensor`) as the `op` of a batch of one update.
@@ -134,11 +190,15 @@ class VariableServiceImpl final : public VariableServiceBase {
   const AccessControl& access() const {
     return options_.access == nullptr ? open_ : *options_.access;
   }
+  // The error a WriteStream with `header` would end with that is known
+  // before its content arrives (see WriteStreamReactor).
+  absl::Status CheckStreamHeader(const v1::StreamHeader& header) const;
 
   VariableTable* const table_;
   const ServiceOptions options_;
   SyncReplicas sync_;
   const AccessControl open_;  // without options_.access
+  ReplyBudget budget_;
   std::atomic<int> drop_replies_{0};
   const int64_t start_time_micros_ = absl::ToUnixMicros(absl::Now());
   std::atomic<int64_t> reads_{0};

@@ -12,6 +12,7 @@
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
+#include "absl/strings/strip.h"
 #include "absl/time/clock.h"
 #include "common/initializers.h"
 #include "common/names.h"
@@ -102,6 +103,7 @@ struct VariableTable::Plan {
   DType dtype = v1::DT_FLOAT;
   v1::Initializer init;  // resolved from the default
   bool trainable = true;
+  v1::Constraint constraint;
   std::optional<v1::Collections> collections;  // absent: the default
   std::vector<std::string> reserved;
   std::shared_ptr<absl::Notification> done;
@@ -166,6 +168,23 @@ void LockAll(const std::vector<V>& vars) ABSL_NO_THREAD_SAFETY_ANALYSIS {
 template <typename V>
 void UnlockAll(const std::vector<V>& vars) ABSL_NO_THREAD_SAFETY_ANALYSIS {
   for (const auto& v : vars) v->write_mu.Unlock();
+}
+
+// The value of scalar variable `name`, an optimizer's input.
+absl::StatusOr<double> ScalarValue(absl::string_view name, DType dtype,
+                                   absl::Span<const int64_t> dims,
+                                   const char* data) {
+  if (!dims.empty()) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("The optimizer's input ", name,
+                     " must be a scalar, not of shape ", ShapeString(dims)));
+  }
+  return VisitDType(dtype, [&](auto zero) {
+    using T = decltype(zero);
+    T v;
+    memcpy(&v, data, sizeof(T));
+    return ToDouble(v);
+  });
 }
 
 }  // namespace
@@ -514,6 +533,10 @@ absl::StatusOr<v1::GetVariableResponse> VariableTable::GetVariable(
   if (request.has_shape()) {
     VS_RETURN_IF_ERROR(
         ValidateDims(request.shape().dims(), /*allow_unknown=*/true));
+    if (request.has_constraint()) {
+      VS_RETURN_IF_ERROR(ValidateConstraint(request.constraint(), name,
+                                            request.shape().dims_size()));
+    }
   }
   VS_RETURN_IF_ERROR(ValidateCollections(name, request.collections()));
   const std::vector<std::string> keys = {name, PartName(name, 0)};
@@ -530,6 +553,7 @@ absl::StatusOr<v1::GetVariableResponse> VariableTable::GetVariable(
         if (decided.ok() && !plan.parts.empty()) {
           plan.dtype = request.dtype();
           plan.trainable = !request.has_trainable() || request.trainable();
+          plan.constraint = request.constraint();
           if (request.has_collections()) {
             plan.collections = request.collections();
           }
@@ -813,6 +837,9 @@ absl::StatusOr<v1::GetVariableResponse> VariableTable::Create(Plan& plan) {
       *info->mutable_collections() = *plan.collections;
     }
     *info->mutable_initializer() = stored_init;
+    if (plan.constraint.kind_case() != v1::Constraint::KIND_NOT_SET) {
+      *info->mutable_constraint() = plan.constraint;
+    }
     info->set_create_time_micros(now);
     info->set_update_time_micros(now);
     info->set_byte_size(static_cast<int64_t>(value.bytes().size()));
@@ -960,12 +987,8 @@ absl::Status VariableTable::EnsureSlots(const Variable& var,
     request.set_name(JoinName(var.name, slot.suffix));
     request.set_mode(v1::AUTO_REUSE);
     request.set_dtype(var.dtype);
-    if (!slot.scalar) {
-      request.mutable_shape()->mutable_dims()->Assign(var.dims.begin(),
-                                                      var.dims.end());
-    } else {
-      request.mutable_shape();
-    }
+    request.mutable_shape()->mutable_dims()->Assign(var.dims.begin(),
+                                                    var.dims.end());
     request.set_trainable(false);
     v1::Initializer* init = request.mutable_initializer();
     init->set_kind(v1::Initializer::CONSTANT);
@@ -1019,6 +1042,11 @@ absl::StatusOr<v1::BatchUpdateResponse> VariableTable::ApplyBatch(
                             TensorFromProto(update.mutable_assign_add()));
         break;
       }
+      case v1::Update::kAssignMul: {
+        VS_ASSIGN_OR_RETURN(op.tensor,
+                            TensorFromProto(update.mutable_assign_mul()));
+        break;
+      }
       case v1::Update::kScatter: {
         VS_ASSIGN_OR_RETURN(
             op.tensor,
@@ -1064,6 +1092,10 @@ absl::StatusOr<v1::BatchUpdateResponse> VariableTable::ApplyBatch(
         const std::string slot_name = JoinName(op.name, slot.suffix);
         VS_ASSIGN_OR_RETURN(involved[slot_name], Find(slot_name));
       }
+      // The scalars it reads in the batch (global step, beta powers).
+      for (const std::string& input : op.optimizer->InputVariables()) {
+        VS_ASSIGN_OR_RETURN(involved[input], Find(input));
+      }
     }
     involved[op.name] = std::move(var);
   }
@@ -1105,6 +1137,8 @@ absl::StatusOr<v1::BatchUpdateResponse> VariableTable::ApplyBatch(
   }
 
   // Apply in order; a later update of a variable sees the earlier ones.
+  // Scalars multiplied once after all updates (Adam's beta powers).
+  std::map<std::string, double> advances;
   for (Op& op : ops) {
     Working& w = working.at(op.name);
     const Variable& var = *w.var;
@@ -1126,6 +1160,17 @@ absl::StatusOr<v1::BatchUpdateResponse> VariableTable::ApplyBatch(
                            DTypeName(var.dtype)));
         }
         AddInPlace(var.dtype, op.tensor.bytes().data(), w.copy.MutableWhole(),
+                   op.tensor.num_elements());
+        break;
+      case v1::Update::kAssignMul:
+        VS_RETURN_IF_ERROR(ShapeMismatch("multiply by a tensor", op.name,
+                                         op.tensor, var.dims, var.dtype));
+        if (!SupportsAdd(var.dtype)) {
+          return absl::InvalidArgumentError(
+              absl::StrCat("Cannot multiply variable ", op.name, " of dtype ",
+                           DTypeName(var.dtype)));
+        }
+        MulInPlace(var.dtype, op.tensor.bytes().data(), w.copy.MutableWhole(),
                    op.tensor.num_elements());
         break;
       case v1::Update::kScatter: {
@@ -1156,34 +1201,45 @@ absl::StatusOr<v1::BatchUpdateResponse> VariableTable::ApplyBatch(
         break;
       }
       case v1::Update::kApplyGradient: {
-        const OptimizerStep& optimizer = *op.optimizer;
+        OptimizerStep& optimizer = *op.optimizer;
         std::vector<Working*> slots;
         for (const SlotSpec& slot : optimizer.slots()) {
           Working& s = working.at(JoinName(op.name, slot.suffix));
           s.touched = true;
           slots.push_back(&s);
         }
-        const int n_elem = optimizer.num_element_slots();
-        std::vector<double> scalars;
-        for (size_t k = n_elem; k < slots.size(); ++k) {
-          VisitDType(var.dtype, [&](auto zero) {
-            using T = decltype(zero);
-            T v;
-            memcpy(&v, slots[k]->copy.Whole(), sizeof(T));
-            scalars.push_back(ToDouble(v));
-          });
+        VS_RETURN_IF_ERROR(optimizer.ReadInputs(
+            [&](const std::string& name) -> absl::StatusOr<double> {
+              Working& input = working.at(name);
+              return ScalarValue(name, input.var->dtype, input.var->dims,
+                                 input.copy.Whole());
+            }));
+        for (auto& [name, factor] : optimizer.Advances()) {
+          advances[name] = factor;
         }
+        const v1::VariableInfo& info = w.meta.info();
         if (!op.indices.has_value()) {
           VS_RETURN_IF_ERROR(ShapeMismatch("apply a gradient", op.name,
                                            op.tensor, var.dims, var.dtype));
           std::vector<char*> slot_data;
-          for (int k = 0; k < n_elem; ++k) {
-            slot_data.push_back(slots[k]->copy.MutableWhole());
+          for (Working* slot : slots) {
+            slot_data.push_back(slot->copy.MutableWhole());
           }
           optimizer.ApplyElements(var.dtype, op.tensor.num_elements(),
                                   w.copy.MutableWhole(), slot_data,
-                                  op.tensor.bytes().data(), scalars);
+                                  op.tensor.bytes().data());
+          if (info.has_constraint()) {
+            ApplyConstraint(info.constraint(), var.dtype, var.dims,
+                            w.copy.MutableWhole());
+          }
         } else {
+          if (info.has_constraint()) {
+            // As TensorFlow's optimizers: a constraint needs the whole
+            // variable, a sparse step touches some rows.
+            return absl::InvalidArgumentError(absl::StrCat(
+                "Cannot use a constraint function on a sparse variable: ",
+                op.name, " has a constraint and got a sparse gradient"));
+          }
           if (var.dims.empty()) {
             return absl::InvalidArgumentError(absl::StrCat(
                 "Cannot apply a sparse gradient to scalar variable ", op.name));
@@ -1212,28 +1268,31 @@ absl::StatusOr<v1::BatchUpdateResponse> VariableTable::ApplyBatch(
                          summed.data(), row_elems);
             }
             std::vector<char*> slot_rows;
-            for (int k = 0; k < n_elem; ++k) {
-              slot_rows.push_back(slots[k]->copy.MutableRow(row));
+            for (Working* slot : slots) {
+              slot_rows.push_back(slot->copy.MutableRow(row));
             }
             optimizer.ApplyElements(var.dtype, row_elems,
                                     w.copy.MutableRow(row), slot_rows,
-                                    summed.data(), scalars);
+                                    summed.data());
             i = j;
           }
-        }
-        const std::vector<double> next = optimizer.NextScalars(scalars);
-        for (size_t k = n_elem; k < slots.size(); ++k) {
-          VisitDType(var.dtype, [&](auto zero) {
-            using T = decltype(zero);
-            const T v = FromDouble<T>(next[k - n_elem]);
-            memcpy(slots[k]->copy.MutableWhole(), &v, sizeof(T));
-          });
         }
         break;
       }
       case v1::Update::OP_NOT_SET:
         break;
     }
+  }
+
+  for (const auto& [name, factor] : advances) {
+    Working& w = working.at(name);
+    w.touched = true;
+    VisitDType(w.var->dtype, [&](auto zero) {
+      using T = decltype(zero);
+      const T by = FromDouble<T>(factor);
+      MulInPlace(w.var->dtype, reinterpret_cast<const char*>(&by),
+                 w.copy.MutableWhole(), 1);
+    });
   }
 
   // One store write for everything, then publish under every variable's
@@ -1313,6 +1372,15 @@ absl::StatusOr<v1::ListVariablesResponse> VariableTable::List(
                                 ? options_.default_page_size
                                 : request.page_size();
   const std::string prefix = scope.empty() ? "" : absl::StrCat(scope, "/");
+  // A token is where the listing resumes: a name under the scope, or a child
+  // scope's name and '/' (a cluster client's key for "after that scope").
+  const absl::string_view token = request.page_token();
+  if (!token.empty() && (!absl::StartsWith(token, prefix) ||
+                         !ValidateName(absl::StripSuffix(token, "/")).ok())) {
+    return absl::InvalidArgumentError(
+        "page_token is not one this server issued for this listing: pass "
+        "back a next_page_token unchanged");
+  }
   v1::ListVariablesResponse response;
   absl::ReaderMutexLock l(&mu_);
   auto it = vars_.lower_bound(std::max(prefix, request.page_token()));

@@ -2,7 +2,7 @@
 
 #include <cstring>
 
-#include "server/crc32c.h"
+#include "common/crc32c.h"
 
 namespace varscope::server {
 

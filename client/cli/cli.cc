@@ -534,6 +534,9 @@ int Run(const std::vector<std::string>& args, const Environment& env) {
   context.security = *security;
   ClientOptions client_options;
   client_options.timeout = context.timeout;
+  // An operator's command reports a server that is down within seconds
+  // instead of waiting for it as a worker would.
+  client_options.retry_timeout = absl::Seconds(2);
   client_options.security = context.security;
   context.client = Client::Connect(*address, client_options);
   context.server_address = *address;

@@ -4,11 +4,11 @@
 
 #include "absl/strings/ascii.h"
 #include "absl/strings/str_cat.h"
-#include "client/cli/files.h"
 #include "client/cli/format.h"
 #include "client/cli/listing.h"
 #include "client/cli/npy.h"
 #include "client/cli/values.h"
+#include "common/files.h"
 #include "common/names.h"
 #include "common/shape.h"
 #include "common/status.h"

@@ -14,7 +14,7 @@
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
 #include "absl/types/span.h"
-#include "client/cli/files.h"
+#include "common/files.h"
 
 namespace varscope::cli {
 

@@ -27,10 +27,12 @@
 #include "absl/strings/str_cat.h"
 #include "absl/time/time.h"
 #include "client/client.h"
+#include "client/tensor_bundle.h"
 #include "client/variable.h"
 #include "client/variable_scope.h"
 #include "common/dtype.h"
 #include "common/initializers.h"
+#include "common/learning_rate.h"
 #include "common/partitioners.h"
 #include "common/tensor.h"
 #include "common/version.h"
@@ -214,6 +216,18 @@ py::object Update(const Variable& variable, const py::array& value,
   return ToArray(*result.value);
 }
 
+// A part's place in its partitioned variable, (full name, full shape,
+// offset), or None for a variable that is not a part.
+py::object SliceOf(const v1::VariableInfo& info) {
+  if (!info.has_slice()) return py::none();
+  const v1::SliceInfo& slice = info.slice();
+  return py::make_tuple(slice.full_name(),
+                        std::vector<int64_t>(slice.full_shape().dims().begin(),
+                                             slice.full_shape().dims().end()),
+                        std::vector<int64_t>(slice.var_offset().begin(),
+                                             slice.var_offset().end()));
+}
+
 // The metadata of every variable in `scope` (all below it when `recursive`,
 // else its direct children), in name order.
 std::vector<v1::VariableInfo> ListInfos(Client& client,
@@ -260,10 +274,116 @@ std::vector<Variable> ListHandles(const std::shared_ptr<Client>& client,
   return out;
 }
 
+// A scalar an optimizer reads: a variable's name, or a value.
+v1::ScalarInput MakeScalarInput(const py::object& source) {
+  v1::ScalarInput input;
+  if (py::isinstance<py::str>(source)) {
+    input.set_variable(source.cast<std::string>());
+  } else {
+    input.set_value(source.cast<double>());
+  }
+  return input;
+}
+
+v1::LearningRateSchedule MakeSchedule(const std::string& kind,
+                                      const py::object& global_step,
+                                      const py::kwargs& params) {
+  v1::LearningRateSchedule spec;
+  *spec.mutable_global_step() = MakeScalarInput(global_step);
+  auto get = [&](const char* name) { return params[name].cast<double>(); };
+  if (kind == "exponential_decay") {
+    auto* e = spec.mutable_exponential_decay();
+    e->set_decay_steps(get("decay_steps"));
+    e->set_decay_rate(get("decay_rate"));
+    e->set_staircase(params["staircase"].cast<bool>());
+  } else if (kind == "piecewise_constant") {
+    auto* p = spec.mutable_piecewise_constant();
+    for (double b : params["boundaries"].cast<std::vector<double>>()) {
+      p->add_boundaries(b);
+    }
+    for (double v : params["values"].cast<std::vector<double>>()) {
+      p->add_values(v);
+    }
+  } else if (kind == "polynomial_decay") {
+    auto* p = spec.mutable_polynomial_decay();
+    p->set_decay_steps(get("decay_steps"));
+    p->set_end_learning_rate(get("end_learning_rate"));
+    p->set_power(get("power"));
+    p->set_cycle(params["cycle"].cast<bool>());
+  } else if (kind == "cosine_decay") {
+    auto* c = spec.mutable_cosine_decay();
+    c->set_decay_steps(get("decay_steps"));
+    c->set_alpha(get("alpha"));
+  } else {
+    throw py::value_error(absl::StrCat("Unknown schedule ", kind));
+  }
+  const absl::Status valid = ValidateSchedule(spec);
+  if (!valid.ok()) throw py::value_error(std::string(valid.message()));
+  return spec;
+}
+
+v1::Constraint MakeConstraint(const std::string& kind, double min_value,
+                              double max_value, double rate,
+                              const std::vector<int32_t>& axis) {
+  v1::Constraint spec;
+  if (kind == "NonNeg") {
+    spec.mutable_non_neg();
+  } else if (kind == "MaxNorm") {
+    spec.mutable_max_norm()->set_max_value(max_value);
+    spec.mutable_max_norm()->mutable_axis()->Assign(axis.begin(), axis.end());
+  } else if (kind == "UnitNorm") {
+    spec.mutable_unit_norm()->mutable_axis()->Assign(axis.begin(), axis.end());
+  } else if (kind == "MinMaxNorm") {
+    auto* m = spec.mutable_min_max_norm();
+    m->set_min_value(min_value);
+    m->set_max_value(max_value);
+    m->set_rate(rate);
+    m->mutable_axis()->Assign(axis.begin(), axis.end());
+  } else {
+    throw py::value_error(absl::StrCat("Unknown constraint ", kind));
+  }
+  return spec;
+}
+
+// A variable's constraint as (kind, min_value, max_value, rate, axis), or
+// None.
+py::object ConstraintOf(const v1::VariableInfo& info) {
+  if (!info.has_constraint()) return py::none();
+  const v1::Constraint& c = info.constraint();
+  auto axes = [](const auto& axis) {
+    return std::vector<int32_t>(axis.begin(), axis.end());
+  };
+  switch (c.kind_case()) {
+    case v1::Constraint::kNonNeg:
+      return py::make_tuple("NonNeg", 0.0, 0.0, 0.0, std::vector<int32_t>());
+    case v1::Constraint::kMaxNorm:
+      return py::make_tuple("MaxNorm", 0.0, c.max_norm().max_value(), 0.0,
+                            axes(c.max_norm().axis()));
+    case v1::Constraint::kUnitNorm:
+      return py::make_tuple("UnitNorm", 0.0, 0.0, 0.0,
+                            axes(c.unit_norm().axis()));
+    case v1::Constraint::kMinMaxNorm:
+      return py::make_tuple("MinMaxNorm", c.min_max_norm().min_value(),
+                            c.min_max_norm().max_value(),
+                            c.min_max_norm().rate(),
+                            axes(c.min_max_norm().axis()));
+    case v1::Constraint::KIND_NOT_SET:
+      break;
+  }
+  return py::none();
+}
+
 v1::Optimizer MakeOptimizer(const std::string& kind, double learning_rate,
                             const py::kwargs& params) {
   v1::Optimizer spec;
   spec.set_learning_rate(learning_rate);
+  if (params.contains("name")) {
+    spec.set_name(params["name"].cast<std::string>());
+  }
+  if (params.contains("schedule")) {
+    *spec.mutable_schedule() =
+        params["schedule"].cast<v1::LearningRateSchedule>();
+  }
   auto take = [&](const char* name) -> std::optional<py::object> {
     if (!params.contains(name)) return std::nullopt;
     py::object value = params[name];
@@ -289,6 +409,12 @@ v1::Optimizer MakeOptimizer(const std::string& kind, double learning_rate,
     set("beta1", [&](double v) { m->set_beta1(v); });
     set("beta2", [&](double v) { m->set_beta2(v); });
     set("epsilon", [&](double v) { m->set_epsilon(v); });
+    if (auto v = take("beta1_power")) {
+      *m->mutable_beta1_power() = MakeScalarInput(*v);
+    }
+    if (auto v = take("beta2_power")) {
+      *m->mutable_beta2_power() = MakeScalarInput(*v);
+    }
   } else if (kind == "RMSProp") {
     auto* m = spec.mutable_rms_prop();
     set("decay", [&](double v) { m->set_decay(v); });
@@ -311,7 +437,8 @@ v1::Optimizer MakeOptimizer(const std::string& kind, double learning_rate,
   return spec;
 }
 
-// One update of a batch: `kind` is "assign", "assign_add", "scatter_add",
+// One update of a batch: `kind` is "assign", "assign_add", "assign_mul",
+// "scatter_add",
 // "scatter_update" or "apply_gradient"; `value` has the variable's dtype;
 // `indices` (1-D int32 or int64) makes a scatter or a sparse gradient.
 v1::Update MakeUpdate(const std::string& name, const std::string& kind,
@@ -329,6 +456,8 @@ v1::Update MakeUpdate(const std::string& name, const std::string& kind,
     TensorToProto(std::move(tensor), update.mutable_assign());
   } else if (kind == "assign_add") {
     TensorToProto(std::move(tensor), update.mutable_assign_add());
+  } else if (kind == "assign_mul") {
+    TensorToProto(std::move(tensor), update.mutable_assign_mul());
   } else if ((kind == "scatter_add" || kind == "scatter_update") &&
              indices.has_value()) {
     v1::Scatter* scatter = update.mutable_scatter();
@@ -469,27 +598,31 @@ PYBIND11_MODULE(_varscope, m) {
       py::arg("spec"), py::arg("shape"), py::arg("dtype"));
 
   py::class_<Client, std::shared_ptr<Client>>(m, "Client")
-      .def(py::init([](const std::string& address, double timeout,
-                       int max_attempts, std::string tls_root_certs,
-                       std::string auth_token, std::string tls_cert_chain,
-                       std::string tls_private_key) {
-             if (!(timeout > 0) || max_attempts < 1) {
-               throw py::value_error(
-                   "timeout must be positive and max_attempts at least 1");
-             }
-             ClientOptions options;
-             options.timeout = absl::Seconds(timeout);
-             options.max_attempts = max_attempts;
-             options.security.tls_root_certs = std::move(tls_root_certs);
-             options.security.auth_token = std::move(auth_token);
-             options.security.tls_cert_chain = std::move(tls_cert_chain);
-             options.security.tls_private_key = std::move(tls_private_key);
-             return std::shared_ptr<Client>(Client::Connect(address, options));
-           }),
-           py::arg("address"), py::kw_only(), py::arg("timeout"),
-           py::arg("max_attempts"), py::arg("tls_root_certs"),
-           py::arg("auth_token"), py::arg("tls_cert_chain") = "",
-           py::arg("tls_private_key") = "")
+      .def(
+          py::init([](const std::string& address, double timeout,
+                      double retry_timeout, std::optional<int> max_attempts,
+                      std::string tls_root_certs, std::string auth_token,
+                      std::string tls_cert_chain, std::string tls_private_key) {
+            if (!(timeout > 0) || !(retry_timeout >= 0) ||
+                max_attempts.value_or(1) < 1) {
+              throw py::value_error(
+                  "timeout must be positive, retry_timeout at least 0 and "
+                  "max_attempts at least 1");
+            }
+            ClientOptions options;
+            options.timeout = absl::Seconds(timeout);
+            options.retry_timeout = absl::Seconds(retry_timeout);
+            if (max_attempts) options.max_attempts = *max_attempts;
+            options.security.tls_root_certs = std::move(tls_root_certs);
+            options.security.auth_token = std::move(auth_token);
+            options.security.tls_cert_chain = std::move(tls_cert_chain);
+            options.security.tls_private_key = std::move(tls_private_key);
+            return std::shared_ptr<Client>(Client::Connect(address, options));
+          }),
+          py::arg("address"), py::kw_only(), py::arg("timeout"),
+          py::arg("retry_timeout"), py::arg("max_attempts"),
+          py::arg("tls_root_certs"), py::arg("auth_token"),
+          py::arg("tls_cert_chain") = "", py::arg("tls_private_key") = "")
       .def("check_cluster",
            [](Client& client) {
              absl::Status status;
@@ -502,6 +635,12 @@ PYBIND11_MODULE(_varscope, m) {
       .def("list_variables", &ListVariables, py::arg("scope"),
            py::arg("recursive"))
       .def("list_handles", &ListHandles, py::arg("scope"), py::arg("recursive"))
+      .def(
+          "shard_of",
+          [](const Client& client, const std::string& name) {
+            return client.ShardFor(name);
+          },
+          py::arg("name"), "The index of the shard holding `name`.")
       .def(
           "delete",
           [](Client& client, const std::string& name, bool recursive) {
@@ -598,6 +737,27 @@ PYBIND11_MODULE(_varscope, m) {
       .def("__repr__", [](const v1::Optimizer& spec) {
         return absl::StrCat("OptimizerSpec(", spec.ShortDebugString(), ")");
       });
+  py::class_<v1::LearningRateSchedule>(
+      m, "ScheduleSpec", "A learning-rate schedule (v1.LearningRateSchedule).")
+      .def(py::init(&MakeSchedule), py::arg("kind"), py::arg("global_step"))
+      .def(
+          "learning_rate_at",
+          [](const v1::LearningRateSchedule& spec, double learning_rate,
+             double step) {
+            return DecayedLearningRate(spec, learning_rate, step);
+          },
+          py::arg("learning_rate"), py::arg("step"))
+      .def("with_global_step", [](const v1::LearningRateSchedule& spec,
+                                  const py::object& global_step) {
+        v1::LearningRateSchedule out = spec;
+        *out.mutable_global_step() = MakeScalarInput(global_step);
+        return out;
+      });
+  py::class_<v1::Constraint>(m, "ConstraintSpec",
+                             "A built-in constraint (v1.Constraint).")
+      .def(py::init(&MakeConstraint), py::arg("kind"), py::kw_only(),
+           py::arg("min_value") = 0.0, py::arg("max_value") = 0.0,
+           py::arg("rate") = 0.0, py::arg("axis") = std::vector<int32_t>());
   py::class_<v1::Update>(m, "UpdateSpec", "One update of a batch.")
       .def(py::init(&MakeUpdate), py::arg("name"), py::arg("kind"),
            py::arg("value"), py::arg("dtype"), py::kw_only(),
@@ -664,6 +824,14 @@ PYBIND11_MODULE(_varscope, m) {
       .def_property_readonly("parts", &Variable::parts)
       .def_property_readonly("partitions", &Variable::partitions)
       .def_property_readonly("client", &Variable::client)
+      .def_property_readonly(
+          "slice", [](const Variable& v) { return SliceOf(v.info()); })
+      .def_property_readonly("constraint",
+                             [](const Variable& v) {
+                               return ConstraintOf(v.partitioned()
+                                                       ? v.parts()[0].info()
+                                                       : v.info());
+                             })
       .def("see_version", &Variable::SeeVersion, py::arg("version"))
       .def("read",
            [](const Variable& v) {
@@ -695,6 +863,7 @@ PYBIND11_MODULE(_varscope, m) {
          int dtype, std::optional<v1::Initializer> initializer,
          std::optional<bool> trainable,
          std::optional<v1::Partitioner> partitioner,
+         std::optional<v1::Constraint> constraint,
          std::optional<std::vector<std::string>> collections) {
         GetVariableOptions options;
         options.shape = std::move(shape);
@@ -702,6 +871,7 @@ PYBIND11_MODULE(_varscope, m) {
         options.initializer = std::move(initializer);
         options.trainable = trainable;
         options.partitioner = std::move(partitioner);
+        options.constraint = std::move(constraint);
         options.collections = std::move(collections);
         return WithoutGil([&] {
           return GetVariable(std::move(client), scope, name, options);
@@ -710,7 +880,7 @@ PYBIND11_MODULE(_varscope, m) {
       py::arg("client"), py::arg("scope"), py::arg("name"), py::kw_only(),
       py::arg("shape"), py::arg("dtype"), py::arg("initializer"),
       py::arg("trainable"), py::arg("partitioner"),
-      py::arg("collections") = py::none());
+      py::arg("constraint") = py::none(), py::arg("collections") = py::none());
   m.def(
       "get_global_step",
       [](std::shared_ptr<Client> client, Reuse reuse) {
@@ -718,4 +888,82 @@ PYBIND11_MODULE(_varscope, m) {
             [&] { return GetGlobalStep(std::move(client), reuse); });
       },
       py::arg("client"), py::arg("reuse"));
+
+  py::class_<BundleWriter>(m, "BundleWriter",
+                           "Writes a TensorFlow checkpoint (tensor_bundle.h).")
+      .def(py::init([](const std::string& prefix) {
+             return ValueOrThrow(BundleWriter::Create(prefix));
+           }),
+           py::arg("prefix"))
+      .def(
+          "add",
+          [](BundleWriter& writer, const std::string& name,
+             const py::array& value, int dtype) {
+            const Tensor tensor = ToTensor(value, ToDType(dtype));
+            py::gil_scoped_release release;
+            ThrowIfError(writer.Add(name, tensor));
+          },
+          py::arg("name"), py::arg("value"), py::arg("dtype"))
+      .def(
+          "add_slice",
+          [](BundleWriter& writer, const std::string& name,
+             const std::vector<int64_t>& full_shape, BundleSlice slice,
+             const py::array& value, int dtype) {
+            const Tensor tensor = ToTensor(value, ToDType(dtype));
+            py::gil_scoped_release release;
+            ThrowIfError(writer.AddSlice(name, full_shape, slice, tensor));
+          },
+          py::arg("name"), py::arg("full_shape"), py::arg("slice"),
+          py::arg("value"), py::arg("dtype"))
+      .def("finish", [](BundleWriter& writer) {
+        py::gil_scoped_release release;
+        ThrowIfError(writer.Finish());
+      });
+  py::class_<BundleSlice>(m, "BundleSlice")
+      .def(
+          py::init([](std::vector<int64_t> start, std::vector<int64_t> length) {
+            return BundleSlice{std::move(start), std::move(length)};
+          }),
+          py::arg("start"), py::arg("length"))
+      .def_readonly("start", &BundleSlice::start)
+      .def_readonly("length", &BundleSlice::length)
+      .def("key", [](const BundleSlice& slice, const std::string& name) {
+        return py::bytes(BundleSliceKey(name, slice));
+      });
+  py::class_<BundleReader>(m, "BundleReader",
+                           "Reads a TensorFlow checkpoint (tensor_bundle.h).")
+      .def(py::init([](const std::string& prefix) {
+             return ValueOrThrow(BundleReader::Open(prefix));
+           }),
+           py::arg("prefix"))
+      .def(
+          "tensors",
+          [](const BundleReader& reader) {
+            py::list out;
+            for (const auto& [name, entry] : reader.tensors()) {
+              std::vector<int64_t> dims;
+              for (const auto& dim : entry.shape().dim()) {
+                dims.push_back(dim.size());
+              }
+              py::list slices;
+              for (const auto& slice : entry.slices()) {
+                BundleSlice out_slice;
+                for (const auto& extent : slice.extent()) {
+                  out_slice.start.push_back(extent.start());
+                  out_slice.length.push_back(
+                      extent.has_length() ? extent.length() : -1);
+                }
+                slices.append(py::cast(std::move(out_slice)));
+              }
+              out.append(py::make_tuple(name, entry.dtype(), dims, slices));
+            }
+            return out;
+          },
+          "[(name, dtype enum, shape, [BundleSlice])] in name order.")
+      .def(
+          "read",
+          [](const BundleReader& reader, const std::string& key) {
+            return ToArray(WithoutGil([&] { return reader.Read(key); }));
+          },
+          py::arg("key"));
 }

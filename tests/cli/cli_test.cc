@@ -142,7 +142,7 @@ TEST(Cli, EveryCommandExitsThreeWhenTheServerIsDown) {
       {"backup", dir.path() + "/backups"}};
   for (std::vector<std::string> args : commands) {
     SCOPED_TRACE(args[0]);
-    args.insert(args.begin(), {"--server", address, "--timeout", "5"});
+    args.insert(args.begin(), {"--server", address, "--timeout", "120"});
     const CliResult r = RunCli(args);
     EXPECT_EQ(r.code, 3);
     EXPECT_THAT(r.err, StartsWith(absl::StrCat("varscope ", args[4],
@@ -411,7 +411,7 @@ TEST(Cli, HealthOfAClusterChecksEveryShard) {
   EXPECT_EQ(r.code, 0) << r.err;
   EXPECT_EQ(r.out,
             absl::StrCat(a.address(), " SERVING\n", b.address(), " SERVING\n"));
-  r = RunCli({"--server", absl::StrCat(cluster, ",", down), "--timeout", "5",
+  r = RunCli({"--server", absl::StrCat(cluster, ",", down), "--timeout", "120",
               "health"});
   EXPECT_EQ(r.code, 3);
   EXPECT_THAT(r.out,
@@ -420,7 +420,7 @@ TEST(Cli, HealthOfAClusterChecksEveryShard) {
   EXPECT_EQ(r.err, absl::StrCat("varscope health: UNAVAILABLE: 1 of 3 shards "
                                 "is not serving: ",
                                 down, " (UNAVAILABLE)\n"));
-  r = RunCli({"--server", absl::StrCat(down, ",", cluster), "--timeout", "5",
+  r = RunCli({"--server", absl::StrCat(down, ",", cluster), "--timeout", "120",
               "--json", "health"});
   EXPECT_EQ(r.code, 3);
   const std::vector<std::string> lines =

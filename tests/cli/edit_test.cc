@@ -269,7 +269,7 @@ TEST_F(EditTest, MvOfAScopeIsAtomicForAConcurrentReader) {
     v1::ListVariablesRequest request;
     request.set_recursive(true);
     request.set_page_size(10000);
-    const absl::Time deadline = absl::Now() + absl::Seconds(20);
+    const absl::Time deadline = absl::Now() + absl::Minutes(2);
     bool after = false;
     while (absl::Now() < deadline && !(after && new_seen > 0)) {
       after = renamed;  // read before listing: this snapshot may be new

@@ -5,12 +5,12 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
-#include "client/cli/files.h"
 #include "client/cli/format.h"
 #include "client/cli/glob.h"
 #include "client/cli/npy.h"
 #include "client/cli/values.h"
 #include "client/cli/zip.h"
+#include "common/files.h"
 #include "common/status_matchers.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"

@@ -60,7 +60,7 @@ class SecurityTest : public ::testing::Test {
   static ClientOptions Options(std::string token) {
     ClientOptions options;
     options.max_attempts = 1;
-    options.timeout = absl::Seconds(5);
+    options.timeout = absl::Minutes(2);
     options.security.tls_root_certs = ReadAll(Path("cert.pem"));
     options.security.auth_token = std::move(token);
     return options;
@@ -77,7 +77,7 @@ TEST_F(SecurityTest, TlsServesTlsClientsOnly) {
               StatusIs(absl::StatusCode::kNotFound));
   ClientOptions plaintext;
   plaintext.max_attempts = 1;
-  plaintext.timeout = absl::Seconds(5);
+  plaintext.timeout = absl::Minutes(2);
   EXPECT_THAT(server.NewClient(plaintext)->Read("nope").status(),
               StatusIs(absl::StatusCode::kUnavailable));
 }

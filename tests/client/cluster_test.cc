@@ -61,7 +61,9 @@ TEST(ShardOfTest, EveryOptimizerSlotGoesWithItsVariable) {
   std::vector<v1::Optimizer> specs(6);
   specs[0].mutable_momentum();
   specs[1].mutable_adagrad();
-  specs[2].mutable_adam();
+  v1::Optimizer::Adam* adam = specs[2].mutable_adam();
+  adam->mutable_beta1_power()->set_variable("beta1_power");
+  adam->mutable_beta2_power()->set_variable("beta2_power");
   specs[3].mutable_rms_prop()->set_centered(true);
   specs[4].mutable_ftrl();
   specs[5].mutable_gradient_descent();

@@ -211,7 +211,7 @@ class CrashHarness {
 
   // Waits until every writer has acknowledged a write of every kind.
   void AwaitFirstWrites() {
-    const absl::Time deadline = absl::Now() + absl::Seconds(30);
+    const absl::Time deadline = absl::Now() + absl::Minutes(2);
     for (WriterState& writer : writers_) {
       for (;;) {
         ASSERT_NO_FATAL_FAILURE(writer.ReadLog());
@@ -281,7 +281,7 @@ class CrashHarness {
 
   void Check(int64_t killed_at) {
     ClientOptions options;
-    options.timeout = absl::Seconds(20);
+    options.timeout = absl::Minutes(2);
     std::unique_ptr<Client> client =
         Client::Connect(server_->address(), options);
     for (int w = 0; w < kWriters; ++w) {

@@ -224,6 +224,17 @@ v1::Optimizer FuzzOptimizer(FuzzInput& in) {
       opt.mutable_adam();
       if (in.Bool()) opt.mutable_adam()->set_beta1(in.Double());
       if (in.Bool()) opt.mutable_adam()->set_epsilon(in.Double());
+      // Beta powers by value, or read from a variable (maybe missing or not
+      // a scalar).
+      for (v1::ScalarInput* power :
+           {opt.mutable_adam()->mutable_beta1_power(),
+            opt.mutable_adam()->mutable_beta2_power()}) {
+        if (in.Bool()) {
+          power->set_value(in.Double());
+        } else {
+          power->set_variable(Segment(in));
+        }
+      }
       break;
     case 4:
       opt.mutable_rms_prop()->set_centered(in.Bool());
@@ -236,6 +247,21 @@ v1::Optimizer FuzzOptimizer(FuzzInput& in) {
       break;
     default:
       break;  // no kind
+  }
+  if (in.InRange(0, 7) == 0) opt.set_name(Segment(in));
+  if (in.InRange(0, 7) == 0) {
+    v1::LearningRateSchedule* schedule = opt.mutable_schedule();
+    if (in.Bool()) {
+      schedule->mutable_global_step()->set_value(in.Double());
+    } else {
+      schedule->mutable_global_step()->set_variable(Segment(in));
+    }
+    if (in.Bool()) {
+      schedule->mutable_exponential_decay()->set_decay_steps(in.Double());
+      schedule->mutable_exponential_decay()->set_decay_rate(in.Double());
+    } else {
+      schedule->mutable_piecewise_constant()->add_values(in.Double());
+    }
   }
   return opt;
 }

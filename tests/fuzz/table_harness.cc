@@ -10,6 +10,7 @@
 #include "absl/time/time.h"
 #include "common/names.h"
 #include "common/shape.h"
+#include "server/optimizers.h"
 
 namespace varscope::fuzz {
 namespace {
@@ -220,13 +221,17 @@ void TableHarness::GetVariable(const v1::GetVariableRequest& request) {
 void TableHarness::BatchUpdate(const v1::BatchUpdateRequest& request) {
   absl::StatusOr<v1::BatchUpdateResponse> result = table_->BatchUpdate(request);
   // A batch with optimizer steps creates the missing slots of their
-  // variables (with their initial values) before its checks, so they stay
-  // when it fails (see VariableTable::BatchUpdate).
+  // variables (with their initial values, named after each optimizer's name)
+  // before its checks, so they stay when it fails (see
+  // VariableTable::BatchUpdate).
   auto is_new_slot = [&](const std::string& name) {
     for (const v1::Update& update : request.updates()) {
       if (!update.has_apply_gradient()) continue;
-      for (absl::string_view slot : kSlotNames) {
-        if (name == JoinName(update.name(), slot)) return true;
+      absl::StatusOr<server::OptimizerStep> step =
+          server::OptimizerStep::Resolve(update.apply_gradient().optimizer());
+      if (!step.ok()) continue;
+      for (const server::SlotSpec& slot : step->slots()) {
+        if (name == JoinName(update.name(), slot.suffix)) return true;
       }
     }
     return false;

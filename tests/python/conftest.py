@@ -66,7 +66,7 @@ class Server:
     def stop(self):
         """SIGTERM, then wait for the clean exit."""
         self.process.send_signal(signal.SIGTERM)
-        assert self.process.wait(timeout=20) == 0
+        assert self.process.wait(timeout=120) == 0
 
     def kill(self):
         """SIGKILL, as a crash."""
@@ -80,7 +80,7 @@ def server(tmp_path):
     with a fresh process graph (names, collections, local variables)."""
     varscope.reset_default_graph()
     srv = Server(tmp_path / "db")
-    varscope.connect(srv.address, timeout=10)
+    varscope.connect(srv.address, timeout=120)
     yield srv
     # Drop the connection first (including through handles kept alive by
     # reference cycles, e.g. of pytest.raises, or by the process's
@@ -91,6 +91,22 @@ def server(tmp_path):
     gc.collect()
     if srv.process.poll() is None:
         srv.stop()
+
+
+@pytest.fixture
+def shards(tmp_path):
+    """Two servers as one test cluster; the default client connects to it,
+    with a fresh process graph."""
+    varscope.reset_default_graph()
+    servers = [Server(tmp_path / ("shard%d" % i), *shard_flags(i, 2))
+               for i in range(2)]
+    varscope.connect(cluster=[s.address for s in servers], timeout=120)
+    yield servers
+    varscope.reset_default_graph()
+    varscope.connect(_UNUSED_ADDRESS)
+    gc.collect()
+    for s in servers:
+        s.stop()
 
 
 @pytest.fixture

@@ -10,20 +10,7 @@ import varscope as vs
 from varscope import errors
 
 from conftest import Server
-from conftest import shard_flags
 from conftest import shard_list
-from conftest import _UNUSED_ADDRESS
-
-
-@pytest.fixture
-def shards(tmp_path):
-    servers = [Server(tmp_path / ("shard%d" % i), *shard_flags(i, 2))
-               for i in range(2)]
-    vs.connect(cluster=[s.address for s in servers], timeout=10)
-    yield servers
-    vs.connect(_UNUSED_ADDRESS)
-    for s in servers:
-        s.stop()
 
 
 def mismatch(address, index, listed_as, order, cluster="test-cluster"):
@@ -37,7 +24,7 @@ def mismatch(address, index, listed_as, order, cluster="test-cluster"):
 def test_shards_listed_in_another_order_are_refused(shards, monkeypatch):
     swapped = [shards[1].address, shards[0].address]
     expected = mismatch(shards[1].address, 1, 0, shard_list(2))
-    vs.connect(cluster=swapped, timeout=10)
+    vs.connect(cluster=swapped, timeout=120)
     with pytest.raises(errors.FailedPreconditionError) as e:
         vs.get_variable("w", shape=[1])
     assert str(e.value) == expected
@@ -53,12 +40,12 @@ def test_shards_listed_in_another_order_are_refused(shards, monkeypatch):
         {"cluster": {"ps": swapped, "worker": ["w:1"]},
          "task": {"type": "worker", "index": 0}}))
     monkeypatch.delenv("VARSCOPE_SERVER", raising=False)
-    vs.connect(timeout=10)
+    vs.connect(timeout=120)
     with pytest.raises(errors.FailedPreconditionError) as e:
         vs.list_variables()
     assert str(e.value) == expected
     # Nothing was created; the cluster's order works.
-    client = vs.connect(cluster=[s.address for s in shards], timeout=10)
+    client = vs.connect(cluster=[s.address for s in shards], timeout=120)
     client.check_cluster()
     assert vs.list_variables() == []
     # One address reaches one shard whatever its place.
@@ -79,13 +66,13 @@ def test_a_ps_task_of_tf_config_is_its_shard(tmp_path):
     try:
         with pytest.raises(errors.FailedPreconditionError) as e:
             vs.Client("%s,%s" % (servers[1].address, servers[0].address),
-                      timeout=10).check_cluster()
+                      timeout=120).check_cluster()
         cluster_id = str(e.value).split(" of cluster ")[1].split(" ")[0]
         assert str(e.value) == mismatch(servers[1].address, 1, 0, ps,
                                         cluster=cluster_id)
         assert len(cluster_id) == 16
         with vs.Client("%s,%s" % (servers[0].address, servers[1].address),
-                       timeout=10).as_default():
+                       timeout=120).as_default():
             vs.get_variable("w", shape=[1])
             assert vs.list_variables() == [("w", [1])]
     finally:
@@ -94,7 +81,7 @@ def test_a_ps_task_of_tf_config_is_its_shard(tmp_path):
 
 
 def shard_names(server):
-    with vs.Client(server.address, timeout=10).as_default():
+    with vs.Client(server.address, timeout=120).as_default():
         return {name for name, _ in vs.list_variables()}
 
 
@@ -124,7 +111,9 @@ def test_variables_spread_over_shards_and_work_as_one_store(shards):
     assert sorted(values) == sorted(
         ["model/w%d" % i for i in range(8)] +
         ["model/emb/part_%d" % i for i in range(3)] +
-        ["model/emb/part_2/Adagrad", "model/w0/Adagrad"])
+        # Slots for every part, as TensorFlow makes them.
+        ["model/emb/part_%d/Adagrad" % i for i in range(3)] +
+        ["model/w0/Adagrad"])
     np.testing.assert_array_equal(values["model/w5"], [5, 5])
     assert vs.global_step() == 1
     assert emb.sparse_read([4])[0, 0] < 0
@@ -133,5 +122,5 @@ def test_variables_spread_over_shards_and_work_as_one_store(shards):
     names = [name for name, _ in vs.list_variables("model", recursive=False)]
     assert names == sorted(names)
     assert "model/w7" in names
-    assert vs.delete_variable("model", recursive=True) == 13
+    assert vs.delete_variable("model", recursive=True) == 15
     assert vs.list_variables("model") == []

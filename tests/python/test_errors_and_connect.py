@@ -3,6 +3,8 @@ step."""
 
 import json
 import pickle
+import re
+import signal
 import socket
 import time
 
@@ -60,9 +62,35 @@ def test_unreachable_server_is_unavailable_quickly():
     assert not isinstance(e.value, ValueError)
 
 
-def test_crashed_server_is_unavailable(server):
+def test_unavailable_after_retry_timeout_names_the_server_and_the_call():
+    address = "127.0.0.1:%d" % free_port()
+    vs.connect(address, retry_timeout=0.5)
+    with pytest.raises(errors.UnavailableError) as e:
+        vs.get_variable("v", shape=[1])
+    assert re.fullmatch(
+        r"GetVariable of v: varscoped at %s unavailable after \d+ attempts "
+        r"in [\d.]+m?s: .+" % re.escape(address), str(e.value)), str(e.value)
+
+
+def test_hung_server_is_deadline_exceeded_naming_it(server):
+    vs.connect(server.address, timeout=1)
     v = vs.get_variable("v", shape=[1])
+    server.process.send_signal(signal.SIGSTOP)
+    try:
+        with pytest.raises(errors.DeadlineExceededError) as e:
+            v.read()
+    finally:
+        server.process.send_signal(signal.SIGCONT)
+    assert str(e.value) == (
+        "Read of v: no answer from varscoped at %s within 1s (the timeout "
+        "of each attempt): the server is hung or overloaded" %
+        server.address)
+
+
+def test_crashed_server_is_unavailable(server):
+    # A variable's calls go through the client that got it.
     vs.connect(server.address, timeout=2, max_attempts=1)
+    v = vs.get_variable("v", shape=[1])
     server.kill()
     with pytest.raises(errors.UnavailableError):
         v.read()

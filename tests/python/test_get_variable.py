@@ -263,13 +263,6 @@ class TestCallableInitializer:
         np.testing.assert_array_equal(v.read(), [1, 1])
 
 
-def test_constraint_raises_not_implemented():
-    with pytest.raises(NotImplementedError, match="constraint"):
-        vs.get_variable("v", shape=[1], constraint=lambda x: x)
-    with pytest.raises(NotImplementedError, match="constraint"):
-        vs.variable_scope("s", constraint=lambda x: x)
-
-
 def test_ignored_arguments_are_accepted():
     v = vs.get_variable("v", shape=[1], caching_device="/cpu:0",
                         validate_shape=False, use_resource=True)

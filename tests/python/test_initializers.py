@@ -135,7 +135,7 @@ class TestDeterminism:
         values = [json.loads(subprocess.run(
             [sys.executable, WORKER, "seeded", server.address, name, "42"],
             env=child_env, check=True, capture_output=True, text=True,
-            timeout=60).stdout) for name in ("p1", "p2")]
+            timeout=300).stdout) for name in ("p1", "p2")]
         here = vs.get_variable("here", shape=[100], initializer=(
             vs.random_normal_initializer(seed=42))).read()
         np.testing.assert_array_equal(values[0], values[1])

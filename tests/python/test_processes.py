@@ -27,7 +27,7 @@ def start_worker(server, env, *args):
 
 
 def finish(worker):
-    out, _ = worker.communicate(timeout=60)
+    out, _ = worker.communicate(timeout=300)
     assert worker.returncode == 0
     return out
 
@@ -138,7 +138,7 @@ def test_default_multiprocessing_workers_work_after_connecting(
     program.write_text(DEFAULT_START_METHOD_PROGRAM)
     out = subprocess.run([sys.executable, str(program), server.address],
                          env=child_env, capture_output=True, text=True,
-                         timeout=120)
+                         timeout=300)
     assert out.returncode == 0, out.stderr
     assert out.stdout == "[0, 0, 0] 150 forkserver\n"
 
@@ -190,7 +190,7 @@ def test_rpcs_release_the_gil(server):
 def test_example_converges(server, child_env):
     result = subprocess.run([sys.executable, EXAMPLE, server.address],
                             env=child_env, capture_output=True, text=True,
-                            timeout=120)
+                            timeout=300)
     assert result.returncode == 0, result.stdout + result.stderr
     assert "already exists, disallowed" in result.stdout
     assert result.stdout.endswith("OK\n")

@@ -150,7 +150,7 @@ class TestVariable:
         out = [subprocess.run(
             [sys.executable, WORKER, "variable", server.address, "counter",
              "50"], env=child_env, capture_output=True, text=True,
-            timeout=60, check=True).stdout for _ in range(2)]
+            timeout=300, check=True).stdout for _ in range(2)]
         assert out == ["counter:0\n"] * 2
         assert vs.Variable(0, name="counter", dtype=vs.int64).read() == 100
 
@@ -230,13 +230,13 @@ class TestCollections:
         out = subprocess.run(
             [sys.executable, WORKER, "collections", server.address,
              "my_vars"], env=child_env, capture_output=True, text=True,
-            timeout=60, check=True).stdout
+            timeout=300, check=True).stdout
         assert json.loads(out) == expected
         # And across a crash.
         server.kill()
         restarted = Server(tmp_path / "db")
         try:
-            vs.connect(restarted.address, timeout=10)
+            vs.connect(restarted.address, timeout=120)
             assert names(vs.get_collection("my_vars")) == expected["my_vars"]
             assert names(vs.trainable_variables()) == expected["trainable"]
         finally:
@@ -449,7 +449,7 @@ def test_global_step_with_session_and_tensor():
 
 
 def test_closed_clients_refuse_calls(server):
-    with vs.connect(server.address, timeout=10) as client:
+    with vs.connect(server.address, timeout=120) as client:
         assert vs.get_variable("v", [1]).created
     with pytest.raises(errors.FailedPreconditionError, match="^This varscope "
                        "Client of %s is closed$" % server.address):

@@ -1,6 +1,7 @@
 """A TensorFlow 1 Estimator-style wide & deep model_fn ported to Varscope,
-and a worker training it: `tf1_model.py ADDRESS WORKER STEPS`, which prints
-{"first_loss": ..., "last_loss": ...} as JSON when done.
+and a worker training it: `tf1_model.py ADDRESS WORKER STEPS MODEL_DIR
+WARM_START_FROM`, which prints {"first_loss": ..., "last_loss": ...} as JSON
+when done.
 
 Ported as a TF1 user would: `tf.` becomes `vs.`, variables come from
 get_variable under one AUTO_REUSE scope (so every worker shares them), the
@@ -8,10 +9,12 @@ embeddings are partitioned with TF1's default "mod" lookup, the dense layers
 are `variable_scope(None, default_name="dense")` scopes with a scope-level
 l2_regularizer, and a custom getter tracks the model's variables. What
 TensorFlow computes in the graph is numpy here (forward and backward), and
-train_op is one server-side Adagrad step with the global step.
-
-Left for later (marked below): the learning-rate schedule, checkpoints
-(Saver hooks) and warm start.
+train_op is one server-side Adagrad step with the global step, at an
+exponentially decaying learning rate. As the Estimator does, the variables
+are warm-started from a TensorFlow checkpoint (WarmStartSettings: after the
+model_fn made them, before the first step), and the chief (worker 0) saves a
+checkpoint every SAVE_EVERY of its steps and at the end (the
+CheckpointSaverHook).
 """
 
 import collections
@@ -29,6 +32,12 @@ HIDDEN = 8
 PARTS = 3
 L2 = 1e-4
 BATCH = 32
+DECAY_STEPS, DECAY_RATE = 1000, 0.5
+SAVE_EVERY, KEEP = 100, 2
+# The warm start: a TensorFlow model trained under "pretrained/" had the
+# wide part and the embeddings (one tensor, saved in slices) this one has.
+WARM_START = {"pretrained/wide/": "wide_deep/wide/",
+              "pretrained/embeddings": "wide_deep/deep/embeddings"}
 TRAIN, EVAL = "train", "eval"
 
 EstimatorSpec = collections.namedtuple(
@@ -130,19 +139,40 @@ def model_fn(features, labels, mode, params):
                               part))
         assert set(tracked) == {v._shared_name for _, v in grads[:6]} | {
             emb.name}
-        # The learning-rate schedule (exponential_decay) goes here.
-        learning_rate = params["learning_rate"]
+        global_step = vs.train.get_or_create_global_step()
+        learning_rate = vs.train.exponential_decay(
+            params["learning_rate"], global_step, DECAY_STEPS, DECAY_RATE)
         vs.train.AdagradOptimizer(learning_rate).apply_gradients(
-            grads, global_step=vs.train.get_or_create_global_step())
+            grads, global_step=global_step)
 
     return EstimatorSpec(mode, probabilities, loss, train_op)
 
 
+def checkpoint_saver_hook(model_dir, steps):
+    """TF1's CheckpointSaverHook on the chief: a Saver of every variable,
+    saving model_dir/model.ckpt-<global step> after every SAVE_EVERY steps
+    of this worker and after its last one."""
+    saver = vs.train.Saver(max_to_keep=KEEP)
+    done = [0]
+
+    def hook(spec):
+        del spec  # The hook saves the variables, not the step's outputs.
+        done[0] += 1
+        if done[0] % SAVE_EVERY == 0 or done[0] == steps:
+            saver.save(None, model_dir + "/model.ckpt",
+                       global_step=vs.train.get_global_step())
+    return hook
+
+
 def train(worker, steps, params, hooks=()):
-    """The Estimator's train loop over this worker's shard of the data;
-    `hooks` are called with the step's EstimatorSpec after each step (where
-    checkpoint hooks go). Returns the first and last losses."""
+    """The Estimator's train loop over this worker's shard of the data,
+    warm-started from params["warm_start_from"] (a checkpoint) if set;
+    `hooks` are called with the step's EstimatorSpec after each step.
+    Returns the first and last losses."""
     features, labels = input_fn(seed=worker, n=steps * BATCH)
+    if params.get("warm_start_from"):
+        model_fn(features[:BATCH], labels[:BATCH], TRAIN, params)
+        vs.train.init_from_checkpoint(params["warm_start_from"], WARM_START)
     losses = []
     for step in range(steps):
         batch = slice(step * BATCH, (step + 1) * BATCH)
@@ -161,9 +191,13 @@ def evaluate(n, params):
     return float(np.mean((spec.predictions > 0.5) == labels))
 
 
-def main(address, worker, steps):
-    vs.connect(address, timeout=30)
-    first, last = train(int(worker), int(steps), {"learning_rate": 0.5})
+def main(address, worker, steps, model_dir, warm_start_from):
+    vs.connect(address, timeout=120)
+    worker, steps = int(worker), int(steps)
+    hooks = [checkpoint_saver_hook(model_dir, steps)] if worker == 0 else []
+    first, last = train(worker, steps, {"learning_rate": 0.5,
+                                        "warm_start_from": warm_start_from},
+                        hooks)
     print(json.dumps({"first_loss": first, "last_loss": last}))
 
 

@@ -49,7 +49,7 @@ def increment(name, n):
 
 
 def connect_and_increment(address, name, n):
-    vs.connect(address, timeout=20)
+    vs.connect(address, timeout=120)
     increment(name, n)
 
 
@@ -78,7 +78,7 @@ def sync_steps(name, replicas, steps, grad, first):
         print(json.dumps(reply), flush=True)
         if reply["outcome"] == "stale":
             return
-        step = opt.wait_for_step(step + 1, timeout=30)
+        step = opt.wait_for_step(step + 1, timeout=120)
 
 
 def main(command, address, *args):
@@ -87,7 +87,7 @@ def main(command, address, *args):
         fork_and_increment(address, name, int(n))
         print("done")
         return
-    vs.connect(address, timeout=20)
+    vs.connect(address, timeout=120)
     if command == "seeded":
         name, seed = args
         v = vs.get_variable(name, shape=[100], initializer=(

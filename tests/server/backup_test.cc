@@ -104,6 +104,18 @@ class Writers {
     return {batch_version_, assign_version_};
   }
 
+  // Waits until both writers have acknowledged another write (for up to
+  // two minutes); false if they did not.
+  bool AwaitProgress() {
+    absl::MutexLock l(&mu_);
+    const int64_t batch = batch_version_, assign = assign_version_;
+    const auto progressed = [&] {
+      mu_.AssertHeld();
+      return batch_version_ > batch && assign_version_ > assign;
+    };
+    return mu_.AwaitWithTimeout(absl::Condition(&progressed), absl::Minutes(2));
+  }
+
  private:
   std::shared_ptr<Client> client_;
   std::atomic<bool> stop_{false};
@@ -179,7 +191,7 @@ class BackupTest : public ::testing::TestWithParam<std::string> {
 
 TEST_P(BackupTest, CopiesWhileWritersRunHoldOneMoment) {
   Writers writers(server_->NewClient());
-  absl::SleepFor(absl::Milliseconds(100));
+  ASSERT_TRUE(writers.AwaitProgress()) << "writers stalled";
 
   v1::CheckpointRequest checkpoint;
   checkpoint.set_directory(Path("checkpoint"));
@@ -192,7 +204,7 @@ TEST_P(BackupTest, CopiesWhileWritersRunHoldOneMoment) {
   std::vector<v1::BackupResponse> backups;
   std::vector<std::pair<int64_t, int64_t>> before, after;
   for (int i = 0; i < 2; ++i) {
-    absl::SleepFor(absl::Milliseconds(50));
+    ASSERT_TRUE(writers.AwaitProgress()) << "writers stalled";
     v1::BackupRequest backup;
     backup.set_directory(Path("backups"));
     backup.set_return_versions(true);

@@ -111,5 +111,48 @@ TEST(ProcessTest, SecondServerOnTheSameDirectoryIsRefused) {
               ::varscope::testing::StatusIs(absl::StatusCode::kNotFound));
 }
 
+// gRPC would share a served port (SO_REUSEPORT) and split the clients
+// between two stores at random.
+TEST(ProcessTest, SecondServerOnAServedPortExitsAndTheFirstKeepsServing) {
+  TempDir first_dir, second_dir;
+  VS_ASSERT_OK_AND_ASSIGN(auto first, ServerProcess::Start(first_dir.path()));
+  std::shared_ptr<Client> client = Client::Connect(first->address());
+  v1::GetVariableRequest request;
+  request.set_name("x");
+  request.set_mode(v1::CREATE);
+  request.set_dtype(v1::DT_FLOAT);
+  request.mutable_shape()->add_dims(3);
+  VS_ASSERT_OK(client->GetVariable(request).status());
+
+  VS_ASSERT_OK_AND_ASSIGN(
+      auto second,
+      ChildProcess::Start({::varscope::testing::VarscopedPath(),
+                           absl::StrCat("--listen=", first->address()),
+                           absl::StrCat("--data-dir=", second_dir.path())},
+                          /*capture_stderr=*/true));
+  std::vector<std::string> lines;
+  for (absl::StatusOr<std::string> line = second->ReadLine(); line.ok();
+       line = second->ReadLine()) {
+    ASSERT_FALSE(absl::StrContains(*line, "serving on")) << *line;
+    lines.push_back(*line);
+  }
+  const int status = second->Wait();
+  ASSERT_TRUE(WIFEXITED(status));
+  EXPECT_EQ(WEXITSTATUS(status), 1);
+  EXPECT_THAT(lines,
+              ::testing::Contains(absl::StrCat(
+                  "varscoped: UNAVAILABLE: Cannot listen on ", first->address(),
+                  ": the address is in use (is another varscoped "
+                  "serving it?)")));
+
+  // Every new connection reaches the first server's store.
+  for (int i = 0; i < 12; ++i) {
+    VS_ASSERT_OK_AND_ASSIGN(
+        v1::VariableInfo info,
+        Client::Connect(first->address(), {.own_connection = true})->Stat("x"));
+    EXPECT_EQ(info.version(), 1);
+  }
+}
+
 }  // namespace
 }  // namespace varscope

@@ -21,7 +21,7 @@ server::ServerOptions SmallMessages() {
 }
 
 ClientOptions StreamingClient() {
-  ClientOptions options;
+  ClientOptions options = ::varscope::testing::TestClientOptions();
   options.stream_threshold_bytes = 32 << 10;
   options.stream_chunk_bytes = 5000;  // not a multiple of anything
   return options;
@@ -134,11 +134,65 @@ TEST(Stream, MalformedWriteStreamsAreRejectedAndChangeNothing) {
       {{Header("v", int64_t{1} << 40)},
        grpc::StatusCode::RESOURCE_EXHAUSTED,
        "A WriteStream of 4398046511104 bytes is over this server's limit of "
-       "4294967296"},
+       "4294967296 (--max-variable-bytes)"},
       {{}, grpc::StatusCode::INVALID_ARGUMENT, "A WriteStream sent no header"},
   };
   for (const Case& c : cases) {
     grpc::Status status = SendStream(server.address(), c.chunks);
+    EXPECT_EQ(status.error_code(), c.code) << status.error_message();
+    EXPECT_EQ(status.error_message(), c.message);
+  }
+  VS_ASSERT_OK_AND_ASSIGN(ReadResult read, client->Read("v"));
+  EXPECT_EQ(read.version, 1);
+}
+
+// The status of a WriteStream that sent only `header` (not the bytes it
+// declares) and waits for the server's answer (a server waiting for the rest
+// instead fails the call after a minute).
+grpc::Status SendHeaderOnly(const std::string& address,
+                            const v1::TensorChunk& header) {
+  auto stub = v1::VariableService::NewStub(
+      grpc::CreateChannel(address, grpc::InsecureChannelCredentials()));
+  grpc::ClientContext context;
+  context.set_deadline(absl::ToChronoTime(absl::Now() + absl::Minutes(1)));
+  v1::UpdateResponse response;
+  auto writer = stub->WriteStream(&context, &response);
+  EXPECT_TRUE(writer->Write(header));
+  return writer->Finish();  // before WritesDone: the server must answer
+}
+
+TEST(Stream, WriteStreamThatCannotApplyEndsAtItsHeader) {
+  TestServer server(SmallMessages());
+  std::shared_ptr<Client> client = server.NewClient();
+  VS_ASSERT_OK(CreateZeros(*client, "v", 4));
+  constexpr int64_t k200MiB = int64_t{50} << 20;  // floats
+  v1::TensorChunk other_dtype = Header("v", 4);
+  other_dtype.mutable_header()->set_dtype(v1::DT_INT32);
+  v1::TensorChunk other_version = Header("v", 4);
+  other_version.mutable_header()->set_expected_version(7);
+  v1::TensorChunk add_other_shape = Header("v", k200MiB);
+  add_other_shape.mutable_header()->set_add(true);
+  struct Case {
+    v1::TensorChunk header;
+    grpc::StatusCode code;
+    std::string message;
+  };
+  const Case cases[] = {
+      {Header("missing", k200MiB), grpc::StatusCode::NOT_FOUND,
+       "Variable missing does not exist."},
+      {Header("v", k200MiB), grpc::StatusCode::INVALID_ARGUMENT,
+       "Cannot assign a tensor of shape (52428800,) to variable v of shape "
+       "(4,)"},
+      {add_other_shape, grpc::StatusCode::INVALID_ARGUMENT,
+       "Cannot add a tensor of shape (52428800,) to variable v of shape (4,)"},
+      {other_dtype, grpc::StatusCode::INVALID_ARGUMENT,
+       "Cannot assign a tensor of dtype int32 to variable v of dtype "
+       "float32"},
+      {other_version, grpc::StatusCode::ABORTED,
+       "Variable v is at version 1, not the expected version 7"},
+  };
+  for (const Case& c : cases) {
+    const grpc::Status status = SendHeaderOnly(server.address(), c.header);
     EXPECT_EQ(status.error_code(), c.code) << status.error_message();
     EXPECT_EQ(status.error_message(), c.message);
   }

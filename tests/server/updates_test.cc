@@ -1,4 +1,6 @@
 // End-to-end: batched and sparse updates, optimizers, exactly-once updates.
+#include "tests/testing/updates.h"
+
 #include <cmath>
 #include <thread>
 
@@ -45,6 +47,12 @@ class UpdatesTest : public ::testing::Test {
     options.initializer->set_kind(v1::Initializer::CONSTANT);
     TensorToProto(Doubles({}, {fill}), options.initializer->mutable_value());
     ASSERT_TRUE(GetVariable(client_, scope, name, options).ok());
+  }
+
+  // Adam's beta1_power and beta2_power, as TensorFlow starts them.
+  void CreateBetaPowers() {
+    Create("beta1_power", {}, 0.9);
+    Create("beta2_power", {}, 0.999);
   }
 
   std::vector<double> ReadValues(const std::string& name) {
@@ -328,15 +336,19 @@ void ReferenceStep(const v1::Optimizer& opt, Reference& r,
         break;
       }
       case v1::Optimizer::kRmsProp: {
+        // Slots as TensorFlow orders them: rms (s0), mg (s1, when centered),
+        // momentum (s1, or s2 when centered).
         const double rho = 0.9, eps = 1e-10, mom = opt.rms_prop().momentum();
+        const bool centered = opt.rms_prop().centered();
+        std::vector<double>& momentum = centered ? r.s2 : r.s1;
         r.s0[i] = rho * r.s0[i] + (1 - rho) * g[i] * g[i];
         double denom = r.s0[i];
-        if (opt.rms_prop().centered()) {
-          r.s2[i] = rho * r.s2[i] + (1 - rho) * g[i];
-          denom -= r.s2[i] * r.s2[i];
+        if (centered) {
+          r.s1[i] = rho * r.s1[i] + (1 - rho) * g[i];
+          denom -= r.s1[i] * r.s1[i];
         }
-        r.s1[i] = mom * r.s1[i] + lr * g[i] / std::sqrt(denom + eps);
-        r.w[i] -= r.s1[i];
+        momentum[i] = mom * momentum[i] + lr * g[i] / std::sqrt(denom + eps);
+        r.w[i] -= momentum[i];
         break;
       }
       case v1::Optimizer::kFtrl: {
@@ -379,9 +391,9 @@ std::vector<OptimizerCase> OptimizerCases() {
   cases.push_back({"nesterov", o, {"Momentum"}});
   o.mutable_adagrad();
   cases.push_back({"adagrad", o, {"Adagrad"}, 0.1});
-  o.mutable_adam();
-  cases.push_back(
-      {"adam", o, {"Adam", "Adam_1", "Adam_beta1_power", "Adam_beta2_power"}});
+  o.mutable_adam()->mutable_beta1_power()->set_variable("beta1_power");
+  o.mutable_adam()->mutable_beta2_power()->set_variable("beta2_power");
+  cases.push_back({"adam", o, {"Adam", "Adam_1"}});
   o.mutable_rms_prop()->set_momentum(0.5);
   cases.push_back({"rmsprop", o, {"RMSProp", "RMSProp_1"}, 1});
   o.mutable_rms_prop()->set_centered(true);
@@ -399,6 +411,7 @@ class OptimizerTest : public UpdatesTest,
 TEST_P(OptimizerTest, DenseStepsMatchTheReferenceAndNameSlotsAsTensorFlow) {
   const OptimizerCase& c = GetParam();
   Create("w", {4}, 0.5);
+  CreateBetaPowers();
   Reference ref{std::vector<double>(4, 0.5), std::vector<double>(4, c.s0_init),
                 std::vector<double>(4, 0), std::vector<double>(4, 0)};
   for (int step = 0; step < 5; ++step) {
@@ -421,6 +434,7 @@ TEST_P(OptimizerTest, DenseStepsMatchTheReferenceAndNameSlotsAsTensorFlow) {
 TEST_P(OptimizerTest, SparseStepsSumDuplicatesAndTouchOnlyTheirRows) {
   const OptimizerCase& c = GetParam();
   Create("emb", {4, 2}, 0.5);
+  CreateBetaPowers();
   Reference ref{std::vector<double>(2, 0.5), std::vector<double>(2, c.s0_init),
                 std::vector<double>(2, 0), std::vector<double>(2, 0)};
   for (int step = 0; step < 3; ++step) {
@@ -445,6 +459,240 @@ INSTANTIATE_TEST_SUITE_P(
     [](const ::testing::TestParamInfo<OptimizerCase>& info) {
       return info.param.name;
     });
+
+v1::Optimizer Sgd(double learning_rate) {
+  v1::Optimizer o;
+  o.set_learning_rate(learning_rate);
+  o.mutable_gradient_descent();
+  return o;
+}
+
+v1::Optimizer Adam(double learning_rate) {
+  v1::Optimizer o;
+  o.set_learning_rate(learning_rate);
+  o.mutable_adam()->mutable_beta1_power()->set_variable("beta1_power");
+  o.mutable_adam()->mutable_beta2_power()->set_variable("beta2_power");
+  return o;
+}
+
+TEST_F(UpdatesTest, TheOptimizersNameNamesItsSlotsAsTensorFlow) {
+  Create("w", {2}, 1);
+  CreateBetaPowers();
+  v1::Optimizer adam = Adam(0.1);
+  adam.set_name("MyAdam");
+  VS_ASSERT_OK(Run({Apply("w", adam, Doubles({2}, {1, 1}))}).status());
+  VS_EXPECT_OK(client_->Stat("w/MyAdam").status());
+  VS_EXPECT_OK(client_->Stat("w/MyAdam_1").status());
+  EXPECT_THAT(
+      client_->Stat("w/Adam"),
+      StatusIs(absl::StatusCode::kNotFound,
+               ::testing::StartsWith("Variable w/Adam does not exist")));
+  // Centered RMSProp: rms, mg, momentum, named in that order.
+  Create("r", {1}, 1);
+  v1::Optimizer rms;
+  rms.set_learning_rate(0.1);
+  rms.mutable_rms_prop()->set_centered(true);
+  VS_ASSERT_OK(Run({Apply("r", rms, Doubles({1}, {2}))}).status());
+  EXPECT_THAT(ReadValues("r/RMSProp"), ElementsAre(DoubleNear(1.3, 1e-12)));
+  EXPECT_THAT(ReadValues("r/RMSProp_1"), ElementsAre(DoubleNear(0.2, 1e-12)));
+  EXPECT_THAT(
+      ReadValues("r/RMSProp_2"),
+      ElementsAre(DoubleNear(0.1 * 2 / std::sqrt(1.3 - 0.04 + 1e-10), 1e-12)));
+}
+
+TEST_F(UpdatesTest, AdamAdvancesItsSharedBetaPowersOncePerBatch) {
+  Create("a", {1}, 1);
+  Create("b", {1}, 1);
+  CreateBetaPowers();
+  // Both variables step with beta1_power 0.9 and beta2_power 0.999, which
+  // then advance once (TensorFlow's _finish).
+  VS_ASSERT_OK(Run({Apply("a", Adam(0.1), Doubles({1}, {0.5})),
+                    Apply("b", Adam(0.1), Doubles({1}, {0.5}))})
+                   .status());
+  const double step1 = 0.1 * std::sqrt(1 - 0.999) / (1 - 0.9) * (0.1 * 0.5) /
+                       (std::sqrt(0.001 * 0.25) + 1e-8);
+  EXPECT_THAT(ReadValues("a"), ElementsAre(DoubleNear(1 - step1, 1e-12)));
+  EXPECT_THAT(ReadValues("b"), ElementsAre(DoubleNear(1 - step1, 1e-12)));
+  EXPECT_THAT(ReadValues("beta1_power"), ElementsAre(DoubleNear(0.81, 1e-15)));
+  EXPECT_THAT(ReadValues("beta2_power"),
+              ElementsAre(DoubleNear(0.999 * 0.999, 1e-15)));
+  // Given by value (a client does so for powers on another shard), they are
+  // used as given and left alone.
+  v1::Optimizer given = Adam(0.1);
+  given.mutable_adam()->mutable_beta1_power()->set_value(0.5);
+  given.mutable_adam()->mutable_beta2_power()->set_value(0.25);
+  Create("c", {1}, 1);
+  VS_ASSERT_OK(Run({Apply("c", given, Doubles({1}, {0.5}))}).status());
+  const double step_given = 0.1 * std::sqrt(1 - 0.25) / (1 - 0.5) *
+                            (0.1 * 0.5) / (std::sqrt(0.001 * 0.25) + 1e-8);
+  EXPECT_THAT(ReadValues("c"), ElementsAre(DoubleNear(1 - step_given, 1e-12)));
+  EXPECT_THAT(ReadValues("beta1_power"), ElementsAre(DoubleNear(0.81, 1e-15)));
+}
+
+TEST_F(UpdatesTest, AdamNeedsItsBetaPowers) {
+  Create("w", {1}, 1);
+  v1::Optimizer bare;
+  bare.set_learning_rate(0.1);
+  bare.mutable_adam();
+  EXPECT_THAT(Run({Apply("w", bare, Doubles({1}, {1}))}),
+              StatusIs(absl::StatusCode::kInvalidArgument,
+                       "Adam needs its beta1_power and beta2_power "
+                       "(TensorFlow's non-slot variables): name them, or give "
+                       "their values"));
+  EXPECT_THAT(
+      Run({Apply("w", Adam(0.1), Doubles({1}, {1}))}),
+      StatusIs(absl::StatusCode::kNotFound,
+               ::testing::StartsWith("Variable beta1_power does not exist.")));
+  Create("beta1_power", {2}, 0.9);  // not a scalar
+  Create("beta2_power", {}, 0.999);
+  EXPECT_THAT(Run({Apply("w", Adam(0.1), Doubles({1}, {1}))}),
+              StatusIs(absl::StatusCode::kInvalidArgument,
+                       "The optimizer's input beta1_power must be a scalar, "
+                       "not of shape (2,)"));
+  EXPECT_THAT(ReadValues("w"), ElementsAre(1));
+}
+
+TEST_F(UpdatesTest, ScheduleReadsTheGlobalStepInTheSameBatch) {
+  Create("w", {1}, 0);
+  VS_ASSERT_OK_AND_ASSIGN(Variable step,
+                          GetGlobalStep(client_, Reuse::kAutoReuse));
+  const int64_t seven = 7, one = 1;
+  VS_ASSERT_OK(
+      step.Assign(Tensor::FromVector<int64_t>(v1::DT_INT64, {}, {&seven, 1}))
+          .status());
+  v1::Optimizer decayed = Sgd(0.1);
+  auto* schedule = decayed.mutable_schedule();
+  schedule->mutable_global_step()->set_variable("global_step");
+  schedule->mutable_exponential_decay()->set_decay_steps(4);
+  schedule->mutable_exponential_decay()->set_decay_rate(0.5);
+  schedule->mutable_exponential_decay()->set_staircase(true);
+  // Each step uses the rate at the global step before the batch's increment:
+  // floor(7 / 4) = 1, then floor(8 / 4) = 2.
+  double expected = 0;
+  for (int64_t at : {7, 8}) {
+    VS_ASSERT_OK(Run({Apply("w", decayed, Doubles({1}, {1})),
+                      testing::WholeUpdate("global_step",
+                                           Tensor::FromVector<int64_t>(
+                                               v1::DT_INT64, {}, {&one, 1}),
+                                           /*add=*/true)})
+                     .status());
+    expected -= 0.1 * std::pow(0.5, std::floor(at / 4.0));
+    EXPECT_THAT(ReadValues("w"), ElementsAre(DoubleNear(expected, 1e-15)));
+  }
+  // The step given by value; a bad schedule or a missing step is refused.
+  schedule->mutable_global_step()->set_value(100);
+  VS_ASSERT_OK(Run({Apply("w", decayed, Doubles({1}, {1}))}).status());
+  expected -= 0.1 * std::pow(0.5, 25);
+  EXPECT_THAT(ReadValues("w"), ElementsAre(DoubleNear(expected, 1e-15)));
+  schedule->mutable_exponential_decay()->set_decay_steps(-1);
+  EXPECT_THAT(Run({Apply("w", decayed, Doubles({1}, {1}))}),
+              StatusIs(absl::StatusCode::kInvalidArgument,
+                       "Invalid learning-rate schedule decay_steps: -1 (must "
+                       "be positive)"));
+  schedule->mutable_exponential_decay()->set_decay_steps(4);
+  schedule->mutable_global_step()->set_variable("no_step");
+  schedule->mutable_global_step()->clear_value();
+  EXPECT_THAT(Run({Apply("w", decayed, Doubles({1}, {1}))}),
+              StatusIs(absl::StatusCode::kNotFound,
+                       ::testing::StartsWith("Variable no_step does not "
+                                             "exist.")));
+  // A schedule whose rate turns negative at this step.
+  v1::Optimizer negative = Sgd(0.1);
+  negative.mutable_schedule()->mutable_global_step()->set_value(10);
+  auto* poly = negative.mutable_schedule()->mutable_polynomial_decay();
+  poly->set_decay_steps(10);
+  poly->set_end_learning_rate(-1);
+  poly->set_power(1);
+  EXPECT_THAT(Run({Apply("w", negative, Doubles({1}, {1}))}),
+              StatusIs(absl::StatusCode::kInvalidArgument,
+                       "Invalid optimizer learning_rate: -1 (the schedule's "
+                       "value at global step 10)"));
+  EXPECT_THAT(ReadValues("w"), ElementsAre(DoubleNear(expected, 1e-15)));
+}
+
+absl::Status CreateConstrained(Client& client, const std::string& name,
+                               std::vector<int64_t> dims,
+                               const v1::Constraint& constraint) {
+  v1::GetVariableRequest request;
+  request.set_name(name);
+  request.set_mode(v1::CREATE);
+  request.set_dtype(v1::DT_DOUBLE);
+  request.mutable_shape()->mutable_dims()->Assign(dims.begin(), dims.end());
+  request.mutable_initializer()->set_kind(v1::Initializer::ZEROS);
+  *request.mutable_constraint() = constraint;
+  return client.GetVariable(request).status();
+}
+
+TEST_F(UpdatesTest, ConstraintsApplyAfterEveryDenseStepInTheSameBatch) {
+  v1::Constraint non_neg;
+  non_neg.mutable_non_neg();
+  VS_ASSERT_OK(CreateConstrained(*client_, "pos", {3}, non_neg));
+  v1::Constraint max_norm;
+  max_norm.mutable_max_norm()->set_max_value(1);
+  max_norm.mutable_max_norm()->add_axis(0);
+  VS_ASSERT_OK(CreateConstrained(*client_, "kernel", {2, 2}, max_norm));
+  VS_ASSERT_OK_AND_ASSIGN(
+      v1::BatchUpdateResponse r,
+      Run({Apply("pos", Sgd(1), Doubles({3}, {1, -2, 0.5})),
+           Apply("kernel", Sgd(1), Doubles({2, 2}, {-3, 0.1, -4, 0.2}))},
+          /*return_values=*/true));
+  // The batch's own result already holds the constrained values.
+  VS_ASSERT_OK_AND_ASSIGN(Tensor pos, TensorFromProto(r.mutable_values(0)));
+  EXPECT_THAT(Values(pos), ElementsAre(0, 2, 0));
+  // Column norms over axis 0: (3, 4) has norm 5, scaled to 1; (-0.1, -0.2)
+  // is below 1 and kept (up to Keras' epsilon).
+  const double eps = 1e-7, small = std::sqrt(0.05);
+  EXPECT_THAT(ReadValues("kernel"),
+              Pointwise(DoubleNear(1e-15),
+                        std::vector<double>{
+                            3 / (eps + 5), -0.1 * small / (eps + small),
+                            4 / (eps + 5), -0.2 * small / (eps + small)}));
+  // Kept across a restart, and refused for a sparse step (as TensorFlow).
+  VS_ASSERT_OK(server_.Restart());
+  client_ = server_.NewClient();
+  VS_ASSERT_OK(Run({Apply("pos", Sgd(1), Doubles({3}, {5, 5, 5}))}).status());
+  EXPECT_THAT(ReadValues("pos"), ElementsAre(0, 0, 0));
+  Create("emb", {3});
+  EXPECT_THAT(
+      Run({Apply("emb", Sgd(1), Doubles({3}, {1, 1, 1})),
+           Apply("pos", Sgd(1), Doubles({1}, {-1}), std::vector<int64_t>{1})}),
+      StatusIs(absl::StatusCode::kInvalidArgument,
+               "Cannot use a constraint function on a sparse variable: pos "
+               "has a constraint and got a sparse gradient"));
+  EXPECT_THAT(ReadValues("emb"), ElementsAre(0, 0, 0));
+}
+
+TEST_F(UpdatesTest, BadConstraintsAreRefusedAtCreation) {
+  v1::Constraint c;
+  c.mutable_unit_norm()->add_axis(2);
+  EXPECT_THAT(CreateConstrained(*client_, "w", {2, 2}, c),
+              StatusIs(absl::StatusCode::kInvalidArgument,
+                       "Constraint axis 2 is out of range for variable w of "
+                       "rank 2"));
+  c.mutable_unit_norm()->set_axis(0, -1);
+  c.mutable_unit_norm()->add_axis(1);
+  EXPECT_THAT(CreateConstrained(*client_, "w", {2, 2}, c),
+              StatusIs(absl::StatusCode::kInvalidArgument,
+                       "Constraint axis 1 is repeated for variable w"));
+  c.mutable_min_max_norm()->set_min_value(2);
+  c.mutable_min_max_norm()->set_max_value(1);
+  EXPECT_THAT(CreateConstrained(*client_, "w", {2, 2}, c),
+              StatusIs(absl::StatusCode::kInvalidArgument,
+                       "Invalid constraint min_value (above max_value): 2"));
+  EXPECT_THAT(CreateConstrained(*client_, "w", {2, 2}, v1::Constraint()),
+              StatusIs(absl::StatusCode::kInvalidArgument,
+                       ::testing::StartsWith("A constraint needs one of")));
+  EXPECT_THAT(client_->Stat("w"), StatusIs(absl::StatusCode::kNotFound));
+}
+
+TEST_F(UpdatesTest, AssignMulMultipliesElementWise) {
+  Create("w", {2}, 3);
+  v1::Update mul;
+  mul.set_name("w");
+  TensorToProto(Doubles({2}, {2, -0.5}), mul.mutable_assign_mul());
+  VS_ASSERT_OK(Run({mul}).status());
+  EXPECT_THAT(ReadValues("w"), ElementsAre(6, -1.5));
+}
 
 TEST_F(UpdatesTest, OptimizersRejectIntegersAndBadHyperParameters) {
   VariableScope scope;

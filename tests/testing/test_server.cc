@@ -16,6 +16,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
+#include "absl/time/clock.h"
 #include "common/status.h"
 #include "gtest/gtest.h"
 #include "server/cluster_identity.h"
@@ -39,6 +40,21 @@ TempDir::TempDir() {
 TempDir::~TempDir() {
   std::error_code ignored;
   std::filesystem::remove_all(path_, ignored);
+}
+
+bool PollUntil(const std::function<bool()>& done, absl::Duration bound) {
+  const absl::Time give_up = absl::Now() + bound;
+  while (!done()) {
+    if (absl::Now() > give_up) return false;
+    absl::SleepFor(absl::Milliseconds(5));
+  }
+  return true;
+}
+
+ClientOptions TestClientOptions() {
+  ClientOptions options;
+  options.timeout = absl::Minutes(10);
+  return options;
 }
 
 std::map<std::string, std::string> DirectoryContents(const std::string& dir) {
@@ -163,6 +179,14 @@ absl::StatusOr<std::string> ChildProcess::ReadLine() {
 
 void ChildProcess::Kill(int signal) {
   if (!reaped_) kill(pid_, signal);
+}
+
+void ChildProcess::Stop() {
+  if (reaped_) return;
+  kill(pid_, SIGSTOP);
+  int status = 0;
+  while (waitpid(pid_, &status, WUNTRACED) < 0 && errno == EINTR) {
+  }
 }
 
 int ChildProcess::Wait() {

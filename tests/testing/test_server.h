@@ -5,6 +5,7 @@
 
 #include <sys/types.h>
 
+#include <functional>
 #include <map>
 #include <memory>
 #include <string>
@@ -12,6 +13,7 @@
 #include <vector>
 
 #include "absl/status/statusor.h"
+#include "absl/time/time.h"
 #include "client/client.h"
 #include "server/server.h"
 #include "server/variable_service.h"
@@ -35,6 +37,15 @@ class TempDir {
 // Where TempDirs are made: $TMPDIR, else /tmp.
 std::string TempRoot();
 
+// Calls `done` every few milliseconds until it returns true, for up to
+// `bound` (generous: a loaded machine is slow); false if it never did.
+bool PollUntil(const std::function<bool()>& done,
+               absl::Duration bound = absl::Minutes(2));
+
+// Client options for tests: the defaults, but each call may take 10 minutes
+// before DEADLINE_EXCEEDED, so that a loaded machine never fails a test.
+ClientOptions TestClientOptions();
+
 // The regular files in `dir` and their contents, by name.
 std::map<std::string, std::string> DirectoryContents(const std::string& dir);
 
@@ -49,7 +60,8 @@ class TestServer {
 
   std::string address() const;
   // A new client of this server.
-  std::shared_ptr<Client> NewClient(const ClientOptions& options = {}) const;
+  std::shared_ptr<Client> NewClient(
+      const ClientOptions& options = TestClientOptions()) const;
   // Shuts the server down and starts it again on the same data directory
   // (on a new port). Returns the start error, if any.
   absl::Status Restart();
@@ -97,6 +109,9 @@ class ChildProcess {
   absl::StatusOr<std::string> ReadLine();
   // Sends `signal`.
   void Kill(int signal);
+  // Sends SIGSTOP and waits until the child has stopped (kill() returns
+  // before it does, and a stopping server may still answer a call).
+  void Stop();
   // Waits for the child and returns its wait status.
   int Wait();
 

@@ -5,18 +5,56 @@
 //   varscope_test_worker add ADDRESS NAME COUNT
 //     COUNT times assign_add(1) to the int64 scalar NAME (created if
 //     missing), printing "acked VERSION" after each acknowledged update.
+//   varscope_test_worker train ADDRESS NAME...
+//     Until SIGTERM, applies training steps, each one BatchUpdate (default
+//     client options) that adds 1 to every NAME: an int64 scalar by
+//     assign_add, a float64 [4] (NAME containing "float") by a gradient
+//     descent step of learning rate 1 and gradient -1. The variables must
+//     exist. Prints "step N UNIX_MICROS" after each, then "done N".
+#include <signal.h>
+
 #include <cstdio>
 #include <functional>
 #include <string>
 
+#include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
+#include "absl/time/clock.h"
 #include "client/variable_scope.h"
+#include "tests/testing/updates.h"
 
 namespace {
+
+volatile sig_atomic_t stop = 0;
 
 int Fail(const absl::Status& status) {
   std::fprintf(stderr, "varscope_test_worker: %s\n", status.ToString().c_str());
   return 1;
+}
+
+// The `train` command's step.
+varscope::v1::BatchUpdateRequest TrainingStep(char** names, int count) {
+  using namespace varscope;
+  v1::BatchUpdateRequest step;
+  for (int i = 0; i < count; ++i) {
+    const std::string name = names[i];
+    if (!absl::StrContains(name, "float")) {
+      const int64_t one = 1;
+      *step.add_updates() = testing::WholeUpdate(
+          name, Tensor::FromVector<int64_t>(v1::DT_INT64, {}, {&one, 1}),
+          /*add=*/true);
+      continue;
+    }
+    const double minus_one[4] = {-1, -1, -1, -1};
+    v1::Update* update = step.add_updates();
+    update->set_name(name);
+    v1::ApplyGradient* apply = update->mutable_apply_gradient();
+    apply->mutable_optimizer()->set_learning_rate(1);
+    apply->mutable_optimizer()->mutable_gradient_descent();
+    TensorToProto(Tensor::FromVector<double>(v1::DT_DOUBLE, {4}, minus_one),
+                  apply->mutable_gradient());
+  }
+  return step;
 }
 
 }  // namespace
@@ -37,6 +75,20 @@ int main(int argc, char** argv) {
     if (!value.ok()) return Fail(value.status());
     std::printf("created=%d digest=%zu\n", var->created() ? 1 : 0,
                 std::hash<std::string>()(value->bytes()));
+    return 0;
+  }
+  if (command == "train") {
+    signal(SIGTERM, [](int) { stop = 1; });
+    const v1::BatchUpdateRequest step = TrainingStep(argv + 3, argc - 3);
+    int64_t steps = 0;
+    while (!stop) {
+      const absl::Status status = client->BatchUpdate(step).status();
+      if (!status.ok()) return Fail(status);
+      std::printf("step %lld %lld\n", static_cast<long long>(++steps),
+                  static_cast<long long>(absl::ToUnixMicros(absl::Now())));
+      std::fflush(stdout);
+    }
+    std::printf("done %lld\n", static_cast<long long>(steps));
     return 0;
   }
   int64_t count = 0;

@@ -18,6 +18,7 @@ models.
 The names, signatures and errors are tf.compat.v1's (see the modules).
 """
 
+from varscope import constraints
 from varscope import _varscope
 from varscope import errors
 from varscope import keras

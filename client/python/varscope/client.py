@@ -30,18 +30,21 @@ from varscope import errors
 DEFAULT_ADDRESS = "127.0.0.1:7070"
 # Deadline of each attempt of a call, in seconds.
 DEFAULT_TIMEOUT = 30.0
-# Attempts of a call that is safe to retry when the server is unavailable.
-DEFAULT_MAX_ATTEMPTS = 5
+# How long a call that is safe to retry keeps retrying while the server is
+# unavailable (restarting), in seconds.
+DEFAULT_RETRY_TIMEOUT = 60.0
 
 
 class Client:
     """A connection to one varscoped server (or a cluster's shards,
     comma-separated). Thread-safe.
 
-    Does not wait for the server: an unreachable server raises
-    errors.UnavailableError on the first call (after `max_attempts` tries for
-    idempotent calls), a slow one errors.DeadlineExceededError after
-    `timeout` seconds per attempt.
+    Does not wait for the server: a call that is safe to retry (see
+    connect) retries while the server is unavailable, for `retry_timeout`
+    seconds (or `max_attempts` attempts), then raises
+    errors.UnavailableError naming the server and the call; a server that
+    does not answer an attempt within `timeout` seconds (hung or overloaded)
+    raises errors.DeadlineExceededError naming it and the call.
 
     With several shards, the first call checks the cluster before anything
     else (see check_cluster). With one address, the client talks to that
@@ -57,8 +60,9 @@ class Client:
     """
 
     def __init__(self, address: str, timeout: float = DEFAULT_TIMEOUT,
-                 max_attempts: int = DEFAULT_MAX_ATTEMPTS,
+                 max_attempts: int | None = None,
                  token: str | None = None, tls_ca: str | None = None,
+                 retry_timeout: float = DEFAULT_RETRY_TIMEOUT,
                  tls_cert: str | None = None,
                  tls_key: str | None = None) -> None:
         global _grpc_started
@@ -83,9 +87,10 @@ class Client:
                 private_key = f.read()
         token = token or os.environ.get("VARSCOPE_TOKEN") or ""
         self._impl = _varscope.Client(
-            address, timeout=timeout, max_attempts=max_attempts,
-            tls_root_certs=root_certs, auth_token=token.strip(),
-            tls_cert_chain=cert_chain, tls_private_key=private_key)
+            address, timeout=timeout, retry_timeout=retry_timeout,
+            max_attempts=max_attempts, tls_root_certs=root_certs,
+            auth_token=token.strip(), tls_cert_chain=cert_chain,
+            tls_private_key=private_key)
         _grpc_started = True
 
     def _connection(self):
@@ -230,8 +235,9 @@ def _resolve_address(address, cluster):
 
 def connect(address: str | None = None, cluster: Any = None,
             timeout: float = DEFAULT_TIMEOUT,
-            max_attempts: int = DEFAULT_MAX_ATTEMPTS,
+            max_attempts: int | None = None,
             token: str | None = None, tls_ca: str | None = None,
+            retry_timeout: float = DEFAULT_RETRY_TIMEOUT,
             tls_cert: str | None = None, tls_key: str | None = None) -> Client:
     """Connects to a server and makes it the process's default client.
 
@@ -245,9 +251,18 @@ def connect(address: str | None = None, cluster: Any = None,
         optimizer slots live with it. They must be listed in the cluster's
         order: the first call (or Client.check_cluster) raises
         errors.FailedPreconditionError naming that order otherwise.
-      timeout: deadline of each attempt of a call, in seconds.
-      max_attempts: attempts of calls that are safe to retry when the
-        server is unavailable.
+      timeout: deadline of each attempt of a call, in seconds; a server
+        that does not answer in time (hung or overloaded) raises
+        errors.DeadlineExceededError naming it and the call, not retried.
+      retry_timeout: how long, in seconds, a call that is safe to retry
+        keeps retrying while its server is unavailable (e.g. restarting),
+        with backoff growing to 0.25 s, before it raises
+        errors.UnavailableError naming the server and the call. Safe to
+        retry: reads, listings, get_variable, and updates (each numbered so
+        that the server applies it once, a multi-shard step on every shard
+        exactly once).
+      max_attempts: at most this many attempts of such a call (default: as
+        many as retry_timeout allows).
       token, tls_ca, tls_cert, tls_key: a bearer token, the CA certificate
         file for TLS and this client's certificate and key files (see
         Client).
@@ -261,7 +276,8 @@ def connect(address: str | None = None, cluster: Any = None,
     global _process_default
     client = Client(_resolve_address(address, cluster), timeout=timeout,
                     max_attempts=max_attempts, token=token, tls_ca=tls_ca,
-                    tls_cert=tls_cert, tls_key=tls_key)
+                    retry_timeout=retry_timeout, tls_cert=tls_cert,
+                    tls_key=tls_key)
     with _lock:
         _process_default = client
     return client

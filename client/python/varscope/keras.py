@@ -1,10 +1,11 @@
 """The part of tf.keras a ported model_fn uses with get_variable:
 keras.regularizers (l1, l2, l1_l2, L1L2) with Keras' formulas, where l2 is
 l * sum(x**2), twice tf.contrib.layers.l2_regularizer's value for the same
-scale."""
+scale; keras.constraints (see varscope.constraints)."""
 
 import types
 
+from varscope import constraints
 from varscope import regularizers as _regularizers
 
 regularizers = types.SimpleNamespace(

@@ -69,3 +69,18 @@ from varscope.optimizers import MomentumOptimizer  # noqa: E402
 from varscope.optimizers import Optimizer  # noqa: E402
 from varscope.optimizers import RMSPropOptimizer  # noqa: E402
 from varscope.optimizers import SyncReplicasOptimizer  # noqa: E402
+from varscope.checkpoints import CheckpointReader  # noqa: E402
+from varscope.checkpoints import Saver  # noqa: E402
+from varscope.checkpoints import checkpoint_exists  # noqa: E402
+from varscope.checkpoints import get_checkpoint_state  # noqa: E402
+from varscope.checkpoints import init_from_checkpoint  # noqa: E402
+from varscope.checkpoints import latest_checkpoint  # noqa: E402
+from varscope.checkpoints import list_variables  # noqa: E402
+from varscope.checkpoints import load_checkpoint  # noqa: E402
+from varscope.checkpoints import load_variable  # noqa: E402
+from varscope.checkpoints import update_checkpoint_state  # noqa: E402
+NewCheckpointReader = CheckpointReader
+from varscope.learning_rate_decay import cosine_decay  # noqa: E402
+from varscope.learning_rate_decay import exponential_decay  # noqa: E402
+from varscope.learning_rate_decay import piecewise_constant  # noqa: E402
+from varscope.learning_rate_decay import polynomial_decay  # noqa: E402

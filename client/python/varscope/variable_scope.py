@@ -27,8 +27,9 @@ and texts.
 
 Arguments without meaning here are accepted and ignored where TensorFlow's
 semantics allow it (values, caching_device, use_resource, validate_shape,
-synchronization, aggregation); `constraint` raises NotImplementedError when
-given.
+synchronization, aggregation). constraint= takes Keras' built-in
+constraints (applied by the server, see varscope.constraints) or any
+callable (applied by the client after apply_gradients).
 """
 
 from __future__ import annotations
@@ -83,13 +84,14 @@ class VariableScope:
     def __init__(self, impl: Any, initializer: Any = None,
                  partitioner: Any = None, regularizer: Any = None,
                  custom_getter: Callable | None = None,
-                 name_scope: str = "") -> None:
+                 name_scope: str = "", constraint: Any = None) -> None:
         self._impl = impl
         self._initializer = initializer
         self._partitioner = partitioner
         self._regularizer = regularizer
         self._custom_getter = custom_getter
         self._name_scope = name_scope
+        self._constraint = constraint
 
     @property
     def name(self) -> str:
@@ -123,6 +125,10 @@ class VariableScope:
     def custom_getter(self) -> Callable | None:
         return self._custom_getter
 
+    @property
+    def constraint(self) -> Any:
+        return self._constraint
+
     def reuse_variables(self) -> None:
         """Makes this scope reuse from now on (cannot be undone)."""
         self._impl.reuse_variables()
@@ -141,6 +147,9 @@ class VariableScope:
 
     def set_custom_getter(self, custom_getter: Callable | None) -> None:
         self._custom_getter = custom_getter
+
+    def set_constraint(self, constraint: Any) -> None:
+        self._constraint = constraint
 
     def get_collection(self, name: Any) -> list:
         """The collection's items under this scope (ops.get_collection with
@@ -204,7 +213,7 @@ class variable_scope:  # pylint: disable=invalid-name
         `default_name`.
       default_name: when name_or_scope is None, the name to uniquify
         (name, name_1, ...).
-      initializer, regularizer, partitioner, dtype: defaults for
+      initializer, regularizer, partitioner, dtype, constraint: defaults for
         get_variable in the scope; None inherits them from the parent (or
         re-entered) scope.
       custom_getter: a getter for get_variable in the scope, composed over
@@ -213,7 +222,6 @@ class variable_scope:  # pylint: disable=invalid-name
       auxiliary_name_scope: False opens no name scope (for re-entering a
         scope with its original name scope).
       values, caching_device, use_resource: accepted, without effect.
-      constraint: not supported (NotImplementedError unless None).
 
     Raises TypeError, ValueError and RuntimeError with TensorFlow's texts for
     a missing name, a bad reuse, reuse without a name, a bad name scope, and
@@ -240,13 +248,13 @@ class variable_scope:  # pylint: disable=invalid-name
             raise TypeError("The auxiliary_name_scope must be `True` or "
                             "`False`, while get {}".format(
                                 auxiliary_name_scope))
-        variables.reject_unsupported(constraint=constraint)
         self._name_or_scope = name_or_scope
         self._default_name = default_name
         self._initializer = initializer
         self._regularizer = regularizer
         self._partitioner = partitioner
         self._custom_getter = custom_getter
+        self._constraint = constraint
         self._reuse = reuse
         self._dtype = None if dtype is None else dtypes.as_dtype(dtype)
         self._auxiliary_name_scope = auxiliary_name_scope
@@ -315,7 +323,8 @@ class variable_scope:  # pylint: disable=invalid-name
             custom_getter=(base.custom_getter if self._custom_getter is None
                            else _compose_getters(self._custom_getter,
                                                  base.custom_getter)),
-            name_scope=name_scope)
+            name_scope=name_scope,
+            constraint=pick(self._constraint, base.constraint))
 
     def __exit__(self, exc_type, exc_value, traceback) -> None:
         if get_variable_scope() is not self._entered:
@@ -464,7 +473,10 @@ def get_variable(name: str, shape: Any = None, dtype: Any = None,
       custom_getter: a callable `getter_fn(getter, name, *args, **kwargs)`
         called instead of the true getter, with it; None: the scope's
         (composed getters of nested scopes). Its result is returned.
-      constraint: not supported (NotImplementedError unless None).
+      constraint: a varscope.keras.constraints constraint (stored with a new
+        variable, applied by the server after every optimizer step) or a
+        callable value -> value (applied by this process after its
+        apply_gradients); None: the scope's.
       caching_device, validate_shape, use_resource, synchronization,
       aggregation: accepted, without effect.
 
@@ -479,6 +491,8 @@ def get_variable(name: str, shape: Any = None, dtype: Any = None,
       errors.OpError subclasses for other failures (e.g. UnavailableError).
     """
     scope = get_variable_scope()
+    if constraint is None:
+        constraint = scope.constraint
     if dtype is not None:
         dtype = dtypes.as_dtype(dtype)
         if initializer is not None and not callable(initializer):
@@ -553,23 +567,27 @@ def _true_getter(name: str, shape: Any = None, dtype: Any = dtypes.float32,
                  synchronization: Any = None, aggregation: Any = None) -> Any:
     """get_variable for a full name, after the scope's defaults and custom
     getters (TensorFlow's parameters, in its order)."""
-    variables.reject_unsupported(constraint=constraint)
+    variables.check_constraint(constraint)
     dtype = dtypes.as_dtype(dtype)
     trainable = True if trainable is None else bool(trainable)
     collections = variables.variable_collections(collections, trainable)
-    if variables.is_local(collections):
+    local = variables.is_local(collections)
+    if local:
         variable = _local_store.get(name, shape, dtype, initializer, reuse,
                                     trainable, partitioner)
     else:
         variable = _server_variable(name, shape, dtype, initializer, reuse,
-                                    trainable, partitioner, collections)
+                                    trainable, partitioner, collections,
+                                    constraint)
+        _remember(variable)
+    variables.keep_constraint(variable, constraint, local)
     if reuse is not True:
         _record(name, variable, regularizer, collections, trainable)
     return variable
 
 
 def _server_variable(name, shape, dtype, initializer, reuse, trainable,
-                     partitioner, collections):
+                     partitioner, collections, constraint):
     """The server's variable `name` (see get_variable)."""
     dims = _as_dims(shape)
     # TensorFlow ignores the partitioner of a scalar given as a sequence.
@@ -587,7 +605,27 @@ def _server_variable(name, shape, dtype, initializer, reuse, trainable,
         name, shape=dims, dtype=dtype.as_datatype_enum,
         initializer=initializer_spec, trainable=trainable,
         partitioner=partitioner_spec,
+        constraint=variables.server_constraint(constraint, local=False),
         collections=[key for key in collections if ops.is_server_key(key)]))
+
+
+# The server variables this process got with get_variable, by full name (a
+# partitioned variable's parts by part name), as TensorFlow's variable store
+# of a graph holds them: init_from_checkpoint maps scopes over it.
+_store: dict[str, variables.Variable] = {}
+
+
+def variable_store() -> dict[str, variables.Variable]:
+    """This process's server variables from get_variable (see _store)."""
+    return _store
+
+
+def _remember(variable: Any) -> None:
+    if isinstance(variable, variables.PartitionedVariable):
+        for part in variable:
+            _store[part._shared_name] = part
+    else:
+        _store[variable._shared_name] = variable
 
 
 def _default_initializer(dtype: dtypes.DType) -> initializers.Initializer:
@@ -699,6 +737,7 @@ def _record(name, variable, regularizer, collections, trainable):
 
 def _reset() -> None:
     _local_store.clear()
+    _store.clear()
     with _recorded_lock:
         _recorded.clear()
     if len(_scopes.entered) == 1:  # At the root: fresh counters.

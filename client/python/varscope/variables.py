@@ -23,6 +23,7 @@ import numpy as np
 
 from varscope import _varscope
 from varscope import client
+from varscope import constraints
 from varscope import dtypes
 from varscope import errors
 from varscope import initializers
@@ -94,6 +95,43 @@ def _as_indices(indices, name):
     return array
 
 
+# The constraints this process applies itself, by variable name (TensorFlow
+# keeps a constraint with the Python variable object).
+_client_constraints: dict[str, Any] = {}
+ops.on_reset(_client_constraints.clear)
+
+
+def check_constraint(constraint: Any) -> None:
+    """ValueError (TensorFlow's text) unless `constraint` is None, a
+    built-in constraint (see varscope.constraints) or a callable."""
+    if constraint is not None and not (
+            callable(constraint) or
+            isinstance(constraint, constraints.Constraint)):
+        raise ValueError("The `constraint` argument must be a callable.")
+
+
+def server_constraint(constraint: Any, local: bool) -> Any:
+    """The spec of `constraint` the server stores and applies (a built-in
+    one on a server variable), else None."""
+    if isinstance(constraint, constraints.Constraint) and not local:
+        return constraint._spec()
+    return None
+
+
+def keep_constraint(variable: Any, constraint: Any, local: bool) -> None:
+    """Records `constraint` (unless None) as one this process applies after
+    its optimizer steps on `variable`, when the server does not keep it
+    (see server_constraint)."""
+    if constraint is not None and server_constraint(constraint,
+                                                    local) is None:
+        _client_constraints[variable._shared_name] = constraint
+
+
+def client_constraint(variable: Any) -> Any:
+    """The constraint this process keeps for `variable`, or None."""
+    return _client_constraints.get(variable._shared_name)
+
+
 def check_rows(indices: np.ndarray, name: str, rows: int) -> None:
     """InvalidArgumentError (the server's text) for the first of `indices`
     outside [0, rows) of variable `name`."""
@@ -153,6 +191,14 @@ class _VariableBase:
     @property
     def trainable(self):
         return self._impl.trainable
+
+    @property
+    def constraint(self):
+        """The variable's constraint: a built-in one stored with it (a
+        varscope.constraints.Constraint), the callable this process gave
+        get_variable, or None."""
+        return client_constraint(self) or \
+            constraints.from_server(self._impl.constraint)
 
     @property
     def created(self):
@@ -283,8 +329,10 @@ class Variable(_VariableBase):
       shape: checked to be compatible with the initial value's.
       validate_shape, caching_device, expected_shape, use_resource,
       synchronization, aggregation: accepted, without effect.
-      variable_def, import_scope, constraint: not supported
-        (NotImplementedError unless None).
+      constraint: as get_variable's (a built-in one is stored with a new
+        variable and applied by the server).
+      variable_def, import_scope: not supported (NotImplementedError
+        unless None).
 
     Raises ValueError with TensorFlow's texts for a missing initial value,
     bad collections, a bad name or an incompatible shape.
@@ -299,7 +347,8 @@ class Variable(_VariableBase):
                  synchronization: Any = None, aggregation: Any = None,
                  shape: Any = None) -> None:
         reject_unsupported(variable_def=variable_def,
-                           import_scope=import_scope, constraint=constraint)
+                           import_scope=import_scope)
+        check_constraint(constraint)
         if initial_value is None:
             raise ValueError("initial_value must be specified.")
         trainable = True if trainable is None else bool(trainable)
@@ -317,7 +366,8 @@ class Variable(_VariableBase):
                 (TensorShape(value.shape), TensorShape(shape)))
         with ops.name_scope(name, "Variable") as scope:
             full_name = scope[:-1]
-        if is_local(collections):
+        local = is_local(collections)
+        if local:
             impl = LocalImpl(full_name, value, dtype, trainable)
         else:
             impl = _varscope.get_variable(
@@ -326,9 +376,11 @@ class Variable(_VariableBase):
                 shape=list(value.shape), dtype=dtype.as_datatype_enum,
                 initializer=initializers.constant_spec(value),
                 trainable=trainable, partitioner=None,
+                constraint=server_constraint(constraint, local),
                 collections=[key for key in collections
                              if ops.is_server_key(key)])
         super().__init__(impl)
+        keep_constraint(self, constraint, local)
         join_collections(self, collections)
         ops.note_created(full_name, trainable)
 
@@ -383,6 +435,7 @@ class LocalImpl:
     partitions: tuple = ()
     created = True
     client = None
+    constraint = None  # a constraint is kept by the process (keep_constraint)
 
     def __init__(self, name: str, value: np.ndarray, dtype: dtypes.DType,
                  trainable: bool) -> None:

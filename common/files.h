@@ -1,7 +1,8 @@
-// Local files for the admin CLI: whole-file reads and writes, positioned
-// reads, and appending writes. Errors carry the path and errno's text.
-#ifndef VARSCOPE_CLIENT_CLI_FILES_H_
-#define VARSCOPE_CLIENT_CLI_FILES_H_
+// Local files (the admin CLI's exports, TensorFlow checkpoints): whole-file
+// reads and writes, positioned reads, and appending writes. Errors carry the
+// path and errno's text.
+#ifndef VARSCOPE_COMMON_FILES_H_
+#define VARSCOPE_COMMON_FILES_H_
 
 #include <cstdint>
 #include <memory>
@@ -11,7 +12,7 @@
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
 
-namespace varscope::cli {
+namespace varscope {
 
 // The content of the file at `path`. INVALID_ARGUMENT if it cannot be
 // opened (a usage error: the user named it), other errno-derived codes
@@ -69,6 +70,6 @@ class WritableFile {
   uint64_t offset_ = 0;
 };
 
-}  // namespace varscope::cli
+}  // namespace varscope
 
-#endif  // VARSCOPE_CLIENT_CLI_FILES_H_
+#endif  // VARSCOPE_COMMON_FILES_H_

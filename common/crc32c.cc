@@ -1,4 +1,4 @@
-#include "server/crc32c.h"
+#include "common/crc32c.h"
 
 #include <array>
 #include <cstring>
@@ -7,7 +7,7 @@
 #include <nmmintrin.h>
 #endif
 
-namespace varscope::server {
+namespace varscope {
 namespace {
 
 constexpr uint32_t kPolynomial = 0x82f63b78;  // reversed Castagnoli
@@ -55,4 +55,4 @@ uint32_t Crc32c(absl::string_view data, uint32_t crc) {
   return Software(p, data.size(), crc);
 }
 
-}  // namespace varscope::server
+}  // namespace varscope

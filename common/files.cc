@@ -1,4 +1,4 @@
-#include "client/cli/files.h"
+#include "common/files.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -8,7 +8,7 @@
 #include "absl/strings/str_cat.h"
 #include "common/status.h"
 
-namespace varscope::cli {
+namespace varscope {
 namespace {
 
 absl::Status ErrnoError(int error, absl::string_view what,
@@ -16,8 +16,9 @@ absl::Status ErrnoError(int error, absl::string_view what,
   return absl::ErrnoToStatus(error, absl::StrCat("Cannot ", what, " ", path));
 }
 
-// Every path the CLI opens is one its user named: one it cannot open is a
-// usage error, whatever errno says.
+// Every path opened here is one a user named (the CLI's arguments, a
+// checkpoint's prefix): one that cannot be opened is a usage error, whatever
+// errno says.
 absl::Status OpenError(int error, absl::string_view what,
                        absl::string_view path) {
   return absl::InvalidArgumentError(ErrnoError(error, what, path).message());
@@ -104,4 +105,4 @@ absl::Status WriteFile(const std::string& path, absl::string_view content) {
   return file->Close();
 }
 
-}  // namespace varscope::cli
+}  // namespace varscope

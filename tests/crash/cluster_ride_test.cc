@@ -1,0 +1,276 @@
+// Workers ride through shard failures: a cluster of 3 real varscoped
+// processes under 4 worker processes (varscope_test_worker train, default
+// client options) whose every step is one BatchUpdate spanning the 3 shards.
+// One shard is killed with SIGKILL and restarted on its directory and port,
+// another is stopped with SIGSTOP and continued. The workers finish with no
+// error, and every variable counts each step exactly once. The time each
+// fault cost the workers is printed, not asserted (it depends on the
+// machine).
+#include <signal.h>
+#include <sys/wait.h>
+
+#include <cstdio>
+#include <memory>
+#include <optional>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "absl/algorithm/container.h"
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+#include "absl/strings/str_split.h"
+#include "absl/synchronization/mutex.h"
+#include "absl/time/clock.h"
+#include "client/client.h"
+#include "common/names.h"
+#include "common/status_matchers.h"
+#include "gtest/gtest.h"
+#include "tests/testing/test_server.h"
+
+namespace varscope {
+namespace {
+
+using ::varscope::testing::ChildProcess;
+using ::varscope::testing::ServerProcess;
+using ::varscope::testing::TempDir;
+using ::varscope::testing::TestShardFlags;
+
+constexpr int kShards = 3;
+constexpr int kWorkers = 4;
+// Bound of every wait for progress: generous, as the machine may be slow.
+constexpr absl::Duration kPatience = absl::Minutes(2);
+
+// A varscope_test_worker process training, and the steps it reported.
+class Worker {
+ public:
+  explicit Worker(std::vector<std::string> argv) {
+    auto process = ChildProcess::Start(argv, /*capture_stderr=*/true);
+    EXPECT_TRUE(process.ok()) << process.status();
+    if (!process.ok()) return;
+    process_ = *std::move(process);
+    reader_ = std::thread([this] { ReadReports(); });
+  }
+  ~Worker() { Stop(); }
+
+  // Asks it to finish its step and stop; returns its steps. Fails the test
+  // if it reported anything but steps or did not exit cleanly.
+  int64_t Stop() {
+    if (!reader_.joinable()) return done_;
+    process_->Kill(SIGTERM);
+    reader_.join();
+    const int status = process_->Wait();
+    EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0)
+        << "wait status " << status;
+    absl::MutexLock lock(&mu_);
+    EXPECT_EQ(other_lines_, "") << "the worker reported errors";
+    EXPECT_EQ(done_, static_cast<int64_t>(step_times_.size()));
+    return done_;
+  }
+
+  int64_t steps() {
+    absl::MutexLock lock(&mu_);
+    return static_cast<int64_t>(step_times_.size());
+  }
+  // When it completed its first step after `t`, if it did.
+  std::optional<absl::Time> FirstStepAfter(absl::Time t) {
+    absl::MutexLock lock(&mu_);
+    for (absl::Time step : step_times_) {
+      if (step > t) return step;
+    }
+    return std::nullopt;
+  }
+  // When it completed its last step before `t`, or InfinitePast.
+  absl::Time LastStepBefore(absl::Time t) {
+    absl::MutexLock lock(&mu_);
+    absl::Time last = absl::InfinitePast();
+    for (absl::Time step : step_times_) {
+      if (step < t) last = step;
+    }
+    return last;
+  }
+
+ private:
+  void ReadReports() {
+    for (;;) {
+      absl::StatusOr<std::string> line = process_->ReadLine();
+      if (!line.ok()) return;
+      std::vector<std::string> words = absl::StrSplit(*line, ' ');
+      int64_t a = 0, b = 0;
+      absl::MutexLock lock(&mu_);
+      if (words.size() == 3 && words[0] == "step" &&
+          absl::SimpleAtoi(words[2], &b)) {
+        step_times_.push_back(absl::FromUnixMicros(b));
+      } else if (words.size() == 2 && words[0] == "done" &&
+                 absl::SimpleAtoi(words[1], &a)) {
+        done_ = a;
+      } else {
+        absl::StrAppend(&other_lines_, *line, "\n");
+      }
+    }
+  }
+
+  std::unique_ptr<ChildProcess> process_;
+  std::thread reader_;
+  absl::Mutex mu_;
+  std::vector<absl::Time> step_times_ ABSL_GUARDED_BY(mu_);
+  int64_t done_ ABSL_GUARDED_BY(mu_) = -1;
+  std::string other_lines_ ABSL_GUARDED_BY(mu_);
+};
+
+// Polls `done` until it holds; false after kPatience.
+template <typename Predicate>
+bool Eventually(Predicate done) {
+  const absl::Time give_up = absl::Now() + kPatience;
+  while (!done()) {
+    if (absl::Now() > give_up) return false;
+    absl::SleepFor(absl::Milliseconds(10));
+  }
+  return true;
+}
+
+class ClusterRideTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    std::vector<std::string> addresses;
+    for (int i = 0; i < kShards; ++i) {
+      ASSERT_NO_FATAL_FAILURE(StartShard(i, 0));
+      addresses.push_back(shards_[i]->address());
+    }
+    address_ = absl::StrJoin(addresses, ",");
+    client_ = Client::Connect(address_);
+    // An int64 counter and a float64 vector on every shard.
+    for (const char* kind : {"count", "float"}) {
+      std::vector<bool> placed(kShards, false);
+      for (int k = 0; absl::c_count(placed, false) > 0; ++k) {
+        const std::string name = absl::StrCat("ride/", kind, k);
+        const int shard = ShardOf(name, kShards);
+        if (placed[shard]) continue;
+        placed[shard] = true;
+        names_.push_back(name);
+        v1::GetVariableRequest request;
+        request.set_name(name);
+        request.set_mode(v1::CREATE);
+        if (kind == std::string("float")) {
+          request.set_dtype(v1::DT_DOUBLE);
+          request.mutable_shape()->add_dims(4);
+        } else {
+          request.set_dtype(v1::DT_INT64);
+          request.mutable_shape();
+        }
+        request.mutable_initializer()->set_kind(v1::Initializer::ZEROS);
+        VS_ASSERT_OK(client_->GetVariable(request));
+      }
+    }
+    for (const std::string& name : names_) {
+      VS_ASSERT_OK_AND_ASSIGN(ReadResult read, client_->Read(name));
+      initial_versions_.push_back(read.version);
+    }
+  }
+
+  // Starts shard `i` on its directory, listening on `port` (0: any).
+  void StartShard(int i, int port) {
+    auto shard =
+        ServerProcess::Start(dirs_[i].path(), TestShardFlags(i, kShards), port);
+    ASSERT_TRUE(shard.ok()) << shard.status();
+    shards_[i] = *std::move(shard);
+  }
+
+  void StartWorkers() {
+    std::vector<std::string> argv = {testing::TestWorkerPath(), "train",
+                                     address_};
+    argv.insert(argv.end(), names_.begin(), names_.end());
+    for (int i = 0; i < kWorkers; ++i) {
+      workers_.push_back(std::make_unique<Worker>(argv));
+    }
+  }
+
+  // Waits until every worker has completed a step after `t`.
+  void WaitForStepsAfter(absl::Time t) {
+    ASSERT_TRUE(Eventually([&] {
+      for (auto& worker : workers_) {
+        if (!worker->FirstStepAfter(t).has_value()) return false;
+      }
+      return true;
+    })) << "the workers stopped making progress";
+  }
+
+  // Prints what the fault from `begin` (the kill or stop) to `end` (the
+  // shard serving again) cost each worker: from its last step before the
+  // fault to its first after `end`, and the part of that after `end`.
+  void Report(absl::string_view fault, absl::Time begin, absl::Time end) {
+    std::printf("%s: outage %s\n", std::string(fault).c_str(),
+                absl::FormatDuration(end - begin).c_str());
+    for (size_t i = 0; i < workers_.size(); ++i) {
+      const absl::Time resumed = *workers_[i]->FirstStepAfter(end);
+      std::printf(
+          "  worker %zu: no step for %s, of which %s after the shard was "
+          "back\n",
+          i,
+          absl::FormatDuration(resumed - workers_[i]->LastStepBefore(begin))
+              .c_str(),
+          absl::FormatDuration(resumed - end).c_str());
+    }
+    std::fflush(stdout);
+  }
+
+  TempDir dirs_[kShards];
+  std::unique_ptr<ServerProcess> shards_[kShards];
+  std::string address_;
+  std::unique_ptr<Client> client_;
+  std::vector<std::string> names_;
+  std::vector<int64_t> initial_versions_;
+  std::vector<std::unique_ptr<Worker>> workers_;
+};
+
+TEST_F(ClusterRideTest, WorkersTrainThroughAKilledShardAndAHungOne) {
+  StartWorkers();
+  ASSERT_TRUE(Eventually([&] {
+    for (auto& worker : workers_) {
+      if (worker->steps() < 20) return false;
+    }
+    return true;
+  })) << "the workers did not start training";
+
+  // kill -9 shard 1, down for a second (as a restart takes), then back on
+  // its directory and port.
+  const absl::Time killed = absl::Now();
+  const int port = shards_[1]->port();
+  shards_[1]->process().Kill(SIGKILL);
+  shards_[1]->process().Wait();
+  absl::SleepFor(absl::Seconds(1));
+  ASSERT_NO_FATAL_FAILURE(StartShard(1, port));
+  const absl::Time restarted = absl::Now();
+  ASSERT_NO_FATAL_FAILURE(WaitForStepsAfter(restarted));
+  Report("kill -9 and restart of shard 1", killed, restarted);
+
+  // SIGSTOP shard 2 for 3 seconds: calls wait for it (within the timeout of
+  // each attempt, 30 s) and go on when it continues.
+  const absl::Time stopped = absl::Now();
+  shards_[2]->process().Stop();
+  absl::SleepFor(absl::Seconds(3));
+  shards_[2]->process().Kill(SIGCONT);
+  const absl::Time continued = absl::Now();
+  ASSERT_NO_FATAL_FAILURE(WaitForStepsAfter(continued));
+  Report("SIGSTOP and SIGCONT of shard 2", stopped, continued);
+
+  int64_t steps = 0;
+  for (auto& worker : workers_) steps += worker->Stop();
+  std::printf("%lld steps in all\n", static_cast<long long>(steps));
+  for (size_t i = 0; i < names_.size(); ++i) {
+    VS_ASSERT_OK_AND_ASSIGN(ReadResult read, client_->Read(names_[i]));
+    SCOPED_TRACE(names_[i]);
+    EXPECT_EQ(read.version, initial_versions_[i] + steps);
+    if (read.value.dtype() == v1::DT_INT64) {
+      EXPECT_EQ(read.value.flat<int64_t>()[0], steps);
+    } else {
+      for (double x : read.value.flat<double>()) {
+        EXPECT_EQ(x, static_cast<double>(steps));
+      }
+    }
+  }
+}
+
+}  // namespace
+}  // namespace varscope
