@@ -451,7 +451,7 @@ grpc::ServerUnaryReactor* VariableServiceImpl::ListVariables(
           }
         }
         visible.set_next_page_token(listed.next_page_token());
-        return Encode(std::move(visible), kRead);
+        return MessageRaw(visible, budget_, kRead);
       });
 }
 
