@@ -368,8 +368,10 @@ void CommandLine::AddStoreCommands() {
       "Write a consistent checkpoint of the server's store (an openable data "
       "directory) into a new directory on the server's machine",
       [this](const CommandContext& c) { return Checkpoint(c, checkpoint_); });
-  sub->add_option("directory", checkpoint_.directory,
-                  "Absolute path on the server's machine; must not exist")
+  sub->add_option(
+         "directory", checkpoint_.directory,
+         "Path on the server's machine, under its --backup-root (relative: "
+         "taken under it); must not exist")
       ->required();
   sub->add_flag("--versions", checkpoint_.versions,
                 "Also print every variable's version in the checkpoint");
@@ -379,8 +381,10 @@ void CommandLine::AddStoreCommands() {
       "Add a consistent, incremental backup of the server's store to a "
       "backup directory on the server's machine",
       [this](const CommandContext& c) { return Backup(c, backup_); });
-  sub->add_option("directory", backup_.directory,
-                  "Absolute path on the server's machine; created if missing")
+  sub->add_option(
+         "directory", backup_.directory,
+         "Path on the server's machine, under its --backup-root (relative: "
+         "taken under it); created if missing")
       ->required();
   sub->add_flag("--versions", backup_.versions,
                 "Also print every variable's version in the backup");
@@ -481,10 +485,11 @@ absl::StatusOr<std::string> ResolveServerAddress(
   return absl::StrJoin(config->ps, ",");
 }
 
-absl::StatusOr<ClientSecurity> ResolveSecurity(
-    const std::string& tls_ca_file, const std::string& token_file,
-    const std::string& tls_cert_file, const std::string& tls_key_file,
-    const Environment& env) {
+absl::StatusOr<ClientSecurity> ResolveSecurity(const std::string& tls_ca_file,
+                                               const std::string& token_file,
+                                               const std::string& tls_cert_file,
+                                               const std::string& tls_key_file,
+                                               const Environment& env) {
   ClientSecurity security;
   if (tls_cert_file.empty() != tls_key_file.empty()) {
     return absl::InvalidArgumentError(

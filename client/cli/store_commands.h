@@ -12,8 +12,9 @@
 namespace varscope::cli {
 
 struct CopyOptions {
-  // An absolute path on the server's machine: the new checkpoint directory,
-  // or the backup directory.
+  // A path on the server's machine under its --backup-root (a relative one
+  // is taken under the root): the new checkpoint directory, or the backup
+  // directory.
   std::string directory;
   // Also print every variable's version in the copy. Default: false.
   bool versions = false;
