@@ -261,7 +261,7 @@ absl::Status AccessControl::Authorize(const grpc::ServerContextBase& context,
     }
   }
   if (needed == Role::kAdmin) {
-    audit(log::Level::kInfo, "admin_call", absl::OkStatus());
+    return audit(log::Level::kInfo, "admin_call", absl::OkStatus());
   }
   return absl::OkStatus();
 }

@@ -143,7 +143,8 @@ int main(int argc, char** argv) {
       ->default_str("text");
   app.set_version_flag("--version", varscope::VersionLine("varscoped"));
   app.add_option("--tls-cert-file", options.security.tls_cert_file,
-                 "PEM certificate chain: serve TLS (with --tls-key-file)");
+                 "PEM certificate chain: serve TLS (with --tls-key-file). "
+                 "Reread with the key and client CA on SIGHUP");
   app.add_option("--tls-key-file", options.security.tls_key_file,
                  "PEM private key of --tls-cert-file");
   app.add_option("--tls-client-ca-file", options.security.tls_client_ca_file,
@@ -282,10 +283,12 @@ int main(int argc, char** argv) {
     const absl::Status reloaded = (*server)->ReloadSecurity();
     if (reloaded.ok()) {
       log::Log(log::Level::kInfo, "reload",
-               {{"token_file", options.security.auth_token_file}});
+               {{"token_file", options.security.auth_token_file},
+                {"tls_cert_file", options.security.tls_cert_file}});
     } else {
       log::Log(log::Level::kError, "reload_failed",
                {{"token_file", options.security.auth_token_file},
+                {"tls_cert_file", options.security.tls_cert_file},
                 {"error", reloaded.ToString()}});
     }
   }

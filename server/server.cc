@@ -82,9 +82,10 @@ absl::StatusOr<std::unique_ptr<Server>> Server::Start(
     if (!access.ok()) return access.status();
     server->access_ = *std::move(access);
   }
-  absl::StatusOr<std::shared_ptr<grpc::ServerCredentials>> credentials =
+  absl::StatusOr<PortSecurity> port_security =
       ServerCredentials(options.security, server->access_);
-  if (!credentials.ok()) return credentials.status();
+  if (!port_security.ok()) return port_security.status();
+  server->certificates_ = std::move(port_security->certificates);
   StorageOptions storage_options = options.storage;
   // Interval-mode writes are rare and large: fsync them too.
   storage_options.sync =
@@ -129,7 +130,7 @@ absl::StatusOr<std::unique_ptr<Server>> Server::Start(
   grpc::EnableDefaultHealthCheckService(true);
   grpc::reflection::InitProtoReflectionServerBuilderPlugin();
   grpc::ServerBuilder builder;
-  builder.AddListeningPort(options.listen_address, *credentials,
+  builder.AddListeningPort(options.listen_address, port_security->credentials,
                            &server->port_);
   builder.RegisterService(server->service_.get());
   server->admin_service_ = std::make_unique<AdminServiceImpl>(
@@ -162,6 +163,18 @@ absl::StatusOr<std::unique_ptr<Server>> Server::Start(
     server->metrics_endpoint_ = *std::move(endpoint);
   }
   return server;
+}
+
+absl::Status Server::ReloadSecurity() {
+  absl::Status tokens = access_->Reload();
+  const absl::Status tls =
+      certificates_ == nullptr ? absl::OkStatus() : certificates_->Reload();
+  if (tokens.ok()) return tls;
+  if (!tls.ok()) {
+    tokens = absl::Status(tokens.code(),
+                          absl::StrCat(tokens.message(), "; ", tls.message()));
+  }
+  return tokens;
 }
 
 void Server::Shutdown(absl::Duration grace) {

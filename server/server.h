@@ -85,9 +85,11 @@ class Server {
 
   VariableServiceImpl& ServiceForTest() { return *service_; }
 
-  // Rereads the token file (AccessControl::Reload): new calls use it. On an
-  // error the old one stays in force.
-  absl::Status ReloadSecurity() { return access_->Reload(); }
+  // Rereads the token file (AccessControl::Reload) and the TLS files
+  // (ServingCertificates::Reload): new calls and new connections use them.
+  // A file that fails leaves its old version in force; the error names
+  // every file that failed.
+  absl::Status ReloadSecurity();
 
   // Stops accepting calls, lets in-flight calls finish for up to `grace`,
   // then cancels the rest. Idempotent.
@@ -99,6 +101,8 @@ class Server {
   int port_ = 0;
   v1::ClusterIdentity cluster_;
   std::shared_ptr<AccessControl> access_;
+  // Outlives grpc_server_, whose port watches it.
+  std::unique_ptr<ServingCertificates> certificates_;
   std::unique_ptr<Storage> storage_;
   std::unique_ptr<VariableTable> table_;
   std::unique_ptr<VariableServiceImpl> service_;

@@ -120,6 +120,21 @@ TEST_F(SecurityTest, CliSendsTheTokenAndHealthChecksNeedNone) {
                                 Path("missing.pem"), "\n"));
 }
 
+TEST_F(SecurityTest, CliPresentsItsClientCertificate) {
+  // The self-signed certificate is also the only CA clients may use.
+  server::ServerOptions options = Secure(/*tokens=*/false);
+  options.security.tls_client_ca_file = Path("cert.pem");
+  TestServer server(options);
+  const std::string address = server.address();
+  CliResult r =
+      RunCli({"--server", address, "--tls-ca", Path("cert.pem"), "--tls-cert",
+              Path("cert.pem"), "--tls-key", Path("key.pem"), "ls"});
+  EXPECT_EQ(r.code, 0) << r.err;
+  r = RunCli({"--server", address, "--tls-ca", Path("cert.pem"), "ls"});
+  EXPECT_EQ(r.code, 3);
+  EXPECT_THAT(r.err, HasSubstr("varscope ls: UNAVAILABLE"));
+}
+
 TEST_F(SecurityTest, BadSettingsStopTheServerFromStarting) {
   auto start = [](server::ServerOptions options) {
     TempDir data;
@@ -144,6 +159,19 @@ TEST_F(SecurityTest, BadSettingsStopTheServerFromStarting) {
               StatusIs(absl::StatusCode::kNotFound,
                        absl::StrCat("Cannot read the TLS certificate file ",
                                     Path("nope.pem"))));
+  server::ServerOptions not_pem = Secure(false);
+  not_pem.security.tls_cert_file = Path("key.pem");
+  EXPECT_THAT(
+      start(not_pem),
+      StatusIs(absl::StatusCode::kInvalidArgument,
+               absl::StrCat("The TLS certificate file ", Path("key.pem"),
+                            " holds no PEM certificate")));
+  server::ServerOptions no_pem_key = Secure(false);
+  no_pem_key.security.tls_key_file = Path("cert.pem");
+  EXPECT_THAT(start(no_pem_key),
+              StatusIs(absl::StatusCode::kInvalidArgument,
+                       absl::StrCat("The TLS key file ", Path("cert.pem"),
+                                    " holds no unencrypted PEM private key")));
   server::ServerOptions empty = Secure(true);
   empty.security.auth_token_file = Path("empty");
   EXPECT_THAT(start(empty),

@@ -47,3 +47,32 @@ def test_token_and_tls(secure_server, monkeypatch):
     vs.connect(server.address, max_attempts=1)
     with vs.variable_scope(vs.get_variable_scope(), reuse=True):
         np.testing.assert_array_equal(vs.get_variable("w").read(), [1, 1])
+
+
+def test_client_certificate(tmp_path):
+    subprocess.run(
+        ["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt",
+         "ec_paramgen_curve:prime256v1", "-nodes", "-days", "2", "-subj",
+         "/CN=localhost", "-addext", "subjectAltName=IP:127.0.0.1",
+         "-keyout", str(tmp_path / "key.pem"),
+         "-out", str(tmp_path / "cert.pem")],
+        check=True, capture_output=True)
+    cert, key = str(tmp_path / "cert.pem"), str(tmp_path / "key.pem")
+    # The self-signed certificate is also the only CA clients may use.
+    server = Server(tmp_path / "db", "--tls-cert-file=" + cert,
+                    "--tls-key-file=" + key, "--tls-client-ca-file=" + cert)
+    try:
+        vs.connect(server.address, tls_ca=cert, tls_cert=cert, tls_key=key,
+                   max_attempts=1)
+        w = vs.get_variable("w", shape=[2], initializer=vs.ones_initializer())
+        np.testing.assert_array_equal(w.read(), [1, 1])
+
+        vs.connect(server.address, tls_ca=cert, max_attempts=1)
+        with pytest.raises(errors.UnavailableError):
+            vs.get_variable("w", shape=[2])
+        with pytest.raises(ValueError, match="tls_cert and tls_key go "
+                                             "together"):
+            vs.connect(server.address, tls_ca=cert, tls_cert=cert)
+    finally:
+        vs.connect(_UNUSED_ADDRESS)
+        server.stop()

@@ -81,6 +81,7 @@ class AccessTest : public ::testing::Test {
     sign("dashboard", "dashboard", "ca", "DNS:dash.example");
     sign("stranger", "stranger", "ca", "DNS:stranger.example");
     sign("impostor", "worker-1", "other-ca", "DNS:worker-1.example");
+    sign("other-server", "localhost", "other-ca", "IP:127.0.0.1,DNS:localhost");
     std::ofstream(Path("tokens")) << "# roles\n"
                                   << kReadToken << " read\n"
                                   << kWriteToken << " write\n\n"
@@ -541,6 +542,23 @@ nlohmann::json NextEvent(testing::ChildProcess& child,
   }
 }
 
+// The ports of a varscoped child, from its "serving on" line (the metrics
+// port only if `metrics_port` is not null).
+void ServingPorts(testing::ChildProcess& child, int* port, int* metrics_port) {
+  for (;;) {
+    VS_ASSERT_OK_AND_ASSIGN(const std::string text, child.ReadLine());
+    absl::string_view line = text;
+    if (absl::ConsumePrefix(&line, "varscoped serving on 127.0.0.1:")) {
+      ASSERT_TRUE(absl::SimpleAtoi(line.substr(0, line.find(' ')), port));
+      if (metrics_port == nullptr) return;
+      line.remove_prefix(line.find("metrics on 127.0.0.1:") + 21);
+      ASSERT_TRUE(
+          absl::SimpleAtoi(line.substr(0, line.find(')')), metrics_port));
+      return;
+    }
+  }
+}
+
 TEST_F(AccessTest, SighupRereadsTheTokenFileAndCallsAreAudited) {
   TempDir data;
   const std::string tokens = data.path() + "/tokens";
@@ -557,17 +575,7 @@ TEST_F(AccessTest, SighupRereadsTheTokenFileAndCallsAreAudited) {
           /*capture_stderr=*/true));
   int port = 0;
   int metrics_port = 0;
-  for (;;) {
-    VS_ASSERT_OK_AND_ASSIGN(const std::string text, child->ReadLine());
-    absl::string_view line = text;
-    if (absl::ConsumePrefix(&line, "varscoped serving on 127.0.0.1:")) {
-      ASSERT_TRUE(absl::SimpleAtoi(line.substr(0, line.find(' ')), &port));
-      line.remove_prefix(line.find("metrics on 127.0.0.1:") + 21);
-      ASSERT_TRUE(
-          absl::SimpleAtoi(line.substr(0, line.find(')')), &metrics_port));
-      break;
-    }
-  }
+  ASSERT_NO_FATAL_FAILURE(ServingPorts(*child, &port, &metrics_port));
   ClientSecurity security;
   security.tls_root_certs = ReadAll(Path("ca.pem"));
   auto stub = [&](const std::string& token) {
@@ -694,6 +702,68 @@ TEST_F(AccessTest, SighupRereadsTheTokenFileAndCallsAreAudited) {
   EXPECT_GRPC_OK(Unary<v1::ServerInfo>(
       *new_stub, &v1::VariableService::Stub::GetServerInfo,
       v1::ServerInfoRequest()));
+  child->Kill(SIGTERM);
+  EXPECT_EQ(child->Wait(), 0);
+}
+
+TEST_F(AccessTest, SighupRereadsTheTlsFilesForNewConnections) {
+  namespace fs = std::filesystem;
+  TempDir data;
+  const std::string cert = data.path() + "/server.pem";
+  const std::string key = data.path() + "/server.key";
+  fs::copy_file(Path("server.pem"), cert);
+  fs::copy_file(Path("server.key"), key);
+  VS_ASSERT_OK_AND_ASSIGN(
+      auto child,
+      testing::ChildProcess::Start(
+          {testing::VarscopedPath(), "--listen=127.0.0.1:0",
+           "--data-dir=" + data.path() + "/store", "--tls-cert-file=" + cert,
+           "--tls-key-file=" + key, "--log-format=json"},
+          /*capture_stderr=*/true));
+  int port = 0;
+  ASSERT_NO_FATAL_FAILURE(ServingPorts(*child, &port, nullptr));
+  // Each stub trusts one CA and has a connection of its own.
+  auto stub = [&](const std::string& ca) {
+    ClientSecurity security;
+    security.tls_root_certs = ReadAll(Path(ca + ".pem"));
+    grpc::ChannelArguments arguments;
+    arguments.SetInt(GRPC_ARG_USE_LOCAL_SUBCHANNEL_POOL, 1);
+    return std::make_unique<v1::VariableService::Stub>(
+        grpc::CreateCustomChannel(absl::StrCat("127.0.0.1:", port),
+                                  ChannelCredentials(security), arguments));
+  };
+  auto info = [](v1::VariableService::Stub& stub) {
+    return Unary<v1::ServerInfo>(stub,
+                                 &v1::VariableService::Stub::GetServerInfo,
+                                 v1::ServerInfoRequest());
+  };
+  auto connected = stub("ca");
+  ASSERT_GRPC_OK(info(*connected));
+
+  // A key of another certificate is refused; the old pair stays in force.
+  fs::copy_file(Path("other-server.pem"), cert,
+                fs::copy_options::overwrite_existing);
+  child->Kill(SIGHUP);
+  nlohmann::json line = NextEvent(*child, "reload_failed");
+  EXPECT_EQ(line["tls_cert_file"], cert);
+  EXPECT_EQ(line["error"],
+            absl::StrCat("INVALID_ARGUMENT: The TLS key ", key,
+                         " does not belong to the certificate ", cert));
+  EXPECT_GRPC_OK(info(*stub("ca")));
+
+  fs::copy_file(Path("other-server.key"), key,
+                fs::copy_options::overwrite_existing);
+  child->Kill(SIGHUP);
+  EXPECT_EQ(NextEvent(*child, "reload")["tls_cert_file"], cert);
+  // gRPC picks the staged pair up within a second; new handshakes use it.
+  for (int i = 0;; ++i) {
+    ASSERT_LT(i, 1200) << "the new certificate was never served";
+    if (info(*stub("other-ca")).ok()) break;
+    absl::SleepFor(absl::Milliseconds(100));
+  }
+  EXPECT_EQ(info(*stub("ca")).error_code(), grpc::StatusCode::UNAVAILABLE);
+  // A connection made before the reload goes on.
+  EXPECT_GRPC_OK(info(*connected));
   child->Kill(SIGTERM);
   EXPECT_EQ(child->Wait(), 0);
 }
