@@ -10,7 +10,7 @@ packages=(
   libgtest-dev libgmock-dev
   pybind11-dev python3-dev python3-numpy python3-pytest python3-setuptools
   python3-pip
-  libhiredis-dev redis-server iperf3
+  libhiredis-dev redis-server iperf3 python3-redis
   libcpp-httplib-dev prometheus
   yamllint openssl libssl-dev
 )
