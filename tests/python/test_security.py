@@ -12,21 +12,26 @@ from conftest import Server
 from conftest import _UNUSED_ADDRESS
 
 
-@pytest.fixture
-def secure_server(tmp_path):
+def self_signed(tmp_path):
+    """A certificate for 127.0.0.1 that is its own CA, and its key."""
+    cert, key = str(tmp_path / "cert.pem"), str(tmp_path / "key.pem")
     subprocess.run(
         ["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt",
          "ec_paramgen_curve:prime256v1", "-nodes", "-days", "2", "-subj",
          "/CN=localhost", "-addext", "subjectAltName=IP:127.0.0.1",
-         "-keyout", str(tmp_path / "key.pem"),
-         "-out", str(tmp_path / "cert.pem")],
+         "-keyout", key, "-out", cert],
         check=True, capture_output=True)
+    return cert, key
+
+
+@pytest.fixture
+def secure_server(tmp_path):
+    cert, key = self_signed(tmp_path)
     (tmp_path / "tokens").write_text("s3cret\n")
-    server = Server(tmp_path / "db",
-                    "--tls-cert-file=%s" % (tmp_path / "cert.pem"),
-                    "--tls-key-file=%s" % (tmp_path / "key.pem"),
+    server = Server(tmp_path / "db", "--tls-cert-file=" + cert,
+                    "--tls-key-file=" + key,
                     "--auth-token-file=%s" % (tmp_path / "tokens"))
-    yield server, str(tmp_path / "cert.pem")
+    yield server, cert
     vs.connect(_UNUSED_ADDRESS)
     server.stop()
 
@@ -50,14 +55,7 @@ def test_token_and_tls(secure_server, monkeypatch):
 
 
 def test_client_certificate(tmp_path):
-    subprocess.run(
-        ["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt",
-         "ec_paramgen_curve:prime256v1", "-nodes", "-days", "2", "-subj",
-         "/CN=localhost", "-addext", "subjectAltName=IP:127.0.0.1",
-         "-keyout", str(tmp_path / "key.pem"),
-         "-out", str(tmp_path / "cert.pem")],
-        check=True, capture_output=True)
-    cert, key = str(tmp_path / "cert.pem"), str(tmp_path / "key.pem")
+    cert, key = self_signed(tmp_path)
     # The self-signed certificate is also the only CA clients may use.
     server = Server(tmp_path / "db", "--tls-cert-file=" + cert,
                     "--tls-key-file=" + key, "--tls-client-ca-file=" + cert)
