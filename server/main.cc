@@ -14,10 +14,10 @@
 #include "absl/strings/str_split.h"
 #include "common/cluster.h"
 #include "common/version.h"
-#include "server/cluster_identity.h"
-#include "server/durability.h"
-#include "server/log.h"
-#include "server/server.h"
+#include "server/base/log.h"
+#include "server/service/cluster_identity.h"
+#include "server/service/server.h"
+#include "server/table/durability.h"
 
 namespace {
 

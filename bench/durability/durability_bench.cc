@@ -44,7 +44,7 @@
 #include "absl/time/clock.h"
 #include "client/client.h"
 #include "rocksdb/db.h"
-#include "server/storage.h"
+#include "server/storage/storage.h"
 
 namespace varscope::bench {
 namespace {

@@ -10,7 +10,7 @@
 #include "client/cli/format.h"
 #include "common/cluster.h"
 #include "common/status.h"
-#include "server/storage.h"
+#include "server/storage/storage.h"
 
 namespace varscope::cli {
 namespace {

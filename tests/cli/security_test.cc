@@ -7,7 +7,7 @@
 #include "common/status_matchers.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
-#include "server/server.h"
+#include "server/service/server.h"
 #include "tests/cli/cli_fixture.h"
 #include "tests/testing/test_server.h"
 

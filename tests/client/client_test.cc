@@ -13,7 +13,7 @@
 #include "common/status_matchers.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
-#include "server/server.h"
+#include "server/service/server.h"
 #include "tests/testing/test_server.h"
 #include "tests/testing/updates.h"
 

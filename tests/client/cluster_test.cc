@@ -10,7 +10,7 @@
 #include "common/status_matchers.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
-#include "server/optimizers.h"
+#include "server/table/optimizers.h"
 #include "tests/testing/test_server.h"
 
 namespace varscope {

@@ -15,7 +15,7 @@
 #include "common/shape.h"
 #include "common/tensor.h"
 #include "google/protobuf/stubs/logging.h"
-#include "server/raw_calls.h"
+#include "server/service/raw_calls.h"
 #include "tests/fuzz/fuzz_input.h"
 #include "tests/fuzz/fuzz_requests.h"
 #include "tests/fuzz/table_harness.h"

@@ -10,7 +10,7 @@
 #include "absl/time/time.h"
 #include "common/names.h"
 #include "common/shape.h"
-#include "server/optimizers.h"
+#include "server/table/optimizers.h"
 
 namespace varscope::fuzz {
 namespace {

@@ -17,8 +17,8 @@
 
 #include "absl/status/status.h"
 #include "absl/strings/string_view.h"
-#include "server/storage.h"
-#include "server/variable_table.h"
+#include "server/storage/storage.h"
+#include "server/table/variable_table.h"
 #include "tests/fuzz/fuzz_requests.h"
 
 namespace varscope::fuzz {

@@ -1,6 +1,6 @@
 // Roles, scopes and client certificates: every method of VariableService
 // and AdminService under each role, names confined to a scope, mutual TLS.
-#include "server/access.h"
+#include "server/service/access.h"
 
 #include <grpcpp/grpcpp.h>
 #include <sys/wait.h>
@@ -23,7 +23,7 @@
 #include "gtest/gtest.h"
 #include "httplib.h"
 #include "nlohmann/json.hpp"
-#include "server/server.h"
+#include "server/service/server.h"
 #include "tests/testing/test_server.h"
 #include "varscope/v1/admin_service.grpc.pb.h"
 #include "varscope/v1/variable_service.grpc.pb.h"

@@ -13,8 +13,8 @@
 #include "common/status_matchers.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
-#include "server/durability.h"
-#include "server/storage.h"
+#include "server/storage/storage.h"
+#include "server/table/durability.h"
 #include "tests/testing/test_server.h"
 #include "tests/testing/updates.h"
 

@@ -1,7 +1,7 @@
 // A store's cluster identity: configured by flags or TF_CONFIG, recorded at
 // the first start, kept by restarts, backups, checkpoints and restores, and
 // refused when a later start says otherwise.
-#include "server/cluster_identity.h"
+#include "server/service/cluster_identity.h"
 
 #include <google/protobuf/util/message_differencer.h>
 #include <sys/wait.h>
@@ -16,8 +16,8 @@
 #include "common/status_matchers.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
-#include "server/server.h"
-#include "server/storage.h"
+#include "server/service/server.h"
+#include "server/storage/storage.h"
 #include "tests/testing/test_server.h"
 
 namespace varscope::server {

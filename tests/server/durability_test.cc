@@ -1,6 +1,6 @@
 // Durability modes, disk faults through a faulty RocksDB file system, and
 // damaged data directories at start-up.
-#include "server/durability.h"
+#include "server/table/durability.h"
 
 #include <signal.h>
 #include <sys/wait.h>
@@ -20,8 +20,8 @@
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "rocksdb/db.h"
-#include "server/storage.h"
-#include "server/variable_table.h"
+#include "server/storage/storage.h"
+#include "server/table/variable_table.h"
 #include "tests/testing/faulty_file_system.h"
 #include "tests/testing/test_server.h"
 

@@ -1,12 +1,12 @@
 // The metrics registry's exposition text and the log's lines, exactly.
-#include "server/metrics.h"
+#include "server/base/metrics.h"
 
 #include "absl/time/civil_time.h"
 #include "absl/time/time.h"
 #include "common/status_matchers.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
-#include "server/log.h"
+#include "server/base/log.h"
 
 namespace varscope::server {
 namespace {

@@ -1,4 +1,4 @@
-#include "server/raw_calls.h"
+#include "server/service/raw_calls.h"
 
 #include <grpcpp/support/slice.h>
 

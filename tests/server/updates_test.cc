@@ -9,7 +9,7 @@
 #include "common/status_matchers.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
-#include "server/variable_service.h"
+#include "server/service/variable_service.h"
 #include "tests/testing/test_server.h"
 
 namespace varscope {

@@ -1,6 +1,6 @@
 // The variable table on its own, over a real store in a temporary directory:
 // what tests through a server cannot hold still.
-#include "server/variable_table.h"
+#include "server/table/variable_table.h"
 
 #include <thread>
 

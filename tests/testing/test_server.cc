@@ -19,7 +19,7 @@
 #include "absl/time/clock.h"
 #include "common/status.h"
 #include "gtest/gtest.h"
-#include "server/cluster_identity.h"
+#include "server/service/cluster_identity.h"
 
 namespace varscope::testing {
 

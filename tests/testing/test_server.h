@@ -15,8 +15,8 @@
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
 #include "client/client.h"
-#include "server/server.h"
-#include "server/variable_service.h"
+#include "server/service/server.h"
+#include "server/service/variable_service.h"
 
 namespace varscope::testing {
 

@@ -1,0 +1,208 @@
+#include "server/service/admin_service.h"
+
+#include <filesystem>
+#include <utility>
+
+#include "absl/strings/str_cat.h"
+#include "absl/time/clock.h"
+#include "common/grpc_status.h"
+#include "common/status.h"
+#include "server/service/access.h"
+#include "server/service/raw_calls.h"
+
+namespace varscope::server {
+namespace {
+
+// `requested`, resolved under `root`: a relative path is taken relative to
+// it; `..` components are refused, and so is a path whose existing part
+// resolves (symlinks followed) outside the root or is a file.
+absl::StatusOr<std::string> ResolveUnderRoot(const std::string& root,
+                                             const std::string& requested) {
+  namespace fs = std::filesystem;
+  if (root.empty()) {
+    return absl::FailedPreconditionError(
+        "This server writes no checkpoints or backups: start varscoped with "
+        "--backup-root=DIR to allow them under DIR");
+  }
+  if (requested.empty()) {
+    return absl::InvalidArgumentError(
+        "Name the directory to write, under the server's backup root");
+  }
+  const fs::path path(requested);
+  for (const fs::path& part : path) {
+    if (part == "..") {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "The directory '", requested,
+          "' has a '..' component; name one under the backup root ", root));
+    }
+  }
+  std::error_code error;
+  const fs::path real_root = fs::canonical(root, error);
+  if (error) {
+    return absl::FailedPreconditionError(absl::StrCat(
+        "The backup root ", root, " cannot be resolved: ", error.message()));
+  }
+  const fs::path resolved =
+      fs::weakly_canonical(path.is_absolute() ? path : real_root / path, error);
+  if (error) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("The directory '", requested,
+                     "' cannot be resolved: ", error.message()));
+  }
+  const fs::path relative = resolved.lexically_relative(real_root);
+  if (relative.empty() || relative == "." || *relative.begin() == "..") {
+    return absl::PermissionDeniedError(absl::StrCat(
+        "The directory '", requested, "' resolves to ", resolved.string(),
+        ", not under the backup root ", real_root.string()));
+  }
+  for (fs::path at = resolved; at != real_root; at = at.parent_path()) {
+    if (fs::exists(at, error) && !fs::is_directory(at, error)) {
+      return absl::FailedPreconditionError(absl::StrCat(
+          "The directory '", requested, "' cannot be written: ", at.string(),
+          " is a file, not a directory"));
+    }
+  }
+  return resolved.string();
+}
+
+void FillContents(const StoreSummary& summary, bool with_versions,
+                  v1::StoreContents* contents) {
+  contents->set_sequence(summary.sequence);
+  contents->set_variables(summary.variables);
+  contents->set_bytes(summary.bytes);
+  if (with_versions) {
+    contents->mutable_versions()->insert(summary.versions.begin(),
+                                         summary.versions.end());
+  }
+}
+
+int64_t MicrosSince(absl::Time start) {
+  return absl::ToInt64Microseconds(absl::Now() - start);
+}
+
+}  // namespace
+
+AdminServiceImpl::AdminServiceImpl(VariableTable* table, Storage* storage,
+                                   const AccessControl* access,
+                                   std::string backup_root)
+    : table_(table),
+      storage_(storage),
+      access_(access),
+      backup_root_(std::move(backup_root)),
+      worker_([this] { Work(); }) {}
+
+AdminServiceImpl::~AdminServiceImpl() {
+  {
+    absl::MutexLock l(&mu_);
+    stopping_ = true;
+  }
+  worker_.join();
+}
+
+bool AdminServiceImpl::HasWork() const { return stopping_ || !tasks_.empty(); }
+
+void AdminServiceImpl::Work() {
+  for (;;) {
+    Task task;
+    {
+      absl::MutexLock l(&mu_);
+      mu_.Await(absl::Condition(this, &AdminServiceImpl::HasWork));
+      if (tasks_.empty()) return;
+      task = std::move(tasks_.front());
+      tasks_.pop_front();
+      if (stopping_) {
+        task.reactor->Finish(
+            grpc::Status(grpc::StatusCode::CANCELLED, "The server stopped"));
+        continue;
+      }
+    }
+    task.reactor->Finish(ToGrpcStatus(task.operation()));
+  }
+}
+
+template <typename Request, typename Response>
+grpc::ServerUnaryReactor* AdminServiceImpl::Enqueue(
+    grpc::CallbackServerContext* context, absl::string_view method,
+    const grpc::ByteBuffer& request, grpc::ByteBuffer* response,
+    std::function<absl::Status(const Request&, const std::string&, Response*)>
+        operation) {
+  grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
+  Request parsed;
+  absl::Status status = ParseRaw(request, &parsed);
+  if (status.ok()) {
+    status = access_->Authorize(*context, method, Role::kAdmin, {""},
+                                parsed.directory());
+  }
+  if (!status.ok()) {
+    reactor->Finish(ToGrpcStatus(status));
+    return reactor;
+  }
+  absl::MutexLock l(&mu_);
+  tasks_.push_back({reactor, [this, parsed = std::move(parsed), response,
+                              operation = std::move(operation)] {
+                      VS_ASSIGN_OR_RETURN(
+                          const std::string directory,
+                          ResolveUnderRoot(backup_root_, parsed.directory()));
+                      Response reply;
+                      VS_RETURN_IF_ERROR(operation(parsed, directory, &reply));
+                      *response = SerializeRaw(reply);
+                      return absl::OkStatus();
+                    }});
+  return reactor;
+}
+
+absl::StatusOr<StoreSummary> AdminServiceImpl::CheckpointAsOfNow(
+    const std::string& directory) {
+  // Shorten the pause of CopyStore: most of the memtables go first.
+  VS_RETURN_IF_ERROR(table_->Flush());
+  VS_RETURN_IF_ERROR(storage_->FlushMemtables());
+  return table_->CopyStore([&]() -> absl::StatusOr<uint64_t> {
+    return storage_->Checkpoint(directory);
+  });
+}
+
+grpc::ServerUnaryReactor* AdminServiceImpl::Checkpoint(
+    grpc::CallbackServerContext* context, const grpc::ByteBuffer* request,
+    grpc::ByteBuffer* response) {
+  return Enqueue<v1::CheckpointRequest, v1::CheckpointResponse>(
+      context, "Checkpoint", *request, response,
+      [this](const v1::CheckpointRequest& request, const std::string& directory,
+             v1::CheckpointResponse* response) -> absl::Status {
+        const absl::Time start = absl::Now();
+        VS_ASSIGN_OR_RETURN(const StoreSummary summary,
+                            CheckpointAsOfNow(directory));
+        FillContents(summary, request.return_versions(),
+                     response->mutable_contents());
+        response->set_duration_micros(MicrosSince(start));
+        return absl::OkStatus();
+      });
+}
+
+grpc::ServerUnaryReactor* AdminServiceImpl::Backup(
+    grpc::CallbackServerContext* context, const grpc::ByteBuffer* request,
+    grpc::ByteBuffer* response) {
+  return Enqueue<v1::BackupRequest, v1::BackupResponse>(
+      context, "Backup", *request, response,
+      [this](const v1::BackupRequest& request, const std::string& directory,
+             v1::BackupResponse* response) -> absl::Status {
+        const absl::Time start = absl::Now();
+        const std::string staging = storage_->StagingDirectory();
+        std::error_code error;
+        std::filesystem::remove_all(staging, error);
+        VS_ASSIGN_OR_RETURN(const StoreSummary summary,
+                            CheckpointAsOfNow(staging));
+        VS_ASSIGN_OR_RETURN(
+            const BackupSummary backup,
+            storage_->BackupCheckpoint(staging, directory, summary));
+        response->set_backup_id(backup.backup_id);
+        response->set_size_bytes(backup.size_bytes);
+        response->set_files(backup.files);
+        response->set_added_bytes(backup.added_bytes);
+        FillContents(summary, request.return_versions(),
+                     response->mutable_contents());
+        response->set_duration_micros(MicrosSince(start));
+        return absl::OkStatus();
+      });
+}
+
+}  // namespace varscope::server

@@ -1,0 +1,147 @@
+#include "server/service/cluster_identity.h"
+
+#include <google/protobuf/util/message_differencer.h>
+
+#include <algorithm>
+#include <set>
+
+#include "absl/strings/ascii.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+#include "common/cluster.h"
+#include "common/status.h"
+
+namespace varscope::server {
+namespace {
+
+constexpr size_t kMaxClusterIdLength = 64;
+
+bool IsClusterIdChar(char c) {
+  return absl::ascii_isalnum(c) || c == '.' || c == '_' || c == '-';
+}
+
+// The flags that start a store with `identity` again.
+std::string FlagsOf(const v1::ClusterIdentity& identity) {
+  const std::vector<std::string> shards(identity.shards().begin(),
+                                        identity.shards().end());
+  std::string flags = absl::StrCat("--cluster=", absl::StrJoin(shards, ","),
+                                   " --shard-index=", identity.shard_index());
+  if (identity.cluster_id() != DerivedClusterId(shards)) {
+    absl::StrAppend(&flags, " --cluster-id=", identity.cluster_id());
+  }
+  return flags;
+}
+
+}  // namespace
+
+absl::StatusOr<std::optional<v1::ClusterIdentity>> ConfiguredIdentity(
+    const ClusterOptions& options) {
+  constexpr absl::string_view kList =
+      "every shard's HOST:PORT, comma-separated, in cluster order";
+  if (options.shards.empty()) {
+    if (options.shard_index >= 0) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("--shard-index needs --cluster (", kList, ")"));
+    }
+    if (!options.cluster_id.empty()) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("--cluster-id needs --cluster (", kList, ")"));
+    }
+    return std::nullopt;
+  }
+  std::set<absl::string_view> seen;
+  for (const std::string& shard : options.shards) {
+    if (shard.empty() ||
+        std::any_of(shard.begin(), shard.end(), absl::ascii_isspace)) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("--cluster has the entry '", shard, "'; give ", kList));
+    }
+    if (!seen.insert(shard).second) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("--cluster lists ", shard, " twice; give ", kList));
+    }
+  }
+  const int64_t count = static_cast<int64_t>(options.shards.size());
+  if (options.shard_index < 0) {
+    return absl::InvalidArgumentError(
+        "--cluster needs --shard-index (this server's position in the list, "
+        "from 0)");
+  }
+  if (options.shard_index >= count) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("--shard-index=", options.shard_index,
+                     " is not a position in --cluster (0 to ", count - 1, ")"));
+  }
+  if (!options.cluster_id.empty() &&
+      (options.cluster_id.size() > kMaxClusterIdLength ||
+       !std::all_of(options.cluster_id.begin(), options.cluster_id.end(),
+                    IsClusterIdChar))) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("--cluster-id='", options.cluster_id, "' is not 1 to ",
+                     kMaxClusterIdLength, " letters, digits, '.', '_' or '-'"));
+  }
+  v1::ClusterIdentity identity;
+  identity.set_cluster_id(options.cluster_id.empty()
+                              ? DerivedClusterId(options.shards)
+                              : options.cluster_id);
+  identity.set_shard_index(static_cast<int32_t>(options.shard_index));
+  identity.set_shard_count(static_cast<int32_t>(count));
+  identity.mutable_shards()->Assign(options.shards.begin(),
+                                    options.shards.end());
+  return identity;
+}
+
+absl::StatusOr<std::optional<ClusterOptions>> ClusterOptionsFromTfConfig(
+    absl::string_view tf_config) {
+  if (tf_config.empty()) return std::nullopt;
+  const absl::StatusOr<TfConfig> config = ParseTfConfig(tf_config);
+  if (!config.ok()) return config.status();
+  if (config->task_type != "ps") return std::nullopt;
+  const int64_t count = static_cast<int64_t>(config->ps.size());
+  if (config->task_index >= count) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("TF_CONFIG's task is ps task ", config->task_index,
+                     ", but its cluster.ps has no task ", config->task_index,
+                     " (it lists ", count, ")"));
+  }
+  ClusterOptions options;
+  options.shards = config->ps;
+  options.shard_index = config->task_index;
+  return options;
+}
+
+absl::StatusOr<v1::ClusterIdentity> SettleIdentity(
+    Storage& storage, const std::string& data_dir,
+    const std::optional<v1::ClusterIdentity>& configured) {
+  VS_ASSIGN_OR_RETURN(const std::optional<v1::ClusterIdentity> recorded,
+                      storage.ReadClusterIdentity());
+  if (recorded.has_value()) {
+    if (configured.has_value() &&
+        !google::protobuf::util::MessageDifferencer::Equals(*configured,
+                                                            *recorded)) {
+      constexpr absl::string_view kNoFlags =
+          "no cluster flags and no ps task's TF_CONFIG";
+      return absl::FailedPreconditionError(absl::StrCat(
+          "Data directory ", data_dir, " is the store of ",
+          DescribeShard(*recorded), ", but varscoped was started as ",
+          DescribeShard(*configured),
+          ". A store keeps the place it was first started in (clients find "
+          "its variables by that place): start it with ",
+          recorded->shards().empty()
+              ? std::string(kNoFlags)
+              : absl::StrCat(FlagsOf(*recorded), " (or with ", kNoFlags, ")"),
+          ", or start the new shard on a new data directory"));
+    }
+    return *recorded;
+  }
+  v1::ClusterIdentity identity;
+  if (configured.has_value()) {
+    identity = *configured;
+  } else {
+    identity.set_shard_count(1);  // standalone: shard 0 of 1
+  }
+  VS_RETURN_IF_ERROR(storage.WriteClusterIdentity(identity));
+  return identity;
+}
+
+}  // namespace varscope::server

@@ -1,0 +1,191 @@
+#include "server/service/server.h"
+
+#include <grpcpp/ext/proto_server_reflection_plugin.h>
+#include <grpcpp/grpcpp.h>
+#include <grpcpp/health_check_service_interface.h>
+#include <netdb.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+
+#include "absl/strings/str_cat.h"
+#include "common/status.h"
+#include "common/transport.h"
+#include "server/base/log.h"
+#include "server/service/cluster_identity.h"
+#include "server/service/variable_service.h"
+
+namespace varscope::server {
+namespace {
+
+// A damaged data directory is never served: say what to do instead.
+absl::Status WithDamageHint(const absl::Status& status) {
+  if (!absl::IsDataLoss(status)) return status;
+  return absl::DataLossError(absl::StrCat(
+      status.message(),
+      ". The data directory is damaged; varscoped does not serve it. Restore "
+      "a backup or checkpoint into a new directory (varscope restore) and "
+      "start on that"));
+}
+
+// Why gRPC could not listen on `address` (HOST:PORT), found by binding it as
+// gRPC does (SO_REUSEADDR, no SO_REUSEPORT): gRPC logs the reason but does
+// not return it.
+std::string WhyCannotListen(const std::string& address) {
+  const size_t colon = address.rfind(':');
+  if (colon == std::string::npos) return "it is not HOST:PORT";
+  std::string host = address.substr(0, colon);
+  if (host.size() >= 2 && host.front() == '[' && host.back() == ']') {
+    host = host.substr(1, host.size() - 2);
+  }
+  const std::string port = address.substr(colon + 1);
+  addrinfo hints = {};
+  hints.ai_socktype = SOCK_STREAM;
+  hints.ai_flags = AI_PASSIVE;
+  addrinfo* found = nullptr;
+  const int error = getaddrinfo(host.empty() ? nullptr : host.c_str(),
+                                port.c_str(), &hints, &found);
+  if (error != 0) return gai_strerror(error);
+  std::string why = "gRPC could not bind it";
+  for (const addrinfo* a = found; a != nullptr; a = a->ai_next) {
+    const int fd =
+        socket(a->ai_family, a->ai_socktype | SOCK_CLOEXEC, a->ai_protocol);
+    if (fd < 0) continue;
+    const int one = 1;
+    setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+    const int failure = bind(fd, a->ai_addr, a->ai_addrlen) == 0 ? 0 : errno;
+    close(fd);
+    if (failure == EADDRINUSE) {
+      why = "the address is in use (is another varscoped serving it?)";
+      break;
+    }
+    if (failure != 0) {
+      why = strerror(failure);
+      break;
+    }
+  }
+  freeaddrinfo(found);
+  return why;
+}
+
+}  // namespace
+
+absl::StatusOr<std::unique_ptr<Server>> Server::Start(
+    const ServerOptions& options) {
+  std::unique_ptr<Server> server(new Server());
+  server->access_ = std::make_shared<AccessControl>();
+  if (!options.security.auth_token_file.empty()) {
+    absl::StatusOr<std::unique_ptr<AccessControl>> access =
+        AccessControl::Load(options.security.auth_token_file);
+    if (!access.ok()) return access.status();
+    server->access_ = *std::move(access);
+  }
+  absl::StatusOr<PortSecurity> port_security =
+      ServerCredentials(options.security, server->access_);
+  if (!port_security.ok()) return port_security.status();
+  server->certificates_ = std::move(port_security->certificates);
+  StorageOptions storage_options = options.storage;
+  // Interval-mode writes are rare and large: fsync them too.
+  storage_options.sync =
+      options.table.durability.mode != Durability::Mode::kWal;
+  absl::StatusOr<std::unique_ptr<Storage>> storage =
+      Storage::Open(storage_options, options.data_dir);
+  if (!storage.ok()) return WithDamageHint(storage.status());
+  server->storage_ = *std::move(storage);
+  absl::StatusOr<v1::ClusterIdentity> cluster =
+      SettleIdentity(*server->storage_, options.data_dir, options.cluster);
+  if (!cluster.ok()) return WithDamageHint(cluster.status());
+  server->cluster_ = *std::move(cluster);
+  const absl::Time load_start = absl::Now();
+  absl::StatusOr<std::unique_ptr<VariableTable>> table =
+      VariableTable::Load(options.table, server->storage_.get());
+  if (!table.ok()) return WithDamageHint(table.status());
+  server->table_ = *std::move(table);
+  const VariableTable::Totals totals = server->table_->GetTotals();
+  log::Log(log::Level::kInfo, "recovery",
+           {{"variables", totals.variables},
+            {"bytes", totals.bytes},
+            {"seconds", absl::ToDoubleSeconds(absl::Now() - load_start)},
+            {"wal_replayed_bytes",
+             server->storage_->GetStats().wal_replayed_bytes}});
+  ServiceOptions service_options;
+  service_options.max_message_bytes = options.max_message_bytes;
+  service_options.max_variable_bytes = options.table.max_variable_bytes;
+  service_options.max_pending_reply_bytes = options.max_pending_reply_bytes;
+  service_options.cluster = server->cluster_;
+  service_options.access = server->access_.get();
+  server->service_ = std::make_unique<VariableServiceImpl>(server->table_.get(),
+                                                           service_options);
+
+  server->rpc_metrics_ = std::make_unique<RpcMetrics>(options.slow_call);
+  server->registry_ = ServerRegistry({.table = server->table_.get(),
+                                      .storage = server->storage_.get(),
+                                      .sync = &server->service_->sync(),
+                                      .rpc = server->rpc_metrics_.get(),
+                                      .durability = options.table.durability,
+                                      .start_time = absl::Now()});
+
+  grpc::EnableDefaultHealthCheckService(true);
+  grpc::reflection::InitProtoReflectionServerBuilderPlugin();
+  grpc::ServerBuilder builder;
+  builder.AddListeningPort(options.listen_address, port_security->credentials,
+                           &server->port_);
+  builder.RegisterService(server->service_.get());
+  server->admin_service_ = std::make_unique<AdminServiceImpl>(
+      server->table_.get(), server->storage_.get(), server->access_.get(),
+      options.backup_root);
+  builder.RegisterService(server->admin_service_.get());
+  builder.SetMaxReceiveMessageSize(static_cast<int>(options.max_message_bytes));
+  builder.SetMaxSendMessageSize(static_cast<int>(options.max_message_bytes));
+  for (const auto& [name, value] : LargeMessageTransportArgs()) {
+    builder.AddChannelArgument(name, value);
+  }
+  // gRPC would share a served port with another process (SO_REUSEPORT),
+  // which then gets a share of the clients.
+  builder.AddChannelArgument(GRPC_ARG_ALLOW_REUSEPORT, 0);
+  std::vector<
+      std::unique_ptr<grpc::experimental::ServerInterceptorFactoryInterface>>
+      interceptors;
+  interceptors.push_back(server->rpc_metrics_->InterceptorFactory());
+  builder.experimental().SetInterceptorCreators(std::move(interceptors));
+  server->grpc_server_ = builder.BuildAndStart();
+  if (server->grpc_server_ == nullptr || server->port_ == 0) {
+    return absl::UnavailableError(
+        absl::StrCat("Cannot listen on ", options.listen_address, ": ",
+                     WhyCannotListen(options.listen_address)));
+  }
+  if (!options.metrics_listen.empty()) {
+    absl::StatusOr<std::unique_ptr<MetricsEndpoint>> endpoint =
+        MetricsEndpoint::Start(options.metrics_listen, server->registry_.get());
+    if (!endpoint.ok()) return endpoint.status();
+    server->metrics_endpoint_ = *std::move(endpoint);
+  }
+  return server;
+}
+
+absl::Status Server::ReloadSecurity() {
+  absl::Status tokens = access_->Reload();
+  const absl::Status tls =
+      certificates_ == nullptr ? absl::OkStatus() : certificates_->Reload();
+  if (tokens.ok()) return tls;
+  if (!tls.ok()) {
+    tokens = absl::Status(tokens.code(),
+                          absl::StrCat(tokens.message(), "; ", tls.message()));
+  }
+  return tokens;
+}
+
+void Server::Shutdown(absl::Duration grace) {
+  if (grpc_server_ == nullptr) return;
+  service_->Shutdown();
+  grpc_server_->Shutdown(absl::ToChronoTime(absl::Now() + grace));
+  grpc_server_->Wait();
+  grpc_server_.reset();
+  if (metrics_endpoint_ != nullptr) metrics_endpoint_->Stop();
+}
+
+Server::~Server() { Shutdown(); }
+
+}  // namespace varscope::server

@@ -1,0 +1,72 @@
+#include "server/table/dirty_set.h"
+
+#include <algorithm>
+#include <utility>
+
+namespace varscope::server {
+namespace {
+
+template <typename Map>
+typename Map::mapped_type& Entry(Map& map, absl::string_view key) {
+  auto it = map.find(key);
+  if (it == map.end()) it = map.try_emplace(std::string(key)).first;
+  return it->second;
+}
+
+}  // namespace
+
+void DirtySet::AddMeta(absl::string_view name) { Entry(variables, name); }
+
+void DirtySet::AddChunk(absl::string_view name, int64_t index) {
+  Variable& v = Entry(variables, name);
+  if (!v.whole) v.chunks.insert(index);
+}
+
+void DirtySet::AddWhole(absl::string_view name) {
+  Variable& v = Entry(variables, name);
+  v.whole = true;
+  v.chunks.clear();
+}
+
+void DirtySet::AddReset(absl::string_view name) {
+  AddWhole(name);
+  Entry(variables, name).reset = true;
+}
+
+void DirtySet::AddApplied(absl::string_view client_id, int64_t sequence,
+                          std::optional<std::string> result) {
+  Entry(clients, client_id).records[sequence] = std::move(result);
+}
+
+void DirtySet::Merge(DirtySet newer) {
+  for (auto& [name, v] : newer.variables) {
+    Variable& mine = Entry(variables, name);
+    mine.reset = mine.reset || v.reset;
+    mine.whole = mine.whole || v.whole;
+    if (mine.whole) {
+      mine.chunks.clear();
+    } else {
+      mine.chunks.insert(v.chunks.begin(), v.chunks.end());
+    }
+  }
+  for (auto& [id, c] : newer.clients) {
+    Client& mine = Entry(clients, id);
+    for (auto& [sequence, record] : c.records) {
+      mine.records[sequence] = std::move(record);
+    }
+  }
+}
+
+void DirtySet::MarkFailed() {
+  for (auto& [name, v] : variables) {
+    v.reset = true;
+    v.whole = true;
+    v.chunks.clear();
+  }
+  for (auto& [id, c] : clients) {
+    absl::erase_if(c.records, [](const auto& r) { return !r.second; });
+    for (auto& [sequence, record] : c.records) record.reset();
+  }
+}
+
+}  // namespace varscope::server

@@ -1,0 +1,348 @@
+// The in-memory variable table: every variable's metadata and bytes, loaded
+// from Storage at start-up and written through to it on every change.
+#ifndef VARSCOPE_SERVER_TABLE_VARIABLE_TABLE_H_
+#define VARSCOPE_SERVER_TABLE_VARIABLE_TABLE_H_
+
+#include <atomic>
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <optional>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "absl/base/thread_annotations.h"
+#include "absl/container/btree_map.h"
+#include "absl/container/flat_hash_map.h"
+#include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
+#include "absl/synchronization/mutex.h"
+#include "absl/synchronization/notification.h"
+#include "common/names.h"
+#include "common/tensor.h"
+#include "common/variable_ops.h"
+#include "server/base/metrics.h"
+#include "server/storage/storage.h"
+#include "server/table/applied_updates.h"
+#include "server/table/dirty_set.h"
+#include "server/table/durability.h"
+#include "server/table/optimizers.h"
+#include "varscope/v1/variable_service.pb.h"
+
+namespace varscope::server {
+
+struct TableOptions {
+  // The largest variable (or part of a partitioned variable), in bytes.
+  // Default: 4 GiB.
+  int64_t max_variable_bytes = int64_t{4} << 30;
+  // Target size of a variable's chunks in the store; chunks hold whole rows
+  // of the first axis. Default: 1 MiB.
+  int64_t chunk_bytes = int64_t{1} << 20;
+  // Listing page size when a request gives none, and the largest allowed.
+  // Default: 1000 and 10000.
+  int32_t default_page_size = 1000;
+  int32_t max_page_size = 10000;
+  // When changes reach the store (see Durability). Default: wal.
+  Durability durability;
+};
+
+// Thread-safe. Reads never touch the store. Updates to one variable are
+// applied in order; updates to different variables run in parallel. In the
+// wal and sync durability modes every change is in the store before it is
+// visible to readers and before the call returns; in the interval mode a
+// background thread writes what changed every interval, as of one moment.
+// A failed store write changes nothing: the change fails with the store's
+// error (RESOURCE_EXHAUSTED when the disk is full, UNAVAILABLE for other I/O
+// errors) and what it touched is rewritten before the next change. In the
+// interval mode, while the last flush failed, changes fail with its error.
+// The similar names a NOT_FOUND lists come from a bounded search of an index
+// of names with a lock of its own, so that it never holds up other calls.
+class VariableTable {
+ public:
+  // Loads every variable from `storage`, which must outlive the table.
+  // Returns the store's error (DATA_LOSS for a damaged store).
+  static absl::StatusOr<std::unique_ptr<VariableTable>> Load(
+      const TableOptions& options, Storage* storage);
+
+  VariableTable(const VariableTable&) = delete;
+  VariableTable& operator=(const VariableTable&) = delete;
+  // Stops the interval flusher and writes what is pending (Flush), printing
+  // an error to stderr if that fails.
+  ~VariableTable();
+
+  // Writes every change that is not in the store yet (in the interval mode,
+  // the changes since the last flush; else, after a failed write, the
+  // rewrite of what it touched), in one store write of the table as of one
+  // moment. OK if nothing is pending; else the store's error, and the
+  // changes stay pending.
+  absl::Status Flush() ABSL_LOCKS_EXCLUDED(commit_mu_);
+
+  // Runs `copy` while no change reaches the store, after writing what is
+  // pending, and returns what the table held then: every variable's
+  // version, their number and bytes, and the sequence `copy` returns.
+  // Changes wait meanwhile: `copy` should be short (a checkpoint of a store
+  // whose memtables were just flushed). Errors: Flush's, then `copy`'s.
+  absl::StatusOr<StoreSummary> CopyStore(
+      const std::function<absl::StatusOr<uint64_t>()>& copy)
+      ABSL_LOCKS_EXCLUDED(commit_mu_);
+
+  // TensorFlow's get_variable for one full name and reuse mode (DESIGN.md
+  // §1). Creation is atomic: concurrent callers for one name see one
+  // variable, and exactly one of them gets created=true. Errors:
+  // INVALID_ARGUMENT (bad name, dtype, shape, initializer, partitioner,
+  // collections; shape or dtype mismatch), ALREADY_EXISTS (CREATE of an
+  // existing name), NOT_FOUND (REUSE of a missing name; the message lists
+  // similar names), FAILED_PRECONDITION (in every mode, when only some parts
+  // of the partitioned variable `name` exist: it is never created again over
+  // them), RESOURCE_EXHAUSTED (over max_variable_bytes), store errors.
+  absl::StatusOr<v1::GetVariableResponse> GetVariable(
+      const v1::GetVariableRequest& request);
+
+  // The variable's value and version. NOT_FOUND (with similar names) if
+  // missing.
+  absl::StatusOr<ReadResult> Read(absl::string_view name) const;
+
+  // A variable's published bytes, shared without a copy: they never change
+  // while referenced.
+  struct SharedValue {
+    std::shared_ptr<const std::string> bytes;
+    int64_t version = 0;
+    DType dtype = v1::DT_INVALID;
+    std::vector<int64_t> dims;
+  };
+  // As Read, without copying the bytes.
+  absl::StatusOr<SharedValue> ReadShared(absl::string_view name) const;
+
+  // The variables' names, values and versions (shared as ReadShared's) as of
+  // one moment, in name order: every update of a concurrent BatchUpdate or
+  // none is visible. NOT_FOUND if a name is missing.
+  absl::StatusOr<std::vector<std::pair<std::string, SharedValue>>> BatchRead(
+      const v1::BatchReadRequest& request) const;
+
+  // Rows of a variable by index (first axis). INVALID_ARGUMENT for a scalar
+  // variable or an index out of range.
+  absl::StatusOr<v1::GatherResponse> Gather(
+      const v1::GatherRequest& request) const;
+
+  // Applies the updates in order, all or nothing, in one store write:
+  // assign, assign_add, scatter (add sums duplicate indices; update: the last
+  // wins) and optimizer steps (dense, or sparse with IndexedSlices semantics;
+  // slot variables created on demand, with their initial values, before the
+  // batch is checked: they stay if it fails, as TensorFlow's slots exist once
+  // apply_gradients is built). Errors change nothing else:
+  // INVALID_ARGUMENT for a bad name, dtype, shape, index or optimizer;
+  // ABORTED on a failed version check; NOT_FOUND for a missing variable;
+  // store errors.
+  //
+  // With an id (client, sequence), the batch is applied exactly once: a
+  // repeat of an applied id returns the first result with duplicate=true
+  // and changes nothing (see AppliedUpdates).
+  absl::StatusOr<v1::BatchUpdateResponse> BatchUpdate(
+      v1::BatchUpdateRequest request);
+
+  // One page of the names under a scope, in name order: every variable when
+  // recursive, else the direct child variables and child scopes.
+  absl::StatusOr<v1::ListVariablesResponse> List(
+      const v1::ListVariablesRequest& request) const;
+
+  // The variable's metadata. NOT_FOUND (with similar names) if missing.
+  absl::StatusOr<v1::VariableInfo> Stat(absl::string_view name) const;
+
+  // Deletes `name` and, when recursive, every variable under `name/`, in one
+  // atomic store write. Returns how many were deleted; NOT_FOUND (with
+  // similar names) if none; FAILED_PRECONDITION, deleting nothing, if that
+  // would take some but not all parts of a partitioned variable, or the same
+  // optimizer slot of some but not all of its parts.
+  absl::StatusOr<int64_t> Delete(absl::string_view name, bool recursive);
+
+  // Renames `old_name` and every variable under `old_name/` to the same names
+  // under `new_name`, in one atomic store write; parts of a partitioned
+  // variable keep pointing at their (renamed) whole. Returns how many were
+  // renamed. NOT_FOUND if nothing is named so, ALREADY_EXISTS if a new name
+  // is taken, INVALID_ARGUMENT for a bad name or a move into itself,
+  // FAILED_PRECONDITION as Delete's; nothing is renamed on error.
+  absl::StatusOr<int64_t> Rename(absl::string_view old_name,
+                                 absl::string_view new_name);
+
+  struct Totals {
+    int64_t variables = 0;
+    int64_t bytes = 0;
+  };
+  // How many variables the table holds and their bytes.
+  Totals GetTotals() const;
+
+  // What the table did since it loaded, for monitoring. Thread-safe.
+  struct Counters {
+    // Updates (of batches) applied, and batches answered from their first
+    // result (exactly-once repeats).
+    metrics::Counter updates_applied;
+    metrics::Counter duplicates_skipped;
+    // Store writes of pending changes (interval flushes, rewrites after a
+    // failed write), those that failed, and their durations.
+    metrics::Counter flushes;
+    metrics::Counter flush_failures;
+    metrics::Histogram flush_seconds{metrics::LatencyBuckets()};
+    // When the store last held every change made before (a Flush that
+    // succeeded; the load).
+    std::atomic<int64_t> all_written_micros{0};
+  };
+  const Counters& counters() const { return counters_; }
+
+  // Runs `hook` in every near-match search (of a NOT_FOUND) after it has
+  // taken its candidates, while it holds no lock. REQUIRES: no call is in
+  // flight.
+  void SetNearMatchesHookForTest(std::function<void()> hook) {
+    near_matches_hook_ = std::move(hook);
+  }
+
+ private:
+  struct Variable;
+  struct Plan;
+  struct Op;
+  struct Selection;
+  struct Captured;
+
+  VariableTable(const TableOptions& options, Storage* storage);
+
+  // The variable called `name`, or NOT_FOUND listing similar names.
+  absl::StatusOr<std::shared_ptr<Variable>> Find(absl::string_view name) const
+      ABSL_LOCKS_EXCLUDED(mu_);
+  // `status`, its message followed by NearMatches(name) if it is NOT_FOUND.
+  absl::Status WithNearMatches(absl::Status status,
+                               absl::string_view name) const
+      ABSL_LOCKS_EXCLUDED(mu_, names_mu_);
+  // ` Variables named 'leaf' exist at: ...` and similar names, or "". Holds
+  // names_mu_ only to copy a bounded set of candidates, and mu_ not at all.
+  std::string NearMatches(absl::string_view name) const
+      ABSL_LOCKS_EXCLUDED(mu_, names_mu_);
+  // Adds the name of `var` (and of its whole, for a part) to names_, or
+  // removes them.
+  void IndexNames(const Variable& var, bool add) ABSL_LOCKS_EXCLUDED(names_mu_);
+  std::shared_ptr<Variable> Lookup(absl::string_view name) const
+      ABSL_SHARED_LOCKS_REQUIRED(mu_);
+  // The parts of the partitioned variable `name` in order, none if no part
+  // of it exists, FAILED_PRECONDITION naming the missing ones if only some
+  // do.
+  absl::StatusOr<std::vector<std::shared_ptr<Variable>>> Parts(
+      absl::string_view name) const ABSL_SHARED_LOCKS_REQUIRED(mu_);
+  // The pending structural change blocking any of `names`, if any.
+  std::shared_ptr<absl::Notification> Busy(
+      const std::vector<std::string>& names) const
+      ABSL_SHARED_LOCKS_REQUIRED(mu_);
+  // Picks `name` and, when recursive, every variable under `name/`, plus
+  // (for a rename) their new names from `rename`, once no structural change
+  // on any of them is in flight, and reserves them all in busy_. NOT_FOUND
+  // (with similar names) if nothing is picked; else Pick's errors.
+  absl::Status Select(
+      absl::string_view name, bool recursive,
+      const std::function<std::string(const std::string&)>& rename,
+      Selection* selection) ABSL_LOCKS_EXCLUDED(mu_);
+  // One attempt of Select: reserves the selection, or sets `wait` to the
+  // change in flight on one of its names. NOT_FOUND if nothing is picked
+  // (without similar names), ALREADY_EXISTS if a new name is taken,
+  // FAILED_PRECONDITION (see CheckWholes).
+  absl::Status Pick(
+      absl::string_view name, bool recursive,
+      const std::function<std::string(const std::string&)>& rename,
+      Selection* selection, std::shared_ptr<absl::Notification>* wait)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // FAILED_PRECONDITION, naming the command that takes the whole, if
+  // `selection` takes some but not all parts of a partitioned variable, or
+  // the same optimizer slot of some but not all of its parts: that would
+  // leave the whole incomplete.
+  absl::Status CheckWholes(const Selection& selection, bool rename) const
+      ABSL_SHARED_LOCKS_REQUIRED(mu_);
+  // Releases the selection's reservations and wakes their waiters.
+  void Release(Selection& selection) ABSL_LOCKS_EXCLUDED(mu_);
+  // Marks the selection's variables deleted and removes them from vars_,
+  // putting moved[i], if given, under the selection's targets[i].
+  // REQUIRES: their write locks are held.
+  void Retire(Selection& selection,
+              std::vector<std::shared_ptr<Variable>> moved)
+      ABSL_LOCKS_EXCLUDED(mu_);
+
+  // Decides what GetVariable does under mu_: a result, an error (NOT_FOUND
+  // without the similar names), or a plan of variables to create.
+  absl::StatusOr<v1::GetVariableResponse> Decide(
+      const v1::GetVariableRequest& request, Plan* plan) const
+      ABSL_SHARED_LOCKS_REQUIRED(mu_);
+  // Decide for a single variable, and for a partitioned one whose `parts`
+  // exist (see Parts).
+  absl::StatusOr<v1::GetVariableResponse> DecideSingle(
+      const v1::GetVariableRequest& request, Plan* plan) const
+      ABSL_SHARED_LOCKS_REQUIRED(mu_);
+  absl::StatusOr<v1::GetVariableResponse> DecidePartitioned(
+      const v1::GetVariableRequest& request,
+      const std::vector<std::shared_ptr<Variable>>& parts, Plan* plan) const
+      ABSL_SHARED_LOCKS_REQUIRED(mu_);
+  absl::Status CheckNewVariable(absl::string_view name, DType dtype,
+                                absl::Span<const int64_t> dims) const;
+  absl::StatusOr<v1::GetVariableResponse> Create(Plan& plan);
+
+  // BatchUpdate without the exactly-once check; records the id, if any, in
+  // the same store write.
+  absl::StatusOr<v1::BatchUpdateResponse> ApplyBatch(
+      v1::BatchUpdateRequest request);
+  // Creates the optimizer's slot variables of `var` that are missing.
+  absl::Status EnsureSlots(const Variable& var, const OptimizerStep& optimizer);
+
+  // Makes a change durable as the durability mode says, then makes it
+  // visible with `publish`, which cannot fail. wal, sync: adds the change's
+  // records to a store write with `write`, and publishes only if that write
+  // succeeds; if it fails, `dirty` (what the change touched) is rewritten
+  // before the next change. interval: publishes at once and adds `dirty` to
+  // the next flush.
+  absl::Status Commit(const std::function<void(StorageBatch&)>& write,
+                      DirtySet dirty, const std::function<void()>& publish)
+      ABSL_LOCKS_EXCLUDED(commit_mu_, mu_);
+  // Takes the pending changes and what the table holds for them.
+  Captured Capture() ABSL_EXCLUSIVE_LOCKS_REQUIRED(commit_mu_);
+  // Writes them; on failure they are pending again.
+  absl::Status WriteCaptured(Captured& captured) ABSL_LOCKS_EXCLUDED(dirty_mu_);
+  // Records the outcome of writing what was pending: in the interval mode
+  // changes fail while it is an error; an OK ends a pending rewrite.
+  absl::Status RecordFlush(absl::Status status) ABSL_LOCKS_EXCLUDED(dirty_mu_);
+  // The interval flusher's loop.
+  void FlushEveryInterval();
+
+  const TableOptions options_;
+  Storage* const storage_;
+  AppliedUpdates applied_;
+  Counters counters_;
+
+  // Held shared by every change from its store write (or, in the interval
+  // mode, its marking as dirty) until it is published, and exclusively to
+  // take the pending changes as of one moment.
+  absl::Mutex commit_mu_ ABSL_ACQUIRED_BEFORE(mu_);
+  // One flush (or rewrite after a failed write) at a time.
+  absl::Mutex flush_mu_ ABSL_ACQUIRED_BEFORE(commit_mu_);
+  absl::Mutex dirty_mu_ ABSL_ACQUIRED_AFTER(commit_mu_);
+  // What is not in the store yet.
+  DirtySet dirty_ ABSL_GUARDED_BY(dirty_mu_);
+  // Interval mode: the last flush's error; changes fail with it.
+  absl::Status flush_error_ ABSL_GUARDED_BY(dirty_mu_);
+  // wal, sync: a store write failed and dirty_ must be written before any
+  // other change.
+  std::atomic<bool> rewrite_pending_{false};
+  absl::Notification stop_flusher_;
+  std::thread flusher_;
+
+  mutable absl::Mutex mu_;
+  absl::btree_map<std::string, std::shared_ptr<Variable>, std::less<>> vars_
+      ABSL_GUARDED_BY(mu_);
+  // Names with a creation or deletion in flight; waiters block on the
+  // notification, then look again.
+  absl::flat_hash_map<std::string, std::shared_ptr<absl::Notification>> busy_
+      ABSL_GUARDED_BY(mu_);
+
+  // The names of vars_ and of the wholes of its parts, for NearMatches: a
+  // lock of its own so that a search never holds mu_.
+  mutable absl::Mutex names_mu_ ABSL_ACQUIRED_AFTER(mu_);
+  NameIndex names_ ABSL_GUARDED_BY(names_mu_);
+  std::function<void()> near_matches_hook_;
+};
+
+}  // namespace varscope::server
+
+#endif  // VARSCOPE_SERVER_TABLE_VARIABLE_TABLE_H_
