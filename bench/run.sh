@@ -10,7 +10,8 @@
 # --quick: the wal mode only, short runs, a 1M-row sparse table, 64 MiB with
 #   one client only; under 2 minutes.
 # --build-dir: where varscoped and varscope_loadgen are built (default:
-#   build). Build RelWithDebInfo or Release.
+#   build), configured with -DVARSCOPE_BUILD_BENCH=ON (off by default) and
+#   RelWithDebInfo or Release.
 # --out: keep the raw loadgen results (JSON lines) there.
 #
 # Installs nothing: scripts/install-deps.sh brings redis-server, iperf3 and
@@ -28,7 +29,7 @@ while [ $# -gt 0 ]; do
     --build-dir=*) build_dir=${1#*=} ;;
     --out) out=$2; shift ;;
     --out=*) out=${1#*=} ;;
-    -h | --help) sed -n '2,18s/^# \{0,1\}//p' "$0"; exit 0 ;;
+    -h | --help) sed -n '2,19s/^# \{0,1\}//p' "$0"; exit 0 ;;
     *) echo "run.sh: unknown argument $1 (see --help)" >&2; exit 2 ;;
   esac
   shift
@@ -37,7 +38,8 @@ done
 varscoped=$build_dir/server/varscoped
 loadgen=$build_dir/bench/varscope_loadgen
 for f in "$varscoped" "$loadgen"; do
-  [ -x "$f" ] || { echo "run.sh: $f is not built" >&2; exit 1; }
+  [ -x "$f" ] || { echo "run.sh: $f is not built (configure" \
+    "$build_dir with -DVARSCOPE_BUILD_BENCH=ON and build it)" >&2; exit 1; }
 done
 for cmd in redis-server iperf3 python3; do
   command -v "$cmd" > /dev/null ||

@@ -23,7 +23,8 @@ class AdminClient {
       const std::string& address, absl::Duration timeout,
       const ClientSecurity& security = {});
 
-  // A client over `stub` (tests pass a mock).
+  // A client over `stub`: Connect's, or another implementation of the
+  // generated interface (a fake server in a test of the caller).
   AdminClient(std::shared_ptr<v1::AdminService::StubInterface> stub,
               absl::Duration timeout);
 

@@ -10,6 +10,7 @@
 #include <optional>
 #include <random>
 #include <thread>
+#include <type_traits>
 #include <vector>
 
 #include "absl/container/btree_set.h"
@@ -127,6 +128,24 @@ v1::ListVariablesResponse MergePages(
   }
   if (limit.has_value()) response.set_next_page_token(*limit);
   return response;
+}
+
+// Every paginated walk: `fn` on each page `list` fills for `request`,
+// passing each page's token back, until the last page.
+absl::Status WalkPages(
+    v1::ListVariablesRequest request,
+    absl::FunctionRef<absl::Status(const v1::ListVariablesRequest&,
+                                   v1::ListVariablesResponse*)>
+        list,
+    absl::FunctionRef<absl::Status(v1::ListVariablesResponse&)> fn) {
+  for (;;) {
+    v1::ListVariablesResponse page;
+    VS_RETURN_IF_ERROR(list(request, &page));
+    std::string next = page.next_page_token();  // `fn` may move from `page`
+    VS_RETURN_IF_ERROR(fn(page));
+    if (next.empty()) return absl::OkStatus();
+    request.set_page_token(std::move(next));
+  }
 }
 
 // "N updates of a, b, c, ..." (up to three names).
@@ -292,22 +311,26 @@ absl::Status Client::Attempt(const Rpc& rpc, bool idempotent, Call call,
 
 absl::StatusOr<std::vector<std::string>> Client::NamesOn(int shard) {
   absl::btree_set<std::string> names;
-  v1::ListVariablesRequest request;
-  request.set_recursive(true);
-  do {
-    v1::ListVariablesResponse page;
-    VS_RETURN_IF_ERROR(Run({shard, "ListVariables", "every variable"}, true,
-                           [&](auto& stub, grpc::ClientContext* context) {
-                             return stub.ListVariables(context, request, &page);
-                           }));
-    for (const auto& entry : page.entries()) {
-      names.insert(entry.name());
-      if (entry.variable().has_slice()) {
-        names.insert(entry.variable().slice().full_name());
-      }
-    }
-    request.set_page_token(page.next_page_token());
-  } while (!request.page_token().empty());
+  v1::ListVariablesRequest every;
+  every.set_recursive(true);
+  VS_RETURN_IF_ERROR(WalkPages(
+      std::move(every),
+      [&](const v1::ListVariablesRequest& request,
+          v1::ListVariablesResponse* page) {
+        return Run({shard, "ListVariables", "every variable"}, true,
+                   [&](auto& stub, grpc::ClientContext* context) {
+                     return stub.ListVariables(context, request, page);
+                   });
+      },
+      [&](v1::ListVariablesResponse& page) {
+        for (const auto& entry : page.entries()) {
+          names.insert(entry.name());
+          if (entry.variable().has_slice()) {
+            names.insert(entry.variable().slice().full_name());
+          }
+        }
+        return absl::OkStatus();
+      }));
   return std::vector<std::string>(names.begin(), names.end());
 }
 
@@ -435,46 +458,48 @@ absl::StatusOr<UpdateResult> Client::WriteByStream(v1::StreamHeader header,
   return ToUpdateResult(response);
 }
 
+template <typename Request>
+absl::StatusOr<UpdateResult> Client::Update(absl::string_view name,
+                                            Tensor tensor,
+                                            const UpdateOptions& options) {
+  constexpr bool add = std::is_same_v<Request, v1::AssignAddRequest>;
+  Request request;
+  SetUpdateFields(name, options, request);
+  // Assigning the same value again is harmless unless a version is expected;
+  // adding it again is not.
+  const bool idempotent = Identify(request.mutable_id()) ||
+                          (!add && !options.expected_version.has_value());
+  if (StreamIt(tensor, options)) {
+    return WriteByStream(StreamHeaderOf(request, add), tensor, idempotent);
+  }
+  if constexpr (add) {
+    TensorToProto(std::move(tensor), request.mutable_delta());
+  } else {
+    TensorToProto(std::move(tensor), request.mutable_value());
+  }
+  v1::UpdateResponse response;
+  VS_RETURN_IF_ERROR(WithClusterNearMatches(
+      name, Run(On(add ? "AssignAdd" : "Assign", name), idempotent,
+                [&](auto& stub, grpc::ClientContext* context) {
+                  if constexpr (add) {
+                    return stub.AssignAdd(context, request, &response);
+                  } else {
+                    return stub.Assign(context, request, &response);
+                  }
+                })));
+  return ToUpdateResult(response);
+}
+
 absl::StatusOr<UpdateResult> Client::Assign(absl::string_view name,
                                             Tensor value,
                                             const UpdateOptions& options) {
-  v1::AssignRequest request;
-  SetUpdateFields(name, options, request);
-  // Assigning the same value again is harmless unless a version is expected.
-  const bool idempotent =
-      Identify(request.mutable_id()) || !options.expected_version.has_value();
-  if (StreamIt(value, options)) {
-    return WriteByStream(StreamHeaderOf(request, /*add=*/false), value,
-                         idempotent);
-  }
-  TensorToProto(std::move(value), request.mutable_value());
-  v1::UpdateResponse response;
-  VS_RETURN_IF_ERROR(WithClusterNearMatches(
-      name, Run(On("Assign", name), idempotent,
-                [&](auto& stub, grpc::ClientContext* context) {
-                  return stub.Assign(context, request, &response);
-                })));
-  return ToUpdateResult(response);
+  return Update<v1::AssignRequest>(name, std::move(value), options);
 }
 
 absl::StatusOr<UpdateResult> Client::AssignAdd(absl::string_view name,
                                                Tensor delta,
                                                const UpdateOptions& options) {
-  v1::AssignAddRequest request;
-  SetUpdateFields(name, options, request);
-  const bool idempotent = Identify(request.mutable_id());
-  if (StreamIt(delta, options)) {
-    return WriteByStream(StreamHeaderOf(request, /*add=*/true), delta,
-                         idempotent);
-  }
-  TensorToProto(std::move(delta), request.mutable_delta());
-  v1::UpdateResponse response;
-  VS_RETURN_IF_ERROR(WithClusterNearMatches(
-      name, Run(On("AssignAdd", name), idempotent,
-                [&](auto& stub, grpc::ClientContext* context) {
-                  return stub.AssignAdd(context, request, &response);
-                })));
-  return ToUpdateResult(response);
+  return Update<v1::AssignAddRequest>(name, std::move(delta), options);
 }
 
 absl::StatusOr<v1::ListVariablesResponse> Client::ListVariables(
@@ -490,6 +515,19 @@ absl::StatusOr<v1::ListVariablesResponse> Client::ListVariables(
   }
   if (pages.size() == 1) return std::move(pages[0]);
   return MergePages(request, std::move(pages));
+}
+
+absl::Status Client::ForEachPage(
+    v1::ListVariablesRequest request,
+    absl::FunctionRef<absl::Status(v1::ListVariablesResponse&)> fn) {
+  return WalkPages(
+      std::move(request),
+      [&](const v1::ListVariablesRequest& next,
+          v1::ListVariablesResponse* page) -> absl::Status {
+        VS_ASSIGN_OR_RETURN(*page, ListVariables(next));
+        return absl::OkStatus();
+      },
+      fn);
 }
 
 absl::StatusOr<v1::VariableInfo> Client::Stat(absl::string_view name) {

@@ -9,6 +9,8 @@
 #include <string>
 #include <vector>
 
+#include "absl/functional/function_ref.h"
+#include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
 #include "absl/time/time.h"
@@ -128,12 +130,22 @@ class Client {
   // or the error of asking a shard.
   absl::Status CheckCluster();
 
-  // TensorFlow's get_variable for a full name (see VariableTable). Retried
-  // through UNAVAILABLE in every mode: a CREATE retried after its shard
-  // became unavailable that finds the variable existing cannot tell whether
-  // its own earlier attempt created it, and fails with ALREADY_EXISTS whose
-  // message adds "(This CREATE was retried after SERVER became unavailable:
-  // its earlier attempt may have created the variable.)".
+  // TensorFlow's get_variable for one full name and reuse mode: CREATE
+  // creates the variable, REUSE returns the existing one, AUTO_REUSE returns
+  // it or creates it. Creation is atomic: of concurrent callers for one
+  // name, exactly one gets created=true. Errors: INVALID_ARGUMENT (bad
+  // name, dtype, shape, initializer, partitioner or collections; a shape or
+  // dtype other than the existing variable's), ALREADY_EXISTS (CREATE of an
+  // existing name), NOT_FOUND (REUSE of a missing name; the message lists
+  // similar names, of every shard on a cluster), FAILED_PRECONDITION (only
+  // some parts of the partitioned variable `name` exist), RESOURCE_EXHAUSTED
+  // (over the server's --max-variable-bytes), or the server's store error;
+  // a failed call creates nothing. Retried through UNAVAILABLE in every
+  // mode: a CREATE retried after its shard became unavailable that finds
+  // the variable existing cannot tell whether its own earlier attempt
+  // created it, and fails with ALREADY_EXISTS whose message adds "(This
+  // CREATE was retried after SERVER became unavailable: its earlier attempt
+  // may have created the variable.)".
   absl::StatusOr<v1::GetVariableResponse> GetVariable(
       const v1::GetVariableRequest& request);
   absl::StatusOr<ReadResult> Read(absl::string_view name);
@@ -144,6 +156,14 @@ class Client {
   // One page; pass response.next_page_token() back for the next.
   absl::StatusOr<v1::ListVariablesResponse> ListVariables(
       const v1::ListVariablesRequest& request);
+  // Calls `fn` on each page of the listing `request` asks for (from its
+  // page_token on), in name order; `fn` may move from the page. A page is
+  // requested only after `fn` returned on the previous one, so a walk holds
+  // one page at a time. OK after the last page, else the first error of
+  // ListVariables or of `fn`. An empty or missing scope gives one empty page.
+  absl::Status ForEachPage(
+      v1::ListVariablesRequest request,
+      absl::FunctionRef<absl::Status(v1::ListVariablesResponse&)> fn);
   absl::StatusOr<v1::VariableInfo> Stat(absl::string_view name);
   // Returns how many variables were deleted.
   absl::StatusOr<int64_t> Delete(absl::string_view name, bool recursive);
@@ -155,11 +175,17 @@ class Client {
   // start time and shard 0's cluster identity.
   absl::StatusOr<v1::ServerInfo> GetServerInfo();
 
-  // Applies the updates atomically (see VariableTable::BatchUpdate; on a
-  // cluster, atomically per shard, see the class comment). With
-  // options.exactly_once and no id in `request`, numbers it; a request with
-  // an id is retried through UNAVAILABLE, and sending it again after an
-  // error applies only the parts not applied yet.
+  // Applies the updates in order, all or nothing (on a cluster, all or
+  // nothing per shard, see the class comment): assign, assign_add, scatter
+  // and optimizer steps, whose slot variables are created on demand (and
+  // stay if the batch fails). Errors change nothing else: INVALID_ARGUMENT
+  // for a bad name, dtype, shape, index or optimizer, ABORTED on a failed
+  // version check, NOT_FOUND for a missing variable, or the server's store
+  // error. With options.exactly_once and no id in `request`, numbers it; a
+  // request with an id is applied once however often it is sent (a repeat
+  // answers the first result with duplicate=true), is retried through
+  // UNAVAILABLE, and sent again after an error applies only the parts not
+  // applied yet.
   absl::StatusOr<v1::BatchUpdateResponse> BatchUpdate(
       v1::BatchUpdateRequest request);
   // Contributes gradients to a synchronous step (see SyncApplyRequest). With
@@ -212,6 +238,10 @@ class Client {
   // The cluster identity of every shard.
   absl::StatusOr<std::vector<v1::ServerInfo>> ServerInfos();
 
+  // Assign (Request = v1::AssignRequest) or AssignAdd (v1::AssignAddRequest).
+  template <typename Request>
+  absl::StatusOr<UpdateResult> Update(absl::string_view name, Tensor tensor,
+                                      const UpdateOptions& options);
   // Whether an update of `tensor` goes by WriteStream.
   bool StreamIt(const Tensor& tensor, const UpdateOptions& options) const;
   absl::StatusOr<ReadResult> ReadByStream(const v1::ReadRequest& request);

@@ -126,21 +126,32 @@ std::vector<Tensor> Variable::Split(const Tensor& whole) const {
   return out;
 }
 
-template <typename Op>
-absl::StatusOr<UpdateResult> Variable::UpdateParts(const Tensor& whole,
-                                                   const UpdateOptions& options,
-                                                   Op op) const {
+absl::StatusOr<UpdateResult> Variable::Update(Tensor tensor,
+                                              const UpdateOptions& options,
+                                              bool add) const {
+  VS_RETURN_IF_ERROR(CheckTensor(tensor, add ? "add" : "assign"));
+  if (!partitioned()) {
+    VS_ASSIGN_OR_RETURN(
+        UpdateResult result,
+        add ? state_->client->AssignAdd(name(), std::move(tensor), options)
+            : state_->client->Assign(name(), std::move(tensor), options));
+    SeeVersion(result.version);
+    return result;
+  }
   if (options.expected_version.has_value()) {
     return absl::InvalidArgumentError(absl::StrCat(
         "An expected version cannot be given for partitioned variable ", name(),
         "; give it to one part"));
   }
-  std::vector<Tensor> pieces = Split(whole);
+  std::vector<Tensor> pieces = Split(tensor);
   UpdateResult result;
   if (options.return_value) result.value = Tensor(dtype(), shape());
   for (size_t i = 0; i < pieces.size(); ++i) {
     const Variable& part = state_->parts[i];
-    VS_ASSIGN_OR_RETURN(UpdateResult r, op(part, std::move(pieces[i])));
+    VS_ASSIGN_OR_RETURN(
+        UpdateResult r,
+        part.Update(std::move(pieces[i]),
+                    {.return_value = options.return_value}, add));
     result.version = std::max(result.version, r.version);
     if (options.return_value) {
       const v1::SliceInfo& slice = part.info().slice();
@@ -155,33 +166,12 @@ absl::StatusOr<UpdateResult> Variable::UpdateParts(const Tensor& whole,
 
 absl::StatusOr<UpdateResult> Variable::Assign(
     Tensor value, const UpdateOptions& options) const {
-  VS_RETURN_IF_ERROR(CheckTensor(value, "assign"));
-  if (partitioned()) {
-    return UpdateParts(value, options, [&](const Variable& part, Tensor t) {
-      return part.Assign(std::move(t), {.return_value = options.return_value});
-    });
-  }
-  VS_ASSIGN_OR_RETURN(
-      UpdateResult result,
-      state_->client->Assign(name(), std::move(value), options));
-  SeeVersion(result.version);
-  return result;
+  return Update(std::move(value), options, /*add=*/false);
 }
 
 absl::StatusOr<UpdateResult> Variable::AssignAdd(
     Tensor delta, const UpdateOptions& options) const {
-  VS_RETURN_IF_ERROR(CheckTensor(delta, "add"));
-  if (partitioned()) {
-    return UpdateParts(delta, options, [&](const Variable& part, Tensor t) {
-      return part.AssignAdd(std::move(t),
-                            {.return_value = options.return_value});
-    });
-  }
-  VS_ASSIGN_OR_RETURN(
-      UpdateResult result,
-      state_->client->AssignAdd(name(), std::move(delta), options));
-  SeeVersion(result.version);
-  return result;
+  return Update(std::move(delta), options, /*add=*/true);
 }
 
 }  // namespace varscope

@@ -75,10 +75,10 @@ class Variable {
   absl::Status CheckTensor(const Tensor& t, absl::string_view op) const;
   // Splits a full-shaped tensor into one tensor per part.
   std::vector<Tensor> Split(const Tensor& whole) const;
-  template <typename Op>
-  absl::StatusOr<UpdateResult> UpdateParts(const Tensor& whole,
-                                           const UpdateOptions& options,
-                                           Op op) const;
+  // Assign, or AssignAdd when `add`; a partitioned variable part by part.
+  absl::StatusOr<UpdateResult> Update(Tensor tensor,
+                                      const UpdateOptions& options,
+                                      bool add) const;
 
   std::shared_ptr<State> state_;
 };

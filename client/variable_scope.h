@@ -105,8 +105,8 @@ struct GetVariableOptions {
 };
 
 // TensorFlow's get_variable(name, ...) in `scope`: the full name is
-// `scope.name/name`, the mode comes from scope.reuse. Returns the server's
-// error (see VariableTable::GetVariable) unchanged.
+// `scope.name/name`, the mode comes from scope.reuse. Returns the error of
+// Client::GetVariable unchanged.
 absl::StatusOr<Variable> GetVariable(std::shared_ptr<Client> client,
                                      const VariableScope& scope,
                                      absl::string_view name,

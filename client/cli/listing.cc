@@ -15,13 +15,7 @@ absl::Status ForEachPage(
   request.set_scope(std::string(scope));
   request.set_recursive(recursive);
   request.set_page_size(page_size);
-  for (;;) {
-    VS_ASSIGN_OR_RETURN(v1::ListVariablesResponse page,
-                        client.ListVariables(request));
-    VS_RETURN_IF_ERROR(fn(page));
-    if (page.next_page_token().empty()) return absl::OkStatus();
-    request.set_page_token(page.next_page_token());
-  }
+  return client.ForEachPage(std::move(request), fn);
 }
 
 absl::Status ForEachVariable(

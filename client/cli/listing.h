@@ -17,10 +17,8 @@ namespace varscope::cli {
 
 using ListEntry = v1::ListVariablesResponse::Entry;
 
-// Calls `fn` on each page of ListVariables(scope, recursive) in name order.
-// A page is requested only after `fn` returned on the previous one, so a
-// walk holds one page at a time. Returns the first error of the server or
-// of `fn`. An empty or missing scope gives one empty page.
+// Client::ForEachPage of ListVariables(scope, recursive) in pages of
+// `page_size` (0: the server's).
 absl::Status ForEachPage(
     Client& client, absl::string_view scope, bool recursive, int32_t page_size,
     absl::FunctionRef<absl::Status(const v1::ListVariablesResponse&)> fn);

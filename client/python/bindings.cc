@@ -34,6 +34,7 @@
 #include "common/initializers.h"
 #include "common/learning_rate.h"
 #include "common/partitioners.h"
+#include "common/status.h"
 #include "common/tensor.h"
 #include "common/version.h"
 
@@ -233,20 +234,22 @@ py::object SliceOf(const v1::VariableInfo& info) {
 std::vector<v1::VariableInfo> ListInfos(Client& client,
                                         const std::string& scope,
                                         bool recursive) {
-  std::vector<v1::VariableInfo> out;
   v1::ListVariablesRequest request;
   request.set_scope(scope);
   request.set_recursive(recursive);
-  do {
-    v1::ListVariablesResponse page =
-        WithoutGil([&] { return client.ListVariables(request); });
-    for (auto& entry : *page.mutable_entries()) {
-      if (!entry.is_scope())
-        out.push_back(std::move(*entry.mutable_variable()));
-    }
-    request.set_page_token(page.next_page_token());
-  } while (!request.page_token().empty());
-  return out;
+  return WithoutGil([&]() -> absl::StatusOr<std::vector<v1::VariableInfo>> {
+    std::vector<v1::VariableInfo> out;
+    VS_RETURN_IF_ERROR(client.ForEachPage(
+        std::move(request), [&](v1::ListVariablesResponse& page) {
+          for (auto& entry : *page.mutable_entries()) {
+            if (!entry.is_scope()) {
+              out.push_back(std::move(*entry.mutable_variable()));
+            }
+          }
+          return absl::OkStatus();
+        }));
+    return out;
+  });
 }
 
 // (name, shape) of every variable ListInfos lists.

@@ -52,6 +52,7 @@ class CMakeBuild(build_ext):
                 ["cmake", "-S", str(REPO), "-B", str(build_dir), "-G",
                  "Ninja", "-DCMAKE_BUILD_TYPE=Release",
                  "-DVARSCOPE_BUILD_TESTS=OFF", "-DVARSCOPE_BUILD_PYTHON=ON",
+                 "-DVARSCOPE_BUILD_BENCH=OFF",
                  "-DPython_EXECUTABLE=" + sys.executable],
                 check=True)
         target = ext.name.rpartition(".")[2]

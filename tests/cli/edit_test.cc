@@ -16,6 +16,7 @@ namespace varscope::cli::testing {
 namespace {
 
 using ::testing::HasSubstr;
+using ::varscope::testing::PollUntil;
 using Json = nlohmann::json;
 
 class EditTest : public CliTest {
@@ -290,7 +291,8 @@ TEST_F(EditTest, MvOfAScopeIsAtomicForAConcurrentReader) {
       }
     }
   });
-  while (old_seen == 0) absl::SleepFor(absl::Milliseconds(1));
+  EXPECT_TRUE(PollUntil([&] { return old_seen > 0; }, absl::Minutes(2)))
+      << "the reader never listed the old names";
   const CliResult r = Run({"mv", "src", "dst"});
   renamed = true;
   reader.join();

@@ -1,10 +1,7 @@
 // Client retries and limits against real servers.
 #include "client/client.h"
 
-#include <netinet/in.h>
 #include <signal.h>
-#include <sys/socket.h>
-#include <unistd.h>
 
 #include <thread>
 
@@ -14,6 +11,7 @@
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "server/service/server.h"
+#include "tests/testing/closing_listener.h"
 #include "tests/testing/test_server.h"
 #include "tests/testing/updates.h"
 
@@ -21,29 +19,18 @@ namespace varscope {
 namespace {
 
 using ::testing::MatchesRegex;
+using ::varscope::testing::ClosingListener;
+using ::varscope::testing::PollUntil;
 using ::varscope::testing::ServerProcess;
 using ::varscope::testing::StatusIs;
 using ::varscope::testing::TempDir;
 using ::varscope::testing::TestServer;
 using ::varscope::testing::TestShardFlags;
 
-// A port that was free a moment ago.
-int FreePort() {
-  const int fd = socket(AF_INET, SOCK_STREAM, 0);
-  sockaddr_in addr = {};
-  addr.sin_family = AF_INET;
-  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  EXPECT_EQ(bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)), 0);
-  socklen_t len = sizeof(addr);
-  getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len);
-  close(fd);
-  return ntohs(addr.sin_port);
-}
-
 TEST(ClientRetry, IdempotentCallsRetryUntilTheServerComesUp) {
   TempDir dir;
-  const int port = FreePort();
-  const std::string address = absl::StrCat("127.0.0.1:", port);
+  ClosingListener nothing;
+  const std::string address = nothing.address();
   ClientOptions options;
   options.retry_timeout = absl::Minutes(2);  // however slow the start
   std::shared_ptr<Client> client = Client::Connect(address, options);
@@ -61,7 +48,12 @@ TEST(ClientRetry, IdempotentCallsRetryUntilTheServerComesUp) {
 
   std::unique_ptr<server::Server> server;
   std::thread starter([&] {
-    absl::SleepFor(absl::Milliseconds(300));
+    // Once the Read has failed at least once, serve the port.
+    const int before = nothing.connections();
+    ASSERT_TRUE(PollUntil([&] { return nothing.connections() > before; },
+                          absl::Minutes(2)))
+        << "the Read never reached " << address;
+    nothing.Close();
     server::ServerOptions server_options;
     server_options.listen_address = address;
     server_options.data_dir = dir.path();
@@ -79,7 +71,8 @@ TEST(ClientRetry, GivesUpAfterMaxAttempts) {
   ClientOptions options;
   options.max_attempts = 3;
   options.initial_backoff = absl::Milliseconds(1);
-  const std::string address = absl::StrCat("127.0.0.1:", FreePort());
+  ClosingListener nothing;
+  const std::string address = nothing.address();
   std::shared_ptr<Client> client = Client::Connect(address, options);
   EXPECT_THAT(
       client->Read("x"),
@@ -92,7 +85,8 @@ TEST(ClientRetry, GivesUpAfterMaxAttempts) {
 TEST(ClientRetry, RetriesForRetryTimeoutThenNamesTheServer) {
   ClientOptions options;
   options.retry_timeout = absl::Seconds(1);
-  const std::string address = absl::StrCat("127.0.0.1:", FreePort());
+  ClosingListener nothing;
+  const std::string address = nothing.address();
   std::shared_ptr<Client> client = Client::Connect(address, options);
   const absl::Time start = absl::Now();
   const absl::Status status = client->Read("x").status();

@@ -304,17 +304,17 @@ TEST_F(ClusterTest, ListingsMergeShardsPageByPage) {
     request.set_scope(scope);
     request.set_recursive(recursive);
     request.set_page_size(page_size);
-    do {
-      absl::StatusOr<v1::ListVariablesResponse> page =
-          client.ListVariables(request);
-      EXPECT_THAT(page.status(), IsOk());
-      if (!page.ok()) break;
-      EXPECT_LE(page->entries_size(), page_size);
-      for (const auto& entry : page->entries()) {
-        out.push_back(absl::StrCat(entry.name(), entry.is_scope() ? "/" : ""));
-      }
-      request.set_page_token(page->next_page_token());
-    } while (!request.page_token().empty());
+    EXPECT_THAT(
+        client.ForEachPage(request,
+                           [&](v1::ListVariablesResponse& page) {
+                             EXPECT_LE(page.entries_size(), page_size);
+                             for (const auto& entry : page.entries()) {
+                               out.push_back(absl::StrCat(
+                                   entry.name(), entry.is_scope() ? "/" : ""));
+                             }
+                             return absl::OkStatus();
+                           }),
+        IsOk());
     return out;
   };
   for (const bool recursive : {true, false}) {

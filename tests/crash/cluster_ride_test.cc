@@ -33,6 +33,7 @@ namespace varscope {
 namespace {
 
 using ::varscope::testing::ChildProcess;
+using ::varscope::testing::PollUntil;
 using ::varscope::testing::ServerProcess;
 using ::varscope::testing::TempDir;
 using ::varscope::testing::TestShardFlags;
@@ -119,17 +120,6 @@ class Worker {
   std::string other_lines_ ABSL_GUARDED_BY(mu_);
 };
 
-// Polls `done` until it holds; false after kPatience.
-template <typename Predicate>
-bool Eventually(Predicate done) {
-  const absl::Time give_up = absl::Now() + kPatience;
-  while (!done()) {
-    if (absl::Now() > give_up) return false;
-    absl::SleepFor(absl::Milliseconds(10));
-  }
-  return true;
-}
-
 class ClusterRideTest : public ::testing::Test {
  protected:
   void SetUp() override {
@@ -188,12 +178,15 @@ class ClusterRideTest : public ::testing::Test {
 
   // Waits until every worker has completed a step after `t`.
   void WaitForStepsAfter(absl::Time t) {
-    ASSERT_TRUE(Eventually([&] {
-      for (auto& worker : workers_) {
-        if (!worker->FirstStepAfter(t).has_value()) return false;
-      }
-      return true;
-    })) << "the workers stopped making progress";
+    ASSERT_TRUE(PollUntil(
+        [&] {
+          for (auto& worker : workers_) {
+            if (!worker->FirstStepAfter(t).has_value()) return false;
+          }
+          return true;
+        },
+        kPatience))
+        << "the workers stopped making progress";
   }
 
   // Prints what the fault from `begin` (the kill or stop) to `end` (the
@@ -226,12 +219,15 @@ class ClusterRideTest : public ::testing::Test {
 
 TEST_F(ClusterRideTest, WorkersTrainThroughAKilledShardAndAHungOne) {
   StartWorkers();
-  ASSERT_TRUE(Eventually([&] {
-    for (auto& worker : workers_) {
-      if (worker->steps() < 20) return false;
-    }
-    return true;
-  })) << "the workers did not start training";
+  ASSERT_TRUE(PollUntil(
+      [&] {
+        for (auto& worker : workers_) {
+          if (worker->steps() < 20) return false;
+        }
+        return true;
+      },
+      kPatience))
+      << "the workers did not start training";
 
   // kill -9 shard 1, down for a second (as a restart takes), then back on
   // its directory and port.

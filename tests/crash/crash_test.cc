@@ -385,20 +385,19 @@ class CrashHarness {
     v1::ListVariablesRequest request;
     request.set_scope(scope);
     request.set_recursive(true);
-    for (;;) {
-      absl::StatusOr<v1::ListVariablesResponse> page =
-          client.ListVariables(request);
-      ASSERT_TRUE(page.ok()) << page.status();
-      for (const auto& entry : page->entries()) {
-        int64_t n = 0;
-        ASSERT_TRUE(
-            absl::SimpleAtoi(entry.name().substr(scope.size() + 1), &n));
-        made.insert(n);
-        EXPECT_EQ(entry.variable().version(), 1) << entry.name();
-      }
-      if (page->next_page_token().empty()) break;
-      request.set_page_token(page->next_page_token());
-    }
+    VS_ASSERT_OK(
+        client.ForEachPage(request, [&](v1::ListVariablesResponse& page) {
+          for (const auto& entry : page.entries()) {
+            int64_t n = 0;
+            if (!absl::SimpleAtoi(entry.name().substr(scope.size() + 1), &n)) {
+              return absl::InternalError(
+                  absl::StrCat("not a created name: ", entry.name()));
+            }
+            made.insert(n);
+            EXPECT_EQ(entry.variable().version(), 1) << entry.name();
+          }
+          return absl::OkStatus();
+        }));
     const int64_t m = made.empty() ? 0 : *made.rbegin();
     if (exact()) {
       EXPECT_EQ(static_cast<int64_t>(made.size()), m)

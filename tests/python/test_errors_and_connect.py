@@ -46,14 +46,17 @@ class TestErrorClasses:
         assert pickle.loads(pickle.dumps(e)).error_code == errors.ABORTED
 
 
-def free_port():
+@pytest.fixture
+def refused_address():
+    """A loopback address that refuses connections: its port is bound (so
+    no other process takes it during the test) but not listening."""
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+        yield "127.0.0.1:%d" % s.getsockname()[1]
 
 
-def test_unreachable_server_is_unavailable_quickly():
-    vs.connect("127.0.0.1:%d" % free_port(), timeout=2, max_attempts=2)
+def test_unreachable_server_is_unavailable_quickly(refused_address):
+    vs.connect(refused_address, timeout=2, max_attempts=2)
     start = time.monotonic()
     with pytest.raises(errors.UnavailableError) as e:
         vs.get_variable("v", shape=[1])
@@ -62,8 +65,9 @@ def test_unreachable_server_is_unavailable_quickly():
     assert not isinstance(e.value, ValueError)
 
 
-def test_unavailable_after_retry_timeout_names_the_server_and_the_call():
-    address = "127.0.0.1:%d" % free_port()
+def test_unavailable_after_retry_timeout_names_the_server_and_the_call(
+        refused_address):
+    address = refused_address
     vs.connect(address, retry_timeout=0.5)
     with pytest.raises(errors.UnavailableError) as e:
         vs.get_variable("v", shape=[1])
@@ -133,10 +137,10 @@ class TestConnect:
         with pytest.raises(ValueError):
             vs.connect("h:1", timeout=0)
 
-    def test_as_default_overrides_in_this_thread(self, server):
+    def test_as_default_overrides_in_this_thread(self, server,
+                                                 refused_address):
         vs.get_variable("v", shape=[1])
-        other = vs.Client("127.0.0.1:%d" % free_port(), timeout=1,
-                          max_attempts=1)
+        other = vs.Client(refused_address, timeout=1, max_attempts=1)
         with other.as_default():
             with pytest.raises(errors.UnavailableError):
                 vs.get_variable("w", shape=[1])

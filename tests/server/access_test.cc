@@ -32,6 +32,7 @@ namespace varscope {
 namespace {
 
 using ::testing::ElementsAre;
+using ::varscope::testing::PollUntil;
 using ::varscope::testing::StatusIs;
 using ::varscope::testing::TempDir;
 using ::varscope::testing::TestServer;
@@ -610,14 +611,14 @@ TEST_F(AccessTest, SighupRereadsTheTokenFileAndCallsAreAudited) {
     waited = old_stub->WaitForStep(&context, request, &reached);
   });
   httplib::Client metrics("127.0.0.1", metrics_port);
-  for (int i = 0;; ++i) {
-    ASSERT_LT(i, 6000) << "WaitForStep never started waiting";
-    auto got = metrics.Get("/metrics");
-    if (got && absl::StrContains(got->body, "\nvarscope_sync_waiting 1\n")) {
-      break;
-    }
-    absl::SleepFor(absl::Milliseconds(10));
-  }
+  ASSERT_TRUE(PollUntil(
+      [&] {
+        auto got = metrics.Get("/metrics");
+        return got &&
+               absl::StrContains(got->body, "\nvarscope_sync_waiting 1\n");
+      },
+      absl::Minutes(2)))
+      << "WaitForStep never started waiting";
 
   std::ofstream(tokens) << "new-token write\nboss admin\n";
   child->Kill(SIGHUP);

@@ -23,6 +23,7 @@ namespace {
 
 using ::testing::HasSubstr;
 using ::testing::Lt;
+using ::varscope::testing::CreateRequest;
 using ::varscope::testing::StatusIs;
 using ::varscope::testing::TempDir;
 using ::varscope::testing::TestServer;
@@ -39,13 +40,8 @@ Tensor Fill(int64_t value, std::vector<int64_t> dims = {kSize}) {
 
 v1::GetVariableRequest Create(const std::string& name,
                               std::vector<int64_t> dims = {kSize}) {
-  v1::GetVariableRequest request;
-  request.set_name(name);
-  request.set_mode(v1::CREATE);
-  request.set_dtype(v1::DT_INT64);
-  request.mutable_shape()->mutable_dims()->Assign(dims.begin(), dims.end());
-  request.mutable_initializer()->set_kind(v1::Initializer::ZEROS);
-  return request;
+  return CreateRequest(name, v1::DT_INT64, std::move(dims),
+                       v1::Initializer::ZEROS);
 }
 
 // The single value every element of `name` holds, and its version; fails

@@ -18,12 +18,14 @@
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "tests/testing/test_server.h"
+#include "tests/testing/updates.h"
 
 namespace varscope {
 namespace {
 
 namespace fs = std::filesystem;
 using ::testing::HasSubstr;
+using ::varscope::testing::CreateRequest;
 using ::varscope::testing::ServerProcess;
 using ::varscope::testing::StatusIs;
 using ::varscope::testing::TempDir;
@@ -52,14 +54,8 @@ class Tmpfs {
 
 // A 1 MiB float variable of random values.
 v1::GetVariableRequest Create(const std::string& name) {
-  v1::GetVariableRequest request;
-  request.set_name(name);
-  request.set_mode(v1::CREATE);
-  request.set_dtype(v1::DT_FLOAT);
-  request.mutable_shape()->add_dims(256);
-  request.mutable_shape()->add_dims(1024);
-  request.mutable_initializer()->set_kind(v1::Initializer::RANDOM_UNIFORM);
-  return request;
+  return CreateRequest(name, v1::DT_FLOAT, {256, 1024},
+                       v1::Initializer::RANDOM_UNIFORM);
 }
 
 // The reported case: a 64 MiB disk, 40 MiB taken, 1 MiB variables. RocksDB

@@ -24,6 +24,7 @@
 #include "server/table/variable_table.h"
 #include "tests/testing/faulty_file_system.h"
 #include "tests/testing/test_server.h"
+#include "tests/testing/updates.h"
 
 namespace varscope {
 namespace {
@@ -34,13 +35,16 @@ using ::testing::HasSubstr;
 using ::testing::Not;
 using ::varscope::server::Durability;
 using ::varscope::server::ParseDurability;
+using ::varscope::testing::BatchOf;
 using ::varscope::testing::ChildProcess;
+using ::varscope::testing::CreateRequest;
 using ::varscope::testing::FaultyEnv;
 using ::varscope::testing::FaultyFileSystem;
 using ::varscope::testing::ServerProcess;
 using ::varscope::testing::StatusIs;
 using ::varscope::testing::TempDir;
 using ::varscope::testing::TestServer;
+using ::varscope::testing::WholeUpdate;
 using Fault = FaultyFileSystem::Fault;
 
 constexpr int64_t kRows = 8;
@@ -54,22 +58,12 @@ Tensor Filled(int64_t value) {
 }
 
 v1::GetVariableRequest Create(const std::string& name) {
-  v1::GetVariableRequest request;
-  request.set_name(name);
-  request.set_mode(v1::CREATE);
-  request.set_dtype(v1::DT_INT64);
-  request.mutable_shape()->add_dims(kRows);
-  request.mutable_shape()->add_dims(kCols);
-  request.mutable_initializer()->set_kind(v1::Initializer::ZEROS);
-  return request;
+  return CreateRequest(name, v1::DT_INT64, {kRows, kCols},
+                       v1::Initializer::ZEROS);
 }
 
 v1::BatchUpdateRequest AssignAll(const std::string& name, int64_t value) {
-  v1::BatchUpdateRequest request;
-  v1::Update* update = request.add_updates();
-  update->set_name(name);
-  TensorToProto(Filled(value), update->mutable_assign());
-  return request;
+  return BatchOf(WholeUpdate(name, Filled(value), /*add=*/false));
 }
 
 // Sets row `row` of `name` to `value`, as update `sequence` of client "c".

@@ -29,6 +29,8 @@ using ::testing::HasSubstr;
 using ::testing::MatchesRegex;
 using ::testing::StartsWith;
 using ::varscope::testing::ChildProcess;
+using ::varscope::testing::CreateRequest;
+using ::varscope::testing::PollUntil;
 using ::varscope::testing::ServerProcess;
 using ::varscope::testing::TempDir;
 using ::varscope::testing::VarscopedPath;
@@ -75,13 +77,7 @@ std::string Calls(const std::string& method, const std::string& code) {
 }
 
 v1::GetVariableRequest CreateFloats(const std::string& name, int64_t n) {
-  v1::GetVariableRequest request;
-  request.set_name(name);
-  request.set_mode(v1::CREATE);
-  request.set_dtype(v1::DT_FLOAT);
-  request.mutable_shape()->add_dims(n);
-  request.mutable_initializer()->set_kind(v1::Initializer::ZEROS);
-  return request;
+  return CreateRequest(name, v1::DT_FLOAT, {n}, v1::Initializer::ZEROS);
 }
 
 TEST(Metrics, CountEveryCallByMethodAndCode) {
@@ -159,11 +155,12 @@ TEST(Metrics, IntervalModeReportsHowOldTheStoreIs) {
   VS_ASSERT_OK(client->GetVariable(CreateFloats("x", 2)).status());
   // The flusher writes the change within an interval or so: wait for it.
   std::map<std::string, double> samples;
-  for (int i = 0; i < 600; ++i) {
-    samples = Scrape(port);
-    if (samples["varscope_flushes_total"] >= 1) break;
-    absl::SleepFor(absl::Milliseconds(50));
-  }
+  EXPECT_TRUE(PollUntil(
+      [&] {
+        samples = Scrape(port);
+        return samples["varscope_flushes_total"] >= 1;
+      },
+      absl::Minutes(2)));
   EXPECT_GE(samples["varscope_flushes_total"], 1);
   EXPECT_EQ(samples["varscope_flush_failures_total"], 0);
   EXPECT_GE(samples["varscope_flush_duration_seconds_count"], 1);

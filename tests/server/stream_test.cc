@@ -7,10 +7,12 @@
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "tests/testing/test_server.h"
+#include "tests/testing/updates.h"
 
 namespace varscope {
 namespace {
 
+using ::varscope::testing::CreateRequest;
 using ::varscope::testing::StatusIs;
 using ::varscope::testing::TestServer;
 
@@ -34,13 +36,10 @@ Tensor Ramp(int64_t n, float start) {
 }
 
 absl::Status CreateZeros(Client& client, const std::string& name, int64_t n) {
-  v1::GetVariableRequest request;
-  request.set_name(name);
-  request.set_mode(v1::CREATE);
-  request.set_dtype(v1::DT_FLOAT);
-  request.mutable_shape()->add_dims(n);
-  request.mutable_initializer()->set_kind(v1::Initializer::ZEROS);
-  return client.GetVariable(request).status();
+  return client
+      .GetVariable(
+          CreateRequest(name, v1::DT_FLOAT, {n}, v1::Initializer::ZEROS))
+      .status();
 }
 
 TEST(Stream, LargeVariablesRoundTripThroughStreams) {

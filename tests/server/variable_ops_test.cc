@@ -50,17 +50,14 @@ std::vector<std::string> ListNames(Client& client, const std::string& scope,
   request.set_scope(scope);
   request.set_recursive(recursive);
   request.set_page_size(page_size);
-  for (;;) {
-    absl::StatusOr<v1::ListVariablesResponse> page =
-        client.ListVariables(request);
-    EXPECT_TRUE(page.ok()) << page.status();
-    if (!page.ok()) return names;
-    for (const auto& e : page->entries()) {
-      names.push_back(e.is_scope() ? e.name() + "/" : e.name());
-    }
-    if (page->next_page_token().empty()) return names;
-    request.set_page_token(page->next_page_token());
-  }
+  VS_EXPECT_OK(
+      client.ForEachPage(request, [&](v1::ListVariablesResponse& page) {
+        for (const auto& e : page.entries()) {
+          names.push_back(e.is_scope() ? e.name() + "/" : e.name());
+        }
+        return absl::OkStatus();
+      }));
+  return names;
 }
 
 TEST_F(VariableOpsTest, AssignReplacesTheValueAndBumpsTheVersion) {

@@ -9,28 +9,23 @@
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "tests/testing/test_server.h"
+#include "tests/testing/updates.h"
 
 namespace varscope::server {
 namespace {
 
+using ::varscope::testing::BatchOf;
+using ::varscope::testing::CreateRequest;
 using ::varscope::testing::StatusIs;
 using ::varscope::testing::TempDir;
+using ::varscope::testing::WholeUpdate;
 
 v1::GetVariableRequest Create(const std::string& name) {
-  v1::GetVariableRequest request;
-  request.set_name(name);
-  request.set_mode(v1::CREATE);
-  request.set_dtype(v1::DT_FLOAT);
-  request.mutable_shape()->add_dims(2);
-  return request;
+  return CreateRequest(name, v1::DT_FLOAT, {2});
 }
 
 v1::BatchUpdateRequest Assign(const std::string& name) {
-  v1::BatchUpdateRequest request;
-  v1::Update* update = request.add_updates();
-  update->set_name(name);
-  TensorToProto(Tensor(v1::DT_FLOAT, {2}), update->mutable_assign());
-  return request;
+  return BatchOf(WholeUpdate(name, Tensor(v1::DT_FLOAT, {2}), /*add=*/false));
 }
 
 class VariableTableTest : public ::testing::Test {

@@ -1,14 +1,33 @@
-// Building update requests in tests.
+// Building requests in tests.
 #ifndef VARSCOPE_TESTS_TESTING_UPDATES_H_
 #define VARSCOPE_TESTS_TESTING_UPDATES_H_
 
+#include <cstdint>
 #include <string>
 #include <utility>
+#include <vector>
 
 #include "common/tensor.h"
 #include "varscope/v1/variable_service.pb.h"
 
 namespace varscope::testing {
+
+// A CREATE of `name` with `dtype` and shape `dims`, initialized by
+// `initializer` (KIND_DEFAULT: no initializer in the request, the server's
+// default for the dtype).
+inline v1::GetVariableRequest CreateRequest(
+    const std::string& name, v1::DataType dtype, std::vector<int64_t> dims,
+    v1::Initializer::Kind initializer = v1::Initializer::KIND_DEFAULT) {
+  v1::GetVariableRequest request;
+  request.set_name(name);
+  request.set_mode(v1::CREATE);
+  request.set_dtype(dtype);
+  request.mutable_shape()->mutable_dims()->Assign(dims.begin(), dims.end());
+  if (initializer != v1::Initializer::KIND_DEFAULT) {
+    request.mutable_initializer()->set_kind(initializer);
+  }
+  return request;
+}
 
 // An update of `name` that assigns `value`, or adds it when `add`.
 inline v1::Update WholeUpdate(const std::string& name, Tensor value, bool add) {
@@ -17,6 +36,13 @@ inline v1::Update WholeUpdate(const std::string& name, Tensor value, bool add) {
   TensorToProto(std::move(value),
                 add ? update.mutable_assign_add() : update.mutable_assign());
   return update;
+}
+
+// A batch of the one update `update`.
+inline v1::BatchUpdateRequest BatchOf(v1::Update update) {
+  v1::BatchUpdateRequest request;
+  *request.add_updates() = std::move(update);
+  return request;
 }
 
 }  // namespace varscope::testing
