@@ -109,10 +109,10 @@ absl::StatusOr<std::unique_ptr<Server>> Server::Start(
             {"seconds", absl::ToDoubleSeconds(absl::Now() - load_start)},
             {"wal_replayed_bytes",
              server->storage_->GetStats().wal_replayed_bytes}});
-  server->embeddings_ = embedding::EmbeddingStore::Open(
-      {.memory_budget = options.memory_budget,
-       .durability = options.table.durability},
-      server->storage_.get());
+  server->embeddings_ =
+      embedding::EmbeddingStore::Open({.memory_budget = options.memory_budget,
+                                       .durability = options.table.durability},
+                                      server->storage_.get());
   absl::StatusOr<std::unique_ptr<EmbeddingCalls>> embedding_calls =
       EmbeddingCalls::Create(server->table_.get(), server->embeddings_.get(),
                              server->storage_.get());

@@ -798,8 +798,8 @@ Storage::MultiGetEmbedding(const std::vector<std::string>& keys) {
   std::vector<rocksdb::Slice> slices(keys.begin(), keys.end());
   std::vector<rocksdb::PinnableSlice> values(keys.size());
   std::vector<rocksdb::Status> statuses(keys.size());
-  db_->MultiGet(rocksdb::ReadOptions(), handles_[4], keys.size(),
-                slices.data(), values.data(), statuses.data());
+  db_->MultiGet(rocksdb::ReadOptions(), handles_[4], keys.size(), slices.data(),
+                values.data(), statuses.data());
   std::vector<std::optional<std::string>> out(keys.size());
   for (size_t i = 0; i < keys.size(); ++i) {
     if (statuses[i].IsNotFound()) continue;
@@ -817,8 +817,7 @@ absl::Status Storage::ScanEmbedding(
   options.fill_cache = false;
   const rocksdb::Slice limit(end.data(), end.size());
   options.iterate_upper_bound = &limit;
-  std::unique_ptr<rocksdb::Iterator> it(
-      db_->NewIterator(options, handles_[4]));
+  std::unique_ptr<rocksdb::Iterator> it(db_->NewIterator(options, handles_[4]));
   for (it->Seek(rocksdb::Slice(begin.data(), begin.size())); it->Valid();
        it->Next()) {
     if (!fn(absl::string_view(it->key().data(), it->key().size()),

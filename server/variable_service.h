@@ -60,30 +60,30 @@ struct WithMethods<Base, Method, Methods...> {
 
 // The callback service with every method taking and giving raw bytes (see
 // raw_calls.h).
-using VariableServiceBase =
-    WithMethods<v1::VariableService::Service,
-                v1::VariableService::WithRawCallbackMethod_GetVariable,
-                v1::VariableService::WithRawCallbackMethod_Read,
-                v1::VariableService::WithRawCallbackMethod_Assign,
-                v1::VariableService::WithRawCallbackMethod_AssignAdd,
-                v1::VariableService::WithRawCallbackMethod_ListVariables,
-                v1::VariableService::WithRawCallbackMethod_Stat,
-                v1::VariableService::WithRawCallbackMethod_Delete,
-                v1::VariableService::WithRawCallbackMethod_Rename,
-                v1::VariableService::WithRawCallbackMethod_GetServerInfo,
-                v1::VariableService::WithRawCallbackMethod_BatchUpdate,
-                v1::VariableService::WithRawCallbackMethod_BatchRead,
-                v1::VariableService::WithRawCallbackMethod_Gather,
-                v1::VariableService::WithRawCallbackMethod_ReadStream,
-                v1::VariableService::WithRawCallbackMethod_WriteStream,
-                v1::VariableService::WithRawCallbackMethod_SyncApply,
-                v1::VariableService::WithRawCallbackMethod_WaitForStep,
-                v1::VariableService::WithRawCallbackMethod_GetEmbeddingVariable,
-                v1::VariableService::WithRawCallbackMethod_EmbeddingLookup,
-                v1::VariableService::WithRawCallbackMethod_EmbeddingApply,
-                v1::VariableService::WithRawCallbackMethod_EmbeddingStat,
-                v1::VariableService::WithRawCallbackMethod_EmbeddingExport,
-                v1::VariableService::WithRawCallbackMethod_EmbeddingImport>::type;
+using VariableServiceBase = WithMethods<
+    v1::VariableService::Service,
+    v1::VariableService::WithRawCallbackMethod_GetVariable,
+    v1::VariableService::WithRawCallbackMethod_Read,
+    v1::VariableService::WithRawCallbackMethod_Assign,
+    v1::VariableService::WithRawCallbackMethod_AssignAdd,
+    v1::VariableService::WithRawCallbackMethod_ListVariables,
+    v1::VariableService::WithRawCallbackMethod_Stat,
+    v1::VariableService::WithRawCallbackMethod_Delete,
+    v1::VariableService::WithRawCallbackMethod_Rename,
+    v1::VariableService::WithRawCallbackMethod_GetServerInfo,
+    v1::VariableService::WithRawCallbackMethod_BatchUpdate,
+    v1::VariableService::WithRawCallbackMethod_BatchRead,
+    v1::VariableService::WithRawCallbackMethod_Gather,
+    v1::VariableService::WithRawCallbackMethod_ReadStream,
+    v1::VariableService::WithRawCallbackMethod_WriteStream,
+    v1::VariableService::WithRawCallbackMethod_SyncApply,
+    v1::VariableService::WithRawCallbackMethod_WaitForStep,
+    v1::VariableService::WithRawCallbackMethod_GetEmbeddingVariable,
+    v1::VariableService::WithRawCallbackMethod_EmbeddingLookup,
+    v1::VariableService::WithRawCallbackMethod_EmbeddingApply,
+    v1::VariableService::WithRawCallbackMethod_EmbeddingStat,
+    v1::VariableService::WithRawCallbackMethod_EmbeddingExport,
+    v1::VariableService::WithRawCallbackMethod_EmbeddingImport>::type;
 
 // Thread-safe. `table` must outlive the service.
 //

@@ -104,7 +104,7 @@ struct VariableTable::Plan {
   v1::Initializer init;  // resolved from the default
   bool trainable = true;
   v1::Constraint constraint;
-  std::optional<v1::Collections> collections;  // absent: the default
+  std::optional<v1::Collections> collections;     // absent: the default
   std::optional<v1::EmbeddingOptions> embedding;  // set: an embedding variable
   std::vector<std::string> reserved;
   std::shared_ptr<absl::Notification> done;
@@ -186,8 +186,8 @@ absl::Status CheckKind(const v1::GetVariableRequest& request,
         "Variable ", name,
         " is an embedding variable; a dense variable cannot share its name."));
   }
-  if (request.has_embedding() && request.embedding().embedding_dim() !=
-                                     info.embedding().embedding_dim()) {
+  if (request.has_embedding() &&
+      request.embedding().embedding_dim() != info.embedding().embedding_dim()) {
     return absl::InvalidArgumentError(absl::StrCat(
         "Trying to share embedding variable ", name,
         ", but specified embedding_dim ", request.embedding().embedding_dim(),
@@ -865,7 +865,8 @@ absl::StatusOr<v1::GetVariableResponse> VariableTable::Create(Plan& plan) {
       *info->mutable_collections() = *plan.collections;
     }
     *info->mutable_initializer() = stored_init;
-    if (plan.embedding.has_value()) *info->mutable_embedding() = *plan.embedding;
+    if (plan.embedding.has_value())
+      *info->mutable_embedding() = *plan.embedding;
     if (plan.constraint.kind_case() != v1::Constraint::KIND_NOT_SET) {
       *info->mutable_constraint() = plan.constraint;
     }

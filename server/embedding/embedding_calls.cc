@@ -30,10 +30,9 @@ absl::StatusOr<std::vector<int64_t>> Keys(const std::string& name,
   }
   VS_ASSIGN_OR_RETURN(Tensor keys, TensorFromProto(proto));
   if (keys.dims().size() != 1) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("The keys for embedding variable ", name,
-                     " must be a vector, not of shape ",
-                     ShapeString(keys.dims())));
+    return absl::InvalidArgumentError(absl::StrCat(
+        "The keys for embedding variable ", name,
+        " must be a vector, not of shape ", ShapeString(keys.dims())));
   }
   std::vector<int64_t> out(static_cast<size_t>(keys.dims()[0]));
   if (keys.dtype() == v1::DT_INT64) {
@@ -62,10 +61,10 @@ absl::StatusOr<Tensor> Rows(const std::string& name, absl::string_view what,
   const auto* values = reinterpret_cast<const float*>(rows.bytes().data());
   for (int64_t i = 0; i < n * dim; ++i) {
     if (!std::isfinite(values[i])) {
-      return absl::InvalidArgumentError(absl::StrCat(
-          "The ", what, " for embedding variable ", name,
-          " hold a NaN or an infinity (row ", i / dim,
-          "); nothing was applied"));
+      return absl::InvalidArgumentError(
+          absl::StrCat("The ", what, " for embedding variable ", name,
+                       " hold a NaN or an infinity (row ", i / dim,
+                       "); nothing was applied"));
     }
   }
   return rows;
@@ -137,9 +136,9 @@ absl::StatusOr<v1::GetVariableResponse> EmbeddingCalls::GetEmbeddingVariable(
                      " must be float32, not ", DTypeName(value_dtype)));
   }
   if (request.filter_freq() < 0 || request.steps_to_live() < 0) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "The filter_freq and steps_to_live of embedding variable ", name,
-        " must not be negative"));
+    return absl::InvalidArgumentError(
+        absl::StrCat("The filter_freq and steps_to_live of embedding variable ",
+                     name, " must not be negative"));
   }
   v1::GetVariableRequest get;
   get.set_name(name);
@@ -155,8 +154,8 @@ absl::StatusOr<v1::GetVariableResponse> EmbeddingCalls::GetEmbeddingVariable(
   } else {
     // As tf.feature_column.embedding_column's default.
     init->set_kind(v1::Initializer::TRUNCATED_NORMAL);
-    init->set_stddev(1.0 / std::sqrt(static_cast<double>(
-                               request.embedding_dim())));
+    init->set_stddev(1.0 /
+                     std::sqrt(static_cast<double>(request.embedding_dim())));
     if (request.initializer().has_seed()) {
       init->set_seed(request.initializer().seed());
     }
@@ -178,8 +177,8 @@ absl::StatusOr<v1::GetVariableResponse> EmbeddingCalls::GetEmbeddingVariable(
   return response;
 }
 
-absl::StatusOr<std::shared_ptr<embedding::EmbeddingTable>>
-EmbeddingCalls::Find(const std::string& name) {
+absl::StatusOr<std::shared_ptr<embedding::EmbeddingTable>> EmbeddingCalls::Find(
+    const std::string& name) {
   VS_ASSIGN_OR_RETURN(const v1::VariableInfo info, table_->Stat(name));
   if (!info.has_embedding()) {
     return absl::InvalidArgumentError(
@@ -193,9 +192,8 @@ absl::StatusOr<v1::EmbeddingLookupResponse> EmbeddingCalls::Lookup(
   VS_ASSIGN_OR_RETURN(std::shared_ptr<embedding::EmbeddingTable> table,
                       Find(request.name()));
   v1::Tensor keys_proto = request.keys();
-  VS_ASSIGN_OR_RETURN(
-      const std::vector<int64_t> keys,
-      Keys(request.name(), table->options(), &keys_proto));
+  VS_ASSIGN_OR_RETURN(const std::vector<int64_t> keys,
+                      Keys(request.name(), table->options(), &keys_proto));
   const int64_t n = static_cast<int64_t>(keys.size());
   Tensor values(v1::DT_FLOAT, {n, table->dim()});
   VS_RETURN_IF_ERROR(table->Lookup(
@@ -211,8 +209,8 @@ absl::StatusOr<v1::EmbeddingLookupResponse> EmbeddingCalls::Lookup(
 
 absl::StatusOr<v1::BatchUpdateResponse> EmbeddingCalls::ExactlyOnce(
     const v1::UpdateId& id,
-    const std::function<absl::StatusOr<v1::BatchUpdateResponse>(
-        const Recorder&)>& update) {
+    const std::function<
+        absl::StatusOr<v1::BatchUpdateResponse>(const Recorder&)>& update) {
   if (id.client_id().empty() && id.sequence() == 0) return update(nullptr);
   VS_ASSIGN_OR_RETURN(std::optional<v1::BatchUpdateResponse> done,
                       applied_.Begin(id));
@@ -220,8 +218,8 @@ absl::StatusOr<v1::BatchUpdateResponse> EmbeddingCalls::ExactlyOnce(
     done->set_duplicate(true);
     return *done;
   }
-  absl::StatusOr<v1::BatchUpdateResponse> applied = update(
-      [&](const v1::BatchUpdateResponse& result, StorageBatch& batch) {
+  absl::StatusOr<v1::BatchUpdateResponse> applied =
+      update([&](const v1::BatchUpdateResponse& result, StorageBatch& batch) {
         const AppliedUpdates::Record record = applied_.ToRecord(id, result);
         batch.PutApplied(id.client_id(), id.sequence(), record.result);
         for (int64_t seq : record.forget) {
@@ -240,10 +238,9 @@ absl::StatusOr<v1::EmbeddingApplyResponse> EmbeddingCalls::Apply(
   v1::EmbeddingApplyRequest copy = request;
   VS_ASSIGN_OR_RETURN(const std::vector<int64_t> keys,
                       Keys(name, table->options(), copy.mutable_keys()));
-  VS_ASSIGN_OR_RETURN(
-      const Tensor gradients,
-      Rows(name, "gradients", static_cast<int64_t>(keys.size()), table->dim(),
-           copy.mutable_gradients()));
+  VS_ASSIGN_OR_RETURN(const Tensor gradients,
+                      Rows(name, "gradients", static_cast<int64_t>(keys.size()),
+                           table->dim(), copy.mutable_gradients()));
   VS_ASSIGN_OR_RETURN(OptimizerStep optimizer,
                       OptimizerStep::Resolve(request.optimizer()));
   VS_RETURN_IF_ERROR(optimizer.ReadInputs(
@@ -269,24 +266,24 @@ absl::StatusOr<v1::EmbeddingApplyResponse> EmbeddingCalls::Apply(
   };
   VS_ASSIGN_OR_RETURN(
       const v1::BatchUpdateResponse result,
-      ExactlyOnce(request.id(),
-                  [&](const Recorder& record)
-                      -> absl::StatusOr<v1::BatchUpdateResponse> {
-                    using Result = embedding::EmbeddingTable::ApplyResult;
-                    VS_ASSIGN_OR_RETURN(
-                        const Result applied,
-                        table->Apply(
-                            keys,
-                            reinterpret_cast<const float*>(
-                                gradients.bytes().data()),
-                            slots, step_rows, step,
-                            [&](const Result& r, StorageBatch& batch) {
-                              if (record) {
-                                record(Counts({r.applied, r.filtered}), batch);
-                              }
-                            }));
-                    return Counts({applied.applied, applied.filtered});
-                  }));
+      ExactlyOnce(
+          request.id(),
+          [&](const Recorder& record)
+              -> absl::StatusOr<v1::BatchUpdateResponse> {
+            using Result = embedding::EmbeddingTable::ApplyResult;
+            VS_ASSIGN_OR_RETURN(
+                const Result applied,
+                table->Apply(
+                    keys,
+                    reinterpret_cast<const float*>(gradients.bytes().data()),
+                    slots, step_rows, step,
+                    [&](const Result& r, StorageBatch& batch) {
+                      if (record) {
+                        record(Counts({r.applied, r.filtered}), batch);
+                      }
+                    }));
+            return Counts({applied.applied, applied.filtered});
+          }));
   v1::EmbeddingApplyResponse response;
   response.set_applied(result.versions_size() > 0 ? result.versions(0) : 0);
   response.set_filtered(result.versions_size() > 1 ? result.versions(1) : 0);
@@ -311,11 +308,11 @@ absl::StatusOr<v1::EmbeddingExportResponse> EmbeddingCalls::Export(
                       Find(request.name()));
   VS_ASSIGN_OR_RETURN(
       embedding::ExportedRows rows,
-      table->Export(request.has_start_after()
-                        ? std::optional<int64_t>(request.start_after())
-                        : std::nullopt,
-                    request.page_size() == 0 ? kDefaultExportPage
-                                             : request.page_size()));
+      table->Export(
+          request.has_start_after()
+              ? std::optional<int64_t>(request.start_after())
+              : std::nullopt,
+          request.page_size() == 0 ? kDefaultExportPage : request.page_size()));
   const int64_t n = static_cast<int64_t>(rows.keys.size());
   v1::EmbeddingExportResponse response;
   *response.mutable_keys() = VectorProto<int64_t>(v1::DT_INT64, {n}, rows.keys);
@@ -338,9 +335,8 @@ absl::StatusOr<v1::EmbeddingImportResponse> EmbeddingCalls::Import(
   VS_ASSIGN_OR_RETURN(const std::vector<int64_t> keys,
                       Keys(name, table->options(), request.mutable_keys()));
   const int64_t n = static_cast<int64_t>(keys.size());
-  VS_ASSIGN_OR_RETURN(const Tensor values,
-                      Rows(name, "values", n, table->dim(),
-                           request.mutable_values()));
+  VS_ASSIGN_OR_RETURN(const Tensor values, Rows(name, "values", n, table->dim(),
+                                                request.mutable_values()));
   VS_ASSIGN_OR_RETURN(
       const std::vector<int64_t> frequencies,
       Column(name, "frequencies", n, request.mutable_frequencies()));

@@ -24,8 +24,7 @@ class EmbeddingCalls {
  public:
   // Loads the exactly-once records of `storage`.
   static absl::StatusOr<std::unique_ptr<EmbeddingCalls>> Create(
-      VariableTable* table, embedding::EmbeddingStore* store,
-      Storage* storage);
+      VariableTable* table, embedding::EmbeddingStore* store, Storage* storage);
 
   // get_embedding_variable: GetVariable's modes and errors, plus
   // INVALID_ARGUMENT for a non-positive embedding_dim, a key dtype other
@@ -66,8 +65,8 @@ class EmbeddingCalls {
   // its result's record with its change.
   absl::StatusOr<v1::BatchUpdateResponse> ExactlyOnce(
       const v1::UpdateId& id,
-      const std::function<absl::StatusOr<v1::BatchUpdateResponse>(
-          const Recorder&)>& update);
+      const std::function<
+          absl::StatusOr<v1::BatchUpdateResponse>(const Recorder&)>& update);
 
   VariableTable* const table_;
   embedding::EmbeddingStore* const store_;

@@ -54,8 +54,8 @@ struct EmbeddingTable::Row {
   int64_t freq = 0;
   int64_t last_step = 0;
   uint32_t floats = 0;
-  bool dirty = false;       // changed since the store's copy
-  bool referenced = true;   // touched since the last spill pass
+  bool dirty = false;      // changed since the store's copy
+  bool referenced = true;  // touched since the last spill pass
   std::unique_ptr<float[]> data;
 };
 
@@ -115,10 +115,10 @@ std::string EmbeddingTable::EncodeRow(const Row& row) const {
 void EmbeddingTable::InitialRow(int64_t key, float* out) const {
   // A pure function of (seed, key): every worker, every restart and a key
   // admitted again after eviction see the same row.
-  const int64_t seed = static_cast<int64_t>(
-      Mix(static_cast<uint64_t>(initializer_.seed()) ^
-          Mix(static_cast<uint64_t>(key))) >>
-      1);
+  const int64_t seed =
+      static_cast<int64_t>(Mix(static_cast<uint64_t>(initializer_.seed()) ^
+                               Mix(static_cast<uint64_t>(key))) >>
+                           1);
   const std::vector<int64_t> dims = {1, dim_};
   absl::StatusOr<Tensor> row =
       InitialValue(initializer_, seed, v1::DT_FLOAT, dims, {0, 0}, dims);
@@ -137,7 +137,8 @@ int64_t EmbeddingTable::StepOf(std::optional<int64_t> global_step,
     return update ? step_.fetch_add(1) + 1 : step_.load();
   }
   int64_t now = step_.load();
-  while (*global_step > now && !step_.compare_exchange_weak(now, *global_step)) {
+  while (*global_step > now &&
+         !step_.compare_exchange_weak(now, *global_step)) {
   }
   return *global_step;
 }
@@ -172,16 +173,16 @@ absl::Status EmbeddingTable::Load() {
               "A row record of embedding table ", table_id_, " is damaged"));
           return false;
         }
-        const int64_t last_step = static_cast<int64_t>(
-            absl::little_endian::Load64(value.data() + 8));
+        const int64_t last_step =
+            static_cast<int64_t>(absl::little_endian::Load64(value.data() + 8));
         max_step = std::max(max_step, last_step);
         if (budget > 0 && store_->ResidentBytes() >= budget * kLoadShare) {
           cold_keys_.fetch_add(1);
           return true;
         }
         Row row;
-        row.freq = static_cast<int64_t>(
-            absl::little_endian::Load64(value.data()));
+        row.freq =
+            static_cast<int64_t>(absl::little_endian::Load64(value.data()));
         row.last_step = last_step;
         row.floats =
             static_cast<uint32_t>((value.size() - kRowHeader) / sizeof(float));
@@ -223,8 +224,7 @@ absl::Status EmbeddingTable::ReadThrough(absl::Span<const int64_t> keys) {
           "A row record of embedding table ", table_id_, " is damaged"));
     }
     Row row;
-    row.freq =
-        static_cast<int64_t>(absl::little_endian::Load64(value.data()));
+    row.freq = static_cast<int64_t>(absl::little_endian::Load64(value.data()));
     row.last_step =
         static_cast<int64_t>(absl::little_endian::Load64(value.data() + 8));
     row.floats =
@@ -330,8 +330,9 @@ std::vector<int> EmbeddingTable::SlotIndices(const std::vector<RowSlot>& slots,
   std::vector<int> indices;
   bool added = false;
   for (const RowSlot& slot : slots) {
-    auto it = std::find_if(slots_.begin(), slots_.end(),
-                           [&](const RowSlot& s) { return s.name == slot.name; });
+    auto it = std::find_if(slots_.begin(), slots_.end(), [&](const RowSlot& s) {
+      return s.name == slot.name;
+    });
     if (it == slots_.end()) {
       slots_.push_back(slot);
       added = true;
@@ -411,7 +412,8 @@ absl::StatusOr<EmbeddingTable::ApplyResult> EmbeddingTable::Apply(
         row.freq = old.freq + 1;
       } else {
         auto c = stripe.candidates.find(key);
-        const int64_t freq = (c == stripe.candidates.end() ? 0 : c->second.freq);
+        const int64_t freq =
+            (c == stripe.candidates.end() ? 0 : c->second.freq);
         if (freq + 1 < filter) {
           filtered_keys.push_back(key);
           continue;
@@ -716,8 +718,8 @@ absl::Status EmbeddingTable::Evict() {
       RowKey(std::numeric_limits<int64_t>::min()), TablePrefix(table_id_ + 1),
       [&](absl::string_view key, absl::string_view value) {
         if (key.size() == 16 && value.size() >= kRowHeader &&
-            static_cast<int64_t>(absl::little_endian::Load64(
-                value.data() + 8)) < oldest) {
+            static_cast<int64_t>(
+                absl::little_endian::Load64(value.data() + 8)) < oldest) {
           expired.push_back(GetKey(key.data() + 8));
         }
         return true;
@@ -832,9 +834,8 @@ absl::Status EmbeddingStore::DropOthers(const std::vector<uint64_t>& live) {
 
 void EmbeddingStore::WaitForRoom() {
   if (options_.memory_budget <= 0) return;
-  const auto limit =
-      static_cast<int64_t>(static_cast<double>(options_.memory_budget) *
-                           kWaitShare);
+  const auto limit = static_cast<int64_t>(
+      static_cast<double>(options_.memory_budget) * kWaitShare);
   if (ResidentBytes() <= limit) return;
   absl::MutexLock l(&room_mu_);
   // Spilling needs clean rows: write back, then spill, until there is room
