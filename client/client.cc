@@ -793,4 +793,312 @@ absl::StatusOr<ReadResult> Client::Gather(absl::string_view name,
   return ReadResult{std::move(rows), response.version()};
 }
 
+int EmbeddingShardOf(int64_t key, int num_shards) {
+  if (num_shards <= 1) return 0;
+  // splitmix64's finalizer: neighbouring keys land on different shards.
+  uint64_t x = static_cast<uint64_t>(key) + 0x9E3779B97F4A7C15ull;
+  x = (x ^ (x >> 30)) * 0xBF58476D1CE4E5B9ull;
+  x = (x ^ (x >> 27)) * 0x94D049BB133111EBull;
+  return static_cast<int>((x ^ (x >> 31)) % static_cast<uint64_t>(num_shards));
+}
+
+namespace {
+
+// Rows `positions` of `t` (along its first axis).
+Tensor TakeRows(const Tensor& t, const std::vector<int64_t>& positions) {
+  std::vector<int64_t> dims = t.dims();
+  const size_t row =
+      dims[0] == 0 ? 0 : t.bytes().size() / static_cast<size_t>(dims[0]);
+  dims[0] = static_cast<int64_t>(positions.size());
+  std::string bytes;
+  bytes.reserve(row * positions.size());
+  for (int64_t p : positions) {
+    bytes.append(t.bytes(), static_cast<size_t>(p) * row, row);
+  }
+  return *Tensor::FromBytes(t.dtype(), std::move(dims), std::move(bytes));
+}
+
+}  // namespace
+
+absl::Status Client::CheckRowsPerKey(absl::string_view name,
+                                     absl::string_view what, const Tensor& keys,
+                                     const Tensor* rows) const {
+  // On one server the server checks; split over shards they must match.
+  if (shards_.size() == 1 || rows == nullptr || keys.dims().size() != 1 ||
+      (!rows->dims().empty() && rows->dims()[0] == keys.dims()[0])) {
+    return absl::OkStatus();
+  }
+  return absl::InvalidArgumentError(
+      absl::StrCat("The ", what, " for embedding variable ", name,
+                   " must have one row per key (", keys.dims()[0], ")"));
+}
+
+absl::StatusOr<std::vector<std::vector<int64_t>>> Client::SplitKeys(
+    const Tensor& keys) const {
+  std::vector<std::vector<int64_t>> out(shards_.size());
+  if (shards_.size() == 1 || keys.dims().size() != 1) {
+    // The server checks the keys against the variable.
+    const int64_t n = keys.dims().empty() ? 1 : keys.dims()[0];
+    for (int64_t i = 0; i < n; ++i) out[0].push_back(i);
+    return out;
+  }
+  if (keys.dtype() != v1::DT_INT64 && keys.dtype() != v1::DT_INT32) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("Embedding keys must be int64 or int32, not ",
+                     DTypeName(keys.dtype())));
+  }
+  for (int64_t i = 0; i < keys.dims()[0]; ++i) {
+    int64_t key;
+    if (keys.dtype() == v1::DT_INT64) {
+      memcpy(&key, keys.bytes().data() + i * 8, 8);
+    } else {
+      int32_t narrow;
+      memcpy(&narrow, keys.bytes().data() + i * 4, 4);
+      key = narrow;
+    }
+    out[EmbeddingShardOf(key, num_shards())].push_back(i);
+  }
+  return out;
+}
+
+absl::StatusOr<v1::GetVariableResponse> Client::GetEmbeddingVariable(
+    const v1::GetEmbeddingVariableRequest& request) {
+  const int home = ShardFor(request.name());
+  std::vector<int> parts = {home};
+  for (int i = 0; i < num_shards(); ++i) {
+    if (i != home) parts.push_back(i);
+  }
+  std::vector<v1::GetVariableResponse> replies(shards_.size());
+  VS_RETURN_IF_ERROR(WithClusterNearMatches(
+      request.name(), InParallel(parts, [&](int i) {
+        return Run({i, "GetEmbeddingVariable", request.name()}, true,
+                   [&](auto& stub, grpc::ClientContext* context) {
+                     return stub.GetEmbeddingVariable(context, request,
+                                                      &replies[i]);
+                   });
+      })));
+  return std::move(replies[home]);
+}
+
+absl::StatusOr<Tensor> Client::EmbeddingLookup(
+    absl::string_view name, const Tensor& keys,
+    std::optional<int64_t> global_step, bool read_only) {
+  VS_ASSIGN_OR_RETURN(const std::vector<std::vector<int64_t>> split,
+                      SplitKeys(keys));
+  std::vector<int> parts;
+  for (int i = 0; i < num_shards(); ++i) {
+    if (!split[i].empty() || i == 0) parts.push_back(i);
+  }
+  std::vector<v1::EmbeddingLookupResponse> replies(shards_.size());
+  VS_RETURN_IF_ERROR(WithClusterNearMatches(
+      name, InParallel(parts, [&](int i) {
+        v1::EmbeddingLookupRequest request;
+        request.set_name(std::string(name));
+        TensorToProto(shards_.size() == 1 ? keys : TakeRows(keys, split[i]),
+                      request.mutable_keys());
+        if (global_step.has_value()) request.set_global_step(*global_step);
+        request.set_read_only(read_only);
+        return Run({i, "EmbeddingLookup", std::string(name)}, true,
+                   [&](auto& stub, grpc::ClientContext* context) {
+                     return stub.EmbeddingLookup(context, request, &replies[i]);
+                   });
+      })));
+  if (shards_.size() == 1) {
+    return TensorFromProto(replies[0].mutable_values());
+  }
+  std::vector<Tensor> rows;
+  int64_t dim = 0;
+  for (int i = 0; i < num_shards(); ++i) {
+    VS_ASSIGN_OR_RETURN(Tensor t, TensorFromProto(replies[i].mutable_values()));
+    if (t.dims().size() == 2) dim = t.dims()[1];
+    rows.push_back(std::move(t));
+  }
+  Tensor out(v1::DT_FLOAT, {keys.dims()[0], dim});
+  std::string bytes = out.ReleaseBytes();
+  const size_t row = static_cast<size_t>(dim) * sizeof(float);
+  for (int i = 0; i < num_shards(); ++i) {
+    for (size_t k = 0; k < split[i].size(); ++k) {
+      memcpy(bytes.data() + static_cast<size_t>(split[i][k]) * row,
+             rows[i].bytes().data() + k * row, row);
+    }
+  }
+  return Tensor::FromBytes(v1::DT_FLOAT, {keys.dims()[0], dim},
+                           std::move(bytes));
+}
+
+absl::StatusOr<v1::EmbeddingApplyResponse> Client::EmbeddingApply(
+    absl::string_view name, const Tensor& keys, const Tensor& gradients,
+    const v1::Optimizer& optimizer, std::optional<int64_t> global_step) {
+  VS_ASSIGN_OR_RETURN(const std::vector<std::vector<int64_t>> split,
+                      SplitKeys(keys));
+  v1::UpdateId id;
+  const bool idempotent = Identify(&id);
+  std::vector<int> parts;
+  for (int i = 0; i < num_shards(); ++i) {
+    if (!split[i].empty() || i == 0) parts.push_back(i);
+  }
+  VS_RETURN_IF_ERROR(CheckRowsPerKey(name, "gradients", keys, &gradients));
+  const bool whole = shards_.size() == 1;
+  std::vector<v1::EmbeddingApplyResponse> replies(shards_.size());
+  VS_RETURN_IF_ERROR(WithClusterNearMatches(
+      name, InParallel(parts, [&](int i) {
+        v1::EmbeddingApplyRequest request;
+        request.set_name(std::string(name));
+        TensorToProto(whole ? keys : TakeRows(keys, split[i]),
+                      request.mutable_keys());
+        TensorToProto(whole ? gradients : TakeRows(gradients, split[i]),
+                      request.mutable_gradients());
+        *request.mutable_optimizer() = optimizer;
+        if (global_step.has_value()) request.set_global_step(*global_step);
+        if (idempotent) *request.mutable_id() = id;
+        return Run({i, "EmbeddingApply", std::string(name)}, idempotent,
+                   [&](auto& stub, grpc::ClientContext* context) {
+                     return stub.EmbeddingApply(context, request, &replies[i]);
+                   });
+      })));
+  v1::EmbeddingApplyResponse response;
+  response.set_duplicate(true);
+  for (int i : parts) {
+    response.set_applied(response.applied() + replies[i].applied());
+    response.set_filtered(response.filtered() + replies[i].filtered());
+    response.set_duplicate(response.duplicate() && replies[i].duplicate());
+  }
+  return response;
+}
+
+absl::StatusOr<v1::EmbeddingStats> Client::EmbeddingStat(absl::string_view name,
+                                                         int hottest) {
+  v1::EmbeddingStatsRequest request;
+  request.set_name(std::string(name));
+  request.set_hottest(hottest);
+  std::vector<int> parts;
+  for (int i = 0; i < num_shards(); ++i) parts.push_back(i);
+  std::vector<v1::EmbeddingStats> replies(shards_.size());
+  VS_RETURN_IF_ERROR(WithClusterNearMatches(
+      name, InParallel(parts, [&](int i) {
+        return Run({i, "EmbeddingStat", std::string(name)}, true,
+                   [&](auto& stub, grpc::ClientContext* context) {
+                     return stub.EmbeddingStat(context, request, &replies[i]);
+                   });
+      })));
+  if (shards_.size() == 1) return std::move(replies[0]);
+  v1::EmbeddingStats sum = replies[0];
+  sum.clear_hottest();
+  std::vector<v1::EmbeddingStats::HotKey> hot;
+  for (int i = 0; i < num_shards(); ++i) {
+    const v1::EmbeddingStats& r = replies[i];
+    hot.insert(hot.end(), r.hottest().begin(), r.hottest().end());
+    if (i == 0) continue;
+    sum.set_size(sum.size() + r.size());
+    sum.set_memory_keys(sum.memory_keys() + r.memory_keys());
+    sum.set_disk_keys(sum.disk_keys() + r.disk_keys());
+    sum.set_memory_bytes(sum.memory_bytes() + r.memory_bytes());
+    sum.set_disk_bytes(sum.disk_bytes() + r.disk_bytes());
+    sum.set_candidates(sum.candidates() + r.candidates());
+    sum.set_admitted(sum.admitted() + r.admitted());
+    sum.set_filtered(sum.filtered() + r.filtered());
+    sum.set_evicted(sum.evicted() + r.evicted());
+    sum.set_global_step(std::max(sum.global_step(), r.global_step()));
+  }
+  std::sort(hot.begin(), hot.end(), [](const auto& a, const auto& b) {
+    return a.frequency() > b.frequency();
+  });
+  if (static_cast<int>(hot.size()) > hottest) hot.resize(hottest);
+  for (auto& h : hot) *sum.add_hottest() = std::move(h);
+  return sum;
+}
+
+absl::StatusOr<v1::EmbeddingExportResponse> Client::EmbeddingExport(
+    absl::string_view name, int32_t page_size) {
+  std::vector<int64_t> keys, freqs, steps;
+  std::string values;
+  int64_t dim = 0;
+  for (int i = 0; i < num_shards(); ++i) {
+    v1::EmbeddingExportRequest request;
+    request.set_name(std::string(name));
+    request.set_page_size(page_size);
+    for (;;) {
+      v1::EmbeddingExportResponse page;
+      VS_RETURN_IF_ERROR(WithClusterNearMatches(
+          name, Run({i, "EmbeddingExport", std::string(name)}, true,
+                    [&](auto& stub, grpc::ClientContext* context) {
+                      return stub.EmbeddingExport(context, request, &page);
+                    })));
+      VS_ASSIGN_OR_RETURN(Tensor k, TensorFromProto(page.mutable_keys()));
+      VS_ASSIGN_OR_RETURN(Tensor v, TensorFromProto(page.mutable_values()));
+      VS_ASSIGN_OR_RETURN(Tensor f,
+                          TensorFromProto(page.mutable_frequencies()));
+      VS_ASSIGN_OR_RETURN(Tensor s, TensorFromProto(page.mutable_last_steps()));
+      const size_t n = static_cast<size_t>(k.dims()[0]);
+      const auto append = [n](const Tensor& t, std::vector<int64_t>& to) {
+        const size_t at = to.size();
+        to.resize(at + n);
+        memcpy(to.data() + at, t.bytes().data(), n * 8);
+      };
+      append(k, keys);
+      append(f, freqs);
+      append(s, steps);
+      values += v.bytes();
+      dim = v.dims()[1];
+      if (page.done() || n == 0) break;
+      request.set_start_after(keys.back());
+    }
+  }
+  const int64_t n = static_cast<int64_t>(keys.size());
+  v1::EmbeddingExportResponse out;
+  TensorToProto(Tensor::FromVector<int64_t>(v1::DT_INT64, {n}, keys),
+                out.mutable_keys());
+  TensorToProto(*Tensor::FromBytes(v1::DT_FLOAT, {n, dim}, std::move(values)),
+                out.mutable_values());
+  TensorToProto(Tensor::FromVector<int64_t>(v1::DT_INT64, {n}, freqs),
+                out.mutable_frequencies());
+  TensorToProto(Tensor::FromVector<int64_t>(v1::DT_INT64, {n}, steps),
+                out.mutable_last_steps());
+  out.set_done(true);
+  return out;
+}
+
+absl::StatusOr<int64_t> Client::EmbeddingImport(absl::string_view name,
+                                                const Tensor& keys,
+                                                const Tensor& values,
+                                                const Tensor* frequencies,
+                                                const Tensor* last_steps) {
+  VS_ASSIGN_OR_RETURN(const std::vector<std::vector<int64_t>> split,
+                      SplitKeys(keys));
+  v1::UpdateId id;
+  const bool idempotent = Identify(&id);
+  std::vector<int> parts;
+  for (int i = 0; i < num_shards(); ++i) {
+    if (!split[i].empty() || i == 0) parts.push_back(i);
+  }
+  for (const Tensor* t : {&values, frequencies, last_steps}) {
+    VS_RETURN_IF_ERROR(CheckRowsPerKey(name, "rows", keys, t));
+  }
+  const bool whole = shards_.size() == 1;
+  std::vector<v1::EmbeddingImportResponse> replies(shards_.size());
+  VS_RETURN_IF_ERROR(WithClusterNearMatches(
+      name, InParallel(parts, [&](int i) {
+        v1::EmbeddingImportRequest request;
+        request.set_name(std::string(name));
+        const auto put = [&](const Tensor& t, v1::Tensor* proto) {
+          TensorToProto(whole ? t : TakeRows(t, split[i]), proto);
+        };
+        put(keys, request.mutable_keys());
+        put(values, request.mutable_values());
+        if (frequencies != nullptr) {
+          put(*frequencies, request.mutable_frequencies());
+        }
+        if (last_steps != nullptr)
+          put(*last_steps, request.mutable_last_steps());
+        if (idempotent) *request.mutable_id() = id;
+        return Run({i, "EmbeddingImport", std::string(name)}, idempotent,
+                   [&](auto& stub, grpc::ClientContext* context) {
+                     return stub.EmbeddingImport(context, request, &replies[i]);
+                   });
+      })));
+  int64_t imported = 0;
+  for (int i : parts) imported += replies[i].imported();
+  return imported;
+}
+
 }  // namespace varscope

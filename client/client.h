@@ -6,6 +6,7 @@
 #include <cstdint>
 #include <limits>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -203,6 +204,45 @@ class Client {
   absl::StatusOr<ReadResult> Gather(absl::string_view name,
                                     const Tensor& indices);
 
+  // Embedding variables (hash-keyed tables, see the README). On a cluster
+  // every shard holds the variable and the keys spread over the shards by
+  // a hash of the key (EmbeddingShardOf): a call sends one request to each
+  // shard its keys are on, in parallel.
+  //
+  // get_embedding_variable on every shard, with GetVariable's modes,
+  // errors and retries; returns the home shard's (ShardFor(name)) reply.
+  absl::StatusOr<v1::GetVariableResponse> GetEmbeddingVariable(
+      const v1::GetEmbeddingVariableRequest& request);
+  // The rows of `keys` (a 1-D tensor of the key dtype): float32
+  // [len(keys), embedding_dim] (see EmbeddingLookupRequest).
+  absl::StatusOr<Tensor> EmbeddingLookup(
+      absl::string_view name, const Tensor& keys,
+      std::optional<int64_t> global_step = std::nullopt,
+      bool read_only = false);
+  // A sparse optimizer step (see EmbeddingApplyRequest): `gradients` is
+  // float32 [len(keys), embedding_dim]. Numbered for exactly-once
+  // application as BatchUpdate (each shard's part under the same id) and
+  // retried through UNAVAILABLE; the counts are summed over the shards.
+  absl::StatusOr<v1::EmbeddingApplyResponse> EmbeddingApply(
+      absl::string_view name, const Tensor& keys, const Tensor& gradients,
+      const v1::Optimizer& optimizer,
+      std::optional<int64_t> global_step = std::nullopt);
+  // Counts and sizes summed over the shards; the hottest keys of all.
+  absl::StatusOr<v1::EmbeddingStats> EmbeddingStat(absl::string_view name,
+                                                   int hottest = 0);
+  // Every stored row, shard after shard (in key order on each), in pages of
+  // `page_size` rows (0: the server's default).
+  absl::StatusOr<v1::EmbeddingExportResponse> EmbeddingExport(
+      absl::string_view name, int32_t page_size = 0);
+  // Stores rows as given (see EmbeddingImportRequest; `frequencies` and
+  // `last_steps`, when given, are int64 [len(keys)]), numbered for
+  // exactly-once application. Returns how many rows were stored.
+  absl::StatusOr<int64_t> EmbeddingImport(absl::string_view name,
+                                          const Tensor& keys,
+                                          const Tensor& values,
+                                          const Tensor* frequencies = nullptr,
+                                          const Tensor* last_steps = nullptr);
+
   // This client's id for exactly-once updates (random per client).
   const std::string& client_id() const { return client_id_; }
 
@@ -248,6 +288,13 @@ class Client {
   absl::StatusOr<UpdateResult> WriteByStream(v1::StreamHeader header,
                                              const Tensor& tensor,
                                              bool idempotent);
+  // On a cluster, INVALID_ARGUMENT unless `rows` (if given) has a row per
+  // key.
+  absl::Status CheckRowsPerKey(absl::string_view name, absl::string_view what,
+                               const Tensor& keys, const Tensor* rows) const;
+  // The positions of `keys` (int64 or int32) per shard.
+  absl::StatusOr<std::vector<std::vector<int64_t>>> SplitKeys(
+      const Tensor& keys) const;
   // Sets the next exactly-once id on `id` when options.exactly_once; returns
   // whether the update may be retried.
   bool Identify(v1::UpdateId* id);
@@ -271,6 +318,9 @@ class Client {
   const std::string client_id_;
   std::atomic<int64_t> sequence_{0};
 };
+
+// The shard of an embedding key among `num_shards`.
+int EmbeddingShardOf(int64_t key, int num_shards);
 
 // The totals of a cluster's shards (REQUIRES: at least one): counts and
 // bytes summed, the earliest start time, shard 0's version and identity.

@@ -106,6 +106,11 @@ int main(int argc, char** argv) {
                  "variables")
       ->capture_default_str()
       ->check(CLI::PositiveNumber);
+  app.add_option("--memory-budget", options.memory_budget,
+                 "Bytes embedding variables' rows may take in memory; rows "
+                 "beyond live only on disk and are read through (0: no "
+                 "budget)")
+      ->check(CLI::NonNegativeNumber);
   app.add_option("--metrics-listen", options.metrics_listen,
                  "HOST:PORT to serve Prometheus metrics on (GET /metrics); "
                  "default: off");

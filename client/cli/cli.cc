@@ -127,6 +127,8 @@ class CommandLine {
   MvOptions mv_;
   ExportOptions export_;
   ImportOptions import_;
+  EmbeddingTransferOptions embedding_export_;
+  EmbeddingTransferOptions embedding_import_;
   std::string import_into_;
   CLI::Option* import_into_option_ = nullptr;
   double stats_interval_ = 1;
@@ -234,6 +236,10 @@ void CommandLine::AddInspectCommands() {
   AddName(sub, "name", show_.name, "Variable (or partitioned variable)")
       ->required();
   sub->add_flag("--full", show_.full, "Print every value");
+  sub->add_option("--hottest", show_.hottest,
+                  "Embedding variables: how many of the most frequent keys "
+                  "to list")
+      ->check(CLI::NonNegativeNumber);
 
   sub = AddCommand("get", "Print a variable's value",
                    [this](const CommandContext& c) { return Get(c, get_); });
@@ -325,6 +331,28 @@ void CommandLine::AddTransferCommands() {
                 "Replace existing variables (default: fail if any exists)");
   sub->add_option("--metadata", import_.metadata_path,
                   "The sidecar (default: FILE.json when it exists)");
+
+  sub = AddCommand(
+      "embedding-export",
+      "Write an embedding variable's rows (keys, values, frequencies, last "
+      "steps) to a NumPy .npz",
+      [this](const CommandContext& c) {
+        return EmbeddingExport(c, embedding_export_);
+      });
+  AddName(sub, "name", embedding_export_.name, "Embedding variable")
+      ->required();
+  sub->add_option("-o,--output", embedding_export_.path, "The .npz to write")
+      ->required();
+  sub = AddCommand(
+      "embedding-import",
+      "Store rows from a .npz (keys.npy, values.npy) in an embedding variable",
+      [this](const CommandContext& c) {
+        return EmbeddingImport(c, embedding_import_);
+      });
+  AddName(sub, "name", embedding_import_.name, "Embedding variable")
+      ->required();
+  sub->add_option("file", embedding_import_.path, "The .npz to read")
+      ->required();
 }
 
 void CommandLine::AddServerCommands() {

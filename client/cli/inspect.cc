@@ -273,9 +273,91 @@ Json CandidatesJson(const std::vector<Candidate>& list) {
 
 }  // namespace
 
+namespace {
+
+// Show of an embedding variable: its options, keys in memory and on disk,
+// admission and eviction counters, and the hottest keys.
+absl::Status ShowEmbedding(const CommandContext& context,
+                           const v1::VariableInfo& info, int hottest) {
+  VS_ASSIGN_OR_RETURN(const v1::EmbeddingStats stats,
+                      context.client->EmbeddingStat(info.name(), hottest));
+  const v1::EmbeddingOptions& options = info.embedding();
+  std::ostream& out = *context.out;
+  if (context.json) {
+    Json j = VariableInfoToJson(info);
+    j["kind"] = "embedding";
+    j["embedding_dim"] = options.embedding_dim();
+    j["key_dtype"] = DTypeName(options.key_dtype());
+    j["filter_freq"] = options.filter_freq();
+    j["steps_to_live"] = options.steps_to_live();
+    for (const auto& [key, value] :
+         {std::pair<const char*, int64_t>{"keys", stats.size()},
+          {"memory_keys", stats.memory_keys()},
+          {"disk_keys", stats.disk_keys()},
+          {"memory_bytes", stats.memory_bytes()},
+          {"disk_bytes", stats.disk_bytes()},
+          {"candidates", stats.candidates()},
+          {"admitted", stats.admitted()},
+          {"filtered", stats.filtered()},
+          {"evicted", stats.evicted()},
+          {"global_step", stats.global_step()}}) {
+      j[key] = value;
+    }
+    Json hot = Json::array();
+    for (const auto& h : stats.hottest()) {
+      hot.push_back({{"key", h.key()}, {"frequency", h.frequency()}});
+    }
+    j["hottest"] = std::move(hot);
+    out << DumpJson(j) << "\n";
+    return absl::OkStatus();
+  }
+  PrintField(out, "name", info.name());
+  PrintField(out, "kind", "embedding variable");
+  PrintField(out, "embedding_dim", absl::StrCat(options.embedding_dim()));
+  PrintField(out, "dtype",
+             absl::StrCat(DTypeName(info.dtype()), " (keys ",
+                          DTypeName(options.key_dtype()), ")"));
+  PrintField(out, "initializer", InitializerText(info.initializer()));
+  PrintField(out, "admission",
+             options.filter_freq() > 1
+                 ? absl::StrCat(
+                       "CounterFilter(filter_freq=", options.filter_freq(), ")")
+                 : "every key");
+  PrintField(out, "eviction",
+             options.steps_to_live() > 0
+                 ? absl::StrCat("GlobalStepEvict(steps_to_live=",
+                                options.steps_to_live(), ")")
+                 : "never");
+  PrintField(out, "keys", absl::StrCat(stats.size()));
+  PrintField(out, "in memory",
+             absl::StrCat(stats.memory_keys(), " keys, ",
+                          HumanBytes(stats.memory_bytes())));
+  PrintField(out, "on disk only",
+             absl::StrCat(stats.disk_keys(), " keys, ",
+                          HumanBytes(stats.disk_bytes())));
+  PrintField(out, "admitted",
+             absl::StrCat(stats.admitted(), " (", stats.candidates(),
+                          " keys below the frequency, ", stats.filtered(),
+                          " filtered)"));
+  PrintField(out, "evicted", absl::StrCat(stats.evicted()));
+  PrintField(out, "global step", absl::StrCat(stats.global_step()));
+  if (stats.hottest_size() > 0) {
+    out << "\nhottest keys\n";
+    for (const auto& h : stats.hottest()) {
+      out << absl::StrFormat("  %d  frequency %d\n", h.key(), h.frequency());
+    }
+  }
+  return absl::OkStatus();
+}
+
+}  // namespace
+
 absl::Status Show(const CommandContext& context, const ShowOptions& options) {
   VS_ASSIGN_OR_RETURN(Variable variable,
                       ResolveVariable(context.client, options.name));
+  if (variable.info().has_embedding()) {
+    return ShowEmbedding(context, variable.info(), options.hottest);
+  }
   VS_ASSIGN_OR_RETURN(Tensor value, variable.Read());
   v1::VariableInfo info = WholeInfo(variable);
   info.set_version(variable.version());

@@ -18,12 +18,17 @@ struct ShowOptions {
   std::string name;
   // Print every value instead of the first 10. Default: false.
   bool full = false;
+  // An embedding variable: list this many of its most frequent keys.
+  // Default: 10.
+  int hottest = 10;
 };
 
 // Prints a variable's metadata (dtype, shape, size, version, trainable,
 // initializer with its seed, times, slice; a partitioned variable's parts)
 // and statistics of its value (see ValueStats) with a histogram and the
-// first values. NOT_FOUND (listing similar names) if nothing is named so.
+// first values. For an embedding variable: its options, keys in memory and
+// on disk (count and bytes), admission and eviction counters and its
+// hottest keys. NOT_FOUND (listing similar names) if nothing is named so.
 absl::Status Show(const CommandContext& context, const ShowOptions& options);
 
 struct GetOptions {

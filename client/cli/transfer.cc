@@ -363,4 +363,93 @@ absl::Status Import(const CommandContext& context,
   return absl::OkStatus();
 }
 
+namespace {
+
+constexpr const char* kEmbeddingMembers[] = {"keys", "values", "frequencies",
+                                             "last_steps"};
+
+}  // namespace
+
+absl::Status EmbeddingExport(const CommandContext& context,
+                             const EmbeddingTransferOptions& options) {
+  VS_ASSIGN_OR_RETURN(v1::EmbeddingExportResponse rows,
+                      context.client->EmbeddingExport(options.name));
+  v1::Tensor* members[] = {rows.mutable_keys(), rows.mutable_values(),
+                           rows.mutable_frequencies(),
+                           rows.mutable_last_steps()};
+  const std::string partial = absl::StrCat(options.path, ".partial");
+  VS_ASSIGN_OR_RETURN(std::unique_ptr<ZipWriter> zip,
+                      ZipWriter::Create(partial));
+  absl::Status status;
+  int64_t count = 0;
+  for (size_t i = 0; i < 4 && status.ok(); ++i) {
+    absl::StatusOr<Tensor> array = TensorFromProto(members[i]);
+    status = array.status();
+    if (!status.ok()) break;
+    if (i == 0) count = array->dims()[0];
+    absl::StatusOr<std::string> header =
+        NpyHeader(array->dtype(), array->dims());
+    status = header.status();
+    if (!status.ok()) break;
+    const absl::string_view pieces[] = {*header, array->bytes()};
+    status = zip->Add(absl::StrCat(kEmbeddingMembers[i], kNpySuffix), pieces);
+  }
+  if (status.ok()) status = zip->Finish();
+  if (status.ok()) status = Rename(partial, options.path);
+  if (!status.ok()) {
+    std::remove(partial.c_str());
+    return status;
+  }
+  if (context.json) {
+    *context.out << DumpJson({{"exported", count}, {"file", options.path}})
+                 << "\n";
+  } else {
+    *context.out << "Exported " << count << " rows of " << options.name
+                 << " to " << options.path << "\n";
+  }
+  return absl::OkStatus();
+}
+
+absl::Status EmbeddingImport(const CommandContext& context,
+                             const EmbeddingTransferOptions& options) {
+  VS_ASSIGN_OR_RETURN(std::unique_ptr<ZipReader> zip,
+                      ZipReader::Open(options.path));
+  std::optional<Tensor> arrays[4];
+  for (const ZipReader::Member& member : zip->members()) {
+    for (size_t i = 0; i < 4; ++i) {
+      if (member.name != absl::StrCat(kEmbeddingMembers[i], kNpySuffix)) {
+        continue;
+      }
+      VS_ASSIGN_OR_RETURN(const std::string content, zip->Read(member));
+      absl::StatusOr<Tensor> array = ParseNpy(content);
+      if (!array.ok()) {
+        return absl::InvalidArgumentError(absl::StrCat(
+            options.path, ": ", member.name, ": ", array.status().message()));
+      }
+      arrays[i] = *std::move(array);
+    }
+  }
+  for (size_t i = 0; i < 2; ++i) {
+    if (!arrays[i].has_value()) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          options.path, " has no ", kEmbeddingMembers[i], kNpySuffix,
+          " (an embedding export holds keys.npy and "
+          "values.npy)"));
+    }
+  }
+  VS_ASSIGN_OR_RETURN(const int64_t imported,
+                      context.client->EmbeddingImport(
+                          options.name, *arrays[0], *arrays[1],
+                          arrays[2].has_value() ? &*arrays[2] : nullptr,
+                          arrays[3].has_value() ? &*arrays[3] : nullptr));
+  if (context.json) {
+    *context.out << DumpJson({{"imported", imported}, {"file", options.path}})
+                 << "\n";
+  } else {
+    *context.out << "Imported " << imported << " rows into " << options.name
+                 << " from " << options.path << "\n";
+  }
+  return absl::OkStatus();
+}
+
 }  // namespace varscope::cli

@@ -67,6 +67,29 @@ struct ImportOptions {
 absl::Status Import(const CommandContext& context,
                     const ImportOptions& options);
 
+// An embedding variable's rows go to a .npz of their own: keys.npy (int64
+// [n]), values.npy (float32 [n, embedding_dim]), frequencies.npy and
+// last_steps.npy (int64 [n]); numpy.load reads it.
+struct EmbeddingTransferOptions {
+  std::string name;  // the embedding variable
+  std::string path;  // the .npz
+};
+
+// Writes every stored row of the embedding variable to `path` (under a
+// ".partial" suffix renamed at the end: a failed export leaves nothing).
+// NOT_FOUND if the variable is missing, INVALID_ARGUMENT if it is not an
+// embedding variable; server and file errors otherwise.
+absl::Status EmbeddingExport(const CommandContext& context,
+                             const EmbeddingTransferOptions& options);
+
+// Stores the rows of a .npz (keys.npy and values.npy required;
+// frequencies.npy and last_steps.npy when present) into the embedding
+// variable, replacing rows of the same keys, in one atomic call.
+// INVALID_ARGUMENT naming the member for a missing or bad array, else the
+// server's error (nothing stored).
+absl::Status EmbeddingImport(const CommandContext& context,
+                             const EmbeddingTransferOptions& options);
+
 }  // namespace varscope::cli
 
 #endif  // VARSCOPE_CLIENT_CLI_TRANSFER_H_

@@ -732,7 +732,131 @@ PYBIND11_MODULE(_varscope, m) {
                                         absl::Seconds(timeout));
             });
           },
-          py::arg("global_step"), py::arg("step"), py::arg("timeout"));
+          py::arg("global_step"), py::arg("step"), py::arg("timeout"))
+      .def(
+          "get_embedding_variable",
+          [](Client& client, const std::string& name, int mode,
+             int64_t embedding_dim, int key_dtype, int value_dtype,
+             std::optional<v1::Initializer> initializer, int64_t filter_freq,
+             int64_t steps_to_live, bool trainable) {
+            v1::GetEmbeddingVariableRequest request;
+            request.set_name(name);
+            request.set_mode(static_cast<v1::ReuseMode>(mode));
+            request.set_embedding_dim(embedding_dim);
+            request.set_key_dtype(ToDType(key_dtype));
+            request.set_value_dtype(ToDType(value_dtype));
+            if (initializer) *request.mutable_initializer() = *initializer;
+            request.set_filter_freq(filter_freq);
+            request.set_steps_to_live(steps_to_live);
+            request.set_trainable(trainable);
+            const v1::GetVariableResponse response = WithoutGil(
+                [&] { return client.GetEmbeddingVariable(request); });
+            const v1::EmbeddingOptions& options =
+                response.variable().embedding();
+            py::dict out;
+            out["created"] = response.created();
+            out["embedding_dim"] = options.embedding_dim();
+            out["key_dtype"] = static_cast<int>(options.key_dtype());
+            out["filter_freq"] = options.filter_freq();
+            out["steps_to_live"] = options.steps_to_live();
+            out["trainable"] = response.variable().trainable();
+            return out;
+          },
+          py::arg("name"), py::kw_only(), py::arg("mode"),
+          py::arg("embedding_dim"), py::arg("key_dtype"),
+          py::arg("value_dtype"), py::arg("initializer"),
+          py::arg("filter_freq"), py::arg("steps_to_live"),
+          py::arg("trainable"),
+          "Gets or creates an embedding variable; a dict of its options.")
+      .def(
+          "embedding_lookup",
+          [](Client& client, const std::string& name, const py::array& keys,
+             std::optional<int64_t> global_step, bool read_only) {
+            const Tensor tensor = ToTensor(keys);
+            return ToArray(WithoutGil([&] {
+              return client.EmbeddingLookup(name, tensor, global_step,
+                                            read_only);
+            }));
+          },
+          py::arg("name"), py::arg("keys"), py::kw_only(),
+          py::arg("global_step"), py::arg("read_only"),
+          "The rows of `keys` (a 1-D integer array): [len(keys), dim].")
+      .def(
+          "embedding_apply",
+          [](Client& client, const std::string& name, const py::array& keys,
+             const py::array& gradients, const v1::Optimizer& optimizer,
+             std::optional<int64_t> global_step) {
+            const Tensor k = ToTensor(keys);
+            const Tensor g = ToTensor(gradients);
+            const v1::EmbeddingApplyResponse response = WithoutGil([&] {
+              return client.EmbeddingApply(name, k, g, optimizer, global_step);
+            });
+            py::dict out;
+            out["applied"] = response.applied();
+            out["filtered"] = response.filtered();
+            out["duplicate"] = response.duplicate();
+            return out;
+          },
+          py::arg("name"), py::arg("keys"), py::arg("gradients"), py::kw_only(),
+          py::arg("optimizer"), py::arg("global_step"),
+          "A sparse optimizer step; {applied, filtered, duplicate}.")
+      .def(
+          "embedding_stat",
+          [](Client& client, const std::string& name, int hottest) {
+            const v1::EmbeddingStats stats =
+                WithoutGil([&] { return client.EmbeddingStat(name, hottest); });
+            py::dict out;
+            out["size"] = stats.size();
+            out["memory_keys"] = stats.memory_keys();
+            out["disk_keys"] = stats.disk_keys();
+            out["memory_bytes"] = stats.memory_bytes();
+            out["disk_bytes"] = stats.disk_bytes();
+            out["candidates"] = stats.candidates();
+            out["admitted"] = stats.admitted();
+            out["filtered"] = stats.filtered();
+            out["evicted"] = stats.evicted();
+            out["global_step"] = stats.global_step();
+            py::list hottest_keys;
+            for (const auto& hot : stats.hottest()) {
+              hottest_keys.append(py::make_tuple(hot.key(), hot.frequency()));
+            }
+            out["hottest"] = hottest_keys;
+            return out;
+          },
+          py::arg("name"), py::arg("hottest") = 0,
+          "Counts and sizes of an embedding variable, as a dict.")
+      .def(
+          "embedding_export",
+          [](Client& client, const std::string& name) {
+            v1::EmbeddingExportResponse rows =
+                WithoutGil([&] { return client.EmbeddingExport(name); });
+            return py::make_tuple(
+                ToArray(ValueOrThrow(TensorFromProto(rows.mutable_keys()))),
+                ToArray(ValueOrThrow(TensorFromProto(rows.mutable_values()))),
+                ToArray(
+                    ValueOrThrow(TensorFromProto(rows.mutable_frequencies()))),
+                ToArray(
+                    ValueOrThrow(TensorFromProto(rows.mutable_last_steps()))));
+          },
+          py::arg("name"), "(keys, values, frequencies, last_steps).")
+      .def(
+          "embedding_import",
+          [](Client& client, const std::string& name, const py::array& keys,
+             const py::array& values, std::optional<py::array> frequencies,
+             std::optional<py::array> last_steps) {
+            const Tensor k = ToTensor(keys);
+            const Tensor v = ToTensor(values);
+            std::optional<Tensor> f, s;
+            if (frequencies) f = ToTensor(*frequencies);
+            if (last_steps) s = ToTensor(*last_steps);
+            return WithoutGil([&] {
+              return client.EmbeddingImport(name, k, v, f ? &*f : nullptr,
+                                            s ? &*s : nullptr);
+            });
+          },
+          py::arg("name"), py::arg("keys"), py::arg("values"),
+          py::arg("frequencies"), py::arg("last_steps"),
+          "Stores rows as given; returns how many.");
 
   py::class_<v1::Optimizer>(m, "OptimizerSpec",
                             "A server-side optimizer (v1.Optimizer).")

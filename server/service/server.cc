@@ -110,7 +110,17 @@ absl::StatusOr<std::unique_ptr<Server>> Server::Start(
             {"seconds", absl::ToDoubleSeconds(absl::Now() - load_start)},
             {"wal_replayed_bytes",
              server->storage_->GetStats().wal_replayed_bytes}});
+  server->embeddings_ =
+      embedding::EmbeddingStore::Open({.memory_budget = options.memory_budget,
+                                       .durability = options.table.durability},
+                                      server->storage_.get());
+  absl::StatusOr<std::unique_ptr<EmbeddingCalls>> embedding_calls =
+      EmbeddingCalls::Create(server->table_.get(), server->embeddings_.get(),
+                             server->storage_.get());
+  if (!embedding_calls.ok()) return WithDamageHint(embedding_calls.status());
+  server->embedding_calls_ = *std::move(embedding_calls);
   ServiceOptions service_options;
+  service_options.embeddings = server->embedding_calls_.get();
   service_options.max_message_bytes = options.max_message_bytes;
   service_options.max_variable_bytes = options.table.max_variable_bytes;
   service_options.max_pending_reply_bytes = options.max_pending_reply_bytes;

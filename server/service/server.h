@@ -52,6 +52,9 @@ struct ServerOptions {
   std::string metrics_listen;
   // Calls slower than this are logged (event slow_call). Default: never.
   absl::Duration slow_call = absl::InfiniteDuration();
+  // The bytes embedding variables' rows may take in memory; the others stay
+  // on disk only (see embedding::EmbeddingOptions). Default: 0, no budget.
+  int64_t memory_budget = 0;
 };
 
 // Thread-safe.
@@ -105,6 +108,8 @@ class Server {
   std::unique_ptr<ServingCertificates> certificates_;
   std::unique_ptr<Storage> storage_;
   std::unique_ptr<VariableTable> table_;
+  std::unique_ptr<embedding::EmbeddingStore> embeddings_;
+  std::unique_ptr<EmbeddingCalls> embedding_calls_;
   std::unique_ptr<VariableServiceImpl> service_;
   std::unique_ptr<AdminServiceImpl> admin_service_;
   std::unique_ptr<RpcMetrics> rpc_metrics_;

@@ -593,4 +593,77 @@ grpc::ServerUnaryReactor* VariableServiceImpl::GetServerInfo(
       });
 }
 
+template <typename Request, typename Result>
+grpc::ServerUnaryReactor* VariableServiceImpl::EmbeddingCall(
+    grpc::CallbackServerContext* context, absl::string_view method,
+    const grpc::ByteBuffer& request, grpc::ByteBuffer* response, Role role,
+    absl::StatusOr<Result> (EmbeddingCalls::*call)(const Request&)) {
+  return Unary<Request>(
+      context, request, response,
+      [&](Request& parsed) -> absl::StatusOr<grpc::ByteBuffer> {
+        if (options_.embeddings == nullptr) {
+          return absl::UnimplementedError(
+              "This server has no embedding variables");
+        }
+        VS_RETURN_IF_ERROR(
+            access().Authorize(*context, method, role, {parsed.name()}));
+        absl::StatusOr<Result> result = (options_.embeddings->*call)(parsed);
+        if (role == Role::kWrite) {
+          VS_RETURN_IF_ERROR(MaybeDropReply(result.status()));
+        }
+        return Encode(std::move(result), role == Role::kRead);
+      });
+}
+
+grpc::ServerUnaryReactor* VariableServiceImpl::GetEmbeddingVariable(
+    grpc::CallbackServerContext* context, const grpc::ByteBuffer* request,
+    grpc::ByteBuffer* response) {
+  gets_.fetch_add(1, std::memory_order_relaxed);
+  // REUSE only reads; the role is checked with the mode parsed.
+  v1::GetEmbeddingVariableRequest peek;
+  const Role role = ParseRaw(*request, &peek).ok() && peek.mode() == v1::REUSE
+                        ? Role::kRead
+                        : Role::kWrite;
+  return EmbeddingCall(context, "GetEmbeddingVariable", *request, response,
+                       role, &EmbeddingCalls::GetEmbeddingVariable);
+}
+
+grpc::ServerUnaryReactor* VariableServiceImpl::EmbeddingLookup(
+    grpc::CallbackServerContext* context, const grpc::ByteBuffer* request,
+    grpc::ByteBuffer* response) {
+  reads_.fetch_add(1, std::memory_order_relaxed);
+  return EmbeddingCall(context, "EmbeddingLookup", *request, response,
+                       Role::kRead, &EmbeddingCalls::Lookup);
+}
+
+grpc::ServerUnaryReactor* VariableServiceImpl::EmbeddingApply(
+    grpc::CallbackServerContext* context, const grpc::ByteBuffer* request,
+    grpc::ByteBuffer* response) {
+  updates_.fetch_add(1, std::memory_order_relaxed);
+  return EmbeddingCall(context, "EmbeddingApply", *request, response,
+                       Role::kWrite, &EmbeddingCalls::Apply);
+}
+
+grpc::ServerUnaryReactor* VariableServiceImpl::EmbeddingStat(
+    grpc::CallbackServerContext* context, const grpc::ByteBuffer* request,
+    grpc::ByteBuffer* response) {
+  return EmbeddingCall(context, "EmbeddingStat", *request, response,
+                       Role::kRead, &EmbeddingCalls::Stats);
+}
+
+grpc::ServerUnaryReactor* VariableServiceImpl::EmbeddingExport(
+    grpc::CallbackServerContext* context, const grpc::ByteBuffer* request,
+    grpc::ByteBuffer* response) {
+  return EmbeddingCall(context, "EmbeddingExport", *request, response,
+                       Role::kRead, &EmbeddingCalls::Export);
+}
+
+grpc::ServerUnaryReactor* VariableServiceImpl::EmbeddingImport(
+    grpc::CallbackServerContext* context, const grpc::ByteBuffer* request,
+    grpc::ByteBuffer* response) {
+  updates_.fetch_add(1, std::memory_order_relaxed);
+  return EmbeddingCall(context, "EmbeddingImport", *request, response,
+                       Role::kWrite, &EmbeddingCalls::Import);
+}
+
 }  // namespace varscope::server

@@ -9,6 +9,7 @@
 #include <string_view>
 
 #include "absl/time/clock.h"
+#include "server/embedding/embedding_calls.h"
 #include "server/service/access.h"
 #include "server/service/raw_calls.h"
 #include "server/table/sync_replicas.h"
@@ -39,6 +40,10 @@ struct ServiceOptions {
   // past it, reads of 16 KiB or more fail with RESOURCE_EXHAUSTED until
   // readers catch up. Default: 1 GiB.
   int64_t max_pending_reply_bytes = int64_t{1} << 30;
+
+  // The embedding-variable calls; must outlive the service. Default:
+  // nullptr, they fail with UNIMPLEMENTED.
+  EmbeddingCalls* embeddings = nullptr;
 };
 
 // `Base` with the generated method mixins `Methods` applied, the first
@@ -55,24 +60,30 @@ struct WithMethods<Base, Method, Methods...> {
 
 // The callback service with every method taking and giving raw bytes (see
 // raw_calls.h).
-using VariableServiceBase =
-    WithMethods<v1::VariableService::Service,
-                v1::VariableService::WithRawCallbackMethod_GetVariable,
-                v1::VariableService::WithRawCallbackMethod_Read,
-                v1::VariableService::WithRawCallbackMethod_Assign,
-                v1::VariableService::WithRawCallbackMethod_AssignAdd,
-                v1::VariableService::WithRawCallbackMethod_ListVariables,
-                v1::VariableService::WithRawCallbackMethod_Stat,
-                v1::VariableService::WithRawCallbackMethod_Delete,
-                v1::VariableService::WithRawCallbackMethod_Rename,
-                v1::VariableService::WithRawCallbackMethod_GetServerInfo,
-                v1::VariableService::WithRawCallbackMethod_BatchUpdate,
-                v1::VariableService::WithRawCallbackMethod_BatchRead,
-                v1::VariableService::WithRawCallbackMethod_Gather,
-                v1::VariableService::WithRawCallbackMethod_ReadStream,
-                v1::VariableService::WithRawCallbackMethod_WriteStream,
-                v1::VariableService::WithRawCallbackMethod_SyncApply,
-                v1::VariableService::WithRawCallbackMethod_WaitForStep>::type;
+using VariableServiceBase = WithMethods<
+    v1::VariableService::Service,
+    v1::VariableService::WithRawCallbackMethod_GetVariable,
+    v1::VariableService::WithRawCallbackMethod_Read,
+    v1::VariableService::WithRawCallbackMethod_Assign,
+    v1::VariableService::WithRawCallbackMethod_AssignAdd,
+    v1::VariableService::WithRawCallbackMethod_ListVariables,
+    v1::VariableService::WithRawCallbackMethod_Stat,
+    v1::VariableService::WithRawCallbackMethod_Delete,
+    v1::VariableService::WithRawCallbackMethod_Rename,
+    v1::VariableService::WithRawCallbackMethod_GetServerInfo,
+    v1::VariableService::WithRawCallbackMethod_BatchUpdate,
+    v1::VariableService::WithRawCallbackMethod_BatchRead,
+    v1::VariableService::WithRawCallbackMethod_Gather,
+    v1::VariableService::WithRawCallbackMethod_ReadStream,
+    v1::VariableService::WithRawCallbackMethod_WriteStream,
+    v1::VariableService::WithRawCallbackMethod_SyncApply,
+    v1::VariableService::WithRawCallbackMethod_WaitForStep,
+    v1::VariableService::WithRawCallbackMethod_GetEmbeddingVariable,
+    v1::VariableService::WithRawCallbackMethod_EmbeddingLookup,
+    v1::VariableService::WithRawCallbackMethod_EmbeddingApply,
+    v1::VariableService::WithRawCallbackMethod_EmbeddingStat,
+    v1::VariableService::WithRawCallbackMethod_EmbeddingExport,
+    v1::VariableService::WithRawCallbackMethod_EmbeddingImport>::type;
 
 // Thread-safe. `table` must outlive the service.
 //
@@ -143,6 +154,25 @@ class VariableServiceImpl final : public VariableServiceBase {
   grpc::ServerUnaryReactor* GetServerInfo(grpc::CallbackServerContext* context,
                                           const grpc::ByteBuffer* request,
                                           grpc::ByteBuffer* response) override;
+  // Embedding variables (see EmbeddingCalls).
+  grpc::ServerUnaryReactor* GetEmbeddingVariable(
+      grpc::CallbackServerContext* context, const grpc::ByteBuffer* request,
+      grpc::ByteBuffer* response) override;
+  grpc::ServerUnaryReactor* EmbeddingLookup(
+      grpc::CallbackServerContext* context, const grpc::ByteBuffer* request,
+      grpc::ByteBuffer* response) override;
+  grpc::ServerUnaryReactor* EmbeddingApply(grpc::CallbackServerContext* context,
+                                           const grpc::ByteBuffer* request,
+                                           grpc::ByteBuffer* response) override;
+  grpc::ServerUnaryReactor* EmbeddingStat(grpc::CallbackServerContext* context,
+                                          const grpc::ByteBuffer* request,
+                                          grpc::ByteBuffer* response) override;
+  grpc::ServerUnaryReactor* EmbeddingExport(
+      grpc::CallbackServerContext* context, const grpc::ByteBuffer* request,
+      grpc::ByteBuffer* response) override;
+  grpc::ServerUnaryReactor* EmbeddingImport(
+      grpc::CallbackServerContext* context, const grpc::ByteBuffer* request,
+      grpc::ByteBuffer* response) override;
 
   // Test-only: the next `n` successful updates and GetVariable calls are
   // applied, then answered with UNAVAILABLE as if the reply were lost.
@@ -186,6 +216,15 @@ class VariableServiceImpl final : public VariableServiceBase {
                                      grpc::ByteBuffer* response,
                                      v1::Tensor* (Request::*tensor)(),
                                      v1::Tensor* (v1::Update::*op)());
+
+  // Answers an embedding call: parses `request` as a `Request`, checks the
+  // caller may make it as `role` on its name, and replies with what
+  // `call` returns for it (refusable for reads).
+  template <typename Request, typename Result>
+  grpc::ServerUnaryReactor* EmbeddingCall(
+      grpc::CallbackServerContext* context, absl::string_view method,
+      const grpc::ByteBuffer& request, grpc::ByteBuffer* response, Role role,
+      absl::StatusOr<Result> (EmbeddingCalls::*call)(const Request&));
 
   const AccessControl& access() const {
     return options_.access == nullptr ? open_ : *options_.access;

@@ -34,6 +34,7 @@ namespace {
 constexpr char kMetaFamily[] = "meta";
 constexpr char kDataFamily[] = "data";
 constexpr char kAppliedFamily[] = "applied";
+constexpr char kEmbeddingFamily[] = "embedding";
 // The data column family's memtable size (two at most).
 constexpr size_t kDataMemtableBytes = 32 << 20;
 // Threads that load the store at start-up: more than cores, so that reads
@@ -365,6 +366,21 @@ void StorageBatch::DeleteApplied(absl::string_view client_id,
                   std::nullopt});
 }
 
+void StorageBatch::PutEmbedding(std::string key, std::string value) {
+  ops_.push_back({Kind::kPut, Family::kEmbedding, std::move(key),
+                  std::move(value), std::nullopt});
+}
+
+void StorageBatch::DeleteEmbedding(std::string key) {
+  ops_.push_back(
+      {Kind::kDelete, Family::kEmbedding, std::move(key), "", std::nullopt});
+}
+
+void StorageBatch::DeleteEmbeddingRange(std::string begin, std::string end) {
+  ops_.push_back({Kind::kDeleteRange, Family::kEmbedding, std::move(begin),
+                  std::move(end), std::nullopt});
+}
+
 int64_t Storage::NumChunks(int64_t total_bytes, int64_t chunk_bytes) {
   return (total_bytes + chunk_bytes - 1) / chunk_bytes;
 }
@@ -408,7 +424,8 @@ std::vector<rocksdb::ColumnFamilyDescriptor> Storage::Families() {
   return {{rocksdb::kDefaultColumnFamilyName, rocksdb::ColumnFamilyOptions()},
           {kMetaFamily, meta_options},
           {kDataFamily, data_options},
-          {kAppliedFamily, rocksdb::ColumnFamilyOptions()}};
+          {kAppliedFamily, rocksdb::ColumnFamilyOptions()},
+          {kEmbeddingFamily, rocksdb::ColumnFamilyOptions()}};
 }
 
 absl::Status Storage::OpenDb() {
@@ -773,6 +790,42 @@ absl::Status Storage::WriteClusterIdentity(
       db_->Put(options, handles_[0], kClusterIdentityKey,
                identity.SerializeAsString()),
       absl::StrCat("Recording the cluster identity in data directory ", path_));
+}
+
+absl::StatusOr<std::vector<std::optional<std::string>>>
+Storage::MultiGetEmbedding(const std::vector<std::string>& keys) {
+  absl::ReaderMutexLock l(&mu_);
+  std::vector<rocksdb::Slice> slices(keys.begin(), keys.end());
+  std::vector<rocksdb::PinnableSlice> values(keys.size());
+  std::vector<rocksdb::Status> statuses(keys.size());
+  db_->MultiGet(rocksdb::ReadOptions(), handles_[4], keys.size(), slices.data(),
+                values.data(), statuses.data());
+  std::vector<std::optional<std::string>> out(keys.size());
+  for (size_t i = 0; i < keys.size(); ++i) {
+    if (statuses[i].IsNotFound()) continue;
+    VS_RETURN_IF_ERROR(FromRocksStatus(statuses[i], "Reading the store"));
+    out[i] = values[i].ToString();
+  }
+  return out;
+}
+
+absl::Status Storage::ScanEmbedding(
+    absl::string_view begin, absl::string_view end,
+    const std::function<bool(absl::string_view, absl::string_view)>& fn) {
+  absl::ReaderMutexLock l(&mu_);
+  rocksdb::ReadOptions options;
+  options.fill_cache = false;
+  const rocksdb::Slice limit(end.data(), end.size());
+  options.iterate_upper_bound = &limit;
+  std::unique_ptr<rocksdb::Iterator> it(db_->NewIterator(options, handles_[4]));
+  for (it->Seek(rocksdb::Slice(begin.data(), begin.size())); it->Valid();
+       it->Next()) {
+    if (!fn(absl::string_view(it->key().data(), it->key().size()),
+            absl::string_view(it->value().data(), it->value().size()))) {
+      break;
+    }
+  }
+  return FromRocksStatus(it->status(), "Reading the store");
 }
 
 absl::Status Storage::LoadApplied(

@@ -64,12 +64,18 @@ class StorageBatch {
                   absl::string_view result);
   // Deletes that record.
   void DeleteApplied(absl::string_view client_id, int64_t sequence);
+  // Writes, or deletes, the record `key` of the `embedding` column family
+  // (embedding variables' rows; server/embedding/ lays out the keys).
+  void PutEmbedding(std::string key, std::string value);
+  void DeleteEmbedding(std::string key);
+  // Deletes the embedding records in [begin, end).
+  void DeleteEmbeddingRange(std::string begin, std::string end);
 
   bool empty() const { return ops_.empty(); }
 
  private:
   friend class Storage;
-  enum class Family { kMeta, kData, kApplied };
+  enum class Family { kMeta, kData, kApplied, kEmbedding };
   enum class Kind { kPut, kDelete, kDeleteRange };
   struct Op {
     Kind kind;
@@ -175,6 +181,18 @@ class Storage {
   // restores carry it. DATA_LOSS if the record does not parse; the mapped
   // RocksDB error otherwise.
   absl::StatusOr<std::optional<v1::ClusterIdentity>> ReadClusterIdentity();
+
+  // The embedding records `keys` (see StorageBatch::PutEmbedding) with one
+  // RocksDB MultiGet: values[i] is nullopt for a missing key. Returns the
+  // mapped RocksDB error of the first key that failed.
+  absl::StatusOr<std::vector<std::optional<std::string>>> MultiGetEmbedding(
+      const std::vector<std::string>& keys);
+
+  // Calls `fn(key, value)` for the embedding records in [begin, end) in key
+  // order while it returns true. Returns the mapped RocksDB error.
+  absl::Status ScanEmbedding(
+      absl::string_view begin, absl::string_view end,
+      const std::function<bool(absl::string_view, absl::string_view)>& fn);
 
   // Records `identity` (fsynced before it returns). Errors: the mapped
   // RocksDB error; nothing is recorded.
@@ -310,7 +328,7 @@ class Storage {
   // Shared by every use of the database, exclusive to reopen it.
   absl::Mutex mu_;
   std::unique_ptr<rocksdb::DB> db_ ABSL_GUARDED_BY(mu_);
-  // default, meta, data, applied.
+  // default, meta, data, applied, embedding.
   std::vector<rocksdb::ColumnFamilyHandle*> handles_ ABSL_GUARDED_BY(mu_);
   // RocksDB's informational log, kept across reopens.
   std::shared_ptr<rocksdb::Logger> info_log_ ABSL_GUARDED_BY(mu_);

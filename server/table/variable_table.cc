@@ -104,7 +104,8 @@ struct VariableTable::Plan {
   v1::Initializer init;  // resolved from the default
   bool trainable = true;
   v1::Constraint constraint;
-  std::optional<v1::Collections> collections;  // absent: the default
+  std::optional<v1::Collections> collections;     // absent: the default
+  std::optional<v1::EmbeddingOptions> embedding;  // set: an embedding variable
   std::vector<std::string> reserved;
   std::shared_ptr<absl::Notification> done;
 };
@@ -168,6 +169,31 @@ void LockAll(const std::vector<V>& vars) ABSL_NO_THREAD_SAFETY_ANALYSIS {
 template <typename V>
 void UnlockAll(const std::vector<V>& vars) ABSL_NO_THREAD_SAFETY_ANALYSIS {
   for (const auto& v : vars) v->write_mu.Unlock();
+}
+
+// INVALID_ARGUMENT if `request` asks for an embedding variable and `info` is
+// a dense one, or the other way round, or for another embedding_dim.
+absl::Status CheckKind(const v1::GetVariableRequest& request,
+                       const v1::VariableInfo& info) {
+  const std::string& name = request.name();
+  if (request.has_embedding() && !info.has_embedding()) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "Variable ", name,
+        " is a dense variable; an embedding variable cannot share its name."));
+  }
+  if (!request.has_embedding() && info.has_embedding()) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "Variable ", name,
+        " is an embedding variable; a dense variable cannot share its name."));
+  }
+  if (request.has_embedding() &&
+      request.embedding().embedding_dim() != info.embedding().embedding_dim()) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "Trying to share embedding variable ", name,
+        ", but specified embedding_dim ", request.embedding().embedding_dim(),
+        " and found embedding_dim ", info.embedding().embedding_dim(), "."));
+  }
+  return absl::OkStatus();
 }
 
 // The value of scalar variable `name`, an optimizer's input.
@@ -554,6 +580,7 @@ absl::StatusOr<v1::GetVariableResponse> VariableTable::GetVariable(
           plan.dtype = request.dtype();
           plan.trainable = !request.has_trainable() || request.trainable();
           plan.constraint = request.constraint();
+          if (request.has_embedding()) plan.embedding = request.embedding();
           if (request.has_collections()) {
             plan.collections = request.collections();
           }
@@ -613,6 +640,7 @@ absl::StatusOr<v1::GetVariableResponse> VariableTable::DecideSingle(
           " already exists, disallowed. Did you mean to set reuse=True or "
           "reuse=tf.AUTO_REUSE in VarScope?"));
     }
+    VS_RETURN_IF_ERROR(CheckKind(request, var->Info()));
     if (!shape.IsCompatibleWith(Shape(var->dims))) {
       return absl::InvalidArgumentError(absl::StrCat(
           "Trying to share variable ", name, ", but specified shape ",
@@ -837,6 +865,8 @@ absl::StatusOr<v1::GetVariableResponse> VariableTable::Create(Plan& plan) {
       *info->mutable_collections() = *plan.collections;
     }
     *info->mutable_initializer() = stored_init;
+    if (plan.embedding.has_value())
+      *info->mutable_embedding() = *plan.embedding;
     if (plan.constraint.kind_case() != v1::Constraint::KIND_NOT_SET) {
       *info->mutable_constraint() = plan.constraint;
     }

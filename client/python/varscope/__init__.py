@@ -46,6 +46,11 @@ from varscope.dtypes import int32
 from varscope.dtypes import int64
 from varscope.dtypes import int8
 from varscope.dtypes import uint8
+from varscope.embedding_variable import CounterFilter
+from varscope.embedding_variable import EmbeddingVariable
+from varscope.embedding_variable import EmbeddingVariableOption
+from varscope.embedding_variable import GlobalStepEvict
+from varscope.embedding_variable import get_embedding_variable
 from varscope.indexed_slices import IndexedSlices
 from varscope.initializers import constant_initializer
 from varscope.initializers import glorot_normal_initializer

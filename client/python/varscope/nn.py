@@ -20,6 +20,7 @@ from typing import Any
 import numpy as np
 
 from varscope import errors
+from varscope.embedding_variable import EmbeddingVariable
 from varscope.sparse_tensor import SparseTensor
 from varscope.tensor_shape import TensorShape
 from varscope.variables import PartitionedVariable
@@ -150,13 +151,18 @@ def embedding_lookup(params: Any, ids: Any, partition_strategy: str = "mod",
     """The rows of `params` for `ids` (an integer array of any shape): an
     array of shape ids.shape + the rows' shape, as
     tf.compat.v1.nn.embedding_lookup. With `max_norm`, each row whose L2
-    norm is larger is scaled down to it.
+    norm is larger is scaled down to it. `params` may be an
+    EmbeddingVariable (any integer ids, counted as its sparse_read counts).
 
     Raises ValueError for no params or an unknown partition_strategy (when
     there are several elements), TypeError for ids that are not integers,
     InvalidArgumentError for an id that maps to no row (before any call).
     """
     del name, validate_indices  # No op; ids are always checked.
+    if isinstance(params, EmbeddingVariable):
+        rows = params.sparse_read(ids)
+        dim = params.embedding_dim
+        return _clip(rows.reshape(-1, dim), max_norm).reshape(rows.shape)
     params = _as_params(params)
     ids = _as_ids(ids)
     rows, inverse = _lookup_unique(params, ids, partition_strategy, max_norm)

@@ -35,6 +35,7 @@ from varscope import initializers
 from varscope import ops
 from varscope import train
 from varscope import variables as variables_lib
+from varscope.embedding_variable import EmbeddingVariable
 from varscope.indexed_slices import IndexedSlices
 from varscope.learning_rate_decay import LearningRateSchedule
 from varscope.variables import apply_updates
@@ -114,18 +115,20 @@ class Optimizer:
     def _input_params(self, values):
         return {}
 
-    def _gradient_specs(self, grads_and_vars, all_parts=True):
+    def _gradient_specs(self, grads_and_vars, all_parts=True, values=None):
         """[(part handle, UpdateSpec)] for the (gradient, variable) pairs,
         skipping None gradients (as TensorFlow), with the updates that go
         with them (Adam's beta powers when read here). With `all_parts`, the
         first sparse step on a partitioned variable creates the slots of all
-        its parts."""
+        its parts. `values`: the inputs' values, read before (then no pair
+        is needed)."""
         grads_and_vars = [(g, v) for g, v in grads_and_vars if g is not None]
-        if not grads_and_vars:
+        if not grads_and_vars and values is None:
             raise ValueError("No gradients provided for any variable")
         self._check_slot_placement(grads_and_vars)
         inputs = self._inputs(grads_and_vars)
-        values = self._read_remote_inputs(grads_and_vars, inputs)
+        if values is None:
+            values = self._read_remote_inputs(grads_and_vars, inputs)
         spec = self._spec(values)
         pairs = []
         for grad, var in grads_and_vars:
@@ -190,11 +193,22 @@ class Optimizer:
         if all(shards == {connection.shard_of(v._shared_name)}
                for v in inputs.values()):
             return {}
+        return self._read_inputs(inputs)[0]
+
+    def _read_inputs(self, inputs, extra=()):
+        """{role: value} of the inputs, and the values of the variables
+        `extra`, by name: one batch read."""
+        names = ([v._shared_name for v in inputs.values()] +
+                 [v._shared_name for v in extra])
+        if not names:  # (an empty batch read would read every variable)
+            return {}, []
         client._check_process()
-        read = {name: value for name, value, _ in connection.batch_read(
-            [v._shared_name for v in inputs.values()], "")}
-        return {role: float(read[v._shared_name])
-                for role, v in inputs.items()}
+        connection = client.default_client()._connection()
+        read = {name: value
+                for name, value, _ in connection.batch_read(names, "")}
+        return ({role: float(read[v._shared_name])
+                 for role, v in inputs.items()},
+                [read[v._shared_name] for v in extra])
 
     def _advance_specs(self, inputs, values):
         return []
@@ -203,12 +217,26 @@ class Optimizer:
         """Applies (gradient, variable) pairs, gradients as arrays or
         IndexedSlices, in one atomic step; with `global_step` (a Variable)
         it is incremented in the same step. Then applies the client-side
-        (callable) constraints of the variables."""
+        (callable) constraints of the variables.
+
+        Embedding variables (IndexedSlices gradients only) take one sparse
+        step each, exactly once, before the step of the other variables
+        (which advances Adam's beta powers and the global step): the whole
+        is not atomic. Their rows' last step is the global step's value
+        before this call (without one, the variable counts its own
+        steps)."""
         grads_and_vars = list(grads_and_vars)
-        pairs = self._gradient_specs(grads_and_vars)
+        embedding = [(g, v) for g, v in grads_and_vars
+                     if isinstance(v, EmbeddingVariable)]
+        if embedding:
+            pairs = self._embedding_step(grads_and_vars, embedding,
+                                         global_step)
+        else:
+            pairs = self._gradient_specs(grads_and_vars)
         if global_step is not None:
             pairs += global_step._specs("assign_add", 1)
-        apply_updates(pairs)
+        if pairs:
+            apply_updates(pairs)
         for grad, var in grads_and_vars:
             constraint = variables_lib.client_constraint(var)
             if grad is None or constraint is None:
@@ -216,6 +244,28 @@ class Optimizer:
             for part in (var if isinstance(
                     var, variables_lib.PartitionedVariable) else [var]):
                 part.assign(constraint(part.read()))
+
+    def _embedding_step(self, grads_and_vars, embedding, global_step):
+        """Applies the steps of the embedding variables, with the
+        optimizer's inputs read by value, and returns the specs of the
+        others' step (advancing the inputs)."""
+        if all(g is None for g, _ in grads_and_vars):
+            raise ValueError("No gradients provided for any variable")
+        inputs = self._inputs(grads_and_vars)
+        values, step = self._read_inputs(
+            inputs, [global_step] if global_step is not None else [])
+        spec = self._spec(values)
+        for grad, var in embedding:
+            if grad is None:
+                continue
+            if not isinstance(grad, IndexedSlices):
+                raise TypeError(
+                    "The gradient of embedding variable %s must be "
+                    "IndexedSlices, not %s" % (var.name, type(grad).__name__))
+            var._apply(spec, grad, int(step[0]) if step else None)
+        others = [(g, v) for g, v in grads_and_vars
+                  if not isinstance(v, EmbeddingVariable)]
+        return self._gradient_specs(others, values=values)
 
 
 def _part_names(var):

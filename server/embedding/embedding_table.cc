@@ -1,0 +1,888 @@
+#include "server/embedding/embedding_table.h"
+
+#include <algorithm>
+#include <cstring>
+#include <iostream>
+
+#include "absl/base/internal/endian.h"
+#include "absl/strings/str_cat.h"
+#include "absl/time/clock.h"
+#include "common/initializers.h"
+#include "common/status.h"
+
+namespace varscope::server::embedding {
+namespace {
+
+constexpr int kStripes = 32;
+// A row record: frequency, last step, then the value and the slots'
+// values (float32, little-endian as in memory).
+constexpr size_t kRowHeader = 16;
+// The record of a table's slot names: its 8-byte prefix alone.
+// Rows under a budget are loaded up to this share of it at start-up.
+constexpr double kLoadShare = 0.8;
+// Spilling brings the rows in memory down to this share of the budget.
+constexpr double kSpillShare = 0.85;
+// Callers that add rows wait above this share (see WaitForRoom).
+constexpr double kWaitShare = 1.10;
+// What an index entry and an allocation take besides the floats.
+constexpr int64_t kEntryOverhead = 64;
+
+uint64_t Mix(uint64_t x) {
+  x += 0x9E3779B97F4A7C15ull;
+  x = (x ^ (x >> 30)) * 0xBF58476D1CE4E5B9ull;
+  x = (x ^ (x >> 27)) * 0x94D049BB133111EBull;
+  return x ^ (x >> 31);
+}
+
+// Keys sort as numbers: big-endian with the sign bit flipped.
+void PutKey(int64_t key, char* out) {
+  absl::big_endian::Store64(out, static_cast<uint64_t>(key) ^ (1ull << 63));
+}
+int64_t GetKey(const char* in) {
+  return static_cast<int64_t>(absl::big_endian::Load64(in) ^ (1ull << 63));
+}
+
+std::string TablePrefix(uint64_t table_id) {
+  std::string prefix(8, '\0');
+  absl::big_endian::Store64(prefix.data(), table_id);
+  return prefix;
+}
+
+}  // namespace
+
+struct EmbeddingTable::Row {
+  int64_t freq = 0;
+  int64_t last_step = 0;
+  uint32_t floats = 0;
+  bool dirty = false;      // changed since the store's copy
+  bool referenced = true;  // touched since the last spill pass
+  std::unique_ptr<float[]> data;
+};
+
+struct EmbeddingTable::Stripe {
+  struct Candidate {
+    int64_t freq = 0;
+    int64_t last_step = 0;
+  };
+  absl::Mutex mu;
+  absl::flat_hash_map<int64_t, Row> rows ABSL_GUARDED_BY(mu);
+  // Keys seen below the admission frequency (kept in memory only).
+  absl::flat_hash_map<int64_t, Candidate> candidates ABSL_GUARDED_BY(mu);
+  // Keys whose rows became dirty (possibly repeated, possibly gone).
+  std::vector<int64_t> dirty ABSL_GUARDED_BY(mu);
+  // Interval mode: exactly-once records to write with the next write-back.
+  std::vector<ExtraRecords> extra ABSL_GUARDED_BY(mu);
+};
+
+EmbeddingTable::EmbeddingTable(EmbeddingStore* store,
+                               const v1::VariableInfo& info)
+    : store_(store),
+      table_id_(info.embedding().table_id()),
+      options_(info.embedding()),
+      dim_(info.embedding().embedding_dim()),
+      initializer_(info.initializer()),
+      stripes_(new Stripe[kStripes]) {}
+
+EmbeddingTable::Stripe& EmbeddingTable::StripeOf(int64_t key) const {
+  return stripes_[Mix(static_cast<uint64_t>(key)) % kStripes];
+}
+
+int64_t EmbeddingTable::RowBytes(size_t floats) const {
+  return kEntryOverhead + static_cast<int64_t>(floats * sizeof(float));
+}
+
+void EmbeddingTable::Account(int64_t delta) {
+  resident_bytes_.fetch_add(delta);
+  store_->resident_bytes_.fetch_add(delta);
+}
+
+std::string EmbeddingTable::RowKey(int64_t key) const {
+  std::string out = TablePrefix(table_id_);
+  out.resize(16);
+  PutKey(key, out.data() + 8);
+  return out;
+}
+
+std::string EmbeddingTable::EncodeRow(const Row& row) const {
+  std::string out(kRowHeader + row.floats * sizeof(float), '\0');
+  absl::little_endian::Store64(out.data(), static_cast<uint64_t>(row.freq));
+  absl::little_endian::Store64(out.data() + 8,
+                               static_cast<uint64_t>(row.last_step));
+  memcpy(out.data() + kRowHeader, row.data.get(), row.floats * sizeof(float));
+  return out;
+}
+
+void EmbeddingTable::InitialRow(int64_t key, float* out) const {
+  // A pure function of (seed, key): every worker, every restart and a key
+  // admitted again after eviction see the same row.
+  const int64_t seed =
+      static_cast<int64_t>(Mix(static_cast<uint64_t>(initializer_.seed()) ^
+                               Mix(static_cast<uint64_t>(key))) >>
+                           1);
+  const std::vector<int64_t> dims = {1, dim_};
+  absl::StatusOr<Tensor> row =
+      InitialValue(initializer_, seed, v1::DT_FLOAT, dims, {0, 0}, dims);
+  // The initializer was validated for this shape when the variable was
+  // created.
+  if (row.ok()) {
+    memcpy(out, row->bytes().data(), static_cast<size_t>(dim_) * 4);
+  } else {
+    std::fill(out, out + dim_, 0.0f);
+  }
+}
+
+int64_t EmbeddingTable::StepOf(std::optional<int64_t> global_step,
+                               bool update) {
+  if (!global_step.has_value()) {
+    return update ? step_.fetch_add(1) + 1 : step_.load();
+  }
+  int64_t now = step_.load();
+  while (*global_step > now &&
+         !step_.compare_exchange_weak(now, *global_step)) {
+  }
+  return *global_step;
+}
+
+absl::Status EmbeddingTable::Load() {
+  const std::string begin = TablePrefix(table_id_);
+  const std::string end = TablePrefix(table_id_ + 1);
+  const int64_t budget = store_->options_.memory_budget;
+  absl::Status status;
+  int64_t max_step = 0;
+  absl::MutexLock a(&apply_mu_);
+  VS_RETURN_IF_ERROR(store_->storage_->ScanEmbedding(
+      begin, end, [&](absl::string_view key, absl::string_view value) {
+        if (key.size() == 8) {  // the slot names
+          v1::EmbeddingSlots slots;
+          if (!slots.ParseFromArray(value.data(),
+                                    static_cast<int>(value.size()))) {
+            status = absl::DataLossError(
+                absl::StrCat("The slot record of embedding table ", table_id_,
+                             " does not parse"));
+            return false;
+          }
+          for (const v1::EmbeddingSlots::Slot& s : slots.slots()) {
+            slots_.push_back({s.name(), s.initial()});
+          }
+          num_slots_.store(static_cast<int>(slots_.size()));
+          return true;
+        }
+        if (key.size() != 16 || value.size() < kRowHeader ||
+            (value.size() - kRowHeader) % (sizeof(float) * dim_) != 0) {
+          status = absl::DataLossError(absl::StrCat(
+              "A row record of embedding table ", table_id_, " is damaged"));
+          return false;
+        }
+        const int64_t last_step =
+            static_cast<int64_t>(absl::little_endian::Load64(value.data() + 8));
+        max_step = std::max(max_step, last_step);
+        if (budget > 0 && store_->ResidentBytes() >= budget * kLoadShare) {
+          cold_keys_.fetch_add(1);
+          return true;
+        }
+        Row row;
+        row.freq =
+            static_cast<int64_t>(absl::little_endian::Load64(value.data()));
+        row.last_step = last_step;
+        row.floats =
+            static_cast<uint32_t>((value.size() - kRowHeader) / sizeof(float));
+        row.data.reset(new float[row.floats]);
+        memcpy(row.data.get(), value.data() + kRowHeader,
+               row.floats * sizeof(float));
+        const int64_t k = GetKey(key.data() + 8);
+        Stripe& stripe = StripeOf(k);
+        Account(RowBytes(row.floats));
+        resident_keys_.fetch_add(1);
+        absl::MutexLock l(&stripe.mu);
+        stripe.rows.emplace(k, std::move(row));
+        return true;
+      }));
+  step_.store(max_step);
+  return status;
+}
+
+absl::Status EmbeddingTable::ReadThrough(absl::Span<const int64_t> keys) {
+  std::vector<int64_t> missing;
+  for (int64_t key : keys) {
+    Stripe& stripe = StripeOf(key);
+    absl::MutexLock l(&stripe.mu);
+    if (!stripe.rows.contains(key)) missing.push_back(key);
+  }
+  std::sort(missing.begin(), missing.end());
+  missing.erase(std::unique(missing.begin(), missing.end()), missing.end());
+  if (missing.empty()) return absl::OkStatus();
+  std::vector<std::string> row_keys;
+  row_keys.reserve(missing.size());
+  for (int64_t key : missing) row_keys.push_back(RowKey(key));
+  VS_ASSIGN_OR_RETURN(std::vector<std::optional<std::string>> values,
+                      store_->storage_->MultiGetEmbedding(row_keys));
+  for (size_t i = 0; i < missing.size(); ++i) {
+    if (!values[i].has_value()) continue;
+    const std::string& value = *values[i];
+    if (value.size() < kRowHeader) {
+      return absl::DataLossError(absl::StrCat(
+          "A row record of embedding table ", table_id_, " is damaged"));
+    }
+    Row row;
+    row.freq = static_cast<int64_t>(absl::little_endian::Load64(value.data()));
+    row.last_step =
+        static_cast<int64_t>(absl::little_endian::Load64(value.data() + 8));
+    row.floats =
+        static_cast<uint32_t>((value.size() - kRowHeader) / sizeof(float));
+    row.data.reset(new float[row.floats]);
+    memcpy(row.data.get(), value.data() + kRowHeader,
+           row.floats * sizeof(float));
+    Stripe& stripe = StripeOf(missing[i]);
+    absl::MutexLock l(&stripe.mu);
+    // Under disk_mu_ shared nothing removes rows: only a concurrent
+    // read-through can have brought it in, with the same record.
+    if (stripe.rows.emplace(missing[i], std::move(row)).second) {
+      cold_keys_.fetch_sub(1);
+      resident_keys_.fetch_add(1);
+      Account(RowBytes(stripe.rows[missing[i]].floats));
+    }
+  }
+  return absl::OkStatus();
+}
+
+absl::Status EmbeddingTable::Lookup(absl::Span<const int64_t> keys,
+                                    std::optional<int64_t> global_step,
+                                    bool read_only, float* out) {
+  const int64_t step = StepOf(global_step, /*update=*/false);
+  const size_t dim = static_cast<size_t>(dim_);
+  std::vector<size_t> missing;
+  auto copy_stored = [&](size_t i) {
+    const int64_t key = keys[i];
+    Stripe& stripe = StripeOf(key);
+    absl::MutexLock l(&stripe.mu);
+    auto it = stripe.rows.find(key);
+    if (it == stripe.rows.end()) return false;
+    Row& row = it->second;
+    memcpy(out + i * dim, row.data.get(), dim * sizeof(float));
+    row.referenced = true;
+    if (!read_only) {
+      ++row.freq;
+      row.last_step = std::max(row.last_step, step);
+      if (!row.dirty) {
+        row.dirty = true;
+        stripe.dirty.push_back(key);
+      }
+    }
+    return true;
+  };
+  for (size_t i = 0; i < keys.size(); ++i) {
+    if (!copy_stored(i)) missing.push_back(i);
+  }
+  if (missing.empty()) return absl::OkStatus();
+  if (cold_keys_.load() > 0) {
+    std::vector<int64_t> missing_keys;
+    for (size_t i : missing) missing_keys.push_back(keys[i]);
+    absl::ReaderMutexLock d(&disk_mu_);
+    VS_RETURN_IF_ERROR(ReadThrough(missing_keys));
+    std::vector<size_t> still;
+    for (size_t i : missing) {
+      if (!copy_stored(i)) still.push_back(i);
+    }
+    missing.swap(still);
+  }
+  if (!missing.empty() && !read_only) store_->WaitForRoom();
+  const int64_t filter = std::max<int64_t>(options_.filter_freq(), 1);
+  for (size_t i : missing) {
+    const int64_t key = keys[i];
+    InitialRow(key, out + i * dim);
+    if (read_only) continue;
+    Stripe& stripe = StripeOf(key);
+    absl::MutexLock l(&stripe.mu);
+    auto it = stripe.rows.find(key);
+    if (it != stripe.rows.end()) {  // admitted by a concurrent call
+      ++it->second.freq;
+      it->second.last_step = std::max(it->second.last_step, step);
+      continue;
+    }
+    Stripe::Candidate& candidate = stripe.candidates[key];
+    if (candidate.freq == 0) candidates_.fetch_add(1);
+    ++candidate.freq;
+    candidate.last_step = std::max(candidate.last_step, step);
+    if (candidate.freq < filter) {
+      filtered_.fetch_add(1);
+      continue;
+    }
+    Row row;
+    row.freq = candidate.freq;
+    row.last_step = candidate.last_step;
+    row.floats = static_cast<uint32_t>(dim);
+    row.data.reset(new float[dim]);
+    memcpy(row.data.get(), out + i * dim, dim * sizeof(float));
+    row.dirty = true;
+    stripe.candidates.erase(key);
+    candidates_.fetch_sub(1);
+    stripe.rows.emplace(key, std::move(row));
+    stripe.dirty.push_back(key);
+    admitted_.fetch_add(1);
+    resident_keys_.fetch_add(1);
+    Account(RowBytes(dim));
+  }
+  return absl::OkStatus();
+}
+
+std::vector<int> EmbeddingTable::SlotIndices(const std::vector<RowSlot>& slots,
+                                             StorageBatch& batch) {
+  std::vector<int> indices;
+  bool added = false;
+  for (const RowSlot& slot : slots) {
+    auto it = std::find_if(slots_.begin(), slots_.end(), [&](const RowSlot& s) {
+      return s.name == slot.name;
+    });
+    if (it == slots_.end()) {
+      slots_.push_back(slot);
+      added = true;
+      it = slots_.end() - 1;
+    }
+    indices.push_back(static_cast<int>(it - slots_.begin()));
+  }
+  if (added) {
+    v1::EmbeddingSlots record;
+    for (const RowSlot& s : slots_) {
+      v1::EmbeddingSlots::Slot* slot = record.add_slots();
+      slot->set_name(s.name);
+      slot->set_initial(s.initial);
+    }
+    batch.PutEmbedding(TablePrefix(table_id_), record.SerializeAsString());
+  }
+  return indices;
+}
+
+absl::StatusOr<EmbeddingTable::ApplyResult> EmbeddingTable::Apply(
+    absl::Span<const int64_t> keys, const float* gradients,
+    const std::vector<RowSlot>& slots, ApplyFn apply,
+    std::optional<int64_t> global_step,
+    const std::function<void(const ApplyResult&, StorageBatch&)>& extra) {
+  const size_t dim = static_cast<size_t>(dim_);
+  // Distinct keys in order of first appearance, gradients summed.
+  absl::flat_hash_map<int64_t, size_t> index;
+  std::vector<int64_t> distinct;
+  std::vector<float> grads;
+  for (size_t i = 0; i < keys.size(); ++i) {
+    auto [it, inserted] = index.emplace(keys[i], distinct.size());
+    if (inserted) {
+      distinct.push_back(keys[i]);
+      grads.insert(grads.end(), gradients + i * dim, gradients + (i + 1) * dim);
+    } else {
+      float* sum = grads.data() + it->second * dim;
+      for (size_t j = 0; j < dim; ++j) sum[j] += gradients[i * dim + j];
+    }
+  }
+  store_->WaitForRoom();
+  absl::MutexLock a(&apply_mu_);
+  absl::ReaderMutexLock d(&disk_mu_);
+  if (cold_keys_.load() > 0) VS_RETURN_IF_ERROR(ReadThrough(distinct));
+  const int64_t step = StepOf(global_step, /*update=*/true);
+  StorageBatch batch;
+  const std::vector<int> slot_index = SlotIndices(slots, batch);
+  const size_t floats = dim * (1 + slots_.size());
+  const int64_t filter = std::max<int64_t>(options_.filter_freq(), 1);
+
+  // The new rows, computed from copies; nothing visible changes until the
+  // store write succeeded.
+  struct Update {
+    int64_t key;
+    Row row;
+    bool admitted;  // the key becomes stored with this update
+  };
+  std::vector<Update> updates;
+  ApplyResult result;
+  std::vector<int64_t> filtered_keys;
+  for (size_t u = 0; u < distinct.size(); ++u) {
+    const int64_t key = distinct[u];
+    Row row;
+    row.floats = static_cast<uint32_t>(floats);
+    row.data.reset(new float[floats]);
+    bool admitted = false;
+    {
+      Stripe& stripe = StripeOf(key);
+      absl::MutexLock l(&stripe.mu);
+      auto it = stripe.rows.find(key);
+      if (it != stripe.rows.end()) {
+        const Row& old = it->second;
+        memcpy(row.data.get(), old.data.get(), old.floats * sizeof(float));
+        for (size_t s = old.floats / dim - 1; s < slots_.size(); ++s) {
+          std::fill(row.data.get() + (s + 1) * dim,
+                    row.data.get() + (s + 2) * dim, slots_[s].initial);
+        }
+        row.freq = old.freq + 1;
+      } else {
+        auto c = stripe.candidates.find(key);
+        const int64_t freq =
+            (c == stripe.candidates.end() ? 0 : c->second.freq);
+        if (freq + 1 < filter) {
+          filtered_keys.push_back(key);
+          continue;
+        }
+        row.freq = freq + 1;
+        admitted = true;
+      }
+    }
+    if (admitted) {
+      InitialRow(key, row.data.get());
+      for (size_t s = 0; s < slots_.size(); ++s) {
+        std::fill(row.data.get() + (s + 1) * dim,
+                  row.data.get() + (s + 2) * dim, slots_[s].initial);
+      }
+    }
+    row.last_step = step;
+    std::vector<float*> slot_ptrs;
+    for (int s : slot_index) {
+      slot_ptrs.push_back(row.data.get() + (static_cast<size_t>(s) + 1) * dim);
+    }
+    apply(dim_, row.data.get(), slot_ptrs, grads.data() + u * dim);
+    updates.push_back({key, std::move(row), admitted});
+  }
+  result.applied = static_cast<int64_t>(updates.size());
+  result.filtered = static_cast<int64_t>(filtered_keys.size());
+  const bool interval =
+      store_->options_.durability.mode == Durability::Mode::kInterval;
+  if (!interval) {
+    for (const Update& u : updates) {
+      batch.PutEmbedding(RowKey(u.key), EncodeRow(u.row));
+    }
+    if (extra) extra(result, batch);
+  }
+  // In the interval mode the batch holds new slot names only (rare): they
+  // are written at once, as rows written later need them.
+  if (!batch.empty()) VS_RETURN_IF_ERROR(store_->storage_->Write(batch));
+  // Published stripe by stripe.
+  for (Update& u : updates) {
+    Stripe& stripe = StripeOf(u.key);
+    absl::MutexLock l(&stripe.mu);
+    u.row.dirty = interval;
+    if (interval) stripe.dirty.push_back(u.key);
+    auto [it, inserted] = stripe.rows.try_emplace(u.key);
+    if (inserted) {
+      resident_keys_.fetch_add(1);
+      Account(RowBytes(u.row.floats));
+    } else {
+      Account(RowBytes(u.row.floats) - RowBytes(it->second.floats));
+    }
+    it->second = std::move(u.row);
+    if (u.admitted) {
+      admitted_.fetch_add(1);
+      if (stripe.candidates.erase(u.key) > 0) candidates_.fetch_sub(1);
+    }
+  }
+  if (interval && extra) {
+    absl::MutexLock l(&stripes_[0].mu);
+    stripes_[0].extra.push_back(
+        [extra, result](StorageBatch& b) { extra(result, b); });
+  }
+  for (int64_t key : filtered_keys) {
+    Stripe& stripe = StripeOf(key);
+    absl::MutexLock l(&stripe.mu);
+    Stripe::Candidate& candidate = stripe.candidates[key];
+    if (candidate.freq == 0) candidates_.fetch_add(1);
+    ++candidate.freq;
+    candidate.last_step = std::max(candidate.last_step, step);
+    filtered_.fetch_add(1);
+  }
+  return result;
+}
+
+absl::Status EmbeddingTable::Import(absl::Span<const int64_t> keys,
+                                    const float* values,
+                                    absl::Span<const int64_t> frequencies,
+                                    absl::Span<const int64_t> last_steps,
+                                    const ExtraRecords& extra) {
+  const size_t dim = static_cast<size_t>(dim_);
+  store_->WaitForRoom();
+  absl::MutexLock a(&apply_mu_);
+  absl::ReaderMutexLock d(&disk_mu_);
+  if (cold_keys_.load() > 0) VS_RETURN_IF_ERROR(ReadThrough(keys));
+  const int64_t step = step_.load();
+  std::vector<std::pair<int64_t, Row>> rows;
+  for (size_t i = 0; i < keys.size(); ++i) {
+    Row row;
+    row.freq = frequencies.empty()
+                   ? std::max<int64_t>(options_.filter_freq(), 1)
+                   : frequencies[i];
+    row.last_step = last_steps.empty() ? step : last_steps[i];
+    row.floats = static_cast<uint32_t>(dim * (1 + slots_.size()));
+    row.data.reset(new float[row.floats]);
+    memcpy(row.data.get(), values + i * dim, dim * sizeof(float));
+    {
+      // Slots keep their values; a new key's start at their initial values.
+      Stripe& stripe = StripeOf(keys[i]);
+      absl::MutexLock l(&stripe.mu);
+      auto it = stripe.rows.find(keys[i]);
+      for (size_t s = 0; s < slots_.size(); ++s) {
+        float* slot = row.data.get() + (s + 1) * dim;
+        if (it != stripe.rows.end() && it->second.floats >= (s + 2) * dim) {
+          memcpy(slot, it->second.data.get() + (s + 1) * dim,
+                 dim * sizeof(float));
+        } else {
+          std::fill(slot, slot + dim, slots_[s].initial);
+        }
+      }
+    }
+    rows.emplace_back(keys[i], std::move(row));
+  }
+  StorageBatch batch;
+  for (const auto& [key, row] : rows) {
+    batch.PutEmbedding(RowKey(key), EncodeRow(row));
+  }
+  if (extra) extra(batch);
+  VS_RETURN_IF_ERROR(store_->storage_->Write(batch));
+  for (auto& [key, row] : rows) {
+    Stripe& stripe = StripeOf(key);
+    absl::MutexLock l(&stripe.mu);
+    auto [it, inserted] = stripe.rows.try_emplace(key);
+    if (inserted) {
+      resident_keys_.fetch_add(1);
+      admitted_.fetch_add(1);
+      Account(RowBytes(row.floats));
+    } else {
+      Account(RowBytes(row.floats) - RowBytes(it->second.floats));
+    }
+    it->second = std::move(row);
+    if (stripe.candidates.erase(key) > 0) candidates_.fetch_sub(1);
+  }
+  return absl::OkStatus();
+}
+
+absl::StatusOr<ExportedRows> EmbeddingTable::Export(
+    std::optional<int64_t> start_after, int64_t limit) {
+  VS_RETURN_IF_ERROR(WriteBack());
+  ExportedRows out;
+  const size_t dim = static_cast<size_t>(dim_);
+  std::string begin = TablePrefix(table_id_);
+  if (start_after.has_value()) {
+    if (*start_after == std::numeric_limits<int64_t>::max()) {
+      out.done = true;
+      return out;
+    }
+    begin = RowKey(*start_after + 1);
+  } else {
+    begin = RowKey(std::numeric_limits<int64_t>::min());
+  }
+  absl::Status status;
+  out.done = true;
+  VS_RETURN_IF_ERROR(store_->storage_->ScanEmbedding(
+      begin, TablePrefix(table_id_ + 1),
+      [&](absl::string_view key, absl::string_view value) {
+        if (static_cast<int64_t>(out.keys.size()) == limit) {
+          out.done = false;
+          return false;
+        }
+        if (key.size() != 16 || value.size() < kRowHeader + dim * 4) {
+          status = absl::DataLossError(absl::StrCat(
+              "A row record of embedding table ", table_id_, " is damaged"));
+          return false;
+        }
+        out.keys.push_back(GetKey(key.data() + 8));
+        out.frequencies.push_back(
+            static_cast<int64_t>(absl::little_endian::Load64(value.data())));
+        out.last_steps.push_back(static_cast<int64_t>(
+            absl::little_endian::Load64(value.data() + 8)));
+        const size_t at = out.values.size();
+        out.values.resize(at + dim);
+        memcpy(out.values.data() + at, value.data() + kRowHeader,
+               dim * sizeof(float));
+        return true;
+      }));
+  VS_RETURN_IF_ERROR(status);
+  return out;
+}
+
+v1::EmbeddingStats EmbeddingTable::Stats(int hottest) const {
+  v1::EmbeddingStats stats;
+  const int64_t cold = cold_keys_.load();
+  stats.set_memory_keys(resident_keys_.load());
+  stats.set_disk_keys(cold);
+  stats.set_size(stats.memory_keys() + cold);
+  stats.set_memory_bytes(resident_bytes_.load());
+  stats.set_disk_bytes(
+      cold * static_cast<int64_t>(kRowHeader + 16 +
+                                  dim_ * (1 + num_slots_.load()) * 4));
+  stats.set_candidates(candidates_.load());
+  stats.set_admitted(admitted_.load());
+  stats.set_filtered(filtered_.load());
+  stats.set_evicted(evicted_.load());
+  stats.set_global_step(step_.load());
+  *stats.mutable_options() = options_;
+  if (hottest <= 0) return stats;
+  // The most frequent keys in memory: a min-heap of `hottest`.
+  std::vector<std::pair<int64_t, int64_t>> top;  // (freq, key)
+  auto cmp = [](const auto& a, const auto& b) { return a > b; };
+  for (int s = 0; s < kStripes; ++s) {
+    Stripe& stripe = stripes_[s];
+    absl::MutexLock l(&stripe.mu);
+    for (const auto& [key, row] : stripe.rows) {
+      if (static_cast<int>(top.size()) < hottest) {
+        top.emplace_back(row.freq, key);
+        std::push_heap(top.begin(), top.end(), cmp);
+      } else if (std::make_pair(row.freq, key) > top.front()) {
+        std::pop_heap(top.begin(), top.end(), cmp);
+        top.back() = {row.freq, key};
+        std::push_heap(top.begin(), top.end(), cmp);
+      }
+    }
+  }
+  std::sort_heap(top.begin(), top.end(), cmp);
+  for (const auto& [freq, key] : top) {
+    v1::EmbeddingStats::HotKey* hot = stats.add_hottest();
+    hot->set_key(key);
+    hot->set_frequency(freq);
+  }
+  return stats;
+}
+
+absl::Status EmbeddingTable::WriteBack() {
+  absl::ReaderMutexLock d(&disk_mu_);
+  for (int s = 0; s < kStripes; ++s) {
+    Stripe& stripe = stripes_[s];
+    StorageBatch batch;
+    std::vector<int64_t> written;
+    std::vector<ExtraRecords> extra;
+    {
+      absl::MutexLock l(&stripe.mu);
+      for (int64_t key : stripe.dirty) {
+        auto it = stripe.rows.find(key);
+        if (it == stripe.rows.end() || !it->second.dirty) continue;
+        batch.PutEmbedding(RowKey(key), EncodeRow(it->second));
+        it->second.dirty = false;
+        written.push_back(key);
+      }
+      stripe.dirty.clear();
+      extra.swap(stripe.extra);
+    }
+    for (const ExtraRecords& e : extra) e(batch);
+    if (batch.empty()) continue;
+    absl::Status status = store_->storage_->Write(batch);
+    if (!status.ok()) {
+      // Written again next time.
+      absl::MutexLock l(&stripe.mu);
+      for (int64_t key : written) {
+        auto it = stripe.rows.find(key);
+        if (it != stripe.rows.end() && !it->second.dirty) {
+          it->second.dirty = true;
+          stripe.dirty.push_back(key);
+        }
+      }
+      stripe.extra.insert(stripe.extra.end(), extra.begin(), extra.end());
+      return status;
+    }
+  }
+  return absl::OkStatus();
+}
+
+absl::Status EmbeddingTable::Evict() {
+  if (options_.steps_to_live() <= 0) return absl::OkStatus();
+  const int64_t oldest = step_.load() - options_.steps_to_live();
+  for (int s = 0; s < kStripes; ++s) {
+    Stripe& stripe = stripes_[s];
+    absl::MutexLock d(&disk_mu_);
+    StorageBatch batch;
+    int64_t freed = 0, removed = 0;
+    {
+      absl::MutexLock l(&stripe.mu);
+      for (auto it = stripe.rows.begin(); it != stripe.rows.end();) {
+        if (it->second.last_step < oldest) {
+          batch.DeleteEmbedding(RowKey(it->first));
+          freed += RowBytes(it->second.floats);
+          ++removed;
+          stripe.rows.erase(it++);
+        } else {
+          ++it;
+        }
+      }
+      for (auto it = stripe.candidates.begin();
+           it != stripe.candidates.end();) {
+        if (it->second.last_step < oldest) {
+          candidates_.fetch_sub(1);
+          stripe.candidates.erase(it++);
+        } else {
+          ++it;
+        }
+      }
+    }
+    if (removed == 0) continue;
+    // Removed from memory first: lookups meanwhile see initial rows, which
+    // is what eviction means.
+    resident_keys_.fetch_sub(removed);
+    evicted_.fetch_add(removed);
+    Account(-freed);
+    VS_RETURN_IF_ERROR(store_->storage_->Write(batch));
+  }
+  if (cold_keys_.load() == 0) return absl::OkStatus();
+  // Cold rows: their last steps are in their records.
+  std::vector<int64_t> expired;
+  VS_RETURN_IF_ERROR(store_->storage_->ScanEmbedding(
+      RowKey(std::numeric_limits<int64_t>::min()), TablePrefix(table_id_ + 1),
+      [&](absl::string_view key, absl::string_view value) {
+        if (key.size() == 16 && value.size() >= kRowHeader &&
+            static_cast<int64_t>(
+                absl::little_endian::Load64(value.data() + 8)) < oldest) {
+          expired.push_back(GetKey(key.data() + 8));
+        }
+        return true;
+      }));
+  absl::MutexLock d(&disk_mu_);
+  StorageBatch batch;
+  int64_t removed = 0;
+  for (int64_t key : expired) {
+    Stripe& stripe = StripeOf(key);
+    absl::MutexLock l(&stripe.mu);
+    if (stripe.rows.contains(key)) continue;  // read through since
+    batch.DeleteEmbedding(RowKey(key));
+    ++removed;
+  }
+  if (removed == 0) return absl::OkStatus();
+  VS_RETURN_IF_ERROR(store_->storage_->Write(batch));
+  cold_keys_.fetch_sub(removed);
+  evicted_.fetch_add(removed);
+  return absl::OkStatus();
+}
+
+absl::Status EmbeddingTable::Spill(int64_t target) {
+  // Clock: a row referenced since the last pass gets another chance.
+  for (int pass = 0; pass < 2; ++pass) {
+    for (int s = 0; s < kStripes; ++s) {
+      if (store_->ResidentBytes() <= target) return absl::OkStatus();
+      Stripe& stripe = stripes_[s];
+      absl::MutexLock d(&disk_mu_);
+      absl::MutexLock l(&stripe.mu);
+      int64_t freed = 0, removed = 0;
+      for (auto it = stripe.rows.begin(); it != stripe.rows.end();) {
+        Row& row = it->second;
+        if (row.dirty || row.referenced) {
+          row.referenced = false;
+          ++it;
+          continue;
+        }
+        freed += RowBytes(row.floats);
+        ++removed;
+        stripe.rows.erase(it++);
+      }
+      resident_keys_.fetch_sub(removed);
+      cold_keys_.fetch_add(removed);
+      Account(-freed);
+    }
+  }
+  return absl::OkStatus();
+}
+
+absl::Status EmbeddingTable::MaintainForTest() {
+  return store_->MaintainForTest();
+}
+
+std::unique_ptr<EmbeddingStore> EmbeddingStore::Open(
+    const EmbeddingOptions& options, Storage* storage) {
+  std::unique_ptr<EmbeddingStore> store(new EmbeddingStore(options, storage));
+  store->thread_ = std::thread([s = store.get()] { s->Loop(); });
+  return store;
+}
+
+EmbeddingStore::EmbeddingStore(const EmbeddingOptions& options,
+                               Storage* storage)
+    : options_(options), storage_(storage) {}
+
+EmbeddingStore::~EmbeddingStore() {
+  stop_.Notify();
+  if (thread_.joinable()) thread_.join();
+  for (const std::shared_ptr<EmbeddingTable>& table : Tables()) {
+    const absl::Status status = table->WriteBack();
+    if (!status.ok()) {
+      std::cerr << "Writing embedding rows at shutdown failed: " << status
+                << std::endl;
+    }
+  }
+}
+
+std::vector<std::shared_ptr<EmbeddingTable>> EmbeddingStore::Tables() const {
+  absl::MutexLock l(&mu_);
+  std::vector<std::shared_ptr<EmbeddingTable>> out;
+  for (const auto& [id, table] : tables_) out.push_back(table);
+  return out;
+}
+
+absl::StatusOr<std::shared_ptr<EmbeddingTable>> EmbeddingStore::Get(
+    const v1::VariableInfo& info) {
+  const uint64_t id = info.embedding().table_id();
+  // Loading under mu_ keeps a second caller from seeing a half-loaded
+  // table; only the first use of a table after a start pays it.
+  absl::MutexLock l(&mu_);
+  auto it = tables_.find(id);
+  if (it != tables_.end()) return it->second;
+  std::shared_ptr<EmbeddingTable> table(new EmbeddingTable(this, info));
+  VS_RETURN_IF_ERROR(table->Load());
+  tables_.emplace(id, table);
+  return table;
+}
+
+absl::Status EmbeddingStore::DropOthers(const std::vector<uint64_t>& live) {
+  std::vector<uint64_t> sorted = live;
+  std::sort(sorted.begin(), sorted.end());
+  StorageBatch batch;
+  // The gaps between live tables' key ranges.
+  std::string begin;
+  for (uint64_t id : sorted) {
+    const std::string start = TablePrefix(id);
+    if (begin < start) batch.DeleteEmbeddingRange(begin, start);
+    begin = id == ~uint64_t{0} ? std::string(9, '\xff') : TablePrefix(id + 1);
+  }
+  batch.DeleteEmbeddingRange(begin, std::string(9, '\xff'));
+  return storage_->Write(batch);
+}
+
+void EmbeddingStore::WaitForRoom() {
+  if (options_.memory_budget <= 0) return;
+  const auto limit = static_cast<int64_t>(
+      static_cast<double>(options_.memory_budget) * kWaitShare);
+  if (ResidentBytes() <= limit) return;
+  absl::MutexLock l(&room_mu_);
+  // Spilling needs clean rows: write back, then spill, until there is room
+  // (or nothing more can go).
+  while (ResidentBytes() > limit && !stop_.HasBeenNotified()) {
+    if (!Maintain().ok()) return;
+    if (ResidentBytes() > limit) {
+      room_mu_.AwaitWithTimeout(absl::Condition::kTrue, absl::Milliseconds(10));
+    }
+  }
+}
+
+absl::Status EmbeddingStore::Maintain() {
+  absl::MutexLock m(&maintain_mu_);
+  absl::Status status;
+  const std::vector<std::shared_ptr<EmbeddingTable>> tables = Tables();
+  for (const std::shared_ptr<EmbeddingTable>& table : tables) {
+    status.Update(table->WriteBack());
+    status.Update(table->Evict());
+  }
+  if (options_.memory_budget > 0 &&
+      ResidentBytes() > options_.memory_budget * kSpillShare) {
+    const auto target = static_cast<int64_t>(
+        static_cast<double>(options_.memory_budget) * kSpillShare);
+    for (const std::shared_ptr<EmbeddingTable>& table : tables) {
+      status.Update(table->Spill(target));
+    }
+  }
+  return status;
+}
+
+absl::Status EmbeddingStore::MaintainForTest() { return Maintain(); }
+
+void EmbeddingStore::Loop() {
+  absl::Duration every = options_.maintenance_interval;
+  if (options_.memory_budget > 0) {
+    every = std::min(every, absl::Milliseconds(100));
+  }
+  if (options_.durability.mode == Durability::Mode::kInterval) {
+    every = std::min(every, options_.durability.interval);
+  }
+  while (!stop_.WaitForNotificationWithTimeout(every)) {
+    const absl::Status status = Maintain();
+    if (!status.ok()) {
+      std::cerr << "Embedding maintenance failed: " << status << std::endl;
+    }
+  }
+}
+
+}  // namespace varscope::server::embedding
