@@ -133,7 +133,7 @@ class CommandLine {
   TopOptions top_;
   double top_interval_ = 1;
   CopyOptions checkpoint_;
-  CopyOptions backup_;
+  BackupOptions backup_;
   RestoreOptions restore_;
 };
 
@@ -384,6 +384,10 @@ void CommandLine::AddStoreCommands() {
       ->required();
   sub->add_flag("--versions", backup_.versions,
                 "Also print every variable's version in the backup");
+  sub->add_option("--keep", backup_.keep,
+                  "Then delete the oldest backups in the directory so that "
+                  "the newest N remain (default: keep all)")
+      ->check(CLI::PositiveNumber);
 
   sub = AddCommand(
       "restore",
