@@ -181,7 +181,7 @@ run --entrypoint sh "$image" -c '! command -v g++ && ! command -v cmake' ||
   fail "the runtime image has build tools"
 # Nothing apt downloaded is in the images (or hidden in a lower layer).
 for i in "$base" "$image" "$python_image"; do
-  [ "$(run --entrypoint find "$i" /var/lib/apt/lists /var/cache/apt \
+  [ "$(run --user root --entrypoint find "$i" /var/lib/apt/lists /var/cache/apt \
     -type f ! -name lock)" = "" ] || fail "$i holds apt lists or caches"
 done
 echo "sizes: base $(mb "$base") MB, server $(mb "$image") MB," \

@@ -387,7 +387,13 @@ void CommandLine::AddStoreCommands() {
   sub->add_option("--keep", backup_.keep,
                   "Then delete the oldest backups in the directory so that "
                   "the newest N remain (default: keep all)")
-      ->check(CLI::PositiveNumber);
+      ->check(CLI::Validator(
+          [](const std::string& value) -> std::string {
+            return value == "0" ? "0 would delete the newest backup: keep at "
+                                  "least 1"
+                                : "";
+          },
+          "N>=1"));
 
   sub = AddCommand(
       "restore",

@@ -213,7 +213,9 @@ TEST_F(StoreCommandsTest, BackupKeepDeletesTheOldestButNeverTheNewest) {
   // Keeping none would delete the newest: refused before any backup.
   r = Run({"backup", Path("backups"), "--keep", "0"});
   EXPECT_EQ(r.code, 2);
-  EXPECT_EQ(r.err, "");
+  EXPECT_THAT(r.err, ::testing::StartsWith(
+                         "--keep: 0 would delete the newest backup: keep at "
+                         "least 1\n"));
   r = Run({"restore", "--list", Path("backups")});
   EXPECT_THAT(r.out, MatchesRegex("  ID .*\n   5  .*\n   6  .*\n"));
 }
