@@ -1,22 +1,27 @@
 #!/usr/bin/env bash
 # End-to-end test of the container deployment with podman: builds both images
-# (compiling Varscope inside the build: about 5-10 minutes the first time, a
-# minute or two after small changes thanks to the ccache mount), runs
-# compose.yaml's three shards, the Python trainer and two C++ workers against
-# them, checks the results with the CLI from a container (and that a shard
-# list in another order is refused), backs up every shard and serves a
-# restored copy of one, stops a shard with SIGTERM,
-# recreates every container from the named volumes and checks that all data
-# survived, runs the StatefulSet's pod template with `podman kube play`, and
-# removes everything it made (the images stay, for the cache).
+# (compiling Varscope inside the build: 10-20 minutes on 2 cores the first
+# time, a minute or two after small changes thanks to the ccache mount),
+# checks them (non-root user 10001:10001, no build tools, no apt lists or
+# caches, sizes), runs compose.yaml's three shards and the Python trainer
+# (which finds them in TF_CONFIG alone) and two C++ workers against them,
+# checks the results with the CLI from a container (and that a shard list in
+# another order is refused), fills a shard's disk (health NOT_SERVING and the
+# container unhealthy until space is freed, then SERVING again without a
+# write), backs up every shard with pruning (--keep) and serves a restored
+# copy of one, stops a shard within podman's default stop timeout (it drains
+# and exits 0), restarts the shards as podman-restart.service does after a
+# reboot, recreates every container from the named volumes and checks that
+# all data survived, runs the StatefulSet's pod template with `podman kube
+# play`, and removes everything it made (the images stay, for the cache).
 #
-#   deploy/install-deps.sh   # once: podman, runc, podman-compose, debootstrap
+#   deploy/install-deps.sh   # once: podman, runc, iptables, podman-compose...
 #   deploy/test.sh
 #
-# Not part of scripts/test.sh (too slow for every run). Run it as root (or
-# with a rootless podman that already has the base image): when podman has
-# no docker.io/library/debian:bookworm-slim, it is made with debootstrap from
-# the Debian mirror, since no registry may be reachable.
+# Not part of scripts/test.sh (see README, Deployment: a nightly job). Run it
+# as root (or with a rootless podman that already has the base image): when
+# podman has no docker.io/library/debian:bookworm-slim, deploy/base-image.sh
+# makes it from the Debian mirror, since no registry may be reachable.
 set -euo pipefail
 
 repo=$(cd "$(dirname "$0")/.." && pwd)
@@ -50,6 +55,12 @@ EOF
 fi
 export VARSCOPE_IMAGE=$image VARSCOPE_PYTHON_IMAGE=$python_image
 
+# What podman had before, so that cleanup removes only what the test made.
+kube_network=podman-default-kube-network
+had_kube_network=0
+podman network exists "$kube_network" && had_kube_network=1
+pause_images_before=$(podman images -q --filter reference='*/podman-pause')
+
 log() { printf '\n== %s\n' "$*"; }
 fail() {
   printf 'FAILED: %s\n' "$*" >&2
@@ -78,11 +89,17 @@ cleanup() {
     done
   fi
   podman kube down "$work/kube-pod.yaml" >/dev/null 2>&1
-  podman rm -f "${project}_restored" >/dev/null 2>&1
+  podman rm -f "${project}_restored" "${project}_fulldisk" >/dev/null 2>&1
   podman volume rm -f "${project}-data" "${project}-backup" \
     "${project}-restored" >/dev/null 2>&1
   compose down -v >"$work/down.log" 2>&1
   podman network rm -f "$network" >/dev/null 2>&1
+  # What `podman kube play` made: its network and its pause image.
+  [ "$had_kube_network" = 1 ] ||
+    podman network rm -f "$kube_network" >/dev/null 2>&1
+  for i in $(podman images -q --filter reference='*/podman-pause'); do
+    [[ $pause_images_before == *$i* ]] || podman rmi -f "$i" >/dev/null 2>&1
+  done
   rm -rf "$work"
   exit $status
 }
@@ -98,11 +115,16 @@ wait_healthy() {
   fail "$c did not become healthy"
 }
 
+# The health (SERVING, NOT_SERVING, ...) of the server at $2 on network $1.
+health() {
+  run --network "$1" --entrypoint varscope "$image" --server="$2" \
+    --timeout=3 health 2>/dev/null || true
+}
+
 # Waits until the server at $2 on network $1 reports SERVING.
 wait_serving() {
-  for _ in $(seq 60); do
-    if run --network "$1" --entrypoint varscope "$image" --server="$2" \
-      --timeout=3 health >/dev/null 2>&1; then return 0; fi
+  for _ in $(seq 120); do
+    [ "$(health "$1" "$2")" = SERVING ] && return 0
     sleep 1
   done
   fail "$2 is not serving"
@@ -122,15 +144,14 @@ names_per_shard() {
 }
 
 log "base image"
-if ! podman image exists docker.io/library/debian:bookworm-slim; then
-  mirror=$(awk '/^URIs:/ {print $2; exit}' \
-    /etc/apt/sources.list.d/debian.sources 2>/dev/null || true)
-  debootstrap --variant=minbase bookworm "$work/rootfs" \
-    "${mirror:-http://deb.debian.org/debian}" >"$work/debootstrap.log"
-  tar -C "$work/rootfs" -c . |
-    podman import - docker.io/library/debian:bookworm-slim >/dev/null
-  rm -rf "$work/rootfs"
-fi
+base=docker.io/library/debian:bookworm-slim
+podman image exists "$base" || "$deploy/base-image.sh" "$base"
+mb() {
+  podman image inspect --format '{{.Size}}' "$1" |
+    awk '{printf "%.0f", $1 / 1e6}'
+}
+# The real bookworm-slim is about 75 MB: no apt lists or caches, no docs.
+[ "$(mb "$base")" -le 90 ] || fail "$base is $(mb "$base") MB"
 phase_done "base image"
 
 log "build $image and $python_image"
@@ -147,11 +168,24 @@ inspect() { podman image inspect --format "$1" "$image"; }
 [[ $(inspect '{{json .Config.ExposedPorts}}') == *7070/tcp* ]] ||
   fail "port 7070 not exposed"
 [[ $(inspect '{{json .Config.Volumes}}') == *'"/data"'* ]] || fail "no /data"
-run --entrypoint sh "$image" -c \
-  '! command -v g++ && ! command -v cmake && [ "$(id -u)" = 10001 ]' ||
-  fail "the runtime image has build tools or runs as root"
-podman images --format '{{.Repository}}:{{.Tag}} {{.Size}}' |
-  grep -E "varscope(-python)?:e2e"
+# uid and gid 10001 (the manifests' runAsUser, runAsGroup and fsGroup) in
+# both images, owning the volumes' mount points.
+for i in "$image" "$python_image"; do
+  user=$(run --entrypoint id "$i")
+  [ "$user" = "uid=10001(varscope) gid=10001(varscope) groups=10001(varscope)" ] ||
+    fail "$i runs as $user"
+done
+[ "$(run --entrypoint stat "$image" -c '%u:%g' /data /backup | sort -u)" = \
+  10001:10001 ] || fail "/data and /backup are not 10001:10001"
+run --entrypoint sh "$image" -c '! command -v g++ && ! command -v cmake' ||
+  fail "the runtime image has build tools"
+# Nothing apt downloaded is in the images (or hidden in a lower layer).
+for i in "$base" "$image" "$python_image"; do
+  [ "$(run --user root --entrypoint find "$i" /var/lib/apt/lists /var/cache/apt \
+    -type f ! -name lock)" = "" ] || fail "$i holds apt lists or caches"
+done
+echo "sizes: base $(mb "$base") MB, server $(mb "$image") MB," \
+  "python $(mb "$python_image") MB"
 
 log "compose up: ${shards[*]} and the trainer"
 ports=($(/usr/bin/python3 -c '
@@ -170,8 +204,12 @@ for port in "${ports[@]}"; do
     --server="127.0.0.1:$port" health
 done
 
-log "trainer (Python, 4 processes, TF_CONFIG)"
+log "trainer (Python, 4 processes, TF_CONFIG alone)"
 trainer=$(container trainer)
+env=$(podman inspect --format '{{range .Config.Env}}{{println .}}{{end}}' \
+  "$trainer")
+[[ $env == *TF_CONFIG=* && $env != *VARSCOPE_SERVER=* ]] ||
+  fail "the trainer must find the shards in TF_CONFIG alone"
 status=$(podman wait "$trainer")
 podman logs "$trainer" >"$work/trainer.log" 2>&1
 cat "$work/trainer.log"
@@ -227,8 +265,55 @@ fi
   fail "swapped shard list: $out"
 phase_done "CLI checks"
 
-log "back up every shard; restore varscope-1's backup and serve it alone"
-for s in "${shards[@]}"; do cli --server="$s:7070" backup "/backup/$s"; done
+log "a full disk: NOT_SERVING and unhealthy until space is freed"
+# A shard on a 32 MB tmpfs, with its own variables; a file fills the rest.
+fulldisk="${project}_fulldisk"
+podman run -d --name "$fulldisk" --network "$network" \
+  --network-alias fulldisk --tmpfs /data:rw,size=32m,mode=1777 "$image" \
+  --data-dir=/data/store >/dev/null
+wait_healthy "$fulldisk"
+run --network "$network" --entrypoint estimator_worker "$image" \
+  --server=fulldisk:7070 --worker=f --steps=1 >/dev/null
+podman exec "$fulldisk" sh -c 'cat /dev/zero >/data/filler 2>/dev/null' &&
+  fail "the tmpfs did not fill"
+if out=$(cli --server=fulldisk:7070 set linear/bias --value 3 2>&1); then
+  fail "a write on a full disk succeeded"
+fi
+[[ $out == *RESOURCE_EXHAUSTED*"No space left on the disk"* ]] ||
+  fail "full disk: $out"
+[ "$(health "$network" fulldisk:7070)" = NOT_SERVING ] ||
+  fail "full disk: health $(health "$network" fulldisk:7070)"
+podman healthcheck run "$fulldisk" >/dev/null 2>&1 &&
+  fail "full disk: the container is healthy"
+[ "$(cli --server=fulldisk:7070 get linear/bias)" = "[1.0]" ] ||
+  fail "full disk: reads fail"
+podman exec "$fulldisk" rm /data/filler
+wait_serving "$network" fulldisk:7070  # without a write
+wait_healthy "$fulldisk"
+cli --server=fulldisk:7070 set linear/bias --value 3
+[ "$(cli --server=fulldisk:7070 get linear/bias)" = "[3.0]" ] ||
+  fail "writes did not resume"
+podman rm -f "$fulldisk" >/dev/null
+phase_done "full disk"
+
+log "back up every shard three times keeping two; restore varscope-1's"
+for _ in 1 2 3; do
+  for s in "${shards[@]}"; do
+    cli --server="$s:7070" backup "/backup/$s" --keep=2 >"$work/backup.out"
+  done
+done
+cat "$work/backup.out"
+grep -q '^Deleted backup 2 (keeping the newest 2)$' "$work/backup.out" ||
+  fail "the third backup did not delete the first"
+for s in "${shards[@]}"; do
+  run -v "${project}_backups:/backup" --entrypoint varscope "$image" \
+    --json restore --list "/backup/$s" >"$work/backups.json"
+  ids=$(/usr/bin/python3 -c '
+import json, sys
+print(" ".join(str(b["backup_id"]) for b in json.load(open(sys.argv[1]))))' \
+    "$work/backups.json")
+  [ "$ids" = "2 3" ] || fail "$s keeps backups $ids, not 2 3"
+done
 run -v "${project}_backups:/backup" -v "${project}-restored:/data" \
   --entrypoint varscope "$image" restore /backup/varscope-1 /data/store
 podman run -d --no-healthcheck --name "${project}_restored" \
@@ -241,13 +326,29 @@ diff <(grep '^varscope-1 ' "$work/names.before" | cut -d' ' -f2) \
 podman rm -f -t 30 "${project}_restored" >/dev/null
 phase_done "backup and restore"
 
-log "SIGTERM drains and exits 0"
-podman stop -t 30 "$(container varscope-1)" >/dev/null
+log "SIGTERM drains and exits 0 within podman's stop timeout"
+# Without -t, as podman-compose and podman-restart.service stop containers:
+# podman kills a container still running 10 s after SIGTERM.
+podman stop "$(container varscope-1)" >/dev/null
 [ "$(podman inspect --format '{{.State.ExitCode}}' "$(container varscope-1)")" = 0 ] ||
   fail "varscope-1 did not exit 0 on SIGTERM"
-[[ $(podman logs "$(container varscope-1)" 2>&1) == *'shutdown signal=SIGTERM'* ]] ||
+[[ $(podman logs "$(container varscope-1)" 2>&1) == *'shutdown signal=SIGTERM drain_seconds=5'*'stopped'* ]] ||
   fail "varscope-1 did not drain"
 phase_done "SIGTERM"
+
+log "after a reboot the shards come back (restart: always)"
+for s in "${shards[@]}"; do
+  [ "$(podman inspect --format '{{.HostConfig.RestartPolicy.Name}}' \
+    "$(container "$s")")" = always ] || fail "$s is not restart: always"
+done
+# What podman-restart.service does at boot (the containers were stopped by
+# the shutdown).
+podman stop "$(container varscope-0)" "$(container varscope-2)" >/dev/null
+podman start --all --filter restart-policy=always >/dev/null
+for s in "${shards[@]}"; do wait_healthy "$(container "$s")"; done
+[ "$(podman inspect --format '{{.State.Status}}' "$(container trainer)")" = \
+  exited ] || fail "the trainer (restart: no) was started again"
+phase_done "reboot"
 
 log "recreate every container; the data comes back from the volumes"
 compose down >"$work/down.log" 2>&1
@@ -311,4 +412,5 @@ phase_done "kube play"
 
 log "timings"
 printf '%s\n' "${timings[@]}"
+printf '%-44s %4d s\n' total "$SECONDS"
 echo "deploy test: 1 passed, 0 failed"

@@ -114,6 +114,13 @@ int main(int argc, char** argv) {
   app.add_option("--metrics-listen", options.metrics_listen,
                  "HOST:PORT to serve Prometheus metrics on (GET /metrics); "
                  "default: off");
+  double drain_seconds = 10;
+  app.add_option("--drain-seconds", drain_seconds,
+                 "on SIGTERM or SIGINT, how long calls in flight may finish "
+                 "before the rest are cancelled and the store is closed "
+                 "(keep it below the stop timeout of what stops the server)")
+      ->capture_default_str()
+      ->check(CLI::NonNegativeNumber);
   double slow_call_ms = -1;
   app.add_option("--slow-call-ms", slow_call_ms,
                  "log calls slower than this many milliseconds (event "
@@ -297,11 +304,12 @@ int main(int argc, char** argv) {
                 {"error", reloaded.ToString()}});
     }
   }
-  // Calls drain for up to 10 s, then the store is closed.
+  // Calls drain for up to --drain-seconds, then the store is closed.
   const absl::Time stop = absl::Now();
   log::Log(log::Level::kInfo, "shutdown",
-           {{"signal", absl::StrCat("SIG", sigabbrev_np(signal))}});
-  (*server)->Shutdown();
+           {{"signal", absl::StrCat("SIG", sigabbrev_np(signal))},
+            {"drain_seconds", drain_seconds}});
+  (*server)->Shutdown(absl::Seconds(drain_seconds));
   server->reset();
   log::Log(log::Level::kInfo, "stopped",
            {{"seconds", absl::ToDoubleSeconds(absl::Now() - stop)}});

@@ -135,7 +135,7 @@ class CommandLine {
   TopOptions top_;
   double top_interval_ = 1;
   CopyOptions checkpoint_;
-  CopyOptions backup_;
+  BackupOptions backup_;
   RestoreOptions restore_;
 };
 
@@ -416,6 +416,16 @@ void CommandLine::AddStoreCommands() {
       ->required();
   sub->add_flag("--versions", backup_.versions,
                 "Also print every variable's version in the backup");
+  sub->add_option("--keep", backup_.keep,
+                  "Then delete the oldest backups in the directory so that "
+                  "the newest N remain (default: keep all)")
+      ->check(CLI::Validator(
+          [](const std::string& value) -> std::string {
+            return value == "0" ? "0 would delete the newest backup: keep at "
+                                  "least 1"
+                                : "";
+          },
+          "N>=1"));
 
   sub = AddCommand(
       "restore",

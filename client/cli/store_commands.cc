@@ -2,10 +2,12 @@
 
 #include <algorithm>
 #include <filesystem>
+#include <vector>
 
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
+#include "absl/strings/str_join.h"
 #include "client/admin_client.h"
 #include "client/cli/format.h"
 #include "common/cluster.h"
@@ -141,16 +143,22 @@ absl::Status Checkpoint(const CommandContext& context,
   return absl::OkStatus();
 }
 
-absl::Status Backup(const CommandContext& context, const CopyOptions& options) {
+absl::Status Backup(const CommandContext& context,
+                    const BackupOptions& options) {
   VS_ASSIGN_OR_RETURN(std::unique_ptr<AdminClient> admin, Admin(context));
+  v1::BackupRequest request = CopyRequest<v1::BackupRequest>(options);
+  request.set_keep(options.keep);
   VS_ASSIGN_OR_RETURN(const v1::BackupResponse response,
-                      admin->Backup(CopyRequest<v1::BackupRequest>(options)));
+                      admin->Backup(request));
+  const std::vector<uint32_t> deleted(response.deleted_backup_ids().begin(),
+                                      response.deleted_backup_ids().end());
   if (context.json) {
     Json j = CopyJson(response, options);
     j["backup_id"] = response.backup_id();
     j["files"] = response.files();
     j["size_bytes"] = response.size_bytes();
     j["added_bytes"] = response.added_bytes();
+    j["deleted_backup_ids"] = deleted;
     *context.out << DumpJson(j) << "\n";
     return absl::OkStatus();
   }
@@ -161,6 +169,11 @@ absl::Status Backup(const CommandContext& context, const CopyOptions& options) {
                << HumanBytes(response.size_bytes()) << ", "
                << HumanBytes(response.added_bytes()) << " new, in "
                << Seconds(response.duration_micros()) << "\n";
+  if (!deleted.empty()) {
+    *context.out << "Deleted backup" << (deleted.size() == 1 ? " " : "s ")
+                 << absl::StrJoin(deleted, ", ") << " (keeping the newest "
+                 << options.keep << ")\n";
+  }
   PrintVersions(*context.out, response.contents());
   return absl::OkStatus();
 }

@@ -27,9 +27,17 @@ struct CopyOptions {
 absl::Status Checkpoint(const CommandContext& context,
                         const CopyOptions& options);
 
+struct BackupOptions : CopyOptions {
+  // Then delete the oldest backups so that the newest `keep` remain (never
+  // the new one); 0 keeps them all. Default: 0.
+  uint32_t keep = 0;
+};
+
 // Asks the server to add a consistent, incremental backup of its store to
-// the backup directory `directory` and prints it. Waits as Checkpoint.
-absl::Status Backup(const CommandContext& context, const CopyOptions& options);
+// the backup directory `directory` and prints it, and the backups `keep`
+// deleted. Waits as Checkpoint. Nothing is deleted if the backup fails.
+absl::Status Backup(const CommandContext& context,
+                    const BackupOptions& options);
 
 struct RestoreOptions {
   // A backup directory (see Backup) or a checkpoint.

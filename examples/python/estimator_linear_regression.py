@@ -17,6 +17,10 @@ variable scope with reuse=AUTO_REUSE.
     PYTHONPATH=build/python /usr/bin/python3 \
         examples/python/estimator_linear_regression.py 127.0.0.1:7070
 
+Without an address it finds the servers as every Varscope client does:
+$VARSCOPE_SERVER, else TF_CONFIG's cluster.ps (as a TensorFlow worker),
+else 127.0.0.1:7070.
+
 Exits with status 1 if training does not converge or the global step does
 not count every step of every worker exactly.
 """
@@ -118,8 +122,8 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument(
         "address", nargs="?",
-        default=os.environ.get("VARSCOPE_SERVER", "127.0.0.1:7070"),
-        help="HOST:PORT of varscoped (default: $VARSCOPE_SERVER or "
+        help="HOST:PORT of varscoped, or a cluster's shards comma-separated "
+             "(default: $VARSCOPE_SERVER, else TF_CONFIG's cluster.ps, else "
              "127.0.0.1:7070)")
     args = parser.parse_args()
     start = time.monotonic()

@@ -194,6 +194,12 @@ grpc::ServerUnaryReactor* AdminServiceImpl::Backup(
         VS_ASSIGN_OR_RETURN(
             const BackupSummary backup,
             storage_->BackupCheckpoint(staging, directory, summary));
+        if (request.keep() > 0) {
+          VS_ASSIGN_OR_RETURN(const std::vector<uint32_t> deleted,
+                              Storage::PruneBackups(directory, request.keep()));
+          response->mutable_deleted_backup_ids()->Add(deleted.begin(),
+                                                      deleted.end());
+        }
         response->set_backup_id(backup.backup_id);
         response->set_size_bytes(backup.size_bytes);
         response->set_files(backup.files);

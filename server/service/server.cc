@@ -11,6 +11,7 @@
 #include <cstring>
 
 #include "absl/strings/str_cat.h"
+#include "absl/synchronization/mutex.h"
 #include "common/status.h"
 #include "common/transport.h"
 #include "server/base/log.h"
@@ -72,6 +73,36 @@ std::string WhyCannotListen(const std::string& address) {
 
 }  // namespace
 
+// Whether the store takes writes, as the table reports it, mirrored into the
+// health service's status of "" once there is one.
+class Server::StoreHealth {
+ public:
+  void Report(bool writable) {
+    absl::MutexLock l(&mu_);
+    writable_ = writable;
+    log::Log(writable ? log::Level::kInfo : log::Level::kError, "health",
+             {{"status", writable ? "SERVING" : "NOT_SERVING"}});
+    if (health_ != nullptr) health_->SetServingStatus("", writable);
+  }
+  bool writable() const {
+    absl::MutexLock l(&mu_);
+    return writable_;
+  }
+  void Attach(grpc::HealthCheckServiceInterface* health) {
+    absl::MutexLock l(&mu_);
+    health_ = health;
+    health_->SetServingStatus(kLivenessService, true);
+    health_->SetServingStatus("", writable_);
+  }
+
+ private:
+  mutable absl::Mutex mu_;
+  bool writable_ ABSL_GUARDED_BY(mu_) = true;
+  grpc::HealthCheckServiceInterface* health_ ABSL_GUARDED_BY(mu_) = nullptr;
+};
+
+Server::Server() : health_(std::make_unique<StoreHealth>()) {}
+
 absl::StatusOr<std::unique_ptr<Server>> Server::Start(
     const ServerOptions& options) {
   std::unique_ptr<Server> server(new Server());
@@ -99,8 +130,13 @@ absl::StatusOr<std::unique_ptr<Server>> Server::Start(
   if (!cluster.ok()) return WithDamageHint(cluster.status());
   server->cluster_ = *std::move(cluster);
   const absl::Time load_start = absl::Now();
+  TableOptions table_options = options.table;
+  table_options.on_store_writable = [health =
+                                         server->health_.get()](bool writable) {
+    health->Report(writable);
+  };
   absl::StatusOr<std::unique_ptr<VariableTable>> table =
-      VariableTable::Load(options.table, server->storage_.get());
+      VariableTable::Load(table_options, server->storage_.get());
   if (!table.ok()) return WithDamageHint(table.status());
   server->table_ = *std::move(table);
   const VariableTable::Totals totals = server->table_->GetTotals();
@@ -166,6 +202,9 @@ absl::StatusOr<std::unique_ptr<Server>> Server::Start(
         absl::StrCat("Cannot listen on ", options.listen_address, ": ",
                      WhyCannotListen(options.listen_address)));
   }
+  server->health_->Attach(server->grpc_server_->GetHealthCheckService());
+  server->retry_thread_ =
+      std::thread([s = server.get()] { s->RetryFailedWrites(); });
   if (!options.metrics_listen.empty()) {
     absl::StatusOr<std::unique_ptr<MetricsEndpoint>> endpoint =
         MetricsEndpoint::Start(options.metrics_listen, server->registry_.get());
@@ -187,7 +226,18 @@ absl::Status Server::ReloadSecurity() {
   return tokens;
 }
 
+void Server::RetryFailedWrites() {
+  while (!stop_retrying_.WaitForNotificationWithTimeout(absl::Seconds(1))) {
+    // Its outcome reaches the health service through the table's report.
+    if (!health_->writable()) table_->Flush().IgnoreError();
+  }
+}
+
 void Server::Shutdown(absl::Duration grace) {
+  if (retry_thread_.joinable()) {
+    stop_retrying_.Notify();
+    retry_thread_.join();
+  }
   if (grpc_server_ == nullptr) return;
   service_->Shutdown();
   grpc_server_->Shutdown(absl::ToChronoTime(absl::Now() + grace));

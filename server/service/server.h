@@ -1,13 +1,21 @@
 // A running varscoped: the store, the variable table and the gRPC server
 // (VariableService, AdminService, grpc.health.v1 health, server reflection).
+//
+// grpc.health.v1: the server as a whole (service "") is SERVING while its
+// store takes writes and NOT_SERVING while store writes fail (a full disk,
+// I/O errors, failing interval flushes; reads still work) and once it shuts
+// down. Service "liveness" is SERVING for as long as the server answers
+// calls, whatever the store's state: for probes that restart a process.
 #ifndef VARSCOPE_SERVER_SERVICE_SERVER_H_
 #define VARSCOPE_SERVER_SERVICE_SERVER_H_
 
 #include <memory>
 #include <optional>
 #include <string>
+#include <thread>
 
 #include "absl/status/statusor.h"
+#include "absl/synchronization/notification.h"
 #include "absl/time/time.h"
 #include "server/service/admin_service.h"
 #include "server/service/monitoring.h"
@@ -57,6 +65,9 @@ struct ServerOptions {
   int64_t memory_budget = 0;
 };
 
+// The grpc.health.v1 service name that stays SERVING while the server runs.
+inline constexpr char kLivenessService[] = "liveness";
+
 // Thread-safe.
 class Server {
  public:
@@ -99,9 +110,16 @@ class Server {
   void Shutdown(absl::Duration grace = absl::Seconds(10));
 
  private:
-  Server() = default;
+  class StoreHealth;
+
+  Server();
+  // While store writes fail: retries them (Flush) every second, so that the
+  // server is SERVING again once the disk works without waiting for a
+  // client's write.
+  void RetryFailedWrites();
 
   int port_ = 0;
+  std::unique_ptr<StoreHealth> health_;
   v1::ClusterIdentity cluster_;
   std::shared_ptr<AccessControl> access_;
   // Outlives grpc_server_, whose port watches it.
@@ -116,6 +134,8 @@ class Server {
   std::unique_ptr<metrics::Registry> registry_;
   std::unique_ptr<MetricsEndpoint> metrics_endpoint_;
   std::unique_ptr<grpc::Server> grpc_server_;
+  absl::Notification stop_retrying_;
+  std::thread retry_thread_;
 };
 
 }  // namespace varscope::server

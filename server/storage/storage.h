@@ -221,6 +221,16 @@ class Storage {
       const std::string& checkpoint_dir, const std::string& backup_dir,
       const StoreSummary& contents);
 
+  // Deletes the oldest backups in `backup_dir` so that the newest `keep`
+  // remain, and returns the ids it deleted, oldest first. Each backup is
+  // deleted whole (RocksDB deletes its metadata file before its files: a
+  // backup is listed and restorable or gone; files an interrupted prune
+  // leaves behind are deleted by the next one). INVALID_ARGUMENT if `keep`
+  // is 0 (the newest backup is never deleted), NOT_FOUND if `backup_dir`
+  // holds no backup, the mapped RocksDB error otherwise.
+  static absl::StatusOr<std::vector<uint32_t>> PruneBackups(
+      const std::string& backup_dir, uint32_t keep);
+
   // The backups in `backup_dir`, oldest first, with what they hold (without
   // versions). NOT_FOUND if it holds none.
   static absl::StatusOr<std::vector<BackupSummary>> ListBackups(

@@ -193,6 +193,32 @@ absl::StatusOr<BackupSummary> Storage::BackupCheckpoint(
   return backup;
 }
 
+absl::StatusOr<std::vector<uint32_t>> Storage::PruneBackups(
+    const std::string& backup_dir, uint32_t keep) {
+  if (keep == 0) {
+    return absl::InvalidArgumentError(
+        "Keeping 0 backups would delete the newest: keep at least 1");
+  }
+  // Opened read-only first so that a missing directory is not created.
+  VS_RETURN_IF_ERROR(OpenBackups(backup_dir).status());
+  rocksdb::BackupEngine* raw_engine = nullptr;
+  VS_RETURN_IF_ERROR(BackupDirectoryError(
+      rocksdb::BackupEngine::Open(rocksdb::Env::Default(),
+                                  rocksdb::BackupEngineOptions(backup_dir),
+                                  &raw_engine),
+      backup_dir));
+  std::unique_ptr<rocksdb::BackupEngine> engine(raw_engine);
+  std::vector<rocksdb::BackupInfo> infos;
+  engine->GetBackupInfo(&infos);
+  std::vector<uint32_t> deleted;
+  for (size_t i = 0; i + keep < infos.size(); ++i) {
+    deleted.push_back(infos[i].backup_id);
+  }
+  VS_RETURN_IF_ERROR(
+      BackupDirectoryError(engine->PurgeOldBackups(keep), backup_dir));
+  return deleted;
+}
+
 absl::StatusOr<std::vector<BackupSummary>> Storage::ListBackups(
     const std::string& backup_dir) {
   VS_ASSIGN_OR_RETURN(std::unique_ptr<rocksdb::BackupEngineReadOnly> engine,

@@ -289,6 +289,7 @@ absl::Status VariableTable::Commit(
       absl::MutexLock d(&dirty_mu_);
       dirty_.Merge(std::move(dirty));
       rewrite_pending_.store(true);
+      ReportWritable(false);
       return status;
     }
     publish();
@@ -358,11 +359,17 @@ absl::Status VariableTable::WriteCaptured(Captured& captured) {
 absl::Status VariableTable::RecordFlush(absl::Status status) {
   absl::MutexLock d(&dirty_mu_);
   flush_error_ = status;
+  ReportWritable(status.ok());
   if (status.ok()) {
     rewrite_pending_.store(false);
     counters_.all_written_micros = absl::ToUnixMicros(absl::Now());
   }
   return status;
+}
+
+void VariableTable::ReportWritable(bool writable) {
+  if (std::exchange(store_writable_, writable) == writable) return;
+  if (options_.on_store_writable) options_.on_store_writable(writable);
 }
 
 absl::Status VariableTable::Flush() {

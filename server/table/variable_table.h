@@ -45,6 +45,12 @@ struct TableOptions {
   int32_t max_page_size = 10000;
   // When changes reach the store (see Durability). Default: wal.
   Durability durability;
+  // Called with false when a store write (or interval flush) fails while
+  // the store took writes, and with true when one succeeds again after
+  // that: the calls alternate, starting with false. It runs on the thread
+  // that wrote, with a table lock held: it must be quick and must not call
+  // the table. Default: none.
+  std::function<void(bool writable)> on_store_writable;
 };
 
 // Thread-safe. Reads never touch the store. Updates to one variable are
@@ -303,6 +309,8 @@ class VariableTable {
   // Records the outcome of writing what was pending: in the interval mode
   // changes fail while it is an error; an OK ends a pending rewrite.
   absl::Status RecordFlush(absl::Status status) ABSL_LOCKS_EXCLUDED(dirty_mu_);
+  // Tells options_.on_store_writable when the store's state changed.
+  void ReportWritable(bool writable) ABSL_EXCLUSIVE_LOCKS_REQUIRED(dirty_mu_);
   // The interval flusher's loop.
   void FlushEveryInterval();
 
@@ -325,6 +333,8 @@ class VariableTable {
   // wal, sync: a store write failed and dirty_ must be written before any
   // other change.
   std::atomic<bool> rewrite_pending_{false};
+  // What ReportWritable last reported.
+  bool store_writable_ ABSL_GUARDED_BY(dirty_mu_) = true;
   absl::Notification stop_flusher_;
   std::thread flusher_;
 

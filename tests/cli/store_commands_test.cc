@@ -16,6 +16,7 @@ namespace {
 using ::testing::ContainsRegex;
 using ::testing::HasSubstr;
 using ::testing::MatchesRegex;
+using ::testing::Not;
 using Json = nlohmann::json;
 
 class StoreCommandsTest : public CliTest {
@@ -178,6 +179,46 @@ TEST_F(StoreCommandsTest, BackupsAreIncrementalListedAndRestoredById) {
   r = Run({"restore", Path("backups")});
   EXPECT_EQ(r.code, 2);
   EXPECT_THAT(r.err, HasSubstr("restore needs the new data directory"));
+}
+
+TEST_F(StoreCommandsTest, BackupKeepDeletesTheOldestButNeverTheNewest) {
+  for (int i = 0; i < 3; ++i) {
+    ASSERT_EQ(Run({"backup", Path("backups")}).code, 0);
+  }
+  ASSERT_EQ(Run({"set", "global_step", "--value", "41"}).code, 0);
+  CliResult r = Run({"backup", Path("backups"), "--keep", "2"});
+  ASSERT_EQ(r.code, 0) << r.err;
+  EXPECT_THAT(r.out,
+              MatchesRegex("Backup 4 in .*\nDeleted backups 1, 2 \\(keeping "
+                           "the newest 2\\)\n"));
+  r = Run({"restore", "--list", Path("backups")});
+  ASSERT_EQ(r.code, 0) << r.err;
+  EXPECT_THAT(r.out, MatchesRegex("  ID .*\n   3  .*\n   4  .*\n"));
+  // A deleted backup's files are gone, not only its listing.
+  for (const char* gone : {"meta/1", "meta/2", "private/1", "private/2"}) {
+    EXPECT_FALSE(std::filesystem::exists(Path("backups/") + gone)) << gone;
+  }
+
+  r = Run({"--json", "backup", Path("backups"), "--keep", "1"});
+  ASSERT_EQ(r.code, 0) << r.err;
+  const Json only = Json::parse(r.out);
+  EXPECT_EQ(only["backup_id"], 5);
+  EXPECT_EQ(only["deleted_backup_ids"], Json::array({3, 4}));
+  r = Run({"backup", Path("backups"), "--keep", "10"});
+  ASSERT_EQ(r.code, 0) << r.err;
+  EXPECT_THAT(r.out, Not(HasSubstr("Deleted")));
+  // The newest backup is whole.
+  ASSERT_EQ(Run({"restore", Path("backups"), Path("latest")}).code, 0);
+  EXPECT_EQ(Served(Path("latest")), Contents(*client_));
+
+  // Keeping none would delete the newest: refused before any backup.
+  r = Run({"backup", Path("backups"), "--keep", "0"});
+  EXPECT_EQ(r.code, 2);
+  EXPECT_THAT(r.err, ::testing::StartsWith(
+                         "--keep: 0 would delete the newest backup: keep at "
+                         "least 1\n"));
+  r = Run({"restore", "--list", Path("backups")});
+  EXPECT_THAT(r.out, MatchesRegex("  ID .*\n   5  .*\n   6  .*\n"));
 }
 
 TEST_F(StoreCommandsTest, VersionsListsEveryVariable) {

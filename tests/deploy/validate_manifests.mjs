@@ -1,6 +1,7 @@
 // Validates deploy/: every Kubernetes object against the API schemas of the
 // npm package kubernetes-models (offline), and the facts the files must agree
-// on: shard lists, names, selectors, ports and the image's user.
+// on: shard lists, names, selectors, ports, the image's user and group,
+// probes, QoS, anti-affinity, the NetworkPolicy, image references, backups.
 //
 //   node validate_manifests.mjs DEPLOY_DIR
 //
@@ -110,6 +111,41 @@ check("the PodDisruptionBudget selects no client pod",
 check("every probe asks the grpc port",
       ["startupProbe", "readinessProbe", "livenessProbe"].every(
         (p) => shard[p]?.grpc?.port === port));
+// Readiness follows the store (service ""); startup and liveness only the
+// process (service "liveness"), since a restart frees no disk.
+check("readiness asks the server's health, startup and liveness its liveness",
+      shard.readinessProbe.grpc.service === undefined &&
+        shard.startupProbe.grpc.service === "liveness" &&
+        shard.livenessProbe.grpc.service === "liveness");
+const resources = (c) => c.resources ?? {};
+check("every shard container is Guaranteed (requests = limits, cpu and memory)",
+      pod.spec.containers.every((c) =>
+        ["cpu", "memory"].every((r) =>
+          resources(c).limits?.[r] !== undefined &&
+            String(resources(c).requests?.[r] ?? resources(c).limits[r]) ===
+              String(resources(c).limits[r]))));
+const antiAffinity = pod.spec.affinity?.podAntiAffinity ?? {};
+check("no two shards share a node (required anti-affinity on hostname)",
+      antiAffinity.preferredDuringSchedulingIgnoredDuringExecution ===
+        undefined &&
+        (antiAffinity.requiredDuringSchedulingIgnoredDuringExecution ?? [])
+          .some((t) => t.topologyKey === "kubernetes.io/hostname" &&
+            selects(t.labelSelector.matchLabels, pod.metadata.labels)));
+{
+  const dir = join(k8sDir, "single-node");
+  const overlay = yaml.load(readFileSync(join(dir, "kustomization.yaml"),
+                                         "utf8"));
+  const patch = yaml.load(readFileSync(join(dir, overlay.patches[0].path),
+                                       "utf8"));
+  const a = patch.spec.template.spec.affinity.podAntiAffinity;
+  check("single-node/ builds on the base and only prefers spreading",
+        overlay.resources.includes("../") &&
+          a.requiredDuringSchedulingIgnoredDuringExecution === null &&
+          a.preferredDuringSchedulingIgnoredDuringExecution.some((t) =>
+            t.podAffinityTerm.topologyKey === "kubernetes.io/hostname" &&
+              selects(t.podAffinityTerm.labelSelector.matchLabels,
+                      pod.metadata.labels)));
+}
 const claimMountedAt = (claim, path) =>
   sts.spec.volumeClaimTemplates.some((t) => t.metadata.name === claim) &&
   shard.volumeMounts.some((m) => m.name === claim && m.mountPath === path);
@@ -128,10 +164,15 @@ check("the grace period covers varscoped's 10 s drain",
 // The image's user must be the one the pods run as (it owns /data).
 const containerfile = readFileSync(join(deployDir, "Containerfile"), "utf8");
 const uid = Number(/useradd [^\n]*--uid (\d+)/.exec(containerfile)?.[1]);
-check(`the pods run as the image's user (uid ${uid})`,
-      pod.spec.securityContext.runAsUser === uid &&
-        pod.spec.securityContext.fsGroup === uid &&
-        clientPods.every((p) => p.spec.securityContext.runAsUser === uid));
+const gid = Number(/groupadd [^\n]*--gid (\d+)/.exec(containerfile)?.[1]);
+check(`the image's user has uid = gid (${uid}:${gid})`,
+      uid === gid && new RegExp(`useradd [^\\n]*--gid ${gid} `)
+        .test(containerfile));
+check(`the pods run as the image's user and group (${uid}:${gid})`,
+      [pod, ...clientPods].every((p) =>
+        p.spec.securityContext.runAsUser === uid &&
+          p.spec.securityContext.runAsGroup === gid) &&
+        pod.spec.securityContext.fsGroup === gid);
 check("the image serves on the port the manifests use",
       containerfile.includes(`EXPOSE ${port}`) &&
         containerfile.includes(`--listen=0.0.0.0:${port}`));
@@ -142,15 +183,38 @@ const shards = Array.from(
   (_, i) => `${sts.metadata.name}-${i}.${svc.metadata.name}:${port}`);
 const clientContainers = clientPods.flatMap(
   (p) => [...(p.spec.initContainers ?? []), ...p.spec.containers]);
-for (const c of clientContainers) {
-  const env = Object.fromEntries(c.env.map((e) => [e.name, e.value]));
-  check(`container ${c.name}: VARSCOPE_SERVER lists the shards in order`,
-        same(env.VARSCOPE_SERVER?.split(","), shards), env.VARSCOPE_SERVER);
+// The shard list of a client's environment: VARSCOPE_SERVER, else
+// TF_CONFIG's cluster.ps (the order every client reads them in).
+function checkClientEnv(what, env, expected) {
+  check(`${what}: finds the shards in VARSCOPE_SERVER or TF_CONFIG`,
+        env.VARSCOPE_SERVER !== undefined || env.TF_CONFIG !== undefined);
+  if (env.VARSCOPE_SERVER !== undefined) {
+    check(`${what}: VARSCOPE_SERVER lists the shards in order`,
+          same(env.VARSCOPE_SERVER.split(","), expected),
+          env.VARSCOPE_SERVER);
+  }
   if (env.TF_CONFIG !== undefined) {
-    check(`container ${c.name}: TF_CONFIG cluster.ps lists the shards`,
-          same(JSON.parse(env.TF_CONFIG).cluster.ps, shards), env.TF_CONFIG);
+    check(`${what}: TF_CONFIG cluster.ps lists the shards in order`,
+          same(JSON.parse(env.TF_CONFIG).cluster.ps, expected),
+          env.TF_CONFIG);
   }
 }
+for (const c of clientContainers) {
+  checkClientEnv(`container ${c.name}`,
+                 Object.fromEntries(c.env.map((e) => [e.name, e.value])),
+                 shards);
+}
+// The example trainer finds the shards as a TensorFlow worker would.
+for (const c of [...job.spec.template.spec.initContainers,
+                 ...job.spec.template.spec.containers]) {
+  check(`trainer container ${c.name}: TF_CONFIG alone names the shards`,
+        c.env.every((e) => e.name !== "VARSCOPE_SERVER") &&
+          c.env.some((e) => e.name === "TF_CONFIG"));
+}
+const wait = job.spec.template.spec.initContainers[0];
+check("the trainer waits for the shards with a deadline",
+      /deadline=\$\(\( \$\(date \+%s\) \+ \d+ \)\)/.test(
+        wait.args.join(" ")) && wait.args.join(" ").includes("exit 3"));
 // Each shard is started with that list and its ordinal as its index.
 const shardCommand =
   [...(shard.command ?? []), ...(shard.args ?? [])].join(" ");
@@ -164,8 +228,52 @@ check("each shard's index is its pod's ordinal",
       shardCommand);
 const images = kustomization.images.map((i) => i.name);
 check("kustomization.yaml sets every image the manifests use",
-      [shard, ...clientContainers].every(
-        (c) => images.includes(c.image.split(":")[0])));
+      [shard, ...clientContainers].every((c) => images.includes(c.image)));
+// Pinned: a registry host, a tag for people, a digest for what runs.
+for (const i of kustomization.images) {
+  check(`kustomization.yaml pins ${i.name} by registry, tag and digest`,
+        /^[a-z0-9.-]+(:\d+)?\/[a-z0-9._/-]+$/.test(i.newName) &&
+          i.newName.split("/")[0].includes(".") &&
+          /^\d+\.\d+\.\d+$/.test(i.newTag) &&
+          /^sha256:[0-9a-f]{64}$/.test(i.digest),
+        JSON.stringify(i));
+}
+
+// Only the clients reach the shards' gRPC port.
+const netpol = objects.NetworkPolicy;
+const grpcRules = netpol.spec.ingress.filter((r) =>
+  r.ports.some((p) => p.port === "grpc" || p.port === port));
+check("the NetworkPolicy selects the shards and restricts ingress",
+      selects(netpol.spec.podSelector.matchLabels, pod.metadata.labels) &&
+        netpol.spec.policyTypes.includes("Ingress"));
+check("only labelled client pods of the namespace reach the grpc port",
+      grpcRules.length === 1 && grpcRules[0].from.length === 1 &&
+        grpcRules[0].from[0].namespaceSelector === undefined &&
+        Object.keys(grpcRules[0].from[0].podSelector?.matchLabels ?? {})
+          .length > 0,
+      JSON.stringify(grpcRules));
+check("the trainer's and the backups' pods carry the client label",
+      clientPods.every((p) => selects(
+        grpcRules[0]?.from[0].podSelector.matchLabels, p.metadata.labels)));
+check("the metrics port is open to labelled scrapers only",
+      netpol.spec.ingress.filter((r) => r !== grpcRules[0]).every((r) =>
+        r.from?.every((f) => Object.keys(f.podSelector?.matchLabels ?? {})
+          .length > 0)));
+
+// Backups: every shard even when one fails, pruned, bounded in time.
+const backupScript = cronJob.spec.jobTemplate.spec.template.spec
+  .containers[0].args.join(" ");
+check("the backup CronJob prunes (--keep), goes on past a failed shard and " +
+        "names the failed ones",
+      /backup \/backup\/\S+ --keep=/.test(backupScript) &&
+        !/\|\|\s*exit/.test(backupScript) &&
+        /failed="\$failed \$shard"/.test(backupScript) &&
+        backupScript.includes("failed on:$failed"),
+      backupScript);
+check("the backup CronJob has a time zone and deadlines",
+      typeof cronJob.spec.timeZone === "string" &&
+        cronJob.spec.startingDeadlineSeconds > 0 &&
+        cronJob.spec.jobTemplate.spec.activeDeadlineSeconds > 0);
 
 // The secure profile (k8s/secure): its Secret matches its schema; each
 // client's token has the role it needs in the token file; the shards read
@@ -261,15 +369,18 @@ check("each compose shard is started as its shard of the whole list",
 for (const [name, service] of Object.entries(compose.services)) {
   const env = service.environment;
   if (!env) continue;
-  check(`compose ${name}: VARSCOPE_SERVER lists the shards in order`,
-        same(env.VARSCOPE_SERVER?.split(","), composeShards),
-        env.VARSCOPE_SERVER);
-  check(`compose ${name}: TF_CONFIG cluster.ps lists the shards in order`,
-        same(JSON.parse(env.TF_CONFIG).cluster.ps, composeShards),
-        env.TF_CONFIG);
+  checkClientEnv(`compose ${name}`, env, composeShards);
   check(`compose ${name}: depends on every shard`,
         same([...service.depends_on].sort(), [...shardServices].sort()));
 }
+// podman restarts only `always` containers after a reboot, and stops
+// containers after 10 s whatever stop_grace_period says.
+check("compose shards come back after a reboot (restart: always)",
+      shardServices.every((n) => compose.services[n].restart === "always"));
+check("compose shards drain within podman's 10 s stop timeout",
+      shardServices.every((n) => compose.services[n].command.some((f) =>
+        /^--drain-seconds=(\d+(\.\d+)?)$/.test(f) &&
+          Number(f.split("=")[1]) <= 5)));
 
 console.log(`${passed} passed, ${failed} failed`);
 process.exit(failed === 0 ? 0 : 1);

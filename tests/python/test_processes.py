@@ -194,3 +194,15 @@ def test_example_converges(server, child_env):
     assert result.returncode == 0, result.stdout + result.stderr
     assert "already exists, disallowed" in result.stdout
     assert result.stdout.endswith("OK\n")
+
+
+def test_example_finds_the_servers_in_tf_config(server, child_env):
+    # As a TensorFlow worker started by a cluster manager: no address, no
+    # VARSCOPE_SERVER, only TF_CONFIG (here a one-shard cluster).
+    env = {k: v for k, v in child_env.items() if k != "VARSCOPE_SERVER"}
+    env["TF_CONFIG"] = json.dumps({"cluster": {"ps": [server.address]},
+                                   "task": {"type": "worker", "index": 0}})
+    result = subprocess.run([sys.executable, EXAMPLE], env=env,
+                            capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert result.stdout.endswith("OK\n")

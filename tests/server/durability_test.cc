@@ -23,6 +23,7 @@
 #include "server/storage/storage.h"
 #include "server/table/variable_table.h"
 #include "tests/testing/faulty_file_system.h"
+#include "tests/testing/raw_call.h"
 #include "tests/testing/test_server.h"
 #include "tests/testing/updates.h"
 
@@ -36,10 +37,12 @@ using ::testing::Not;
 using ::varscope::server::Durability;
 using ::varscope::server::ParseDurability;
 using ::varscope::testing::BatchOf;
+using ::varscope::testing::CallRaw;
 using ::varscope::testing::ChildProcess;
 using ::varscope::testing::CreateRequest;
 using ::varscope::testing::FaultyEnv;
 using ::varscope::testing::FaultyFileSystem;
+using ::varscope::testing::PollUntil;
 using ::varscope::testing::ServerProcess;
 using ::varscope::testing::StatusIs;
 using ::varscope::testing::TempDir;
@@ -350,6 +353,77 @@ TEST_F(StoreFaultTest, IntervalModeRefusesUpdatesWhileFlushesFail) {
   Restart();
   VS_ASSERT_OK_AND_ASSIGN(read, client_->Read("w"));
   EXPECT_EQ(Elements(read.value), Elements(Filled(acked + 1)));
+}
+
+// What grpc.health.v1 Check answers for `service` at `address`: the
+// serialized HealthCheckResponse ("\x08\x01" SERVING, "\x08\x02"
+// NOT_SERVING), or the call's error.
+std::string Health(const std::string& address, const std::string& service) {
+  // HealthCheckRequest{service}: field 1, length-delimited.
+  const std::string request =
+      service.empty()
+          ? ""
+          : absl::StrCat("\x0a",
+                         std::string(1, static_cast<char>(service.size())),
+                         service);
+  std::vector<std::string> replies;
+  const grpc::Status status =
+      CallRaw(address, "/grpc.health.v1.Health/Check", request, &replies);
+  if (!status.ok()) return absl::StrCat("error: ", status.error_message());
+  return replies.size() == 1 ? replies[0] : "no single reply";
+}
+
+const std::string kServing("\x08\x01", 2);
+const std::string kNotServing("\x08\x02", 2);
+
+// Health follows the store: NOT_SERVING from the first failed write, and
+// SERVING again once the store takes writes, without a client writing.
+// "liveness" stays SERVING throughout (a restart would not free the disk).
+TEST_F(StoreFaultTest, HealthIsNotServingWhileTheDiskIsFull) {
+  Start("wal");
+  const std::string address = server_->address();
+  VS_ASSERT_OK(client_->GetVariable(Create("w")));
+  EXPECT_EQ(Health(address, ""), kServing);
+  EXPECT_EQ(Health(address, "liveness"), kServing);
+
+  faulty_.fs->set_free_bytes(200);
+  EXPECT_THAT(client_->BatchUpdate(AssignAll("w", 1)),
+              StatusIs(absl::StatusCode::kResourceExhausted));
+  EXPECT_EQ(Health(address, ""), kNotServing);
+  EXPECT_EQ(Health(address, "liveness"), kServing);
+  // Still full: the server's own retries keep failing.
+  EXPECT_THAT(client_->BatchUpdate(AssignAll("w", 2)),
+              StatusIs(absl::StatusCode::kResourceExhausted));
+  EXPECT_EQ(Health(address, ""), kNotServing);
+  VS_EXPECT_OK(client_->Read("w"));  // reads go on
+
+  faulty_.fs->set_free_bytes(FaultyFileSystem::kUnlimited);
+  EXPECT_TRUE(PollUntil([&] { return Health(address, "") == kServing; }))
+      << "still " << Health(address, "");
+  VS_EXPECT_OK(client_->BatchUpdate(AssignAll("w", 3)));
+  EXPECT_EQ(Health(address, ""), kServing);
+  EXPECT_EQ(Health(address, "liveness"), kServing);
+}
+
+TEST_F(StoreFaultTest, HealthIsNotServingWhileIntervalFlushesFail) {
+  Start("interval=20ms");
+  const std::string address = server_->address();
+  VS_ASSERT_OK(client_->GetVariable(Create("w")));
+  EXPECT_EQ(Health(address, ""), kServing);
+
+  Fail(Fault::kIoError);
+  VS_ASSERT_OK(client_->BatchUpdate(AssignAll("w", 1)));  // to flush
+  EXPECT_TRUE(PollUntil([&] { return Health(address, "") == kNotServing; }))
+      << "still " << Health(address, "");
+  EXPECT_EQ(Health(address, "liveness"), kServing);
+  EXPECT_THAT(client_->BatchUpdate(AssignAll("w", 2)),
+              StatusIs(absl::StatusCode::kUnavailable));
+  EXPECT_EQ(Health(address, ""), kNotServing);
+
+  Fail(Fault::kNone);
+  EXPECT_TRUE(PollUntil([&] { return Health(address, "") == kServing; }))
+      << "still " << Health(address, "");
+  VS_EXPECT_OK(client_->BatchUpdate(AssignAll("w", 3)));
 }
 
 // The table on its own: a failed flush keeps what it was to write.

@@ -91,6 +91,23 @@ TEST(ProcessTest, SigtermDrainsAndExitsCleanly) {
   VS_ASSERT_OK(ServerProcess::Start(dir.path()).status());
 }
 
+// compose.yaml keeps the drain within podman's stop timeout with it.
+TEST(ProcessTest, DrainSecondsSetsTheDrainOnSigterm) {
+  TempDir dir;
+  auto [status, output] =
+      ::varscope::testing::RunServer(dir.path(), {"--drain-seconds=2.5"});
+  ASSERT_TRUE(WIFEXITED(status)) << output;
+  EXPECT_EQ(WEXITSTATUS(status), 0) << output;
+  EXPECT_THAT(output, ::testing::ContainsRegex(
+                          "shutdown signal=SIGTERM drain_seconds=2.5\n"));
+
+  std::tie(status, output) =
+      ::varscope::testing::RunServer(dir.path(), {"--drain-seconds=-1"});
+  ASSERT_TRUE(WIFEXITED(status)) << output;
+  EXPECT_EQ(WEXITSTATUS(status), 2) << output;
+  EXPECT_THAT(output, ::testing::HasSubstr("--drain-seconds"));
+}
+
 // The container image's entrypoint passes --listen and --data-dir; the same
 // flags given after them (`podman run IMAGE --data-dir=...`) win.
 TEST(ProcessTest, LaterFlagsOverrideEarlierOnes) {
