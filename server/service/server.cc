@@ -72,6 +72,8 @@ std::string WhyCannotListen(const std::string& address) {
 
 }  // namespace
 
+// Long: the start-up steps in their one valid order (store, identity, table,
+// services, listener), each undone by the destructor of what it built.
 absl::StatusOr<std::unique_ptr<Server>> Server::Start(
     const ServerOptions& options) {
   std::unique_ptr<Server> server(new Server());

@@ -9,6 +9,7 @@
 #include <string_view>
 
 #include "absl/time/clock.h"
+#include "server/base/executor.h"
 #include "server/service/access.h"
 #include "server/service/raw_calls.h"
 #include "server/table/sync_replicas.h"
@@ -39,6 +40,13 @@ struct ServiceOptions {
   // past it, reads of 16 KiB or more fail with RESOURCE_EXHAUSTED until
   // readers catch up. Default: 1 GiB.
   int64_t max_pending_reply_bytes = int64_t{1} << 30;
+
+  // The threads that run the calls that change the table (they write the
+  // store, and may wait for an fsync or for another call), and how many
+  // such calls may wait for one: past that, a call fails with
+  // RESOURCE_EXHAUSTED. Default: 16 and 4096.
+  int store_threads = 16;
+  int64_t max_queued_changes = 4096;
 };
 
 // `Base` with the generated method mixins `Methods` applied, the first
@@ -81,13 +89,21 @@ using VariableServiceBase =
 // are held in a ReplyBudget of options.max_pending_reply_bytes: a read of
 // 16 KiB or more while replies not yet received hold more fails with
 // RESOURCE_EXHAUSTED; replies of changes are counted but never refused.
+//
+// No gRPC reaction blocks: reads answer from memory at once, and the calls
+// that change the table (GetVariable, Assign, AssignAdd, BatchUpdate,
+// Delete, Rename, SyncApply, the end of a WriteStream) run on the service's
+// executor (options.store_threads); when options.max_queued_changes wait
+// for it already, such a call fails with RESOURCE_EXHAUSTED "The server is
+// busy: ...; retry later".
 class VariableServiceImpl final : public VariableServiceBase {
  public:
   VariableServiceImpl(VariableTable* table, const ServiceOptions& options)
       : table_(table),
         options_(options),
         sync_(table),
-        budget_(options.max_pending_reply_bytes) {}
+        budget_(options.max_pending_reply_bytes),
+        executor_(options.store_threads, options.max_queued_changes) {}
 
   // Ends the calls waiting for a step (with UNAVAILABLE): call before the
   // gRPC server shuts down.
@@ -163,11 +179,19 @@ class VariableServiceImpl final : public VariableServiceBase {
 
   // Answers a unary call: parses `request` as a `Request` and replies with
   // the bytes `handle` returns for it, or its error, or RESOURCE_EXHAUSTED
-  // if they are over the message limit.
+  // if they are over the message limit. `handle` runs at once, or with
+  // kChanges on the executor (see Offload): then it must capture nothing
+  // by reference.
+  enum class Runs { kAtOnce, kChanges };
   template <typename Request, typename Handle>
   grpc::ServerUnaryReactor* Unary(grpc::CallbackServerContext* context,
                                   const grpc::ByteBuffer& request,
-                                  grpc::ByteBuffer* response, Handle handle);
+                                  grpc::ByteBuffer* response, Handle handle,
+                                  Runs runs = Runs::kAtOnce);
+  // Runs `run` on the executor, then calls `finish` with its status (see
+  // Offload).
+  void RunChange(std::function<absl::Status()> run,
+                 std::function<void(const absl::Status&)> finish);
 
   // `result`'s message as a reply (see MessageRaw), or its error.
   template <typename Message>
@@ -204,6 +228,8 @@ class VariableServiceImpl final : public VariableServiceBase {
   std::atomic<int64_t> reads_{0};
   std::atomic<int64_t> updates_{0};
   std::atomic<int64_t> gets_{0};
+  // Last: destroyed first, while what its tasks use lives.
+  Executor executor_;
 };
 
 }  // namespace varscope::server
