@@ -62,6 +62,12 @@ struct TableOptions {
 // interval mode, while the last flush failed, changes fail with its error.
 // The similar names a NOT_FOUND lists come from a bounded search of an index
 // of names with a lock of its own, so that it never holds up other calls.
+//
+// The table itself is the name index with its reservations (mu_) and the
+// near-match index (names_mu_); each variable has its own locks (see
+// TableVariable), get_variable's decisions are in get_variable_plan.h, the
+// steps of a batch without the table in batch_update.h, and when changes
+// reach the store is WriteBehind's (write_behind.h).
 class VariableTable {
  public:
   // Loads every variable from `storage`, which must outlive the table.
