@@ -262,6 +262,11 @@ uint64_t StableHash(absl::string_view bytes, uint64_t seed) {
   return h ^ (h >> 31);
 }
 
+std::string SlotName(absl::string_view optimizer, int index) {
+  return index == 0 ? std::string(optimizer)
+                    : absl::StrCat(optimizer, "_", index);
+}
+
 bool IsSlotName(absl::string_view leaf) {
   return std::find(std::begin(kSlotNames), std::end(kSlotNames), leaf) !=
          std::end(kSlotNames);

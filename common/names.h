@@ -100,8 +100,21 @@ class NameIndex {
   absl::btree_set<Entry, ByEnding> by_ending_;
 };
 
-// The leaf names of the slot variables server-side optimizers keep next to a
-// variable `w` (`w/Momentum`, `w/Adam_1`, ...).
+// TensorFlow's default optimizer names, in the order of v1::Optimizer's
+// kinds. An optimizer names its slot variables of a variable `w` after its
+// name: `w/Momentum`, `w/Adam` and `w/Adam_1` (see SlotName).
+inline constexpr absl::string_view kOptimizerNames[] = {
+    "GradientDescent", "Momentum", "Adagrad", "Adam", "RMSProp", "Ftrl"};
+
+// The leaf name of slot `index` (from 0) of an optimizer called `optimizer`:
+// `optimizer`, then `optimizer_1`, ... (TensorFlow's slot creator
+// uniquifies so).
+std::string SlotName(absl::string_view optimizer, int index);
+
+// The leaf names of the slot variables the optimizers of kOptimizerNames
+// keep next to a variable `w` (`w/Momentum`, `w/Adam_1`, ...), and Adam's
+// beta powers as TensorFlow names them. tests/server/table_pieces_test.cc
+// ties them to the optimizers.
 inline constexpr absl::string_view kSlotNames[] = {"Momentum",
                                                    "Adagrad",
                                                    "Adam",

@@ -8,6 +8,7 @@
 #include "common/grpc_status.h"
 #include "common/status.h"
 #include "server/service/access.h"
+#include "server/service/offload.h"
 #include "server/service/raw_calls.h"
 
 namespace varscope::server {
@@ -88,37 +89,7 @@ AdminServiceImpl::AdminServiceImpl(VariableTable* table, Storage* storage,
     : table_(table),
       storage_(storage),
       access_(access),
-      backup_root_(std::move(backup_root)),
-      worker_([this] { Work(); }) {}
-
-AdminServiceImpl::~AdminServiceImpl() {
-  {
-    absl::MutexLock l(&mu_);
-    stopping_ = true;
-  }
-  worker_.join();
-}
-
-bool AdminServiceImpl::HasWork() const { return stopping_ || !tasks_.empty(); }
-
-void AdminServiceImpl::Work() {
-  for (;;) {
-    Task task;
-    {
-      absl::MutexLock l(&mu_);
-      mu_.Await(absl::Condition(this, &AdminServiceImpl::HasWork));
-      if (tasks_.empty()) return;
-      task = std::move(tasks_.front());
-      tasks_.pop_front();
-      if (stopping_) {
-        task.reactor->Finish(
-            grpc::Status(grpc::StatusCode::CANCELLED, "The server stopped"));
-        continue;
-      }
-    }
-    task.reactor->Finish(ToGrpcStatus(task.operation()));
-  }
-}
+      backup_root_(std::move(backup_root)) {}
 
 template <typename Request, typename Response>
 grpc::ServerUnaryReactor* AdminServiceImpl::Enqueue(
@@ -137,17 +108,21 @@ grpc::ServerUnaryReactor* AdminServiceImpl::Enqueue(
     reactor->Finish(ToGrpcStatus(status));
     return reactor;
   }
-  absl::MutexLock l(&mu_);
-  tasks_.push_back({reactor, [this, parsed = std::move(parsed), response,
-                              operation = std::move(operation)] {
-                      VS_ASSIGN_OR_RETURN(
-                          const std::string directory,
-                          ResolveUnderRoot(backup_root_, parsed.directory()));
-                      Response reply;
-                      VS_RETURN_IF_ERROR(operation(parsed, directory, &reply));
-                      *response = SerializeRaw(reply);
-                      return absl::OkStatus();
-                    }});
+  auto run = [this, parsed = std::move(parsed), response,
+              operation = std::move(operation)]() -> absl::Status {
+    VS_ASSIGN_OR_RETURN(const std::string directory,
+                        ResolveUnderRoot(backup_root_, parsed.directory()));
+    Response reply;
+    VS_RETURN_IF_ERROR(operation(parsed, directory, &reply));
+    *response = SerializeRaw(reply);
+    return absl::OkStatus();
+  };
+  Offload(
+      executor_, std::move(run),
+      [reactor](const absl::Status& status) {
+        reactor->Finish(ToGrpcStatus(status));
+      },
+      absl::StrCat(kMaxQueued, " checkpoints and backups"));
   return reactor;
 }
 

@@ -1,16 +1,13 @@
 // The gRPC AdminService: consistent checkpoints and backups of the live
-// store. The work runs on the service's own thread, one operation at a
+// store. The work runs on the service's own executor, one operation at a
 // time, so a long backup holds no gRPC thread.
 #ifndef VARSCOPE_SERVER_SERVICE_ADMIN_SERVICE_H_
 #define VARSCOPE_SERVER_SERVICE_ADMIN_SERVICE_H_
 
-#include <deque>
 #include <functional>
 #include <string>
-#include <thread>
 
-#include "absl/base/thread_annotations.h"
-#include "absl/synchronization/mutex.h"
+#include "server/base/executor.h"
 #include "server/service/access.h"
 #include "server/storage/storage.h"
 #include "server/table/variable_table.h"
@@ -30,6 +27,9 @@ using AdminServiceBase = v1::AdminService::WithRawCallbackMethod_Checkpoint<
 // (FAILED_PRECONDITION) is refused; with no root ("") every call is
 // FAILED_PRECONDITION naming --backup-root.
 //
+// At most kMaxQueued operations wait for the one in progress; past that, a
+// call fails with RESOURCE_EXHAUSTED.
+//
 // Every method takes and gives raw bytes, so that a request that does not
 // parse gets a clear error (see ParseRaw in raw_calls.h).
 class AdminServiceImpl final : public AdminServiceBase {
@@ -38,7 +38,7 @@ class AdminServiceImpl final : public AdminServiceBase {
                    const AccessControl* access, std::string backup_root);
   // Finishes the operation in progress; operations still queued end with
   // CANCELLED.
-  ~AdminServiceImpl() override;
+  ~AdminServiceImpl() override = default;
 
   grpc::ServerUnaryReactor* Checkpoint(grpc::CallbackServerContext* context,
                                        const grpc::ByteBuffer* request,
@@ -48,8 +48,10 @@ class AdminServiceImpl final : public AdminServiceBase {
                                    grpc::ByteBuffer* response) override;
 
  private:
+  static constexpr int64_t kMaxQueued = 64;
+
   // Parses `request` as a `Request` and checks the caller may call
-  // `method`, then runs `operation` on the worker thread with the request's
+  // `method`, then runs `operation` on the executor with the request's
   // directory resolved under the backup root; the call finishes with its
   // status (or the refusal's), and its reply when OK.
   template <typename Request, typename Response>
@@ -58,25 +60,17 @@ class AdminServiceImpl final : public AdminServiceBase {
       const grpc::ByteBuffer& request, grpc::ByteBuffer* response,
       std::function<absl::Status(const Request&, const std::string&, Response*)>
           operation);
-  void Work();
   // A checkpoint into `directory` of the store as of one moment, and what
   // the table held then.
   absl::StatusOr<StoreSummary> CheckpointAsOfNow(const std::string& directory);
-  bool HasWork() const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
 
   VariableTable* const table_;
   Storage* const storage_;
   const AccessControl* const access_;
   const std::string backup_root_;
 
-  struct Task {
-    grpc::ServerUnaryReactor* reactor;
-    std::function<absl::Status()> operation;
-  };
-  mutable absl::Mutex mu_;
-  std::deque<Task> tasks_ ABSL_GUARDED_BY(mu_);
-  bool stopping_ ABSL_GUARDED_BY(mu_) = false;
-  std::thread worker_;
+  // Last: destroyed first, finishing what runs while the rest lives.
+  Executor executor_{1, kMaxQueued};
 };
 
 }  // namespace varscope::server

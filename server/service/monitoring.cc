@@ -389,6 +389,7 @@ void AddSyncMetrics(metrics::Registry& r, SyncReplicas& sync) {
              [&sync] { return static_cast<double>(sync.Waiting()); });
 }
 
+// Long: a flat list of registrations, one per metric, read as a table.
 void AddStoreMetrics(metrics::Registry& r, Storage& storage) {
   // One read of RocksDB's figures per family.
   using Stats = Storage::Stats;

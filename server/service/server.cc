@@ -103,6 +103,8 @@ class Server::StoreHealth {
 
 Server::Server() : health_(std::make_unique<StoreHealth>()) {}
 
+// Long: the start-up steps in their one valid order (store, identity, table,
+// services, listener), each undone by the destructor of what it built.
 absl::StatusOr<std::unique_ptr<Server>> Server::Start(
     const ServerOptions& options) {
   std::unique_ptr<Server> server(new Server());

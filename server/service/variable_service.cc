@@ -9,6 +9,7 @@
 #include "common/version.h"
 #include "google/protobuf/io/coded_stream.h"
 #include "server/service/access.h"
+#include "server/service/offload.h"
 #include "server/service/raw_calls.h"
 #include "server/table/tensor_ops.h"
 
@@ -70,18 +71,34 @@ absl::Status VariableServiceImpl::CheckMessageSize(int64_t bytes) const {
                    options_.max_message_bytes, " (--max-message-bytes)"));
 }
 
+void VariableServiceImpl::RunChange(
+    std::function<absl::Status()> run,
+    std::function<void(const absl::Status&)> finish) {
+  Offload(executor_, std::move(run), std::move(finish),
+          absl::StrCat(options_.max_queued_changes, " changes"));
+}
+
 template <typename Request, typename Handle>
 grpc::ServerUnaryReactor* VariableServiceImpl::Unary(
     grpc::CallbackServerContext* context, const grpc::ByteBuffer& request,
-    grpc::ByteBuffer* response, Handle handle) {
+    grpc::ByteBuffer* response, Handle handle, Runs runs) {
   Request parsed;
-  absl::Status status = ParseRaw(request, &parsed);
-  if (status.ok()) {
+  const absl::Status status = ParseRaw(request, &parsed);
+  if (!status.ok()) return Reply(context, status);
+  auto answer = [this, response, parsed = std::move(parsed),
+                 handle = std::move(handle)]() mutable -> absl::Status {
     absl::StatusOr<grpc::ByteBuffer> reply = handle(parsed);
-    status = reply.ok() ? CheckMessageSize(reply->Length()) : reply.status();
-    if (status.ok()) *response = *std::move(reply);
-  }
-  return Reply(context, status);
+    VS_RETURN_IF_ERROR(reply.status());
+    VS_RETURN_IF_ERROR(CheckMessageSize(reply->Length()));
+    *response = *std::move(reply);
+    return absl::OkStatus();
+  };
+  if (runs == Runs::kAtOnce) return Reply(context, answer());
+  grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
+  RunChange(std::move(answer), [reactor](const absl::Status& done) {
+    reactor->Finish(ToGrpcStatus(done));
+  });
+  return reactor;
 }
 
 template <typename Message>
@@ -97,7 +114,8 @@ grpc::ServerUnaryReactor* VariableServiceImpl::GetVariable(
   gets_.fetch_add(1, std::memory_order_relaxed);
   return Unary<v1::GetVariableRequest>(
       context, *request, response,
-      [&](v1::GetVariableRequest& get) -> absl::StatusOr<grpc::ByteBuffer> {
+      [this, context](
+          v1::GetVariableRequest& get) -> absl::StatusOr<grpc::ByteBuffer> {
         VS_RETURN_IF_ERROR(access().Authorize(
             *context, "GetVariable",
             get.mode() == v1::REUSE ? Role::kRead : Role::kWrite,
@@ -106,7 +124,8 @@ grpc::ServerUnaryReactor* VariableServiceImpl::GetVariable(
             table_->GetVariable(get);
         VS_RETURN_IF_ERROR(MaybeDropReply(result.status()));
         return MessageRaw(*result, budget_, kChange);
-      });
+      },
+      Runs::kChanges);
 }
 
 grpc::ServerUnaryReactor* VariableServiceImpl::Read(
@@ -240,8 +259,14 @@ class VariableServiceImpl::WriteStreamReactor final
   }
 
   void OnReadDone(bool ok) override {
-    absl::Status status = ok ? Absorb() : Complete();
-    if (!ok || !status.ok()) {
+    if (!ok) {
+      // The update writes the store: off this reaction.
+      service_->RunChange(
+          [this] { return Complete(); },
+          [this](const absl::Status& status) { Finish(ToGrpcStatus(status)); });
+      return;
+    }
+    if (const absl::Status status = Absorb(); !status.ok()) {
       Finish(ToGrpcStatus(status));
       return;
     }
@@ -351,7 +376,8 @@ grpc::ServerUnaryReactor* VariableServiceImpl::ApplyOne(
   updates_.fetch_add(1, std::memory_order_relaxed);
   return Unary<Request>(
       context, request, response,
-      [&](Request& one) -> absl::StatusOr<grpc::ByteBuffer> {
+      [this, context, method, tensor,
+       op](Request& one) -> absl::StatusOr<grpc::ByteBuffer> {
         VS_RETURN_IF_ERROR(
             access().Authorize(*context, method, Role::kWrite, {one.name()}));
         v1::Update update;
@@ -360,7 +386,8 @@ grpc::ServerUnaryReactor* VariableServiceImpl::ApplyOne(
         VS_RETURN_IF_ERROR(MaybeDropReply(
             FillUpdate(table_->BatchUpdate(OneUpdate(one, &update)), &reply)));
         return MessageRaw(reply, budget_, kChange);
-      });
+      },
+      Runs::kChanges);
 }
 
 grpc::ServerUnaryReactor* VariableServiceImpl::Assign(
@@ -385,7 +412,8 @@ grpc::ServerUnaryReactor* VariableServiceImpl::BatchUpdate(
   updates_.fetch_add(1, std::memory_order_relaxed);
   return Unary<v1::BatchUpdateRequest>(
       context, *request, response,
-      [&](v1::BatchUpdateRequest& batch) -> absl::StatusOr<grpc::ByteBuffer> {
+      [this, context](
+          v1::BatchUpdateRequest& batch) -> absl::StatusOr<grpc::ByteBuffer> {
         std::vector<absl::string_view> names;
         for (const v1::Update& update : batch.updates()) {
           names.push_back(update.name());
@@ -396,7 +424,8 @@ grpc::ServerUnaryReactor* VariableServiceImpl::BatchUpdate(
             table_->BatchUpdate(std::move(batch));
         VS_RETURN_IF_ERROR(MaybeDropReply(result.status()));
         return MessageRaw(*result, budget_, kChange);
-      });
+      },
+      Runs::kChanges);
 }
 
 grpc::ServerUnaryReactor* VariableServiceImpl::BatchRead(
@@ -472,7 +501,8 @@ grpc::ServerUnaryReactor* VariableServiceImpl::Delete(
     grpc::ByteBuffer* response) {
   return Unary<v1::DeleteRequest>(
       context, *request, response,
-      [&](v1::DeleteRequest& del) -> absl::StatusOr<grpc::ByteBuffer> {
+      [this,
+       context](v1::DeleteRequest& del) -> absl::StatusOr<grpc::ByteBuffer> {
         VS_RETURN_IF_ERROR(
             access().Authorize(*context, "Delete", Role::kAdmin, {del.name()}));
         VS_ASSIGN_OR_RETURN(const int64_t deleted,
@@ -480,7 +510,8 @@ grpc::ServerUnaryReactor* VariableServiceImpl::Delete(
         v1::DeleteResponse reply;
         reply.set_deleted(deleted);
         return SerializeRaw(reply);
-      });
+      },
+      Runs::kChanges);
 }
 
 grpc::ServerUnaryReactor* VariableServiceImpl::Rename(
@@ -488,7 +519,8 @@ grpc::ServerUnaryReactor* VariableServiceImpl::Rename(
     grpc::ByteBuffer* response) {
   return Unary<v1::RenameRequest>(
       context, *request, response,
-      [&](v1::RenameRequest& rename) -> absl::StatusOr<grpc::ByteBuffer> {
+      [this,
+       context](v1::RenameRequest& rename) -> absl::StatusOr<grpc::ByteBuffer> {
         VS_RETURN_IF_ERROR(
             access().Authorize(*context, "Rename", Role::kAdmin,
                                {rename.old_name(), rename.new_name()}));
@@ -498,7 +530,8 @@ grpc::ServerUnaryReactor* VariableServiceImpl::Rename(
         v1::RenameResponse reply;
         reply.set_renamed(renamed);
         return SerializeRaw(reply);
-      });
+      },
+      Runs::kChanges);
 }
 
 grpc::ServerUnaryReactor* VariableServiceImpl::SyncApply(
@@ -507,7 +540,8 @@ grpc::ServerUnaryReactor* VariableServiceImpl::SyncApply(
   updates_.fetch_add(1, std::memory_order_relaxed);
   return Unary<v1::SyncApplyRequest>(
       context, *request, response,
-      [&](v1::SyncApplyRequest& apply) -> absl::StatusOr<grpc::ByteBuffer> {
+      [this, context](
+          v1::SyncApplyRequest& apply) -> absl::StatusOr<grpc::ByteBuffer> {
         const std::string global_step = GlobalStepName(apply.global_step());
         std::vector<absl::string_view> names = {global_step};
         for (const v1::Update& update : apply.updates()) {
@@ -518,7 +552,8 @@ grpc::ServerUnaryReactor* VariableServiceImpl::SyncApply(
         absl::StatusOr<v1::SyncApplyResponse> result = sync_.Apply(apply);
         VS_RETURN_IF_ERROR(MaybeDropReply(result.status()));
         return Encode(std::move(result), kChange);
-      });
+      },
+      Runs::kChanges);
 }
 
 namespace {

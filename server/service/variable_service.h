@@ -9,6 +9,7 @@
 #include <string_view>
 
 #include "absl/time/clock.h"
+#include "server/base/executor.h"
 #include "server/embedding/embedding_calls.h"
 #include "server/service/access.h"
 #include "server/service/raw_calls.h"
@@ -44,6 +45,13 @@ struct ServiceOptions {
   // The embedding-variable calls; must outlive the service. Default:
   // nullptr, they fail with UNIMPLEMENTED.
   EmbeddingCalls* embeddings = nullptr;
+
+  // The threads that run the calls that change the table (they write the
+  // store, and may wait for an fsync or for another call), and how many
+  // such calls may wait for one: past that, a call fails with
+  // RESOURCE_EXHAUSTED. Default: 16 and 4096.
+  int store_threads = 16;
+  int64_t max_queued_changes = 4096;
 };
 
 // `Base` with the generated method mixins `Methods` applied, the first
@@ -92,13 +100,21 @@ using VariableServiceBase = WithMethods<
 // are held in a ReplyBudget of options.max_pending_reply_bytes: a read of
 // 16 KiB or more while replies not yet received hold more fails with
 // RESOURCE_EXHAUSTED; replies of changes are counted but never refused.
+//
+// No gRPC reaction blocks: reads answer from memory at once, and the calls
+// that change the table (GetVariable, Assign, AssignAdd, BatchUpdate,
+// Delete, Rename, SyncApply, the end of a WriteStream) run on the service's
+// executor (options.store_threads); when options.max_queued_changes wait
+// for it already, such a call fails with RESOURCE_EXHAUSTED "The server is
+// busy: ...; retry later".
 class VariableServiceImpl final : public VariableServiceBase {
  public:
   VariableServiceImpl(VariableTable* table, const ServiceOptions& options)
       : table_(table),
         options_(options),
         sync_(table),
-        budget_(options.max_pending_reply_bytes) {}
+        budget_(options.max_pending_reply_bytes),
+        executor_(options.store_threads, options.max_queued_changes) {}
 
   // Ends the calls waiting for a step (with UNAVAILABLE): call before the
   // gRPC server shuts down.
@@ -193,11 +209,19 @@ class VariableServiceImpl final : public VariableServiceBase {
 
   // Answers a unary call: parses `request` as a `Request` and replies with
   // the bytes `handle` returns for it, or its error, or RESOURCE_EXHAUSTED
-  // if they are over the message limit.
+  // if they are over the message limit. `handle` runs at once, or with
+  // kChanges on the executor (see Offload): then it must capture nothing
+  // by reference.
+  enum class Runs { kAtOnce, kChanges };
   template <typename Request, typename Handle>
   grpc::ServerUnaryReactor* Unary(grpc::CallbackServerContext* context,
                                   const grpc::ByteBuffer& request,
-                                  grpc::ByteBuffer* response, Handle handle);
+                                  grpc::ByteBuffer* response, Handle handle,
+                                  Runs runs = Runs::kAtOnce);
+  // Runs `run` on the executor, then calls `finish` with its status (see
+  // Offload).
+  void RunChange(std::function<absl::Status()> run,
+                 std::function<void(const absl::Status&)> finish);
 
   // `result`'s message as a reply (see MessageRaw), or its error.
   template <typename Message>
@@ -243,6 +267,8 @@ class VariableServiceImpl final : public VariableServiceBase {
   std::atomic<int64_t> reads_{0};
   std::atomic<int64_t> updates_{0};
   std::atomic<int64_t> gets_{0};
+  // Last: destroyed first, while what its tasks use lives.
+  Executor executor_;
 };
 
 }  // namespace varscope::server

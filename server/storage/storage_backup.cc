@@ -226,6 +226,8 @@ absl::StatusOr<std::vector<BackupSummary>> Storage::ListBackups(
   return Summaries(*engine, backup_dir);
 }
 
+// Long: one restore's steps in order (checks, copy, verification), sharing
+// the handling of a failure among them.
 absl::StatusOr<RestoredStore> Storage::Restore(const std::string& backup_dir,
                                                uint32_t backup_id,
                                                const std::string& data_dir) {

@@ -6,7 +6,9 @@
 
 #include "absl/strings/str_cat.h"
 #include "common/learning_rate.h"
+#include "common/names.h"
 #include "common/status.h"
+#include "server/table/tensor_ops.h"
 
 namespace varscope::server {
 namespace {
@@ -32,12 +34,10 @@ void Store(char* p, int64_t i, double value) {
   memcpy(p + i * sizeof(T), &v, sizeof(T));
 }
 
-std::string NamedSlot(absl::string_view name, int index) {
-  return index == 0 ? std::string(name) : absl::StrCat(name, "_", index);
-}
-
 }  // namespace
 
+// Long: one case per optimizer kind, each checking its own hyper-parameters
+// next to TensorFlow's defaults; split, the checks would leave their kind.
 absl::StatusOr<OptimizerStep> OptimizerStep::Resolve(
     const v1::Optimizer& spec) {
   OptimizerStep step;
@@ -140,16 +140,41 @@ absl::StatusOr<OptimizerStep> OptimizerStep::Resolve(
           "No optimizer given: set one of gradient_descent, momentum, "
           "adagrad, adam, rms_prop, ftrl");
   }
-  // TensorFlow's default names, by kind (v1::Optimizer's field numbers).
-  static constexpr absl::string_view kDefaultNames[] = {
-      "",        "",     "GradientDescent", "Momentum",
-      "Adagrad", "Adam", "RMSProp",         "Ftrl"};
+  // The kinds' field numbers follow kOptimizerNames' order.
+  static_assert(v1::Optimizer::kFtrl - v1::Optimizer::kGradientDescent + 1 ==
+                std::size(kOptimizerNames));
   const absl::string_view name =
-      spec.name().empty() ? kDefaultNames[spec.kind_case()] : spec.name();
+      spec.name().empty()
+          ? kOptimizerNames[spec.kind_case() - v1::Optimizer::kGradientDescent]
+          : spec.name();
   for (size_t i = 0; i < initial.size(); ++i) {
-    step.slots_.push_back({NamedSlot(name, static_cast<int>(i)), initial[i]});
+    step.slots_.push_back({SlotName(name, static_cast<int>(i)), initial[i]});
   }
   return step;
+}
+
+void OptimizerStep::ApplyIndexedSlices(
+    DType dtype, int64_t row_elems, absl::Span<const int64_t> rows,
+    const char* grad, absl::FunctionRef<char*(int64_t row)> var_row,
+    absl::FunctionRef<char*(size_t slot, int64_t row)> slot_row) const {
+  std::vector<size_t> order(rows.size());
+  for (size_t i = 0; i < order.size(); ++i) order[i] = i;
+  std::stable_sort(order.begin(), order.end(),
+                   [&](size_t a, size_t b) { return rows[a] < rows[b]; });
+  const size_t row_bytes = static_cast<size_t>(row_elems) * DTypeSize(dtype);
+  std::string summed(row_bytes, '\0');
+  std::vector<char*> slot_rows(slots_.size());
+  for (size_t i = 0; i < order.size();) {
+    const int64_t row = rows[order[i]];
+    memcpy(summed.data(), grad + order[i] * row_bytes, row_bytes);
+    size_t j = i + 1;
+    for (; j < order.size() && rows[order[j]] == row; ++j) {
+      AddInPlace(dtype, grad + order[j] * row_bytes, summed.data(), row_elems);
+    }
+    for (size_t s = 0; s < slots_.size(); ++s) slot_rows[s] = slot_row(s, row);
+    ApplyElements(dtype, row_elems, var_row(row), slot_rows, summed.data());
+    i = j;
+  }
 }
 
 std::vector<std::string> OptimizerStep::InputVariables() const {

@@ -58,6 +58,16 @@ class OptimizerStep {
   void ApplyElements(DType dtype, int64_t n, char* var,
                      const std::vector<char*>& slots, const char* grad) const;
 
+  // One step with a sparse gradient, as TensorFlow's IndexedSlices: the
+  // gradient rows of duplicate indices are summed, then each distinct row r
+  // takes one step (ApplyElements on row_elems elements) on `var_row(r)` and
+  // each slot s's `slot_row(s, r)`. `grad` holds rows.size() rows.
+  // REQUIRES: IsFloating(dtype); ReadInputs called.
+  void ApplyIndexedSlices(
+      DType dtype, int64_t row_elems, absl::Span<const int64_t> rows,
+      const char* grad, absl::FunctionRef<char*(int64_t row)> var_row,
+      absl::FunctionRef<char*(size_t slot, int64_t row)> slot_row) const;
+
   // The scalar variables a batch multiplies once after all its updates, and
   // by what: Adam's beta powers when ReadInputs read them.
   std::vector<std::pair<std::string, double>> Advances() const;

@@ -6,10 +6,10 @@
 #include <atomic>
 #include <cstdint>
 #include <functional>
+#include <map>
 #include <memory>
 #include <optional>
 #include <string>
-#include <thread>
 #include <vector>
 
 #include "absl/base/thread_annotations.h"
@@ -25,9 +25,13 @@
 #include "server/base/metrics.h"
 #include "server/storage/storage.h"
 #include "server/table/applied_updates.h"
+#include "server/table/batch_update.h"
 #include "server/table/dirty_set.h"
 #include "server/table/durability.h"
+#include "server/table/get_variable_plan.h"
 #include "server/table/optimizers.h"
+#include "server/table/variable.h"
+#include "server/table/write_behind.h"
 #include "varscope/v1/variable_service.pb.h"
 
 namespace varscope::server {
@@ -64,6 +68,12 @@ struct TableOptions {
 // interval mode, while the last flush failed, changes fail with its error.
 // The similar names a NOT_FOUND lists come from a bounded search of an index
 // of names with a lock of its own, so that it never holds up other calls.
+//
+// The table itself is the name index with its reservations (mu_) and the
+// near-match index (names_mu_); each variable has its own locks (see
+// TableVariable), get_variable's decisions are in get_variable_plan.h, the
+// steps of a batch without the table in batch_update.h, and when changes
+// reach the store is WriteBehind's (write_behind.h).
 class VariableTable {
  public:
   // Loads every variable from `storage`, which must outlive the table.
@@ -73,16 +83,16 @@ class VariableTable {
 
   VariableTable(const VariableTable&) = delete;
   VariableTable& operator=(const VariableTable&) = delete;
-  // Stops the interval flusher and writes what is pending (Flush), printing
-  // an error to stderr if that fails.
-  ~VariableTable();
+  // Stops the interval flusher and writes what is pending (Flush), logging
+  // an error if that fails.
+  ~VariableTable() = default;
 
   // Writes every change that is not in the store yet (in the interval mode,
   // the changes since the last flush; else, after a failed write, the
   // rewrite of what it touched), in one store write of the table as of one
   // moment. OK if nothing is pending; else the store's error, and the
   // changes stay pending.
-  absl::Status Flush() ABSL_LOCKS_EXCLUDED(commit_mu_);
+  absl::Status Flush() { return write_behind_->Flush(); }
 
   // Runs `copy` while no change reaches the store, after writing what is
   // pending, and returns what the table held then: every variable's
@@ -91,7 +101,7 @@ class VariableTable {
   // whose memtables were just flushed). Errors: Flush's, then `copy`'s.
   absl::StatusOr<StoreSummary> CopyStore(
       const std::function<absl::StatusOr<uint64_t>()>& copy)
-      ABSL_LOCKS_EXCLUDED(commit_mu_);
+      ABSL_LOCKS_EXCLUDED(mu_);
 
   // TensorFlow's get_variable for one full name and reuse mode (DESIGN.md
   // §1). Creation is atomic: concurrent callers for one name see one
@@ -179,19 +189,12 @@ class VariableTable {
   Totals GetTotals() const;
 
   // What the table did since it loaded, for monitoring. Thread-safe.
-  struct Counters {
+  // With the store writes of pending changes (FlushCounters).
+  struct Counters : FlushCounters {
     // Updates (of batches) applied, and batches answered from their first
     // result (exactly-once repeats).
     metrics::Counter updates_applied;
     metrics::Counter duplicates_skipped;
-    // Store writes of pending changes (interval flushes, rewrites after a
-    // failed write), those that failed, and their durations.
-    metrics::Counter flushes;
-    metrics::Counter flush_failures;
-    metrics::Histogram flush_seconds{metrics::LatencyBuckets()};
-    // When the store last held every change made before (a Flush that
-    // succeeded; the load).
-    std::atomic<int64_t> all_written_micros{0};
   };
   const Counters& counters() const { return counters_; }
 
@@ -203,13 +206,11 @@ class VariableTable {
   }
 
  private:
-  struct Variable;
+  using Variable = TableVariable;
   struct Plan;
-  struct Op;
   struct Selection;
-  struct Captured;
 
-  VariableTable(const TableOptions& options, Storage* storage);
+  explicit VariableTable(const TableOptions& options);
 
   // The variable called `name`, or NOT_FOUND listing similar names.
   absl::StatusOr<std::shared_ptr<Variable>> Find(absl::string_view name) const
@@ -225,13 +226,6 @@ class VariableTable {
   // Adds the name of `var` (and of its whole, for a part) to names_, or
   // removes them.
   void IndexNames(const Variable& var, bool add) ABSL_LOCKS_EXCLUDED(names_mu_);
-  std::shared_ptr<Variable> Lookup(absl::string_view name) const
-      ABSL_SHARED_LOCKS_REQUIRED(mu_);
-  // The parts of the partitioned variable `name` in order, none if no part
-  // of it exists, FAILED_PRECONDITION naming the missing ones if only some
-  // do.
-  absl::StatusOr<std::vector<std::shared_ptr<Variable>>> Parts(
-      absl::string_view name) const ABSL_SHARED_LOCKS_REQUIRED(mu_);
   // The pending structural change blocking any of `names`, if any.
   std::shared_ptr<absl::Notification> Busy(
       const std::vector<std::string>& names) const
@@ -268,79 +262,45 @@ class VariableTable {
               std::vector<std::shared_ptr<Variable>> moved)
       ABSL_LOCKS_EXCLUDED(mu_);
 
-  // Decides what GetVariable does under mu_: a result, an error (NOT_FOUND
-  // without the similar names), or a plan of variables to create.
-  absl::StatusOr<v1::GetVariableResponse> Decide(
-      const v1::GetVariableRequest& request, Plan* plan) const
-      ABSL_SHARED_LOCKS_REQUIRED(mu_);
-  // Decide for a single variable, and for a partitioned one whose `parts`
-  // exist (see Parts).
-  absl::StatusOr<v1::GetVariableResponse> DecideSingle(
-      const v1::GetVariableRequest& request, Plan* plan) const
-      ABSL_SHARED_LOCKS_REQUIRED(mu_);
-  absl::StatusOr<v1::GetVariableResponse> DecidePartitioned(
-      const v1::GetVariableRequest& request,
-      const std::vector<std::shared_ptr<Variable>>& parts, Plan* plan) const
-      ABSL_SHARED_LOCKS_REQUIRED(mu_);
-  absl::Status CheckNewVariable(absl::string_view name, DType dtype,
-                                absl::Span<const int64_t> dims) const;
+  // Creates the variables `plan` reserved, then releases them.
   absl::StatusOr<v1::GetVariableResponse> Create(Plan& plan);
+  // The variable of `part` (moved out) with its initial value.
+  absl::StatusOr<std::shared_ptr<Variable>> NewVariable(
+      const Plan& plan, CreationPlan::Part& part, int64_t seed,
+      const v1::Initializer& stored_init, int64_t now) const;
 
   // BatchUpdate without the exactly-once check; records the id, if any, in
   // the same store write.
   absl::StatusOr<v1::BatchUpdateResponse> ApplyBatch(
       v1::BatchUpdateRequest request);
+  // The steps of ApplyBatch (see batch_update.h for those without the
+  // table). Every variable the updates involve, by name: theirs, their
+  // optimizers' slots (created on demand as TensorFlow's optimizers do) and
+  // inputs; NOT_FOUND (with similar names) for a missing one.
+  using Involved = std::map<std::string, std::shared_ptr<Variable>>;
+  absl::StatusOr<Involved> Involve(const std::vector<BatchOp>& ops);
+  // Their published state and private copies. NOT_FOUND for one deleted
+  // since Involve. REQUIRES: their write_mu is held.
+  static absl::StatusOr<WorkingSet> ReadLocked(const Involved& involved);
+  // Makes the touched variables' new versions durable in one store write
+  // (with the batch's exactly-once record), then publishes them all at
+  // once. Returns the batch's reply; the store's errors.
+  absl::StatusOr<v1::BatchUpdateResponse> CommitBatch(
+      const v1::BatchUpdateRequest& request, const std::vector<BatchOp>& ops,
+      WorkingSet& working);
   // Creates the optimizer's slot variables of `var` that are missing.
   absl::Status EnsureSlots(const Variable& var, const OptimizerStep& optimizer);
 
-  // Makes a change durable as the durability mode says, then makes it
-  // visible with `publish`, which cannot fail. wal, sync: adds the change's
-  // records to a store write with `write`, and publishes only if that write
-  // succeeds; if it fails, `dirty` (what the change touched) is rewritten
-  // before the next change. interval: publishes at once and adds `dirty` to
-  // the next flush.
-  absl::Status Commit(const std::function<void(StorageBatch&)>& write,
-                      DirtySet dirty, const std::function<void()>& publish)
-      ABSL_LOCKS_EXCLUDED(commit_mu_, mu_);
-  // Takes the pending changes and what the table holds for them.
-  Captured Capture() ABSL_EXCLUSIVE_LOCKS_REQUIRED(commit_mu_);
-  // Writes them; on failure they are pending again.
-  absl::Status WriteCaptured(Captured& captured) ABSL_LOCKS_EXCLUDED(dirty_mu_);
-  // Records the outcome of writing what was pending: in the interval mode
-  // changes fail while it is an error; an OK ends a pending rewrite.
-  absl::Status RecordFlush(absl::Status status) ABSL_LOCKS_EXCLUDED(dirty_mu_);
-  // Tells options_.on_store_writable when the store's state changed.
-  void ReportWritable(bool writable) ABSL_EXCLUSIVE_LOCKS_REQUIRED(dirty_mu_);
-  // The interval flusher's loop.
-  void FlushEveryInterval();
+  // The published state of the variables `dirty` names, for a flush.
+  PublishedState ReadPublished(const DirtySet& dirty) const
+      ABSL_LOCKS_EXCLUDED(mu_);
 
   const TableOptions options_;
-  Storage* const storage_;
   AppliedUpdates applied_;
   Counters counters_;
 
-  // Held shared by every change from its store write (or, in the interval
-  // mode, its marking as dirty) until it is published, and exclusively to
-  // take the pending changes as of one moment.
-  absl::Mutex commit_mu_ ABSL_ACQUIRED_BEFORE(mu_);
-  // One flush (or rewrite after a failed write) at a time.
-  absl::Mutex flush_mu_ ABSL_ACQUIRED_BEFORE(commit_mu_);
-  absl::Mutex dirty_mu_ ABSL_ACQUIRED_AFTER(commit_mu_);
-  // What is not in the store yet.
-  DirtySet dirty_ ABSL_GUARDED_BY(dirty_mu_);
-  // Interval mode: the last flush's error; changes fail with it.
-  absl::Status flush_error_ ABSL_GUARDED_BY(dirty_mu_);
-  // wal, sync: a store write failed and dirty_ must be written before any
-  // other change.
-  std::atomic<bool> rewrite_pending_{false};
-  // What ReportWritable last reported.
-  bool store_writable_ ABSL_GUARDED_BY(dirty_mu_) = true;
-  absl::Notification stop_flusher_;
-  std::thread flusher_;
-
   mutable absl::Mutex mu_;
-  absl::btree_map<std::string, std::shared_ptr<Variable>, std::less<>> vars_
-      ABSL_GUARDED_BY(mu_);
+  VariableMap vars_ ABSL_GUARDED_BY(mu_);
   // Names with a creation or deletion in flight; waiters block on the
   // notification, then look again.
   absl::flat_hash_map<std::string, std::shared_ptr<absl::Notification>> busy_
@@ -351,6 +311,9 @@ class VariableTable {
   mutable absl::Mutex names_mu_ ABSL_ACQUIRED_AFTER(mu_);
   NameIndex names_ ABSL_GUARDED_BY(names_mu_);
   std::function<void()> near_matches_hook_;
+
+  // Last: destroyed first, with its final flush, while what it reads lives.
+  std::unique_ptr<WriteBehind> write_behind_;
 };
 
 }  // namespace varscope::server

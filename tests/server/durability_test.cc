@@ -289,6 +289,43 @@ TEST_F(StoreFaultTest, IoErrorFailsWritesWithUnavailableUntilTheDiskWorks) {
   VS_EXPECT_OK(client_->Stat("x"));
 }
 
+// A slow fsync holds up the changes that wait for it, not the server: no
+// gRPC reaction waits with it (the changes run on the service's executor).
+// Ordering by state: every other call answers while the sync is still held.
+TEST_F(StoreFaultTest, SlowFsyncHoldsUpNoOtherCall) {
+  Start("sync");
+  VS_ASSERT_OK(client_->GetVariable(Create("w")));
+
+  faulty_.fs->HoldLogSyncs(true);
+  absl::StatusOr<v1::BatchUpdateResponse> held;
+  std::thread writer([&] { held = client_->BatchUpdate(AssignAll("w", 5)); });
+  ASSERT_TRUE(::varscope::testing::PollUntil(
+      [&] { return faulty_.fs->held_syncs() == 1; }));
+
+  // Reads answer from memory, without the held change.
+  VS_ASSERT_OK_AND_ASSIGN(ReadResult read, client_->Read("w"));
+  EXPECT_EQ(Elements(read.value), Elements(Filled(0)));
+  EXPECT_EQ(read.version, 1);
+  VS_ASSERT_OK_AND_ASSIGN(v1::VariableInfo info, client_->Stat("w"));
+  EXPECT_EQ(info.version(), 1);
+  VS_EXPECT_OK(client_->GetServerInfo());
+  VS_ASSERT_OK_AND_ASSIGN(v1::ListVariablesResponse listed,
+                          client_->ListVariables(v1::ListVariablesRequest()));
+  EXPECT_EQ(listed.entries_size(), 1);
+  // A change that needs no store write (a REUSE) answers too.
+  v1::GetVariableRequest reuse = Create("w");
+  reuse.set_mode(v1::REUSE);
+  VS_EXPECT_OK(client_->GetVariable(reuse));
+  EXPECT_EQ(faulty_.fs->held_syncs(), 1);  // all of it while held
+
+  faulty_.fs->HoldLogSyncs(false);
+  writer.join();
+  VS_ASSERT_OK(held);
+  EXPECT_EQ(held->versions(0), 2);
+  VS_ASSERT_OK_AND_ASSIGN(read, client_->Read("w"));
+  EXPECT_EQ(Elements(read.value), Elements(Filled(5)));
+}
+
 // A write whose fsync failed may still be in the log that RocksDB replays
 // when the store reopens; it was reported failed, so it must not reappear.
 TEST_F(StoreFaultTest, WriteWhoseSyncFailedIsUndoneWhenTheStoreReopens) {

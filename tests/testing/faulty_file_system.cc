@@ -4,6 +4,8 @@
 #include <filesystem>
 #include <utility>
 
+#include "absl/strings/match.h"
+
 namespace varscope::testing {
 namespace {
 
@@ -105,7 +107,26 @@ void FaultyFileSystem::CountFailure(const std::string& path) {
   ++failures_[std::filesystem::path(path).filename().string()];
 }
 
+void FaultyFileSystem::HoldLogSyncs(bool hold) {
+  absl::MutexLock l(&mu_);
+  hold_log_syncs_ = hold;
+}
+
+int FaultyFileSystem::held_syncs() const {
+  absl::MutexLock l(&mu_);
+  return held_syncs_;
+}
+
 IOStatus FaultyFileSystem::Check(const std::string& path, bool sync) {
+  if (sync && absl::EndsWith(path, ".log")) {
+    absl::MutexLock l(&mu_);
+    if (hold_log_syncs_) {
+      ++held_syncs_;
+      mu_.Await(absl::Condition(
+          +[](bool* hold) { return !*hold; }, &hold_log_syncs_));
+      --held_syncs_;
+    }
+  }
   switch (fault_.load()) {
     case Fault::kNone:
       return IOStatus::OK();

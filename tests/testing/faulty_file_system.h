@@ -40,6 +40,10 @@ class FaultyFileSystem final : public rocksdb::FileSystemWrapper {
   // default) lifts it.
   static constexpr int64_t kUnlimited = -1;
   void set_free_bytes(int64_t bytes);
+  // While held, every sync of a write-ahead log (a "*.log" file) waits until
+  // released, as on a slow disk; held_syncs() is how many wait now.
+  void HoldLogSyncs(bool hold);
+  int held_syncs() const;
   // How many operations failed since the start, in all files or in the
   // files named `name` (in any directory).
   int failures() const;
@@ -84,6 +88,8 @@ class FaultyFileSystem final : public rocksdb::FileSystemWrapper {
   int64_t free_bytes_ ABSL_GUARDED_BY(mu_) = kUnlimited;
   // By file name.
   std::map<std::string, int> failures_ ABSL_GUARDED_BY(mu_);
+  bool hold_log_syncs_ ABSL_GUARDED_BY(mu_) = false;
+  int held_syncs_ ABSL_GUARDED_BY(mu_) = 0;
 };
 
 // An Env over a FaultyFileSystem, for StorageOptions::env.

@@ -1,0 +1,271 @@
+// Unit tests of the table's pieces: DirtySet, WorkingCopy, AppliedUpdates,
+// the slot names of the optimizers, and the store's error mapping.
+#include <memory>
+#include <optional>
+#include <set>
+#include <string>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "absl/strings/match.h"
+#include "common/names.h"
+#include "common/status_matchers.h"
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+#include "rocksdb/status.h"
+#include "server/storage/storage.h"
+#include "server/table/applied_updates.h"
+#include "server/table/dirty_set.h"
+#include "server/table/optimizers.h"
+#include "server/table/working_copy.h"
+
+namespace varscope::server {
+namespace {
+
+using ::testing::ElementsAre;
+using ::testing::IsEmpty;
+using ::varscope::testing::StatusIs;
+
+TEST(DirtySet, ChunksUntilTheWholeChanged) {
+  DirtySet dirty;
+  dirty.AddChunk("a", 3);
+  dirty.AddChunk("a", 1);
+  dirty.AddMeta("b");
+  EXPECT_THAT(dirty.variables.at("a").chunks, ElementsAre(1, 3));
+  EXPECT_FALSE(dirty.variables.at("a").whole);
+  EXPECT_THAT(dirty.variables.at("b").chunks, IsEmpty());
+  dirty.AddWhole("a");
+  dirty.AddChunk("a", 7);  // already in the whole
+  EXPECT_TRUE(dirty.variables.at("a").whole);
+  EXPECT_THAT(dirty.variables.at("a").chunks, IsEmpty());
+  EXPECT_FALSE(dirty.variables.at("a").reset);
+  dirty.AddReset("b");
+  EXPECT_TRUE(dirty.variables.at("b").reset);
+  EXPECT_TRUE(dirty.variables.at("b").whole);
+}
+
+TEST(DirtySet, MergeKeepsTheNewerRecordAndTheWiderChange) {
+  DirtySet older;
+  older.AddChunk("a", 1);
+  older.AddWhole("b");
+  older.AddApplied("c1", 5, "first");
+  DirtySet newer;
+  newer.AddChunk("a", 2);
+  newer.AddChunk("b", 4);
+  newer.AddReset("n");
+  newer.AddApplied("c1", 5, std::nullopt);
+  newer.AddApplied("c1", 6, "second");
+  older.Merge(std::move(newer));
+  EXPECT_THAT(older.variables.at("a").chunks, ElementsAre(1, 2));
+  EXPECT_TRUE(older.variables.at("b").whole);
+  EXPECT_THAT(older.variables.at("b").chunks, IsEmpty());
+  EXPECT_TRUE(older.variables.at("n").reset);
+  const auto& records = older.clients.at("c1").records;
+  EXPECT_EQ(records.at(5), std::nullopt);
+  EXPECT_EQ(records.at(6), "second");
+}
+
+TEST(DirtySet, MarkFailedRewritesVariablesAndUndoesAddedRecords) {
+  DirtySet dirty;
+  dirty.AddChunk("a", 1);
+  dirty.AddApplied("c1", 7, "added");
+  dirty.AddApplied("c1", 2, std::nullopt);  // a deletion: left alone
+  dirty.MarkFailed();
+  const DirtySet::Variable& a = dirty.variables.at("a");
+  EXPECT_TRUE(a.reset);
+  EXPECT_TRUE(a.whole);
+  EXPECT_THAT(a.chunks, IsEmpty());
+  const auto& records = dirty.clients.at("c1").records;
+  ASSERT_EQ(records.size(), 1u);
+  EXPECT_EQ(records.at(7), std::nullopt);
+  EXPECT_FALSE(dirty.empty());
+  EXPECT_TRUE(DirtySet().empty());
+}
+
+// A variable of 4 rows of 2 bytes in chunks of 2 rows.
+std::shared_ptr<const std::string> Base() {
+  return std::make_shared<const std::string>("aabbccdd");
+}
+
+TEST(WorkingCopy, RowWritesCopyOnlyTheirChunkAndLeaveTheBase) {
+  const auto base = Base();
+  WorkingCopy copy(base, /*row_bytes=*/2, /*chunk_bytes=*/4);
+  EXPECT_EQ(copy.num_rows(), 4);
+  EXPECT_FALSE(copy.changed());
+  copy.MutableRow(3)[0] = 'X';
+  EXPECT_TRUE(copy.changed());
+  EXPECT_EQ(std::string(copy.Row(3), 2), "Xd");
+  EXPECT_EQ(std::string(copy.Row(0), 2), "aa");
+  EXPECT_EQ(copy.CopyContents(), "aabbccXd");
+  EXPECT_EQ(*base, "aabbccdd");
+
+  DirtySet dirty;
+  copy.MarkChanged("v", dirty);
+  EXPECT_FALSE(dirty.variables.at("v").whole);
+  EXPECT_THAT(dirty.variables.at("v").chunks, ElementsAre(1));
+}
+
+TEST(WorkingCopy, WholeWritesMarkEveryChunk) {
+  WorkingCopy copy(Base(), 2, 4);
+  copy.MutableRow(0)[1] = 'Y';
+  copy.MutableWhole()[7] = 'Z';  // keeps the row written before
+  EXPECT_EQ(copy.CopyContents(), "aYbbccdZ");
+  copy.SetWhole("12345678");
+  EXPECT_EQ(std::string(copy.Whole(), 8), "12345678");
+  DirtySet dirty;
+  copy.MarkChanged("v", dirty);
+  EXPECT_TRUE(dirty.variables.at("v").whole);
+}
+
+TEST(WorkingCopy, PublishReplacesASharedBufferAndWritesAnUnsharedOne) {
+  auto published = std::make_shared<std::string>("aabbccdd");
+  std::shared_ptr<const std::string> reader = published;  // a reader holds it
+  WorkingCopy copy(published, 2, 4);
+  copy.MutableRow(1)[0] = 'B';
+  copy.Publish(published);
+  EXPECT_EQ(*published, "aaBbccdd");
+  EXPECT_EQ(*reader, "aabbccdd");  // never changes while held
+
+  reader.reset();
+  const std::string* buffer = published.get();
+  WorkingCopy again(published, 2, 4);
+  again.MutableRow(2)[0] = 'C';
+  again.Publish(published);
+  EXPECT_EQ(published.get(), buffer);  // in place: nobody else held it
+  EXPECT_EQ(*published, "aaBbCcdd");
+}
+
+TEST(WorkingCopy, ChecksumsAndPersistsTheChangedChunks) {
+  const auto base = Base();
+  v1::StoredVariable meta;
+  meta.mutable_info()->set_name("v");
+  meta.set_chunk_bytes(4);
+  ChecksumChunks(*base, 0, 2, meta);
+  const v1::StoredVariable before = meta;
+  WorkingCopy copy(base, 2, 4);
+  copy.MutableRow(2)[0] = 'Q';
+  copy.UpdateChecksums(meta);
+  ASSERT_EQ(meta.chunk_crc32c_size(), 2);
+  EXPECT_EQ(meta.chunk_crc32c(0), before.chunk_crc32c(0));
+  EXPECT_NE(meta.chunk_crc32c(1), before.chunk_crc32c(1));
+  StorageBatch batch;
+  copy.Persist(meta, batch);
+  EXPECT_FALSE(batch.empty());
+}
+
+v1::UpdateId Id(const std::string& client, int64_t sequence) {
+  v1::UpdateId id;
+  id.set_client_id(client);
+  id.set_sequence(sequence);
+  return id;
+}
+
+TEST(AppliedUpdates, ARepeatGetsTheFirstResultMarkedDuplicate) {
+  AppliedUpdates applied;
+  VS_ASSERT_OK_AND_ASSIGN(auto first, applied.Begin(Id("c", 1)));
+  EXPECT_EQ(first, std::nullopt);
+  v1::BatchUpdateResponse result;
+  result.add_versions(7);
+  applied.End(Id("c", 1), &result);
+  VS_ASSERT_OK_AND_ASSIGN(auto repeat, applied.Begin(Id("c", 1)));
+  ASSERT_TRUE(repeat.has_value());
+  EXPECT_THAT(repeat->versions(), ElementsAre(7));
+  EXPECT_TRUE(repeat->duplicate());
+}
+
+TEST(AppliedUpdates, AFailedUpdateMayBeRetried) {
+  AppliedUpdates applied;
+  VS_ASSERT_OK(applied.Begin(Id("c", 1)));
+  applied.End(Id("c", 1), nullptr);
+  VS_ASSERT_OK_AND_ASSIGN(auto retry, applied.Begin(Id("c", 1)));
+  EXPECT_EQ(retry, std::nullopt);
+  applied.End(Id("c", 1), nullptr);
+}
+
+TEST(AppliedUpdates, RecordsForgetWhatFallsOutOfTheWindow) {
+  AppliedUpdates applied(/*window=*/2);
+  v1::BatchUpdateResponse result;
+  for (int64_t seq = 1; seq <= 3; ++seq) {
+    VS_ASSERT_OK(applied.Begin(Id("c", seq)));
+    const AppliedUpdates::Record record =
+        applied.ToRecord(Id("c", seq), result);
+    if (seq < 3) {
+      EXPECT_THAT(record.forget, IsEmpty());
+    } else {
+      EXPECT_THAT(record.forget, ElementsAre(1));
+    }
+    applied.End(Id("c", seq), &result);
+  }
+  EXPECT_THAT(applied.Begin(Id("c", 1)),
+              StatusIs(absl::StatusCode::kFailedPrecondition));
+}
+
+TEST(AppliedUpdates, RejectsBadIds) {
+  AppliedUpdates applied;
+  EXPECT_THAT(applied.Begin(Id("", 1)),
+              StatusIs(absl::StatusCode::kInvalidArgument,
+                       "An update's client_id must be 1 to 128 bytes "
+                       "without NUL"));
+  EXPECT_THAT(applied.Begin(Id("c", 0)),
+              StatusIs(absl::StatusCode::kInvalidArgument,
+                       "An update's sequence must be positive, not 0"));
+}
+
+// The slot names common/names.h lists are the ones the optimizers make
+// under their default names, plus Adam's beta powers.
+TEST(SlotNames, AreTheOptimizersDefaultSlots) {
+  std::vector<v1::Optimizer> specs(6);
+  specs[0].mutable_gradient_descent();
+  specs[1].mutable_momentum();
+  specs[2].mutable_adagrad();
+  specs[3].mutable_adam()->mutable_beta1_power()->set_value(0.9);
+  specs[3].mutable_adam()->mutable_beta2_power()->set_value(0.999);
+  specs[4].mutable_rms_prop()->set_centered(true);  // its most slots
+  specs[5].mutable_ftrl();
+  std::set<std::string> made;
+  for (size_t i = 0; i < specs.size(); ++i) {
+    specs[i].set_learning_rate(0.1);
+    VS_ASSERT_OK_AND_ASSIGN(OptimizerStep step,
+                            OptimizerStep::Resolve(specs[i]));
+    for (const SlotSpec& slot : step.slots()) {
+      EXPECT_TRUE(IsSlotName(slot.suffix)) << slot.suffix;
+      EXPECT_TRUE(absl::StartsWith(slot.suffix, kOptimizerNames[i]))
+          << slot.suffix;
+      made.insert(slot.suffix);
+    }
+  }
+  made.insert({"Adam_beta1_power", "Adam_beta2_power"});
+  EXPECT_EQ(made, std::set<std::string>(std::begin(kSlotNames),
+                                        std::end(kSlotNames)));
+}
+
+TEST(FromRocksStatus, MapsEachCodeAndStartsWithTheContext) {
+  EXPECT_TRUE(FromRocksStatus(rocksdb::Status::OK(), "ctx").ok());
+  EXPECT_THAT(FromRocksStatus(rocksdb::Status::NotFound("k"), "Reading"),
+              StatusIs(absl::StatusCode::kNotFound, "Reading: NotFound: k"));
+  EXPECT_THAT(FromRocksStatus(rocksdb::Status::Corruption("bad"), "c"),
+              StatusIs(absl::StatusCode::kDataLoss));
+  EXPECT_THAT(FromRocksStatus(rocksdb::Status::InvalidArgument("x"), "c"),
+              StatusIs(absl::StatusCode::kInvalidArgument));
+  EXPECT_THAT(FromRocksStatus(rocksdb::Status::NotSupported("x"), "c"),
+              StatusIs(absl::StatusCode::kUnimplemented));
+  EXPECT_THAT(FromRocksStatus(rocksdb::Status::IOError("x"), "c"),
+              StatusIs(absl::StatusCode::kUnavailable));
+  EXPECT_THAT(FromRocksStatus(rocksdb::Status::NoSpace("x"), "c"),
+              StatusIs(absl::StatusCode::kResourceExhausted));
+  for (const rocksdb::Status& busy :
+       {rocksdb::Status::Busy("x"), rocksdb::Status::TryAgain("x"),
+        rocksdb::Status::TimedOut("x"), rocksdb::Status::Incomplete("x"),
+        rocksdb::Status::ShutdownInProgress("x")}) {
+    EXPECT_THAT(FromRocksStatus(busy, "c"),
+                StatusIs(absl::StatusCode::kUnavailable))
+        << busy.ToString();
+  }
+  EXPECT_THAT(FromRocksStatus(rocksdb::Status::Aborted("x"), "c"),
+              StatusIs(absl::StatusCode::kAborted));
+  EXPECT_THAT(FromRocksStatus(rocksdb::Status::MergeInProgress("x"), "c"),
+              StatusIs(absl::StatusCode::kInternal));
+}
+
+}  // namespace
+}  // namespace varscope::server
