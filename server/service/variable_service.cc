@@ -633,9 +633,12 @@ grpc::ServerUnaryReactor* VariableServiceImpl::EmbeddingCall(
     grpc::CallbackServerContext* context, absl::string_view method,
     const grpc::ByteBuffer& request, grpc::ByteBuffer* response, Role role,
     absl::StatusOr<Result> (EmbeddingCalls::*call)(const Request&)) {
+  // Calls that may write the store run on the executor, not in the
+  // reaction: everything the handler uses is captured by value.
   return Unary<Request>(
       context, request, response,
-      [&](Request& parsed) -> absl::StatusOr<grpc::ByteBuffer> {
+      [this, context, method, role,
+       call](Request& parsed) -> absl::StatusOr<grpc::ByteBuffer> {
         if (options_.embeddings == nullptr) {
           return absl::UnimplementedError(
               "This server has no embedding variables");
@@ -647,7 +650,8 @@ grpc::ServerUnaryReactor* VariableServiceImpl::EmbeddingCall(
           VS_RETURN_IF_ERROR(MaybeDropReply(result.status()));
         }
         return Encode(std::move(result), role == Role::kRead);
-      });
+      },
+      role == Role::kRead ? Runs::kAtOnce : Runs::kChanges);
 }
 
 grpc::ServerUnaryReactor* VariableServiceImpl::GetEmbeddingVariable(
