@@ -20,6 +20,7 @@ namespace {
 
 using ::testing::MatchesRegex;
 using ::varscope::testing::ClosingListener;
+using ::varscope::testing::CreateRequest;
 using ::varscope::testing::PollUntil;
 using ::varscope::testing::ServerProcess;
 using ::varscope::testing::StatusIs;
@@ -107,11 +108,7 @@ TEST(ClientRetry, RetriedCreateThatFindsItsVariableSaysItMayHaveCreatedIt) {
   TestServer server;
   std::shared_ptr<Client> client = server.NewClient();
   server.ServiceForTest().DropUpdateRepliesForTest(1);
-  v1::GetVariableRequest request;
-  request.set_name("w");
-  request.set_mode(v1::CREATE);
-  request.set_dtype(v1::DT_FLOAT);
-  request.mutable_shape()->add_dims(2);
+  const v1::GetVariableRequest request = CreateRequest("w", v1::DT_FLOAT, {2});
   EXPECT_THAT(
       client->GetVariable(request),
       StatusIs(absl::StatusCode::kAlreadyExists,
@@ -180,12 +177,7 @@ TEST_F(HungServerTest, BatchSpanningShardsNamesTheHungShard) {
       absl::StrCat(shards_[0]->address(), ",", shards_[1]->address()), options);
   const std::string on0 = NameOn(0), on1 = NameOn(1);
   for (const std::string& name : {on0, on1}) {
-    v1::GetVariableRequest request;
-    request.set_name(name);
-    request.set_mode(v1::CREATE);
-    request.set_dtype(v1::DT_INT64);
-    request.mutable_shape();
-    VS_ASSERT_OK(client->GetVariable(request));
+    VS_ASSERT_OK(client->GetVariable(CreateRequest(name, v1::DT_INT64, {})));
   }
   const int64_t one = 1;
   v1::BatchUpdateRequest batch;

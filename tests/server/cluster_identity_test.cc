@@ -19,12 +19,14 @@
 #include "server/service/server.h"
 #include "server/storage/storage.h"
 #include "tests/testing/test_server.h"
+#include "tests/testing/updates.h"
 
 namespace varscope::server {
 namespace {
 
 using ::testing::HasSubstr;
 using ::varscope::testing::ChildProcess;
+using ::varscope::testing::CreateRequest;
 using ::varscope::testing::IsOk;
 using ::varscope::testing::IsOkAndHolds;
 using ::varscope::testing::ServerProcess;
@@ -277,12 +279,9 @@ TEST(RecordedIdentity, BackupsCheckpointsAndRestoresKeepIt) {
   const v1::ClusterIdentity identity = *TestShardOptions(1, 3).cluster;
   // One address: this shard alone, whatever its place (as an operator's).
   std::shared_ptr<Client> client = shard.NewClient();
-  v1::GetVariableRequest create;
-  create.set_name("w");
-  create.set_mode(v1::CREATE);
-  create.set_dtype(v1::DT_FLOAT);
-  create.mutable_shape()->add_dims(2);
-  ASSERT_THAT(client->GetVariable(create).status(), IsOk());
+  ASSERT_THAT(
+      client->GetVariable(CreateRequest("w", v1::DT_FLOAT, {2})).status(),
+      IsOk());
   TempDir copies;
   const std::string backups = copies.path() + "/backups";
   const std::string checkpoint = copies.path() + "/checkpoint";

@@ -15,11 +15,13 @@
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "tests/testing/test_server.h"
+#include "tests/testing/updates.h"
 
 namespace varscope {
 namespace {
 
 using ::varscope::testing::ChildProcess;
+using ::varscope::testing::CreateRequest;
 using ::varscope::testing::ServerProcess;
 using ::varscope::testing::TempDir;
 using ::varscope::testing::TestWorkerPath;
@@ -134,12 +136,8 @@ TEST(ProcessTest, SecondServerOnAServedPortExitsAndTheFirstKeepsServing) {
   TempDir first_dir, second_dir;
   VS_ASSERT_OK_AND_ASSIGN(auto first, ServerProcess::Start(first_dir.path()));
   std::shared_ptr<Client> client = Client::Connect(first->address());
-  v1::GetVariableRequest request;
-  request.set_name("x");
-  request.set_mode(v1::CREATE);
-  request.set_dtype(v1::DT_FLOAT);
-  request.mutable_shape()->add_dims(3);
-  VS_ASSERT_OK(client->GetVariable(request).status());
+  VS_ASSERT_OK(
+      client->GetVariable(CreateRequest("x", v1::DT_FLOAT, {3})).status());
 
   VS_ASSERT_OK_AND_ASSIGN(
       auto second,
