@@ -508,12 +508,13 @@ absl::StatusOr<int64_t> Client::Delete(absl::string_view name, bool recursive) {
   v1::DeleteRequest request;
   request.set_name(std::string(name));
   request.set_recursive(recursive);
-  // A scope's variables may be on every shard; `name` itself is on its own.
+  // A scope's variables may be on every shard; `name` itself is on its own,
+  // unless it is an embedding variable (on every shard: the others answer
+  // NOT_FOUND for a dense one, and only the home shard's count is kept).
   const int home = ShardOf(name, num_shards());
   absl::Status home_status;
   int64_t deleted = 0;
   for (int i = 0; i < num_shards(); ++i) {
-    if (!recursive && i != home) continue;
     v1::DeleteResponse response;
     const absl::Status status =
         Run({i, "Delete", request.name()}, false,
@@ -522,7 +523,7 @@ absl::StatusOr<int64_t> Client::Delete(absl::string_view name, bool recursive) {
             });
     if (!status.ok() && !absl::IsNotFound(status)) return status;
     if (i == home) home_status = status;
-    deleted += response.deleted();
+    if (recursive || i == home) deleted += response.deleted();
   }
   if (deleted == 0) return home_status;
   return deleted;
