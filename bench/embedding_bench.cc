@@ -64,8 +64,8 @@ double Median(std::vector<double> v) {
 
 // Rows/s of `step` (which handles `batch` rows) over `seconds`, per run.
 template <typename Step>
-absl::StatusOr<std::vector<double>> Measure(const Flags& flags,
-                                            int64_t batch, Step step) {
+absl::StatusOr<std::vector<double>> Measure(const Flags& flags, int64_t batch,
+                                            Step step) {
   std::vector<double> rates;
   for (int run = 0; run < flags.runs; ++run) {
     const Clock::time_point start = Clock::now();
@@ -103,8 +103,8 @@ absl::Status Main(const Flags& flags) {
       const std::vector<double> server,
       Measure(flags, flags.batch, [&]() -> absl::Status {
         draw();
-        const Tensor k = Tensor::FromVector<int64_t>(v1::DT_INT64,
-                                                     {flags.batch}, keys);
+        const Tensor k =
+            Tensor::FromVector<int64_t>(v1::DT_INT64, {flags.batch}, keys);
         VS_RETURN_IF_ERROR(client->EmbeddingLookup(flags.name, k).status());
         return client->EmbeddingApply(flags.name, k, gradients, adagrad)
             .status();
@@ -117,45 +117,44 @@ absl::Status Main(const Flags& flags) {
   absl::flat_hash_map<int64_t, std::vector<float>> table;
   std::vector<float> out(static_cast<size_t>(flags.batch * flags.dim));
   const size_t dim = static_cast<size_t>(flags.dim);
-  VS_ASSIGN_OR_RETURN(
-      const std::vector<double> local,
-      Measure(flags, flags.batch, [&]() -> absl::Status {
-        draw();
-        for (size_t i = 0; i < keys.size(); ++i) {
-          std::vector<float>& row = table[keys[i]];
-          if (row.empty()) row.assign(2 * dim, 0.1f);
-          std::copy(row.begin(), row.begin() + dim, out.begin() + i * dim);
-        }
-        for (size_t i = 0; i < keys.size(); ++i) {
-          std::vector<float>& row = table[keys[i]];
-          for (size_t j = 0; j < dim; ++j) {
-            const float g = out[i * dim + j] * 1e-3f;
-            row[dim + j] += g * g;
-            row[j] -= 0.01f * g / std::sqrt(row[dim + j]);
-          }
-        }
-        return absl::OkStatus();
-      }));
+  VS_ASSIGN_OR_RETURN(const std::vector<double> local,
+                      Measure(flags, flags.batch, [&]() -> absl::Status {
+                        draw();
+                        for (size_t i = 0; i < keys.size(); ++i) {
+                          std::vector<float>& row = table[keys[i]];
+                          if (row.empty()) row.assign(2 * dim, 0.1f);
+                          std::copy(row.begin(), row.begin() + dim,
+                                    out.begin() + i * dim);
+                        }
+                        for (size_t i = 0; i < keys.size(); ++i) {
+                          std::vector<float>& row = table[keys[i]];
+                          for (size_t j = 0; j < dim; ++j) {
+                            const float g = out[i * dim + j] * 1e-3f;
+                            row[dim + j] += g * g;
+                            row[j] -= 0.01f * g / std::sqrt(row[dim + j]);
+                          }
+                        }
+                        return absl::OkStatus();
+                      }));
   const double s = Median(server), l = Median(local);
-  absl::PrintF(
-      R"({"workload":"embedding lookup+adagrad","keys":%d,"dim":%d,)"
-      R"("batch":%d,"zipf":%g,"server_rows_per_s":[%s],)"
-      R"("server_median":%.0f,"hash_map_rows_per_s":[%s],)"
-      R"("hash_map_median":%.0f,"ratio":%.4f,"stored_keys":%d,)"
-      R"("memory_keys":%d,"disk_keys":%d,"memory_bytes":%d})"
-      "\n",
-      flags.keys, flags.dim, flags.batch, flags.zipf,
-      absl::StrJoin(server, ",",
-                    [](std::string* o, double v) {
-                      absl::StrAppendFormat(o, "%.0f", v);
-                    }),
-      s,
-      absl::StrJoin(local, ",",
-                    [](std::string* o, double v) {
-                      absl::StrAppendFormat(o, "%.0f", v);
-                    }),
-      l, s / l, stats.size(), stats.memory_keys(), stats.disk_keys(),
-      stats.memory_bytes());
+  absl::PrintF(R"({"workload":"embedding lookup+adagrad","keys":%d,"dim":%d,)"
+               R"("batch":%d,"zipf":%g,"server_rows_per_s":[%s],)"
+               R"("server_median":%.0f,"hash_map_rows_per_s":[%s],)"
+               R"("hash_map_median":%.0f,"ratio":%.4f,"stored_keys":%d,)"
+               R"("memory_keys":%d,"disk_keys":%d,"memory_bytes":%d})"
+               "\n",
+               flags.keys, flags.dim, flags.batch, flags.zipf,
+               absl::StrJoin(server, ",",
+                             [](std::string* o, double v) {
+                               absl::StrAppendFormat(o, "%.0f", v);
+                             }),
+               s,
+               absl::StrJoin(local, ",",
+                             [](std::string* o, double v) {
+                               absl::StrAppendFormat(o, "%.0f", v);
+                             }),
+               l, s / l, stats.size(), stats.memory_keys(), stats.disk_keys(),
+               stats.memory_bytes());
   return absl::OkStatus();
 }
 
