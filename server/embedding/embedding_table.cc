@@ -631,42 +631,46 @@ v1::EmbeddingStats EmbeddingTable::Stats(int hottest) const {
 }
 
 absl::Status EmbeddingTable::WriteBack() {
+  // One store write for every stripe: the store holds the table as of one
+  // moment, with the exactly-once records of the updates it holds.
   absl::ReaderMutexLock d(&disk_mu_);
+  StorageBatch batch;
+  std::vector<std::vector<int64_t>> written(kStripes);
+  std::vector<ExtraRecords> extra;
   for (int s = 0; s < kStripes; ++s) {
     Stripe& stripe = stripes_[s];
-    StorageBatch batch;
-    std::vector<int64_t> written;
-    std::vector<ExtraRecords> extra;
-    {
-      absl::MutexLock l(&stripe.mu);
-      for (int64_t key : stripe.dirty) {
-        auto it = stripe.rows.find(key);
-        if (it == stripe.rows.end() || !it->second.dirty) continue;
-        batch.PutEmbedding(RowKey(key), EncodeRow(it->second));
-        it->second.dirty = false;
-        written.push_back(key);
-      }
-      stripe.dirty.clear();
-      extra.swap(stripe.extra);
+    absl::MutexLock l(&stripe.mu);
+    for (int64_t key : stripe.dirty) {
+      auto it = stripe.rows.find(key);
+      if (it == stripe.rows.end() || !it->second.dirty) continue;
+      batch.PutEmbedding(RowKey(key), EncodeRow(it->second));
+      it->second.dirty = false;
+      written[s].push_back(key);
     }
-    for (const ExtraRecords& e : extra) e(batch);
-    if (batch.empty()) continue;
-    absl::Status status = store_->storage_->Write(batch);
-    if (!status.ok()) {
-      // Written again next time.
-      absl::MutexLock l(&stripe.mu);
-      for (int64_t key : written) {
-        auto it = stripe.rows.find(key);
-        if (it != stripe.rows.end() && !it->second.dirty) {
-          it->second.dirty = true;
-          stripe.dirty.push_back(key);
-        }
+    stripe.dirty.clear();
+    extra.insert(extra.end(), stripe.extra.begin(), stripe.extra.end());
+    stripe.extra.clear();
+  }
+  for (const ExtraRecords& e : extra) e(batch);
+  if (batch.empty()) return absl::OkStatus();
+  const absl::Status status = store_->storage_->Write(batch);
+  if (status.ok()) return absl::OkStatus();
+  // Written again next time.
+  for (int s = 0; s < kStripes; ++s) {
+    Stripe& stripe = stripes_[s];
+    absl::MutexLock l(&stripe.mu);
+    for (int64_t key : written[s]) {
+      auto it = stripe.rows.find(key);
+      if (it != stripe.rows.end() && !it->second.dirty) {
+        it->second.dirty = true;
+        stripe.dirty.push_back(key);
       }
-      stripe.extra.insert(stripe.extra.end(), extra.begin(), extra.end());
-      return status;
+    }
+    if (s == 0) {
+      stripe.extra.insert(stripe.extra.begin(), extra.begin(), extra.end());
     }
   }
-  return absl::OkStatus();
+  return status;
 }
 
 absl::Status EmbeddingTable::Evict() {
