@@ -118,8 +118,7 @@ absl::StatusOr<std::unique_ptr<Server>> Server::Start(
   v1::ListVariablesRequest list;
   list.set_recursive(true);
   do {
-    absl::StatusOr<v1::ListVariablesResponse> page =
-        server->table_->List(list);
+    absl::StatusOr<v1::ListVariablesResponse> page = server->table_->List(list);
     if (!page.ok()) return page.status();
     for (const v1::ListVariablesResponse::Entry& entry : page->entries()) {
       if (entry.variable().has_embedding()) {
