@@ -23,6 +23,7 @@
 #include "common/cluster.h"
 #include "common/grpc_status.h"
 #include "common/names.h"
+#include "common/random.h"
 #include "common/status.h"
 #include "common/transport.h"
 
@@ -546,12 +547,13 @@ absl::StatusOr<int64_t> Client::Delete(absl::string_view name, bool recursive) {
   v1::DeleteRequest request;
   request.set_name(std::string(name));
   request.set_recursive(recursive);
-  // A scope's variables may be on every shard; `name` itself is on its own.
+  // A scope's variables may be on every shard; `name` itself is on its own,
+  // unless it is an embedding variable (on every shard: the others answer
+  // NOT_FOUND for a dense one, and only the home shard's count is kept).
   const int home = ShardOf(name, num_shards());
   absl::Status home_status;
   int64_t deleted = 0;
   for (int i = 0; i < num_shards(); ++i) {
-    if (!recursive && i != home) continue;
     v1::DeleteResponse response;
     const absl::Status status =
         Run({i, "Delete", request.name()}, false,
@@ -560,7 +562,7 @@ absl::StatusOr<int64_t> Client::Delete(absl::string_view name, bool recursive) {
             });
     if (!status.ok() && !absl::IsNotFound(status)) return status;
     if (i == home) home_status = status;
-    deleted += response.deleted();
+    if (recursive || i == home) deleted += response.deleted();
   }
   if (deleted == 0) return home_status;
   return deleted;
@@ -795,11 +797,8 @@ absl::StatusOr<ReadResult> Client::Gather(absl::string_view name,
 
 int EmbeddingShardOf(int64_t key, int num_shards) {
   if (num_shards <= 1) return 0;
-  // splitmix64's finalizer: neighbouring keys land on different shards.
-  uint64_t x = static_cast<uint64_t>(key) + 0x9E3779B97F4A7C15ull;
-  x = (x ^ (x >> 30)) * 0xBF58476D1CE4E5B9ull;
-  x = (x ^ (x >> 27)) * 0x94D049BB133111EBull;
-  return static_cast<int>((x ^ (x >> 31)) % static_cast<uint64_t>(num_shards));
+  return static_cast<int>(SplitMix64(static_cast<uint64_t>(key)) %
+                          static_cast<uint64_t>(num_shards));
 }
 
 namespace {
@@ -819,6 +818,16 @@ Tensor TakeRows(const Tensor& t, const std::vector<int64_t>& positions) {
 }
 
 }  // namespace
+
+std::vector<int> Client::ShardsToCall(
+    const std::vector<std::vector<int64_t>>& split) const {
+  // Shard 0 always: with no keys at all it still checks the request.
+  std::vector<int> shards;
+  for (int i = 0; i < num_shards(); ++i) {
+    if (!split[i].empty() || i == 0) shards.push_back(i);
+  }
+  return shards;
+}
 
 absl::Status Client::CheckRowsPerKey(absl::string_view name,
                                      absl::string_view what, const Tensor& keys,
@@ -885,10 +894,7 @@ absl::StatusOr<Tensor> Client::EmbeddingLookup(
     std::optional<int64_t> global_step, bool read_only) {
   VS_ASSIGN_OR_RETURN(const std::vector<std::vector<int64_t>> split,
                       SplitKeys(keys));
-  std::vector<int> parts;
-  for (int i = 0; i < num_shards(); ++i) {
-    if (!split[i].empty() || i == 0) parts.push_back(i);
-  }
+  const std::vector<int> parts = ShardsToCall(split);
   std::vector<v1::EmbeddingLookupResponse> replies(shards_.size());
   VS_RETURN_IF_ERROR(WithClusterNearMatches(
       name, InParallel(parts, [&](int i) {
@@ -933,10 +939,7 @@ absl::StatusOr<v1::EmbeddingApplyResponse> Client::EmbeddingApply(
                       SplitKeys(keys));
   v1::UpdateId id;
   const bool idempotent = Identify(&id);
-  std::vector<int> parts;
-  for (int i = 0; i < num_shards(); ++i) {
-    if (!split[i].empty() || i == 0) parts.push_back(i);
-  }
+  const std::vector<int> parts = ShardsToCall(split);
   VS_RETURN_IF_ERROR(CheckRowsPerKey(name, "gradients", keys, &gradients));
   const bool whole = shards_.size() == 1;
   std::vector<v1::EmbeddingApplyResponse> replies(shards_.size());
@@ -1067,10 +1070,7 @@ absl::StatusOr<int64_t> Client::EmbeddingImport(absl::string_view name,
                       SplitKeys(keys));
   v1::UpdateId id;
   const bool idempotent = Identify(&id);
-  std::vector<int> parts;
-  for (int i = 0; i < num_shards(); ++i) {
-    if (!split[i].empty() || i == 0) parts.push_back(i);
-  }
+  const std::vector<int> parts = ShardsToCall(split);
   for (const Tensor* t : {&values, frequencies, last_steps}) {
     VS_RETURN_IF_ERROR(CheckRowsPerKey(name, "rows", keys, t));
   }

@@ -295,6 +295,9 @@ class Client {
   // The positions of `keys` (int64 or int32) per shard.
   absl::StatusOr<std::vector<std::vector<int64_t>>> SplitKeys(
       const Tensor& keys) const;
+  // The shards that get a request for keys split as `split`.
+  std::vector<int> ShardsToCall(
+      const std::vector<std::vector<int64_t>>& split) const;
   // Sets the next exactly-once id on `id` when options.exactly_once; returns
   // whether the update may be retried.
   bool Identify(v1::UpdateId* id);

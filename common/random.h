@@ -34,6 +34,16 @@ constexpr PhiloxCounter Philox4x32(PhiloxCounter counter, PhiloxKey key) {
   return counter;
 }
 
+// splitmix64's finalizer: a bijection of 64-bit values whose outputs of
+// neighbouring inputs look unrelated (hashes keys onto shards and stripes,
+// and mixes seeds with keys).
+constexpr uint64_t SplitMix64(uint64_t x) {
+  x += 0x9E3779B97F4A7C15ull;
+  x = (x ^ (x >> 30)) * 0xBF58476D1CE4E5B9ull;
+  x = (x ^ (x >> 27)) * 0x94D049BB133111EBull;
+  return x ^ (x >> 31);
+}
+
 // The natural logarithm of `x`, computed with +, -, *, / and frexp only, so
 // that it gives the same bits on every IEEE 754 machine (libm's log may
 // differ in the last place between platforms). Accurate to a few ulp.

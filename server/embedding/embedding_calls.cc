@@ -218,8 +218,10 @@ absl::StatusOr<v1::BatchUpdateResponse> EmbeddingCalls::ExactlyOnce(
     done->set_duplicate(true);
     return *done;
   }
-  absl::StatusOr<v1::BatchUpdateResponse> applied =
-      update([&](const v1::BatchUpdateResponse& result, StorageBatch& batch) {
+  // The recorder by value: in the interval mode it runs after this call
+  // returned.
+  absl::StatusOr<v1::BatchUpdateResponse> applied = update(
+      [this, id](const v1::BatchUpdateResponse& result, StorageBatch& batch) {
         const AppliedUpdates::Record record = applied_.ToRecord(id, result);
         batch.PutApplied(id.client_id(), id.sequence(), record.result);
         for (int64_t seq : record.forget) {
@@ -277,7 +279,7 @@ absl::StatusOr<v1::EmbeddingApplyResponse> EmbeddingCalls::Apply(
                     keys,
                     reinterpret_cast<const float*>(gradients.bytes().data()),
                     slots, step_rows, step,
-                    [&](const Result& r, StorageBatch& batch) {
+                    [record](const Result& r, StorageBatch& batch) {
                       if (record) {
                         record(Counts({r.applied, r.filtered}), batch);
                       }

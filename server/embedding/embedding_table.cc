@@ -8,6 +8,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
 #include "common/initializers.h"
+#include "common/random.h"
 #include "common/status.h"
 
 namespace varscope::server::embedding {
@@ -26,13 +27,6 @@ constexpr double kSpillShare = 0.85;
 constexpr double kWaitShare = 1.10;
 // What an index entry and an allocation take besides the floats.
 constexpr int64_t kEntryOverhead = 64;
-
-uint64_t Mix(uint64_t x) {
-  x += 0x9E3779B97F4A7C15ull;
-  x = (x ^ (x >> 30)) * 0xBF58476D1CE4E5B9ull;
-  x = (x ^ (x >> 27)) * 0x94D049BB133111EBull;
-  return x ^ (x >> 31);
-}
 
 // Keys sort as numbers: big-endian with the sign bit flipped.
 void PutKey(int64_t key, char* out) {
@@ -84,7 +78,9 @@ EmbeddingTable::EmbeddingTable(EmbeddingStore* store,
       stripes_(new Stripe[kStripes]) {}
 
 EmbeddingTable::Stripe& EmbeddingTable::StripeOf(int64_t key) const {
-  return stripes_[Mix(static_cast<uint64_t>(key)) % kStripes];
+  // The high bits: shards take the hash modulo their count (see
+  // EmbeddingShardOf), which would leave stripes unused.
+  return stripes_[(SplitMix64(static_cast<uint64_t>(key)) >> 40) % kStripes];
 }
 
 int64_t EmbeddingTable::RowBytes(size_t floats) const {
@@ -115,10 +111,10 @@ std::string EmbeddingTable::EncodeRow(const Row& row) const {
 void EmbeddingTable::InitialRow(int64_t key, float* out) const {
   // A pure function of (seed, key): every worker, every restart and a key
   // admitted again after eviction see the same row.
-  const int64_t seed =
-      static_cast<int64_t>(Mix(static_cast<uint64_t>(initializer_.seed()) ^
-                               Mix(static_cast<uint64_t>(key))) >>
-                           1);
+  const int64_t seed = static_cast<int64_t>(
+      SplitMix64(static_cast<uint64_t>(initializer_.seed()) ^
+                 SplitMix64(static_cast<uint64_t>(key))) >>
+      1);
   const std::vector<int64_t> dims = {1, dim_};
   absl::StatusOr<Tensor> row =
       InitialValue(initializer_, seed, v1::DT_FLOAT, dims, {0, 0}, dims);
@@ -635,42 +631,46 @@ v1::EmbeddingStats EmbeddingTable::Stats(int hottest) const {
 }
 
 absl::Status EmbeddingTable::WriteBack() {
+  // One store write for every stripe: the store holds the table as of one
+  // moment, with the exactly-once records of the updates it holds.
   absl::ReaderMutexLock d(&disk_mu_);
+  StorageBatch batch;
+  std::vector<std::vector<int64_t>> written(kStripes);
+  std::vector<ExtraRecords> extra;
   for (int s = 0; s < kStripes; ++s) {
     Stripe& stripe = stripes_[s];
-    StorageBatch batch;
-    std::vector<int64_t> written;
-    std::vector<ExtraRecords> extra;
-    {
-      absl::MutexLock l(&stripe.mu);
-      for (int64_t key : stripe.dirty) {
-        auto it = stripe.rows.find(key);
-        if (it == stripe.rows.end() || !it->second.dirty) continue;
-        batch.PutEmbedding(RowKey(key), EncodeRow(it->second));
-        it->second.dirty = false;
-        written.push_back(key);
-      }
-      stripe.dirty.clear();
-      extra.swap(stripe.extra);
+    absl::MutexLock l(&stripe.mu);
+    for (int64_t key : stripe.dirty) {
+      auto it = stripe.rows.find(key);
+      if (it == stripe.rows.end() || !it->second.dirty) continue;
+      batch.PutEmbedding(RowKey(key), EncodeRow(it->second));
+      it->second.dirty = false;
+      written[s].push_back(key);
     }
-    for (const ExtraRecords& e : extra) e(batch);
-    if (batch.empty()) continue;
-    absl::Status status = store_->storage_->Write(batch);
-    if (!status.ok()) {
-      // Written again next time.
-      absl::MutexLock l(&stripe.mu);
-      for (int64_t key : written) {
-        auto it = stripe.rows.find(key);
-        if (it != stripe.rows.end() && !it->second.dirty) {
-          it->second.dirty = true;
-          stripe.dirty.push_back(key);
-        }
+    stripe.dirty.clear();
+    extra.insert(extra.end(), stripe.extra.begin(), stripe.extra.end());
+    stripe.extra.clear();
+  }
+  for (const ExtraRecords& e : extra) e(batch);
+  if (batch.empty()) return absl::OkStatus();
+  const absl::Status status = store_->storage_->Write(batch);
+  if (status.ok()) return absl::OkStatus();
+  // Written again next time.
+  for (int s = 0; s < kStripes; ++s) {
+    Stripe& stripe = stripes_[s];
+    absl::MutexLock l(&stripe.mu);
+    for (int64_t key : written[s]) {
+      auto it = stripe.rows.find(key);
+      if (it != stripe.rows.end() && !it->second.dirty) {
+        it->second.dirty = true;
+        stripe.dirty.push_back(key);
       }
-      stripe.extra.insert(stripe.extra.end(), extra.begin(), extra.end());
-      return status;
+    }
+    if (s == 0) {
+      stripe.extra.insert(stripe.extra.begin(), extra.begin(), extra.end());
     }
   }
-  return absl::OkStatus();
+  return status;
 }
 
 absl::Status EmbeddingTable::Evict() {

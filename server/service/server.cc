@@ -152,6 +152,24 @@ absl::StatusOr<std::unique_ptr<Server>> Server::Start(
       embedding::EmbeddingStore::Open({.memory_budget = options.memory_budget,
                                        .durability = options.table.durability},
                                       server->storage_.get());
+  // The rows of embedding variables deleted before leave the store now.
+  std::vector<uint64_t> live_tables;
+  v1::ListVariablesRequest list;
+  list.set_recursive(true);
+  do {
+    absl::StatusOr<v1::ListVariablesResponse> page = server->table_->List(list);
+    if (!page.ok()) return page.status();
+    for (const v1::ListVariablesResponse::Entry& entry : page->entries()) {
+      if (entry.variable().has_embedding()) {
+        live_tables.push_back(entry.variable().embedding().table_id());
+      }
+    }
+    list.set_page_token(page->next_page_token());
+  } while (!list.page_token().empty());
+  if (absl::Status dropped = server->embeddings_->DropOthers(live_tables);
+      !dropped.ok()) {
+    return dropped;
+  }
   absl::StatusOr<std::unique_ptr<EmbeddingCalls>> embedding_calls =
       EmbeddingCalls::Create(server->table_.get(), server->embeddings_.get(),
                              server->storage_.get());

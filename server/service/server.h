@@ -126,8 +126,10 @@ class Server {
   std::unique_ptr<ServingCertificates> certificates_;
   std::unique_ptr<Storage> storage_;
   std::unique_ptr<VariableTable> table_;
-  std::unique_ptr<embedding::EmbeddingStore> embeddings_;
+  // The store writes the calls' pending exactly-once records when it is
+  // destroyed: the calls go after it.
   std::unique_ptr<EmbeddingCalls> embedding_calls_;
+  std::unique_ptr<embedding::EmbeddingStore> embeddings_;
   std::unique_ptr<VariableServiceImpl> service_;
   std::unique_ptr<AdminServiceImpl> admin_service_;
   std::unique_ptr<RpcMetrics> rpc_metrics_;

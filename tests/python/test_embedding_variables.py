@@ -168,10 +168,15 @@ def test_keys_spread_over_the_shards(shards):
     after = ev.read(keys)
     assert np.all(after < rows)
     # Each shard holds a share of the keys.
-    sizes = [vs._varscope.Client(
-        s.address, timeout=60, retry_timeout=60, max_attempts=None,
-        tls_root_certs="", auth_token="").embedding_stat("emb")["size"]
-        for s in shards]
+    one = [vs._varscope.Client(s.address, timeout=60, retry_timeout=60,
+                               max_attempts=None, tls_root_certs="",
+                               auth_token="") for s in shards]
+    sizes = [c.embedding_stat("emb")["size"] for c in one]
     assert sum(sizes) == len(keys) and min(sizes) > 0
     exported = ev.export()
     assert sorted(exported[0]) == sorted(keys)
+    assert vs.list_variables() == [("emb", [0, DIM])]  # once, not per shard
+    assert vs.delete_variable("emb") == 1
+    for c in one:
+        with pytest.raises(errors.NotFoundError):
+            c.embedding_stat("emb")

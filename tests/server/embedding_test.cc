@@ -403,6 +403,31 @@ TEST_F(EmbeddingTest, ExportImportRoundTrip) {
   EXPECT_EQ(Lookup("b", sorted, /*read_only=*/true), Values(v));
 }
 
+TEST_F(EmbeddingTest, ADeletedVariablesRowsLeaveTheStoreAtTheNextStart) {
+  Create("a");
+  Create("b");
+  ASSERT_TRUE(
+      client_->EmbeddingApply("a", Keys({1, 2, 3}), Fill(3, 1), Sgd(1)).ok());
+  ASSERT_TRUE(
+      client_->EmbeddingApply("b", Keys({1, 2}), Fill(2, 1), Sgd(1)).ok());
+  ASSERT_TRUE(client_->Delete("a", false).ok());
+  ASSERT_TRUE(server_.Restart().ok());
+  server_.Stop();
+  absl::StatusOr<std::unique_ptr<server::Storage>> storage =
+      server::Storage::Open({}, server_.data_dir());
+  ASSERT_TRUE(storage.ok()) << storage.status();
+  int rows = 0;
+  ASSERT_TRUE(
+      (*storage)
+          ->ScanEmbedding("", std::string(9, '\xff'),
+                          [&](absl::string_view key, absl::string_view) {
+                            rows += key.size() == 16;
+                            return true;
+                          })
+          .ok());
+  EXPECT_EQ(rows, 2);
+}
+
 server::ServerOptions IntervalOptions() {
   server::ServerOptions options;
   options.table.durability.mode = server::Durability::Mode::kInterval;
@@ -417,8 +442,13 @@ class IntervalEmbeddingTest : public EmbeddingTest {
 
 TEST_F(IntervalEmbeddingTest, UpdatesReachTheStore) {
   Create("e");
-  ASSERT_TRUE(
-      client_->EmbeddingApply("e", Keys({1, 2}), Fill(2, 0.5), Sgd(1)).ok());
+  // Their exactly-once records are written after the calls returned (a
+  // server once crashed on them).
+  for (int i = 0; i < 50; ++i) {
+    ASSERT_TRUE(
+        client_->EmbeddingApply("e", Keys({1, 2, i}), Fill(3, 0.5), Sgd(1))
+            .ok());
+  }
   const std::vector<float> before = Lookup("e", {1, 2});
   ASSERT_TRUE(server_.Restart().ok());
   client_ = server_.NewClient();
