@@ -89,7 +89,7 @@ cleanup() {
     done
   fi
   podman kube down "$work/kube-pod.yaml" >/dev/null 2>&1
-  podman rm -f "${project}_restored" "${project}_fulldisk" >/dev/null 2>&1
+  podman rm -f -v "${project}_restored" "${project}_fulldisk" >/dev/null 2>&1
   podman volume rm -f "${project}-data" "${project}-backup" \
     "${project}-restored" >/dev/null 2>&1
   compose down -v >"$work/down.log" 2>&1
@@ -309,7 +309,7 @@ wait_healthy "$fulldisk"
 cli --server=fulldisk:7070 set linear/bias --value 3
 [ "$(cli --server=fulldisk:7070 get linear/bias)" = "[3.0]" ] ||
   fail "writes did not resume"
-podman rm -f "$fulldisk" >/dev/null 2>&1
+podman rm -f -v "$fulldisk" >/dev/null 2>&1
 phase_done "full disk"
 
 log "back up every shard three times keeping two; restore varscope-1's"
