@@ -89,7 +89,7 @@ cleanup() {
     done
   fi
   podman kube down "$work/kube-pod.yaml" >/dev/null 2>&1
-  podman rm -f "${project}_restored" "${project}_fulldisk" >/dev/null 2>&1
+  podman rm -f -v "${project}_restored" "${project}_fulldisk" >/dev/null 2>&1
   podman volume rm -f "${project}-data" "${project}-backup" \
     "${project}-restored" >/dev/null 2>&1
   compose down -v >"$work/down.log" 2>&1
@@ -188,11 +188,22 @@ echo "sizes: base $(mb "$base") MB, server $(mb "$image") MB," \
   "python $(mb "$python_image") MB"
 
 log "compose up: ${shards[*]} and the trainer"
+# Free ports below the ephemeral range: the test frees and takes them again
+# (kube play), and an ephemeral port may meanwhile become some connection's.
 ports=($(/usr/bin/python3 -c '
-import socket
-socks = [socket.socket() for _ in range(3)]
-for s in socks: s.bind(("127.0.0.1", 0))
-print(" ".join(str(s.getsockname()[1]) for s in socks))'))
+import random, socket
+low = int(open("/proc/sys/net/ipv4/ip_local_port_range").read().split()[0])
+ports = []
+while len(ports) < 3:
+    port = random.randrange(10000, low)
+    with socket.socket() as s:
+        try:
+            s.bind(("127.0.0.1", port))
+        except OSError:
+            continue
+    if port not in ports:
+        ports.append(port)
+print(" ".join(map(str, ports)))'))
 export VARSCOPE_PORT_0=${ports[0]} VARSCOPE_PORT_1=${ports[1]} \
   VARSCOPE_PORT_2=${ports[2]}
 compose up -d >"$work/up.log" 2>&1 || { cat "$work/up.log"; fail "up"; }
@@ -298,7 +309,7 @@ wait_healthy "$fulldisk"
 cli --server=fulldisk:7070 set linear/bias --value 3
 [ "$(cli --server=fulldisk:7070 get linear/bias)" = "[3.0]" ] ||
   fail "writes did not resume"
-podman rm -f "$fulldisk" >/dev/null
+podman rm -f -v "$fulldisk" >/dev/null 2>&1
 phase_done "full disk"
 
 log "back up every shard three times keeping two; restore varscope-1's"
@@ -308,7 +319,7 @@ for _ in 1 2 3; do
   done
 done
 cat "$work/backup.out"
-grep -q '^Deleted backup 2 (keeping the newest 2)$' "$work/backup.out" ||
+grep -q '^Deleted backup 1 (keeping the newest 2)$' "$work/backup.out" ||
   fail "the third backup did not delete the first"
 for s in "${shards[@]}"; do
   run -v "${project}_backups:/backup" --entrypoint varscope "$image" \
@@ -378,7 +389,7 @@ log "the StatefulSet's pod template under podman kube play"
   "${ports[0]}" >"$work/kube-pod.yaml" <<'EOF'
 # Turns the StatefulSet into one Pod: its template, the image under test, each
 # claim template as a claim PREFIX-NAME (podman makes a volume for it), and
-# a host port.
+# a host port for the grpc port.
 import sys, yaml
 sts_file, image, prefix, port = sys.argv[1:]
 sts = yaml.safe_load(open(sts_file))
@@ -386,7 +397,8 @@ spec = sts["spec"]["template"]["spec"]
 for c in spec["containers"]:
     c["image"] = image
     for p in c["ports"]:
-        p.update(hostPort=int(port), hostIP="127.0.0.1")
+        if p["name"] == "grpc":
+            p.update(hostPort=int(port), hostIP="127.0.0.1")
 spec["volumes"] = [
     {"name": t["metadata"]["name"],
      "persistentVolumeClaim": {"claimName": prefix + "-" + t["metadata"]["name"]}}
