@@ -331,22 +331,24 @@ void AddProcessMetrics(metrics::Registry& r, absl::Time start_time) {
 void AddTableMetrics(metrics::Registry& r, const MonitoredParts& parts) {
   const VariableTable& table = *parts.table;
   const VariableTable::Counters& c = table.counters();
-  // Every variable is dense today; embedding tables get row-granular
-  // storage of their own later, and their series then.
-  r.Add("varscope_variables", Type::kGauge,
-        "Variables held, by kind (dense; embedding: 0 until embedding "
-        "tables are stored by row).",
+  const embedding::EmbeddingStore* embeddings = parts.embeddings;
+  r.Add("varscope_variables", Type::kGauge, "Variables held, by kind.",
         [&table](SeriesWriter& w) {
-          w.Value({{"kind", "dense"}},
-                  static_cast<double>(table.GetTotals().variables));
-          w.Value({{"kind", "embedding"}}, 0);
+          const VariableTable::Totals totals = table.GetTotals();
+          w.Value({{"kind", "dense"}}, static_cast<double>(totals.variables));
+          w.Value({{"kind", "embedding"}},
+                  static_cast<double>(totals.embedding_variables));
         });
   r.Add("varscope_variable_bytes", Type::kGauge,
-        "Bytes of variable values held in memory, by kind.",
-        [&table](SeriesWriter& w) {
+        "Bytes of variable values held in memory, by kind (embedding: the "
+        "rows in memory; rows beyond --memory-budget are on disk only).",
+        [&table, embeddings](SeriesWriter& w) {
           w.Value({{"kind", "dense"}, {"where", "memory"}},
                   static_cast<double>(table.GetTotals().bytes));
-          w.Value({{"kind", "embedding"}, {"where", "memory"}}, 0);
+          w.Value({{"kind", "embedding"}, {"where", "memory"}},
+                  embeddings == nullptr
+                      ? 0.0
+                      : static_cast<double>(embeddings->ResidentBytes()));
         });
   r.AddCounter("varscope_updates_applied_total",
                "Updates applied (each update of a batch counts).",

@@ -15,6 +15,7 @@
 #include "absl/status/status.h"
 #include "absl/time/time.h"
 #include "server/base/metrics.h"
+#include "server/embedding/embedding_table.h"
 #include "server/storage/storage.h"
 #include "server/table/durability.h"
 #include "server/table/sync_replicas.h"
@@ -65,6 +66,7 @@ class RpcMetrics {
 // What the server's metrics read.
 struct MonitoredParts {
   const VariableTable* table = nullptr;
+  const embedding::EmbeddingStore* embeddings = nullptr;
   Storage* storage = nullptr;
   SyncReplicas* sync = nullptr;
   const RpcMetrics* rpc = nullptr;

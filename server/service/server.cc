@@ -187,6 +187,7 @@ absl::StatusOr<std::unique_ptr<Server>> Server::Start(
 
   server->rpc_metrics_ = std::make_unique<RpcMetrics>(options.slow_call);
   server->registry_ = ServerRegistry({.table = server->table_.get(),
+                                      .embeddings = server->embeddings_.get(),
                                       .storage = server->storage_.get(),
                                       .sync = &server->service_->sync(),
                                       .rpc = server->rpc_metrics_.get(),

@@ -811,8 +811,12 @@ VariableTable::Totals VariableTable::GetTotals() const {
   Totals totals;
   absl::ReaderMutexLock l(&mu_);
   for (const auto& [name, var] : vars_) {
-    ++totals.variables;
     absl::ReaderMutexLock v(&var->mu);
+    if (var->meta.info().has_embedding()) {
+      ++totals.embedding_variables;
+      continue;
+    }
+    ++totals.variables;
     totals.bytes += static_cast<int64_t>(var->data->size());
   }
   return totals;

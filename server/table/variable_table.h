@@ -184,8 +184,10 @@ class VariableTable {
   struct Totals {
     int64_t variables = 0;
     int64_t bytes = 0;
+    int64_t embedding_variables = 0;
   };
-  // How many variables the table holds and their bytes.
+  // How many dense variables the table holds and their bytes, and how many
+  // embedding variables (whose rows live in their embedding tables).
   Totals GetTotals() const;
 
   // What the table did since it loaded, for monitoring. Thread-safe.

@@ -144,6 +144,42 @@ TEST(Metrics, CountEveryCallByMethodAndCode) {
   EXPECT_LE(after["process_start_time_seconds"], now);
 }
 
+TEST(Metrics, EmbeddingVariablesAndTheirRowsInMemory) {
+  TempDir dir;
+  VS_ASSERT_OK_AND_ASSIGN(
+      auto server,
+      ServerProcess::Start(dir.path(), {"--metrics-listen=127.0.0.1:0"}));
+  const int port = MetricsPort(server->serving_line());
+  std::shared_ptr<Client> client = Client::Connect(server->address());
+  VS_ASSERT_OK(client->GetVariable(CreateFloats("m/w", 4)).status());
+  v1::GetEmbeddingVariableRequest create;
+  create.set_name("m/emb");
+  create.set_mode(v1::CREATE);
+  create.set_embedding_dim(4);
+  VS_ASSERT_OK(client->GetEmbeddingVariable(create).status());
+  std::map<std::string, double> scraped = Scrape(port);
+  EXPECT_EQ(scraped["varscope_variables{kind=\"dense\"}"], 1);
+  EXPECT_EQ(scraped["varscope_variables{kind=\"embedding\"}"], 1);
+  EXPECT_EQ(scraped["varscope_variable_bytes{kind=\"dense\",where=\"memory\"}"],
+            16);
+
+  VS_ASSERT_OK(client
+                   ->EmbeddingImport(
+                       "m/emb",
+                       Tensor::FromVector<int64_t>(v1::DT_INT64, {2}, {7, -3}),
+                       Tensor::FromVector<float>(v1::DT_FLOAT, {2, 4},
+                                                 {1, 2, 3, 4, 5, 6, 7, 8}))
+                   .status());
+  VS_ASSERT_OK_AND_ASSIGN(v1::EmbeddingStats stats,
+                          client->EmbeddingStat("m/emb"));
+  EXPECT_EQ(stats.memory_keys(), 2);
+  scraped = Scrape(port);
+  EXPECT_GT(stats.memory_bytes(), 0);
+  EXPECT_EQ(
+      scraped["varscope_variable_bytes{kind=\"embedding\",where=\"memory\"}"],
+      stats.memory_bytes());
+}
+
 TEST(Metrics, IntervalModeReportsHowOldTheStoreIs) {
   TempDir dir;
   VS_ASSERT_OK_AND_ASSIGN(
