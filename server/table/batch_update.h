@@ -27,7 +27,8 @@ struct BatchOp {
   v1::Update::OpCase kind = v1::Update::OP_NOT_SET;
   Tensor tensor;  // the value, delta, rows or gradient
   std::optional<Tensor> indices;
-  v1::Scatter::Mode mode = v1::Scatter::ADD;
+  // (Spelled with the enum's full name: <arpa/nameser.h> defines ADD.)
+  v1::Scatter::Mode mode = v1::Scatter_Mode_ADD;
   std::optional<OptimizerStep> optimizer;
 };
 
