@@ -634,12 +634,13 @@ class DamagedStoreTest : public ::testing::Test {
   }
 
   // Runs `edit` on the store's RocksDB opened directly; `families` are
-  // default, meta, data, applied.
+  // default, meta, data, applied, embedding.
   void EditStore(
       const std::function<void(
           rocksdb::DB*, std::vector<rocksdb::ColumnFamilyHandle*>&)>& edit) {
     std::vector<rocksdb::ColumnFamilyDescriptor> descriptors;
-    for (const char* name : {"default", "meta", "data", "applied"}) {
+    for (const char* name :
+         {"default", "meta", "data", "applied", "embedding"}) {
       descriptors.emplace_back(name, rocksdb::ColumnFamilyOptions());
     }
     std::vector<rocksdb::ColumnFamilyHandle*> families;
