@@ -7,8 +7,8 @@
 #include <memory>
 
 #include "absl/status/statusor.h"
-#include "server/table/applied_updates.h"
 #include "server/embedding/embedding_table.h"
+#include "server/table/applied_updates.h"
 #include "server/table/variable_table.h"
 #include "varscope/v1/variable_service.pb.h"
 
