@@ -46,9 +46,9 @@ struct ServiceOptions {
   // nullptr, they fail with UNIMPLEMENTED.
   EmbeddingCalls* embeddings = nullptr;
 
-  // The threads that run the calls that change the table (they write the
-  // store, and may wait for an fsync or for another call), and how many
-  // such calls may wait for one: past that, a call fails with
+  // The threads that run the calls that change the table while they may
+  // wait for something slow (see VariableServiceImpl), and how many such
+  // calls may wait for one: past that, a call fails with
   // RESOURCE_EXHAUSTED. Default: 16 and 4096.
   int store_threads = 16;
   int64_t max_queued_changes = 4096;
@@ -104,9 +104,13 @@ using VariableServiceBase = WithMethods<
 // No gRPC reaction blocks: reads answer from memory at once, and the calls
 // that change the table (GetVariable, Assign, AssignAdd, BatchUpdate,
 // Delete, Rename, SyncApply, the end of a WriteStream) run on the service's
-// executor (options.store_threads); when options.max_queued_changes wait
-// for it already, such a call fails with RESOURCE_EXHAUSTED "The server is
-// busy: ...; retry later".
+// executor (options.store_threads) whenever they may wait for something
+// slow: always in the sync mode (an fsync), and in the others during a
+// pause (a checkpoint) or the rewrite after a failed store write; else they
+// run in the reaction, where they wait at most for another change of the
+// same variable. When options.max_queued_changes wait for the executor
+// already, such a call fails with RESOURCE_EXHAUSTED "The server is busy:
+// ...; retry later".
 class VariableServiceImpl final : public VariableServiceBase {
  public:
   VariableServiceImpl(VariableTable* table, const ServiceOptions& options)
@@ -210,16 +214,17 @@ class VariableServiceImpl final : public VariableServiceBase {
   // Answers a unary call: parses `request` as a `Request` and replies with
   // the bytes `handle` returns for it, or its error, or RESOURCE_EXHAUSTED
   // if they are over the message limit. `handle` runs at once, or with
-  // kChanges on the executor (see Offload): then it must capture nothing
-  // by reference.
+  // kChanges as RunChange says (maybe on the executor): then it must
+  // capture nothing by reference.
   enum class Runs { kAtOnce, kChanges };
   template <typename Request, typename Handle>
   grpc::ServerUnaryReactor* Unary(grpc::CallbackServerContext* context,
                                   const grpc::ByteBuffer& request,
                                   grpc::ByteBuffer* response, Handle handle,
                                   Runs runs = Runs::kAtOnce);
-  // Runs `run` on the executor, then calls `finish` with its status (see
-  // Offload).
+  // Runs `run`, then calls `finish` with its status: at once if the table
+  // says no change waits for anything slow now (ChangesMayWait), else on
+  // the executor (see Offload).
   void RunChange(std::function<absl::Status()> run,
                  std::function<void(const absl::Status&)> finish);
 

@@ -94,6 +94,10 @@ class VariableTable {
   // changes stay pending.
   absl::Status Flush() { return write_behind_->Flush(); }
 
+  // Whether a change started now may wait for an fsync, a pause or the
+  // rewrite after a failed store write (see WriteBehind::ChangesMayWait).
+  bool ChangesMayWait() const { return write_behind_->ChangesMayWait(); }
+
   // Runs `copy` while no change reaches the store, after writing what is
   // pending, and returns what the table held then: every variable's
   // version, their number and bytes, and the sequence `copy` returns.

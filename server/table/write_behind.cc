@@ -2,6 +2,7 @@
 
 #include <utility>
 
+#include "absl/cleanup/cleanup.h"
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
 #include "common/status.h"
@@ -210,8 +211,14 @@ absl::Status WriteBehind::Flush() {
   return Write(captured);
 }
 
+bool WriteBehind::RewritePending() const { return pending_->rewrite_pending(); }
+
 absl::Status WriteBehind::WhilePaused(
     const std::function<absl::Status()>& body) {
+  pausing_.fetch_add(1, std::memory_order_relaxed);
+  const absl::Cleanup paused = [this] {
+    pausing_.fetch_sub(1, std::memory_order_relaxed);
+  };
   VS_RETURN_IF_ERROR(Flush());  // most of what is pending, without a pause
   absl::MutexLock f(&flush_mu_);
   absl::MutexLock c(&commit_mu_);

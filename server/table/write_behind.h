@@ -91,6 +91,14 @@ class WriteBehind {
   absl::Status WhilePaused(const std::function<absl::Status()>& body)
       ABSL_LOCKS_EXCLUDED(flush_mu_, commit_mu_);
 
+  // Whether a change started now may wait for something slow: an fsync
+  // (the sync mode), a pause (WhilePaused) or the rewrite after a failed
+  // store write. A hint: a pause may start right after it said no.
+  bool ChangesMayWait() const {
+    return durability_.mode == Durability::Mode::kSync ||
+           pausing_.load(std::memory_order_relaxed) > 0 || RewritePending();
+  }
+
  private:
   class Pending;
   struct Captured {
@@ -106,6 +114,7 @@ class WriteBehind {
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(flush_mu_);
   // The interval flusher's loop.
   void FlushEveryInterval();
+  bool RewritePending() const;
 
   const Durability durability_;
   Storage* const storage_;
@@ -115,6 +124,8 @@ class WriteBehind {
 
   absl::Mutex flush_mu_ ABSL_ACQUIRED_BEFORE(commit_mu_);
   absl::Mutex commit_mu_;
+  // How many WhilePaused calls are under way.
+  std::atomic<int> pausing_{0};
   absl::Notification stop_flusher_;
   std::thread flusher_;
 };

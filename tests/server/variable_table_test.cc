@@ -86,5 +86,31 @@ TEST_F(VariableTableTest, NearMatchesFollowRenamesDeletionsAndReloads) {
                        "Variable c/weights does not exist."));
 }
 
+// Issue 12: a change runs in its gRPC reaction unless it may wait for
+// something slow; the table says when that is.
+TEST(ChangesMayWait, OnlyInSyncModeOrDuringAPause) {
+  for (const std::string mode : {"wal", "interval=1h", "sync"}) {
+    SCOPED_TRACE(mode);
+    TempDir dir;
+    VS_ASSERT_OK_AND_ASSIGN(std::unique_ptr<Storage> storage,
+                            Storage::Open({}, dir.path()));
+    TableOptions options;
+    VS_ASSERT_OK_AND_ASSIGN(options.durability, ParseDurability(mode));
+    VS_ASSERT_OK_AND_ASSIGN(std::unique_ptr<VariableTable> table,
+                            VariableTable::Load(options, storage.get()));
+    const bool sync = mode == "sync";
+    EXPECT_EQ(table->ChangesMayWait(), sync);
+    bool during_pause = false;
+    VS_ASSERT_OK(table
+                     ->CopyStore([&]() -> absl::StatusOr<uint64_t> {
+                       during_pause = table->ChangesMayWait();
+                       return 0;
+                     })
+                     .status());
+    EXPECT_TRUE(during_pause);
+    EXPECT_EQ(table->ChangesMayWait(), sync);
+  }
+}
+
 }  // namespace
 }  // namespace varscope::server
