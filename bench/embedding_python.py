@@ -106,7 +106,7 @@ def measure(mode, varscoped, rows, runs, seconds, work):
     servers = [
         subprocess.Popen([varscoped, f"--listen=127.0.0.1:{vport}",
                           f"--data-dir={work}/varscope-{mode}", flags[mode]],
-                         stderr=subprocess.DEVNULL),
+                         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL),
         subprocess.Popen(["redis-server", "--bind", "127.0.0.1", "--port",
                           str(rport), "--save", "", "--dir", work,
                           "--appendfilename", f"redis-{mode}.aof",
