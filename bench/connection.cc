@@ -20,6 +20,12 @@ absl::Status Connection::Scatter(const std::string& key,
   return absl::UnimplementedError("This store has no row scatter");
 }
 
+absl::Status Connection::SparseAdagrad(const std::string& key,
+                                       const std::vector<int64_t>& indices,
+                                       const std::string& grads) {
+  return absl::UnimplementedError("This store has no optimizer");
+}
+
 void AddFloats(const std::string& delta, std::string& value) {
   const size_t n = value.size() / sizeof(float);
   const char* in = delta.data();

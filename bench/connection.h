@@ -48,6 +48,12 @@ class Connection {
   virtual absl::Status Scatter(const std::string& key,
                                const std::vector<int64_t>& indices,
                                const std::string& rows);
+  // One sparse Adagrad step (learning rate 0.01) on the rows `indices` of
+  // table `key` with the gradient `grads` (one row per index), its
+  // accumulator slot included.
+  virtual absl::Status SparseAdagrad(const std::string& key,
+                                     const std::vector<int64_t>& indices,
+                                     const std::string& grads);
 
   // Attempts repeated because a concurrent writer got in between (Redis
   // WATCH conflicts); 0 for stores that update in place.

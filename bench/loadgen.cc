@@ -191,7 +191,8 @@ absl::StatusOr<Workload> Build(const Flags& flags, Connection& setup) {
     };
     return w;
   }
-  if (flags.workload == "gather" || flags.workload == "scatter") {
+  if (flags.workload == "gather" || flags.workload == "scatter" ||
+      flags.workload == "adagrad") {
     const std::string table =
         absl::StrCat("bench/table_", flags.rows, "x", flags.width);
     VS_RETURN_IF_ERROR(setup.PrepareTable(table, flags.rows, flags.width));
@@ -218,9 +219,11 @@ absl::StatusOr<Workload> Build(const Flags& flags, Connection& setup) {
     } else {
       auto rows = std::make_shared<std::string>(
           Floats(flags.batch_rows * row_bytes, 7));
-      w.op = [table, indices, next, rows](Connection& conn, int c) {
+      const bool adagrad = flags.workload == "adagrad";
+      w.op = [table, indices, next, rows, adagrad](Connection& conn, int c) {
         const int s = (*next)[c].fetch_add(1) % kSets;
-        return conn.Scatter(table, (*indices)[c][s], *rows);
+        return adagrad ? conn.SparseAdagrad(table, (*indices)[c][s], *rows)
+                       : conn.Scatter(table, (*indices)[c][s], *rows);
       };
     }
     return w;
@@ -266,7 +269,8 @@ absl::Status Main(const Flags& flags) {
                "\n",
                flags.label, flags.backend, variant, flags.workload,
                flags.workload == "train" ? flags.train_bytes
-               : flags.workload == "gather" || flags.workload == "scatter"
+               : flags.workload == "gather" || flags.workload == "scatter" ||
+                       flags.workload == "adagrad"
                    ? flags.rows
                    : flags.bytes,
                flags.clients, workload.payload_bytes,
@@ -287,9 +291,10 @@ int main(int argc, char** argv) {
   app.add_option("--address", flags.address, "HOST:PORT of the server")
       ->required();
   app.add_option("--workload", flags.workload,
-                 "read, write, accumulate, train, gather or scatter")
-      ->check(CLI::IsMember(
-          {"read", "write", "accumulate", "train", "gather", "scatter"}))
+                 "read, write, accumulate, train, gather, scatter (add rows) "
+                 "or adagrad (a sparse Adagrad step on rows)")
+      ->check(CLI::IsMember({"read", "write", "accumulate", "train", "gather",
+                             "scatter", "adagrad"}))
       ->capture_default_str();
   app.add_option("--redis-update", flags.redis_update,
                  "Redis read-modify-write: watch (WATCH/MULTI/EXEC, no "
@@ -316,10 +321,10 @@ int main(int argc, char** argv) {
   positive("--variables", flags.variables, "train: variables per step");
   positive("--train-bytes", flags.train_bytes,
            "train: bytes of all variables together");
-  positive("--rows", flags.rows, "gather/scatter: rows of the table");
-  positive("--width", flags.width, "gather/scatter: floats per row");
+  positive("--rows", flags.rows, "gather/scatter/adagrad: rows of the table");
+  positive("--width", flags.width, "gather/scatter/adagrad: floats per row");
   positive("--batch-rows", flags.batch_rows,
-           "gather/scatter: rows per operation");
+           "gather/scatter/adagrad: rows per operation");
   CLI11_PARSE(app, argc, argv);
   const absl::Status status = varscope::bench::Main(flags);
   if (!status.ok()) {

@@ -95,7 +95,7 @@ def report(rows, tcp):
                                          if r.workload in ORDER else 9,
                                          r.bytes, r.clients))
         for v in varscope:
-            if v.workload in ("gather", "scatter"):
+            if v.workload in ("gather", "scatter", "adagrad"):
                 sparse.append([v.workload, f"{v.bytes:,} x 64 float32",
                                str(v.clients)] + v.cells(scale=v.payload_bytes
                                                          // 256))

@@ -195,7 +195,9 @@ for mode in "${modes[@]}"; do
   for clients in 1 16; do
     bench "$mode" varscope "$vs" gather --rows "$table_rows" --clients "$clients"
   done
-  bench "$mode" varscope "$vs" scatter --rows "$table_rows" --clients 1
+  for workload in scatter adagrad; do
+    bench "$mode" varscope "$vs" "$workload" --rows "$table_rows" --clients 1
+  done
 
   stop "$vs_pid"
   stop "$redis_pid"

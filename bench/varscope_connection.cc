@@ -90,21 +90,46 @@ class VarscopeConnection final : public Connection {
   absl::Status Scatter(const std::string& key,
                        const std::vector<int64_t>& indices,
                        const std::string& rows) override {
-    const int64_t n = static_cast<int64_t>(indices.size());
     v1::BatchUpdateRequest request;
     v1::Update* update = request.add_updates();
     update->set_name(key);
     v1::Scatter* scatter = update->mutable_scatter();
     scatter->set_mode(v1::Scatter::ADD);
-    TensorToProto(Tensor::FromVector<int64_t>(v1::DT_INT64, {n}, indices),
-                  scatter->mutable_indices());
-    VS_ASSIGN_OR_RETURN(Tensor values,
-                        FloatTensor(rows, {n, NumFloats(rows) / n}));
-    TensorToProto(std::move(values), scatter->mutable_rows());
+    VS_RETURN_IF_ERROR(SetRows(indices, rows, scatter->mutable_indices(),
+                               scatter->mutable_rows()));
+    return client_->BatchUpdate(std::move(request)).status();
+  }
+
+  absl::Status SparseAdagrad(const std::string& key,
+                             const std::vector<int64_t>& indices,
+                             const std::string& grads) override {
+    v1::BatchUpdateRequest request;
+    v1::Update* update = request.add_updates();
+    update->set_name(key);
+    v1::ApplyGradient* step = update->mutable_apply_gradient();
+    step->mutable_optimizer()->set_learning_rate(0.01);
+    step->mutable_optimizer()->mutable_adagrad();
+    VS_RETURN_IF_ERROR(SetRows(indices, grads, step->mutable_indices(),
+                               step->mutable_gradient()));
     return client_->BatchUpdate(std::move(request)).status();
   }
 
  private:
+  // Sets `indices_proto` and `rows_proto` to `indices` and the float rows
+  // `rows` (one per index).
+  static absl::Status SetRows(const std::vector<int64_t>& indices,
+                              const std::string& rows,
+                              v1::Tensor* indices_proto,
+                              v1::Tensor* rows_proto) {
+    const int64_t n = static_cast<int64_t>(indices.size());
+    TensorToProto(Tensor::FromVector<int64_t>(v1::DT_INT64, {n}, indices),
+                  indices_proto);
+    VS_ASSIGN_OR_RETURN(Tensor values,
+                        FloatTensor(rows, {n, NumFloats(rows) / n}));
+    TensorToProto(std::move(values), rows_proto);
+    return absl::OkStatus();
+  }
+
   // Creates the float32 variable `key` of `dims`, zero-filled, unless it
   // exists with those dims.
   absl::Status Create(const std::string& key,

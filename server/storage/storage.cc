@@ -4,7 +4,9 @@
 #include <pthread.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cstdio>
+#include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <map>
@@ -80,6 +82,18 @@ std::string ChunkKey(absl::string_view name, uint64_t chunk) {
 std::string ChunkPrefix(absl::string_view name) {
   std::string prefix(name);
   prefix.push_back('\0');
+  return prefix;
+}
+
+// Row records (StorageBatch::PutRows) are keyed like chunks, with this bit
+// set in the index and their number below it: they sort after the chunks,
+// in the order they were written.
+constexpr uint64_t kRowRecordBit = uint64_t{1} << 63;
+
+// The first key of the row records of `name`.
+std::string RowRecordPrefix(absl::string_view name) {
+  std::string prefix = ChunkPrefix(name);
+  prefix.push_back('\x80');
   return prefix;
 }
 
@@ -339,10 +353,35 @@ void StorageBatch::PutChunks(const v1::StoredVariable& meta,
 
 void StorageBatch::PutVariable(const v1::StoredVariable& meta,
                                absl::string_view data) {
-  PutMeta(meta);
-  PutChunks(meta, data, 0,
-            Storage::NumChunks(static_cast<int64_t>(data.size()),
-                               meta.chunk_bytes()));
+  const int64_t chunks =
+      Storage::NumChunks(static_cast<int64_t>(data.size()), meta.chunk_bytes());
+  v1::StoredVariable checksummed = meta;
+  ChecksumChunks(data, 0, chunks, checksummed);
+  PutMeta(checksummed);
+  PutChunks(meta, data, 0, chunks);
+}
+
+void StorageBatch::PutRows(const v1::VariableInfo& info, int64_t row_bytes,
+                           std::string rows) {
+  // CRC-32C (4 bytes), then the length of `info` (4), `info`, row_bytes (8)
+  // and the rows; the CRC covers what follows it. Little-endian.
+  const std::string serialized = info.SerializeAsString();
+  std::string record(16 + serialized.size() + rows.size(), '\0');
+  char* p = record.data() + 4;
+  absl::little_endian::Store32(p, static_cast<uint32_t>(serialized.size()));
+  memcpy(p + 4, serialized.data(), serialized.size());
+  p += 4 + serialized.size();
+  absl::little_endian::Store64(p, static_cast<uint64_t>(row_bytes));
+  memcpy(p + 8, rows.data(), rows.size());
+  absl::little_endian::Store32(record.data(),
+                               Crc32c(absl::string_view(record).substr(4)));
+  ops_.push_back({Kind::kPutRows, Family::kData, info.name(), std::move(record),
+                  std::nullopt});
+}
+
+void StorageBatch::DeleteRows(absl::string_view name) {
+  ops_.push_back({Kind::kDeleteRange, Family::kData, RowRecordPrefix(name),
+                  ChunkLimit(name), std::nullopt});
 }
 
 void StorageBatch::DeleteVariable(absl::string_view name) {
@@ -694,6 +733,10 @@ absl::Status Storage::Write(const StorageBatch& batch) {
       case StorageBatch::Kind::kDeleteRange:
         s = write_batch.DeleteRange(family, op.key, op.value);
         break;
+      case StorageBatch::Kind::kPutRows:
+        s = write_batch.Put(family, ChunkKey(op.key, NextRowRecord()),
+                            op.value);
+        break;
     }
   }
   if (!s.ok()) return FromRocksStatus(s, "Building a store write");
@@ -847,18 +890,18 @@ absl::Status Storage::LoadApplied(
 }
 
 absl::Status Storage::LoadAll(
-    const std::function<absl::Status(v1::StoredVariable, std::string)>& fn) {
+    const std::function<absl::Status(LoadedVariable)>& fn) {
   absl::ReaderMutexLock l(&mu_);
   rocksdb::ReadOptions read_options;
   read_options.fill_cache = false;
-  std::vector<v1::StoredVariable> metas;
+  std::vector<LoadedVariable> vars;
   int64_t total_bytes = 0;
   {
     std::unique_ptr<rocksdb::Iterator> it(
         db_->NewIterator(read_options, handles_[1]));
     for (it->SeekToFirst(); it->Valid(); it->Next()) {
       const std::string name = it->key().ToString();
-      v1::StoredVariable& meta = metas.emplace_back();
+      v1::StoredVariable& meta = vars.emplace_back().meta;
       if (!meta.ParseFromArray(it->value().data(),
                                static_cast<int>(it->value().size())) ||
           meta.info().name() != name || meta.chunk_bytes() <= 0 ||
@@ -876,36 +919,32 @@ absl::Status Storage::LoadAll(
   // The chunks of several variables at once: checksums, copies and page
   // faults of a large store take more CPU than its reads take the disk.
   const size_t threads = kLoadThreads;
-  std::vector<std::string> data(metas.size());
   std::vector<absl::Status> errors(threads);
   std::vector<std::thread> loaders;
   size_t begin = 0;
   int64_t bytes = 0;
-  for (size_t t = 0; t < threads && begin < metas.size(); ++t) {
+  for (size_t t = 0; t < threads && begin < vars.size(); ++t) {
     // Contiguous variables of about total / threads bytes.
     size_t end = begin;
-    while (end < metas.size() &&
+    while (end < vars.size() &&
            (t + 1 == threads || bytes < total_bytes /
                                             static_cast<int64_t>(threads) *
                                             static_cast<int64_t>(t + 1))) {
-      bytes += metas[end++].info().byte_size();
+      bytes += vars[end++].meta.info().byte_size();
     }
     loaders.emplace_back([&, t, begin, end]() ABSL_NO_THREAD_SAFETY_ANALYSIS {
-      errors[t] = LoadChunks(metas, begin, end, data);
+      errors[t] = LoadChunks(vars, begin, end);
     });
     begin = end;
   }
   for (std::thread& loader : loaders) loader.join();
   for (const absl::Status& error : errors) VS_RETURN_IF_ERROR(error);
-  for (size_t i = 0; i < metas.size(); ++i) {
-    VS_RETURN_IF_ERROR(fn(std::move(metas[i]), std::move(data[i])));
-  }
+  for (LoadedVariable& var : vars) VS_RETURN_IF_ERROR(fn(std::move(var)));
   return absl::OkStatus();
 }
 
-absl::Status Storage::LoadChunks(std::vector<v1::StoredVariable>& metas,
-                                 size_t begin, size_t end,
-                                 std::vector<std::string>& data) {
+absl::Status Storage::LoadChunks(std::vector<LoadedVariable>& vars,
+                                 size_t begin, size_t end) {
   // Chunks with CRCs in their record are checked here, at hardware speed;
   // the others by RocksDB.
   rocksdb::ReadOptions ours;
@@ -918,23 +957,25 @@ absl::Status Storage::LoadChunks(std::vector<v1::StoredVariable>& metas,
   std::unique_ptr<rocksdb::Iterator> verified(
       db_->NewIterator(rocksdbs, handles_[2]));
   for (size_t i = begin; i < end; ++i) {
-    v1::StoredVariable& meta = metas[i];
+    v1::StoredVariable& meta = vars[i].meta;
     const std::string& name = meta.info().name();
     const int64_t total = meta.info().byte_size();
     const int64_t chunks = NumChunks(total, meta.chunk_bytes());
     const bool checksummed = meta.chunk_crc32c_size() == chunks;
     rocksdb::Iterator* it = checksummed ? unverified.get() : verified.get();
-    std::string& bytes = data[i];
+    std::string& bytes = vars[i].data;
     bytes.reserve(static_cast<size_t>(total));  // appended, not zeroed first
     const std::string prefix = ChunkPrefix(name);
     int64_t expected = 0;
     for (it->Seek(prefix); it->Valid() && it->key().starts_with(prefix);
          it->Next()) {
       const rocksdb::Slice key = it->key();
-      const int64_t index = key.size() == prefix.size() + 8
-                                ? static_cast<int64_t>(absl::big_endian::Load64(
-                                      key.data() + prefix.size()))
-                                : -1;
+      const bool indexed = key.size() == prefix.size() + 8;
+      if (indexed && (key[prefix.size()] & 0x80) != 0) break;  // row records
+      const int64_t index =
+          indexed ? static_cast<int64_t>(
+                        absl::big_endian::Load64(key.data() + prefix.size()))
+                  : -1;
       if (index > expected && index < chunks) {
         return absl::DataLossError(
             absl::StrCat("Stored variable '", name, "' is damaged: chunk ",
@@ -973,8 +1014,81 @@ absl::Status Storage::LoadChunks(std::vector<v1::StoredVariable>& metas,
                                               " of ", chunks, " is missing"));
     }
     if (!checksummed) ChecksumChunks(bytes, 0, chunks, meta);
+    VS_RETURN_IF_ERROR(ApplyRowRecords(*it, prefix, vars[i]));
   }
   return absl::OkStatus();
+}
+
+uint64_t Storage::NextRowRecord() {
+  const uint64_t now = static_cast<uint64_t>(absl::ToUnixMicros(absl::Now()));
+  uint64_t next = next_row_record_.load();
+  while (
+      !next_row_record_.compare_exchange_weak(next, std::max(next, now) + 1)) {
+  }
+  return kRowRecordBit | std::max(next, now);
+}
+
+absl::Status Storage::ApplyRowRecords(rocksdb::Iterator& it,
+                                      absl::string_view prefix,
+                                      LoadedVariable& var) {
+  const v1::VariableInfo& info = var.meta.info();
+  const std::string name = info.name();
+  const int64_t total = info.byte_size();
+  const int64_t rows = info.shape().dims().empty() ? 1 : info.shape().dims(0);
+  const int64_t row_bytes = rows == 0 ? 0 : total / rows;
+  auto damaged = [&](absl::string_view what) {
+    return absl::DataLossError(absl::StrCat(
+        "Stored variable '", name, "' is damaged: a row record ", what));
+  };
+  for (; it.Valid() && it.key().starts_with(ToSlice(prefix)); it.Next()) {
+    const rocksdb::Slice key = it.key();
+    if (key.size() != prefix.size() + 8 || (key[prefix.size()] & 0x80) == 0) {
+      return damaged("has a bad key");
+    }
+    const uint64_t number =
+        absl::big_endian::Load64(key.data() + prefix.size()) & ~kRowRecordBit;
+    uint64_t next = next_row_record_.load();
+    while (next <= number &&
+           !next_row_record_.compare_exchange_weak(next, number + 1)) {
+    }
+    const absl::string_view record(it.value().data(), it.value().size());
+    if (record.size() < 16 || absl::little_endian::Load32(record.data()) !=
+                                  Crc32c(record.substr(4))) {
+      return damaged("fails its checksum");
+    }
+    const size_t info_size = absl::little_endian::Load32(record.data() + 4);
+    v1::VariableInfo recorded;
+    if (info_size > record.size() - 16 ||
+        !recorded.ParseFromArray(record.data() + 8,
+                                 static_cast<int>(info_size)) ||
+        recorded.name() != name || recorded.dtype() != info.dtype() ||
+        recorded.byte_size() != total ||
+        recorded.shape().SerializeAsString() !=
+            info.shape().SerializeAsString()) {
+      return damaged("does not describe the variable");
+    }
+    const absl::string_view entries = record.substr(16 + info_size);
+    const int64_t entry_bytes = 8 + row_bytes;
+    if (static_cast<int64_t>(absl::little_endian::Load64(
+            record.data() + 8 + info_size)) != row_bytes ||
+        static_cast<int64_t>(entries.size()) % entry_bytes != 0) {
+      return damaged("does not fit the variable's rows");
+    }
+    for (size_t at = 0; at < entries.size();
+         at += static_cast<size_t>(entry_bytes)) {
+      const uint64_t row = absl::little_endian::Load64(entries.data() + at);
+      if (row >= static_cast<uint64_t>(rows)) {
+        return damaged("names a row past the variable's");
+      }
+      memcpy(var.data.data() + row * static_cast<uint64_t>(row_bytes),
+             entries.data() + at + 8, static_cast<size_t>(row_bytes));
+    }
+    *var.meta.mutable_info() = std::move(recorded);
+    var.row_record_bytes += static_cast<int64_t>(record.size());
+  }
+  return FromRocksStatus(it.status(),
+                         absl::StrCat("Reading stored variable '", name,
+                                      "' in data directory ", path_));
 }
 
 void ChecksumChunks(absl::string_view data, int64_t first_chunk,

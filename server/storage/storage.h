@@ -54,10 +54,23 @@ class StorageBatch {
   // Writes chunk `index` of the variable `meta` describes.
   void PutChunk(const v1::StoredVariable& meta, int64_t index,
                 absl::string_view bytes);
-  // Writes the metadata and every chunk.
+  // Writes the metadata, with the CRC-32C of every chunk, and every chunk.
+  // Does not delete row records (see DeleteRows).
   void PutVariable(const v1::StoredVariable& meta, absl::string_view data);
-  // Deletes the metadata and every chunk of `name`.
+  // Deletes the metadata, every chunk and every row record of `name`.
   void DeleteVariable(absl::string_view name);
+  // Writes a row record of the variable `info` describes: `rows` holds
+  // entries of an 8-byte little-endian row index followed by that row's
+  // `row_bytes` bytes. A sparse update writes only the rows it touched this
+  // way, not their chunks: LoadAll applies a variable's row records on top
+  // of its chunks in the order they were written, and takes the last one's
+  // `info` (version, update time) as the variable's. Storage::Write numbers
+  // the record.
+  void PutRows(const v1::VariableInfo& info, int64_t row_bytes,
+               std::string rows);
+  // Deletes every row record of `name` (with PutVariable: the chunks now
+  // hold what they recorded).
+  void DeleteRows(absl::string_view name);
   // Records that update `sequence` of client `client_id` was applied, with
   // its serialized result.
   void PutApplied(absl::string_view client_id, int64_t sequence,
@@ -76,13 +89,14 @@ class StorageBatch {
  private:
   friend class Storage;
   enum class Family { kMeta, kData, kApplied, kEmbedding };
-  enum class Kind { kPut, kDelete, kDeleteRange };
+  enum class Kind { kPut, kDelete, kDeleteRange, kPutRows };
   struct Op {
     Kind kind;
     Family family;
     std::string key;
     // The value of a kPut when `borrowed` is unset; the limit of a
-    // kDeleteRange.
+    // kDeleteRange; the record of a kPutRows (whose key is the variable's
+    // name, numbered by Storage::Write).
     std::string value;
     std::optional<absl::string_view> borrowed;
   };
@@ -162,14 +176,23 @@ class Storage {
   // still be in the replayed log: the caller rewrites what it touched.
   absl::Status Recover();
 
-  // Calls `fn` with every stored variable's record and its assembled bytes,
-  // in name order, after checking every chunk's CRC-32C (and filling in the
-  // CRCs of records written without them). Returns DATA_LOSS naming the
+  // A stored variable as LoadAll assembles it.
+  struct LoadedVariable {
+    // Its metadata, with the `info` of its last row record if it has any.
+    v1::StoredVariable meta;
+    // Its bytes: its chunks with its row records applied.
+    std::string data;
+    // The bytes of its row records (0 if it has none).
+    int64_t row_record_bytes = 0;
+  };
+  // Calls `fn` with every stored variable, in name order, after checking
+  // every chunk's CRC-32C (and filling in the CRCs of records written
+  // without them) and every row record's. Returns DATA_LOSS naming the
   // variable if a chunk is missing, extra, of the wrong size or fails its
-  // checksum, or a record does not parse; returns the first error `fn`
+  // checksum, if a row record fails its checksum or does not fit the
+  // variable, or a record does not parse; returns the first error `fn`
   // returns.
-  absl::Status LoadAll(
-      const std::function<absl::Status(v1::StoredVariable, std::string)>& fn);
+  absl::Status LoadAll(const std::function<absl::Status(LoadedVariable)>& fn);
 
   // Calls `fn(client_id, sequence, result)` for every applied-update record
   // (see StorageBatch::PutApplied).
@@ -314,11 +337,18 @@ class Storage {
   absl::StatusOr<bool> CheckStore();
   // Checks the store opened read-only in `db` against VARSCOPE-DURABLE.
   absl::Status CheckDurableRecord(rocksdb::DB& db);
-  // Assembles the bytes of variables [begin, end) of `metas` into `data`
-  // (see LoadAll).
-  absl::Status LoadChunks(std::vector<v1::StoredVariable>& metas, size_t begin,
-                          size_t end, std::vector<std::string>& data)
-      ABSL_SHARED_LOCKS_REQUIRED(mu_);
+  // Assembles variables [begin, end) of `vars`, whose metadata is read, (see
+  // LoadAll).
+  absl::Status LoadChunks(std::vector<LoadedVariable>& vars, size_t begin,
+                          size_t end) ABSL_SHARED_LOCKS_REQUIRED(mu_);
+  // The key index of the next row record: kRowRecordBit (storage.cc) and a
+  // number above every one written or loaded before (and at least the
+  // time in microseconds, so that numbers grow across restarts too).
+  uint64_t NextRowRecord();
+  // Applies the row records that `it` is on (the first after the chunks of
+  // `var`) to `var`.
+  absl::Status ApplyRowRecords(rocksdb::Iterator& it, absl::string_view prefix,
+                               LoadedVariable& var);
   // Closes it; when `clean`, first flushes every memtable and records the
   // durable sequence.
   void CloseDb(bool clean) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
@@ -354,6 +384,9 @@ class Storage {
   // RocksDB's statistics, kept across reopens.
   std::shared_ptr<rocksdb::Statistics> statistics_;
   int64_t wal_replayed_bytes_ = 0;
+  // The number of the next row record (see PutRows): above every number
+  // written before, whether or not this process loaded them.
+  std::atomic<uint64_t> next_row_record_{0};
   // Failed writes by absl::StatusCode.
   std::atomic<int64_t> write_errors_[17] = {};
   // What VARSCOPE-DURABLE says (its identity is the open store's).

@@ -292,13 +292,12 @@ absl::StatusOr<RestoredStore> Storage::Restore(const std::string& backup_dir,
         Storage::Open(StorageOptions(), data_dir);
     status = storage.status();
     if (status.ok()) {
-      status =
-          (*storage)->LoadAll([&](v1::StoredVariable meta, std::string data) {
-            ++summary.variables;
-            summary.bytes += static_cast<int64_t>(data.size());
-            summary.versions[meta.info().name()] = meta.info().version();
-            return absl::OkStatus();
-          });
+      status = (*storage)->LoadAll([&](Storage::LoadedVariable var) {
+        ++summary.variables;
+        summary.bytes += static_cast<int64_t>(var.data.size());
+        summary.versions[var.meta.info().name()] = var.meta.info().version();
+        return absl::OkStatus();
+      });
     }
     if (status.ok()) {
       absl::StatusOr<std::optional<v1::ClusterIdentity>> cluster =

@@ -17,15 +17,15 @@ typename Map::mapped_type& Entry(Map& map, absl::string_view key) {
 
 void DirtySet::AddMeta(absl::string_view name) { Entry(variables, name); }
 
-void DirtySet::AddChunk(absl::string_view name, int64_t index) {
+void DirtySet::AddRow(absl::string_view name, int64_t row) {
   Variable& v = Entry(variables, name);
-  if (!v.whole) v.chunks.insert(index);
+  if (!v.whole) v.rows.insert(row);
 }
 
 void DirtySet::AddWhole(absl::string_view name) {
   Variable& v = Entry(variables, name);
   v.whole = true;
-  v.chunks.clear();
+  v.rows.clear();
 }
 
 void DirtySet::AddReset(absl::string_view name) {
@@ -44,9 +44,11 @@ void DirtySet::Merge(DirtySet newer) {
     mine.reset = mine.reset || v.reset;
     mine.whole = mine.whole || v.whole;
     if (mine.whole) {
-      mine.chunks.clear();
+      mine.rows.clear();
+    } else if (mine.rows.empty()) {
+      mine.rows = std::move(v.rows);
     } else {
-      mine.chunks.insert(v.chunks.begin(), v.chunks.end());
+      mine.rows.insert(v.rows.begin(), v.rows.end());
     }
   }
   for (auto& [id, c] : newer.clients) {
@@ -61,7 +63,7 @@ void DirtySet::MarkFailed() {
   for (auto& [name, v] : variables) {
     v.reset = true;
     v.whole = true;
-    v.chunks.clear();
+    v.rows.clear();
   }
   for (auto& [id, c] : clients) {
     absl::erase_if(c.records, [](const auto& r) { return !r.second; });

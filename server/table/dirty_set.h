@@ -8,7 +8,7 @@
 #include <string>
 
 #include "absl/container/btree_map.h"
-#include "absl/container/btree_set.h"
+#include "absl/container/flat_hash_set.h"
 #include "absl/strings/string_view.h"
 
 namespace varscope::server {
@@ -19,9 +19,9 @@ struct DirtySet {
     // Delete every stored record of the name before writing what the table
     // holds (it was created, deleted or renamed). Implies `whole`.
     bool reset = false;
-    // Write every chunk; else the metadata and `chunks`.
+    // Write every chunk; else the metadata and `rows` (a row record).
     bool whole = false;
-    absl::btree_set<int64_t> chunks;
+    absl::flat_hash_set<int64_t> rows;
   };
   struct Client {
     // Exactly-once records by sequence: the serialized result to write, or
@@ -31,8 +31,8 @@ struct DirtySet {
 
   // The variable's metadata changed.
   void AddMeta(absl::string_view name);
-  // The variable's metadata and chunk `index` changed.
-  void AddChunk(absl::string_view name, int64_t index);
+  // The variable's metadata and row `row` changed.
+  void AddRow(absl::string_view name, int64_t row);
   // The variable's metadata and every chunk changed.
   void AddWhole(absl::string_view name);
   // The name was created, deleted or renamed.

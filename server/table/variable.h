@@ -2,6 +2,7 @@
 #ifndef VARSCOPE_SERVER_TABLE_VARIABLE_H_
 #define VARSCOPE_SERVER_TABLE_VARIABLE_H_
 
+#include <atomic>
 #include <cstdint>
 #include <functional>
 #include <memory>
@@ -45,6 +46,11 @@ struct TableVariable {
   const int64_t part_index;
   const int64_t num_parts;
   const int64_t chunk_bytes;
+  // The bytes of row records (StorageBatch::PutRows) the store may hold for
+  // it: raised before a record's store write, zeroed after a whole write
+  // that deleted them succeeded. A whole write deletes them while it is
+  // not 0; it also decides when records are consolidated (RecordRows).
+  std::atomic<int64_t> row_record_bytes{0};
 
   // Held by the one writer of this variable from reading its state until the
   // store write is done, so the store sees this variable's writes in order.

@@ -7,6 +7,7 @@
 #include <optional>
 #include <utility>
 
+#include "absl/base/internal/endian.h"
 #include "absl/container/flat_hash_set.h"
 #include "absl/random/random.h"
 #include "absl/strings/match.h"
@@ -74,11 +75,13 @@ absl::StatusOr<std::unique_ptr<VariableTable>> VariableTable::Load(
   std::unique_ptr<VariableTable> table(new VariableTable(options));
   VS_RETURN_IF_ERROR(table->applied_.Load(*storage));
   absl::MutexLock l(&table->mu_);
-  VS_RETURN_IF_ERROR(storage->LoadAll(
-      [&](v1::StoredVariable meta, std::string data) -> absl::Status {
+  VS_RETURN_IF_ERROR(
+      storage->LoadAll([&](Storage::LoadedVariable loaded) -> absl::Status {
         table->mu_.AssertHeld();
-        std::string name = meta.info().name();
-        auto var = std::make_shared<Variable>(std::move(meta), std::move(data));
+        std::string name = loaded.meta.info().name();
+        auto var = std::make_shared<Variable>(std::move(loaded.meta),
+                                              std::move(loaded.data));
+        var->row_record_bytes = loaded.row_record_bytes;
         table->IndexNames(*var, /*add=*/true);
         table->vars_.emplace(std::move(name), std::move(var));
         return absl::OkStatus();
@@ -96,9 +99,29 @@ PublishedState VariableTable::ReadPublished(const DirtySet& dirty) const {
   PublishedState present;
   absl::ReaderMutexLock l(&mu_);
   for (const auto& [name, changed] : dirty.variables) {
-    if (std::shared_ptr<Variable> var = Lookup(vars_, name)) {
-      absl::ReaderMutexLock v(&var->mu);
-      present.emplace(name, PublishedVariable{var->meta, var->data});
+    std::shared_ptr<Variable> var = Lookup(vars_, name);
+    if (var == nullptr) continue;
+    const int64_t row_bytes = RowBytes(var->dims, var->dtype);
+    const int64_t rows_bytes =
+        static_cast<int64_t>(changed.rows.size()) * (8 + row_bytes);
+    PublishedVariable& published =
+        present.emplace(name, PublishedVariable{var, {}, nullptr, {}})
+            .first->second;
+    absl::ReaderMutexLock v(&var->mu);
+    published.meta = var->meta;
+    if (changed.whole || !RecordRows(static_cast<int64_t>(var->data->size()),
+                                     var->row_record_bytes, rows_bytes)) {
+      published.data = var->data;
+      continue;
+    }
+    // Copied now: the rows change in place once published again.
+    published.rows.resize(static_cast<size_t>(rows_bytes));
+    char* p = published.rows.data();
+    for (const int64_t row : changed.rows) {
+      absl::little_endian::Store64(p, static_cast<uint64_t>(row));
+      memcpy(p + 8, var->data->data() + row * row_bytes,
+             static_cast<size_t>(row_bytes));
+      p += 8 + row_bytes;
     }
   }
   return present;
@@ -381,17 +404,23 @@ absl::StatusOr<v1::GatherResponse> VariableTable::Gather(
                         request.indices().content()));
   VS_ASSIGN_OR_RETURN(std::vector<int64_t> rows,
                       RowIndices(indices, request.name(), var->dims[0]));
-  auto [data, version] = var->Snapshot();
   const int64_t row_bytes = RowBytes(var->dims, var->dtype);
   std::vector<int64_t> dims = var->dims;
   dims[0] = static_cast<int64_t>(rows.size());
   Tensor out(var->dtype, dims);
-  for (size_t i = 0; i < rows.size(); ++i) {
-    memcpy(out.mutable_data() + i * row_bytes,
-           data->data() + rows[i] * row_bytes, static_cast<size_t>(row_bytes));
-  }
   v1::GatherResponse response;
-  response.set_version(version);
+  {
+    // Copied under the lock rather than from a reference held after it: a
+    // held reference would make the next update copy the whole variable
+    // instead of changing its rows in place.
+    absl::ReaderMutexLock l(&var->mu);
+    for (size_t i = 0; i < rows.size(); ++i) {
+      memcpy(out.mutable_data() + i * row_bytes,
+             var->data->data() + rows[i] * row_bytes,
+             static_cast<size_t>(row_bytes));
+    }
+    response.set_version(var->meta.info().version());
+  }
   TensorToProto(std::move(out), response.mutable_rows());
   return response;
 }
@@ -486,10 +515,9 @@ absl::StatusOr<WorkingSet> VariableTable::ReadLocked(const Involved& involved) {
     }
     absl::ReaderMutexLock l(&var->mu);
     working.emplace(
-        name,
-        WorkingVariable{var.get(), var->meta,
-                        WorkingCopy(var->data, RowBytes(var->dims, var->dtype),
-                                    var->chunk_bytes)});
+        name, WorkingVariable{
+                  var.get(), var->meta,
+                  WorkingCopy(var->data, RowBytes(var->dims, var->dtype))});
   }
   return working;
 }
@@ -506,7 +534,14 @@ absl::StatusOr<v1::BatchUpdateResponse> VariableTable::CommitBatch(
     v1::VariableInfo* info = w.meta.mutable_info();
     info->set_version(info->version() + 1);
     info->set_update_time_micros(now);
-    w.copy.UpdateChecksums(w.meta);
+    // wal, sync: the store takes the rows as a row record, or consolidates
+    // them (interval: each flush decides, see ReadPublished).
+    if (options_.durability.mode != Durability::Mode::kInterval &&
+        !w.copy.whole_changed() &&
+        !RecordRows(w.copy.size(), w.var->row_record_bytes,
+                    w.copy.changed_row_bytes())) {
+      w.copy.MutableWhole();
+    }
     w.copy.MarkChanged(name, dirty);
   }
   v1::BatchUpdateResponse response;
@@ -530,7 +565,12 @@ absl::StatusOr<v1::BatchUpdateResponse> VariableTable::CommitBatch(
   VS_RETURN_IF_ERROR(write_behind_->Commit(
       [&](StorageBatch& batch) {
         for (auto& [name, w] : working) {
-          if (w.touched) w.copy.Persist(w.meta, batch);
+          if (!w.touched) continue;
+          const bool has_records = w.var->row_record_bytes != 0;
+          if (!w.copy.whole_changed()) {
+            w.var->row_record_bytes += w.copy.changed_row_bytes();
+          }
+          w.copy.Persist(w.meta, has_records, batch);
         }
         if (record.has_value()) {
           batch.PutApplied(request.id().client_id(), request.id().sequence(),
@@ -546,6 +586,12 @@ absl::StatusOr<v1::BatchUpdateResponse> VariableTable::CommitBatch(
         for (auto& [name, w] : working) {
           w.var->mu.AssertHeld();
           if (!w.touched) continue;
+          // wal, sync: the whole write deleted the records (interval: the
+          // flush that writes it will).
+          if (options_.durability.mode != Durability::Mode::kInterval &&
+              w.copy.whole_changed()) {
+            w.var->row_record_bytes = 0;
+          }
           w.var->meta = std::move(w.meta);
           w.copy.Publish(w.var->data);
         }

@@ -18,14 +18,20 @@ namespace varscope::server {
 // Bytes of one row (one index of the first axis; a scalar is one row).
 int64_t RowBytes(absl::Span<const int64_t> dims, DType dtype);
 
+// Whether the store takes a change of `changed_bytes` of rows of a variable
+// of `size` bytes as a row record (StorageBatch::PutRows), given the
+// `recorded` bytes of row records it may hold for it already; else the
+// variable is written whole, which consolidates its records. Records stay
+// below the variable's size, so that a restart reads at most twice it.
+bool RecordRows(int64_t size, int64_t recorded, int64_t changed_bytes);
+
 // The published bytes of a variable plus private copies of what an update
-// batch changed: the whole buffer, or only the chunks it touched (chunks
-// hold whole rows, so a row lies in one chunk). Thread-compatible.
+// batch changed: the whole buffer, or only the rows it touched, so that a
+// sparse update costs what it touches. Thread-compatible.
 class WorkingCopy {
  public:
-  // `base` is the published content, laid out in chunks of `chunk_bytes`.
-  WorkingCopy(std::shared_ptr<const std::string> base, int64_t row_bytes,
-              int64_t chunk_bytes);
+  // `base` is the published content.
+  WorkingCopy(std::shared_ptr<const std::string> base, int64_t row_bytes);
 
   int64_t size() const { return static_cast<int64_t>(base_->size()); }
   int64_t row_bytes() const { return row_bytes_; }
@@ -39,23 +45,27 @@ class WorkingCopy {
   char* MutableWhole();
   // Replaces the whole contents. REQUIRES: bytes.size() == size().
   void SetWhole(std::string bytes);
-  // One row for reading or writing; writing copies only its chunk.
+  // One row for reading or writing; writing copies only that row, and the
+  // pointer stays valid until the whole is copied or replaced.
   // REQUIRES: 0 <= row < num_rows().
   const char* Row(int64_t row) const;
   char* MutableRow(int64_t row);
 
-  bool changed() const { return whole_.has_value() || !chunks_.empty(); }
+  bool changed() const { return whole_.has_value() || !rows_.empty(); }
+  bool whole_changed() const { return whole_.has_value(); }
+  // The bytes of the changed rows with their indices (a row record's).
+  int64_t changed_row_bytes() const {
+    return static_cast<int64_t>(rows_.size()) * (8 + row_bytes_);
+  }
 
-  // Sets the CRC-32C of the changed chunks (all of them if the whole
-  // changed, or if `meta` has none) in `meta`.
-  void UpdateChecksums(v1::StoredVariable& meta) const;
+  // Adds what changed to `batch`: the variable whole (deleting its row
+  // records if `has_row_records`, the store may hold some) if the whole
+  // changed, else a row record of the changed rows with `meta`'s info.
+  void Persist(const v1::StoredVariable& meta, bool has_row_records,
+               StorageBatch& batch) const;
 
-  // Adds the changed chunks (all of them if the whole changed) and `meta` to
-  // `batch`.
-  void Persist(const v1::StoredVariable& meta, StorageBatch& batch) const;
-
-  // Adds what changed to `dirty` under `name`: the metadata, and every
-  // chunk if the whole changed, else the touched chunks.
+  // Adds what changed to `dirty` under `name`: the metadata, and the whole
+  // or the changed rows.
   void MarkChanged(absl::string_view name, DirtySet& dirty) const;
 
   // Makes `published` hold the new contents: changes it in place when the
@@ -67,9 +77,8 @@ class WorkingCopy {
  private:
   std::shared_ptr<const std::string> base_;
   const int64_t row_bytes_;
-  const int64_t chunk_bytes_;
-  std::optional<std::string> whole_;       // set once the whole changed
-  std::map<int64_t, std::string> chunks_;  // else: touched chunks by index
+  std::optional<std::string> whole_;     // set once the whole changed
+  std::map<int64_t, std::string> rows_;  // else: changed rows by index
 };
 
 }  // namespace varscope::server

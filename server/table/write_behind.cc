@@ -7,6 +7,7 @@
 #include "absl/time/clock.h"
 #include "common/status.h"
 #include "server/base/log.h"
+#include "server/table/working_copy.h"
 
 namespace varscope::server {
 
@@ -85,23 +86,27 @@ class WriteBehind::Pending {
 
 namespace {
 
-// The store write of `dirty`, with the published state `present`.
-StorageBatch BatchOf(const DirtySet& dirty, const PublishedState& present) {
+// The store write of `dirty`, with the published state `present`. Raises
+// the row record bytes of the variables it records rows of.
+StorageBatch BatchOf(const DirtySet& dirty, PublishedState& present) {
   StorageBatch batch;
   for (const auto& [name, changed] : dirty.variables) {
     auto it = present.find(name);
     if (changed.reset || it == present.end()) batch.DeleteVariable(name);
     if (it == present.end()) continue;
-    const v1::StoredVariable& meta = it->second.meta;
-    const std::string& data = *it->second.data;
-    if (changed.whole) {
-      batch.PutVariable(meta, data);
+    PublishedVariable& published = it->second;
+    if (published.data == nullptr) {
+      published.var->row_record_bytes +=
+          static_cast<int64_t>(published.rows.size());
+      batch.PutRows(published.meta.info(),
+                    RowBytes(published.var->dims, published.var->dtype),
+                    std::move(published.rows));
       continue;
     }
-    batch.PutMeta(meta);
-    for (int64_t chunk : changed.chunks) {
-      batch.PutChunks(meta, data, chunk, chunk + 1);
+    if (!changed.reset && published.var->row_record_bytes != 0) {
+      batch.DeleteRows(name);
     }
+    batch.PutVariable(published.meta, *published.data);
   }
   for (const auto& [client_id, client] : dirty.clients) {
     for (const auto& [sequence, result] : client.records) {
@@ -188,6 +193,10 @@ absl::Status WriteBehind::Write(Captured& captured) {
   if (!status.ok()) {
     counters_->flush_failures.Add();
     pending_->Restore(std::move(captured.dirty));
+  } else {
+    for (const auto& [name, published] : captured.present) {
+      if (published.data != nullptr) published.var->row_record_bytes = 0;
+    }
   }
   return pending_->Record(status, *counters_);
 }

@@ -19,6 +19,7 @@
 #include "server/storage/storage.h"
 #include "server/table/dirty_set.h"
 #include "server/table/durability.h"
+#include "server/table/variable.h"
 #include "varscope/v1/storage.pb.h"
 
 namespace varscope::server {
@@ -37,8 +38,12 @@ struct FlushCounters {
 
 // A variable as the table publishes it: what a flush writes for it.
 struct PublishedVariable {
+  std::shared_ptr<TableVariable> var;
   v1::StoredVariable meta;
+  // The whole contents, when the flush writes it whole; else null, and
+  // `rows` holds its changed rows as StorageBatch::PutRows takes them.
   std::shared_ptr<const std::string> data;
+  std::string rows;
 };
 // By name.
 using PublishedState = std::map<std::string, PublishedVariable, std::less<>>;

@@ -5,7 +5,9 @@
 //   - not torn: every element of a whole-tensor write is the same, every
 //     scattered row is one write's;
 //   - batches all or nothing: both variables of a batch at the same step;
-//   - increments exactly once: the value agrees with the version;
+//   - increments exactly once: the value agrees with the version; each row
+//     of a sparse optimizer step's variable agrees with its slot's row, and
+//     the slot's rows add up to the steps the version counts;
 //   - one moment's state: a pair written x then y is never seen with y
 //     ahead of x;
 //   - versions never go back across restarts, and nothing that never began
@@ -26,6 +28,7 @@
 #include <signal.h>
 #include <time.h>
 
+#include <cmath>
 #include <cstdlib>
 #include <fstream>
 #include <map>
@@ -50,8 +53,11 @@ using ::varscope::testing::TempDir;
 
 constexpr int kWriters = 2;
 constexpr int64_t kRows = 64;
-const char* const kKinds[] = {"add",  "assign",  "batch",
-                              "pair", "scatter", "create"};
+// The sparse writer's variable (see crash_writer.cc).
+constexpr int64_t kSparseRows = 256;
+constexpr int64_t kSparseTouched = 4;
+const char* const kKinds[] = {"add",     "assign", "batch", "pair",
+                              "scatter", "create", "sparse"};
 
 int64_t MonotonicNanos() {
   timespec t;
@@ -339,6 +345,7 @@ class CrashHarness {
       }
       CheckRows(*client, p, kinds["scatter"], killed_at);
       CheckCreated(*client, w, kinds["create"], killed_at);
+      CheckSparse(*client, p, kinds["sparse"], killed_at);
     }
   }
 
@@ -376,6 +383,68 @@ class CrashHarness {
                            << " writes";
       }
     }
+  }
+
+  // The sparse Adagrad steps: m = version - 1 steps applied, variable and
+  // slot at the same version (one batch); no row torn; each row of the
+  // slot is 1 + c for the c steps that touched the row, and the variable's
+  // row is what c steps make of it, computed as the server does; the c add
+  // up to 4m (each step exactly once). wal, sync: c is what steps 1..m
+  // give.
+  void CheckSparse(Client& client, const std::string& p, KindLog& log,
+                   int64_t killed_at) {
+    absl::StatusOr<ReadResult> var = client.Read(p + "sparse");
+    if (absl::IsNotFound(var.status())) {
+      InBounds(p + "sparse", 0, log, killed_at);
+      return;
+    }
+    ASSERT_TRUE(var.ok()) << var.status();
+    Monotonic(p + "sparse", var->version);
+    const int64_t m = var->version - 1;
+    InBounds(p + "sparse", m, log, killed_at, false);
+    absl::StatusOr<ReadResult> slot = client.Read(p + "sparse/Adagrad");
+    if (m == 0 && absl::IsNotFound(slot.status())) return;
+    ASSERT_TRUE(slot.ok()) << slot.status();
+    EXPECT_EQ(slot->version, var->version) << p << "sparse: half a step";
+    auto w = var->value.flat<float>();
+    auto a = slot->value.flat<float>();
+    const int64_t cols = static_cast<int64_t>(w.size()) / kSparseRows;
+    std::vector<int64_t> want(kSparseRows, 0);
+    for (int64_t n = 1; n <= m; ++n) {
+      for (int64_t j = 0; j < kSparseTouched; ++j) {
+        ++want[static_cast<size_t>((7 * n + 64 * j) % kSparseRows)];
+      }
+    }
+    int64_t total = 0;
+    for (int64_t r = 0; r < kSparseRows; ++r) {
+      for (int64_t c = 0; c < cols; ++c) {
+        ASSERT_EQ(w[r * cols + c], w[r * cols])
+            << p << "sparse: row " << r << " torn";
+        ASSERT_EQ(a[r * cols + c], a[r * cols])
+            << p << "sparse/Adagrad: row " << r << " torn";
+      }
+      const int64_t touched = static_cast<int64_t>(a[r * cols]) - 1;
+      ASSERT_EQ(static_cast<float>(touched + 1), a[r * cols])
+          << p << "sparse/Adagrad: row " << r;
+      // The server's rule with g = -1, learning rate 1, in double, stored
+      // as float after each step.
+      float accumulator = 1, value = 0;
+      for (int64_t i = 0; i < touched; ++i) {
+        const double sum = static_cast<double>(accumulator) + 1;
+        accumulator = static_cast<float>(sum);
+        value =
+            static_cast<float>(static_cast<double>(value) +
+                               1 / std::sqrt(static_cast<double>(accumulator)));
+      }
+      ASSERT_EQ(w[r * cols], value)
+          << p << "sparse: row " << r << " after " << touched << " steps";
+      if (exact()) {
+        ASSERT_EQ(touched, want[static_cast<size_t>(r)])
+            << p << "sparse: row " << r << " after " << m << " steps";
+      }
+      total += touched;
+    }
+    EXPECT_EQ(total, kSparseTouched * m) << p << "sparse: not exactly once";
   }
 
   // Created names are exactly w/made/1..m, each with its initial value.

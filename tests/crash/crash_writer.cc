@@ -14,6 +14,10 @@
 //   scatter  row N % 64 of w/rows = N (one chunk of eight)
 //   create   get_variable(w/made/N, AUTO_REUSE) of int64 [2, 64], every
 //            element N
+//   sparse   a sparse Adagrad step (learning rate 1, initial accumulator
+//            1) with gradient -1 on rows (7N + 64j) % 256, j = 0..3, of
+//            w/sparse (float [256, 16], zeros) and its slot
+//            w/sparse/Adagrad: each row records the steps that touched it
 // The other variables are int64 [64, 64] (32 KiB, eight chunks of 4 KiB with
 // the harness's --chunk-bytes).
 #include <fcntl.h>
@@ -41,6 +45,9 @@ using ::varscope::testing::WholeUpdate;
 constexpr int64_t kRows = 64;
 constexpr int64_t kCols = 64;
 constexpr int64_t kMadeRows = 2;
+constexpr int64_t kSparseRows = 256;
+constexpr int64_t kSparseCols = 16;
+constexpr int64_t kSparseTouched = 4;
 
 int64_t MonotonicNanos() {
   timespec t;
@@ -96,6 +103,7 @@ class Writer {
     threads.emplace_back([this] { Loop("pair", &Writer::Pair); });
     threads.emplace_back([this] { Loop("scatter", &Writer::Scatter); });
     threads.emplace_back([this] { Loop("create", &Writer::Create); });
+    threads.emplace_back([this] { Loop("sparse", &Writer::Sparse); });
     for (std::thread& t : threads) t.join();
   }
 
@@ -183,6 +191,40 @@ class Writer {
                   update->mutable_scatter()->mutable_indices());
     TensorToProto(Filled(n, 1), update->mutable_scatter()->mutable_rows());
     update->mutable_scatter()->set_mode(v1::Scatter::UPDATE);
+    Apply(kind, n, std::move(request));
+  }
+
+  void Sparse(const std::string& kind, int64_t n) {
+    if (n == 1) {
+      v1::GetVariableRequest create;
+      create.set_name(Name("sparse"));
+      create.set_mode(v1::AUTO_REUSE);
+      create.set_dtype(v1::DT_FLOAT);
+      create.mutable_shape()->add_dims(kSparseRows);
+      create.mutable_shape()->add_dims(kSparseCols);
+      create.mutable_initializer()->set_kind(v1::Initializer::ZEROS);
+      Ensure(create);
+    }
+    std::vector<int64_t> rows;
+    for (int64_t j = 0; j < kSparseTouched; ++j) {
+      rows.push_back((7 * n + 64 * j) % kSparseRows);
+    }
+    v1::BatchUpdateRequest request;
+    v1::Update* update = request.add_updates();
+    update->set_name(Name("sparse"));
+    v1::ApplyGradient* step = update->mutable_apply_gradient();
+    step->mutable_optimizer()->set_learning_rate(1);
+    step->mutable_optimizer()->mutable_adagrad()->set_initial_accumulator_value(
+        1);
+    TensorToProto(
+        Tensor::FromVector<float>(
+            v1::DT_FLOAT, {kSparseTouched, kSparseCols},
+            std::vector<float>(
+                static_cast<size_t>(kSparseTouched * kSparseCols), -1.0f)),
+        step->mutable_gradient());
+    TensorToProto(
+        Tensor::FromVector<int64_t>(v1::DT_INT64, {kSparseTouched}, rows),
+        step->mutable_indices());
     Apply(kind, n, std::move(request));
   }
 

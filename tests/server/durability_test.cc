@@ -551,6 +551,50 @@ TEST(IntervalFlush, KillBeforeTheFirstFlushLosesTheChangesAfterItKeepsThem) {
   }
 }
 
+// A sparse update writes a row record of the rows it touched, not their
+// chunks or the variable's metadata; the records are consolidated into a
+// whole write once they outgrow the variable, and a reload applies them in
+// order with the last one's version.
+TEST(RowRecords, SparseUpdatesReloadExactlyInEveryMode) {
+  for (const char* mode : {"wal", "interval=1h"}) {
+    SCOPED_TRACE(mode);
+    TempDir dir;
+    VS_ASSERT_OK_AND_ASSIGN(
+        auto storage,
+        server::Storage::Open(server::StorageOptions(), dir.path()));
+    server::TableOptions options;
+    options.durability = *ParseDurability(mode);
+    std::vector<int64_t> expected(static_cast<size_t>(kRows * kCols), 0);
+    int64_t version = 1;
+    {
+      VS_ASSERT_OK_AND_ASSIGN(
+          auto table, server::VariableTable::Load(options, storage.get()));
+      VS_ASSERT_OK(table->GetVariable(Create("w")));
+      VS_ASSERT_OK(table->Flush());
+      for (int64_t i = 0; i < 3 * kRows; ++i) {
+        const int64_t row = (i * 5) % kRows;
+        VS_ASSERT_OK(table->BatchUpdate(SetRow("w", row, i + 1, i + 1)));
+        std::fill_n(expected.begin() + row * kCols, kCols, i + 1);
+        ++version;
+        if (i % 2 == 1) {
+          VS_ASSERT_OK(table->Flush());  // interval: a record
+        }
+        if (i == 2) {
+          // Records only so far: the stored metadata is the creation's.
+          EXPECT_EQ(StoredVersion(dir.path(), "w"), 1);
+        }
+      }
+      // Consolidated since (the records outgrew the variable).
+      EXPECT_GT(StoredVersion(dir.path(), "w"), 1);
+    }
+    VS_ASSERT_OK_AND_ASSIGN(
+        auto table, server::VariableTable::Load(options, storage.get()));
+    VS_ASSERT_OK_AND_ASSIGN(ReadResult read, table->Read("w"));
+    EXPECT_EQ(Elements(read.value), expected);
+    EXPECT_EQ(read.version, version);
+  }
+}
+
 TEST(IntervalFlush, CleanShutdownWritesThePendingChanges) {
   TempDir dir;
   VS_ASSERT_OK_AND_ASSIGN(
@@ -756,6 +800,17 @@ TEST_F(DamagedStoreTest, MissingChunkIsRefusedNamingTheVariable) {
   ExpectRefused(HasSubstr(
       "varscoped: DATA_LOSS: Stored variable 'model/b' is damaged: chunk 2 "
       "of 16 is missing. The data directory is damaged"));
+}
+
+TEST_F(DamagedStoreTest, DamagedRowRecordIsRefusedNamingTheVariable) {
+  EditStore([](rocksdb::DB* db, auto& families) {
+    std::string key("model/a\0\x80\0\0\0\0\0\0\x01", 16);
+    ASSERT_TRUE(
+        db->Put(rocksdb::WriteOptions(), families[2], key, "not a record")
+            .ok());
+  });
+  ExpectRefused(HasSubstr(
+      "Stored variable 'model/a' is damaged: a row record fails its checksum"));
 }
 
 TEST_F(DamagedStoreTest, MissingCurrentFileIsNotReplacedByAnEmptyStore) {

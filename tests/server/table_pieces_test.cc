@@ -24,20 +24,21 @@ namespace {
 
 using ::testing::ElementsAre;
 using ::testing::IsEmpty;
+using ::testing::UnorderedElementsAre;
 using ::varscope::testing::StatusIs;
 
-TEST(DirtySet, ChunksUntilTheWholeChanged) {
+TEST(DirtySet, RowsUntilTheWholeChanged) {
   DirtySet dirty;
-  dirty.AddChunk("a", 3);
-  dirty.AddChunk("a", 1);
+  dirty.AddRow("a", 3);
+  dirty.AddRow("a", 1);
   dirty.AddMeta("b");
-  EXPECT_THAT(dirty.variables.at("a").chunks, ElementsAre(1, 3));
+  EXPECT_THAT(dirty.variables.at("a").rows, UnorderedElementsAre(1, 3));
   EXPECT_FALSE(dirty.variables.at("a").whole);
-  EXPECT_THAT(dirty.variables.at("b").chunks, IsEmpty());
+  EXPECT_THAT(dirty.variables.at("b").rows, IsEmpty());
   dirty.AddWhole("a");
-  dirty.AddChunk("a", 7);  // already in the whole
+  dirty.AddRow("a", 7);  // already in the whole
   EXPECT_TRUE(dirty.variables.at("a").whole);
-  EXPECT_THAT(dirty.variables.at("a").chunks, IsEmpty());
+  EXPECT_THAT(dirty.variables.at("a").rows, IsEmpty());
   EXPECT_FALSE(dirty.variables.at("a").reset);
   dirty.AddReset("b");
   EXPECT_TRUE(dirty.variables.at("b").reset);
@@ -46,19 +47,19 @@ TEST(DirtySet, ChunksUntilTheWholeChanged) {
 
 TEST(DirtySet, MergeKeepsTheNewerRecordAndTheWiderChange) {
   DirtySet older;
-  older.AddChunk("a", 1);
+  older.AddRow("a", 1);
   older.AddWhole("b");
   older.AddApplied("c1", 5, "first");
   DirtySet newer;
-  newer.AddChunk("a", 2);
-  newer.AddChunk("b", 4);
+  newer.AddRow("a", 2);
+  newer.AddRow("b", 4);
   newer.AddReset("n");
   newer.AddApplied("c1", 5, std::nullopt);
   newer.AddApplied("c1", 6, "second");
   older.Merge(std::move(newer));
-  EXPECT_THAT(older.variables.at("a").chunks, ElementsAre(1, 2));
+  EXPECT_THAT(older.variables.at("a").rows, UnorderedElementsAre(1, 2));
   EXPECT_TRUE(older.variables.at("b").whole);
-  EXPECT_THAT(older.variables.at("b").chunks, IsEmpty());
+  EXPECT_THAT(older.variables.at("b").rows, IsEmpty());
   EXPECT_TRUE(older.variables.at("n").reset);
   const auto& records = older.clients.at("c1").records;
   EXPECT_EQ(records.at(5), std::nullopt);
@@ -67,14 +68,14 @@ TEST(DirtySet, MergeKeepsTheNewerRecordAndTheWiderChange) {
 
 TEST(DirtySet, MarkFailedRewritesVariablesAndUndoesAddedRecords) {
   DirtySet dirty;
-  dirty.AddChunk("a", 1);
+  dirty.AddRow("a", 1);
   dirty.AddApplied("c1", 7, "added");
   dirty.AddApplied("c1", 2, std::nullopt);  // a deletion: left alone
   dirty.MarkFailed();
   const DirtySet::Variable& a = dirty.variables.at("a");
   EXPECT_TRUE(a.reset);
   EXPECT_TRUE(a.whole);
-  EXPECT_THAT(a.chunks, IsEmpty());
+  EXPECT_THAT(a.rows, IsEmpty());
   const auto& records = dirty.clients.at("c1").records;
   ASSERT_EQ(records.size(), 1u);
   EXPECT_EQ(records.at(7), std::nullopt);
@@ -82,14 +83,14 @@ TEST(DirtySet, MarkFailedRewritesVariablesAndUndoesAddedRecords) {
   EXPECT_TRUE(DirtySet().empty());
 }
 
-// A variable of 4 rows of 2 bytes in chunks of 2 rows.
+// A variable of 4 rows of 2 bytes.
 std::shared_ptr<const std::string> Base() {
   return std::make_shared<const std::string>("aabbccdd");
 }
 
-TEST(WorkingCopy, RowWritesCopyOnlyTheirChunkAndLeaveTheBase) {
+TEST(WorkingCopy, RowWritesCopyOnlyTheirRowAndLeaveTheBase) {
   const auto base = Base();
-  WorkingCopy copy(base, /*row_bytes=*/2, /*chunk_bytes=*/4);
+  WorkingCopy copy(base, /*row_bytes=*/2);
   EXPECT_EQ(copy.num_rows(), 4);
   EXPECT_FALSE(copy.changed());
   copy.MutableRow(3)[0] = 'X';
@@ -102,11 +103,12 @@ TEST(WorkingCopy, RowWritesCopyOnlyTheirChunkAndLeaveTheBase) {
   DirtySet dirty;
   copy.MarkChanged("v", dirty);
   EXPECT_FALSE(dirty.variables.at("v").whole);
-  EXPECT_THAT(dirty.variables.at("v").chunks, ElementsAre(1));
+  EXPECT_THAT(dirty.variables.at("v").rows, ElementsAre(3));
+  EXPECT_EQ(copy.changed_row_bytes(), 8 + 2);
 }
 
-TEST(WorkingCopy, WholeWritesMarkEveryChunk) {
-  WorkingCopy copy(Base(), 2, 4);
+TEST(WorkingCopy, WholeWritesMarkTheWhole) {
+  WorkingCopy copy(Base(), 2);
   copy.MutableRow(0)[1] = 'Y';
   copy.MutableWhole()[7] = 'Z';  // keeps the row written before
   EXPECT_EQ(copy.CopyContents(), "aYbbccdZ");
@@ -120,7 +122,7 @@ TEST(WorkingCopy, WholeWritesMarkEveryChunk) {
 TEST(WorkingCopy, PublishReplacesASharedBufferAndWritesAnUnsharedOne) {
   auto published = std::make_shared<std::string>("aabbccdd");
   std::shared_ptr<const std::string> reader = published;  // a reader holds it
-  WorkingCopy copy(published, 2, 4);
+  WorkingCopy copy(published, 2);
   copy.MutableRow(1)[0] = 'B';
   copy.Publish(published);
   EXPECT_EQ(*published, "aaBbccdd");
@@ -128,29 +130,34 @@ TEST(WorkingCopy, PublishReplacesASharedBufferAndWritesAnUnsharedOne) {
 
   reader.reset();
   const std::string* buffer = published.get();
-  WorkingCopy again(published, 2, 4);
+  WorkingCopy again(published, 2);
   again.MutableRow(2)[0] = 'C';
   again.Publish(published);
   EXPECT_EQ(published.get(), buffer);  // in place: nobody else held it
   EXPECT_EQ(*published, "aaBbCcdd");
 }
 
-TEST(WorkingCopy, ChecksumsAndPersistsTheChangedChunks) {
-  const auto base = Base();
+TEST(WorkingCopy, PersistsARowRecordOrTheWhole) {
   v1::StoredVariable meta;
   meta.mutable_info()->set_name("v");
   meta.set_chunk_bytes(4);
-  ChecksumChunks(*base, 0, 2, meta);
-  const v1::StoredVariable before = meta;
-  WorkingCopy copy(base, 2, 4);
+  WorkingCopy copy(Base(), 2);
   copy.MutableRow(2)[0] = 'Q';
-  copy.UpdateChecksums(meta);
-  ASSERT_EQ(meta.chunk_crc32c_size(), 2);
-  EXPECT_EQ(meta.chunk_crc32c(0), before.chunk_crc32c(0));
-  EXPECT_NE(meta.chunk_crc32c(1), before.chunk_crc32c(1));
-  StorageBatch batch;
-  copy.Persist(meta, batch);
-  EXPECT_FALSE(batch.empty());
+  StorageBatch rows;
+  copy.Persist(meta, /*has_row_records=*/false, rows);
+  EXPECT_FALSE(rows.empty());
+  copy.MutableWhole();
+  EXPECT_TRUE(copy.whole_changed());
+  StorageBatch whole;
+  copy.Persist(meta, /*has_row_records=*/true, whole);
+  EXPECT_FALSE(whole.empty());
+}
+
+TEST(RecordRows, RecordsStayBelowTheVariablesSize) {
+  EXPECT_TRUE(RecordRows(1000, 0, 100));
+  EXPECT_TRUE(RecordRows(1000, 900, 100));
+  EXPECT_FALSE(RecordRows(1000, 901, 100));  // consolidate
+  EXPECT_FALSE(RecordRows(1000, 0, 500));    // half of it: write it whole
 }
 
 v1::UpdateId Id(const std::string& client, int64_t sequence) {
