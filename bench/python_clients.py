@@ -1,15 +1,17 @@
 #!/usr/bin/python3
 """Varscope's Python client beside redis-py, in one run on 127.0.0.1.
 
-    bench/python_clients.py [--build-dir DIR] [--runs N]
+    bench/python_clients.py [--build-dir DIR] [--runs N] [--seconds S]
+                            [--modes wal,interval]
 
 For each Varscope durability mode (wal, interval=1s) starts varscoped and a
 redis-server without persistence, then times, for tensors of 4 KiB and
 4 MiB (float32): push (`assign(read_value=False)`; redis-py SET of the
 bytes), push as TensorFlow writes it (`assign`, which returns the new value;
 redis-py SET then GET), and pull (`read()`; redis-py GET into a numpy
-array). Prints calls/s as the median of N timed runs (after a warm-up) and
-the ratio Varscope / redis-py of the medians.
+array). Prints calls/s as the median of N timed runs of S seconds (half
+that for 4 KiB; after a warm-up call) and the ratio Varscope / redis-py of
+the medians.
 
 Needs Debian's python3-numpy and python3-redis, redis-server, and a build
 with the Python extension (build/python).
@@ -59,7 +61,7 @@ def median_rate(call, runs, seconds):
     return statistics.median(rate(call, seconds) for _ in range(runs))
 
 
-def measure(mode, varscoped, runs, work):
+def measure(mode, varscoped, runs, seconds, work):
     import numpy as np
     import redis
     import varscope as vs
@@ -87,7 +89,7 @@ def measure(mode, varscoped, runs, work):
             key = f"t{size}"
             v = vs.get_variable(key, shape=value.shape, dtype=vs.float32,
                                 initializer=vs.zeros_initializer())
-            seconds = 1.0 if size > 4096 else 0.5
+            duration = seconds if size > 4096 else seconds / 2
             cases = (
                 ("push", lambda: v.assign(value, read_value=False),
                  lambda: r.set(key, raw)),
@@ -98,8 +100,8 @@ def measure(mode, varscoped, runs, work):
                  lambda: np.frombuffer(r.get(key), np.float32)),
             )
             for name, ours, theirs in cases:
-                a = median_rate(ours, runs, seconds)
-                b = median_rate(theirs, runs, seconds)
+                a = median_rate(ours, runs, duration)
+                b = median_rate(theirs, runs, duration)
                 rows.append((mode, size, name, a, b))
                 print(f"| {mode} | {size >> 10} KiB | {name} | {a:,.0f} | "
                       f"{b:,.0f} | {a / b:.2f}x |", flush=True)
@@ -115,14 +117,22 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--build-dir", default=str(root / "build"))
     parser.add_argument("--runs", type=int, default=5)
+    parser.add_argument("--seconds", type=float, default=1.0)
+    parser.add_argument("--modes", default="wal,interval",
+                        help="durability modes, comma-separated")
     args = parser.parse_args()
+    modes = args.modes.split(",")
+    if not set(modes) <= {"wal", "interval"}:
+        parser.error(f"--modes: wal and/or interval, not {args.modes}")
     sys.path.insert(0, os.path.join(args.build_dir, "python"))
     varscoped = os.path.join(args.build_dir, "server", "varscoped")
+    print(f"load average at start: "
+          f"{' '.join(open('/proc/loadavg').read().split()[:3])}\n")
     print("| mode | size | call | Varscope calls/s | redis-py calls/s | "
           "ratio |\n|---|---|---|---|---|---|", flush=True)
     with tempfile.TemporaryDirectory() as work:
-        for mode in ("wal", "interval"):
-            measure(mode, varscoped, args.runs, work)
+        for mode in modes:
+            measure(mode, varscoped, args.runs, args.seconds, work)
 
 
 if __name__ == "__main__":

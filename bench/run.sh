@@ -205,3 +205,18 @@ done
 
 [ -n "$out" ] && cp "$results" "$out"
 python3 "$here/report.py" "$results" --tcp-gbps "$tcp"
+
+# The Python client against redis-py, when the extension is built and
+# Debian's python3 has numpy and redis-py.
+echo
+echo "## Python client against redis-py (bench/python_clients.py)"
+echo
+if compgen -G "$build_dir/python/varscope/_varscope*.so" > /dev/null &&
+  /usr/bin/python3 -c 'import numpy, redis' 2> /dev/null; then
+  # shellcheck disable=SC2046
+  /usr/bin/python3 "$here/python_clients.py" --build-dir "$build_dir" \
+    --runs "$runs" $([ "$quick" = 1 ] && echo --modes interval --seconds 0.2)
+else
+  echo "Skipped: no Python extension in $build_dir, or no python3-numpy and" \
+    "python3-redis."
+fi

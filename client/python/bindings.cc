@@ -6,11 +6,13 @@
 // Every RPC runs with the GIL released. A non-OK absl::Status is raised as
 // the varscope.errors exception of its code, its message unchanged.
 
+#include <malloc.h>
 #include <pybind11/numpy.h>
 #include <pybind11/pybind11.h>
 #include <pybind11/stl.h>
 
 #include <cstdint>
+#include <cstdlib>
 #include <cstring>
 #include <exception>
 #include <limits>
@@ -78,6 +80,22 @@ auto WithoutGil(Call call) {
   return ValueOrThrow(std::move(result));
 }
 
+// Makes glibc keep freed tensor-sized blocks for reuse instead of giving
+// them back to the kernel: every call moves its tensor through a few
+// buffers of its size (the request, gRPC's slices, the reply), and by
+// default blocks over 128 KiB are mmap'd and unmapped per use, so each call
+// page-faults its buffers afresh, which cost over 10x the copying itself
+// (bench/RESULTS.md). Up to 256 MiB of free memory stays in the process.
+// Left alone when the user tuned malloc (MALLOC_*_ or GLIBC_TUNABLES).
+void KeepTensorBuffers() {
+  for (const char* tuned : {"MALLOC_MMAP_THRESHOLD_", "MALLOC_TRIM_THRESHOLD_",
+                            "MALLOC_TOP_PAD_", "GLIBC_TUNABLES"}) {
+    if (std::getenv(tuned) != nullptr) return;
+  }
+  mallopt(M_MMAP_THRESHOLD, 32 << 20);  // glibc's maximum
+  mallopt(M_TRIM_THRESHOLD, 256 << 20);
+}
+
 DType ToDType(int value) {
   if (!IsSupportedDType(value)) {
     throw py::value_error(absl::StrCat("Unsupported dtype enum ", value));
@@ -97,20 +115,26 @@ std::string NumpyName(const py::dtype& dtype) {
   return dtype.attr("name").cast<std::string>();
 }
 
-py::array ToArray(const Tensor& tensor) {
+// `tensor` as a numpy array. The array takes over the tensor's bytes (they
+// stay where the reply put them: no copy, no fresh pages) except for
+// bfloat16, which widens to float32.
+py::array ToArray(Tensor tensor) {
   const std::vector<py::ssize_t> shape(tensor.dims().begin(),
                                        tensor.dims().end());
-  py::array out(NumpyDType(tensor.dtype()), shape);
   if (tensor.dtype() == v1::DT_BFLOAT16) {
+    py::array out(NumpyDType(tensor.dtype()), shape);
     float* dst = static_cast<float*>(out.mutable_data());
     for (const BFloat16 value : tensor.flat<BFloat16>()) {
       *dst++ = BFloat16ToFloat(value.bits);
     }
-  } else {
-    std::memcpy(out.mutable_data(), tensor.bytes().data(),
-                tensor.bytes().size());
+    return out;
   }
-  return out;
+  const py::dtype dtype = NumpyDType(tensor.dtype());
+  auto* bytes = new std::string(tensor.ReleaseBytes());
+  const py::capsule owner(bytes,
+                          [](void* p) { delete static_cast<std::string*>(p); });
+  // An owned base makes the array writable, as a freshly allocated one is.
+  return py::array(dtype, shape, bytes->data(), owner);
 }
 
 // A tensor of `dtype` holding the elements of `value`, whose numpy dtype must
@@ -214,7 +238,7 @@ py::object Update(const Variable& variable, const py::array& value,
                                         .return_value = return_value});
   });
   if (!result.value.has_value()) return py::none();
-  return ToArray(*result.value);
+  return ToArray(*std::move(result.value));
 }
 
 // A part's place in its partitioned variable, (full name, full shape,
@@ -497,6 +521,7 @@ PYBIND11_MODULE(_varscope, m) {
   using namespace varscope;  // NOLINT(build/namespaces)
 
   m.doc() = "Bindings of the Varscope C++ client; use the varscope package.";
+  KeepTensorBuffers();
   m.attr("__version__") = std::string(Version());
 
   py::register_exception_translator([](std::exception_ptr p) {
@@ -696,7 +721,8 @@ PYBIND11_MODULE(_varscope, m) {
             const Tensor tensor = ToTensor(indices);
             ReadResult result =
                 WithoutGil([&] { return client.Gather(name, tensor); });
-            return py::make_tuple(ToArray(result.value), result.version);
+            return py::make_tuple(ToArray(std::move(result.value)),
+                                  result.version);
           },
           py::arg("name"), py::arg("indices"), "(rows, version).")
       .def(

@@ -2,6 +2,7 @@
 step."""
 
 import json
+import pathlib
 import pickle
 import re
 import signal
@@ -76,10 +77,28 @@ def test_unavailable_after_retry_timeout_names_the_server_and_the_call(
         r"in [\d.]+m?s: .+" % re.escape(address), str(e.value)), str(e.value)
 
 
+def stop(process):
+    """Stops `process` and returns once every thread of it has stopped: kill()
+    wakes one thread, which then stops the others, so a loaded machine may
+    let the rest serve a call in between."""
+    process.send_signal(signal.SIGSTOP)
+    tasks = pathlib.Path("/proc/%d/task" % process.pid)
+    for _ in range(6000):
+        try:
+            states = [(task / "stat").read_text().rsplit(")", 1)[1].split()[0]
+                      for task in tasks.iterdir()]
+        except FileNotFoundError:  # a thread ended as we looked
+            states = ["R"]
+        if all(state in "tT" for state in states):
+            return
+        time.sleep(0.01)
+    pytest.fail("varscoped did not stop within 60 s")
+
+
 def test_hung_server_is_deadline_exceeded_naming_it(server):
     vs.connect(server.address, timeout=1)
     v = vs.get_variable("v", shape=[1])
-    server.process.send_signal(signal.SIGSTOP)
+    stop(server.process)
     try:
         with pytest.raises(errors.DeadlineExceededError) as e:
             v.read()

@@ -39,6 +39,25 @@ class TestRoundTrip:
         np.testing.assert_array_equal(v.numpy(), value)
         np.testing.assert_array_equal(np.asarray(v), value)
 
+    @pytest.mark.parametrize("shape", [[2, 3], [3 << 18]], ids=["small",
+                                                                 "3MiB"])
+    def test_values_are_arrays_of_their_own(self, shape):
+        """Reads and returned values take over the received bytes: each is
+        writable, aligned, and shares nothing with the next one."""
+        v = vs.get_variable("v", shape=shape, dtype=vs.float32)
+        value = np.arange(np.prod(shape), dtype=np.float32).reshape(shape)
+        back = v.assign(value)
+        first, second = v.read(), v.read()
+        for out in (back, first, second):
+            assert out.flags.writeable and out.flags.aligned
+            np.testing.assert_array_equal(out, value)
+        first += 1
+        back[...] = 0
+        np.testing.assert_array_equal(second, value)
+        np.testing.assert_array_equal(v.read(), value)
+        del v, back, second
+        np.testing.assert_array_equal(first, value + 1)
+
     @pytest.mark.parametrize("dtype", NUMERIC_DTYPES, ids=str)
     def test_assign_add_returns_the_new_value(self, dtype):
         v = vs.get_variable("v", shape=[2, 3], dtype=dtype,
