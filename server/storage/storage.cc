@@ -486,6 +486,7 @@ absl::Status Storage::OpenDb() {
   // A write-ahead log the MANIFEST knows of that is missing or short is an
   // error, not a silent loss.
   db_options.track_and_verify_wals_in_manifest = true;
+  db_options.max_total_wal_size = static_cast<uint64_t>(options_.max_log_bytes);
   db_options.listeners.push_back(std::make_shared<Listener>(this));
   if (options_.env != nullptr) db_options.env = options_.env;
   if (info_log_ == nullptr) {

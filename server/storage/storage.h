@@ -35,6 +35,11 @@ struct StorageOptions {
   // The RocksDB Env to use (fault-injection tests pass a wrapper).
   // Default: nullptr, meaning rocksdb::Env::Default().
   rocksdb::Env* env = nullptr;
+  // The write-ahead log's size, about, at most: past it RocksDB flushes the
+  // memtables that keep its oldest file alive (the metadata's, which sparse
+  // updates no longer write), so a restart replays at most about this
+  // much. Default: 128 MiB (four data memtables).
+  int64_t max_log_bytes = int64_t{128} << 20;
 };
 
 // Writes that apply atomically through Storage::Write, in the order they were
