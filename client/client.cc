@@ -15,6 +15,7 @@
 
 #include "absl/container/btree_set.h"
 #include "absl/random/random.h"
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_join.h"
@@ -361,10 +362,10 @@ absl::Status Client::WithClusterNearMatches(absl::string_view name,
       message, NearMatches(name, everywhere.NearMatchCandidates(name))));
 }
 
-absl::StatusOr<v1::GetVariableResponse> Client::GetVariable(
-    const v1::GetVariableRequest& request) {
+absl::StatusOr<v1::GetVariableResponse> Client::GetVariableOn(
+    int shard, const v1::GetVariableRequest& request) {
   v1::GetVariableResponse response;
-  const Rpc rpc = On("GetVariable", request.name());
+  const Rpc rpc = {shard, "GetVariable", request.name()};
   int attempts = 0;
   absl::Status status =
       Run(rpc, true, [&](auto& stub, grpc::ClientContext* context) {
@@ -379,6 +380,77 @@ absl::StatusOr<v1::GetVariableResponse> Client::GetVariable(
         "variable.)"));
   }
   VS_RETURN_IF_ERROR(WithClusterNearMatches(request.name(), status));
+  return response;
+}
+
+absl::StatusOr<v1::GetVariableResponse> Client::GetVariable(
+    const v1::GetVariableRequest& request) {
+  const int home = ShardFor(request.name());
+  if (num_shards() == 1) return GetVariableOn(home, request);
+  // The home shard holds part 0 (and every part ShardOf places there) and
+  // decides: it creates its parts or checks the request against them with
+  // TensorFlow's errors. Only then do the other shards get their parts,
+  // created idempotently as the home's describe them.
+  v1::GetVariableRequest at_home = request;
+  at_home.mutable_placement()->set_shard_index(home);
+  at_home.mutable_placement()->set_shard_count(num_shards());
+  VS_ASSIGN_OR_RETURN(v1::GetVariableResponse response,
+                      GetVariableOn(home, at_home));
+  if (response.parts().empty()) return response;
+  return WithOtherParts(request, std::move(response));
+}
+
+absl::StatusOr<v1::GetVariableResponse> Client::WithOtherParts(
+    const v1::GetVariableRequest& request, v1::GetVariableResponse response) {
+  const v1::VariableInfo& whole = response.variable();
+  const v1::VariableInfo& part0 = response.parts(0);
+  v1::GetVariableRequest rest;
+  rest.set_name(request.name());
+  rest.set_mode(v1::AUTO_REUSE);
+  *rest.mutable_shape() = whole.shape();
+  rest.set_dtype(whole.dtype());
+  *rest.mutable_initializer() = whole.initializer();
+  if (whole.initializer().kind() == v1::Initializer::CONSTANT &&
+      !whole.initializer().has_value()) {
+    // Too large to be stored with the variable: the caller's, with the seed
+    // the home shard chose.
+    *rest.mutable_initializer() = request.initializer();
+    rest.mutable_initializer()->set_seed(whole.initializer().seed());
+  }
+  rest.set_trainable(whole.trainable());
+  if (whole.has_collections()) {
+    *rest.mutable_collections() = whole.collections();
+  }
+  if (part0.has_constraint()) *rest.mutable_constraint() = part0.constraint();
+  *rest.mutable_partitioner()->mutable_explicit_()->mutable_partitions() =
+      part0.slice().partitions();
+  int64_t n = 1;
+  for (const int64_t p : part0.slice().partitions()) n *= p;
+  const int home = ShardFor(request.name());
+  absl::btree_set<int> others;
+  for (int64_t i = 0; i < n; ++i) {
+    const int shard = ShardOf(
+        JoinName(request.name(), absl::StrCat("part_", i)), num_shards());
+    if (shard != home) others.insert(shard);
+  }
+  std::vector<v1::GetVariableResponse> replies(shards_.size());
+  VS_RETURN_IF_ERROR(InParallel(
+      std::vector<int>(others.begin(), others.end()), [&](int shard) {
+        v1::GetVariableRequest here = rest;
+        here.mutable_placement()->set_shard_index(shard);
+        here.mutable_placement()->set_shard_count(num_shards());
+        VS_ASSIGN_OR_RETURN(replies[shard], GetVariableOn(shard, here));
+        return absl::OkStatus();
+      }));
+  for (v1::GetVariableResponse& reply : replies) {
+    for (v1::VariableInfo& part : *reply.mutable_parts()) {
+      response.add_parts()->Swap(&part);
+    }
+  }
+  std::sort(response.mutable_parts()->begin(), response.mutable_parts()->end(),
+            [](const v1::VariableInfo& a, const v1::VariableInfo& b) {
+              return a.slice().part_index() < b.slice().part_index();
+            });
   return response;
 }
 
@@ -543,7 +615,24 @@ absl::StatusOr<v1::VariableInfo> Client::Stat(absl::string_view name) {
   return response;
 }
 
+absl::Status Client::CheckNotAPart(absl::string_view name) {
+  if (num_shards() == 1 || !absl::StartsWith(LeafName(name), "part_")) {
+    return absl::OkStatus();
+  }
+  absl::StatusOr<v1::VariableInfo> info = Stat(name);
+  if (!info.ok() || !info->has_slice()) return absl::OkStatus();
+  const v1::SliceInfo& slice = info->slice();
+  int64_t n = 1;
+  for (const int64_t p : slice.partitions()) n *= p;
+  if (n == 1) return absl::OkStatus();
+  return absl::FailedPreconditionError(absl::StrCat(
+      "Variable ", name, " is part ", slice.part_index(),
+      " of the partitioned variable ", slice.full_name(), " (", n,
+      " parts); delete the whole: varscope rm -r ", slice.full_name()));
+}
+
 absl::StatusOr<int64_t> Client::Delete(absl::string_view name, bool recursive) {
+  VS_RETURN_IF_ERROR(CheckNotAPart(name));
   v1::DeleteRequest request;
   request.set_name(std::string(name));
   request.set_recursive(recursive);

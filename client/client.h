@@ -99,13 +99,13 @@ class Client {
   // A client of the server at `address` (HOST:PORT), or of a cluster of
   // shards: `address` lists them, comma-separated, in the cluster's order
   // (the order the shards were started with, see varscoped's --cluster).
-  // Each variable then lives on the shard ShardOf(name) picks (a
-  // partitioned variable's parts and an optimizer's slots go with their
-  // variable). Does not wait for a connection: an unreachable server shows
-  // as UNAVAILABLE on the first call. With several shards, the first call
-  // checks the cluster first (see CheckCluster) and fails with its error.
-  // With one address the client talks to that server whatever its place in
-  // a cluster (to administer one shard, e.g. back it up).
+  // Each variable then lives on the shard ShardOf(name) picks (an
+  // optimizer's slots go with their variable, a partitioned variable's parts
+  // spread over the shards from the whole's). Does not wait for a connection:
+  // an unreachable server shows as UNAVAILABLE on the first call. With several
+  // shards, the first call checks the cluster first (see CheckCluster) and
+  // fails with its error. With one address the client talks to that server
+  // whatever its place in a cluster (to administer one shard, e.g. back it up).
   static std::unique_ptr<Client> Connect(const std::string& address,
                                          const ClientOptions& options = {});
 
@@ -134,7 +134,17 @@ class Client {
   // TensorFlow's get_variable for one full name and reuse mode: CREATE
   // creates the variable, REUSE returns the existing one, AUTO_REUSE returns
   // it or creates it. Creation is atomic: of concurrent callers for one
-  // name, exactly one gets created=true. Errors: INVALID_ARGUMENT (bad
+  // name, exactly one gets created=true. On a cluster a partitioned
+  // variable's parts spread over the shards (see ShardOf): the home shard
+  // (ShardFor(name), which holds part 0) creates its parts or checks the
+  // request against them first, with the errors below, and so decides the
+  // variable; then the other shards get theirs in parallel, created if
+  // missing as the home's parts describe (shape, partitions, dtype,
+  // initializer and its seed: the values one server would create). A call
+  // that fails after the home shard created its parts (another shard
+  // unavailable) leaves the variable incomplete; the next REUSE or
+  // AUTO_REUSE call completes it, a CREATE fails with ALREADY_EXISTS.
+  // Errors: INVALID_ARGUMENT (bad
   // name, dtype, shape, initializer, partitioner or collections; a shape or
   // dtype other than the existing variable's), ALREADY_EXISTS (CREATE of an
   // existing name), NOT_FOUND (REUSE of a missing name; the message lists
@@ -166,7 +176,10 @@ class Client {
       v1::ListVariablesRequest request,
       absl::FunctionRef<absl::Status(v1::ListVariablesResponse&)> fn);
   absl::StatusOr<v1::VariableInfo> Stat(absl::string_view name);
-  // Returns how many variables were deleted.
+  // Returns how many variables were deleted. A part of a partitioned
+  // variable is deleted with its whole only (FAILED_PRECONDITION "Variable
+  // w/part_1 is part 1 of the partitioned variable w (6 parts); delete the
+  // whole: varscope rm -r w").
   absl::StatusOr<int64_t> Delete(absl::string_view name, bool recursive);
   // Renames a variable or a whole scope atomically; returns how many
   // variables were renamed.
@@ -257,6 +270,18 @@ class Client {
     // answer, not a sign of a hung server.
     bool waits = false;
   };
+  // GetVariable of `request` on `shard` alone.
+  absl::StatusOr<v1::GetVariableResponse> GetVariableOn(
+      int shard, const v1::GetVariableRequest& request);
+  // `response`, the home shard's answer for the partitioned variable
+  // `request` names, with the parts of the other shards, which get them
+  // created as the home's parts describe if missing (see GetVariable).
+  absl::StatusOr<v1::GetVariableResponse> WithOtherParts(
+      const v1::GetVariableRequest& request, v1::GetVariableResponse response);
+  // On a cluster, FAILED_PRECONDITION if `name` is a part of a partitioned
+  // variable, which one server refuses to delete alone: its shard does not
+  // see the other parts.
+  absl::Status CheckNotAPart(absl::string_view name);
   // The call `method` of the variable `name`, on its shard.
   Rpc On(absl::string_view method, absl::string_view name) const;
   // After CheckCluster, runs `call(stub, context)` on rpc.shard's stub with a

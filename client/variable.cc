@@ -1,6 +1,7 @@
 #include "client/variable.h"
 
 #include <cstring>
+#include <thread>
 
 #include "absl/strings/str_cat.h"
 #include "common/shape.h"
@@ -100,9 +101,22 @@ absl::StatusOr<Tensor> Variable::Read() const {
     SeeVersion(result.version);
     return std::move(result.value);
   }
+  // The parts at once: on a cluster they are on several shards.
+  const std::vector<Variable>& parts = state_->parts;
+  std::vector<absl::StatusOr<Tensor>> values(parts.size());
+  {
+    std::vector<std::thread> threads;
+    for (size_t i = 1; i < parts.size(); ++i) {
+      threads.emplace_back([&, i] { values[i] = parts[i].Read(); });
+    }
+    values[0] = parts[0].Read();
+    for (std::thread& thread : threads) thread.join();
+  }
   Tensor whole(dtype(), shape());
-  for (const Variable& part : state_->parts) {
-    VS_ASSIGN_OR_RETURN(Tensor value, part.Read());
+  for (size_t i = 0; i < parts.size(); ++i) {
+    const Variable& part = parts[i];
+    if (!values[i].ok()) return values[i].status();
+    const Tensor& value = *values[i];
     const v1::SliceInfo& slice = part.info().slice();
     const int axis = SliceAxis(slice);
     CopyPart(shape(), part.shape(), slice.var_offset(axis), axis,

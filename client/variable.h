@@ -51,7 +51,9 @@ class Variable {
   // The client this handle calls.
   const std::shared_ptr<Client>& client() const { return state_->client; }
 
-  // The current value. Errors as Client::Read.
+  // The current value (of a partitioned variable: its parts, read at once,
+  // each as of its own moment). Errors as Client::Read (the first part's
+  // error, in part order).
   absl::StatusOr<Tensor> Read() const;
   // Replaces the value. INVALID_ARGUMENT if the dtype or shape differ (or a
   // version is expected of a partitioned variable); errors as Client::Assign.

@@ -277,7 +277,8 @@ absl::string_view ShardingName(absl::string_view name) {
 }
 
 int ShardOf(absl::string_view name, int num_shards) {
-  const absl::string_view key = ShardingName(name);
+  const absl::string_view part = StripLeaf(name, IsSlotName);
+  const absl::string_view key = StripLeaf(part, IsPartName);
   int best = 0;
   uint64_t best_score = 0;
   for (int i = 0; i < num_shards; ++i) {
@@ -288,7 +289,14 @@ int ShardOf(absl::string_view name, int num_shards) {
       best_score = score;
     }
   }
-  return best;
+  if (part.size() == key.size()) return best;
+  // Part i goes i shards after its variable's, its index taken modulo
+  // num_shards digit by digit (it may have any number of digits).
+  int offset = 0;
+  for (const char c : part.substr(key.size() + sizeof("/part_") - 1)) {
+    offset = (offset * 10 + (c - '0')) % num_shards;
+  }
+  return (best + offset) % num_shards;
 }
 
 }  // namespace varscope

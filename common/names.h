@@ -130,9 +130,10 @@ inline constexpr absl::string_view kSlotNames[] = {"Momentum",
 // True if `leaf` is one of kSlotNames.
 bool IsSlotName(absl::string_view leaf);
 
-// The name that decides where `name` lives in a cluster of shards: a slot
-// (`w/Adagrad`) and a part of a partitioned variable (`w/part_3`, and its
-// slots) go with their variable `w`, so that one server holds them all.
+// The variable whose shard decides where `name` lives in a cluster of
+// shards: a slot (`w/Adagrad`) goes with its variable `w`, and a part of a
+// partitioned variable (`w/part_3`, and its slots) is placed from `w`'s
+// shard (see ShardOf).
 absl::string_view ShardingName(absl::string_view name);
 
 // A fixed, well-mixed 64-bit hash of `bytes`: the same in every process,
@@ -141,8 +142,11 @@ uint64_t StableHash(absl::string_view bytes, uint64_t seed);
 
 // The shard, in [0, num_shards), that holds `name`: rendezvous hashing of
 // ShardingName(name) over the shard indices, so that every client with the
-// same shard list agrees, and removing the last shard moves only its names.
-// Stable across processes, platforms and versions. REQUIRES: num_shards > 0.
+// same shard list agrees, and removing the last shard moves only its names;
+// part i of a partitioned variable (`w/part_i`, with its slots) goes i
+// shards further, round the list, so that the parts spread over the shards
+// with part 0 on `w`'s own (its home shard). Stable across processes,
+// platforms and versions. REQUIRES: num_shards > 0.
 int ShardOf(absl::string_view name, int num_shards);
 
 }  // namespace varscope

@@ -250,7 +250,22 @@ absl::StatusOr<v1::GetVariableResponse> ReusePartitioned(
 // ALREADY_EXISTS or INVALID_ARGUMENT if variables named as the `n` parts
 // exist that are not parts of the partitioned variable `name`.
 absl::Status CheckPartNamesFree(const VariableMap& vars,
-                                const std::string& name, int64_t n) {
+                                const std::string& name, int64_t n,
+                                const v1::PartPlacement* placement) {
+  if (placement != nullptr) {
+    // Only some parts are here: name the first that is taken.
+    for (int64_t i = 0; i < n; ++i) {
+      if (!PlacedHere(name, i, placement) ||
+          Lookup(vars, PartName(name, i)) == nullptr) {
+        continue;
+      }
+      return absl::AlreadyExistsError(
+          absl::StrCat("Variable ", PartName(name, i),
+                       " exists but was not created as part ", i,
+                       " of partitioned variable ", name, "."));
+    }
+    return absl::OkStatus();
+  }
   if (Lookup(vars, PartName(name, 0)) == nullptr) return absl::OkStatus();
   const std::string differs = absl::StrCat(
       "Partitioner returned a different partitioning than what was already "
@@ -275,6 +290,8 @@ absl::StatusOr<v1::GetVariableResponse> PlanPartitioned(
     const std::vector<std::shared_ptr<TableVariable>>& parts, int64_t max_bytes,
     CreationPlan* plan) {
   const std::string& name = request.name();
+  const v1::PartPlacement* placement =
+      request.has_placement() ? &request.placement() : nullptr;
   const bool has_partitioner =
       request.partitioner().kind_case() != v1::Partitioner::KIND_NOT_SET;
   if (has_partitioner && Lookup(vars, name) != nullptr) {
@@ -296,10 +313,11 @@ absl::StatusOr<v1::GetVariableResponse> PlanPartitioned(
                           "reuse=False or reuse=tf.AUTO_REUSE");
   }
   const int64_t n = static_cast<int64_t>(layout->slices.size());
-  VS_RETURN_IF_ERROR(CheckPartNamesFree(vars, name, n));
+  VS_RETURN_IF_ERROR(CheckPartNamesFree(vars, name, n, placement));
   VS_RETURN_IF_ERROR(PlanCreation(request, shape.dims(), plan));
   plan->partitioned = true;
   for (int64_t i = 0; i < n; ++i) {
+    if (!PlacedHere(name, i, placement)) continue;
     const PartSlice& slice = layout->slices[i];
     const std::string part_name = PartName(name, i);
     VS_RETURN_IF_ERROR(
@@ -343,6 +361,16 @@ absl::Status ValidateGetVariable(const v1::GetVariableRequest& request) {
                                             request.shape().dims_size()));
     }
   }
+  if (request.has_placement() && (request.placement().shard_count() < 1 ||
+                                  request.placement().shard_index() < 0 ||
+                                  request.placement().shard_index() >=
+                                      request.placement().shard_count())) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("The part placement of variable ", name,
+                     " must name a shard_index in [0, shard_count), got ",
+                     request.placement().shard_index(), " of ",
+                     request.placement().shard_count()));
+  }
   return ValidateCollections(name, request.collections());
 }
 
@@ -374,8 +402,10 @@ absl::Status CheckNewVariable(absl::string_view name, DType dtype,
 absl::StatusOr<v1::GetVariableResponse> PlanGetVariable(
     const v1::GetVariableRequest& request, const VariableMap& vars,
     int64_t max_variable_bytes, CreationPlan* plan) {
-  VS_ASSIGN_OR_RETURN(const std::vector<std::shared_ptr<TableVariable>> parts,
-                      Parts(vars, request.name()));
+  VS_ASSIGN_OR_RETURN(
+      const std::vector<std::shared_ptr<TableVariable>> parts,
+      Parts(vars, request.name(),
+            request.has_placement() ? &request.placement() : nullptr));
   const bool has_partitioner =
       request.has_partitioner() &&
       request.partitioner().kind_case() != v1::Partitioner::KIND_NOT_SET;

@@ -3,6 +3,7 @@
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
+#include "common/names.h"
 
 namespace varscope::server {
 namespace {
@@ -37,8 +38,16 @@ std::shared_ptr<TableVariable> Lookup(const VariableMap& vars,
   return it == vars.end() ? nullptr : it->second;
 }
 
+bool PlacedHere(absl::string_view name, int64_t i,
+                const v1::PartPlacement* placement) {
+  return placement == nullptr ||
+         ShardOf(PartName(name, i), placement->shard_count()) ==
+             placement->shard_index();
+}
+
 absl::StatusOr<std::vector<std::shared_ptr<TableVariable>>> Parts(
-    const VariableMap& vars, absl::string_view name) {
+    const VariableMap& vars, absl::string_view name,
+    const v1::PartPlacement* placement) {
   // Any part gives their number; it sorts among the parts and their slots.
   const std::string prefix = absl::StrCat(name, "/part_");
   int64_t num_parts = 0;
@@ -52,6 +61,7 @@ absl::StatusOr<std::vector<std::shared_ptr<TableVariable>>> Parts(
   std::vector<std::shared_ptr<TableVariable>> parts;
   std::vector<std::string> missing;
   for (int64_t i = 0; i < num_parts; ++i) {
+    if (!PlacedHere(name, i, placement)) continue;
     std::string part_name = PartName(name, i);
     std::shared_ptr<TableVariable> part = Lookup(vars, part_name);
     if (part != nullptr && part->whole == name) {

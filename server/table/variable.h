@@ -17,6 +17,7 @@
 #include "absl/synchronization/mutex.h"
 #include "common/dtype.h"
 #include "varscope/v1/storage.pb.h"
+#include "varscope/v1/variable_service.pb.h"
 
 namespace varscope::server {
 
@@ -75,11 +76,17 @@ std::string PartName(absl::string_view name, int64_t i);
 std::shared_ptr<TableVariable> Lookup(const VariableMap& vars,
                                       absl::string_view name);
 
-// The parts of the partitioned variable `name` in order, none if no part
-// of it exists, FAILED_PRECONDITION naming the missing ones if only some
-// do.
+// Whether part `i` of the partitioned variable `name` belongs on this
+// server under `placement` (nullptr: every part does).
+bool PlacedHere(absl::string_view name, int64_t i,
+                const v1::PartPlacement* placement);
+
+// The parts of the partitioned variable `name` that belong here under
+// `placement` (see PlacedHere) in order, none if no part of it exists,
+// FAILED_PRECONDITION naming the missing ones if only some do.
 absl::StatusOr<std::vector<std::shared_ptr<TableVariable>>> Parts(
-    const VariableMap& vars, absl::string_view name);
+    const VariableMap& vars, absl::string_view name,
+    const v1::PartPlacement* placement = nullptr);
 
 }  // namespace varscope::server
 

@@ -2,6 +2,7 @@
 // that visit several shards.
 #include <map>
 #include <set>
+#include <thread>
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
@@ -222,23 +223,222 @@ TEST(ClusterCheck, StandaloneServersAndShardsOfAnotherClusterAreRefused) {
                             "in its order")));
 }
 
-TEST_F(ClusterTest, PartitionedVariablesAndSlotsStayTogether) {
-  v1::Partitioner partitioner;
-  partitioner.mutable_fixed_size()->set_num_shards(4);
-  ASSERT_THAT(Create("emb", {8, 2}, partitioner).status(), IsOk());
-  v1::BatchUpdateRequest step;
-  v1::Update* update = step.add_updates();
-  update->set_name("emb/part_3");
-  update->mutable_apply_gradient()->mutable_optimizer()->set_learning_rate(1);
-  update->mutable_apply_gradient()->mutable_optimizer()->mutable_adagrad();
-  TensorToProto(Tensor(v1::DT_FLOAT, {2, 2}),
-                update->mutable_apply_gradient()->mutable_gradient());
-  ASSERT_THAT(client_->BatchUpdate(step).status(), IsOk());
-  const int home = ShardOf("emb", 3);
-  for (const char* name : {"emb/part_0", "emb/part_3", "emb/part_3/Adagrad"}) {
-    EXPECT_THAT(Holders(name), ElementsAre(home)) << name;
+// A get_variable of `name` [12, 2] in `parts` parts, random values.
+v1::GetVariableRequest Partitioned(const std::string& name, v1::ReuseMode mode,
+                                   int parts = 6, int64_t rows = 12) {
+  v1::GetVariableRequest request;
+  request.set_name(name);
+  request.set_mode(mode);
+  request.set_dtype(v1::DT_FLOAT);
+  request.mutable_shape()->add_dims(rows);
+  request.mutable_shape()->add_dims(2);
+  request.mutable_initializer()->set_kind(v1::Initializer::RANDOM_NORMAL);
+  request.mutable_partitioner()->mutable_fixed_size()->set_num_shards(parts);
+  return request;
+}
+
+// The names of the parts in `response`.
+std::vector<std::string> PartNames(const v1::GetVariableResponse& response) {
+  std::vector<std::string> names;
+  for (const v1::VariableInfo& part : response.parts()) {
+    names.push_back(part.name());
   }
-  EXPECT_THAT(client_->Read("emb/part_3/Adagrad").status(), IsOk());
+  return names;
+}
+
+TEST(ShardOfTest, PartsSpreadFromTheirVariablesShard) {
+  for (const char* name : {"emb", "s/w", "x"}) {
+    const int home = ShardOf(name, 3);
+    for (int i = 0; i < 7; ++i) {
+      const std::string part = absl::StrCat(name, "/part_", i);
+      EXPECT_EQ(ShardOf(part, 3), (home + i) % 3) << part;
+      EXPECT_EQ(ShardOf(absl::StrCat(part, "/Adam_1"), 3), (home + i) % 3);
+    }
+    // Any number of digits.
+    EXPECT_EQ(ShardOf(absl::StrCat(name, "/part_100000000000000000001"), 3),
+              (home + 2) % 3);
+    EXPECT_EQ(ShardOf(absl::StrCat(name, "/part_5"), 1), 0);
+  }
+}
+
+TEST_F(ClusterTest, PartitionedVariablesSpreadWithTheirSlots) {
+  absl::StatusOr<v1::GetVariableResponse> created =
+      client_->GetVariable(Partitioned("emb", v1::CREATE));
+  ASSERT_THAT(created.status(), IsOk());
+  EXPECT_TRUE(created->created());
+  EXPECT_THAT(PartNames(*created),
+              ElementsAre("emb/part_0", "emb/part_1", "emb/part_2",
+                          "emb/part_3", "emb/part_4", "emb/part_5"));
+  EXPECT_EQ(created->variable().name(), "emb");
+  EXPECT_THAT(created->variable().shape().dims(), ElementsAre(12, 2));
+  const int home = ShardOf("emb", 3);
+  for (int i = 0; i < 6; ++i) {
+    const std::string part = absl::StrCat("emb/part_", i);
+    EXPECT_THAT(Holders(part), ElementsAre((home + i) % 3)) << part;
+  }
+  // Two parts on every shard, by each shard's own count.
+  for (int i = 0; i < 3; ++i) {
+    absl::StatusOr<v1::ServerInfo> info =
+        shards_[i]->NewClient()->GetServerInfo();
+    ASSERT_THAT(info.status(), IsOk());
+    EXPECT_EQ(info->variable_count(), 2) << "shard " << i;
+  }
+  // The values are the ones one server creates for the same seed.
+  TestServer single;
+  v1::GetVariableRequest same = Partitioned("emb", v1::CREATE);
+  *same.mutable_initializer() = created->variable().initializer();
+  ASSERT_THAT(single.NewClient()->GetVariable(same).status(), IsOk());
+  for (int i = 0; i < 6; ++i) {
+    const std::string part = absl::StrCat("emb/part_", i);
+    absl::StatusOr<ReadResult> here = client_->Read(part);
+    absl::StatusOr<ReadResult> there = single.NewClient()->Read(part);
+    ASSERT_THAT(here.status(), IsOk());
+    ASSERT_THAT(there.status(), IsOk());
+    EXPECT_EQ(here->value.bytes(), there->value.bytes()) << part;
+  }
+
+  // A listing has every part once.
+  std::vector<std::string> listed;
+  v1::ListVariablesRequest list;
+  list.set_scope("emb");
+  ASSERT_THAT(client_->ForEachPage(list,
+                                   [&](v1::ListVariablesResponse& page) {
+                                     for (const auto& e : page.entries()) {
+                                       listed.push_back(e.name());
+                                     }
+                                     return absl::OkStatus();
+                                   }),
+              IsOk());
+  EXPECT_THAT(listed, ElementsAre("emb/part_0", "emb/part_1", "emb/part_2",
+                                  "emb/part_3", "emb/part_4", "emb/part_5"));
+  // A step on two parts: each slot on its part's shard.
+  v1::BatchUpdateRequest step;
+  for (const char* part : {"emb/part_1", "emb/part_3"}) {
+    v1::Update* update = step.add_updates();
+    update->set_name(part);
+    update->mutable_apply_gradient()->mutable_optimizer()->set_learning_rate(1);
+    update->mutable_apply_gradient()->mutable_optimizer()->mutable_adagrad();
+    TensorToProto(Tensor(v1::DT_FLOAT, {2, 2}),
+                  update->mutable_apply_gradient()->mutable_gradient());
+  }
+  ASSERT_THAT(client_->BatchUpdate(step).status(), IsOk());
+  EXPECT_THAT(Holders("emb/part_1/Adagrad"), ElementsAre((home + 1) % 3));
+  EXPECT_THAT(Holders("emb/part_3/Adagrad"), ElementsAre(home));
+
+  // Reuse from another client: every part, the whole's errors.
+  std::shared_ptr<Client> other = Client::Connect(Addresses({0, 1, 2}));
+  v1::GetVariableRequest reuse = Partitioned("emb", v1::REUSE);
+  reuse.clear_partitioner();
+  reuse.clear_shape();
+  absl::StatusOr<v1::GetVariableResponse> reused = other->GetVariable(reuse);
+  ASSERT_THAT(reused.status(), IsOk());
+  EXPECT_FALSE(reused->created());
+  EXPECT_EQ(PartNames(*reused), PartNames(*created));
+  EXPECT_THAT(
+      other->GetVariable(Partitioned("emb", v1::AUTO_REUSE, 6, 10)).status(),
+      StatusIs(absl::StatusCode::kInvalidArgument,
+               "Trying to reuse partitioned variable emb, but "
+               "specified shape (10, 2) and found shape (12, 2)."));
+  EXPECT_THAT(
+      other->GetVariable(Partitioned("emb", v1::AUTO_REUSE, 4)).status(),
+      StatusIs(absl::StatusCode::kInvalidArgument,
+               "Trying to reuse partitioned variable emb, but "
+               "specified partitions [4, 1] and found partitions "
+               "[6, 1]."));
+  EXPECT_THAT(other->GetVariable(Partitioned("emb", v1::CREATE)).status(),
+              StatusIs(absl::StatusCode::kAlreadyExists,
+                       "Partitioned variable with name emb already exists. "
+                       "Did you mean to set reuse=True or "
+                       "reuse=tf.AUTO_REUSE in VarScope?"));
+  EXPECT_THAT(other->GetVariable(Partitioned("nothing", v1::REUSE)).status(),
+              StatusIs(absl::StatusCode::kNotFound,
+                       ::testing::StartsWith(
+                           "PartitionedVariable nothing does not exist, or "
+                           "was not created with tf.get_variable(). Did you "
+                           "mean to set reuse=False or reuse=tf.AUTO_REUSE in "
+                           "VarScope?")));
+
+  // A part goes with its whole only, as on one server.
+  for (const bool recursive : {false, true}) {
+    EXPECT_THAT(client_->Delete("emb/part_1", recursive).status(),
+                StatusIs(absl::StatusCode::kFailedPrecondition,
+                         "Variable emb/part_1 is part 1 of the partitioned "
+                         "variable emb (6 parts); delete the whole: varscope "
+                         "rm -r emb"));
+  }
+  // A recursive delete takes every part and slot.
+  EXPECT_THAT(client_->Delete("emb", /*recursive=*/true), IsOkAndHolds(8));
+  EXPECT_THAT(other->GetVariable(reuse).status(),
+              StatusIs(absl::StatusCode::kNotFound));
+}
+
+TEST_F(ClusterTest, ConcurrentCreatorsOfAPartitionedVariableMakeOne) {
+  constexpr int kWorkers = 8;
+  std::vector<absl::StatusOr<v1::GetVariableResponse>> replies(
+      kWorkers, absl::UnknownError("not run"));
+  std::vector<std::thread> workers;
+  for (int w = 0; w < kWorkers; ++w) {
+    workers.emplace_back([&, w] {
+      ClientOptions options = ::varscope::testing::TestClientOptions();
+      options.own_connection = true;
+      replies[w] = Client::Connect(Addresses({0, 1, 2}), options)
+                       ->GetVariable(Partitioned("emb", v1::AUTO_REUSE));
+    });
+  }
+  for (std::thread& worker : workers) worker.join();
+  int created = 0;
+  for (const auto& reply : replies) {
+    ASSERT_THAT(reply.status(), IsOk());
+    created += reply->created();
+    EXPECT_EQ(PartNames(*reply), PartNames(*replies[0]));
+    EXPECT_EQ(reply->variable().initializer().seed(),
+              replies[0]->variable().initializer().seed());
+  }
+  EXPECT_EQ(created, 1);
+  for (int i = 0; i < 3; ++i) {
+    absl::StatusOr<v1::ServerInfo> info =
+        shards_[i]->NewClient()->GetServerInfo();
+    ASSERT_THAT(info.status(), IsOk());
+    EXPECT_EQ(info->variable_count(), 2) << "shard " << i;
+  }
+}
+
+TEST_F(ClusterTest, ACreationCutShortByADownShardIsCompletedLater) {
+  const int home = ShardOf("emb", 3);
+  const int down = (home + 1) % 3;  // holds parts 1 and 4
+  ClientOptions options = ::varscope::testing::TestClientOptions();
+  options.retry_timeout = absl::Milliseconds(300);
+  std::shared_ptr<Client> impatient =
+      Client::Connect(Addresses({0, 1, 2}), options);
+  ASSERT_THAT(impatient->CheckCluster(), IsOk());
+  const std::string down_address = shards_[down]->address();
+  shards_[down]->Stop();
+  EXPECT_THAT(
+      impatient->GetVariable(Partitioned("emb", v1::AUTO_REUSE)).status(),
+      StatusIs(absl::StatusCode::kUnavailable,
+               ::testing::StartsWith(
+                   absl::StrCat("GetVariable of emb: shard ", down, " of 3 at ",
+                                down_address, " unavailable after "))));
+  ASSERT_THAT(shards_[down]->Restart(), IsOk());
+  // The home shard's parts are there, not the down shard's.
+  EXPECT_THAT(Holders("emb/part_0"), ElementsAre(home));
+  EXPECT_THAT(Holders("emb/part_1"), ::testing::IsEmpty());
+  std::shared_ptr<Client> later = Client::Connect(Addresses({0, 1, 2}));
+  // A CREATE finds the variable; a REUSE completes it.
+  EXPECT_THAT(later->GetVariable(Partitioned("emb", v1::CREATE)).status(),
+              StatusIs(absl::StatusCode::kAlreadyExists));
+  v1::GetVariableRequest reuse = Partitioned("emb", v1::REUSE);
+  reuse.clear_partitioner();
+  absl::StatusOr<v1::GetVariableResponse> completed = later->GetVariable(reuse);
+  ASSERT_THAT(completed.status(), IsOk());
+  EXPECT_FALSE(completed->created());
+  EXPECT_THAT(PartNames(*completed),
+              ElementsAre("emb/part_0", "emb/part_1", "emb/part_2",
+                          "emb/part_3", "emb/part_4", "emb/part_5"));
+  EXPECT_THAT(Holders("emb/part_4"), ElementsAre(down));
+  absl::StatusOr<ReadResult> part4 = later->Read("emb/part_4");
+  ASSERT_THAT(part4.status(), IsOk());
+  EXPECT_THAT(part4->value.dims(), ElementsAre(2, 2));
 }
 
 TEST_F(ClusterTest, BatchesSplitByShardAndComeBackInOrder) {

@@ -4,8 +4,10 @@
 
 #include "absl/strings/str_cat.h"
 #include "client/variable_scope.h"
+#include "common/names.h"
 #include "common/status_matchers.h"
 #include "gmock/gmock.h"
+#include "google/protobuf/text_format.h"
 #include "gtest/gtest.h"
 #include "tests/testing/raw_call.h"
 #include "tests/testing/test_server.h"
@@ -16,6 +18,7 @@ namespace {
 using ::testing::ElementsAre;
 using ::testing::HasSubstr;
 using ::varscope::testing::CallRaw;
+using ::varscope::testing::IsOk;
 using ::varscope::testing::StatusIs;
 using ::varscope::testing::TestServer;
 
@@ -250,6 +253,47 @@ TEST_F(GetVariableTest, UnknownDtypeAndModeAreInvalidArgument) {
               StatusIs(absl::StatusCode::kInvalidArgument,
                        "Unknown reuse mode 0 for variable a; expected CREATE, "
                        "REUSE or AUTO_REUSE"));
+}
+
+TEST_F(GetVariableTest, APlacementCreatesAndChecksOnlyItsParts) {
+  v1::GetVariableRequest request;
+  ASSERT_TRUE(google::protobuf::TextFormat::ParseFromString(
+      R"pb(name: "emb"
+           mode: AUTO_REUSE
+           dtype: DT_FLOAT
+           shape { dims: 6 }
+           partitioner { fixed_size { num_shards: 6 } })pb",
+      &request));
+  const int home = ShardOf("emb", 3);
+  request.mutable_placement()->set_shard_index((home + 1) % 3);
+  request.mutable_placement()->set_shard_count(3);
+  absl::StatusOr<v1::GetVariableResponse> placed =
+      client_->GetVariable(request);
+  ASSERT_THAT(placed.status(), IsOk());
+  EXPECT_TRUE(placed->created());
+  std::vector<std::string> names;
+  for (const v1::VariableInfo& part : placed->parts()) {
+    names.push_back(part.name());
+  }
+  EXPECT_THAT(names, ElementsAre("emb/part_1", "emb/part_4"));
+  EXPECT_THAT(placed->variable().shape().dims(), ElementsAre(6));
+  // Reused with its placement; incomplete without.
+  absl::StatusOr<v1::GetVariableResponse> again = client_->GetVariable(request);
+  ASSERT_THAT(again.status(), IsOk());
+  EXPECT_FALSE(again->created());
+  request.clear_placement();
+  EXPECT_THAT(client_->GetVariable(request).status(),
+              StatusIs(absl::StatusCode::kFailedPrecondition,
+                       ::testing::StartsWith(
+                           "Partitioned variable emb is incomplete: 4 of its "
+                           "6 parts are missing (emb/part_0, emb/part_2, "
+                           "emb/part_3, emb/part_5)")));
+  request.mutable_placement()->set_shard_index(3);
+  request.mutable_placement()->set_shard_count(3);
+  EXPECT_THAT(client_->GetVariable(request).status(),
+              StatusIs(absl::StatusCode::kInvalidArgument,
+                       "The part placement of variable emb must name a "
+                       "shard_index in [0, shard_count), got 3 of 3"));
 }
 
 TEST(GetVariableLimits, VariableOverTheSizeLimitIsResourceExhausted) {

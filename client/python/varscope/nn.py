@@ -2,7 +2,8 @@
 embedding_lookup_sparse.
 
 The rows are gathered on the server (each id once, one call per part that
-holds any of them), so only the rows needed travel; the result is a numpy
+holds any of them, the parts' calls at once: on a cluster the parts are on
+several shards), so only the rows needed travel; the result is a numpy
 array. `params` is a Variable, a PartitionedVariable (partitioned along axis
 0), or a list of Variables (or arrays) that together make one table; ids
 are spread over a list's elements by `partition_strategy`, as TensorFlow 1
@@ -26,6 +27,7 @@ from varscope.tensor_shape import TensorShape
 from varscope.variables import PartitionedVariable
 from varscope.variables import _VariableBase
 from varscope.variables import check_rows
+from varscope.variables import in_parallel
 
 
 def _as_params(params: Any) -> list:
@@ -124,10 +126,11 @@ def _lookup_unique(params: list, ids: np.ndarray, partition_strategy: str,
     # Report positions in the caller's ids.
     _check_range(flat, element[inverse], row[inverse], params, sizes,
                  partition_strategy)
-    pieces = {}
-    for e in np.unique(element):
-        at = np.flatnonzero(element == e)
-        pieces[int(e)] = (at, _gather_rows(params[e], row[at]))
+    wanted = [(int(e), np.flatnonzero(element == e))
+              for e in np.unique(element)]
+    gathered = in_parallel([lambda e=e, at=at: _gather_rows(params[e], row[at])
+                            for e, at in wanted])
+    pieces = {e: (at, rows) for (e, at), rows in zip(wanted, gathered)}
     if pieces:
         first = next(iter(pieces.values()))[1]
         out = np.empty((unique.size,) + first.shape[1:], dtype=first.dtype)

@@ -14,6 +14,7 @@ and assigned locally; it cannot join server batches or optimizer steps.
 
 from __future__ import annotations
 
+import concurrent.futures
 import re
 import threading
 from collections.abc import Iterable
@@ -490,6 +491,19 @@ class LocalImpl:
             return self._value[indices]
 
 
+def in_parallel(calls: list) -> list:
+    """The results of `calls` (functions of no argument), called at once on
+    threads of their own when there are several: the parts of a partitioned
+    variable are on several shards of a cluster, and the client's calls
+    release the GIL. The first exception raised, in the order of `calls`,
+    propagates."""
+    if len(calls) < 2:
+        return [call() for call in calls]
+    with concurrent.futures.ThreadPoolExecutor(len(calls)) as pool:
+        futures = [pool.submit(call) for call in calls]
+        return [future.result() for future in futures]
+
+
 class PartitionedVariable(_VariableBase):
     """A variable split into parts `name/part_0` .. `name/part_<n-1>` along
     one axis; reads and updates apply to the whole, part by part.
@@ -551,11 +565,15 @@ class PartitionedVariable(_VariableBase):
         axis, _ = self._axis()
         if axis != 0:
             return np.concatenate(
-                [part._gather(indices) for part in self._parts], axis=axis)
+                in_parallel([lambda part=part: part._gather(indices)
+                             for part in self._parts]), axis=axis)
         out = np.empty((len(indices),) + tuple(self.shape[1:]),
                        dtype=self.dtype.as_numpy_dtype)
-        for p, positions, local in self._by_part(indices):
-            out[positions] = self._parts[p]._gather(local)
+        pieces = list(self._by_part(indices))
+        rows = in_parallel([lambda p=p, local=local: self._parts[p]._gather(
+            local) for p, _, local in pieces])
+        for (_, positions, _), got in zip(pieces, rows):
+            out[positions] = got
         return out
 
     def _specs(self, kind, value, indices=None, optimizer=None,
