@@ -25,13 +25,11 @@ with the Python extension (build/python).
 import argparse
 import os
 import pathlib
-import statistics
 import subprocess
 import sys
 import tempfile
-import time
 
-from python_clients import free_port, wait_port
+from python_clients import free_port, median_rate, wait_port
 
 IDS_PER_STEP = 1024
 DIM = 64
@@ -45,17 +43,7 @@ def distinct_ids(np, rng, rows):
 
 
 def ids_per_second(step, runs, seconds):
-    def one_run():
-        step()
-        count, start = 0, time.perf_counter()
-        while True:
-            step()
-            count += 1
-            elapsed = time.perf_counter() - start
-            if elapsed >= seconds:
-                return count * IDS_PER_STEP / elapsed
-
-    return statistics.median(one_run() for _ in range(runs))
+    return median_rate(step, runs, seconds) * IDS_PER_STEP
 
 
 def varscope_step(vs, np, rng, rows, variable, optimizer):
