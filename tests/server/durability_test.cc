@@ -639,7 +639,7 @@ void ExpectStartRefusedUntouched(const std::string& dir, Matcher message) {
 // Issue 13: sparse updates write row records to the data family only, so
 // the metadata's memtable (and with it every log file since the variable
 // was created) was never flushed: a restart replayed gigabytes. The log
-// stays near max_log_bytes.
+// stays within a few times max_log_bytes (all 32 MiB stay without it).
 TEST(Storage, TheLogStaysNearItsLimitWhenOneFamilyIsIdle) {
   TempDir dir;
   server::StorageOptions options;
@@ -653,7 +653,7 @@ TEST(Storage, TheLogStaysNearItsLimitWhenOneFamilyIsIdle) {
   server::StorageBatch created;
   created.PutMeta(meta);
   VS_ASSERT_OK(storage->Write(created));
-  for (int i = 0; i < 64; ++i) {  // 16 MiB of chunks, no metadata
+  for (int i = 0; i < 128; ++i) {  // 32 MiB of chunks, no metadata
     server::StorageBatch batch;
     batch.PutChunk(meta, i % 4, chunk);
     VS_ASSERT_OK(storage->Write(batch));
@@ -668,7 +668,7 @@ TEST(Storage, TheLogStaysNearItsLimitWhenOneFamilyIsIdle) {
     return bytes;
   };
   // Old log files go once the flushes they wait for are done.
-  EXPECT_TRUE(PollUntil([&] { return log_bytes() < (4 << 20); }))
+  EXPECT_TRUE(PollUntil([&] { return log_bytes() < (8 << 20); }))
       << log_bytes() << " bytes of log";
 }
 

@@ -19,7 +19,13 @@ ClosingListener::ClosingListener() {
   addr.sin_family = AF_INET;
   addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
   socklen_t len = sizeof(addr);
-  if (fd_ < 0 || bind(fd_, reinterpret_cast<sockaddr*>(&addr), len) != 0 ||
+  // Inherited by the accepted connections: those this closes first linger
+  // in TIME_WAIT on the port, and without it they keep a server that
+  // takes the port over after Close from binding it (EADDRINUSE).
+  const int reuse = 1;
+  if (fd_ < 0 ||
+      setsockopt(fd_, SOL_SOCKET, SO_REUSEADDR, &reuse, sizeof(reuse)) != 0 ||
+      bind(fd_, reinterpret_cast<sockaddr*>(&addr), len) != 0 ||
       listen(fd_, 64) != 0 ||
       getsockname(fd_, reinterpret_cast<sockaddr*>(&addr), &len) != 0) {
     ADD_FAILURE() << "ClosingListener: " << strerror(errno);
