@@ -15,6 +15,7 @@ and assigned locally; it cannot join server batches or optimizer steps.
 from __future__ import annotations
 
 import concurrent.futures
+import os
 import re
 import threading
 from collections.abc import Iterable
@@ -491,17 +492,43 @@ class LocalImpl:
             return self._value[indices]
 
 
+# The threads in_parallel runs calls on: made once, not per call (a read of
+# a partitioned variable is on the training step's path), and made anew in
+# a forked child, which has none of its parent's threads.
+_pool = None
+_pool_lock = threading.Lock()
+_on_pool_thread = threading.local()
+
+
+def _forget_pool():
+    global _pool, _pool_lock
+    _pool, _pool_lock = None, threading.Lock()
+
+
+os.register_at_fork(after_in_child=_forget_pool)
+
+
+def _shared_pool():
+    global _pool
+    with _pool_lock:
+        if _pool is None:
+            _pool = concurrent.futures.ThreadPoolExecutor(
+                32, thread_name_prefix="varscope",
+                initializer=lambda: setattr(_on_pool_thread, "yes", True))
+        return _pool
+
+
 def in_parallel(calls: list) -> list:
     """The results of `calls` (functions of no argument), called at once on
     threads of their own when there are several: the parts of a partitioned
     variable are on several shards of a cluster, and the client's calls
     release the GIL. The first exception raised, in the order of `calls`,
-    propagates."""
-    if len(calls) < 2:
+    propagates. Called from one of those threads it runs the calls in turn,
+    so that no call waits for a thread its caller holds."""
+    if len(calls) < 2 or getattr(_on_pool_thread, "yes", False):
         return [call() for call in calls]
-    with concurrent.futures.ThreadPoolExecutor(len(calls)) as pool:
-        futures = [pool.submit(call) for call in calls]
-        return [future.result() for future in futures]
+    futures = [_shared_pool().submit(call) for call in calls]
+    return [future.result() for future in futures]
 
 
 class PartitionedVariable(_VariableBase):
