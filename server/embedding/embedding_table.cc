@@ -18,7 +18,6 @@ constexpr int kStripes = 32;
 // A row record: frequency, last step, then the value and the slots'
 // values (float32, little-endian as in memory).
 constexpr size_t kRowHeader = 16;
-// The record of a table's slot names: its 8-byte prefix alone.
 // Rows under a budget are loaded up to this share of it at start-up.
 constexpr double kLoadShare = 0.8;
 // Spilling brings the rows in memory down to this share of the budget.
