@@ -125,6 +125,7 @@ absl::Status ApplyScatter(const BatchOp& op, WorkingVariable& w) {
   const int64_t row_elems =
       w.copy.row_bytes() / static_cast<int64_t>(DTypeSize(var.dtype));
   const char* src = op.tensor.bytes().data();
+  w.copy.CopyRows(rows);
   for (size_t i = 0; i < rows.size(); ++i) {
     const char* row = src + i * w.copy.row_bytes();
     if (add) {
@@ -156,6 +157,8 @@ absl::Status ApplySparseGradient(const BatchOp& op, WorkingVariable& w,
                       RowIndices(*op.indices, op.name, var.dims[0]));
   VS_RETURN_IF_ERROR(CheckRows("apply a gradient", op.name, op.tensor,
                                rows.size(), var.dims, var.dtype));
+  w.copy.CopyRows(rows);
+  for (WorkingVariable* slot : slots) slot->copy.CopyRows(rows);
   op.optimizer->ApplyIndexedSlices(
       var.dtype,
       w.copy.row_bytes() / static_cast<int64_t>(DTypeSize(var.dtype)), rows,

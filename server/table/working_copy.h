@@ -3,11 +3,12 @@
 #define VARSCOPE_SERVER_TABLE_WORKING_COPY_H_
 
 #include <cstdint>
-#include <map>
 #include <memory>
 #include <optional>
 #include <string>
+#include <vector>
 
+#include "absl/container/flat_hash_map.h"
 #include "absl/types/span.h"
 #include "common/dtype.h"
 #include "server/storage/storage.h"
@@ -45,17 +46,22 @@ class WorkingCopy {
   char* MutableWhole();
   // Replaces the whole contents. REQUIRES: bytes.size() == size().
   void SetWhole(std::string bytes);
-  // One row for reading or writing; writing copies only that row, and the
-  // pointer stays valid until the whole is copied or replaced.
+  // One row for reading or writing; writing copies only that row. The
+  // pointer stays valid until the next call that copies a row or the whole.
   // REQUIRES: 0 <= row < num_rows().
   const char* Row(int64_t row) const;
   char* MutableRow(int64_t row);
+  // Copies `rows` for writing, as MutableRow one by one would, with the
+  // reads of the published rows overlapped: a sparse update touches rows
+  // scattered over a large buffer, and waiting for each row's memory in
+  // turn was most of its cost. REQUIRES: each 0 <= row < num_rows().
+  void CopyRows(absl::Span<const int64_t> rows);
 
-  bool changed() const { return whole_.has_value() || !rows_.empty(); }
+  bool changed() const { return whole_.has_value() || !changed_rows_.empty(); }
   bool whole_changed() const { return whole_.has_value(); }
   // The bytes of the changed rows with their indices (a row record's).
   int64_t changed_row_bytes() const {
-    return static_cast<int64_t>(rows_.size()) * (8 + row_bytes_);
+    return static_cast<int64_t>(changed_rows_.size()) * (8 + row_bytes_);
   }
 
   // Adds what changed to `batch`: the variable whole (deleting its row
@@ -75,10 +81,22 @@ class WorkingCopy {
   void Publish(std::shared_ptr<std::string>& published);
 
  private:
+  // The copy of the i-th changed row.
+  char* RowCopy(size_t i) { return row_copies_.data() + i * row_bytes_; }
+  const char* RowCopy(size_t i) const {
+    return row_copies_.data() + i * row_bytes_;
+  }
+  // Forgets the changed rows.
+  void ClearRows();
+
   std::shared_ptr<const std::string> base_;
   const int64_t row_bytes_;
-  std::optional<std::string> whole_;     // set once the whole changed
-  std::map<int64_t, std::string> rows_;  // else: changed rows by index
+  std::optional<std::string> whole_;  // set once the whole changed
+  // Else the changed rows, in the order they were first changed, their
+  // copies back to back in that order, and each one's place in it.
+  std::vector<int64_t> changed_rows_;
+  std::string row_copies_;
+  absl::flat_hash_map<int64_t, size_t> row_place_;
 };
 
 }  // namespace varscope::server

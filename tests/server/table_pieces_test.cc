@@ -107,6 +107,24 @@ TEST(WorkingCopy, RowWritesCopyOnlyTheirRowAndLeaveTheBase) {
   EXPECT_EQ(copy.changed_row_bytes(), 8 + 2);
 }
 
+TEST(WorkingCopy, CopiedRowsAreWrittenLikeRowsCopiedOneByOne) {
+  const auto base = Base();
+  WorkingCopy copy(base, 2);
+  copy.MutableRow(2)[1] = 'Q';
+  const std::vector<int64_t> rows = {3, 0, 3,
+                                     2};  // repeats, one already copied
+  copy.CopyRows(rows);
+  EXPECT_EQ(copy.CopyContents(), "aabbcQdd");  // copying alone changes nothing
+  copy.MutableRow(3)[0] = 'X';
+  copy.MutableRow(0)[0] = 'Y';
+  EXPECT_EQ(copy.CopyContents(), "YabbcQXd");
+  EXPECT_EQ(*base, "aabbccdd");
+  EXPECT_EQ(copy.changed_row_bytes(), 3 * (8 + 2));  // rows 0, 2, 3 once each
+  DirtySet dirty;
+  copy.MarkChanged("v", dirty);
+  EXPECT_THAT(dirty.variables.at("v").rows, UnorderedElementsAre(0, 2, 3));
+}
+
 TEST(WorkingCopy, WholeWritesMarkTheWhole) {
   WorkingCopy copy(Base(), 2);
   copy.MutableRow(0)[1] = 'Y';
