@@ -11,6 +11,13 @@
 //     assign_add, a float64 [4] (NAME containing "float") by a gradient
 //     descent step of learning rate 1 and gradient -1. The variables must
 //     exist. Prints "step N UNIX_MICROS" after each, then "done N".
+//   varscope_test_worker sync ADDRESS STEPS WORKER REPLICAS NAME...
+//     STEPS synchronous steps from the global step's value (accumulator
+//     "sync", REPLICAS to aggregate): contributes a gradient descent
+//     gradient (learning rate 1) of WORKER + 1 for every float32 NAME,
+//     dense, or, for a part (NAME containing "/part_"), sparse on row
+//     WORKER only, then waits for the next step. Prints "step K OUTCOME"
+//     after each contribution for global step K, then "done".
 #include <signal.h>
 
 #include <cstdio>
@@ -57,6 +64,37 @@ varscope::v1::BatchUpdateRequest TrainingStep(char** names, int count) {
   return step;
 }
 
+// The `sync` command's contribution for `step`.
+absl::StatusOr<varscope::v1::SyncApplyRequest> SyncContribution(
+    varscope::Client& client, int64_t step, int worker, int replicas,
+    char** names, int count) {
+  using namespace varscope;
+  v1::SyncApplyRequest request;
+  request.set_accumulator("sync");
+  request.set_step(step);
+  request.set_replicas_to_aggregate(replicas);
+  for (int i = 0; i < count; ++i) {
+    VS_ASSIGN_OR_RETURN(v1::VariableInfo info, client.Stat(names[i]));
+    std::vector<int64_t> dims(info.shape().dims().begin(),
+                              info.shape().dims().end());
+    v1::Update* update = request.add_updates();
+    update->set_name(names[i]);
+    v1::ApplyGradient* apply = update->mutable_apply_gradient();
+    apply->mutable_optimizer()->set_learning_rate(1);
+    apply->mutable_optimizer()->mutable_gradient_descent();
+    if (absl::StrContains(names[i], "/part_")) {
+      dims[0] = 1;
+      const int64_t row = worker;
+      TensorToProto(Tensor::FromVector<int64_t>(v1::DT_INT64, {1}, {&row, 1}),
+                    apply->mutable_indices());
+    }
+    Tensor gradient(v1::DT_FLOAT, dims);
+    for (float& x : gradient.mutable_flat<float>()) x = worker + 1;
+    TensorToProto(std::move(gradient), apply->mutable_gradient());
+  }
+  return request;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -92,6 +130,32 @@ int main(int argc, char** argv) {
     return 0;
   }
   int64_t count = 0;
+  int worker = 0;
+  int replicas = 0;
+  if (command == "sync" && argc > 6 && absl::SimpleAtoi(argv[3], &count) &&
+      absl::SimpleAtoi(argv[4], &worker) &&
+      absl::SimpleAtoi(argv[5], &replicas)) {
+    auto read = client->Read("global_step");
+    if (!read.ok()) return Fail(read.status());
+    int64_t step = read->value.flat<int64_t>()[0];
+    for (int64_t i = 0; i < count; ++i) {
+      auto contribution =
+          SyncContribution(*client, step, worker, replicas, argv + 6, argc - 6);
+      if (!contribution.ok()) return Fail(contribution.status());
+      auto reply = client->SyncApply(*std::move(contribution));
+      if (!reply.ok()) return Fail(reply.status());
+      std::printf(
+          "step %lld %s\n", static_cast<long long>(step),
+          v1::SyncApplyResponse::Outcome_Name(reply->outcome()).c_str());
+      std::fflush(stdout);
+      auto next =
+          client->WaitForStep("global_step", step + 1, absl::Minutes(2));
+      if (!next.ok()) return Fail(next.status());
+      step = *next;
+    }
+    std::printf("done\n");
+    return 0;
+  }
   if (command == "add" && argc == 5 && absl::SimpleAtoi(argv[4], &count)) {
     options.shape = std::vector<int64_t>{};
     options.dtype = v1::DT_INT64;
