@@ -28,6 +28,7 @@
 #include "absl/strings/numbers.h"
 #include "absl/time/clock.h"
 #include "client/variable_scope.h"
+#include "common/status.h"
 #include "tests/testing/updates.h"
 
 namespace {
