@@ -8,6 +8,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "common/dtype.h"
+#include "common/names.h"
 #include "common/shape.h"
 #include "common/status.h"
 #include "common/tensor.h"
@@ -300,6 +301,18 @@ absl::Status CheckShards(const v1::SyncShards& shards) {
   return absl::OkStatus();
 }
 
+// The exactly-once id under which a shard without the global step records,
+// in the write of the step itself, that it applied `step` of `accumulator`:
+// a restart forgets the accumulator, not which steps it applied.
+v1::UpdateId StepId(absl::string_view accumulator, int64_t step) {
+  v1::UpdateId id;
+  id.set_client_id(
+      absl::StrCat("sync-replicas/",
+                   absl::Hex(StableHash(accumulator, 0), absl::kZeroPad16)));
+  id.set_sequence(step + 1);
+  return id;
+}
+
 }  // namespace
 
 absl::StatusOr<v1::SyncApplyResponse> SyncReplicas::Apply(
@@ -315,6 +328,10 @@ absl::StatusOr<v1::SyncApplyResponse> SyncReplicas::Apply(
   const v1::SyncShards& shards = request.shards();
   VS_RETURN_IF_ERROR(CheckShards(shards));
   // Only the global step's shard may have nothing but the step to count.
+  if (shards.global_step_elsewhere() && request.step() < 0) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "A contribution's step must not be negative, not ", request.step()));
+  }
   if (request.updates().empty() &&
       (shards.global_step_elsewhere() || shards.others().empty())) {
     return absl::InvalidArgumentError(
@@ -381,8 +398,14 @@ absl::StatusOr<v1::SyncApplyResponse> SyncReplicas::Apply(
     acc->applied.insert(shards.applied().begin(), shards.applied().end());
     response.set_outcome(v1::SyncApplyResponse::ACCUMULATED);
     if (acc->Complete(!global_step.empty())) {
+      v1::BatchUpdateRequest mean = acc->MeanUpdate(global_step);
+      // A step applied before a restart is not applied again (the table
+      // answers it as a duplicate).
+      if (global_step.empty()) {
+        *mean.mutable_id() = StepId(request.accumulator(), current);
+      }
       absl::StatusOr<v1::BatchUpdateResponse> applied =
-          table_->BatchUpdate(acc->MeanUpdate(global_step));
+          table_->BatchUpdate(std::move(mean));
       acc->Reset(current);
       VS_RETURN_IF_ERROR(applied.status());
       after = current + 1;

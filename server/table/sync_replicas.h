@@ -26,8 +26,9 @@ namespace varscope::server {
 std::string GlobalStepName(const std::string& name);
 
 // Thread-safe. Accumulators live in memory (as TensorFlow's do): a restart
-// forgets contributions of a step that had not applied yet, and, on a shard
-// without the global step, which steps it applied.
+// forgets contributions of a step that had not applied yet. A shard without
+// the global step also records each step it applies in the step's write (an
+// exactly-once id), so that it applies no step twice across restarts.
 class SyncReplicas {
  public:
   // `table` must outlive this object.

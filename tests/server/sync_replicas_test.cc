@@ -301,6 +301,33 @@ TEST_F(SyncReplicasTest, AShardWithoutTheGlobalStepCountsItsOwnSteps) {
   EXPECT_EQ(Step(), 0);
 }
 
+TEST_F(SyncReplicasTest, AShardWithoutTheGlobalStepAppliesAStepOnce) {
+  auto apply = [&](v1::SyncApplyRequest request) {
+    absl::StatusOr<v1::SyncApplyResponse> r =
+        server_.NewClient()->SyncApply(Elsewhere(std::move(request)));
+    EXPECT_THAT(r.status(), IsOk());
+    return r.value_or(v1::SyncApplyResponse());
+  };
+  apply(Dense(3, {1, 1, 1, 1, 1, 1}, 2));
+  EXPECT_EQ(apply(Dense(3, {3, 3, 3, 3, 3, 3}, 2)).outcome(),
+            v1::SyncApplyResponse::APPLIED);
+  EXPECT_THAT(W(), ElementsAre(-2, -2, -2, -2, -2, -2));
+  // A restart forgets the accumulator: workers whose step did not complete
+  // elsewhere contribute to step 3 again. It counts as applied, once.
+  ASSERT_THAT(server_.Restart(), IsOk());
+  client_ = server_.NewClient();
+  EXPECT_EQ(apply(Dense(3, {5, 5, 5, 5, 5, 5}, 2)).outcome(),
+            v1::SyncApplyResponse::ACCUMULATED);
+  v1::SyncApplyResponse r = apply(Dense(3, {5, 5, 5, 5, 5, 5}, 2));
+  EXPECT_EQ(r.outcome(), v1::SyncApplyResponse::APPLIED);
+  EXPECT_EQ(r.global_step(), 4);
+  EXPECT_THAT(W(), ElementsAre(-2, -2, -2, -2, -2, -2));
+  apply(Dense(4, {1, 1, 1, 1, 1, 1}, 2));
+  EXPECT_EQ(apply(Dense(4, {1, 1, 1, 1, 1, 1}, 2)).outcome(),
+            v1::SyncApplyResponse::APPLIED);
+  EXPECT_THAT(W(), ElementsAre(-3, -3, -3, -3, -3, -3));
+}
+
 TEST_F(SyncReplicasTest, TheGlobalStepWaitsUntilEveryOtherShardApplied) {
   // The global step's part of contributions whose step also has variables
   // on shards 0 and 2.
@@ -366,6 +393,8 @@ TEST_F(SyncReplicasTest, BadShardsAreRejectedAndChangeNothing) {
   expect(r,
          "A contribution's part for a shard without the global step "
          "(global_step_elsewhere) reports no applied shards");
+  expect(Elsewhere(Dense(-1, {1, 1, 1, 1, 1, 1})),
+         "A contribution's step must not be negative, not -1");
   r = Dense(0, {1, 1, 1, 1, 1, 1});
   r.clear_updates();
   r.mutable_shards()->add_others(0);
