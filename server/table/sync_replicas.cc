@@ -327,11 +327,11 @@ absl::StatusOr<v1::SyncApplyResponse> SyncReplicas::Apply(
   }
   const v1::SyncShards& shards = request.shards();
   VS_RETURN_IF_ERROR(CheckShards(shards));
-  // Only the global step's shard may have nothing but the step to count.
   if (shards.global_step_elsewhere() && request.step() < 0) {
     return absl::InvalidArgumentError(absl::StrCat(
         "A contribution's step must not be negative, not ", request.step()));
   }
+  // Only the global step's shard may have nothing but the step to count.
   if (request.updates().empty() &&
       (shards.global_step_elsewhere() || shards.others().empty())) {
     return absl::InvalidArgumentError(

@@ -657,6 +657,7 @@ TEST_F(SyncClusterTest, WorkerProcessesTrainVariablesOnEveryShard) {
                                      absl::StrCat(kSteps),
                                      absl::StrCat(i),
                                      absl::StrCat(kWorkers),
+                                     "120",
                                      a_,
                                      "w",
                                      b_};

@@ -11,13 +11,15 @@
 //     assign_add, a float64 [4] (NAME containing "float") by a gradient
 //     descent step of learning rate 1 and gradient -1. The variables must
 //     exist. Prints "step N UNIX_MICROS" after each, then "done N".
-//   varscope_test_worker sync ADDRESS STEPS WORKER REPLICAS NAME...
-//     STEPS synchronous steps from the global step's value (accumulator
-//     "sync", REPLICAS to aggregate): contributes a gradient descent
-//     gradient (learning rate 1) of WORKER + 1 for every float32 NAME,
-//     dense, or, for a part (NAME containing "/part_"), sparse on row
-//     WORKER only, then waits for the next step. Prints "step K OUTCOME"
-//     after each contribution for global step K, then "done".
+//   varscope_test_worker sync ADDRESS LAST WORKER REPLICAS WAIT NAME...
+//     Synchronous steps (accumulator "sync", REPLICAS to aggregate) until
+//     the global step reaches LAST: contributes, at the global step's value,
+//     a gradient descent gradient (learning rate 1) of WORKER + 1 for every
+//     float NAME, dense, or, for a part (NAME containing "/part_"), sparse on
+//     row WORKER only, then waits for the next step up to WAIT seconds (a
+//     wait that times out reads the global step again and contributes to
+//     it). Prints "step K OUTCOME" after each contribution for global step
+//     K, then "done".
 #include <signal.h>
 
 #include <cstdio>
@@ -89,8 +91,12 @@ absl::StatusOr<varscope::v1::SyncApplyRequest> SyncContribution(
       TensorToProto(Tensor::FromVector<int64_t>(v1::DT_INT64, {1}, {&row, 1}),
                     apply->mutable_indices());
     }
-    Tensor gradient(v1::DT_FLOAT, dims);
-    for (float& x : gradient.mutable_flat<float>()) x = worker + 1;
+    Tensor gradient(info.dtype(), dims);
+    if (info.dtype() == v1::DT_DOUBLE) {
+      for (double& x : gradient.mutable_flat<double>()) x = worker + 1;
+    } else {
+      for (float& x : gradient.mutable_flat<float>()) x = worker + 1;
+    }
     TensorToProto(std::move(gradient), apply->mutable_gradient());
   }
   return request;
@@ -133,27 +139,31 @@ int main(int argc, char** argv) {
   int64_t count = 0;
   int worker = 0;
   int replicas = 0;
-  if (command == "sync" && argc > 6 && absl::SimpleAtoi(argv[3], &count) &&
+  int wait = 0;
+  if (command == "sync" && argc > 7 && absl::SimpleAtoi(argv[3], &count) &&
       absl::SimpleAtoi(argv[4], &worker) &&
-      absl::SimpleAtoi(argv[5], &replicas)) {
-    auto read = client->Read("global_step");
-    if (!read.ok()) return Fail(read.status());
-    int64_t step = read->value.flat<int64_t>()[0];
-    for (int64_t i = 0; i < count; ++i) {
-      auto contribution =
-          SyncContribution(*client, step, worker, replicas, argv + 6, argc - 6);
+      absl::SimpleAtoi(argv[5], &replicas) &&
+      absl::SimpleAtoi(argv[6], &wait)) {
+    auto global_step = [&]() -> absl::StatusOr<int64_t> {
+      VS_ASSIGN_OR_RETURN(ReadResult read, client->Read("global_step"));
+      return read.value.flat<int64_t>()[0];
+    };
+    absl::StatusOr<int64_t> step = global_step();
+    while (step.ok() && *step < count) {
+      auto contribution = SyncContribution(*client, *step, worker, replicas,
+                                           argv + 7, argc - 7);
       if (!contribution.ok()) return Fail(contribution.status());
       auto reply = client->SyncApply(*std::move(contribution));
       if (!reply.ok()) return Fail(reply.status());
       std::printf(
-          "step %lld %s\n", static_cast<long long>(step),
+          "step %lld %s\n", static_cast<long long>(*step),
           v1::SyncApplyResponse::Outcome_Name(reply->outcome()).c_str());
       std::fflush(stdout);
-      auto next =
-          client->WaitForStep("global_step", step + 1, absl::Minutes(2));
-      if (!next.ok()) return Fail(next.status());
-      step = *next;
+      absl::StatusOr<int64_t> next =
+          client->WaitForStep("global_step", *step + 1, absl::Seconds(wait));
+      step = absl::IsDeadlineExceeded(next.status()) ? global_step() : next;
     }
+    if (!step.ok()) return Fail(step.status());
     std::printf("done\n");
     return 0;
   }
