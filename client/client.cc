@@ -791,25 +791,50 @@ absl::StatusOr<v1::BatchUpdateResponse> Client::BatchUpdate(
 
 absl::StatusOr<v1::SyncApplyResponse> Client::SyncApply(
     v1::SyncApplyRequest request) {
-  const std::string global_step = GlobalStepName(request.global_step());
-  const int shard = ShardOf(global_step, num_shards());
-  for (const v1::Update& update : request.updates()) {
-    if (ShardOf(update.name(), num_shards()) != shard) {
-      return absl::FailedPreconditionError(absl::StrCat(
-          "Synchronous replicas need the global step and every variable on "
-          "one shard: ",
-          global_step, " is on shard ", shard, ", ", update.name(),
-          " on shard ", ShardOf(update.name(), num_shards())));
-    }
-  }
   const bool idempotent = request.has_id() || Identify(request.mutable_id());
-  v1::SyncApplyResponse response;
-  VS_RETURN_IF_ERROR(Run({shard, "SyncApply", request.accumulator()},
-                         idempotent,
-                         [&](auto& stub, grpc::ClientContext* context) {
-                           return stub.SyncApply(context, request, &response);
-                         }));
-  return response;
+  const int home = ShardOf(GlobalStepName(request.global_step()), num_shards());
+  // One part per shard, under the same id (each shard keeps its own record
+  // of counted contributions): the global step's shard gets its variables'
+  // part, and the other shards' once they answered.
+  std::vector<v1::SyncApplyRequest> parts(shards_.size());
+  for (v1::Update& update : *request.mutable_updates()) {
+    *parts[ShardOf(update.name(), num_shards())].add_updates() =
+        std::move(update);
+  }
+  request.clear_updates();
+  std::vector<int> others;
+  for (int i = 0; i < num_shards(); ++i) {
+    if (i != home && !parts[i].updates().empty()) others.push_back(i);
+  }
+  for (int i = 0; i < num_shards(); ++i) {
+    if (i != home && parts[i].updates().empty()) continue;
+    parts[i].MergeFrom(request);
+    if (others.empty()) continue;
+    parts[i].mutable_shards()->set_global_step_elsewhere(i != home);
+    parts[i].mutable_shards()->mutable_others()->Assign(others.begin(),
+                                                        others.end());
+  }
+  auto send = [&](int i, v1::SyncApplyResponse* response) {
+    return Run({i, "SyncApply", request.accumulator()}, idempotent,
+               [&](auto& stub, grpc::ClientContext* context) {
+                 return stub.SyncApply(context, parts[i], response);
+               });
+  };
+  std::vector<v1::SyncApplyResponse> replies(shards_.size());
+  VS_RETURN_IF_ERROR(
+      InParallel(others, [&](int i) { return send(i, &replies[i]); }));
+  bool duplicate = true;
+  for (const int i : others) {
+    // A shard past the step (stale there) applied it too.
+    if (replies[i].outcome() != v1::SyncApplyResponse::ACCUMULATED) {
+      parts[home].mutable_shards()->add_applied(i);
+    }
+    duplicate = duplicate && replies[i].duplicate();
+  }
+  v1::SyncApplyResponse& response = replies[home];
+  VS_RETURN_IF_ERROR(send(home, &response));
+  response.set_duplicate(response.duplicate() && duplicate);
+  return std::move(response);
 }
 
 absl::StatusOr<int64_t> Client::WaitForStep(absl::string_view global_step,

@@ -204,7 +204,13 @@ class Client {
       v1::BatchUpdateRequest request);
   // Contributes gradients to a synchronous step (see SyncApplyRequest). With
   // options.exactly_once and no id in `request`, numbers it, so a retried
-  // contribution counts once.
+  // contribution counts once. On a cluster, the variables on other shards
+  // than the global step's are sent there first, in parallel (one part per
+  // shard, under the same id), then the global step's shard gets its part
+  // with which of them applied the step (see SyncShards); returns that
+  // shard's answer (duplicate when every part was). An error leaves the
+  // parts that were counted: sending the same request again (with the id
+  // this call gave it) counts only the others.
   absl::StatusOr<v1::SyncApplyResponse> SyncApply(v1::SyncApplyRequest request);
   // Waits until the global step (default "global_step" when empty) is at
   // least `step` and returns its value; DEADLINE_EXCEEDED after `timeout`.

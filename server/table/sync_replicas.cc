@@ -3,9 +3,12 @@
 #include <cstring>
 #include <utility>
 
+#include "absl/algorithm/container.h"
 #include "absl/container/flat_hash_set.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
 #include "common/dtype.h"
+#include "common/names.h"
 #include "common/shape.h"
 #include "common/status.h"
 #include "common/tensor.h"
@@ -127,16 +130,33 @@ struct SyncReplicas::Accumulator {
     step = at;
     accumulated = 0;
     sums.clear();
+    others.clear();
+    applied.clear();
+  }
+
+  // Whether the step has its contributions and, on the global step's shard
+  // (`home`), every other shard of the step applied its part.
+  bool Complete(bool home) const ABSL_SHARED_LOCKS_REQUIRED(mu) {
+    return accumulated == replicas_to_aggregate &&
+           (!home || applied.size() == others.size());
   }
 
   // INVALID_ARGUMENT unless `grads` are for this step's variables, in the
-  // same order, with the same optimizer.
-  absl::Status Matches(const std::vector<Gradient>& grads,
-                       int32_t replicas) const ABSL_SHARED_LOCKS_REQUIRED(mu) {
+  // same order, with the same optimizer, and the same other shards.
+  absl::Status Matches(const std::vector<Gradient>& grads, int32_t replicas,
+                       const std::vector<int32_t>& other_shards) const
+      ABSL_SHARED_LOCKS_REQUIRED(mu) {
     if (replicas != replicas_to_aggregate) {
       return absl::InvalidArgumentError(
           absl::StrCat("This step aggregates ", replicas_to_aggregate,
                        " replicas; the contribution asks for ", replicas));
+    }
+    if (other_shards != others) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "Every contribution to a step must span the same shards: this "
+          "step's variables are also on shards [",
+          absl::StrJoin(others, ", "), "], the contribution's on [",
+          absl::StrJoin(other_shards, ", "), "]"));
     }
     bool same = grads.size() == sums.size();
     for (size_t i = 0; same && i < grads.size(); ++i) {
@@ -184,7 +204,8 @@ struct SyncReplicas::Accumulator {
     ++accumulated;
   }
 
-  // The mean gradients as one batch with the global step's increment.
+  // The mean gradients as one batch, with the global step's increment when
+  // `global_step` is not empty.
   v1::BatchUpdateRequest MeanUpdate(const std::string& global_step) const
       ABSL_SHARED_LOCKS_REQUIRED(mu) {
     v1::BatchUpdateRequest batch;
@@ -215,6 +236,7 @@ struct SyncReplicas::Accumulator {
                     apply->mutable_indices());
       TensorToProto(std::move(mean), apply->mutable_gradient());
     }
+    if (global_step.empty()) return batch;
     v1::Update* increment = batch.add_updates();
     increment->set_name(global_step);
     TensorToProto(Tensor::FromVector<int64_t>(v1::DT_INT64, {}, {int64_t{1}}),
@@ -227,6 +249,9 @@ struct SyncReplicas::Accumulator {
   int32_t replicas_to_aggregate ABSL_GUARDED_BY(mu) = 0;
   std::vector<Sum> sums ABSL_GUARDED_BY(mu);
   int32_t accumulated ABSL_GUARDED_BY(mu) = 0;
+  // The step's other shards (SyncShards.others) and those reported applied.
+  std::vector<int32_t> others ABSL_GUARDED_BY(mu);
+  absl::flat_hash_set<int32_t> applied ABSL_GUARDED_BY(mu);
   int64_t stale_dropped ABSL_GUARDED_BY(mu) = 0;
   // Each client's last contribution: its sequence number and the reply.
   absl::flat_hash_map<std::string, std::pair<int64_t, v1::SyncApplyResponse>>
@@ -247,6 +272,49 @@ absl::StatusOr<int64_t> SyncReplicas::GlobalStep(
   return step;
 }
 
+namespace {
+
+// INVALID_ARGUMENT unless `shards` describes a part of a contribution.
+absl::Status CheckShards(const v1::SyncShards& shards) {
+  if (shards.global_step_elsewhere() && !shards.applied().empty()) {
+    return absl::InvalidArgumentError(
+        "A contribution's part for a shard without the global step "
+        "(global_step_elsewhere) reports no applied shards");
+  }
+  for (int i = 0; i < shards.others_size(); ++i) {
+    if (shards.others(i) < 0 ||
+        (i > 0 && shards.others(i) <= shards.others(i - 1))) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "The other shards of a contribution must be distinct shard indices "
+          "in increasing order, not [",
+          absl::StrJoin(shards.others(), ", "), "]"));
+    }
+  }
+  for (const int32_t shard : shards.applied()) {
+    if (!absl::c_binary_search(shards.others(), shard)) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("A contribution reports shard ", shard,
+                       " applied, but its other shards are [",
+                       absl::StrJoin(shards.others(), ", "), "]"));
+    }
+  }
+  return absl::OkStatus();
+}
+
+// The exactly-once id under which a shard without the global step records,
+// in the write of the step itself, that it applied `step` of `accumulator`:
+// a restart forgets the accumulator, not which steps it applied.
+v1::UpdateId StepId(absl::string_view accumulator, int64_t step) {
+  v1::UpdateId id;
+  id.set_client_id(
+      absl::StrCat("sync-replicas/",
+                   absl::Hex(StableHash(accumulator, 0), absl::kZeroPad16)));
+  id.set_sequence(step + 1);
+  return id;
+}
+
+}  // namespace
+
 absl::StatusOr<v1::SyncApplyResponse> SyncReplicas::Apply(
     const v1::SyncApplyRequest& request) {
   if (request.accumulator().empty()) {
@@ -257,11 +325,24 @@ absl::StatusOr<v1::SyncApplyResponse> SyncReplicas::Apply(
         absl::StrCat("replicas_to_aggregate must be at least 1, not ",
                      request.replicas_to_aggregate()));
   }
-  if (request.updates().empty()) {
+  const v1::SyncShards& shards = request.shards();
+  VS_RETURN_IF_ERROR(CheckShards(shards));
+  if (shards.global_step_elsewhere() && request.step() < 0) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "A contribution's step must not be negative, not ", request.step()));
+  }
+  // Only the global step's shard may have nothing but the step to count.
+  if (request.updates().empty() &&
+      (shards.global_step_elsewhere() || shards.others().empty())) {
     return absl::InvalidArgumentError(
         "A SyncApply needs at least one gradient");
   }
-  const std::string global_step = GlobalStepName(request.global_step());
+  // Empty on a shard without the global step: its steps increment nothing.
+  const std::string global_step = shards.global_step_elsewhere()
+                                      ? std::string()
+                                      : GlobalStepName(request.global_step());
+  const std::vector<int32_t> others(shards.others().begin(),
+                                    shards.others().end());
   std::vector<Gradient> grads;
   for (const v1::Update& update : request.updates()) {
     VS_ASSIGN_OR_RETURN(grads.emplace_back(), DecodeGradient(update, *table_));
@@ -284,10 +365,19 @@ absl::StatusOr<v1::SyncApplyResponse> SyncReplicas::Apply(
       return response;
     }
   }
-  VS_ASSIGN_OR_RETURN(const int64_t current, GlobalStep(global_step));
-  // The global step moved without this accumulator (set by hand, or the
-  // server restarted): gather for its new value.
-  if (acc->step != current) acc->Reset(current);
+  int64_t current;
+  if (global_step.empty()) {
+    // A newer step than the one gathered here: the global step's shard
+    // moved on without this record (the first contribution since start, or
+    // the step gathered here never completed).
+    if (acc->step < request.step()) acc->Reset(request.step());
+    current = acc->step;
+  } else {
+    VS_ASSIGN_OR_RETURN(current, GlobalStep(global_step));
+    // The global step moved without this accumulator (set by hand, or the
+    // server restarted): gather for its new value.
+    if (acc->step != current) acc->Reset(current);
+  }
 
   v1::SyncApplyResponse response;
   int64_t after = current;
@@ -298,20 +388,30 @@ absl::StatusOr<v1::SyncApplyResponse> SyncReplicas::Apply(
   } else {
     if (acc->accumulated == 0) {
       acc->replicas_to_aggregate = request.replicas_to_aggregate();
+      acc->others = others;
     } else {
-      VS_RETURN_IF_ERROR(acc->Matches(grads, request.replicas_to_aggregate()));
+      VS_RETURN_IF_ERROR(
+          acc->Matches(grads, request.replicas_to_aggregate(), others));
     }
-    acc->Add(grads);
+    // Beyond replicas_to_aggregate, a contribution only reports shards.
+    if (acc->accumulated < acc->replicas_to_aggregate) acc->Add(grads);
+    acc->applied.insert(shards.applied().begin(), shards.applied().end());
     response.set_outcome(v1::SyncApplyResponse::ACCUMULATED);
-    if (acc->accumulated == acc->replicas_to_aggregate) {
+    if (acc->Complete(!global_step.empty())) {
+      v1::BatchUpdateRequest mean = acc->MeanUpdate(global_step);
+      // A step applied before a restart is not applied again (the table
+      // answers it as a duplicate).
+      if (global_step.empty()) {
+        *mean.mutable_id() = StepId(request.accumulator(), current);
+      }
       absl::StatusOr<v1::BatchUpdateResponse> applied =
-          table_->BatchUpdate(acc->MeanUpdate(global_step));
+          table_->BatchUpdate(std::move(mean));
       acc->Reset(current);
       VS_RETURN_IF_ERROR(applied.status());
       after = current + 1;
       acc->step = after;
       response.set_outcome(v1::SyncApplyResponse::APPLIED);
-      Notify(global_step, after);
+      if (!global_step.empty()) Notify(global_step, after);
     }
   }
   response.set_global_step(after);

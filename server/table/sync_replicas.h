@@ -26,7 +26,9 @@ namespace varscope::server {
 std::string GlobalStepName(const std::string& name);
 
 // Thread-safe. Accumulators live in memory (as TensorFlow's do): a restart
-// forgets contributions of a step that had not applied yet.
+// forgets contributions of a step that had not applied yet. A shard without
+// the global step also records each step it applies in the step's write (an
+// exactly-once id), so that it applies no step twice across restarts.
 class SyncReplicas {
  public:
   // `table` must outlive this object.
@@ -36,11 +38,15 @@ class SyncReplicas {
   SyncReplicas& operator=(const SyncReplicas&) = delete;
 
   // Counts one worker's gradients for `request.step` (see SyncApplyRequest).
-  // Errors change nothing: INVALID_ARGUMENT for a bad request, gradients that
-  // do not fit their variables, or a contribution that does not match the
-  // step's others (variables, optimizer, replicas_to_aggregate); NOT_FOUND
-  // for a missing variable or global step; the table's errors when the step
-  // applies (the step's contributions are then dropped).
+  // A part of a contribution that spans shards (SyncShards) is counted as
+  // that message describes: without the global step, staleness is judged by
+  // the steps this object applied; with it, the step also waits for the
+  // other shards to be reported applied. Errors change nothing:
+  // INVALID_ARGUMENT for a bad request or SyncShards, gradients that do not
+  // fit their variables, or a contribution that does not match the step's
+  // others (variables, optimizer, replicas_to_aggregate, other shards);
+  // NOT_FOUND for a missing variable or global step; the table's errors when
+  // the step applies (the step's contributions are then dropped).
   absl::StatusOr<v1::SyncApplyResponse> Apply(
       const v1::SyncApplyRequest& request);
 

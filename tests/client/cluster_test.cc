@@ -6,6 +6,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
+#include "absl/strings/str_split.h"
 #include "client/variable_scope.h"
 #include "common/names.h"
 #include "common/status_matchers.h"
@@ -574,20 +575,228 @@ TEST_F(ClusterTest, NotFoundNamesWhereTheVariableIsOnAnyShard) {
                        ::testing::EndsWith(absl::StrJoin(elsewhere, ", "))));
 }
 
-TEST_F(ClusterTest, SyncReplicasNeedOneShard) {
-  v1::SyncApplyRequest request;
-  request.set_accumulator("sync");
-  request.set_replicas_to_aggregate(1);
-  std::string elsewhere;
-  for (int i = 0; ShardOf(elsewhere, 3) == ShardOf("global_step", 3); ++i) {
-    elsewhere = absl::StrCat("v", i);
+// Synchronous replicas on a cluster whose variables lie on other shards
+// than the global step (shard 1, pinned above): "a" on shard 0, "w" on 1,
+// "b" on 2, and the parts of "emb" (4 rows each) on all three.
+class SyncClusterTest : public ClusterTest {
+ protected:
+  void SetUp() override {
+    ASSERT_EQ(ShardOf("global_step", 3), 1);
+    ASSERT_THAT(GetOrCreateGlobalStep(client_).status(), IsOk());
+    a_ = NameOn(0);
+    b_ = NameOn(2);
+    for (const std::string& name : {a_, std::string("w"), b_}) {
+      ASSERT_THAT(Create(name, {2}).status(), IsOk());
+    }
+    v1::Partitioner three;
+    three.mutable_fixed_size()->set_num_shards(3);
+    ASSERT_THAT(Create("emb", {12, 2}, three).status(), IsOk());
+    std::set<int> spread;
+    for (const std::string& part : Parts()) {
+      spread.insert(ShardOf(part, 3));
+    }
+    ASSERT_EQ(spread.size(), 3u);
   }
-  request.add_updates()->set_name(elsewhere);
-  EXPECT_THAT(client_->SyncApply(request).status(),
-              StatusIs(absl::StatusCode::kFailedPrecondition,
-                       ::testing::HasSubstr("Synchronous replicas need the "
-                                            "global step and every variable "
-                                            "on one shard")));
+
+  static std::string NameOn(int shard) {
+    std::string name;
+    for (int i = 0; name.empty() || ShardOf(name, 3) != shard; ++i) {
+      name = absl::StrCat("v", i);
+    }
+    return name;
+  }
+  static std::vector<std::string> Parts() {
+    return {"emb/part_0", "emb/part_1", "emb/part_2"};
+  }
+
+  // A contribution at `step`: SGD (learning rate 1) gradients `grad` for
+  // every variable of `names` (all [2]).
+  static v1::SyncApplyRequest Contribution(
+      int64_t step, float grad, int replicas,
+      const std::vector<std::string>& names) {
+    v1::SyncApplyRequest request;
+    request.set_accumulator("sync");
+    request.set_step(step);
+    request.set_replicas_to_aggregate(replicas);
+    for (const std::string& name : names) {
+      v1::Update* update = request.add_updates();
+      update->set_name(name);
+      v1::ApplyGradient* apply = update->mutable_apply_gradient();
+      apply->mutable_optimizer()->set_learning_rate(1);
+      apply->mutable_optimizer()->mutable_gradient_descent();
+      TensorToProto(Tensor::FromVector<float>(v1::DT_FLOAT, {2}, {grad, grad}),
+                    apply->mutable_gradient());
+    }
+    return request;
+  }
+
+  std::vector<float> Value(const std::string& name) {
+    absl::StatusOr<ReadResult> read = client_->Read(name);
+    EXPECT_THAT(read.status(), IsOk()) << name;
+    if (!read.ok()) return {};
+    auto flat = read->value.flat<float>();
+    return {flat.begin(), flat.end()};
+  }
+  int64_t GlobalStep() {
+    absl::StatusOr<ReadResult> read = client_->Read("global_step");
+    EXPECT_THAT(read.status(), IsOk());
+    return read.ok() ? read->value.flat<int64_t>()[0] : -1;
+  }
+
+  std::string a_, b_;
+};
+
+TEST_F(SyncClusterTest, WorkerProcessesTrainVariablesOnEveryShard) {
+  constexpr int kWorkers = 4;
+  constexpr int kSteps = 5;
+  std::vector<std::unique_ptr<::varscope::testing::ChildProcess>> workers;
+  for (int i = 0; i < kWorkers; ++i) {
+    std::vector<std::string> argv = {::varscope::testing::TestWorkerPath(),
+                                     "sync",
+                                     Addresses({0, 1, 2}),
+                                     absl::StrCat(kSteps),
+                                     absl::StrCat(i),
+                                     absl::StrCat(kWorkers),
+                                     "120",
+                                     a_,
+                                     "w",
+                                     b_};
+    for (const std::string& part : Parts()) argv.push_back(part);
+    auto worker =
+        ::varscope::testing::ChildProcess::Start(argv, /*capture_stderr=*/true);
+    ASSERT_THAT(worker.status(), IsOk());
+    workers.push_back(*std::move(worker));
+  }
+  // Every step was contributed by every worker and applied by one.
+  std::map<std::string, int> outcomes;
+  for (auto& worker : workers) {
+    std::vector<std::string> lines;
+    for (absl::StatusOr<std::string> line = worker->ReadLine(); line.ok();
+         line = worker->ReadLine()) {
+      lines.push_back(*line);
+    }
+    EXPECT_EQ(worker->Wait(), 0) << absl::StrJoin(lines, "\n");
+    ASSERT_EQ(lines.size(), kSteps + 1u) << absl::StrJoin(lines, "\n");
+    EXPECT_EQ(lines.back(), "done");
+    for (int k = 0; k < kSteps; ++k) {
+      const std::vector<std::string> words = absl::StrSplit(lines[k], ' ');
+      ASSERT_EQ(words.size(), 3u) << lines[k];
+      EXPECT_EQ(words[1], absl::StrCat(k));
+      ++outcomes[words[2]];
+    }
+  }
+  EXPECT_EQ(outcomes["APPLIED"], kSteps);
+  EXPECT_EQ(outcomes["ACCUMULATED"], (kWorkers - 1) * kSteps);
+  EXPECT_EQ(GlobalStep(), kSteps);
+  // Worker i sent i + 1: dense variables took the mean, 2.5, each step;
+  // row i of each part only worker i's gradient.
+  for (const std::string& name : {a_, std::string("w"), b_}) {
+    EXPECT_THAT(Value(name), ElementsAre(-12.5, -12.5)) << name;
+  }
+  for (const std::string& part : Parts()) {
+    EXPECT_THAT(Value(part), ElementsAre(-5, -5, -10, -10, -15, -15, -20, -20))
+        << part;
+  }
+
+  // A straggler's contribution for step 0 is dropped on every shard.
+  std::vector<std::string> names = {a_, "w", b_};
+  absl::StatusOr<v1::SyncApplyResponse> late =
+      client_->SyncApply(Contribution(0, 100, kWorkers, names));
+  ASSERT_THAT(late.status(), IsOk());
+  EXPECT_EQ(late->outcome(), v1::SyncApplyResponse::STALE);
+  EXPECT_EQ(late->global_step(), kSteps);
+  EXPECT_EQ(late->stale_dropped(), 1);
+  for (const std::string& name : names) {
+    EXPECT_THAT(Value(name), ElementsAre(-12.5, -12.5)) << name;
+  }
+  EXPECT_EQ(GlobalStep(), kSteps);
+}
+
+TEST_F(SyncClusterTest, RetriedContributionCountsOnceOnEveryShard) {
+  // Every shard loses its reply once: the client retries each part under
+  // the contribution's id.
+  for (auto& shard : shards_)
+    shard->ServiceForTest().DropUpdateRepliesForTest(1);
+  const std::vector<std::string> names = {a_, "w", b_};
+  v1::SyncApplyRequest request = Contribution(0, 2, 2, names);
+  request.mutable_id()->set_client_id("retrying-worker");
+  request.mutable_id()->set_sequence(1);
+  for (int attempt = 0; attempt < 2; ++attempt) {
+    // The second time, as a worker sends a contribution again after an
+    // error.
+    absl::StatusOr<v1::SyncApplyResponse> counted = client_->SyncApply(request);
+    ASSERT_THAT(counted.status(), IsOk());
+    EXPECT_TRUE(counted->duplicate());
+    EXPECT_EQ(counted->outcome(), v1::SyncApplyResponse::ACCUMULATED);
+    EXPECT_EQ(counted->accumulated(), 1);
+  }
+  absl::StatusOr<v1::SyncApplyResponse> second =
+      Client::Connect(Addresses({0, 1, 2}))
+          ->SyncApply(Contribution(0, 4, 2, names));
+  ASSERT_THAT(second.status(), IsOk());
+  EXPECT_EQ(second->outcome(), v1::SyncApplyResponse::APPLIED);
+  EXPECT_FALSE(second->duplicate());
+  for (const std::string& name : names) {
+    EXPECT_THAT(Value(name), ElementsAre(-3, -3)) << name;
+  }
+  EXPECT_EQ(GlobalStep(), 1);
+}
+
+TEST_F(SyncClusterTest, GlobalStepWaitsForAShardThatLostItsContributions) {
+  const std::vector<std::string> names = {a_, "w"};
+  std::shared_ptr<Client> first = Client::Connect(Addresses({0, 1, 2}));
+  absl::StatusOr<v1::SyncApplyResponse> r =
+      first->SyncApply(Contribution(0, 2, 2, names));
+  ASSERT_THAT(r.status(), IsOk());
+  EXPECT_EQ(r->outcome(), v1::SyncApplyResponse::ACCUMULATED);
+  // Shard 0 restarts (on a new port): it forgets the contribution.
+  ASSERT_THAT(shards_[0]->Restart(), IsOk());
+  client_ = Client::Connect(Addresses({0, 1, 2}));
+  std::shared_ptr<Client> second = Client::Connect(Addresses({0, 1, 2}));
+  r = second->SyncApply(Contribution(0, 4, 2, names));
+  ASSERT_THAT(r.status(), IsOk());
+  // Two contributions reached the global step's shard, but shard 0 has one
+  // of two: the step waits.
+  EXPECT_EQ(r->outcome(), v1::SyncApplyResponse::ACCUMULATED);
+  EXPECT_EQ(r->accumulated(), 2);
+  EXPECT_EQ(GlobalStep(), 0);
+  EXPECT_THAT(Value(a_), ElementsAre(0, 0));
+  EXPECT_THAT(Value("w"), ElementsAre(0, 0));
+  // The first worker, having waited in vain, contributes again: shard 0
+  // applies the step (with the gradients it has), then the global step's
+  // shard (with the first two it counted).
+  first = Client::Connect(Addresses({0, 1, 2}));
+  r = first->SyncApply(Contribution(0, 6, 2, names));
+  ASSERT_THAT(r.status(), IsOk());
+  EXPECT_EQ(r->outcome(), v1::SyncApplyResponse::APPLIED);
+  EXPECT_EQ(GlobalStep(), 1);
+  EXPECT_THAT(Value(a_), ElementsAre(-5, -5));
+  EXPECT_THAT(Value("w"), ElementsAre(-3, -3));
+}
+
+TEST_F(SyncClusterTest, ContributionsSpanningOtherShardsAreRefused) {
+  ASSERT_THAT(client_->SyncApply(Contribution(0, 2, 2, {a_, "w"})).status(),
+              IsOk());
+  // Another worker's contribution also names b (on shard 2): shard 0 sees
+  // that it spans other shards than the step's first one.
+  std::shared_ptr<Client> other = Client::Connect(Addresses({0, 1, 2}));
+  EXPECT_THAT(
+      other->SyncApply(Contribution(0, 4, 2, {a_, "w", b_})).status(),
+      StatusIs(absl::StatusCode::kInvalidArgument,
+               "Every contribution to a step must span the same shards: "
+               "this step's variables are also on shards [0], the "
+               "contribution's on [0, 2]"));
+  EXPECT_THAT(Value(a_), ElementsAre(0, 0));
+  EXPECT_EQ(GlobalStep(), 0);
+  // Nothing of it was counted on shard 0 or the global step's shard.
+  absl::StatusOr<v1::SyncApplyResponse> r =
+      other->SyncApply(Contribution(0, 4, 2, {a_, "w"}));
+  ASSERT_THAT(r.status(), IsOk());
+  EXPECT_EQ(r->outcome(), v1::SyncApplyResponse::APPLIED);
+  EXPECT_THAT(Value(a_), ElementsAre(-3, -3));
+  EXPECT_THAT(Value("w"), ElementsAre(-3, -3));
+  EXPECT_THAT(Value(b_), ElementsAre(0, 0));
+  EXPECT_EQ(GlobalStep(), 1);
 }
 
 }  // namespace

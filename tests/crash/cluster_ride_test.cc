@@ -5,7 +5,9 @@
 // another is stopped with SIGSTOP and continued. The workers finish with no
 // error, and every variable counts each step exactly once. The time each
 // fault cost the workers is printed, not asserted (it depends on the
-// machine).
+// machine). Then synchronous replicas (varscope_test_worker sync) through a
+// kill -9 of a shard without the global step: every shard applies every
+// step once.
 #include <signal.h>
 #include <sys/wait.h>
 
@@ -17,6 +19,7 @@
 #include <vector>
 
 #include "absl/algorithm/container.h"
+#include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
@@ -264,6 +267,70 @@ TEST_F(ClusterRideTest, WorkersTrainThroughAKilledShardAndAHungOne) {
       for (double x : read.value.flat<double>()) {
         EXPECT_EQ(x, static_cast<double>(steps));
       }
+    }
+  }
+}
+
+// Synchronous replicas through a kill -9 of a shard without the global
+// step (shard 0; the global step is on shard 1): 4 worker processes, all 4
+// aggregated, equal gradients (so a step's mean is 1 whoever contributed).
+// The killed shard forgets the contributions of its current step; the
+// global step waits for it, the workers' waits time out and they contribute
+// again. At the end, every shard applied every step once: each variable is
+// minus the global step.
+TEST_F(ClusterRideTest, SynchronousWorkersTrainThroughAKilledShard) {
+  ASSERT_EQ(ShardOf("global_step", kShards), 1);
+  v1::GetVariableRequest create;
+  create.set_name("global_step");
+  create.set_mode(v1::CREATE);
+  create.set_dtype(v1::DT_INT64);
+  create.mutable_shape();
+  create.mutable_initializer()->set_kind(v1::Initializer::ZEROS);
+  VS_ASSERT_OK(client_->GetVariable(create));
+  std::vector<std::string> floats;
+  for (const std::string& name : names_) {
+    if (absl::StrContains(name, "float")) floats.push_back(name);
+  }
+  constexpr int kLast = 30;
+  std::vector<std::unique_ptr<ChildProcess>> workers;
+  for (int i = 0; i < kWorkers; ++i) {
+    std::vector<std::string> argv = {
+        testing::TestWorkerPath(), "sync", address_, absl::StrCat(kLast), "0",
+        absl::StrCat(kWorkers),    "5"};
+    argv.insert(argv.end(), floats.begin(), floats.end());
+    VS_ASSERT_OK_AND_ASSIGN(workers.emplace_back(),
+                            ChildProcess::Start(argv, /*capture_stderr=*/true));
+  }
+  auto global_step = [&]() -> int64_t {
+    absl::StatusOr<ReadResult> read = client_->Read("global_step");
+    return read.ok() ? read->value.flat<int64_t>()[0] : -1;
+  };
+  ASSERT_TRUE(PollUntil([&] { return global_step() >= 5; }, kPatience))
+      << "the workers did not start training";
+  const int port = shards_[0]->port();
+  shards_[0]->process().Kill(SIGKILL);
+  shards_[0]->process().Wait();
+  absl::SleepFor(absl::Seconds(1));
+  ASSERT_NO_FATAL_FAILURE(StartShard(0, port));
+
+  int contributions = 0;
+  for (auto& worker : workers) {
+    std::vector<std::string> lines;
+    for (absl::StatusOr<std::string> line = worker->ReadLine(); line.ok();
+         line = worker->ReadLine()) {
+      lines.push_back(*line);
+    }
+    EXPECT_EQ(worker->Wait(), 0) << absl::StrJoin(lines, "\n");
+    ASSERT_FALSE(lines.empty());
+    EXPECT_EQ(lines.back(), "done") << absl::StrJoin(lines, "\n");
+    contributions += static_cast<int>(lines.size()) - 1;
+  }
+  std::printf("%d contributions for %d steps\n", contributions, kLast);
+  EXPECT_EQ(global_step(), kLast);
+  for (const std::string& name : floats) {
+    VS_ASSERT_OK_AND_ASSIGN(ReadResult read, client_->Read(name));
+    for (double x : read.value.flat<double>()) {
+      EXPECT_EQ(x, -kLast) << name;
     }
   }
 }

@@ -128,3 +128,42 @@ def test_variables_spread_over_shards_and_work_as_one_store(shards):
     assert "model/w7" in names
     assert vs.delete_variable("model", recursive=True) == 15
     assert vs.list_variables("model") == []
+
+
+def test_sync_replicas_span_the_shards(shards):
+    # The global step on one shard, w on the other, emb's parts on both.
+    connection = vs.client.default_client()._connection()
+    home = connection.shard_of("global_step")
+    name = next(n for n in ("w%d" % i for i in range(100))
+                if connection.shard_of(n) != home)
+    w = vs.get_variable(name, shape=[2], dtype=vs.float64,
+                        initializer=vs.zeros_initializer())
+    emb = vs.get_variable("emb", shape=[8, 2], dtype=vs.float64,
+                          initializer=vs.zeros_initializer(),
+                          partitioner=vs.fixed_size_partitioner(2))
+    assert {connection.shard_of(p._shared_name) for p in emb} == {0, 1}
+    vs.get_or_create_global_step()
+    sync = vs.train.SyncReplicasOptimizer(
+        vs.train.GradientDescentOptimizer(1.0), replicas_to_aggregate=2)
+    # Two workers' gradients for step 0; their sparse rows are on different
+    # parts (so on different shards).
+    first = sync.apply_gradients(
+        [(np.array([1.0, 1.0]), w),
+         (vs.IndexedSlices(np.array([[2.0, 2.0]]), np.array([0])), emb)],
+        local_step=0)
+    assert first["outcome"] == "accumulated"
+    second = sync.apply_gradients(
+        [(np.array([3.0, 3.0]), w),
+         (vs.IndexedSlices(np.array([[4.0, 4.0]]), np.array([5])), emb)],
+        local_step=0)
+    assert second == {"outcome": "applied", "global_step": 1,
+                      "accumulated": 0, "stale_dropped": 0}
+    assert sync.wait_for_step(1, timeout=120) == 1
+    np.testing.assert_array_equal(w.read(), [-2, -2])
+    expected = np.zeros([8, 2])
+    expected[0] = -2
+    expected[5] = -4
+    np.testing.assert_array_equal(emb.read(), expected)
+    late = sync.apply_gradients([(np.array([9.0, 9.0]), w)], local_step=0)
+    assert late["outcome"] == "stale"
+    np.testing.assert_array_equal(w.read(), [-2, -2])

@@ -256,5 +256,153 @@ TEST_F(SyncReplicasTest, BadContributionsAreRejectedAndChangeNothing) {
   EXPECT_THAT(W(), ElementsAre(0, 0, 0, 0, 0, 0));
 }
 
+// The part of a contribution for a shard without the global step (as a
+// client of a cluster sends it): this server's "w" plays that shard's
+// variable, with accumulator "part".
+v1::SyncApplyRequest Elsewhere(v1::SyncApplyRequest request) {
+  request.set_accumulator("part");
+  request.mutable_shards()->set_global_step_elsewhere(true);
+  request.mutable_shards()->add_others(0);
+  return request;
+}
+
+TEST_F(SyncReplicasTest, AShardWithoutTheGlobalStepCountsItsOwnSteps) {
+  auto apply = [&](v1::SyncApplyRequest request) {
+    absl::StatusOr<v1::SyncApplyResponse> r =
+        server_.NewClient()->SyncApply(Elsewhere(std::move(request)));
+    EXPECT_THAT(r.status(), IsOk());
+    return r.value_or(v1::SyncApplyResponse());
+  };
+  // Its first contribution starts the step it names.
+  v1::SyncApplyResponse r = apply(Dense(5, {1, 1, 1, 1, 1, 1}, 2));
+  EXPECT_EQ(r.outcome(), v1::SyncApplyResponse::ACCUMULATED);
+  EXPECT_EQ(r.global_step(), 5);
+  r = apply(Dense(5, {3, 3, 3, 3, 3, 3}, 2));
+  EXPECT_EQ(r.outcome(), v1::SyncApplyResponse::APPLIED);
+  EXPECT_EQ(r.global_step(), 6);  // the step it gathers next
+  EXPECT_THAT(W(), ElementsAre(-2, -2, -2, -2, -2, -2));
+  EXPECT_EQ(Step(), 0);  // the global step is another shard's
+  r = apply(Dense(5, {9, 9, 9, 9, 9, 9}, 2));
+  EXPECT_EQ(r.outcome(), v1::SyncApplyResponse::STALE);
+  EXPECT_EQ(r.stale_dropped(), 1);
+  // A newer step drops the step gathered (the global step moved on without
+  // it) and starts gathering the new one.
+  r = apply(Dense(6, {9, 9, 9, 9, 9, 9}, 2));
+  EXPECT_EQ(r.accumulated(), 1);
+  r = apply(Dense(8, {1, 1, 1, 1, 1, 1}, 2));
+  EXPECT_EQ(r.outcome(), v1::SyncApplyResponse::ACCUMULATED);
+  EXPECT_EQ(r.accumulated(), 1);
+  EXPECT_EQ(r.global_step(), 8);
+  EXPECT_EQ(apply(Dense(7, {9, 9, 9, 9, 9, 9}, 2)).outcome(),
+            v1::SyncApplyResponse::STALE);
+  r = apply(Dense(8, {1, 1, 1, 1, 1, 1}, 2));
+  EXPECT_EQ(r.outcome(), v1::SyncApplyResponse::APPLIED);
+  EXPECT_THAT(W(), ElementsAre(-3, -3, -3, -3, -3, -3));
+  EXPECT_EQ(Step(), 0);
+}
+
+TEST_F(SyncReplicasTest, AShardWithoutTheGlobalStepAppliesAStepOnce) {
+  auto apply = [&](v1::SyncApplyRequest request) {
+    absl::StatusOr<v1::SyncApplyResponse> r =
+        server_.NewClient()->SyncApply(Elsewhere(std::move(request)));
+    EXPECT_THAT(r.status(), IsOk());
+    return r.value_or(v1::SyncApplyResponse());
+  };
+  apply(Dense(3, {1, 1, 1, 1, 1, 1}, 2));
+  EXPECT_EQ(apply(Dense(3, {3, 3, 3, 3, 3, 3}, 2)).outcome(),
+            v1::SyncApplyResponse::APPLIED);
+  EXPECT_THAT(W(), ElementsAre(-2, -2, -2, -2, -2, -2));
+  // A restart forgets the accumulator: workers whose step did not complete
+  // elsewhere contribute to step 3 again. It counts as applied, once.
+  ASSERT_THAT(server_.Restart(), IsOk());
+  client_ = server_.NewClient();
+  EXPECT_EQ(apply(Dense(3, {5, 5, 5, 5, 5, 5}, 2)).outcome(),
+            v1::SyncApplyResponse::ACCUMULATED);
+  v1::SyncApplyResponse r = apply(Dense(3, {5, 5, 5, 5, 5, 5}, 2));
+  EXPECT_EQ(r.outcome(), v1::SyncApplyResponse::APPLIED);
+  EXPECT_EQ(r.global_step(), 4);
+  EXPECT_THAT(W(), ElementsAre(-2, -2, -2, -2, -2, -2));
+  apply(Dense(4, {1, 1, 1, 1, 1, 1}, 2));
+  EXPECT_EQ(apply(Dense(4, {1, 1, 1, 1, 1, 1}, 2)).outcome(),
+            v1::SyncApplyResponse::APPLIED);
+  EXPECT_THAT(W(), ElementsAre(-3, -3, -3, -3, -3, -3));
+}
+
+TEST_F(SyncReplicasTest, TheGlobalStepWaitsUntilEveryOtherShardApplied) {
+  // The global step's part of contributions whose step also has variables
+  // on shards 0 and 2.
+  auto home = [](v1::SyncApplyRequest request, std::vector<int32_t> applied) {
+    request.mutable_shards()->add_others(0);
+    request.mutable_shards()->add_others(2);
+    for (const int32_t shard : applied) {
+      request.mutable_shards()->add_applied(shard);
+    }
+    return request;
+  };
+  absl::StatusOr<v1::SyncApplyResponse> r =
+      client_->SyncApply(home(Dense(0, {1, 1, 1, 1, 1, 1}, 2), {}));
+  ASSERT_THAT(r.status(), IsOk());
+  r = client_->SyncApply(home(Dense(0, {3, 3, 3, 3, 3, 3}, 2), {2}));
+  ASSERT_THAT(r.status(), IsOk());
+  // Both contributions, but shard 0 was not reported applied.
+  EXPECT_EQ(r->outcome(), v1::SyncApplyResponse::ACCUMULATED);
+  EXPECT_EQ(r->accumulated(), 2);
+  EXPECT_THAT(W(), ElementsAre(0, 0, 0, 0, 0, 0));
+  EXPECT_EQ(Step(), 0);
+  // A third contribution only reports shard 0: the step applies the first
+  // two.
+  r = client_->SyncApply(home(Dense(0, {90, 90, 90, 90, 90, 90}, 2), {0}));
+  ASSERT_THAT(r.status(), IsOk());
+  EXPECT_EQ(r->outcome(), v1::SyncApplyResponse::APPLIED);
+  EXPECT_EQ(r->global_step(), 1);
+  EXPECT_THAT(W(), ElementsAre(-2, -2, -2, -2, -2, -2));
+  EXPECT_EQ(Step(), 1);
+
+  // A step with no variables on the global step's shard increments it.
+  v1::SyncApplyRequest none = home(Dense(1, {0, 0, 0, 0, 0, 0}, 1), {0, 2});
+  none.set_accumulator("elsewhere");
+  none.clear_updates();
+  r = client_->SyncApply(none);
+  ASSERT_THAT(r.status(), IsOk());
+  EXPECT_EQ(r->outcome(), v1::SyncApplyResponse::APPLIED);
+  EXPECT_EQ(Step(), 2);
+}
+
+TEST_F(SyncReplicasTest, BadShardsAreRejectedAndChangeNothing) {
+  auto expect = [&](v1::SyncApplyRequest request, const std::string& message) {
+    EXPECT_THAT(client_->SyncApply(std::move(request)).status(),
+                StatusIs(absl::StatusCode::kInvalidArgument, message));
+  };
+  v1::SyncApplyRequest r = Dense(0, {1, 1, 1, 1, 1, 1});
+  r.mutable_shards()->add_others(2);
+  r.mutable_shards()->add_others(1);
+  expect(r,
+         "The other shards of a contribution must be distinct shard indices "
+         "in increasing order, not [2, 1]");
+  r.mutable_shards()->set_others(1, 2);
+  expect(r,
+         "The other shards of a contribution must be distinct shard indices "
+         "in increasing order, not [2, 2]");
+  r.mutable_shards()->set_others(0, 0);
+  r.mutable_shards()->add_applied(3);
+  expect(r,
+         "A contribution reports shard 3 applied, but its other shards "
+         "are [0, 2]");
+  r = Elsewhere(Dense(0, {1, 1, 1, 1, 1, 1}));
+  r.mutable_shards()->add_applied(0);
+  expect(r,
+         "A contribution's part for a shard without the global step "
+         "(global_step_elsewhere) reports no applied shards");
+  expect(Elsewhere(Dense(-1, {1, 1, 1, 1, 1, 1})),
+         "A contribution's step must not be negative, not -1");
+  r = Dense(0, {1, 1, 1, 1, 1, 1});
+  r.clear_updates();
+  r.mutable_shards()->add_others(0);
+  r.mutable_shards()->set_global_step_elsewhere(true);
+  expect(r, "A SyncApply needs at least one gradient");
+  EXPECT_THAT(W(), ElementsAre(0, 0, 0, 0, 0, 0));
+  EXPECT_EQ(Step(), 0);
+}
+
 }  // namespace
 }  // namespace varscope

@@ -11,6 +11,15 @@
 //     assign_add, a float64 [4] (NAME containing "float") by a gradient
 //     descent step of learning rate 1 and gradient -1. The variables must
 //     exist. Prints "step N UNIX_MICROS" after each, then "done N".
+//   varscope_test_worker sync ADDRESS LAST WORKER REPLICAS WAIT NAME...
+//     Synchronous steps (accumulator "sync", REPLICAS to aggregate) until
+//     the global step reaches LAST: contributes, at the global step's value,
+//     a gradient descent gradient (learning rate 1) of WORKER + 1 for every
+//     float NAME, dense, or, for a part (NAME containing "/part_"), sparse on
+//     row WORKER only, then waits for the next step up to WAIT seconds (a
+//     wait that times out reads the global step again and contributes to
+//     it). Prints "step K OUTCOME" after each contribution for global step
+//     K, then "done".
 #include <signal.h>
 
 #include <cstdio>
@@ -21,6 +30,7 @@
 #include "absl/strings/numbers.h"
 #include "absl/time/clock.h"
 #include "client/variable_scope.h"
+#include "common/status.h"
 #include "tests/testing/updates.h"
 
 namespace {
@@ -55,6 +65,41 @@ varscope::v1::BatchUpdateRequest TrainingStep(char** names, int count) {
                   apply->mutable_gradient());
   }
   return step;
+}
+
+// The `sync` command's contribution for `step`.
+absl::StatusOr<varscope::v1::SyncApplyRequest> SyncContribution(
+    varscope::Client& client, int64_t step, int worker, int replicas,
+    char** names, int count) {
+  using namespace varscope;
+  v1::SyncApplyRequest request;
+  request.set_accumulator("sync");
+  request.set_step(step);
+  request.set_replicas_to_aggregate(replicas);
+  for (int i = 0; i < count; ++i) {
+    VS_ASSIGN_OR_RETURN(v1::VariableInfo info, client.Stat(names[i]));
+    std::vector<int64_t> dims(info.shape().dims().begin(),
+                              info.shape().dims().end());
+    v1::Update* update = request.add_updates();
+    update->set_name(names[i]);
+    v1::ApplyGradient* apply = update->mutable_apply_gradient();
+    apply->mutable_optimizer()->set_learning_rate(1);
+    apply->mutable_optimizer()->mutable_gradient_descent();
+    if (absl::StrContains(names[i], "/part_")) {
+      dims[0] = 1;
+      const int64_t row = worker;
+      TensorToProto(Tensor::FromVector<int64_t>(v1::DT_INT64, {1}, {&row, 1}),
+                    apply->mutable_indices());
+    }
+    Tensor gradient(info.dtype(), dims);
+    if (info.dtype() == v1::DT_DOUBLE) {
+      for (double& x : gradient.mutable_flat<double>()) x = worker + 1;
+    } else {
+      for (float& x : gradient.mutable_flat<float>()) x = worker + 1;
+    }
+    TensorToProto(std::move(gradient), apply->mutable_gradient());
+  }
+  return request;
 }
 
 }  // namespace
@@ -92,6 +137,36 @@ int main(int argc, char** argv) {
     return 0;
   }
   int64_t count = 0;
+  int worker = 0;
+  int replicas = 0;
+  int wait = 0;
+  if (command == "sync" && argc > 7 && absl::SimpleAtoi(argv[3], &count) &&
+      absl::SimpleAtoi(argv[4], &worker) &&
+      absl::SimpleAtoi(argv[5], &replicas) &&
+      absl::SimpleAtoi(argv[6], &wait)) {
+    auto global_step = [&]() -> absl::StatusOr<int64_t> {
+      VS_ASSIGN_OR_RETURN(ReadResult read, client->Read("global_step"));
+      return read.value.flat<int64_t>()[0];
+    };
+    absl::StatusOr<int64_t> step = global_step();
+    while (step.ok() && *step < count) {
+      auto contribution = SyncContribution(*client, *step, worker, replicas,
+                                           argv + 7, argc - 7);
+      if (!contribution.ok()) return Fail(contribution.status());
+      auto reply = client->SyncApply(*std::move(contribution));
+      if (!reply.ok()) return Fail(reply.status());
+      std::printf(
+          "step %lld %s\n", static_cast<long long>(*step),
+          v1::SyncApplyResponse::Outcome_Name(reply->outcome()).c_str());
+      std::fflush(stdout);
+      absl::StatusOr<int64_t> next =
+          client->WaitForStep("global_step", *step + 1, absl::Seconds(wait));
+      step = absl::IsDeadlineExceeded(next.status()) ? global_step() : next;
+    }
+    if (!step.ok()) return Fail(step.status());
+    std::printf("done\n");
+    return 0;
+  }
   if (command == "add" && argc == 5 && absl::SimpleAtoi(argv[4], &count)) {
     options.shape = std::vector<int64_t>{};
     options.dtype = v1::DT_INT64;

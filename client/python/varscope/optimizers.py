@@ -115,13 +115,17 @@ class Optimizer:
     def _input_params(self, values):
         return {}
 
-    def _gradient_specs(self, grads_and_vars, all_parts=True, values=None):
+    def _gradient_specs(self, grads_and_vars, all_parts=True, values=None,
+                        every_part=False):
         """[(part handle, UpdateSpec)] for the (gradient, variable) pairs,
         skipping None gradients (as TensorFlow), with the updates that go
         with them (Adam's beta powers when read here). With `all_parts`, the
         first sparse step on a partitioned variable creates the slots of all
-        its parts. `values`: the inputs' values, read before (then no pair
-        is needed)."""
+        its parts. With `every_part`, a sparse gradient of a partitioned
+        variable steps every part, in order (empty steps for the parts
+        without rows), as TensorFlow's gradient has an IndexedSlices per
+        part. `values`: the inputs' values, read before (then no pair is
+        needed)."""
         grads_and_vars = [(g, v) for g, v in grads_and_vars if g is not None]
         if not grads_and_vars and values is None:
             raise ValueError("No gradients provided for any variable")
@@ -137,8 +141,14 @@ class Optimizer:
                     raise RuntimeError(
                         "Cannot use a constraint function on a sparse "
                         "variable.")
-                pairs += var._sparse_specs("apply_gradient", grad,
-                                           optimizer=spec)
+                specs = var._sparse_specs("apply_gradient", grad,
+                                          optimizer=spec)
+                if every_part and isinstance(
+                        var, variables_lib.PartitionedVariable):
+                    stepped = {impl.name: (impl, s) for impl, s in specs}
+                    specs = [stepped.get(part._shared_name) or
+                             _empty_step(part, spec)[0] for part in var]
+                pairs += specs
                 if all_parts:
                     pairs += self._slot_specs(var, pairs, spec)
             else:
@@ -159,10 +169,7 @@ class Optimizer:
             name = part._shared_name
             if name in touched or name in self._slotted:
                 continue
-            rows = np.zeros((0,) + tuple(part.shape[1:]),
-                            part.dtype.as_numpy_dtype)
-            out += part._specs("apply_gradient", rows,
-                               indices=np.zeros(0, np.int64), optimizer=spec)
+            out += _empty_step(part, spec)
         return out
 
     def _check_slot_placement(self, grads_and_vars):
@@ -266,6 +273,14 @@ class Optimizer:
         others = [(g, v) for g, v in grads_and_vars
                   if not isinstance(v, EmbeddingVariable)]
         return self._gradient_specs(others, values=values)
+
+
+def _empty_step(part, spec):
+    """The specs of a sparse step of optimizer `spec` on no rows of
+    `part`."""
+    rows = np.zeros((0,) + tuple(part.shape[1:]), part.dtype.as_numpy_dtype)
+    return part._specs("apply_gradient", rows,
+                       indices=np.zeros(0, np.int64), optimizer=spec)
 
 
 def _part_names(var):
@@ -408,7 +423,9 @@ class SyncReplicasOptimizer:
     The accumulator lives in the server's memory (as TF's): contributions of
     a step that had not applied when the server restarted are lost, and the
     waiting workers time out (DeadlineExceededError) and go on from the
-    current global step.
+    current global step. On a cluster, each shard holding variables of the
+    step aggregates and applies their gradients, and the global step
+    advances once every one of them applied the step.
     """
 
     def __init__(self, opt, replicas_to_aggregate, total_num_replicas=None,
@@ -439,9 +456,10 @@ class SyncReplicasOptimizer:
                              "computed at, is required")
         if global_step is None:
             global_step = train.get_or_create_global_step()
-        # Every contribution to a step names the same variables: no empty
-        # steps creating the slots of untouched parts.
-        pairs = self._opt._gradient_specs(grads_and_vars, all_parts=False)
+        # Every contribution to a step names the same variables: every part
+        # of a partitioned variable, whatever rows a worker's gradient has.
+        pairs = self._opt._gradient_specs(grads_and_vars, all_parts=False,
+                                          every_part=True)
         return global_step._handle().client.sync_apply(
             self._name, int(local_step), self._replicas_to_aggregate,
             global_step._shared_name, [spec for _, spec in pairs])
