@@ -8,12 +8,14 @@
 #include <memory>
 #include <optional>
 #include <string>
+#include <type_traits>
 #include <vector>
 
 #include "absl/functional/function_ref.h"
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
+#include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
 #include "common/names.h"
 #include "common/tensor.h"
@@ -120,7 +122,7 @@ class Client {
 
   // The index of the shard that calls on `name` go to (0 for one server).
   int ShardFor(absl::string_view name) const {
-    return ShardOf(name, num_shards());
+    return ShardOf(name, shard_count_.load());
   }
 
   // With several shards: asks every shard for its cluster identity (see
@@ -294,6 +296,33 @@ class Client {
   template <typename Call>
   absl::Status Run(const Rpc& rpc, bool idempotent, Call call,
                    absl::Duration timeout);
+  // Runs `body` (a call's routing and RPCs) while the shard list stays as
+  // it is, and returns what it returns, unless a shard refuses the call as
+  // coming from a client of an older cluster (IsStaleCluster): then learns
+  // the cluster's new shards (Refresh) and runs `body` again, at most
+  // kMaxRefreshes times. `body` must leave what it sends as it found it
+  // when that happens, exactly-once ids included, so that a step is sent
+  // again under its id. A body run inside another runs at once.
+  template <typename Body>
+  std::invoke_result_t<Body> Routed(Body body);
+  // Unless another call did since `generation`: asks the shards for the
+  // cluster's new list (ServerInfo.cluster of the first shard that answers
+  // with another cluster id), connects to it and checks it
+  // (CheckShards). FAILED_PRECONDITION if no shard names a new list, else
+  // the error of asking or checking.
+  absl::Status Refresh(int64_t generation);
+  // CheckCluster's checks, in a routed call.
+  absl::Status CheckShards();
+  // BatchUpdate's routed part: splits `request` over the shards (moving its
+  // updates out, and back if a shard says the cluster changed).
+  absl::StatusOr<v1::BatchUpdateResponse> BatchUpdateRouted(
+      v1::BatchUpdateRequest& request, bool idempotent);
+  // The cluster id CheckCluster found, sent with every call; "" before it
+  // succeeded and with one server.
+  std::string ClusterId() const;
+  // A stub of the server at `address` on a channel of its own settings.
+  static std::shared_ptr<v1::VariableService::StubInterface> NewStub(
+      const std::string& address, const ClientOptions& options);
   // Run without CheckCluster.
   template <typename Call>
   absl::Status Attempt(const Rpc& rpc, bool idempotent, Call call,
@@ -337,15 +366,27 @@ class Client {
   absl::Status WithClusterNearMatches(absl::string_view name,
                                       absl::Status status);
 
-  const std::vector<std::shared_ptr<v1::VariableService::StubInterface>>
-      shards_;
+  // The shard list: read by every call while it holds topology_mu_ shared
+  // (Routed), replaced by Refresh while it holds it exclusively.
+  absl::Mutex topology_mu_;
+  std::vector<std::shared_ptr<v1::VariableService::StubInterface>> shards_;
   std::vector<std::string> addresses_;
+  // Raised by every Refresh that changed the list.
+  int64_t generation_ = 0;
+  // shards_.size(), for ShardFor outside a call.
+  std::atomic<int> shard_count_;
   const ClientOptions options_;
   // Whether CheckCluster succeeded (or has nothing to check).
   std::atomic<bool> cluster_checked_;
+  mutable absl::Mutex id_mu_;
+  std::string cluster_id_ ABSL_GUARDED_BY(id_mu_);
   const std::string client_id_;
   std::atomic<int64_t> sequence_{0};
 };
+
+// Whether `status` is a shard's refusal of a call from a client of another
+// cluster id (FAILED_PRECONDITION starting with kStaleClusterPrefix).
+bool IsStaleCluster(const absl::Status& status);
 
 // The shard of an embedding key among `num_shards`.
 int EmbeddingShardOf(int64_t key, int num_shards);
