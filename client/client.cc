@@ -349,7 +349,15 @@ absl::Status Client::Refresh(int64_t generation) {
       cluster_id_.clear();
     }
     ++generation_;
-    status = CheckCluster();
+    // The re-shard records the new places shard after shard: a shard not
+    // switched yet is a mismatch for a while.
+    const absl::Time start = absl::Now();
+    absl::Duration backoff = options_.initial_backoff;
+    while (absl::IsFailedPrecondition(status = CheckShards()) &&
+           absl::Now() + backoff - start < options_.retry_timeout) {
+      absl::SleepFor(backoff);
+      backoff = std::min(backoff * 2, options_.max_backoff);
+    }
   }
   --routed_depth;
   return status;
