@@ -21,6 +21,7 @@
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
 #include "absl/strings/strip.h"
+#include "client/admin_client.h"
 #include "common/cluster.h"
 #include "common/grpc_status.h"
 #include "common/names.h"
@@ -736,7 +737,7 @@ absl::StatusOr<v1::VariableInfo> Client::Stat(absl::string_view name) {
   });
 }
 
-absl::Status Client::CheckNotAPart(absl::string_view name) {
+absl::Status Client::CheckNotAPart(absl::string_view name, bool rename) {
   if (num_shards() == 1 || !absl::StartsWith(LeafName(name), "part_")) {
     return absl::OkStatus();
   }
@@ -748,13 +749,16 @@ absl::Status Client::CheckNotAPart(absl::string_view name) {
   if (n == 1) return absl::OkStatus();
   return absl::FailedPreconditionError(absl::StrCat(
       "Variable ", name, " is part ", slice.part_index(),
-      " of the partitioned variable ", slice.full_name(), " (", n,
-      " parts); delete the whole: varscope rm -r ", slice.full_name()));
+      " of the partitioned variable ", slice.full_name(), " (", n, " parts); ",
+      rename ? absl::StrCat("rename the whole: varscope mv ", slice.full_name(),
+                            " NEW_NAME")
+             : absl::StrCat("delete the whole: varscope rm -r ",
+                            slice.full_name())));
 }
 
 absl::StatusOr<int64_t> Client::Delete(absl::string_view name, bool recursive) {
   return Routed([&]() -> absl::StatusOr<int64_t> {
-    VS_RETURN_IF_ERROR(CheckNotAPart(name));
+    VS_RETURN_IF_ERROR(CheckNotAPart(name, /*rename=*/false));
     v1::DeleteRequest request;
     request.set_name(std::string(name));
     request.set_recursive(recursive);
@@ -782,20 +786,123 @@ absl::StatusOr<int64_t> Client::Delete(absl::string_view name, bool recursive) {
 
 absl::StatusOr<int64_t> Client::Rename(absl::string_view old_name,
                                        absl::string_view new_name) {
-  if (num_shards() > 1) {
-    return absl::UnimplementedError(
-        absl::StrCat("Rename is not supported on a cluster of ", num_shards(),
-                     " shards: a variable's name decides its shard"));
+  return Routed([&]() -> absl::StatusOr<int64_t> {
+    if (num_shards() > 1) return RenameAcrossShards(old_name, new_name);
+    v1::RenameRequest request;
+    request.set_old_name(std::string(old_name));
+    request.set_new_name(std::string(new_name));
+    v1::RenameResponse response;
+    VS_RETURN_IF_ERROR(Run({0, "Rename", request.old_name()}, false,
+                           [&](auto& stub, grpc::ClientContext* context) {
+                             return stub.Rename(context, request, &response);
+                           }));
+    return response.renamed();
+  });
+}
+
+absl::StatusOr<int64_t> Client::RenameAcrossShards(absl::string_view old_name,
+                                                   absl::string_view new_name) {
+  VS_RETURN_IF_ERROR(ValidateName(old_name));
+  VS_RETURN_IF_ERROR(ValidateName(new_name));
+  if (old_name == new_name || IsUnderScope(new_name, old_name) ||
+      IsUnderScope(old_name, new_name)) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("Cannot rename ", old_name, " to ", new_name,
+                     ": one is the other or lies inside it"));
   }
-  v1::RenameRequest request;
-  request.set_old_name(std::string(old_name));
-  request.set_new_name(std::string(new_name));
-  v1::RenameResponse response;
-  VS_RETURN_IF_ERROR(Run({0, "Rename", request.old_name()}, false,
-                         [&](auto& stub, grpc::ClientContext* context) {
-                           return stub.Rename(context, request, &response);
-                         }));
-  return response.renamed();
+  VS_RETURN_IF_ERROR(CheckNotAPart(old_name, /*rename=*/true));
+  auto renamed = [&](absl::string_view n) {
+    return absl::StrCat(new_name, n.substr(old_name.size()));
+  };
+  // What each shard holds: `old_name` and what lies under it.
+  std::vector<std::vector<std::string>> held(shards_.size());
+  int64_t count = 0;
+  for (int i = 0; i < num_shards(); ++i) {
+    v1::ListVariablesRequest under;
+    under.set_scope(std::string(old_name));
+    under.set_recursive(true);
+    v1::StatRequest stat;
+    stat.set_name(std::string(old_name));
+    v1::VariableInfo info;
+    const absl::Status found =
+        Run({i, "Stat", stat.name()}, true,
+            [&](auto& stub, grpc::ClientContext* context) {
+              return stub.Stat(context, stat, &info);
+            });
+    if (found.ok()) held[i].push_back(stat.name());
+    if (!found.ok() && !absl::IsNotFound(found)) return found;
+    VS_RETURN_IF_ERROR(WalkPages(
+        std::move(under),
+        [&](const v1::ListVariablesRequest& request,
+            v1::ListVariablesResponse* page) {
+          return Run(
+              {i, "ListVariables", absl::StrCat("scope '", old_name, "'")},
+              true, [&](auto& stub, grpc::ClientContext* context) {
+                return stub.ListVariables(context, request, page);
+              });
+        },
+        [&](v1::ListVariablesResponse& page) {
+          for (const auto& entry : page.entries()) {
+            held[i].push_back(entry.name());
+          }
+          return absl::OkStatus();
+        }));
+    count += static_cast<int64_t>(held[i].size());
+  }
+  if (count == 0) {
+    return absl::NotFoundError(absl::StrCat(
+        "Nothing named ", old_name, " or under ", old_name, "/ exists."));
+  }
+  // The new names must be free where they will live.
+  for (const std::vector<std::string>& names : held) {
+    for (const std::string& n : names) {
+      v1::StatRequest stat;
+      stat.set_name(renamed(n));
+      v1::VariableInfo info;
+      const absl::Status taken =
+          Run(On("Stat", stat.name()), true,
+              [&](auto& stub, grpc::ClientContext* context) {
+                return stub.Stat(context, stat, &info);
+              });
+      if (taken.ok()) {
+        return absl::AlreadyExistsError(
+            absl::StrCat("Cannot rename ", n, " to ", stat.name(),
+                         ": Variable ", stat.name(), " already exists"));
+      }
+      if (!absl::IsNotFound(taken)) return taken;
+    }
+  }
+  // Each shard's variables, renamed, go to the shards of their new names,
+  // then leave their old one.
+  for (int i = 0; i < num_shards(); ++i) {
+    if (held[i].empty()) continue;
+    std::unique_ptr<AdminClient> source = AdminClient::Connect(
+        addresses_[i], options_.timeout, options_.security);
+    std::map<int, v1::InstallVariablesRequest> installs;
+    v1::ExportVariablesRequest exported;
+    exported.mutable_names()->Assign(held[i].begin(), held[i].end());
+    exported.set_rename_from(std::string(old_name));
+    exported.set_rename_to(std::string(new_name));
+    VS_ASSIGN_OR_RETURN(v1::ExportVariablesResponse variables,
+                        source->ExportVariables(exported));
+    for (v1::MovedVariable& var : *variables.mutable_variables()) {
+      v1::InstallVariablesRequest& install =
+          installs[ShardFor(var.stored().info().name())];
+      install.set_refuse_present(true);
+      *install.add_variables() = std::move(var);
+    }
+    for (auto& [dest, install] : installs) {
+      VS_RETURN_IF_ERROR(AdminClient::Connect(addresses_[dest],
+                                              options_.timeout,
+                                              options_.security)
+                             ->InstallVariables(install)
+                             .status());
+    }
+    v1::RemoveVariablesRequest remove;
+    *remove.mutable_names() = exported.names();
+    VS_RETURN_IF_ERROR(source->RemoveVariables(remove).status());
+  }
+  return count;
 }
 
 absl::StatusOr<std::vector<v1::ServerInfo>> Client::ServerInfos() {

@@ -80,9 +80,14 @@ struct ClientOptions {
 // updates of a batch) it names.
 //
 // On a cluster, calls on one name go to its shard; listings, scope reads and
-// recursive deletes visit every shard and merge. Rename is UNIMPLEMENTED on
-// a cluster, and a synchronous-replica contribution needs its variables and
-// global step on one shard (FAILED_PRECONDITION otherwise).
+// recursive deletes visit every shard and merge; a rename moves variables
+// between shards (see Rename). A synchronous-replica contribution needs its
+// variables and global step on one shard (FAILED_PRECONDITION otherwise).
+//
+// A client of several shards follows a re-shard (`varscope reshard`): a
+// shard that refuses a call as coming from a client of its old cluster
+// (IsStaleCluster) makes the client learn the new shard list from the
+// shards, check it (see CheckCluster) and send the call again by it.
 //
 // A batch update (an optimizer step) spanning shards is split into one
 // atomic batch per shard, all numbered with the batch's exactly-once id and
@@ -183,8 +188,17 @@ class Client {
   // w/part_1 is part 1 of the partitioned variable w (6 parts); delete the
   // whole: varscope rm -r w").
   absl::StatusOr<int64_t> Delete(absl::string_view name, bool recursive);
-  // Renames a variable or a whole scope atomically; returns how many
-  // variables were renamed.
+  // Renames a variable or a whole scope; returns how many variables were
+  // renamed. On one server atomically. On a cluster the variables move to
+  // the shards of their new names (values, versions and slots kept; admin
+  // role, through each shard's AdminService): the new names are checked
+  // free first (ALREADY_EXISTS), then each shard's variables are installed
+  // under their new names and removed from it, shard after shard, so a
+  // failure half-way (UNAVAILABLE) leaves some variables renamed and the
+  // others not, every one whole under one name; and a write to an old name
+  // between its copy and its removal is lost: rename while no worker
+  // writes those variables. Errors as on one server: INVALID_ARGUMENT,
+  // NOT_FOUND, ALREADY_EXISTS, FAILED_PRECONDITION for a part alone.
   absl::StatusOr<int64_t> Rename(absl::string_view old_name,
                                  absl::string_view new_name);
   // The server's info; on a cluster the shards' totals, with the earliest
@@ -281,9 +295,15 @@ class Client {
   absl::StatusOr<v1::GetVariableResponse> WithOtherParts(
       const v1::GetVariableRequest& request, v1::GetVariableResponse response);
   // On a cluster, FAILED_PRECONDITION if `name` is a part of a partitioned
-  // variable, which one server refuses to delete alone: its shard does not
-  // see the other parts.
-  absl::Status CheckNotAPart(absl::string_view name);
+  // variable, which one server refuses to delete (or rename) alone: its
+  // shard does not see the other parts.
+  absl::Status CheckNotAPart(absl::string_view name, bool rename);
+  // Rename on a cluster: every variable named `old_name` or under it is
+  // exported renamed from its shard, installed on the shard of its new name
+  // and removed from its old one (AdminService, admin role), shard after
+  // shard.
+  absl::StatusOr<int64_t> RenameAcrossShards(absl::string_view old_name,
+                                             absl::string_view new_name);
   // The call `method` of the variable `name`, on its shard.
   Rpc On(absl::string_view method, absl::string_view name) const;
   // After CheckCluster, runs `call(stub, context)` on rpc.shard's stub with a

@@ -58,6 +58,31 @@ int64_t ChunkBytes(absl::Span<const int64_t> dims, DType dtype,
 // Constant initializer values are kept in the metadata only when small.
 constexpr size_t kMaxStoredConstantBytes = 1024;
 
+// `info` of a variable under `old_name` (or of it) renamed to the same name
+// under `new_name` at `now`; a part of a whole renamed with it points at
+// the whole's new name.
+// `name`, under `old_name` (or it), as renamed to the same name under
+// `new_name`.
+std::string Renamed(absl::string_view name, absl::string_view old_name,
+                    absl::string_view new_name) {
+  return absl::StrCat(new_name, name.substr(old_name.size()));
+}
+
+void RenameInfo(absl::string_view old_name, absl::string_view new_name,
+                int64_t now, v1::VariableInfo& info) {
+  auto renamed = [&](const std::string& n) {
+    return Renamed(n, old_name, new_name);
+  };
+  info.set_name(renamed(info.name()));
+  info.set_update_time_micros(now);
+  if (info.has_slice()) {
+    const std::string& whole = info.slice().full_name();
+    if (whole == old_name || IsUnderScope(whole, old_name)) {
+      info.mutable_slice()->set_full_name(renamed(whole));
+    }
+  }
+}
+
 // Locks every variable's write lock in order; the caller unlocks.
 template <typename V>
 void LockAll(const std::vector<V>& vars) ABSL_NO_THREAD_SAFETY_ANALYSIS {
@@ -804,6 +829,19 @@ absl::Status VariableTable::DeleteSelected(Selection& selection) {
 absl::StatusOr<v1::ExportVariablesResponse> VariableTable::Export(
     const v1::ExportVariablesRequest& request) {
   v1::ExportVariablesResponse response;
+  if (!request.rename_from().empty()) {
+    VS_RETURN_IF_ERROR(ValidateName(request.rename_from()));
+    VS_RETURN_IF_ERROR(ValidateName(request.rename_to()));
+    for (const std::string& name : request.names()) {
+      if (name == request.rename_from() ||
+          IsUnderScope(name, request.rename_from())) {
+        continue;
+      }
+      return absl::InvalidArgumentError(
+          absl::StrCat("Cannot rename ", name, " from ", request.rename_from(),
+                       ": it is not under it"));
+    }
+  }
   for (const std::string& name : request.names()) {
     VS_ASSIGN_OR_RETURN(const std::shared_ptr<Variable> var, Find(name));
     v1::MovedVariable& moved = *response.add_variables();
@@ -816,6 +854,10 @@ absl::StatusOr<v1::ExportVariablesResponse> VariableTable::Export(
     }
     *moved.mutable_stored() = var->meta;
     moved.set_data(*var->data);
+    if (!request.rename_from().empty()) {
+      RenameInfo(request.rename_from(), request.rename_to(), NowMicros(),
+                 *moved.mutable_stored()->mutable_info());
+    }
   }
   if (request.with_applied()) {
     for (v1::AppliedRecord& record : applied_.Export()) {
@@ -875,6 +917,12 @@ absl::StatusOr<v1::InstallVariablesResponse> VariableTable::Install(
     for (const v1::MovedVariable& moved : request.variables()) {
       const std::string& name = moved.stored().info().name();
       if (Lookup(vars_, name) != nullptr || busy_.contains(name)) {
+        if (request.refuse_present()) {
+          for (const std::string& n : reserved) busy_.erase(n);
+          done->Notify();
+          return absl::AlreadyExistsError(
+              absl::StrCat("Variable ", name, " already exists"));
+        }
         response.set_present(response.present() + 1);
         continue;
       }
@@ -961,7 +1009,7 @@ absl::StatusOr<int64_t> VariableTable::Rename(absl::string_view old_name,
   }
   // old_name[/rest] -> new_name[/rest]
   auto renamed = [&](const std::string& n) {
-    return absl::StrCat(new_name, n.substr(old_name.size()));
+    return Renamed(n, old_name, new_name);
   };
   Selection selection;
   VS_RETURN_IF_ERROR(Select(old_name, /*recursive=*/true, renamed, &selection));
@@ -978,15 +1026,7 @@ absl::StatusOr<int64_t> VariableTable::Rename(absl::string_view old_name,
       meta = var.meta;
       data = *var.data;
     }
-    v1::VariableInfo* info = meta.mutable_info();
-    info->set_name(selection.targets[i]);
-    info->set_update_time_micros(now);
-    if (info->has_slice()) {
-      const std::string& whole = info->slice().full_name();
-      if (whole == old_name || IsUnderScope(whole, old_name)) {
-        info->mutable_slice()->set_full_name(renamed(whole));
-      }
-    }
+    RenameInfo(old_name, new_name, now, *meta.mutable_info());
     dirty.AddReset(selection.names[i]);
     dirty.AddReset(selection.targets[i]);
     moved.push_back(
