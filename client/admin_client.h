@@ -1,5 +1,6 @@
 // varscope::AdminClient: the operator calls of one varscoped server
-// (AdminService): consistent checkpoints and backups of its store.
+// (AdminService): consistent checkpoints and backups of its store, and the
+// steps of a re-shard.
 #ifndef VARSCOPE_CLIENT_ADMIN_CLIENT_H_
 #define VARSCOPE_CLIENT_ADMIN_CLIENT_H_
 
@@ -34,6 +35,15 @@ class AdminClient {
   absl::StatusOr<v1::CheckpointResponse> Checkpoint(
       const v1::CheckpointRequest& request);
   absl::StatusOr<v1::BackupResponse> Backup(const v1::BackupRequest& request);
+  // Re-sharding (see admin_service.proto).
+  absl::StatusOr<v1::ExportVariablesResponse> ExportVariables(
+      const v1::ExportVariablesRequest& request);
+  absl::StatusOr<v1::InstallVariablesResponse> InstallVariables(
+      const v1::InstallVariablesRequest& request);
+  absl::StatusOr<v1::RemoveVariablesResponse> RemoveVariables(
+      const v1::RemoveVariablesRequest& request);
+  absl::StatusOr<v1::SetClusterIdentityResponse> SetClusterIdentity(
+      const v1::SetClusterIdentityRequest& request);
 
  private:
   // Calls `method` of the stub once with a fresh deadline.

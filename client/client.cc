@@ -21,6 +21,7 @@
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
 #include "absl/strings/strip.h"
+#include "client/admin_client.h"
 #include "common/cluster.h"
 #include "common/grpc_status.h"
 #include "common/names.h"
@@ -30,6 +31,14 @@
 
 namespace varscope {
 namespace {
+
+// How many times a call follows a re-shard of its cluster before it gives
+// up (another re-shard each time).
+constexpr int kMaxRefreshes = 3;
+
+// Inside a routed call (Client::Routed) on this thread: nested calls run
+// under its hold of the shard list.
+thread_local int routed_depth = 0;
 
 absl::StatusOr<UpdateResult> ToUpdateResult(v1::UpdateResponse& response) {
   UpdateResult result;
@@ -193,17 +202,8 @@ bool Client::StreamIt(const Tensor& tensor,
                                       options_.stream_threshold_bytes;
 }
 
-std::unique_ptr<Client> Client::Connect(const std::string& address,
-                                        const ClientOptions& options) {
-  // gRPC 1.51 completes a reconnection attempt started by its backoff timer
-  // (not by a call) only when its backup poller runs, every 5 s by default:
-  // calls waited up to 5 s for a restarted server. Poll every 100 ms unless
-  // the user chose otherwise; it counts if gRPC is not initialized yet.
-  static const bool polling = [] {
-    return setenv("GRPC_CLIENT_CHANNEL_BACKUP_POLL_INTERVAL_MS", "100",
-                  /*overwrite=*/0) == 0;
-  }();
-  (void)polling;
+std::shared_ptr<v1::VariableService::StubInterface> Client::NewStub(
+    const std::string& address, const ClientOptions& options) {
   grpc::ChannelArguments args;
   args.SetMaxReceiveMessageSize(-1);
   args.SetMaxSendMessageSize(-1);
@@ -219,11 +219,25 @@ std::unique_ptr<Client> Client::Connect(const std::string& address,
   args.SetInt(GRPC_ARG_INITIAL_RECONNECT_BACKOFF_MS, 100);
   args.SetInt(GRPC_ARG_MAX_RECONNECT_BACKOFF_MS, 500);
   args.SetInt(GRPC_ARG_MIN_RECONNECT_BACKOFF_MS, 1000);
+  return v1::VariableService::NewStub(grpc::CreateCustomChannel(
+      address, ChannelCredentials(options.security), args));
+}
+
+std::unique_ptr<Client> Client::Connect(const std::string& address,
+                                        const ClientOptions& options) {
+  // gRPC 1.51 completes a reconnection attempt started by its backoff timer
+  // (not by a call) only when its backup poller runs, every 5 s by default:
+  // calls waited up to 5 s for a restarted server. Poll every 100 ms unless
+  // the user chose otherwise; it counts if gRPC is not initialized yet.
+  static const bool polling = [] {
+    return setenv("GRPC_CLIENT_CHANNEL_BACKUP_POLL_INTERVAL_MS", "100",
+                  /*overwrite=*/0) == 0;
+  }();
+  (void)polling;
   std::vector<std::string> addresses = absl::StrSplit(address, ',');
   std::vector<std::shared_ptr<v1::VariableService::StubInterface>> shards;
   for (const std::string& shard : addresses) {
-    shards.push_back(v1::VariableService::NewStub(grpc::CreateCustomChannel(
-        shard, ChannelCredentials(options.security), args)));
+    shards.push_back(NewStub(shard, options));
   }
   return std::make_unique<Client>(std::move(shards), options,
                                   std::move(addresses));
@@ -234,6 +248,7 @@ Client::Client(
     const ClientOptions& options, std::vector<std::string> addresses)
     : shards_(std::move(shards)),
       addresses_(std::move(addresses)),
+      shard_count_(static_cast<int>(shards_.size())),
       options_(options),
       cluster_checked_(shards_.size() == 1),
       client_id_(NewClientId()) {
@@ -259,6 +274,96 @@ bool Client::Identify(v1::UpdateId* id) {
   return true;
 }
 
+std::string Client::ClusterId() const {
+  absl::MutexLock l(&id_mu_);
+  return cluster_id_;
+}
+
+template <typename Body>
+std::invoke_result_t<Body> Client::Routed(Body body) {
+  if (routed_depth > 0) return body();  // a call inside a routed call
+  for (int refresh = 0;; ++refresh) {
+    std::optional<std::invoke_result_t<Body>> result;
+    int64_t generation;
+    {
+      absl::ReaderMutexLock l(&topology_mu_);
+      generation = generation_;
+      ++routed_depth;
+      result.emplace(body());
+      --routed_depth;
+    }
+    absl::Status status;
+    if constexpr (std::is_same_v<std::invoke_result_t<Body>, absl::Status>) {
+      status = *result;
+    } else {
+      status = result->status();
+    }
+    if (!IsStaleCluster(status) || refresh == kMaxRefreshes) {
+      return *std::move(result);
+    }
+    const absl::Status refreshed = Refresh(generation);
+    if (!refreshed.ok()) {
+      return absl::Status(
+          refreshed.code(),
+          absl::StrCat(status.message(), "; following the cluster failed: ",
+                       refreshed.message()));
+    }
+  }
+}
+
+absl::Status Client::Refresh(int64_t generation) {
+  absl::MutexLock l(&topology_mu_);
+  if (generation_ != generation) return absl::OkStatus();  // done meanwhile
+  ++routed_depth;  // Attempt and CheckCluster below run under the lock
+  const std::string old_id = ClusterId();
+  std::vector<std::string> shards;
+  absl::Status last = absl::FailedPreconditionError(
+      "no shard of this client's list names the cluster's new shards");
+  for (int i = 0; i < num_shards() && shards.empty(); ++i) {
+    v1::ServerInfo info;
+    last = Attempt(
+        {i, "GetServerInfo", "the server"}, true,
+        [&](auto& stub, grpc::ClientContext* context) {
+          return stub.GetServerInfo(context, v1::ServerInfoRequest(), &info);
+        },
+        options_.timeout);
+    if (last.ok() && info.cluster().cluster_id() != old_id) {
+      shards.assign(info.cluster().shards().begin(),
+                    info.cluster().shards().end());
+    }
+  }
+  absl::Status status = last;
+  if (!shards.empty()) {
+    std::vector<std::shared_ptr<v1::VariableService::StubInterface>> stubs;
+    for (const std::string& address : shards) {
+      auto known = std::find(addresses_.begin(), addresses_.end(), address);
+      stubs.push_back(known == addresses_.end()
+                          ? NewStub(address, options_)
+                          : shards_[known - addresses_.begin()]);
+    }
+    shards_ = std::move(stubs);
+    addresses_ = std::move(shards);
+    shard_count_.store(num_shards());
+    cluster_checked_.store(false);
+    {
+      absl::MutexLock id(&id_mu_);
+      cluster_id_.clear();
+    }
+    ++generation_;
+    // The re-shard records the new places shard after shard: a shard not
+    // switched yet is a mismatch for a while.
+    const absl::Time start = absl::Now();
+    absl::Duration backoff = options_.initial_backoff;
+    while (absl::IsFailedPrecondition(status = CheckShards()) &&
+           absl::Now() + backoff - start < options_.retry_timeout) {
+      absl::SleepFor(backoff);
+      backoff = std::min(backoff * 2, options_.max_backoff);
+    }
+  }
+  --routed_depth;
+  return status;
+}
+
 template <typename Call>
 absl::Status Client::Run(const Rpc& rpc, bool idempotent, Call call) {
   return Run(rpc, idempotent, call, options_.timeout);
@@ -278,8 +383,12 @@ absl::Status Client::Attempt(const Rpc& rpc, bool idempotent, Call call,
   const absl::Time start = absl::Now();
   absl::Duration backoff = options_.initial_backoff;
   absl::BitGen gen;
+  const std::string cluster_id = ClusterId();
   for (int attempt = 1;; ++attempt) {
     grpc::ClientContext context;
+    if (!cluster_id.empty()) {
+      context.AddMetadata(kClusterIdMetadataKey, cluster_id);
+    }
     const absl::Time deadline = absl::Now() + timeout;
     context.set_deadline(absl::ToChronoTime(deadline));
     absl::Status status = FromGrpcStatus(call(stub, &context));
@@ -385,19 +494,21 @@ absl::StatusOr<v1::GetVariableResponse> Client::GetVariableOn(
 
 absl::StatusOr<v1::GetVariableResponse> Client::GetVariable(
     const v1::GetVariableRequest& request) {
-  const int home = ShardFor(request.name());
-  if (num_shards() == 1) return GetVariableOn(home, request);
-  // The home shard holds part 0 (and every part ShardOf places there) and
-  // decides: it creates its parts or checks the request against them with
-  // TensorFlow's errors. Only then do the other shards get their parts,
-  // created idempotently as the home's describe them.
-  v1::GetVariableRequest at_home = request;
-  at_home.mutable_placement()->set_shard_index(home);
-  at_home.mutable_placement()->set_shard_count(num_shards());
-  VS_ASSIGN_OR_RETURN(v1::GetVariableResponse response,
-                      GetVariableOn(home, at_home));
-  if (response.parts().empty()) return response;
-  return WithOtherParts(request, std::move(response));
+  return Routed([&]() -> absl::StatusOr<v1::GetVariableResponse> {
+    const int home = ShardFor(request.name());
+    if (num_shards() == 1) return GetVariableOn(home, request);
+    // The home shard holds part 0 (and every part ShardOf places there) and
+    // decides: it creates its parts or checks the request against them with
+    // TensorFlow's errors. Only then do the other shards get their parts,
+    // created idempotently as the home's describe them.
+    v1::GetVariableRequest at_home = request;
+    at_home.mutable_placement()->set_shard_index(home);
+    at_home.mutable_placement()->set_shard_count(num_shards());
+    VS_ASSIGN_OR_RETURN(v1::GetVariableResponse response,
+                        GetVariableOn(home, at_home));
+    if (response.parts().empty()) return response;
+    return WithOtherParts(request, std::move(response));
+  });
 }
 
 absl::StatusOr<v1::GetVariableResponse> Client::WithOtherParts(
@@ -455,18 +566,21 @@ absl::StatusOr<v1::GetVariableResponse> Client::WithOtherParts(
 }
 
 absl::StatusOr<ReadResult> Client::Read(absl::string_view name) {
-  v1::ReadRequest request;
-  request.set_name(std::string(name));
-  v1::ReadResponse response;
-  absl::Status status = Run(On("Read", name), true,
-                            [&](auto& stub, grpc::ClientContext* context) {
-                              return stub.Read(context, request, &response);
-                            });
-  // Too large for one message: stream it.
-  if (absl::IsResourceExhausted(status)) return ReadByStream(request);
-  VS_RETURN_IF_ERROR(WithClusterNearMatches(name, status));
-  VS_ASSIGN_OR_RETURN(Tensor value, TensorFromProto(response.mutable_value()));
-  return ReadResult{std::move(value), response.version()};
+  return Routed([&]() -> absl::StatusOr<ReadResult> {
+    v1::ReadRequest request;
+    request.set_name(std::string(name));
+    v1::ReadResponse response;
+    absl::Status status = Run(On("Read", name), true,
+                              [&](auto& stub, grpc::ClientContext* context) {
+                                return stub.Read(context, request, &response);
+                              });
+    // Too large for one message: stream it.
+    if (absl::IsResourceExhausted(status)) return ReadByStream(request);
+    VS_RETURN_IF_ERROR(WithClusterNearMatches(name, status));
+    VS_ASSIGN_OR_RETURN(Tensor value,
+                        TensorFromProto(response.mutable_value()));
+    return ReadResult{std::move(value), response.version()};
+  });
 }
 
 absl::StatusOr<ReadResult> Client::ReadByStream(
@@ -543,24 +657,28 @@ absl::StatusOr<UpdateResult> Client::Update(absl::string_view name,
   const bool idempotent = Identify(request.mutable_id()) ||
                           (!add && !options.expected_version.has_value());
   if (StreamIt(tensor, options)) {
-    return WriteByStream(StreamHeaderOf(request, add), tensor, idempotent);
+    return Routed([&]() -> absl::StatusOr<UpdateResult> {
+      return WriteByStream(StreamHeaderOf(request, add), tensor, idempotent);
+    });
   }
   if constexpr (add) {
     TensorToProto(std::move(tensor), request.mutable_delta());
   } else {
     TensorToProto(std::move(tensor), request.mutable_value());
   }
-  v1::UpdateResponse response;
-  VS_RETURN_IF_ERROR(WithClusterNearMatches(
-      name, Run(On(add ? "AssignAdd" : "Assign", name), idempotent,
-                [&](auto& stub, grpc::ClientContext* context) {
-                  if constexpr (add) {
-                    return stub.AssignAdd(context, request, &response);
-                  } else {
-                    return stub.Assign(context, request, &response);
-                  }
-                })));
-  return ToUpdateResult(response);
+  return Routed([&]() -> absl::StatusOr<UpdateResult> {
+    v1::UpdateResponse response;
+    VS_RETURN_IF_ERROR(WithClusterNearMatches(
+        name, Run(On(add ? "AssignAdd" : "Assign", name), idempotent,
+                  [&](auto& stub, grpc::ClientContext* context) {
+                    if constexpr (add) {
+                      return stub.AssignAdd(context, request, &response);
+                    } else {
+                      return stub.Assign(context, request, &response);
+                    }
+                  })));
+    return ToUpdateResult(response);
+  });
 }
 
 absl::StatusOr<UpdateResult> Client::Assign(absl::string_view name,
@@ -577,17 +695,19 @@ absl::StatusOr<UpdateResult> Client::AssignAdd(absl::string_view name,
 
 absl::StatusOr<v1::ListVariablesResponse> Client::ListVariables(
     const v1::ListVariablesRequest& request) {
-  std::vector<v1::ListVariablesResponse> pages(shards_.size());
-  for (size_t i = 0; i < shards_.size(); ++i) {
-    VS_RETURN_IF_ERROR(Run({static_cast<int>(i), "ListVariables",
-                            absl::StrCat("scope '", request.scope(), "'")},
-                           true, [&](auto& stub, grpc::ClientContext* context) {
-                             return stub.ListVariables(context, request,
-                                                       &pages[i]);
-                           }));
-  }
-  if (pages.size() == 1) return std::move(pages[0]);
-  return MergePages(request, std::move(pages));
+  return Routed([&]() -> absl::StatusOr<v1::ListVariablesResponse> {
+    std::vector<v1::ListVariablesResponse> pages(shards_.size());
+    for (size_t i = 0; i < shards_.size(); ++i) {
+      VS_RETURN_IF_ERROR(
+          Run({static_cast<int>(i), "ListVariables",
+               absl::StrCat("scope '", request.scope(), "'")},
+              true, [&](auto& stub, grpc::ClientContext* context) {
+                return stub.ListVariables(context, request, &pages[i]);
+              }));
+    }
+    if (pages.size() == 1) return std::move(pages[0]);
+    return MergePages(request, std::move(pages));
+  });
 }
 
 absl::Status Client::ForEachPage(
@@ -604,18 +724,20 @@ absl::Status Client::ForEachPage(
 }
 
 absl::StatusOr<v1::VariableInfo> Client::Stat(absl::string_view name) {
-  v1::StatRequest request;
-  request.set_name(std::string(name));
-  v1::VariableInfo response;
-  VS_RETURN_IF_ERROR(WithClusterNearMatches(
-      name, Run(On("Stat", name), true,
-                [&](auto& stub, grpc::ClientContext* context) {
-                  return stub.Stat(context, request, &response);
-                })));
-  return response;
+  return Routed([&]() -> absl::StatusOr<v1::VariableInfo> {
+    v1::StatRequest request;
+    request.set_name(std::string(name));
+    v1::VariableInfo response;
+    VS_RETURN_IF_ERROR(WithClusterNearMatches(
+        name, Run(On("Stat", name), true,
+                  [&](auto& stub, grpc::ClientContext* context) {
+                    return stub.Stat(context, request, &response);
+                  })));
+    return response;
+  });
 }
 
-absl::Status Client::CheckNotAPart(absl::string_view name) {
+absl::Status Client::CheckNotAPart(absl::string_view name, bool rename) {
   if (num_shards() == 1 || !absl::StartsWith(LeafName(name), "part_")) {
     return absl::OkStatus();
   }
@@ -627,52 +749,160 @@ absl::Status Client::CheckNotAPart(absl::string_view name) {
   if (n == 1) return absl::OkStatus();
   return absl::FailedPreconditionError(absl::StrCat(
       "Variable ", name, " is part ", slice.part_index(),
-      " of the partitioned variable ", slice.full_name(), " (", n,
-      " parts); delete the whole: varscope rm -r ", slice.full_name()));
+      " of the partitioned variable ", slice.full_name(), " (", n, " parts); ",
+      rename ? absl::StrCat("rename the whole: varscope mv ", slice.full_name(),
+                            " NEW_NAME")
+             : absl::StrCat("delete the whole: varscope rm -r ",
+                            slice.full_name())));
 }
 
 absl::StatusOr<int64_t> Client::Delete(absl::string_view name, bool recursive) {
-  VS_RETURN_IF_ERROR(CheckNotAPart(name));
-  v1::DeleteRequest request;
-  request.set_name(std::string(name));
-  request.set_recursive(recursive);
-  // A scope's variables may be on every shard; `name` itself is on its own,
-  // unless it is an embedding variable (on every shard: the others answer
-  // NOT_FOUND for a dense one, and only the home shard's count is kept).
-  const int home = ShardOf(name, num_shards());
-  absl::Status home_status;
-  int64_t deleted = 0;
-  for (int i = 0; i < num_shards(); ++i) {
-    v1::DeleteResponse response;
-    const absl::Status status =
-        Run({i, "Delete", request.name()}, false,
-            [&](auto& stub, grpc::ClientContext* context) {
-              return stub.Delete(context, request, &response);
-            });
-    if (!status.ok() && !absl::IsNotFound(status)) return status;
-    if (i == home) home_status = status;
-    if (recursive || i == home) deleted += response.deleted();
-  }
-  if (deleted == 0) return home_status;
-  return deleted;
+  return Routed([&]() -> absl::StatusOr<int64_t> {
+    VS_RETURN_IF_ERROR(CheckNotAPart(name, /*rename=*/false));
+    v1::DeleteRequest request;
+    request.set_name(std::string(name));
+    request.set_recursive(recursive);
+    // A scope's variables may be on every shard; `name` itself is on its own,
+    // unless it is an embedding variable (on every shard: the others answer
+    // NOT_FOUND for a dense one, and only the home shard's count is kept).
+    const int home = ShardOf(name, num_shards());
+    absl::Status home_status;
+    int64_t deleted = 0;
+    for (int i = 0; i < num_shards(); ++i) {
+      v1::DeleteResponse response;
+      const absl::Status status =
+          Run({i, "Delete", request.name()}, false,
+              [&](auto& stub, grpc::ClientContext* context) {
+                return stub.Delete(context, request, &response);
+              });
+      if (!status.ok() && !absl::IsNotFound(status)) return status;
+      if (i == home) home_status = status;
+      if (recursive || i == home) deleted += response.deleted();
+    }
+    if (deleted == 0) return home_status;
+    return deleted;
+  });
 }
 
 absl::StatusOr<int64_t> Client::Rename(absl::string_view old_name,
                                        absl::string_view new_name) {
-  if (num_shards() > 1) {
-    return absl::UnimplementedError(
-        absl::StrCat("Rename is not supported on a cluster of ", num_shards(),
-                     " shards: a variable's name decides its shard"));
+  return Routed([&]() -> absl::StatusOr<int64_t> {
+    if (num_shards() > 1) return RenameAcrossShards(old_name, new_name);
+    v1::RenameRequest request;
+    request.set_old_name(std::string(old_name));
+    request.set_new_name(std::string(new_name));
+    v1::RenameResponse response;
+    VS_RETURN_IF_ERROR(Run({0, "Rename", request.old_name()}, false,
+                           [&](auto& stub, grpc::ClientContext* context) {
+                             return stub.Rename(context, request, &response);
+                           }));
+    return response.renamed();
+  });
+}
+
+absl::StatusOr<int64_t> Client::RenameAcrossShards(absl::string_view old_name,
+                                                   absl::string_view new_name) {
+  VS_RETURN_IF_ERROR(ValidateName(old_name));
+  VS_RETURN_IF_ERROR(ValidateName(new_name));
+  if (old_name == new_name || IsUnderScope(new_name, old_name) ||
+      IsUnderScope(old_name, new_name)) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("Cannot rename ", old_name, " to ", new_name,
+                     ": one is the other or lies inside it"));
   }
-  v1::RenameRequest request;
-  request.set_old_name(std::string(old_name));
-  request.set_new_name(std::string(new_name));
-  v1::RenameResponse response;
-  VS_RETURN_IF_ERROR(Run({0, "Rename", request.old_name()}, false,
-                         [&](auto& stub, grpc::ClientContext* context) {
-                           return stub.Rename(context, request, &response);
-                         }));
-  return response.renamed();
+  VS_RETURN_IF_ERROR(CheckNotAPart(old_name, /*rename=*/true));
+  auto renamed = [&](absl::string_view n) {
+    return absl::StrCat(new_name, n.substr(old_name.size()));
+  };
+  // What each shard holds: `old_name` and what lies under it.
+  std::vector<std::vector<std::string>> held(shards_.size());
+  int64_t count = 0;
+  for (int i = 0; i < num_shards(); ++i) {
+    v1::ListVariablesRequest under;
+    under.set_scope(std::string(old_name));
+    under.set_recursive(true);
+    v1::StatRequest stat;
+    stat.set_name(std::string(old_name));
+    v1::VariableInfo info;
+    const absl::Status found =
+        Run({i, "Stat", stat.name()}, true,
+            [&](auto& stub, grpc::ClientContext* context) {
+              return stub.Stat(context, stat, &info);
+            });
+    if (found.ok()) held[i].push_back(stat.name());
+    if (!found.ok() && !absl::IsNotFound(found)) return found;
+    VS_RETURN_IF_ERROR(WalkPages(
+        std::move(under),
+        [&](const v1::ListVariablesRequest& request,
+            v1::ListVariablesResponse* page) {
+          return Run(
+              {i, "ListVariables", absl::StrCat("scope '", old_name, "'")},
+              true, [&](auto& stub, grpc::ClientContext* context) {
+                return stub.ListVariables(context, request, page);
+              });
+        },
+        [&](v1::ListVariablesResponse& page) {
+          for (const auto& entry : page.entries()) {
+            held[i].push_back(entry.name());
+          }
+          return absl::OkStatus();
+        }));
+    count += static_cast<int64_t>(held[i].size());
+  }
+  if (count == 0) {
+    return absl::NotFoundError(absl::StrCat(
+        "Nothing named ", old_name, " or under ", old_name, "/ exists."));
+  }
+  // The new names must be free where they will live.
+  for (const std::vector<std::string>& names : held) {
+    for (const std::string& n : names) {
+      v1::StatRequest stat;
+      stat.set_name(renamed(n));
+      v1::VariableInfo info;
+      const absl::Status taken =
+          Run(On("Stat", stat.name()), true,
+              [&](auto& stub, grpc::ClientContext* context) {
+                return stub.Stat(context, stat, &info);
+              });
+      if (taken.ok()) {
+        return absl::AlreadyExistsError(
+            absl::StrCat("Cannot rename ", n, " to ", stat.name(),
+                         ": Variable ", stat.name(), " already exists"));
+      }
+      if (!absl::IsNotFound(taken)) return taken;
+    }
+  }
+  // Each shard's variables, renamed, go to the shards of their new names,
+  // then leave their old one.
+  for (int i = 0; i < num_shards(); ++i) {
+    if (held[i].empty()) continue;
+    std::unique_ptr<AdminClient> source = AdminClient::Connect(
+        addresses_[i], options_.timeout, options_.security);
+    std::map<int, v1::InstallVariablesRequest> installs;
+    v1::ExportVariablesRequest exported;
+    exported.mutable_names()->Assign(held[i].begin(), held[i].end());
+    exported.set_rename_from(std::string(old_name));
+    exported.set_rename_to(std::string(new_name));
+    VS_ASSIGN_OR_RETURN(v1::ExportVariablesResponse variables,
+                        source->ExportVariables(exported));
+    for (v1::MovedVariable& var : *variables.mutable_variables()) {
+      v1::InstallVariablesRequest& install =
+          installs[ShardFor(var.stored().info().name())];
+      install.set_refuse_present(true);
+      *install.add_variables() = std::move(var);
+    }
+    for (auto& [dest, install] : installs) {
+      VS_RETURN_IF_ERROR(AdminClient::Connect(addresses_[dest],
+                                              options_.timeout,
+                                              options_.security)
+                             ->InstallVariables(install)
+                             .status());
+    }
+    v1::RemoveVariablesRequest remove;
+    *remove.mutable_names() = exported.names();
+    VS_RETURN_IF_ERROR(source->RemoveVariables(remove).status());
+  }
+  return count;
 }
 
 absl::StatusOr<std::vector<v1::ServerInfo>> Client::ServerInfos() {
@@ -693,11 +923,21 @@ absl::Status Client::CheckCluster() {
   if (cluster_checked_.load(std::memory_order_acquire)) {
     return absl::OkStatus();
   }
+  return Routed([&] { return CheckShards(); });
+}
+
+absl::Status Client::CheckShards() {
+  if (cluster_checked_.load(std::memory_order_acquire)) {
+    return absl::OkStatus();
+  }
   VS_ASSIGN_OR_RETURN(const std::vector<v1::ServerInfo> infos, ServerInfos());
   const int n = num_shards();
   for (int i = 0; i < n; ++i) {
     const v1::ClusterIdentity& identity = infos[i].cluster();
-    if (identity.shard_index() == i && identity.shard_count() == n) continue;
+    if (identity.shard_index() == i && identity.shard_count() == n &&
+        !identity.removed()) {
+      continue;
+    }
     const std::vector<std::string> order(identity.shards().begin(),
                                          identity.shards().end());
     return absl::FailedPreconditionError(absl::StrCat(
@@ -721,14 +961,25 @@ absl::Status Client::CheckCluster() {
         DescribeShard(infos[0].cluster()),
         ". Give every worker the shards of one cluster, in its order"));
   }
+  {
+    absl::MutexLock l(&id_mu_);
+    cluster_id_ = infos[0].cluster().cluster_id();
+  }
   cluster_checked_.store(true, std::memory_order_release);
   return absl::OkStatus();
 }
 
+bool IsStaleCluster(const absl::Status& status) {
+  return absl::IsFailedPrecondition(status) &&
+         absl::StartsWith(status.message(), kStaleClusterPrefix);
+}
+
 absl::StatusOr<v1::ServerInfo> Client::GetServerInfo() {
-  VS_RETURN_IF_ERROR(CheckCluster());
-  VS_ASSIGN_OR_RETURN(const std::vector<v1::ServerInfo> infos, ServerInfos());
-  return SumServerInfos(infos);
+  return Routed([&]() -> absl::StatusOr<v1::ServerInfo> {
+    VS_RETURN_IF_ERROR(CheckCluster());
+    VS_ASSIGN_OR_RETURN(const std::vector<v1::ServerInfo> infos, ServerInfos());
+    return SumServerInfos(infos);
+  });
 }
 
 v1::ServerInfo SumServerInfos(const std::vector<v1::ServerInfo>& shards) {
@@ -746,32 +997,68 @@ v1::ServerInfo SumServerInfos(const std::vector<v1::ServerInfo>& shards) {
   return total;
 }
 
+namespace {
+
+// Moves each update of `request` into the part of its variable's shard;
+// returns the shard of each update, in order.
+template <typename Request>
+std::vector<int> SplitUpdates(Request& request, std::vector<Request>& parts) {
+  std::vector<int> shard_of;
+  const int num_shards = static_cast<int>(parts.size());
+  for (v1::Update& update : *request.mutable_updates()) {
+    const int shard = ShardOf(update.name(), num_shards);
+    shard_of.push_back(shard);
+    *parts[shard].add_updates() = std::move(update);
+  }
+  request.clear_updates();
+  return shard_of;
+}
+
+// SplitUpdates undone: Routed sends a request again to the new shards when
+// the cluster changed under it.
+template <typename Request>
+void GiveBackUpdates(const std::vector<int>& shard_of,
+                     std::vector<Request>& parts, Request& request) {
+  std::vector<int> next(parts.size(), 0);
+  for (const int shard : shard_of) {
+    *request.add_updates() =
+        std::move(*parts[shard].mutable_updates(next[shard]++));
+  }
+}
+
+}  // namespace
+
 absl::StatusOr<v1::BatchUpdateResponse> Client::BatchUpdate(
     v1::BatchUpdateRequest request) {
   const bool idempotent = request.has_id() || Identify(request.mutable_id());
+  return Routed([&]() -> absl::StatusOr<v1::BatchUpdateResponse> {
+    return BatchUpdateRouted(request, idempotent);
+  });
+}
+
+absl::StatusOr<v1::BatchUpdateResponse> Client::BatchUpdateRouted(
+    v1::BatchUpdateRequest& request, bool idempotent) {
   // One batch per shard, each atomic on its shard, under the same id (each
   // shard keeps its own record of applied ids).
   std::vector<v1::BatchUpdateRequest> batches(shards_.size());
-  std::vector<int> shard_of;
-  for (v1::Update& update : *request.mutable_updates()) {
-    const int shard = ShardOf(update.name(), num_shards());
-    shard_of.push_back(shard);
-    *batches[shard].add_updates() = std::move(update);
-  }
+  const bool empty = request.updates().empty();
+  const std::vector<int> shard_of = SplitUpdates(request, batches);
   std::vector<int> parts;
   for (int i = 0; i < num_shards(); ++i) {
-    if (batches[i].updates().empty() && !request.updates().empty()) continue;
+    if (batches[i].updates().empty() && !empty) continue;
     *batches[i].mutable_id() = request.id();
     batches[i].set_return_values(request.return_values());
     parts.push_back(i);
   }
   std::vector<v1::BatchUpdateResponse> replies(shards_.size());
-  VS_RETURN_IF_ERROR(InParallel(parts, [&](int i) {
+  const absl::Status status = InParallel(parts, [&](int i) {
     return Run({i, "BatchUpdate", UpdatesSubject(batches[i])}, idempotent,
                [&](auto& stub, grpc::ClientContext* context) {
                  return stub.BatchUpdate(context, batches[i], &replies[i]);
                });
-  }));
+  });
+  if (IsStaleCluster(status)) GiveBackUpdates(shard_of, batches, request);
+  VS_RETURN_IF_ERROR(status);
   if (shards_.size() == 1) return std::move(replies[0]);
   // The replies in the order of the updates.
   v1::BatchUpdateResponse response;
@@ -792,121 +1079,132 @@ absl::StatusOr<v1::BatchUpdateResponse> Client::BatchUpdate(
 absl::StatusOr<v1::SyncApplyResponse> Client::SyncApply(
     v1::SyncApplyRequest request) {
   const bool idempotent = request.has_id() || Identify(request.mutable_id());
-  const int home = ShardOf(GlobalStepName(request.global_step()), num_shards());
-  // One part per shard, under the same id (each shard keeps its own record
-  // of counted contributions): the global step's shard gets its variables'
-  // part, and the other shards' once they answered.
-  std::vector<v1::SyncApplyRequest> parts(shards_.size());
-  for (v1::Update& update : *request.mutable_updates()) {
-    *parts[ShardOf(update.name(), num_shards())].add_updates() =
-        std::move(update);
-  }
-  request.clear_updates();
-  std::vector<int> others;
-  for (int i = 0; i < num_shards(); ++i) {
-    if (i != home && !parts[i].updates().empty()) others.push_back(i);
-  }
-  for (int i = 0; i < num_shards(); ++i) {
-    if (i != home && parts[i].updates().empty()) continue;
-    parts[i].MergeFrom(request);
-    if (others.empty()) continue;
-    parts[i].mutable_shards()->set_global_step_elsewhere(i != home);
-    parts[i].mutable_shards()->mutable_others()->Assign(others.begin(),
-                                                        others.end());
-  }
-  auto send = [&](int i, v1::SyncApplyResponse* response) {
-    return Run({i, "SyncApply", request.accumulator()}, idempotent,
-               [&](auto& stub, grpc::ClientContext* context) {
-                 return stub.SyncApply(context, parts[i], response);
-               });
-  };
-  std::vector<v1::SyncApplyResponse> replies(shards_.size());
-  VS_RETURN_IF_ERROR(
-      InParallel(others, [&](int i) { return send(i, &replies[i]); }));
-  bool duplicate = true;
-  for (const int i : others) {
-    // A shard past the step (stale there) applied it too.
-    if (replies[i].outcome() != v1::SyncApplyResponse::ACCUMULATED) {
-      parts[home].mutable_shards()->add_applied(i);
+  return Routed([&]() -> absl::StatusOr<v1::SyncApplyResponse> {
+    const int home =
+        ShardOf(GlobalStepName(request.global_step()), num_shards());
+    // One part per shard, under the same id (each shard keeps its own record
+    // of counted contributions): the global step's shard gets its variables'
+    // part, and the other shards' once they answered.
+    std::vector<v1::SyncApplyRequest> parts(shards_.size());
+    const std::vector<int> shard_of = SplitUpdates(request, parts);
+    std::vector<int> others;
+    for (int i = 0; i < num_shards(); ++i) {
+      if (i != home && !parts[i].updates().empty()) others.push_back(i);
     }
-    duplicate = duplicate && replies[i].duplicate();
-  }
-  v1::SyncApplyResponse& response = replies[home];
-  VS_RETURN_IF_ERROR(send(home, &response));
-  response.set_duplicate(response.duplicate() && duplicate);
-  return std::move(response);
+    for (int i = 0; i < num_shards(); ++i) {
+      if (i != home && parts[i].updates().empty()) continue;
+      parts[i].MergeFrom(request);
+      if (others.empty()) continue;
+      parts[i].mutable_shards()->set_global_step_elsewhere(i != home);
+      parts[i].mutable_shards()->mutable_others()->Assign(others.begin(),
+                                                          others.end());
+    }
+    auto send = [&](int i, v1::SyncApplyResponse* response) {
+      return Run({i, "SyncApply", request.accumulator()}, idempotent,
+                 [&](auto& stub, grpc::ClientContext* context) {
+                   return stub.SyncApply(context, parts[i], response);
+                 });
+    };
+    std::vector<v1::SyncApplyResponse> replies(shards_.size());
+    absl::Status status =
+        InParallel(others, [&](int i) { return send(i, &replies[i]); });
+    bool duplicate = true;
+    if (status.ok()) {
+      for (const int i : others) {
+        // A shard past the step (stale there) applied it too.
+        if (replies[i].outcome() != v1::SyncApplyResponse::ACCUMULATED) {
+          parts[home].mutable_shards()->add_applied(i);
+        }
+        duplicate = duplicate && replies[i].duplicate();
+      }
+      status = send(home, &replies[home]);
+    }
+    if (IsStaleCluster(status)) GiveBackUpdates(shard_of, parts, request);
+    VS_RETURN_IF_ERROR(status);
+    v1::SyncApplyResponse& response = replies[home];
+    response.set_duplicate(response.duplicate() && duplicate);
+    return std::move(response);
+  });
 }
 
 absl::StatusOr<int64_t> Client::WaitForStep(absl::string_view global_step,
                                             int64_t step,
                                             absl::Duration timeout) {
-  v1::WaitForStepRequest request;
-  request.set_global_step(std::string(global_step));
-  request.set_step(step);
-  v1::WaitForStepResponse response;
-  Rpc rpc = On("WaitForStep", GlobalStepName(request.global_step()));
-  rpc.waits = true;
-  VS_RETURN_IF_ERROR(Run(
-      rpc, true,
-      [&](auto& stub, grpc::ClientContext* context) {
-        return stub.WaitForStep(context, request, &response);
-      },
-      timeout));
-  return response.global_step();
+  return Routed([&]() -> absl::StatusOr<int64_t> {
+    v1::WaitForStepRequest request;
+    request.set_global_step(std::string(global_step));
+    request.set_step(step);
+    v1::WaitForStepResponse response;
+    Rpc rpc = On("WaitForStep", GlobalStepName(request.global_step()));
+    rpc.waits = true;
+    VS_RETURN_IF_ERROR(Run(
+        rpc, true,
+        [&](auto& stub, grpc::ClientContext* context) {
+          return stub.WaitForStep(context, request, &response);
+        },
+        timeout));
+    return response.global_step();
+  });
 }
 
 absl::StatusOr<v1::BatchReadResponse> Client::BatchRead(
     const v1::BatchReadRequest& request) {
-  // By names: each shard reads its names. By scope: every shard reads its
-  // part of the scope.
-  std::vector<v1::BatchReadRequest> reads(shards_.size());
-  for (v1::BatchReadRequest& read : reads) read.set_scope(request.scope());
-  for (const std::string& name : request.names()) {
-    reads[ShardOf(name, num_shards())].add_names(name);
-  }
-  std::vector<int> parts;
-  for (int i = 0; i < num_shards(); ++i) {
-    if (request.names().empty() || !reads[i].names().empty()) {
-      parts.push_back(i);
+  return Routed([&]() -> absl::StatusOr<v1::BatchReadResponse> {
+    // By names: each shard reads its names. By scope: every shard reads its
+    // part of the scope.
+    std::vector<v1::BatchReadRequest> reads(shards_.size());
+    for (v1::BatchReadRequest& read : reads) read.set_scope(request.scope());
+    for (const std::string& name : request.names()) {
+      reads[ShardOf(name, num_shards())].add_names(name);
     }
-  }
-  std::vector<v1::BatchReadResponse> replies(shards_.size());
-  VS_RETURN_IF_ERROR(InParallel(parts, [&](int i) {
-    const std::string subject =
-        request.names().empty() ? absl::StrCat("scope '", request.scope(), "'")
-                                : absl::StrJoin(reads[i].names(), ", ");
-    return Run({i, "BatchRead", subject}, true,
-               [&](auto& stub, grpc::ClientContext* context) {
-                 return stub.BatchRead(context, reads[i], &replies[i]);
-               });
-  }));
-  v1::BatchReadResponse response;
-  for (v1::BatchReadResponse& reply : replies) {
-    for (auto& entry : *reply.mutable_entries()) {
-      response.add_entries()->Swap(&entry);
+    std::vector<int> parts;
+    for (int i = 0; i < num_shards(); ++i) {
+      if (request.names().empty() || !reads[i].names().empty()) {
+        parts.push_back(i);
+      }
     }
-  }
-  if (shards_.size() > 1) {
-    std::sort(response.mutable_entries()->begin(),
-              response.mutable_entries()->end(),
-              [](const auto& a, const auto& b) { return a.name() < b.name(); });
-  }
-  return response;
+    std::vector<v1::BatchReadResponse> replies(shards_.size());
+    VS_RETURN_IF_ERROR(InParallel(parts, [&](int i) {
+      const std::string subject =
+          request.names().empty()
+              ? absl::StrCat("scope '", request.scope(), "'")
+              : absl::StrJoin(reads[i].names(), ", ");
+      return Run({i, "BatchRead", subject}, true,
+                 [&](auto& stub, grpc::ClientContext* context) {
+                   return stub.BatchRead(context, reads[i], &replies[i]);
+                 });
+    }));
+    v1::BatchReadResponse response;
+    for (v1::BatchReadResponse& reply : replies) {
+      for (auto& entry : *reply.mutable_entries()) {
+        response.add_entries()->Swap(&entry);
+      }
+    }
+    if (shards_.size() > 1) {
+      std::sort(
+          response.mutable_entries()->begin(),
+          response.mutable_entries()->end(),
+          [](const auto& a, const auto& b) { return a.name() < b.name(); });
+    }
+    return response;
+  });
 }
 
 absl::StatusOr<ReadResult> Client::Gather(absl::string_view name,
                                           const Tensor& indices) {
-  v1::GatherRequest request;
-  request.set_name(std::string(name));
-  TensorToProto(indices, request.mutable_indices());
-  v1::GatherResponse response;
-  VS_RETURN_IF_ERROR(WithClusterNearMatches(
-      name, Run(On("Gather", name), true,
-                [&](auto& stub, grpc::ClientContext* context) {
-                  return stub.Gather(context, request, &response);
-                })));
-  VS_ASSIGN_OR_RETURN(Tensor rows, TensorFromProto(response.mutable_rows()));
-  return ReadResult{std::move(rows), response.version()};
+  return Routed([&]() -> absl::StatusOr<ReadResult> {
+    v1::GatherRequest request;
+    request.set_name(std::string(name));
+    TensorToProto(indices, request.mutable_indices());
+    v1::GatherResponse response;
+    VS_RETURN_IF_ERROR(WithClusterNearMatches(
+        name, Run(On("Gather", name), true,
+                  [&](auto& stub, grpc::ClientContext* context) {
+                    return stub.Gather(context, request, &response);
+                  })));
+    VS_ASSIGN_OR_RETURN(Tensor rows, TensorFromProto(response.mutable_rows()));
+    return ReadResult{std::move(rows), response.version()};
+  });
 }
 
 int EmbeddingShardOf(int64_t key, int num_shards) {
@@ -986,193 +1284,207 @@ absl::StatusOr<std::vector<std::vector<int64_t>>> Client::SplitKeys(
 
 absl::StatusOr<v1::GetVariableResponse> Client::GetEmbeddingVariable(
     const v1::GetEmbeddingVariableRequest& request) {
-  const int home = ShardFor(request.name());
-  std::vector<int> parts = {home};
-  for (int i = 0; i < num_shards(); ++i) {
-    if (i != home) parts.push_back(i);
-  }
-  std::vector<v1::GetVariableResponse> replies(shards_.size());
-  VS_RETURN_IF_ERROR(WithClusterNearMatches(
-      request.name(), InParallel(parts, [&](int i) {
-        return Run({i, "GetEmbeddingVariable", request.name()}, true,
-                   [&](auto& stub, grpc::ClientContext* context) {
-                     return stub.GetEmbeddingVariable(context, request,
-                                                      &replies[i]);
-                   });
-      })));
-  return std::move(replies[home]);
+  return Routed([&]() -> absl::StatusOr<v1::GetVariableResponse> {
+    const int home = ShardFor(request.name());
+    std::vector<int> parts = {home};
+    for (int i = 0; i < num_shards(); ++i) {
+      if (i != home) parts.push_back(i);
+    }
+    std::vector<v1::GetVariableResponse> replies(shards_.size());
+    VS_RETURN_IF_ERROR(WithClusterNearMatches(
+        request.name(), InParallel(parts, [&](int i) {
+          return Run({i, "GetEmbeddingVariable", request.name()}, true,
+                     [&](auto& stub, grpc::ClientContext* context) {
+                       return stub.GetEmbeddingVariable(context, request,
+                                                        &replies[i]);
+                     });
+        })));
+    return std::move(replies[home]);
+  });
 }
 
 absl::StatusOr<Tensor> Client::EmbeddingLookup(
     absl::string_view name, const Tensor& keys,
     std::optional<int64_t> global_step, bool read_only) {
-  VS_ASSIGN_OR_RETURN(const std::vector<std::vector<int64_t>> split,
-                      SplitKeys(keys));
-  const std::vector<int> parts = ShardsToCall(split);
-  std::vector<v1::EmbeddingLookupResponse> replies(shards_.size());
-  VS_RETURN_IF_ERROR(WithClusterNearMatches(
-      name, InParallel(parts, [&](int i) {
-        v1::EmbeddingLookupRequest request;
-        request.set_name(std::string(name));
-        TensorToProto(shards_.size() == 1 ? keys : TakeRows(keys, split[i]),
-                      request.mutable_keys());
-        if (global_step.has_value()) request.set_global_step(*global_step);
-        request.set_read_only(read_only);
-        return Run({i, "EmbeddingLookup", std::string(name)}, true,
-                   [&](auto& stub, grpc::ClientContext* context) {
-                     return stub.EmbeddingLookup(context, request, &replies[i]);
-                   });
-      })));
-  if (shards_.size() == 1) {
-    return TensorFromProto(replies[0].mutable_values());
-  }
-  std::vector<Tensor> rows;
-  int64_t dim = 0;
-  for (int i = 0; i < num_shards(); ++i) {
-    VS_ASSIGN_OR_RETURN(Tensor t, TensorFromProto(replies[i].mutable_values()));
-    if (t.dims().size() == 2) dim = t.dims()[1];
-    rows.push_back(std::move(t));
-  }
-  Tensor out(v1::DT_FLOAT, {keys.dims()[0], dim});
-  std::string bytes = out.ReleaseBytes();
-  const size_t row = static_cast<size_t>(dim) * sizeof(float);
-  for (int i = 0; i < num_shards(); ++i) {
-    for (size_t k = 0; k < split[i].size(); ++k) {
-      memcpy(bytes.data() + static_cast<size_t>(split[i][k]) * row,
-             rows[i].bytes().data() + k * row, row);
+  return Routed([&]() -> absl::StatusOr<Tensor> {
+    VS_ASSIGN_OR_RETURN(const std::vector<std::vector<int64_t>> split,
+                        SplitKeys(keys));
+    const std::vector<int> parts = ShardsToCall(split);
+    std::vector<v1::EmbeddingLookupResponse> replies(shards_.size());
+    VS_RETURN_IF_ERROR(WithClusterNearMatches(
+        name, InParallel(parts, [&](int i) {
+          v1::EmbeddingLookupRequest request;
+          request.set_name(std::string(name));
+          TensorToProto(shards_.size() == 1 ? keys : TakeRows(keys, split[i]),
+                        request.mutable_keys());
+          if (global_step.has_value()) request.set_global_step(*global_step);
+          request.set_read_only(read_only);
+          return Run({i, "EmbeddingLookup", std::string(name)}, true,
+                     [&](auto& stub, grpc::ClientContext* context) {
+                       return stub.EmbeddingLookup(context, request,
+                                                   &replies[i]);
+                     });
+        })));
+    if (shards_.size() == 1) {
+      return TensorFromProto(replies[0].mutable_values());
     }
-  }
-  return Tensor::FromBytes(v1::DT_FLOAT, {keys.dims()[0], dim},
-                           std::move(bytes));
+    std::vector<Tensor> rows;
+    int64_t dim = 0;
+    for (int i = 0; i < num_shards(); ++i) {
+      VS_ASSIGN_OR_RETURN(Tensor t,
+                          TensorFromProto(replies[i].mutable_values()));
+      if (t.dims().size() == 2) dim = t.dims()[1];
+      rows.push_back(std::move(t));
+    }
+    Tensor out(v1::DT_FLOAT, {keys.dims()[0], dim});
+    std::string bytes = out.ReleaseBytes();
+    const size_t row = static_cast<size_t>(dim) * sizeof(float);
+    for (int i = 0; i < num_shards(); ++i) {
+      for (size_t k = 0; k < split[i].size(); ++k) {
+        memcpy(bytes.data() + static_cast<size_t>(split[i][k]) * row,
+               rows[i].bytes().data() + k * row, row);
+      }
+    }
+    return Tensor::FromBytes(v1::DT_FLOAT, {keys.dims()[0], dim},
+                             std::move(bytes));
+  });
 }
 
 absl::StatusOr<v1::EmbeddingApplyResponse> Client::EmbeddingApply(
     absl::string_view name, const Tensor& keys, const Tensor& gradients,
     const v1::Optimizer& optimizer, std::optional<int64_t> global_step) {
-  VS_ASSIGN_OR_RETURN(const std::vector<std::vector<int64_t>> split,
-                      SplitKeys(keys));
   v1::UpdateId id;
   const bool idempotent = Identify(&id);
-  const std::vector<int> parts = ShardsToCall(split);
-  VS_RETURN_IF_ERROR(CheckRowsPerKey(name, "gradients", keys, &gradients));
-  const bool whole = shards_.size() == 1;
-  std::vector<v1::EmbeddingApplyResponse> replies(shards_.size());
-  VS_RETURN_IF_ERROR(WithClusterNearMatches(
-      name, InParallel(parts, [&](int i) {
-        v1::EmbeddingApplyRequest request;
-        request.set_name(std::string(name));
-        TensorToProto(whole ? keys : TakeRows(keys, split[i]),
-                      request.mutable_keys());
-        TensorToProto(whole ? gradients : TakeRows(gradients, split[i]),
-                      request.mutable_gradients());
-        *request.mutable_optimizer() = optimizer;
-        if (global_step.has_value()) request.set_global_step(*global_step);
-        if (idempotent) *request.mutable_id() = id;
-        return Run({i, "EmbeddingApply", std::string(name)}, idempotent,
-                   [&](auto& stub, grpc::ClientContext* context) {
-                     return stub.EmbeddingApply(context, request, &replies[i]);
-                   });
-      })));
-  v1::EmbeddingApplyResponse response;
-  response.set_duplicate(true);
-  for (int i : parts) {
-    response.set_applied(response.applied() + replies[i].applied());
-    response.set_filtered(response.filtered() + replies[i].filtered());
-    response.set_duplicate(response.duplicate() && replies[i].duplicate());
-  }
-  return response;
+  return Routed([&]() -> absl::StatusOr<v1::EmbeddingApplyResponse> {
+    VS_ASSIGN_OR_RETURN(const std::vector<std::vector<int64_t>> split,
+                        SplitKeys(keys));
+    const std::vector<int> parts = ShardsToCall(split);
+    VS_RETURN_IF_ERROR(CheckRowsPerKey(name, "gradients", keys, &gradients));
+    const bool whole = shards_.size() == 1;
+    std::vector<v1::EmbeddingApplyResponse> replies(shards_.size());
+    VS_RETURN_IF_ERROR(WithClusterNearMatches(
+        name, InParallel(parts, [&](int i) {
+          v1::EmbeddingApplyRequest request;
+          request.set_name(std::string(name));
+          TensorToProto(whole ? keys : TakeRows(keys, split[i]),
+                        request.mutable_keys());
+          TensorToProto(whole ? gradients : TakeRows(gradients, split[i]),
+                        request.mutable_gradients());
+          *request.mutable_optimizer() = optimizer;
+          if (global_step.has_value()) request.set_global_step(*global_step);
+          if (idempotent) *request.mutable_id() = id;
+          return Run({i, "EmbeddingApply", std::string(name)}, idempotent,
+                     [&](auto& stub, grpc::ClientContext* context) {
+                       return stub.EmbeddingApply(context, request,
+                                                  &replies[i]);
+                     });
+        })));
+    v1::EmbeddingApplyResponse response;
+    response.set_duplicate(true);
+    for (int i : parts) {
+      response.set_applied(response.applied() + replies[i].applied());
+      response.set_filtered(response.filtered() + replies[i].filtered());
+      response.set_duplicate(response.duplicate() && replies[i].duplicate());
+    }
+    return response;
+  });
 }
 
 absl::StatusOr<v1::EmbeddingStats> Client::EmbeddingStat(absl::string_view name,
                                                          int hottest) {
-  v1::EmbeddingStatsRequest request;
-  request.set_name(std::string(name));
-  request.set_hottest(hottest);
-  std::vector<int> parts;
-  for (int i = 0; i < num_shards(); ++i) parts.push_back(i);
-  std::vector<v1::EmbeddingStats> replies(shards_.size());
-  VS_RETURN_IF_ERROR(WithClusterNearMatches(
-      name, InParallel(parts, [&](int i) {
-        return Run({i, "EmbeddingStat", std::string(name)}, true,
-                   [&](auto& stub, grpc::ClientContext* context) {
-                     return stub.EmbeddingStat(context, request, &replies[i]);
-                   });
-      })));
-  if (shards_.size() == 1) return std::move(replies[0]);
-  v1::EmbeddingStats sum = replies[0];
-  sum.clear_hottest();
-  std::vector<v1::EmbeddingStats::HotKey> hot;
-  for (int i = 0; i < num_shards(); ++i) {
-    const v1::EmbeddingStats& r = replies[i];
-    hot.insert(hot.end(), r.hottest().begin(), r.hottest().end());
-    if (i == 0) continue;
-    sum.set_size(sum.size() + r.size());
-    sum.set_memory_keys(sum.memory_keys() + r.memory_keys());
-    sum.set_disk_keys(sum.disk_keys() + r.disk_keys());
-    sum.set_memory_bytes(sum.memory_bytes() + r.memory_bytes());
-    sum.set_disk_bytes(sum.disk_bytes() + r.disk_bytes());
-    sum.set_candidates(sum.candidates() + r.candidates());
-    sum.set_admitted(sum.admitted() + r.admitted());
-    sum.set_filtered(sum.filtered() + r.filtered());
-    sum.set_evicted(sum.evicted() + r.evicted());
-    sum.set_global_step(std::max(sum.global_step(), r.global_step()));
-  }
-  std::sort(hot.begin(), hot.end(), [](const auto& a, const auto& b) {
-    return a.frequency() > b.frequency();
+  return Routed([&]() -> absl::StatusOr<v1::EmbeddingStats> {
+    v1::EmbeddingStatsRequest request;
+    request.set_name(std::string(name));
+    request.set_hottest(hottest);
+    std::vector<int> parts;
+    for (int i = 0; i < num_shards(); ++i) parts.push_back(i);
+    std::vector<v1::EmbeddingStats> replies(shards_.size());
+    VS_RETURN_IF_ERROR(WithClusterNearMatches(
+        name, InParallel(parts, [&](int i) {
+          return Run({i, "EmbeddingStat", std::string(name)}, true,
+                     [&](auto& stub, grpc::ClientContext* context) {
+                       return stub.EmbeddingStat(context, request, &replies[i]);
+                     });
+        })));
+    if (shards_.size() == 1) return std::move(replies[0]);
+    v1::EmbeddingStats sum = replies[0];
+    sum.clear_hottest();
+    std::vector<v1::EmbeddingStats::HotKey> hot;
+    for (int i = 0; i < num_shards(); ++i) {
+      const v1::EmbeddingStats& r = replies[i];
+      hot.insert(hot.end(), r.hottest().begin(), r.hottest().end());
+      if (i == 0) continue;
+      sum.set_size(sum.size() + r.size());
+      sum.set_memory_keys(sum.memory_keys() + r.memory_keys());
+      sum.set_disk_keys(sum.disk_keys() + r.disk_keys());
+      sum.set_memory_bytes(sum.memory_bytes() + r.memory_bytes());
+      sum.set_disk_bytes(sum.disk_bytes() + r.disk_bytes());
+      sum.set_candidates(sum.candidates() + r.candidates());
+      sum.set_admitted(sum.admitted() + r.admitted());
+      sum.set_filtered(sum.filtered() + r.filtered());
+      sum.set_evicted(sum.evicted() + r.evicted());
+      sum.set_global_step(std::max(sum.global_step(), r.global_step()));
+    }
+    std::sort(hot.begin(), hot.end(), [](const auto& a, const auto& b) {
+      return a.frequency() > b.frequency();
+    });
+    if (static_cast<int>(hot.size()) > hottest) hot.resize(hottest);
+    for (auto& h : hot) *sum.add_hottest() = std::move(h);
+    return sum;
   });
-  if (static_cast<int>(hot.size()) > hottest) hot.resize(hottest);
-  for (auto& h : hot) *sum.add_hottest() = std::move(h);
-  return sum;
 }
 
 absl::StatusOr<v1::EmbeddingExportResponse> Client::EmbeddingExport(
     absl::string_view name, int32_t page_size) {
-  std::vector<int64_t> keys, freqs, steps;
-  std::string values;
-  int64_t dim = 0;
-  for (int i = 0; i < num_shards(); ++i) {
-    v1::EmbeddingExportRequest request;
-    request.set_name(std::string(name));
-    request.set_page_size(page_size);
-    for (;;) {
-      v1::EmbeddingExportResponse page;
-      VS_RETURN_IF_ERROR(WithClusterNearMatches(
-          name, Run({i, "EmbeddingExport", std::string(name)}, true,
-                    [&](auto& stub, grpc::ClientContext* context) {
-                      return stub.EmbeddingExport(context, request, &page);
-                    })));
-      VS_ASSIGN_OR_RETURN(Tensor k, TensorFromProto(page.mutable_keys()));
-      VS_ASSIGN_OR_RETURN(Tensor v, TensorFromProto(page.mutable_values()));
-      VS_ASSIGN_OR_RETURN(Tensor f,
-                          TensorFromProto(page.mutable_frequencies()));
-      VS_ASSIGN_OR_RETURN(Tensor s, TensorFromProto(page.mutable_last_steps()));
-      const size_t n = static_cast<size_t>(k.dims()[0]);
-      const auto append = [n](const Tensor& t, std::vector<int64_t>& to) {
-        const size_t at = to.size();
-        to.resize(at + n);
-        memcpy(to.data() + at, t.bytes().data(), n * 8);
-      };
-      append(k, keys);
-      append(f, freqs);
-      append(s, steps);
-      values += v.bytes();
-      dim = v.dims()[1];
-      if (page.done() || n == 0) break;
-      request.set_start_after(keys.back());
+  return Routed([&]() -> absl::StatusOr<v1::EmbeddingExportResponse> {
+    std::vector<int64_t> keys, freqs, steps;
+    std::string values;
+    int64_t dim = 0;
+    for (int i = 0; i < num_shards(); ++i) {
+      v1::EmbeddingExportRequest request;
+      request.set_name(std::string(name));
+      request.set_page_size(page_size);
+      for (;;) {
+        v1::EmbeddingExportResponse page;
+        VS_RETURN_IF_ERROR(WithClusterNearMatches(
+            name, Run({i, "EmbeddingExport", std::string(name)}, true,
+                      [&](auto& stub, grpc::ClientContext* context) {
+                        return stub.EmbeddingExport(context, request, &page);
+                      })));
+        VS_ASSIGN_OR_RETURN(Tensor k, TensorFromProto(page.mutable_keys()));
+        VS_ASSIGN_OR_RETURN(Tensor v, TensorFromProto(page.mutable_values()));
+        VS_ASSIGN_OR_RETURN(Tensor f,
+                            TensorFromProto(page.mutable_frequencies()));
+        VS_ASSIGN_OR_RETURN(Tensor s,
+                            TensorFromProto(page.mutable_last_steps()));
+        const size_t n = static_cast<size_t>(k.dims()[0]);
+        const auto append = [n](const Tensor& t, std::vector<int64_t>& to) {
+          const size_t at = to.size();
+          to.resize(at + n);
+          memcpy(to.data() + at, t.bytes().data(), n * 8);
+        };
+        append(k, keys);
+        append(f, freqs);
+        append(s, steps);
+        values += v.bytes();
+        dim = v.dims()[1];
+        if (page.done() || n == 0) break;
+        request.set_start_after(keys.back());
+      }
     }
-  }
-  const int64_t n = static_cast<int64_t>(keys.size());
-  v1::EmbeddingExportResponse out;
-  TensorToProto(Tensor::FromVector<int64_t>(v1::DT_INT64, {n}, keys),
-                out.mutable_keys());
-  TensorToProto(*Tensor::FromBytes(v1::DT_FLOAT, {n, dim}, std::move(values)),
-                out.mutable_values());
-  TensorToProto(Tensor::FromVector<int64_t>(v1::DT_INT64, {n}, freqs),
-                out.mutable_frequencies());
-  TensorToProto(Tensor::FromVector<int64_t>(v1::DT_INT64, {n}, steps),
-                out.mutable_last_steps());
-  out.set_done(true);
-  return out;
+    const int64_t n = static_cast<int64_t>(keys.size());
+    v1::EmbeddingExportResponse out;
+    TensorToProto(Tensor::FromVector<int64_t>(v1::DT_INT64, {n}, keys),
+                  out.mutable_keys());
+    TensorToProto(*Tensor::FromBytes(v1::DT_FLOAT, {n, dim}, std::move(values)),
+                  out.mutable_values());
+    TensorToProto(Tensor::FromVector<int64_t>(v1::DT_INT64, {n}, freqs),
+                  out.mutable_frequencies());
+    TensorToProto(Tensor::FromVector<int64_t>(v1::DT_INT64, {n}, steps),
+                  out.mutable_last_steps());
+    out.set_done(true);
+    return out;
+  });
 }
 
 absl::StatusOr<int64_t> Client::EmbeddingImport(absl::string_view name,
@@ -1180,39 +1492,42 @@ absl::StatusOr<int64_t> Client::EmbeddingImport(absl::string_view name,
                                                 const Tensor& values,
                                                 const Tensor* frequencies,
                                                 const Tensor* last_steps) {
-  VS_ASSIGN_OR_RETURN(const std::vector<std::vector<int64_t>> split,
-                      SplitKeys(keys));
   v1::UpdateId id;
   const bool idempotent = Identify(&id);
-  const std::vector<int> parts = ShardsToCall(split);
-  for (const Tensor* t : {&values, frequencies, last_steps}) {
-    VS_RETURN_IF_ERROR(CheckRowsPerKey(name, "rows", keys, t));
-  }
-  const bool whole = shards_.size() == 1;
-  std::vector<v1::EmbeddingImportResponse> replies(shards_.size());
-  VS_RETURN_IF_ERROR(WithClusterNearMatches(
-      name, InParallel(parts, [&](int i) {
-        v1::EmbeddingImportRequest request;
-        request.set_name(std::string(name));
-        const auto put = [&](const Tensor& t, v1::Tensor* proto) {
-          TensorToProto(whole ? t : TakeRows(t, split[i]), proto);
-        };
-        put(keys, request.mutable_keys());
-        put(values, request.mutable_values());
-        if (frequencies != nullptr) {
-          put(*frequencies, request.mutable_frequencies());
-        }
-        if (last_steps != nullptr)
-          put(*last_steps, request.mutable_last_steps());
-        if (idempotent) *request.mutable_id() = id;
-        return Run({i, "EmbeddingImport", std::string(name)}, idempotent,
-                   [&](auto& stub, grpc::ClientContext* context) {
-                     return stub.EmbeddingImport(context, request, &replies[i]);
-                   });
-      })));
-  int64_t imported = 0;
-  for (int i : parts) imported += replies[i].imported();
-  return imported;
+  return Routed([&]() -> absl::StatusOr<int64_t> {
+    VS_ASSIGN_OR_RETURN(const std::vector<std::vector<int64_t>> split,
+                        SplitKeys(keys));
+    const std::vector<int> parts = ShardsToCall(split);
+    for (const Tensor* t : {&values, frequencies, last_steps}) {
+      VS_RETURN_IF_ERROR(CheckRowsPerKey(name, "rows", keys, t));
+    }
+    const bool whole = shards_.size() == 1;
+    std::vector<v1::EmbeddingImportResponse> replies(shards_.size());
+    VS_RETURN_IF_ERROR(WithClusterNearMatches(
+        name, InParallel(parts, [&](int i) {
+          v1::EmbeddingImportRequest request;
+          request.set_name(std::string(name));
+          const auto put = [&](const Tensor& t, v1::Tensor* proto) {
+            TensorToProto(whole ? t : TakeRows(t, split[i]), proto);
+          };
+          put(keys, request.mutable_keys());
+          put(values, request.mutable_values());
+          if (frequencies != nullptr) {
+            put(*frequencies, request.mutable_frequencies());
+          }
+          if (last_steps != nullptr)
+            put(*last_steps, request.mutable_last_steps());
+          if (idempotent) *request.mutable_id() = id;
+          return Run({i, "EmbeddingImport", std::string(name)}, idempotent,
+                     [&](auto& stub, grpc::ClientContext* context) {
+                       return stub.EmbeddingImport(context, request,
+                                                   &replies[i]);
+                     });
+        })));
+    int64_t imported = 0;
+    for (int i : parts) imported += replies[i].imported();
+    return imported;
+  });
 }
 
 }  // namespace varscope

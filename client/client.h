@@ -8,12 +8,14 @@
 #include <memory>
 #include <optional>
 #include <string>
+#include <type_traits>
 #include <vector>
 
 #include "absl/functional/function_ref.h"
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
+#include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
 #include "common/names.h"
 #include "common/tensor.h"
@@ -78,9 +80,14 @@ struct ClientOptions {
 // updates of a batch) it names.
 //
 // On a cluster, calls on one name go to its shard; listings, scope reads and
-// recursive deletes visit every shard and merge. Rename is UNIMPLEMENTED on
-// a cluster, and a synchronous-replica contribution needs its variables and
-// global step on one shard (FAILED_PRECONDITION otherwise).
+// recursive deletes visit every shard and merge; a rename moves variables
+// between shards (see Rename). A synchronous-replica contribution needs its
+// variables and global step on one shard (FAILED_PRECONDITION otherwise).
+//
+// A client of several shards follows a re-shard (`varscope reshard`): a
+// shard that refuses a call as coming from a client of its old cluster
+// (IsStaleCluster) makes the client learn the new shard list from the
+// shards, check it (see CheckCluster) and send the call again by it.
 //
 // A batch update (an optimizer step) spanning shards is split into one
 // atomic batch per shard, all numbered with the batch's exactly-once id and
@@ -120,7 +127,7 @@ class Client {
 
   // The index of the shard that calls on `name` go to (0 for one server).
   int ShardFor(absl::string_view name) const {
-    return ShardOf(name, num_shards());
+    return ShardOf(name, shard_count_.load());
   }
 
   // With several shards: asks every shard for its cluster identity (see
@@ -181,8 +188,17 @@ class Client {
   // w/part_1 is part 1 of the partitioned variable w (6 parts); delete the
   // whole: varscope rm -r w").
   absl::StatusOr<int64_t> Delete(absl::string_view name, bool recursive);
-  // Renames a variable or a whole scope atomically; returns how many
-  // variables were renamed.
+  // Renames a variable or a whole scope; returns how many variables were
+  // renamed. On one server atomically. On a cluster the variables move to
+  // the shards of their new names (values, versions and slots kept; admin
+  // role, through each shard's AdminService): the new names are checked
+  // free first (ALREADY_EXISTS), then each shard's variables are installed
+  // under their new names and removed from it, shard after shard, so a
+  // failure half-way (UNAVAILABLE) leaves some variables renamed and the
+  // others not, every one whole under one name; and a write to an old name
+  // between its copy and its removal is lost: rename while no worker
+  // writes those variables. Errors as on one server: INVALID_ARGUMENT,
+  // NOT_FOUND, ALREADY_EXISTS, FAILED_PRECONDITION for a part alone.
   absl::StatusOr<int64_t> Rename(absl::string_view old_name,
                                  absl::string_view new_name);
   // The server's info; on a cluster the shards' totals, with the earliest
@@ -285,9 +301,15 @@ class Client {
   absl::StatusOr<v1::GetVariableResponse> WithOtherParts(
       const v1::GetVariableRequest& request, v1::GetVariableResponse response);
   // On a cluster, FAILED_PRECONDITION if `name` is a part of a partitioned
-  // variable, which one server refuses to delete alone: its shard does not
-  // see the other parts.
-  absl::Status CheckNotAPart(absl::string_view name);
+  // variable, which one server refuses to delete (or rename) alone: its
+  // shard does not see the other parts.
+  absl::Status CheckNotAPart(absl::string_view name, bool rename);
+  // Rename on a cluster: every variable named `old_name` or under it is
+  // exported renamed from its shard, installed on the shard of its new name
+  // and removed from its old one (AdminService, admin role), shard after
+  // shard.
+  absl::StatusOr<int64_t> RenameAcrossShards(absl::string_view old_name,
+                                             absl::string_view new_name);
   // The call `method` of the variable `name`, on its shard.
   Rpc On(absl::string_view method, absl::string_view name) const;
   // After CheckCluster, runs `call(stub, context)` on rpc.shard's stub with a
@@ -300,6 +322,33 @@ class Client {
   template <typename Call>
   absl::Status Run(const Rpc& rpc, bool idempotent, Call call,
                    absl::Duration timeout);
+  // Runs `body` (a call's routing and RPCs) while the shard list stays as
+  // it is, and returns what it returns, unless a shard refuses the call as
+  // coming from a client of an older cluster (IsStaleCluster): then learns
+  // the cluster's new shards (Refresh) and runs `body` again, at most
+  // kMaxRefreshes times. `body` must leave what it sends as it found it
+  // when that happens, exactly-once ids included, so that a step is sent
+  // again under its id. A body run inside another runs at once.
+  template <typename Body>
+  std::invoke_result_t<Body> Routed(Body body);
+  // Unless another call did since `generation`: asks the shards for the
+  // cluster's new list (ServerInfo.cluster of the first shard that answers
+  // with another cluster id), connects to it and checks it
+  // (CheckShards). FAILED_PRECONDITION if no shard names a new list, else
+  // the error of asking or checking.
+  absl::Status Refresh(int64_t generation);
+  // CheckCluster's checks, in a routed call.
+  absl::Status CheckShards();
+  // BatchUpdate's routed part: splits `request` over the shards (moving its
+  // updates out, and back if a shard says the cluster changed).
+  absl::StatusOr<v1::BatchUpdateResponse> BatchUpdateRouted(
+      v1::BatchUpdateRequest& request, bool idempotent);
+  // The cluster id CheckCluster found, sent with every call; "" before it
+  // succeeded and with one server.
+  std::string ClusterId() const;
+  // A stub of the server at `address` on a channel of its own settings.
+  static std::shared_ptr<v1::VariableService::StubInterface> NewStub(
+      const std::string& address, const ClientOptions& options);
   // Run without CheckCluster.
   template <typename Call>
   absl::Status Attempt(const Rpc& rpc, bool idempotent, Call call,
@@ -343,15 +392,27 @@ class Client {
   absl::Status WithClusterNearMatches(absl::string_view name,
                                       absl::Status status);
 
-  const std::vector<std::shared_ptr<v1::VariableService::StubInterface>>
-      shards_;
+  // The shard list: read by every call while it holds topology_mu_ shared
+  // (Routed), replaced by Refresh while it holds it exclusively.
+  absl::Mutex topology_mu_;
+  std::vector<std::shared_ptr<v1::VariableService::StubInterface>> shards_;
   std::vector<std::string> addresses_;
+  // Raised by every Refresh that changed the list.
+  int64_t generation_ = 0;
+  // shards_.size(), for ShardFor outside a call.
+  std::atomic<int> shard_count_;
   const ClientOptions options_;
   // Whether CheckCluster succeeded (or has nothing to check).
   std::atomic<bool> cluster_checked_;
+  mutable absl::Mutex id_mu_;
+  std::string cluster_id_ ABSL_GUARDED_BY(id_mu_);
   const std::string client_id_;
   std::atomic<int64_t> sequence_{0};
 };
+
+// Whether `status` is a shard's refusal of a call from a client of another
+// cluster id (FAILED_PRECONDITION starting with kStaleClusterPrefix).
+bool IsStaleCluster(const absl::Status& status);
 
 // The shard of an embedding key among `num_shards`.
 int EmbeddingShardOf(int64_t key, int num_shards);

@@ -55,6 +55,11 @@ std::string DescribeShard(const v1::ClusterIdentity& identity) {
   if (identity.shards().empty()) {
     return "a standalone server (not a shard of a cluster)";
   }
+  if (identity.removed()) {
+    return absl::StrCat("a shard removed from cluster ", identity.cluster_id(),
+                        " (shards ", absl::StrJoin(identity.shards(), ","),
+                        ")");
+  }
   return absl::StrCat("shard ", identity.shard_index(), " of ",
                       identity.shard_count(), " of cluster ",
                       identity.cluster_id(), " (shards ",

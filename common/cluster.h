@@ -34,10 +34,20 @@ absl::StatusOr<TfConfig> ParseTfConfig(absl::string_view text);
 // process and version, so every shard started with the same list agrees.
 std::string DerivedClusterId(const std::vector<std::string>& shards);
 
-// "shard 1 of 3 of cluster ID (shards a:7070,b:7070,c:7070)", or "a
-// standalone server (not a shard of a cluster)" for an identity without
-// shards.
+// "shard 1 of 3 of cluster ID (shards a:7070,b:7070,c:7070)", "a shard
+// removed from cluster ID (shards a:7070,b:7070)" for a store a re-shard
+// took out, or "a standalone server (not a shard of a cluster)" for an
+// identity without shards.
 std::string DescribeShard(const v1::ClusterIdentity& identity);
+
+// The call metadata key by which a client of a cluster tells each shard the
+// cluster id it routes names for. A shard whose id differs (the cluster was
+// re-sharded since the client checked it) refuses the call with
+// FAILED_PRECONDITION and a message starting with kStaleClusterPrefix; the
+// client then learns the new shard list (ServerInfo.cluster) and routes the
+// call again.
+inline constexpr char kClusterIdMetadataKey[] = "varscope-cluster-id";
+inline constexpr char kStaleClusterPrefix[] = "Stale cluster: ";
 
 }  // namespace varscope
 

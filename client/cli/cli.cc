@@ -16,6 +16,7 @@
 #include "client/cli/edit.h"
 #include "client/cli/format.h"
 #include "client/cli/inspect.h"
+#include "client/cli/reshard.h"
 #include "client/cli/server_commands.h"
 #include "client/cli/store_commands.h"
 #include "client/cli/transfer.h"
@@ -137,6 +138,7 @@ class CommandLine {
   CopyOptions checkpoint_;
   BackupOptions backup_;
   RestoreOptions restore_;
+  ReshardOptions reshard_;
 };
 
 CommandLine::CommandLine()
@@ -426,6 +428,21 @@ void CommandLine::AddStoreCommands() {
                                 : "";
           },
           "N>=1"));
+
+  sub = AddCommand(
+      "reshard",
+      "Move a cluster's variables to the shards a new shard list places them "
+      "on, and record the new list on every shard (start new shards first; "
+      "safe to run again if interrupted)",
+      [this](const CommandContext& c) { return Reshard(c, reshard_); });
+  sub->add_option("--from", reshard_.from,
+                  "The cluster's shards now, HOST:PORT,... in cluster order")
+      ->required();
+  sub->add_option("--to", reshard_.to,
+                  "The shards after, HOST:PORT,... in the new order")
+      ->required();
+  sub->add_option("--cluster-id", reshard_.cluster_id,
+                  "The new cluster's id (default: derived from --to)");
 
   sub = AddCommand(
       "restore",

@@ -85,35 +85,35 @@ int64_t MicrosSince(absl::Time start) {
 
 AdminServiceImpl::AdminServiceImpl(VariableTable* table, Storage* storage,
                                    const AccessControl* access,
+                                   ClusterPlace* cluster,
                                    std::string backup_root)
     : table_(table),
       storage_(storage),
       access_(access),
+      cluster_(cluster),
       backup_root_(std::move(backup_root)) {}
 
 template <typename Request, typename Response>
 grpc::ServerUnaryReactor* AdminServiceImpl::Enqueue(
     grpc::CallbackServerContext* context, absl::string_view method,
     const grpc::ByteBuffer& request, grpc::ByteBuffer* response,
-    std::function<absl::Status(const Request&, const std::string&, Response*)>
-        operation) {
+    std::function<std::string(const Request&)> target,
+    std::function<absl::Status(const Request&, Response*)> operation) {
   grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
   Request parsed;
   absl::Status status = ParseRaw(request, &parsed);
   if (status.ok()) {
     status = access_->Authorize(*context, method, Role::kAdmin, {""},
-                                parsed.directory());
+                                target(parsed));
   }
   if (!status.ok()) {
     reactor->Finish(ToGrpcStatus(status));
     return reactor;
   }
-  auto run = [this, parsed = std::move(parsed), response,
+  auto run = [parsed = std::move(parsed), response,
               operation = std::move(operation)]() -> absl::Status {
-    VS_ASSIGN_OR_RETURN(const std::string directory,
-                        ResolveUnderRoot(backup_root_, parsed.directory()));
     Response reply;
-    VS_RETURN_IF_ERROR(operation(parsed, directory, &reply));
+    VS_RETURN_IF_ERROR(operation(parsed, &reply));
     *response = SerializeRaw(reply);
     return absl::OkStatus();
   };
@@ -122,8 +122,25 @@ grpc::ServerUnaryReactor* AdminServiceImpl::Enqueue(
       [reactor](const absl::Status& status) {
         reactor->Finish(ToGrpcStatus(status));
       },
-      absl::StrCat(kMaxQueued, " checkpoints and backups"));
+      absl::StrCat(kMaxQueued, " admin operations"));
   return reactor;
+}
+
+template <typename Request, typename Response>
+grpc::ServerUnaryReactor* AdminServiceImpl::EnqueueInDirectory(
+    grpc::CallbackServerContext* context, absl::string_view method,
+    const grpc::ByteBuffer& request, grpc::ByteBuffer* response,
+    std::function<absl::Status(const Request&, const std::string&, Response*)>
+        operation) {
+  return Enqueue<Request, Response>(
+      context, method, request, response,
+      [](const Request& parsed) { return parsed.directory(); },
+      [this, operation = std::move(operation)](
+          const Request& parsed, Response* reply) -> absl::Status {
+        VS_ASSIGN_OR_RETURN(const std::string directory,
+                            ResolveUnderRoot(backup_root_, parsed.directory()));
+        return operation(parsed, directory, reply);
+      });
 }
 
 absl::StatusOr<StoreSummary> AdminServiceImpl::CheckpointAsOfNow(
@@ -139,7 +156,7 @@ absl::StatusOr<StoreSummary> AdminServiceImpl::CheckpointAsOfNow(
 grpc::ServerUnaryReactor* AdminServiceImpl::Checkpoint(
     grpc::CallbackServerContext* context, const grpc::ByteBuffer* request,
     grpc::ByteBuffer* response) {
-  return Enqueue<v1::CheckpointRequest, v1::CheckpointResponse>(
+  return EnqueueInDirectory<v1::CheckpointRequest, v1::CheckpointResponse>(
       context, "Checkpoint", *request, response,
       [this](const v1::CheckpointRequest& request, const std::string& directory,
              v1::CheckpointResponse* response) -> absl::Status {
@@ -156,7 +173,7 @@ grpc::ServerUnaryReactor* AdminServiceImpl::Checkpoint(
 grpc::ServerUnaryReactor* AdminServiceImpl::Backup(
     grpc::CallbackServerContext* context, const grpc::ByteBuffer* request,
     grpc::ByteBuffer* response) {
-  return Enqueue<v1::BackupRequest, v1::BackupResponse>(
+  return EnqueueInDirectory<v1::BackupRequest, v1::BackupResponse>(
       context, "Backup", *request, response,
       [this](const v1::BackupRequest& request, const std::string& directory,
              v1::BackupResponse* response) -> absl::Status {
@@ -182,6 +199,72 @@ grpc::ServerUnaryReactor* AdminServiceImpl::Backup(
         FillContents(summary, request.return_versions(),
                      response->mutable_contents());
         response->set_duration_micros(MicrosSince(start));
+        return absl::OkStatus();
+      });
+}
+
+grpc::ServerUnaryReactor* AdminServiceImpl::ExportVariables(
+    grpc::CallbackServerContext* context, const grpc::ByteBuffer* request,
+    grpc::ByteBuffer* response) {
+  return Enqueue<v1::ExportVariablesRequest, v1::ExportVariablesResponse>(
+      context, "ExportVariables", *request, response,
+      [](const v1::ExportVariablesRequest& request) {
+        return request.names().empty() ? std::string() : request.names(0);
+      },
+      [this](const v1::ExportVariablesRequest& request,
+             v1::ExportVariablesResponse* response) -> absl::Status {
+        VS_ASSIGN_OR_RETURN(*response, table_->Export(request));
+        return absl::OkStatus();
+      });
+}
+
+grpc::ServerUnaryReactor* AdminServiceImpl::InstallVariables(
+    grpc::CallbackServerContext* context, const grpc::ByteBuffer* request,
+    grpc::ByteBuffer* response) {
+  return Enqueue<v1::InstallVariablesRequest, v1::InstallVariablesResponse>(
+      context, "InstallVariables", *request, response,
+      [](const v1::InstallVariablesRequest& request) {
+        return request.variables().empty()
+                   ? std::string()
+                   : request.variables(0).stored().info().name();
+      },
+      [this](const v1::InstallVariablesRequest& request,
+             v1::InstallVariablesResponse* response) -> absl::Status {
+        VS_ASSIGN_OR_RETURN(*response, table_->Install(request));
+        return absl::OkStatus();
+      });
+}
+
+grpc::ServerUnaryReactor* AdminServiceImpl::RemoveVariables(
+    grpc::CallbackServerContext* context, const grpc::ByteBuffer* request,
+    grpc::ByteBuffer* response) {
+  return Enqueue<v1::RemoveVariablesRequest, v1::RemoveVariablesResponse>(
+      context, "RemoveVariables", *request, response,
+      [](const v1::RemoveVariablesRequest& request) {
+        return request.names().empty() ? std::string() : request.names(0);
+      },
+      [this](const v1::RemoveVariablesRequest& request,
+             v1::RemoveVariablesResponse* response) -> absl::Status {
+        VS_ASSIGN_OR_RETURN(
+            const int64_t removed,
+            table_->Remove({request.names().begin(), request.names().end()}));
+        response->set_removed(removed);
+        return absl::OkStatus();
+      });
+}
+
+grpc::ServerUnaryReactor* AdminServiceImpl::SetClusterIdentity(
+    grpc::CallbackServerContext* context, const grpc::ByteBuffer* request,
+    grpc::ByteBuffer* response) {
+  return Enqueue<v1::SetClusterIdentityRequest, v1::SetClusterIdentityResponse>(
+      context, "SetClusterIdentity", *request, response,
+      [](const v1::SetClusterIdentityRequest& request) {
+        return request.identity().cluster_id();
+      },
+      [this](const v1::SetClusterIdentityRequest& request,
+             v1::SetClusterIdentityResponse* response) -> absl::Status {
+        VS_ASSIGN_OR_RETURN(*response->mutable_previous(),
+                            cluster_->Change(*storage_, request.identity()));
         return absl::OkStatus();
       });
 }

@@ -9,18 +9,30 @@
 
 #include "server/base/executor.h"
 #include "server/service/access.h"
+#include "server/service/cluster_identity.h"
+#include "server/service/raw_calls.h"
 #include "server/storage/storage.h"
 #include "server/table/variable_table.h"
 #include "varscope/v1/admin_service.grpc.pb.h"
 
 namespace varscope::server {
 
-using AdminServiceBase = v1::AdminService::WithRawCallbackMethod_Checkpoint<
-    v1::AdminService::WithRawCallbackMethod_Backup<v1::AdminService::Service>>;
+using AdminServiceBase = WithMethods<
+    v1::AdminService::Service,
+    v1::AdminService::WithRawCallbackMethod_Checkpoint,
+    v1::AdminService::WithRawCallbackMethod_Backup,
+    v1::AdminService::WithRawCallbackMethod_ExportVariables,
+    v1::AdminService::WithRawCallbackMethod_InstallVariables,
+    v1::AdminService::WithRawCallbackMethod_RemoveVariables,
+    v1::AdminService::WithRawCallbackMethod_SetClusterIdentity>::type;
 
-// Thread-safe. `table`, `storage` and `access` must outlive the service.
+// Thread-safe. `table`, `storage`, `access` and `cluster` must outlive the
+// service.
 //
-// Every method needs the admin role (`access` decides). Directories are
+// Every method needs the admin role (`access` decides). The re-sharding
+// methods (ExportVariables, InstallVariables, RemoveVariables,
+// SetClusterIdentity) are the table's (VariableTable::Export, Install,
+// Remove) and ClusterPlace::Change. Directories are
 // confined to `backup_root`: a relative one is taken under it, and one with a
 // '..' component (INVALID_ARGUMENT), resolving outside it through symlinks
 // (PERMISSION_DENIED) or with a file in place of a directory
@@ -35,7 +47,8 @@ using AdminServiceBase = v1::AdminService::WithRawCallbackMethod_Checkpoint<
 class AdminServiceImpl final : public AdminServiceBase {
  public:
   AdminServiceImpl(VariableTable* table, Storage* storage,
-                   const AccessControl* access, std::string backup_root);
+                   const AccessControl* access, ClusterPlace* cluster,
+                   std::string backup_root);
   // Finishes the operation in progress; operations still queued end with
   // CANCELLED.
   ~AdminServiceImpl() override = default;
@@ -46,16 +59,36 @@ class AdminServiceImpl final : public AdminServiceBase {
   grpc::ServerUnaryReactor* Backup(grpc::CallbackServerContext* context,
                                    const grpc::ByteBuffer* request,
                                    grpc::ByteBuffer* response) override;
+  grpc::ServerUnaryReactor* ExportVariables(
+      grpc::CallbackServerContext* context, const grpc::ByteBuffer* request,
+      grpc::ByteBuffer* response) override;
+  grpc::ServerUnaryReactor* InstallVariables(
+      grpc::CallbackServerContext* context, const grpc::ByteBuffer* request,
+      grpc::ByteBuffer* response) override;
+  grpc::ServerUnaryReactor* RemoveVariables(
+      grpc::CallbackServerContext* context, const grpc::ByteBuffer* request,
+      grpc::ByteBuffer* response) override;
+  grpc::ServerUnaryReactor* SetClusterIdentity(
+      grpc::CallbackServerContext* context, const grpc::ByteBuffer* request,
+      grpc::ByteBuffer* response) override;
 
  private:
   static constexpr int64_t kMaxQueued = 64;
 
   // Parses `request` as a `Request` and checks the caller may call
-  // `method`, then runs `operation` on the executor with the request's
-  // directory resolved under the backup root; the call finishes with its
-  // status (or the refusal's), and its reply when OK.
+  // `method` (on `target`, for the log), then runs `operation` on the
+  // executor; the call finishes with its status (or the refusal's), and its
+  // reply when OK.
   template <typename Request, typename Response>
   grpc::ServerUnaryReactor* Enqueue(
+      grpc::CallbackServerContext* context, absl::string_view method,
+      const grpc::ByteBuffer& request, grpc::ByteBuffer* response,
+      std::function<std::string(const Request&)> target,
+      std::function<absl::Status(const Request&, Response*)> operation);
+  // Enqueue of `operation` with the request's directory resolved under the
+  // backup root.
+  template <typename Request, typename Response>
+  grpc::ServerUnaryReactor* EnqueueInDirectory(
       grpc::CallbackServerContext* context, absl::string_view method,
       const grpc::ByteBuffer& request, grpc::ByteBuffer* response,
       std::function<absl::Status(const Request&, const std::string&, Response*)>
@@ -67,6 +100,7 @@ class AdminServiceImpl final : public AdminServiceBase {
   VariableTable* const table_;
   Storage* const storage_;
   const AccessControl* const access_;
+  ClusterPlace* const cluster_;
   const std::string backup_root_;
 
   // Last: destroyed first, finishing what runs while the rest lives.

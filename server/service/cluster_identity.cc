@@ -144,4 +144,45 @@ absl::StatusOr<v1::ClusterIdentity> SettleIdentity(
   return identity;
 }
 
+v1::ClusterIdentity ClusterPlace::Get() const {
+  absl::ReaderMutexLock l(&mu_);
+  return identity_;
+}
+
+absl::StatusOr<v1::ClusterIdentity> ClusterPlace::Change(
+    Storage& storage, v1::ClusterIdentity identity) {
+  ClusterOptions options;
+  options.shards.assign(identity.shards().begin(), identity.shards().end());
+  options.shard_index = identity.removed() ? 0 : identity.shard_index();
+  options.cluster_id = identity.cluster_id();
+  if (options.shards.empty() || options.cluster_id.empty()) {
+    return absl::InvalidArgumentError(
+        "A new cluster identity needs the cluster's id and its shards");
+  }
+  if (identity.shard_count() != identity.shards_size()) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "A new cluster identity lists ", identity.shards_size(),
+        " shards but gives a shard_count of ", identity.shard_count()));
+  }
+  // The flags' checks: entries, index and id.
+  VS_RETURN_IF_ERROR(ConfiguredIdentity(options).status());
+  absl::MutexLock l(&mu_);
+  VS_RETURN_IF_ERROR(storage.WriteClusterIdentity(identity));
+  std::swap(identity_, identity);
+  return identity;
+}
+
+absl::Status ClusterPlace::Admit(absl::string_view client_cluster_id) const {
+  if (client_cluster_id.empty()) return absl::OkStatus();
+  absl::ReaderMutexLock l(&mu_);
+  if (client_cluster_id == identity_.cluster_id() && !identity_.removed()) {
+    return absl::OkStatus();
+  }
+  return absl::FailedPreconditionError(absl::StrCat(
+      kStaleClusterPrefix, "this server is now ", DescribeShard(identity_),
+      ", but the call comes from a client of cluster ", client_cluster_id,
+      ". The cluster was re-sharded: connect to its new shards, in order: ",
+      absl::StrJoin(identity_.shards(), ",")));
+}
+
 }  // namespace varscope::server

@@ -10,8 +10,10 @@
 #include <string>
 #include <vector>
 
+#include "absl/base/thread_annotations.h"
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
+#include "absl/synchronization/mutex.h"
 #include "server/storage/storage.h"
 #include "varscope/v1/cluster.pb.h"
 
@@ -51,6 +53,37 @@ absl::StatusOr<std::optional<ClusterOptions>> ClusterOptionsFromTfConfig(
 absl::StatusOr<v1::ClusterIdentity> SettleIdentity(
     Storage& storage, const std::string& data_dir,
     const std::optional<v1::ClusterIdentity>& configured);
+
+// The identity a running server serves with: settled at start, changed by
+// a re-shard (AdminService.SetClusterIdentity). Thread-safe.
+class ClusterPlace {
+ public:
+  explicit ClusterPlace(v1::ClusterIdentity identity)
+      : identity_(std::move(identity)) {}
+
+  v1::ClusterIdentity Get() const ABSL_LOCKS_EXCLUDED(mu_);
+
+  // Records `identity` in `storage` (fsynced), then serves with it; returns
+  // the identity it replaces. INVALID_ARGUMENT if `identity` has no shards,
+  // a shard count other than their number, an index outside them (unless
+  // removed), or an id that is not 1 to 64 letters, digits, '.', '_' or
+  // '-'; the store's error otherwise (nothing changes).
+  absl::StatusOr<v1::ClusterIdentity> Change(Storage& storage,
+                                             v1::ClusterIdentity identity)
+      ABSL_LOCKS_EXCLUDED(mu_);
+
+  // OK if a call from a client routing for cluster `client_cluster_id` may
+  // run here: one that sent no id (a client of one address, an older
+  // client), or this cluster's id on a store still in it. Otherwise
+  // FAILED_PRECONDITION starting with kStaleClusterPrefix, naming this
+  // store's place.
+  absl::Status Admit(absl::string_view client_cluster_id) const
+      ABSL_LOCKS_EXCLUDED(mu_);
+
+ private:
+  mutable absl::Mutex mu_;
+  v1::ClusterIdentity identity_ ABSL_GUARDED_BY(mu_);
+};
 
 }  // namespace varscope::server
 

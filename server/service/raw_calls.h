@@ -24,6 +24,18 @@
 
 namespace varscope::server {
 
+// `Base` with the generated method mixins `Methods` applied, the first
+// outermost.
+template <typename Base, template <typename> class... Methods>
+struct WithMethods {
+  using type = Base;
+};
+template <typename Base, template <typename> class Method,
+          template <typename> class... Methods>
+struct WithMethods<Base, Method, Methods...> {
+  using type = Method<typename WithMethods<Base, Methods...>::type>;
+};
+
 // Parses `buffer` into `request`. INVALID_ARGUMENT if it does not parse
 // (`The request does not parse as varscope.v1.ReadRequest`), or if an enum
 // field holds a number its enum does not define (proto3 keeps them):

@@ -130,7 +130,7 @@ absl::StatusOr<std::unique_ptr<Server>> Server::Start(
   absl::StatusOr<v1::ClusterIdentity> cluster =
       SettleIdentity(*server->storage_, options.data_dir, options.cluster);
   if (!cluster.ok()) return WithDamageHint(cluster.status());
-  server->cluster_ = *std::move(cluster);
+  server->cluster_ = std::make_unique<ClusterPlace>(*std::move(cluster));
   const absl::Time load_start = absl::Now();
   TableOptions table_options = options.table;
   table_options.on_store_writable = [health =
@@ -180,7 +180,7 @@ absl::StatusOr<std::unique_ptr<Server>> Server::Start(
   service_options.max_message_bytes = options.max_message_bytes;
   service_options.max_variable_bytes = options.table.max_variable_bytes;
   service_options.max_pending_reply_bytes = options.max_pending_reply_bytes;
-  service_options.cluster = server->cluster_;
+  service_options.cluster = server->cluster_.get();
   service_options.access = server->access_.get();
   server->service_ = std::make_unique<VariableServiceImpl>(server->table_.get(),
                                                            service_options);
@@ -202,7 +202,7 @@ absl::StatusOr<std::unique_ptr<Server>> Server::Start(
   builder.RegisterService(server->service_.get());
   server->admin_service_ = std::make_unique<AdminServiceImpl>(
       server->table_.get(), server->storage_.get(), server->access_.get(),
-      options.backup_root);
+      server->cluster_.get(), options.backup_root);
   builder.RegisterService(server->admin_service_.get());
   builder.SetMaxReceiveMessageSize(static_cast<int>(options.max_message_bytes));
   builder.SetMaxSendMessageSize(static_cast<int>(options.max_message_bytes));

@@ -18,6 +18,7 @@
 #include "absl/synchronization/notification.h"
 #include "absl/time/time.h"
 #include "server/service/admin_service.h"
+#include "server/service/cluster_identity.h"
 #include "server/service/monitoring.h"
 #include "server/service/security.h"
 #include "server/service/variable_service.h"
@@ -95,7 +96,7 @@ class Server {
   // The exposition text GET /metrics returns.
   std::string MetricsText() const { return registry_->Exposition(); }
   // The store's place in its cluster.
-  const v1::ClusterIdentity& cluster() const { return cluster_; }
+  v1::ClusterIdentity cluster() const { return cluster_->Get(); }
 
   VariableServiceImpl& ServiceForTest() { return *service_; }
 
@@ -120,7 +121,7 @@ class Server {
 
   int port_ = 0;
   std::unique_ptr<StoreHealth> health_;
-  v1::ClusterIdentity cluster_;
+  std::unique_ptr<ClusterPlace> cluster_;
   std::shared_ptr<AccessControl> access_;
   // Outlives grpc_server_, whose port watches it.
   std::unique_ptr<ServingCertificates> certificates_;

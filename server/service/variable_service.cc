@@ -3,6 +3,7 @@
 #include <optional>
 
 #include "absl/strings/str_cat.h"
+#include "common/cluster.h"
 #include "common/grpc_status.h"
 #include "common/shape.h"
 #include "common/status.h"
@@ -61,6 +62,20 @@ absl::Status VariableServiceImpl::MaybeDropReply(absl::Status status) {
     return absl::UnavailableError("Reply dropped for a test");
   }
   return status;
+}
+
+absl::Status VariableServiceImpl::Admit(
+    const grpc::ServerContextBase& context, absl::string_view method,
+    Role needed, absl::Span<const absl::string_view> names) const {
+  if (options_.cluster != nullptr) {
+    const auto& metadata = context.client_metadata();
+    auto it = metadata.find(kClusterIdMetadataKey);
+    if (it != metadata.end()) {
+      VS_RETURN_IF_ERROR(options_.cluster->Admit(
+          absl::string_view(it->second.data(), it->second.size())));
+    }
+  }
+  return access().Authorize(context, method, needed, names);
 }
 
 absl::Status VariableServiceImpl::CheckMessageSize(int64_t bytes) const {
@@ -123,10 +138,10 @@ grpc::ServerUnaryReactor* VariableServiceImpl::GetVariable(
       context, *request, response,
       [this, context](
           v1::GetVariableRequest& get) -> absl::StatusOr<grpc::ByteBuffer> {
-        VS_RETURN_IF_ERROR(access().Authorize(
-            *context, "GetVariable",
-            get.mode() == v1::REUSE ? Role::kRead : Role::kWrite,
-            {get.name()}));
+        VS_RETURN_IF_ERROR(
+            Admit(*context, "GetVariable",
+                  get.mode() == v1::REUSE ? Role::kRead : Role::kWrite,
+                  {get.name()}));
         absl::StatusOr<v1::GetVariableResponse> result =
             table_->GetVariable(get);
         VS_RETURN_IF_ERROR(MaybeDropReply(result.status()));
@@ -142,8 +157,7 @@ grpc::ServerUnaryReactor* VariableServiceImpl::Read(
   return Unary<v1::ReadRequest>(
       context, *request, response,
       [&](v1::ReadRequest& read) -> absl::StatusOr<grpc::ByteBuffer> {
-        VS_RETURN_IF_ERROR(
-            access().Authorize(*context, "Read", Role::kRead, {read.name()}));
+        VS_RETURN_IF_ERROR(Admit(*context, "Read", Role::kRead, {read.name()}));
         VS_ASSIGN_OR_RETURN(VariableTable::SharedValue value,
                             table_->ReadShared(read.name()));
         VS_ASSIGN_OR_RETURN(grpc::ByteBuffer reply,
@@ -191,8 +205,8 @@ class VariableServiceImpl::ReadStreamReactor final
                      const grpc::ByteBuffer& request) {
     v1::ReadRequest read;
     VS_RETURN_IF_ERROR(ParseRaw(request, &read));
-    VS_RETURN_IF_ERROR(service->access().Authorize(*context, "ReadStream",
-                                                   Role::kRead, {read.name()}));
+    VS_RETURN_IF_ERROR(
+        service->Admit(*context, "ReadStream", Role::kRead, {read.name()}));
     VS_ASSIGN_OR_RETURN(value_, service->table_->ReadShared(read.name()));
     VS_ASSIGN_OR_RETURN(hold_, service->budget_.Reserve({value_.bytes},
                                                         /*refusable=*/true));
@@ -292,8 +306,8 @@ class VariableServiceImpl::WriteStreamReactor final
       }
       header_ = std::move(*chunk_.mutable_header());
       started_ = true;
-      VS_RETURN_IF_ERROR(service_->access().Authorize(
-          *context_, "WriteStream", Role::kWrite, {header_.name()}));
+      VS_RETURN_IF_ERROR(service_->Admit(*context_, "WriteStream", Role::kWrite,
+                                         {header_.name()}));
       if (!IsSupportedDType(header_.dtype())) {
         return absl::InvalidArgumentError(absl::StrCat(
             "Unsupported dtype ", static_cast<int>(header_.dtype())));
@@ -385,8 +399,7 @@ grpc::ServerUnaryReactor* VariableServiceImpl::ApplyOne(
       context, request, response,
       [this, context, method, tensor,
        op](Request& one) -> absl::StatusOr<grpc::ByteBuffer> {
-        VS_RETURN_IF_ERROR(
-            access().Authorize(*context, method, Role::kWrite, {one.name()}));
+        VS_RETURN_IF_ERROR(Admit(*context, method, Role::kWrite, {one.name()}));
         v1::Update update;
         (update.*op)()->Swap((one.*tensor)());
         v1::UpdateResponse reply;
@@ -425,8 +438,7 @@ grpc::ServerUnaryReactor* VariableServiceImpl::BatchUpdate(
         for (const v1::Update& update : batch.updates()) {
           names.push_back(update.name());
         }
-        VS_RETURN_IF_ERROR(
-            access().Authorize(*context, "BatchUpdate", Role::kWrite, names));
+        VS_RETURN_IF_ERROR(Admit(*context, "BatchUpdate", Role::kWrite, names));
         absl::StatusOr<v1::BatchUpdateResponse> result =
             table_->BatchUpdate(std::move(batch));
         VS_RETURN_IF_ERROR(MaybeDropReply(result.status()));
@@ -444,8 +456,7 @@ grpc::ServerUnaryReactor* VariableServiceImpl::BatchRead(
       [&](v1::BatchReadRequest& read) -> absl::StatusOr<grpc::ByteBuffer> {
         const std::vector<absl::string_view> names(read.names().begin(),
                                                    read.names().end());
-        VS_RETURN_IF_ERROR(
-            access().Authorize(*context, "BatchRead", Role::kRead, names));
+        VS_RETURN_IF_ERROR(Admit(*context, "BatchRead", Role::kRead, names));
         VS_ASSIGN_OR_RETURN(auto values, table_->BatchRead(read));
         const std::string scope = access().Scope(*context);
         std::erase_if(values, [&](const auto& entry) {
@@ -462,8 +473,8 @@ grpc::ServerUnaryReactor* VariableServiceImpl::Gather(
   return Unary<v1::GatherRequest>(
       context, *request, response,
       [&](v1::GatherRequest& gather) -> absl::StatusOr<grpc::ByteBuffer> {
-        VS_RETURN_IF_ERROR(access().Authorize(*context, "Gather", Role::kRead,
-                                              {gather.name()}));
+        VS_RETURN_IF_ERROR(
+            Admit(*context, "Gather", Role::kRead, {gather.name()}));
         return Encode(table_->Gather(gather), kRead);
       });
 }
@@ -474,8 +485,7 @@ grpc::ServerUnaryReactor* VariableServiceImpl::ListVariables(
   return Unary<v1::ListVariablesRequest>(
       context, *request, response,
       [&](v1::ListVariablesRequest& list) -> absl::StatusOr<grpc::ByteBuffer> {
-        VS_RETURN_IF_ERROR(
-            access().Authorize(*context, "ListVariables", Role::kRead, {}));
+        VS_RETURN_IF_ERROR(Admit(*context, "ListVariables", Role::kRead, {}));
         VS_ASSIGN_OR_RETURN(v1::ListVariablesResponse listed,
                             table_->List(list));
         const std::string scope = access().Scope(*context);
@@ -497,8 +507,7 @@ grpc::ServerUnaryReactor* VariableServiceImpl::Stat(
   return Unary<v1::StatRequest>(
       context, *request, response,
       [&](v1::StatRequest& stat) -> absl::StatusOr<grpc::ByteBuffer> {
-        VS_RETURN_IF_ERROR(
-            access().Authorize(*context, "Stat", Role::kRead, {stat.name()}));
+        VS_RETURN_IF_ERROR(Admit(*context, "Stat", Role::kRead, {stat.name()}));
         return Encode(table_->Stat(stat.name()), kRead);
       });
 }
@@ -511,7 +520,7 @@ grpc::ServerUnaryReactor* VariableServiceImpl::Delete(
       [this,
        context](v1::DeleteRequest& del) -> absl::StatusOr<grpc::ByteBuffer> {
         VS_RETURN_IF_ERROR(
-            access().Authorize(*context, "Delete", Role::kAdmin, {del.name()}));
+            Admit(*context, "Delete", Role::kAdmin, {del.name()}));
         VS_ASSIGN_OR_RETURN(const int64_t deleted,
                             table_->Delete(del.name(), del.recursive()));
         v1::DeleteResponse reply;
@@ -528,9 +537,8 @@ grpc::ServerUnaryReactor* VariableServiceImpl::Rename(
       context, *request, response,
       [this,
        context](v1::RenameRequest& rename) -> absl::StatusOr<grpc::ByteBuffer> {
-        VS_RETURN_IF_ERROR(
-            access().Authorize(*context, "Rename", Role::kAdmin,
-                               {rename.old_name(), rename.new_name()}));
+        VS_RETURN_IF_ERROR(Admit(*context, "Rename", Role::kAdmin,
+                                 {rename.old_name(), rename.new_name()}));
         VS_ASSIGN_OR_RETURN(
             const int64_t renamed,
             table_->Rename(rename.old_name(), rename.new_name()));
@@ -554,8 +562,7 @@ grpc::ServerUnaryReactor* VariableServiceImpl::SyncApply(
         for (const v1::Update& update : apply.updates()) {
           names.push_back(update.name());
         }
-        VS_RETURN_IF_ERROR(
-            access().Authorize(*context, "SyncApply", Role::kWrite, names));
+        VS_RETURN_IF_ERROR(Admit(*context, "SyncApply", Role::kWrite, names));
         absl::StatusOr<v1::SyncApplyResponse> result = sync_.Apply(apply);
         VS_RETURN_IF_ERROR(MaybeDropReply(result.status()));
         return Encode(std::move(result), kChange);
@@ -605,8 +612,8 @@ grpc::ServerUnaryReactor* VariableServiceImpl::WaitForStep(
   v1::WaitForStepRequest wait;
   absl::Status status = ParseRaw(*request, &wait);
   if (status.ok()) {
-    status = access().Authorize(*context, "WaitForStep", Role::kRead,
-                                {GlobalStepName(wait.global_step())});
+    status = Admit(*context, "WaitForStep", Role::kRead,
+                   {GlobalStepName(wait.global_step())});
   }
   if (!status.ok()) return Reply(context, status);
   return new StepWaiter(&sync_, wait, response);
@@ -630,7 +637,11 @@ grpc::ServerUnaryReactor* VariableServiceImpl::GetServerInfo(
         info.set_reads(reads_.load(std::memory_order_relaxed));
         info.set_updates(updates_.load(std::memory_order_relaxed));
         info.set_gets(gets_.load(std::memory_order_relaxed));
-        *info.mutable_cluster() = options_.cluster;
+        if (options_.cluster != nullptr) {
+          *info.mutable_cluster() = options_.cluster->Get();
+        } else {
+          info.mutable_cluster()->set_shard_count(1);
+        }
         return SerializeRaw(info);
       });
 }
@@ -650,8 +661,7 @@ grpc::ServerUnaryReactor* VariableServiceImpl::EmbeddingCall(
           return absl::UnimplementedError(
               "This server has no embedding variables");
         }
-        VS_RETURN_IF_ERROR(
-            access().Authorize(*context, method, role, {parsed.name()}));
+        VS_RETURN_IF_ERROR(Admit(*context, method, role, {parsed.name()}));
         absl::StatusOr<Result> result = (options_.embeddings->*call)(parsed);
         if (role == Role::kWrite) {
           VS_RETURN_IF_ERROR(MaybeDropReply(result.status()));

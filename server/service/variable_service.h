@@ -12,6 +12,7 @@
 #include "server/base/executor.h"
 #include "server/embedding/embedding_calls.h"
 #include "server/service/access.h"
+#include "server/service/cluster_identity.h"
 #include "server/service/raw_calls.h"
 #include "server/table/sync_replicas.h"
 #include "server/table/variable_table.h"
@@ -30,9 +31,11 @@ struct ServiceOptions {
   int64_t stream_chunk_bytes = int64_t{2} << 20;
   // The largest content a WriteStream accepts. Default: 4 GiB.
   int64_t max_variable_bytes = int64_t{4} << 30;
-  // The server's place in its cluster, as GetServerInfo reports it.
-  // Default: empty.
-  v1::ClusterIdentity cluster;
+  // The server's place in its cluster, as GetServerInfo reports it; every
+  // other call is refused to a client of another cluster id (see
+  // ClusterPlace::Admit). Must outlive the service. Default: nullptr, a
+  // standalone server.
+  const ClusterPlace* cluster = nullptr;
   // Who may call what; must outlive the service. Default: nullptr, every
   // caller may do everything.
   const AccessControl* access = nullptr;
@@ -52,18 +55,6 @@ struct ServiceOptions {
   // RESOURCE_EXHAUSTED. Default: 16 and 4096.
   int store_threads = 16;
   int64_t max_queued_changes = 4096;
-};
-
-// `Base` with the generated method mixins `Methods` applied, the first
-// outermost.
-template <typename Base, template <typename> class... Methods>
-struct WithMethods {
-  using type = Base;
-};
-template <typename Base, template <typename> class Method,
-          template <typename> class... Methods>
-struct WithMethods<Base, Method, Methods...> {
-  using type = Method<typename WithMethods<Base, Methods...>::type>;
 };
 
 // The callback service with every method taking and giving raw bytes (see
@@ -258,6 +249,11 @@ class VariableServiceImpl final : public VariableServiceBase {
   const AccessControl& access() const {
     return options_.access == nullptr ? open_ : *options_.access;
   }
+  // OK if the caller of `context` routes for this server's cluster (see
+  // ClusterPlace::Admit) and may call `method` (AccessControl::Authorize).
+  absl::Status Admit(const grpc::ServerContextBase& context,
+                     absl::string_view method, Role needed,
+                     absl::Span<const absl::string_view> names) const;
   // The error a WriteStream with `header` would end with that is known
   // before its content arrives (see WriteStreamReactor).
   absl::Status CheckStreamHeader(const v1::StreamHeader& header) const;

@@ -100,9 +100,57 @@ void AppliedUpdates::End(const v1::UpdateId& id,
   client.in_flight.erase(id.sequence());
   if (applied == nullptr) return;
   client.applied[id.sequence()] = Serialize(*applied);
+  Trim(client);
+}
+
+void AppliedUpdates::Trim(Client& client) const {
   const int64_t newest = client.applied.rbegin()->first;
   while (client.applied.begin()->first <= newest - window_) {
     client.applied.erase(client.applied.begin());
+  }
+}
+
+std::vector<v1::AppliedRecord> AppliedUpdates::Export() {
+  std::vector<v1::AppliedRecord> records;
+  absl::MutexLock l(&mu_);
+  for (const auto& [client_id, client] : clients_) {
+    for (const auto& [sequence, result] : client.applied) {
+      v1::AppliedRecord& record = records.emplace_back();
+      record.set_client_id(client_id);
+      record.set_sequence(sequence);
+      record.set_result(result);
+    }
+  }
+  return records;
+}
+
+absl::StatusOr<std::vector<v1::AppliedRecord>> AppliedUpdates::Missing(
+    const google::protobuf::RepeatedPtrField<v1::AppliedRecord>& records) {
+  std::vector<v1::AppliedRecord> missing;
+  absl::MutexLock l(&mu_);
+  for (const v1::AppliedRecord& record : records) {
+    v1::UpdateId id;
+    id.set_client_id(record.client_id());
+    id.set_sequence(record.sequence());
+    VS_RETURN_IF_ERROR(ValidateId(id));
+    auto it = clients_.find(record.client_id());
+    if (it != clients_.end() &&
+        (it->second.applied.contains(record.sequence()) ||
+         (!it->second.applied.empty() &&
+          record.sequence() <= it->second.applied.rbegin()->first - window_))) {
+      continue;
+    }
+    missing.push_back(record);
+  }
+  return missing;
+}
+
+void AppliedUpdates::Add(const std::vector<v1::AppliedRecord>& records) {
+  absl::MutexLock l(&mu_);
+  for (const v1::AppliedRecord& record : records) {
+    Client& client = clients_[record.client_id()];
+    client.applied[record.sequence()] = record.result();
+    Trim(client);
   }
 }
 

@@ -15,6 +15,7 @@
 #include "absl/status/statusor.h"
 #include "absl/synchronization/mutex.h"
 #include "server/storage/storage.h"
+#include "varscope/v1/admin_service.pb.h"
 #include "varscope/v1/variable_service.pb.h"
 
 namespace varscope::server {
@@ -55,12 +56,26 @@ class AppliedUpdates {
   // write succeeded, else nullptr.
   void End(const v1::UpdateId& id, const v1::BatchUpdateResponse* applied);
 
+  // Every record kept, for a re-shard to carry to other shards.
+  std::vector<v1::AppliedRecord> Export() ABSL_LOCKS_EXCLUDED(mu_);
+  // Of `records`, those not kept here and within their client's window:
+  // what to store before Add. INVALID_ARGUMENT for a bad id.
+  absl::StatusOr<std::vector<v1::AppliedRecord>> Missing(
+      const google::protobuf::RepeatedPtrField<v1::AppliedRecord>& records)
+      ABSL_LOCKS_EXCLUDED(mu_);
+  // Keeps `records` (Missing's, once stored), so that a retry of one of
+  // them is answered as a repeat.
+  void Add(const std::vector<v1::AppliedRecord>& records)
+      ABSL_LOCKS_EXCLUDED(mu_);
+
  private:
   struct Client {
     absl::btree_map<int64_t, std::string> applied;  // sequence -> result
     absl::flat_hash_set<int64_t> in_flight;
   };
   std::string Serialize(const v1::BatchUpdateResponse& result) const;
+  // Drops the records of `client` that fell out of the window.
+  void Trim(Client& client) const;
 
   const int64_t window_;
   absl::Mutex mu_;

@@ -8,12 +8,14 @@
 #include <utility>
 
 #include "absl/base/internal/endian.h"
+#include "absl/container/btree_set.h"
 #include "absl/container/flat_hash_set.h"
 #include "absl/random/random.h"
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/strip.h"
 #include "absl/time/clock.h"
+#include "common/dtype.h"
 #include "common/initializers.h"
 #include "common/names.h"
 #include "common/shape.h"
@@ -55,6 +57,31 @@ int64_t ChunkBytes(absl::Span<const int64_t> dims, DType dtype,
 
 // Constant initializer values are kept in the metadata only when small.
 constexpr size_t kMaxStoredConstantBytes = 1024;
+
+// `info` of a variable under `old_name` (or of it) renamed to the same name
+// under `new_name` at `now`; a part of a whole renamed with it points at
+// the whole's new name.
+// `name`, under `old_name` (or it), as renamed to the same name under
+// `new_name`.
+std::string Renamed(absl::string_view name, absl::string_view old_name,
+                    absl::string_view new_name) {
+  return absl::StrCat(new_name, name.substr(old_name.size()));
+}
+
+void RenameInfo(absl::string_view old_name, absl::string_view new_name,
+                int64_t now, v1::VariableInfo& info) {
+  auto renamed = [&](const std::string& n) {
+    return Renamed(n, old_name, new_name);
+  };
+  info.set_name(renamed(info.name()));
+  info.set_update_time_micros(now);
+  if (info.has_slice()) {
+    const std::string& whole = info.slice().full_name();
+    if (whole == old_name || IsUnderScope(whole, old_name)) {
+      info.mutable_slice()->set_full_name(renamed(whole));
+    }
+  }
+}
 
 // Locks every variable's write lock in order; the caller unlocks.
 template <typename V>
@@ -781,6 +808,11 @@ absl::StatusOr<int64_t> VariableTable::Delete(absl::string_view name,
   VS_RETURN_IF_ERROR(ValidateName(name));
   Selection selection;
   VS_RETURN_IF_ERROR(Select(name, recursive, nullptr, &selection));
+  VS_RETURN_IF_ERROR(DeleteSelected(selection));
+  return static_cast<int64_t>(selection.names.size());
+}
+
+absl::Status VariableTable::DeleteSelected(Selection& selection) {
   DirtySet dirty;
   for (const std::string& n : selection.names) dirty.AddReset(n);
   LockAll(selection.vars);
@@ -791,7 +823,177 @@ absl::StatusOr<int64_t> VariableTable::Delete(absl::string_view name,
       std::move(dirty), [&] { Retire(selection, {}); });
   Release(selection);
   UnlockAll(selection.vars);
+  return status;
+}
+
+absl::StatusOr<v1::ExportVariablesResponse> VariableTable::Export(
+    const v1::ExportVariablesRequest& request) {
+  v1::ExportVariablesResponse response;
+  if (!request.rename_from().empty()) {
+    VS_RETURN_IF_ERROR(ValidateName(request.rename_from()));
+    VS_RETURN_IF_ERROR(ValidateName(request.rename_to()));
+    for (const std::string& name : request.names()) {
+      if (name == request.rename_from() ||
+          IsUnderScope(name, request.rename_from())) {
+        continue;
+      }
+      return absl::InvalidArgumentError(
+          absl::StrCat("Cannot rename ", name, " from ", request.rename_from(),
+                       ": it is not under it"));
+    }
+  }
+  for (const std::string& name : request.names()) {
+    VS_ASSIGN_OR_RETURN(const std::shared_ptr<Variable> var, Find(name));
+    v1::MovedVariable& moved = *response.add_variables();
+    absl::ReaderMutexLock l(&var->mu);
+    if (var->meta.info().has_embedding()) {
+      return absl::FailedPreconditionError(absl::StrCat(
+          "Variable ", name,
+          " is an embedding variable: its rows are spread over every shard "
+          "by key and are not moved"));
+    }
+    *moved.mutable_stored() = var->meta;
+    moved.set_data(*var->data);
+    if (!request.rename_from().empty()) {
+      RenameInfo(request.rename_from(), request.rename_to(), NowMicros(),
+                 *moved.mutable_stored()->mutable_info());
+    }
+  }
+  if (request.with_applied()) {
+    for (v1::AppliedRecord& record : applied_.Export()) {
+      *response.add_applied() = std::move(record);
+    }
+  }
+  return response;
+}
+
+namespace {
+
+// INVALID_ARGUMENT unless `moved` is a dense variable whose bytes fit its
+// dtype and shape.
+absl::Status CheckMoved(const v1::MovedVariable& moved) {
+  const v1::VariableInfo& info = moved.stored().info();
+  VS_RETURN_IF_ERROR(ValidateName(info.name()));
+  if (info.has_embedding()) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "Variable ", info.name(), " is an embedding variable: not installed"));
+  }
+  if (!IsSupportedDType(info.dtype())) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("Variable ", info.name(), " has the unsupported dtype ",
+                     static_cast<int>(info.dtype())));
+  }
+  const std::vector<int64_t> dims(info.shape().dims().begin(),
+                                  info.shape().dims().end());
+  VS_ASSIGN_OR_RETURN(const int64_t elements, NumElements(dims));
+  const int64_t bytes =
+      elements * static_cast<int64_t>(DTypeSize(info.dtype()));
+  if (bytes != static_cast<int64_t>(moved.data().size()) ||
+      moved.stored().chunk_bytes() <= 0) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "Variable ", info.name(), " comes with ", moved.data().size(),
+        " bytes and chunks of ", moved.stored().chunk_bytes(),
+        "; its dtype and shape need ", bytes,
+        " bytes in chunks of at least 1"));
+  }
+  return absl::OkStatus();
+}
+
+}  // namespace
+
+absl::StatusOr<v1::InstallVariablesResponse> VariableTable::Install(
+    const v1::InstallVariablesRequest& request) {
+  for (const v1::MovedVariable& moved : request.variables()) {
+    VS_RETURN_IF_ERROR(CheckMoved(moved));
+  }
+  VS_ASSIGN_OR_RETURN(const std::vector<v1::AppliedRecord> records,
+                      applied_.Missing(request.applied()));
+  v1::InstallVariablesResponse response;
+  std::vector<std::shared_ptr<Variable>> installed;
+  std::vector<std::string> reserved;
+  auto done = std::make_shared<absl::Notification>();
+  {
+    absl::MutexLock l(&mu_);
+    for (const v1::MovedVariable& moved : request.variables()) {
+      const std::string& name = moved.stored().info().name();
+      if (Lookup(vars_, name) != nullptr || busy_.contains(name)) {
+        if (request.refuse_present()) {
+          for (const std::string& n : reserved) busy_.erase(n);
+          done->Notify();
+          return absl::AlreadyExistsError(
+              absl::StrCat("Variable ", name, " already exists"));
+        }
+        response.set_present(response.present() + 1);
+        continue;
+      }
+      busy_[name] = done;
+      reserved.push_back(name);
+      v1::StoredVariable stored = moved.stored();
+      stored.clear_chunk_crc32c();  // PutVariable computes them
+      installed.push_back(
+          std::make_shared<Variable>(std::move(stored), moved.data()));
+    }
+  }
+  DirtySet dirty;
+  for (const std::shared_ptr<Variable>& var : installed) {
+    dirty.AddReset(var->name);
+  }
+  const absl::Status status = write_behind_->Commit(
+      [&](StorageBatch& batch) {
+        for (const std::shared_ptr<Variable>& var : installed) {
+          absl::ReaderMutexLock v(&var->mu);
+          batch.PutVariable(var->meta, *var->data);
+        }
+        for (const v1::AppliedRecord& record : records) {
+          batch.PutApplied(record.client_id(), record.sequence(),
+                           record.result());
+        }
+      },
+      std::move(dirty),
+      [&] {
+        applied_.Add(records);
+        absl::MutexLock l(&mu_);
+        for (std::shared_ptr<Variable>& var : installed) {
+          IndexNames(*var, /*add=*/true);
+          std::string name = var->name;
+          vars_.insert_or_assign(std::move(name), std::move(var));
+        }
+      });
+  {
+    absl::MutexLock l(&mu_);
+    for (const std::string& n : reserved) busy_.erase(n);
+  }
+  done->Notify();
   VS_RETURN_IF_ERROR(status);
+  response.set_installed(static_cast<int64_t>(reserved.size()));
+  return response;
+}
+
+absl::StatusOr<int64_t> VariableTable::Remove(
+    const std::vector<std::string>& names) {
+  const absl::btree_set<std::string> unique(names.begin(), names.end());
+  Selection selection;
+  for (;;) {
+    std::shared_ptr<absl::Notification> wait;
+    {
+      absl::MutexLock l(&mu_);
+      selection.names.clear();
+      selection.vars.clear();
+      for (const std::string& n : unique) {
+        if (std::shared_ptr<Variable> var = Lookup(vars_, n)) {
+          selection.names.push_back(n);
+          selection.vars.push_back(std::move(var));
+        }
+      }
+      wait = Busy(selection.names);
+      if (wait == nullptr) {
+        for (const std::string& n : selection.names) busy_[n] = selection.done;
+        break;
+      }
+    }
+    wait->WaitForNotification();
+  }
+  VS_RETURN_IF_ERROR(DeleteSelected(selection));
   return static_cast<int64_t>(selection.names.size());
 }
 
@@ -807,7 +1009,7 @@ absl::StatusOr<int64_t> VariableTable::Rename(absl::string_view old_name,
   }
   // old_name[/rest] -> new_name[/rest]
   auto renamed = [&](const std::string& n) {
-    return absl::StrCat(new_name, n.substr(old_name.size()));
+    return Renamed(n, old_name, new_name);
   };
   Selection selection;
   VS_RETURN_IF_ERROR(Select(old_name, /*recursive=*/true, renamed, &selection));
@@ -824,15 +1026,7 @@ absl::StatusOr<int64_t> VariableTable::Rename(absl::string_view old_name,
       meta = var.meta;
       data = *var.data;
     }
-    v1::VariableInfo* info = meta.mutable_info();
-    info->set_name(selection.targets[i]);
-    info->set_update_time_micros(now);
-    if (info->has_slice()) {
-      const std::string& whole = info->slice().full_name();
-      if (whole == old_name || IsUnderScope(whole, old_name)) {
-        info->mutable_slice()->set_full_name(renamed(whole));
-      }
-    }
+    RenameInfo(old_name, new_name, now, *meta.mutable_info());
     dirty.AddReset(selection.names[i]);
     dirty.AddReset(selection.targets[i]);
     moved.push_back(

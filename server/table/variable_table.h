@@ -32,6 +32,7 @@
 #include "server/table/optimizers.h"
 #include "server/table/variable.h"
 #include "server/table/write_behind.h"
+#include "varscope/v1/admin_service.pb.h"
 #include "varscope/v1/variable_service.pb.h"
 
 namespace varscope::server {
@@ -185,6 +186,25 @@ class VariableTable {
   absl::StatusOr<int64_t> Rename(absl::string_view old_name,
                                  absl::string_view new_name);
 
+  // Re-sharding (AdminService): variables moved verbatim between shards.
+  //
+  // The variables `names` as stored now (metadata with their version, and
+  // bytes) and, when `with_applied`, every exactly-once record. NOT_FOUND
+  // for a missing name, FAILED_PRECONDITION for an embedding variable (its
+  // rows live in its embedding table).
+  absl::StatusOr<v1::ExportVariablesResponse> Export(
+      const v1::ExportVariablesRequest& request);
+  // Stores each variable of `request` that the table lacks, as given, and
+  // the exactly-once records it lacks, in one store write; variables it
+  // holds (or is creating) stay as they are. INVALID_ARGUMENT, storing
+  // nothing, for a bad name, dtype, shape, chunk size or id, bytes that do
+  // not fit the shape, or an embedding variable; the store's errors.
+  absl::StatusOr<v1::InstallVariablesResponse> Install(
+      const v1::InstallVariablesRequest& request);
+  // Deletes those of `names` the table holds, in one store write, without
+  // Delete's checks of wholes; returns how many.
+  absl::StatusOr<int64_t> Remove(const std::vector<std::string>& names);
+
   struct Totals {
     int64_t variables = 0;
     int64_t bytes = 0;
@@ -259,6 +279,8 @@ class VariableTable {
   // leave the whole incomplete.
   absl::Status CheckWholes(const Selection& selection, bool rename) const
       ABSL_SHARED_LOCKS_REQUIRED(mu_);
+  // Deletes the selected variables in one store write, then releases them.
+  absl::Status DeleteSelected(Selection& selection) ABSL_LOCKS_EXCLUDED(mu_);
   // Releases the selection's reservations and wakes their waiters.
   void Release(Selection& selection) ABSL_LOCKS_EXCLUDED(mu_);
   // Marks the selection's variables deleted and removes them from vars_,

@@ -4,6 +4,8 @@
 #include <fstream>
 
 #include "absl/strings/str_cat.h"
+#include "client/admin_client.h"
+#include "common/cluster.h"
 #include "common/status_matchers.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
@@ -42,6 +44,7 @@ class SecurityTest : public ::testing::Test {
     std::ofstream(Path("tokens")) << "# workers\ns3cret\n\nother\n";
     std::ofstream(Path("empty")) << "# none yet\n";
     std::ofstream(Path("token")) << "s3cret\n";
+    std::ofstream(Path("roles")) << "s3cret admin\nreader read\n";
   }
   static void TearDownTestSuite() { delete dir_; }
 
@@ -178,6 +181,68 @@ TEST_F(SecurityTest, BadSettingsStopTheServerFromStarting) {
               StatusIs(absl::StatusCode::kInvalidArgument,
                        absl::StrCat("The token file ", Path("empty"),
                                     " has no token")));
+}
+
+TEST_F(SecurityTest, ReshardNeedsTheAdminRole) {
+  server::ServerOptions options = Secure(/*tokens=*/false);
+  options.security.auth_token_file = Path("roles");
+  TestServer a(options);
+  TestServer b(options);
+  TestServer c(options);
+  const std::vector<std::string> list = {a.address(), b.address()};
+  ClientSecurity admin = Options("s3cret").security;
+  for (int i = 0; i < 2; ++i) {
+    v1::SetClusterIdentityRequest request;
+    request.mutable_identity()->set_cluster_id(DerivedClusterId(list));
+    request.mutable_identity()->set_shard_index(i);
+    request.mutable_identity()->set_shard_count(2);
+    request.mutable_identity()->mutable_shards()->Assign(list.begin(),
+                                                         list.end());
+    // Recording a place needs the admin role too.
+    EXPECT_THAT(AdminClient::Connect(list[i], absl::Minutes(2),
+                                     Options("reader").security)
+                    ->SetClusterIdentity(request)
+                    .status(),
+                StatusIs(absl::StatusCode::kPermissionDenied,
+                         ::testing::EndsWith(" has role read; "
+                                             "SetClusterIdentity needs role "
+                                             "admin")));
+    ASSERT_THAT(AdminClient::Connect(list[i], absl::Minutes(2), admin)
+                    ->SetClusterIdentity(request)
+                    .status(),
+                IsOk());
+  }
+  std::shared_ptr<Client> worker = Client::Connect(
+      absl::StrCat(a.address(), ",", b.address()), Options("s3cret"));
+  ASSERT_THAT(worker->Assign("w", Tensor(v1::DT_FLOAT, {1})).status(),
+              StatusIs(absl::StatusCode::kNotFound));
+  v1::GetVariableRequest get;
+  get.set_mode(v1::CREATE);
+  get.set_dtype(v1::DT_FLOAT);
+  get.mutable_shape()->add_dims(1);
+  get.mutable_initializer()->set_kind(v1::Initializer::ZEROS);
+  for (int i = 0; i < 8; ++i) {
+    get.set_name(absl::StrCat("w", i));
+    ASSERT_THAT(worker->GetVariable(get).status(), IsOk());
+  }
+  const std::vector<std::string> args = {
+      "reshard", "--from", absl::StrCat(a.address(), ",", b.address()), "--to",
+      absl::StrCat(a.address(), ",", b.address(), ",", c.address())};
+  CliResult r = RunCli(
+      args, "",
+      {{"VARSCOPE_TLS_CA", Path("cert.pem")}, {"VARSCOPE_TOKEN", "reader"}});
+  EXPECT_EQ(r.code, 3);
+  EXPECT_THAT(r.err, ::testing::StartsWith(
+                         "varscope reshard: PERMISSION_DENIED: Token "));
+  EXPECT_THAT(r.err, ::testing::EndsWith(
+                         " has role read; ExportVariables needs role admin\n"));
+  r = RunCli(
+      args, "",
+      {{"VARSCOPE_TLS_CA", Path("cert.pem")}, {"VARSCOPE_TOKEN", "s3cret"}});
+  EXPECT_EQ(r.code, 0) << r.err;
+  for (int i = 0; i < 8; ++i) {
+    EXPECT_THAT(worker->Read(absl::StrCat("w", i)).status(), IsOk());
+  }
 }
 
 }  // namespace

@@ -543,9 +543,59 @@ TEST_F(ClusterTest, DeletesRenamesAndInfo) {
               StatusIs(absl::StatusCode::kNotFound));
   EXPECT_THAT(client_->Delete("keep", /*recursive=*/false), IsOkAndHolds(1));
   EXPECT_THAT(client_->Rename("a", "b").status(),
-              StatusIs(absl::StatusCode::kUnimplemented,
-                       "Rename is not supported on a cluster of 3 shards: a "
-                       "variable's name decides its shard"));
+              StatusIs(absl::StatusCode::kNotFound,
+                       "Nothing named a or under a/ exists."));
+}
+
+TEST_F(ClusterTest, RenamesMoveVariablesToTheShardsOfTheirNewNames) {
+  for (int i = 0; i < 6; ++i) {
+    ASSERT_THAT(Create(absl::StrCat("old/v", i), {2}).status(), IsOk());
+    ASSERT_THAT(client_
+                    ->AssignAdd(absl::StrCat("old/v", i),
+                                Tensor::FromVector<float>(v1::DT_FLOAT, {2},
+                                                          {1.0f * i, 2}))
+                    .status(),
+                IsOk());
+  }
+  ASSERT_THAT(client_->GetVariable(Partitioned("old/emb", v1::CREATE)).status(),
+              IsOk());
+  ASSERT_THAT(Create("taken/v3", {1}).status(), IsOk());
+  std::map<std::string, std::pair<std::string, int64_t>> before;
+  for (const char* leaf :
+       {"v0", "v1", "v2", "v3", "v4", "v5", "emb/part_0", "emb/part_5"}) {
+    absl::StatusOr<ReadResult> read = client_->Read(absl::StrCat("old/", leaf));
+    ASSERT_THAT(read.status(), IsOk());
+    before[leaf] = {std::string(read->value.bytes()), read->version};
+  }
+  // A new name taken: nothing moves.
+  EXPECT_THAT(client_->Rename("old", "taken"),
+              StatusIs(absl::StatusCode::kAlreadyExists,
+                       "Cannot rename old/v3 to taken/v3: Variable taken/v3 "
+                       "already exists"));
+  EXPECT_THAT(client_->Rename("old/emb/part_2", "x"),
+              StatusIs(absl::StatusCode::kFailedPrecondition,
+                       "Variable old/emb/part_2 is part 2 of the partitioned "
+                       "variable old/emb (6 parts); rename the whole: varscope "
+                       "mv old/emb NEW_NAME"));
+  EXPECT_THAT(client_->Rename("old", "old/x").status(),
+              StatusIs(absl::StatusCode::kInvalidArgument,
+                       "Cannot rename old to old/x: one is the other or lies "
+                       "inside it"));
+  EXPECT_THAT(client_->Rename("old", "new"), IsOkAndHolds(12));
+  for (const auto& [leaf, held] : before) {
+    const std::string name = absl::StrCat("new/", leaf);
+    absl::StatusOr<ReadResult> read = client_->Read(name);
+    ASSERT_THAT(read.status(), IsOk()) << name;
+    EXPECT_EQ(read->value.bytes(), held.first) << name;
+    EXPECT_EQ(read->version, held.second) << name;
+    EXPECT_THAT(Holders(name), ElementsAre(ShardOf(name, 3))) << name;
+    EXPECT_THAT(Holders(absl::StrCat("old/", leaf)), ElementsAre()) << name;
+  }
+  // The renamed parts make the whole under its new name.
+  v1::GetVariableRequest reuse = Partitioned("new/emb", v1::REUSE);
+  absl::StatusOr<v1::GetVariableResponse> whole = client_->GetVariable(reuse);
+  ASSERT_THAT(whole.status(), IsOk());
+  EXPECT_EQ(whole->parts_size(), 6);
 }
 
 TEST_F(ClusterTest, NotFoundNamesWhereTheVariableIsOnAnyShard) {
