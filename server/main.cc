@@ -53,6 +53,10 @@ IdentityFromFlagsOrTfConfig(const varscope::server::ClusterOptions& flags,
   return std::nullopt;
 }
 
+// A byte count with an optional unit: 1048576, 64KiB, 1GiB, 1GB (any
+// case; KB, MB, GB are powers of 1000, KiB, MiB, GiB of 1024).
+CLI::Validator ByteSize() { return CLI::AsSizeValue(/*kb_is_1000=*/true); }
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -87,29 +91,34 @@ int main(int argc, char** argv) {
       ->default_str("wal");
   app.add_option("--max-variable-bytes", options.table.max_variable_bytes,
                  "largest variable (or part) in bytes")
+      ->transform(ByteSize())
       ->capture_default_str()
       ->check(CLI::PositiveNumber);
   app.add_option("--max-message-bytes", options.max_message_bytes,
                  "largest message received or sent (a Read whose reply would "
                  "be larger fails: the clients then stream); larger "
                  "variables move by streams")
+      ->transform(ByteSize())
       ->capture_default_str()
       ->check(CLI::Range(int64_t{1}, int64_t{INT_MAX}));
   app.add_option("--max-pending-reply-bytes", options.max_pending_reply_bytes,
                  "bytes that replies not yet received by their clients may "
                  "hold; beyond, reads fail with RESOURCE_EXHAUSTED until "
                  "slow readers catch up")
+      ->transform(ByteSize())
       ->capture_default_str()
       ->check(CLI::PositiveNumber);
   app.add_option("--chunk-bytes", options.table.chunk_bytes,
                  "target size of a stored chunk (whole rows) for new "
                  "variables")
+      ->transform(ByteSize())
       ->capture_default_str()
       ->check(CLI::PositiveNumber);
   app.add_option("--memory-budget", options.memory_budget,
                  "Bytes embedding variables' rows may take in memory; rows "
                  "beyond live only on disk and are read through (0: no "
                  "budget)")
+      ->transform(ByteSize())
       ->check(CLI::NonNegativeNumber);
   app.add_option("--metrics-listen", options.metrics_listen,
                  "HOST:PORT to serve Prometheus metrics on (GET /metrics); "

@@ -123,6 +123,35 @@ TEST(ProcessTest, LaterFlagsOverrideEarlierOnes) {
   EXPECT_FALSE(std::filesystem::exists(first));
 }
 
+// Byte flags take units, as the README writes them (--memory-budget=1GiB).
+TEST(ProcessTest, ByteFlagsTakeUnits) {
+  TempDir dir;
+  VS_ASSERT_OK_AND_ASSIGN(
+      auto server,
+      ServerProcess::Start(dir.path(),
+                           {"--max-variable-bytes=1KiB", "--memory-budget=1GiB",
+                            "--chunk-bytes=64kib"}));
+  std::shared_ptr<Client> client = Client::Connect(server->address());
+  VS_EXPECT_OK(
+      client->GetVariable(CreateRequest("fits", v1::DT_FLOAT, {256})).status());
+  EXPECT_THAT(client->GetVariable(CreateRequest("over", v1::DT_FLOAT, {257})),
+              ::varscope::testing::StatusIs(
+                  absl::StatusCode::kResourceExhausted,
+                  ::testing::HasSubstr("over this server's limit of 1024 "
+                                       "(--max-variable-bytes)")));
+
+  for (const char* bad :
+       {"--memory-budget=lots", "--memory-budget=1XB", "--chunk-bytes=-1KiB"}) {
+    const auto [status, output] =
+        ::varscope::testing::RunServer(dir.path(), {bad});
+    ASSERT_TRUE(WIFEXITED(status)) << output;
+    EXPECT_EQ(WEXITSTATUS(status), 2) << bad << ": " << output;
+    EXPECT_THAT(output, ::testing::HasSubstr(std::string(bad).substr(
+                            0, std::string(bad).find('='))))
+        << output;
+  }
+}
+
 TEST(ProcessTest, SecondServerOnTheSameDirectoryIsRefused) {
   TempDir dir;
   VS_ASSERT_OK_AND_ASSIGN(auto first, ServerProcess::Start(dir.path()));
