@@ -23,6 +23,7 @@
 #include <signal.h>
 
 #include <cstdio>
+#include <cstring>
 #include <functional>
 #include <string>
 
@@ -146,7 +147,10 @@ int main(int argc, char** argv) {
       absl::SimpleAtoi(argv[6], &wait)) {
     auto global_step = [&]() -> absl::StatusOr<int64_t> {
       VS_ASSIGN_OR_RETURN(ReadResult read, client->Read("global_step"));
-      return read.value.flat<int64_t>()[0];
+      // A copy first: GCC 12 takes the tensor's bytes for uninitialized.
+      int64_t value = 0;
+      memcpy(&value, read.value.bytes().data(), sizeof(value));
+      return value;
     };
     absl::StatusOr<int64_t> step = global_step();
     while (step.ok() && *step < count) {
