@@ -150,6 +150,15 @@ absl::Status WalkPages(
   }
 }
 
+// Marks a step's per-shard requests with the shards it went to
+// (span_shards), when more than one: a cluster pause completes such a step
+// that some of its shards applied (AdminService.Pause).
+template <typename Request>
+void MarkSpan(const std::vector<int>& parts, Request& request) {
+  if (parts.size() < 2 || !request.has_id()) return;
+  request.mutable_span_shards()->Assign(parts.begin(), parts.end());
+}
+
 // "N updates of a, b, c, ..." (up to three names).
 std::string UpdatesSubject(const v1::BatchUpdateRequest& batch) {
   if (batch.updates().empty()) return "an empty batch";
@@ -280,6 +289,9 @@ absl::Status Client::Attempt(const Rpc& rpc, bool idempotent, Call call,
   absl::BitGen gen;
   for (int attempt = 1;; ++attempt) {
     grpc::ClientContext context;
+    if (!options_.pause_id.empty()) {
+      context.AddMetadata("varscope-pause-id", options_.pause_id);
+    }
     const absl::Time deadline = absl::Now() + timeout;
     context.set_deadline(absl::ToChronoTime(deadline));
     absl::Status status = FromGrpcStatus(call(stub, &context));
@@ -765,6 +777,7 @@ absl::StatusOr<v1::BatchUpdateResponse> Client::BatchUpdate(
     batches[i].set_return_values(request.return_values());
     parts.push_back(i);
   }
+  for (const int i : parts) MarkSpan(parts, batches[i]);
   std::vector<v1::BatchUpdateResponse> replies(shards_.size());
   VS_RETURN_IF_ERROR(InParallel(parts, [&](int i) {
     return Run({i, "BatchUpdate", UpdatesSubject(batches[i])}, idempotent,
@@ -1043,6 +1056,7 @@ absl::StatusOr<v1::EmbeddingApplyResponse> Client::EmbeddingApply(
         *request.mutable_optimizer() = optimizer;
         if (global_step.has_value()) request.set_global_step(*global_step);
         if (idempotent) *request.mutable_id() = id;
+        MarkSpan(parts, request);
         return Run({i, "EmbeddingApply", std::string(name)}, idempotent,
                    [&](auto& stub, grpc::ClientContext* context) {
                      return stub.EmbeddingApply(context, request, &replies[i]);
@@ -1180,6 +1194,7 @@ absl::StatusOr<int64_t> Client::EmbeddingImport(absl::string_view name,
         if (last_steps != nullptr)
           put(*last_steps, request.mutable_last_steps());
         if (idempotent) *request.mutable_id() = id;
+        MarkSpan(parts, request);
         return Run({i, "EmbeddingImport", std::string(name)}, idempotent,
                    [&](auto& stub, grpc::ClientContext* context) {
                      return stub.EmbeddingImport(context, request, &replies[i]);

@@ -63,6 +63,11 @@ struct ClientOptions {
   // one with the other clients of the same address in this process (as
   // separate worker processes would). Default: false.
   bool own_connection = false;
+  // Sent with every call as `varscope-pause-id` metadata: this client's
+  // changes pass the cluster pause of that id (AdminService.Pause) while it
+  // holds, as the pause's holder's own changes (e.g. moving variables under
+  // the pause). Default: empty, none.
+  std::string pause_id;
 };
 
 // Thread-safe. Every method returns the server's status unchanged (codes as
@@ -117,6 +122,11 @@ class Client {
 
   Client(const Client&) = delete;
   Client& operator=(const Client&) = delete;
+
+  // The servers' addresses as given (one per shard, in cluster order), and
+  // the options this client was made with.
+  const std::vector<std::string>& addresses() const { return addresses_; }
+  const ClientOptions& options() const { return options_; }
 
   // The index of the shard that calls on `name` go to (0 for one server).
   int ShardFor(absl::string_view name) const {

@@ -9,6 +9,7 @@
 
 #include "server/base/executor.h"
 #include "server/service/access.h"
+#include "server/service/pause_gate.h"
 #include "server/storage/storage.h"
 #include "server/table/variable_table.h"
 #include "varscope/v1/admin_service.grpc.pb.h"
@@ -16,9 +17,18 @@
 namespace varscope::server {
 
 using AdminServiceBase = v1::AdminService::WithRawCallbackMethod_Checkpoint<
-    v1::AdminService::WithRawCallbackMethod_Backup<v1::AdminService::Service>>;
+    v1::AdminService::WithRawCallbackMethod_Backup<
+        v1::AdminService::WithRawCallbackMethod_Pause<
+            v1::AdminService::WithRawCallbackMethod_Resume<
+                v1::AdminService::Service>>>>;
 
-// Thread-safe. `table`, `storage` and `access` must outlive the service.
+// Thread-safe. `table`, `storage`, `access` and `pause` must outlive the
+// service.
+//
+// Pause and Resume act on `pause` (see PauseGate); Pause runs on its own
+// executor, since it waits for the changes under way. A Checkpoint or
+// Backup with a pause_id checks, while it takes its copy, that the pause
+// still holds (ABORTED otherwise), then ends it.
 //
 // Every method needs the admin role (`access` decides). Directories are
 // confined to `backup_root`: a relative one is taken under it, and one with a
@@ -35,7 +45,8 @@ using AdminServiceBase = v1::AdminService::WithRawCallbackMethod_Checkpoint<
 class AdminServiceImpl final : public AdminServiceBase {
  public:
   AdminServiceImpl(VariableTable* table, Storage* storage,
-                   const AccessControl* access, std::string backup_root);
+                   const AccessControl* access, PauseGate* pause,
+                   std::string backup_root);
   // Finishes the operation in progress; operations still queued end with
   // CANCELLED.
   ~AdminServiceImpl() override = default;
@@ -44,6 +55,12 @@ class AdminServiceImpl final : public AdminServiceBase {
                                        const grpc::ByteBuffer* request,
                                        grpc::ByteBuffer* response) override;
   grpc::ServerUnaryReactor* Backup(grpc::CallbackServerContext* context,
+                                   const grpc::ByteBuffer* request,
+                                   grpc::ByteBuffer* response) override;
+  grpc::ServerUnaryReactor* Pause(grpc::CallbackServerContext* context,
+                                  const grpc::ByteBuffer* request,
+                                  grpc::ByteBuffer* response) override;
+  grpc::ServerUnaryReactor* Resume(grpc::CallbackServerContext* context,
                                    const grpc::ByteBuffer* request,
                                    grpc::ByteBuffer* response) override;
 
@@ -61,15 +78,19 @@ class AdminServiceImpl final : public AdminServiceBase {
       std::function<absl::Status(const Request&, const std::string&, Response*)>
           operation);
   // A checkpoint into `directory` of the store as of one moment, and what
-  // the table held then.
-  absl::StatusOr<StoreSummary> CheckpointAsOfNow(const std::string& directory);
+  // the table held then; with a `pause_id`, of that pause's cut, which it
+  // then ends.
+  absl::StatusOr<StoreSummary> CheckpointAsOfNow(const std::string& directory,
+                                                 const std::string& pause_id);
 
   VariableTable* const table_;
   Storage* const storage_;
   const AccessControl* const access_;
+  PauseGate* const pause_;
   const std::string backup_root_;
 
   // Last: destroyed first, finishing what runs while the rest lives.
+  Executor pause_executor_{1, kMaxQueued};
   Executor executor_{1, kMaxQueued};
 };
 
