@@ -125,6 +125,14 @@ grpc::ServerUnaryReactor* AdminServiceImpl::Enqueue(
               operation = std::move(operation)]() -> absl::Status {
     VS_ASSIGN_OR_RETURN(const std::string directory,
                         ResolveUnderRoot(backup_root_, parsed.directory()));
+    // A cluster's copies go to DIR/shard-I: DIR may not exist yet.
+    std::error_code error;
+    std::filesystem::create_directories(
+        std::filesystem::path(directory).parent_path(), error);
+    if (error) {
+      return absl::FailedPreconditionError(absl::StrCat(
+          "Cannot create the parent of ", directory, ": ", error.message()));
+    }
     Response reply;
     VS_RETURN_IF_ERROR(operation(parsed, directory, &reply));
     *response = SerializeRaw(reply);

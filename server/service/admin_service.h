@@ -34,8 +34,8 @@ using AdminServiceBase = v1::AdminService::WithRawCallbackMethod_Checkpoint<
 // confined to `backup_root`: a relative one is taken under it, and one with a
 // '..' component (INVALID_ARGUMENT), resolving outside it through symlinks
 // (PERMISSION_DENIED) or with a file in place of a directory
-// (FAILED_PRECONDITION) is refused; with no root ("") every call is
-// FAILED_PRECONDITION naming --backup-root.
+// (FAILED_PRECONDITION) is refused, and its missing parents are created; with
+// no root ("") every call is FAILED_PRECONDITION naming --backup-root.
 //
 // At most kMaxQueued operations wait for the one in progress; past that, a
 // call fails with RESOURCE_EXHAUSTED.
