@@ -38,6 +38,17 @@ struct Held {
   bool operator==(const Held&) const = default;
 };
 
+// A get_variable creating `name`, float32 [1] of zeros.
+v1::GetVariableRequest Scalar(const std::string& name) {
+  v1::GetVariableRequest get;
+  get.set_name(name);
+  get.set_mode(v1::CREATE);
+  get.set_dtype(v1::DT_FLOAT);
+  get.mutable_shape()->add_dims(1);
+  get.mutable_initializer()->set_kind(v1::Initializer::ZEROS);
+  return get;
+}
+
 class ReshardTest : public ::testing::Test {
  protected:
   ReshardTest() {
@@ -230,13 +241,7 @@ TEST_F(ReshardTest, AStepRetriedAfterTheMoveIsRecognised) {
   const std::string a = MovingName(0);
   const std::string b = MovingName(1);
   for (const std::string& name : {a, b}) {
-    v1::GetVariableRequest get;
-    get.set_name(name);
-    get.set_mode(v1::CREATE);
-    get.set_dtype(v1::DT_FLOAT);
-    get.mutable_shape()->add_dims(1);
-    get.mutable_initializer()->set_kind(v1::Initializer::ZEROS);
-    ASSERT_THAT(worker->GetVariable(get).status(), IsOk());
+    ASSERT_THAT(worker->GetVariable(Scalar(name)).status(), IsOk());
   }
   // A step on both shards, whose answer the worker "lost".
   v1::BatchUpdateRequest step;
@@ -387,15 +392,8 @@ TEST_F(ReshardTest, BadInputChangesNothing) {
   // A new shard that holds variables of its own.
   ASSERT_THAT(shards_[2]->NewClient()->Assign("x", Floats({1}, {1})).status(),
               StatusIs(absl::StatusCode::kNotFound));
-  {
-    v1::GetVariableRequest get;
-    get.set_name("x");
-    get.set_mode(v1::CREATE);
-    get.set_dtype(v1::DT_FLOAT);
-    get.mutable_shape()->add_dims(1);
-    get.mutable_initializer()->set_kind(v1::Initializer::ZEROS);
-    ASSERT_THAT(shards_[2]->NewClient()->GetVariable(get).status(), IsOk());
-  }
+  ASSERT_THAT(shards_[2]->NewClient()->GetVariable(Scalar("x")).status(),
+              IsOk());
   CliResult taken = Reshard({0, 1}, {0, 1, 2});
   EXPECT_EQ(taken.code, 3);
   EXPECT_EQ(taken.err,
@@ -418,13 +416,7 @@ TEST_F(ReshardTest, WorkersTrainThroughAReshardWithEveryStepOnce) {
     std::shared_ptr<Client> setup =
         Client::Connect(List({0, 1}), TestClientOptions());
     for (const std::string& name : names) {
-      v1::GetVariableRequest get;
-      get.set_name(name);
-      get.set_mode(v1::CREATE);
-      get.set_dtype(v1::DT_FLOAT);
-      get.mutable_shape()->add_dims(1);
-      get.mutable_initializer()->set_kind(v1::Initializer::ZEROS);
-      ASSERT_THAT(setup->GetVariable(get).status(), IsOk());
+      ASSERT_THAT(setup->GetVariable(Scalar(name)).status(), IsOk());
     }
   }
   // Workers of the old list, each on its own connection: every step adds 1
