@@ -159,6 +159,15 @@ absl::Status WalkPages(
   }
 }
 
+// Marks a step's per-shard requests with the shards it went to
+// (span_shards), when more than one: a cluster pause completes such a step
+// that some of its shards applied (AdminService.Pause).
+template <typename Request>
+void MarkSpan(const std::vector<int>& parts, Request& request) {
+  if (parts.size() < 2 || !request.has_id()) return;
+  request.mutable_span_shards()->Assign(parts.begin(), parts.end());
+}
+
 // "N updates of a, b, c, ..." (up to three names).
 std::string UpdatesSubject(const v1::BatchUpdateRequest& batch) {
   if (batch.updates().empty()) return "an empty batch";
@@ -388,6 +397,9 @@ absl::Status Client::Attempt(const Rpc& rpc, bool idempotent, Call call,
     grpc::ClientContext context;
     if (!cluster_id.empty()) {
       context.AddMetadata(kClusterIdMetadataKey, cluster_id);
+    }
+    if (!options_.pause_id.empty()) {
+      context.AddMetadata("varscope-pause-id", options_.pause_id);
     }
     const absl::Time deadline = absl::Now() + timeout;
     context.set_deadline(absl::ToChronoTime(deadline));
@@ -814,94 +826,103 @@ absl::StatusOr<int64_t> Client::RenameAcrossShards(absl::string_view old_name,
   auto renamed = [&](absl::string_view n) {
     return absl::StrCat(new_name, n.substr(old_name.size()));
   };
-  // What each shard holds: `old_name` and what lies under it.
-  std::vector<std::vector<std::string>> held(shards_.size());
+  // Under a pause of every shard (changes held back, as for a consistent
+  // cut): what each shard holds, the new names free, then the move.
   int64_t count = 0;
-  for (int i = 0; i < num_shards(); ++i) {
-    v1::ListVariablesRequest under;
-    under.set_scope(std::string(old_name));
-    under.set_recursive(true);
-    v1::StatRequest stat;
-    stat.set_name(std::string(old_name));
-    v1::VariableInfo info;
-    const absl::Status found =
-        Run({i, "Stat", stat.name()}, true,
-            [&](auto& stub, grpc::ClientContext* context) {
-              return stub.Stat(context, stat, &info);
-            });
-    if (found.ok()) held[i].push_back(stat.name());
-    if (!found.ok() && !absl::IsNotFound(found)) return found;
-    VS_RETURN_IF_ERROR(WalkPages(
-        std::move(under),
-        [&](const v1::ListVariablesRequest& request,
-            v1::ListVariablesResponse* page) {
-          return Run(
-              {i, "ListVariables", absl::StrCat("scope '", old_name, "'")},
-              true, [&](auto& stub, grpc::ClientContext* context) {
-                return stub.ListVariables(context, request, page);
-              });
-        },
-        [&](v1::ListVariablesResponse& page) {
-          for (const auto& entry : page.entries()) {
-            held[i].push_back(entry.name());
+  CutOptions cut;
+  cut.reason = absl::StrCat("a rename of ", old_name);
+  cut.lease = absl::Seconds(60);
+  VS_RETURN_IF_ERROR(WithConsistentCut(
+      *this, options_.timeout, cut, [&](const Cut&) -> absl::Status {
+        // What each shard holds: `old_name` and what lies under it.
+        std::vector<std::vector<std::string>> held(shards_.size());
+        for (int i = 0; i < num_shards(); ++i) {
+          v1::ListVariablesRequest under;
+          under.set_scope(std::string(old_name));
+          under.set_recursive(true);
+          v1::StatRequest stat;
+          stat.set_name(std::string(old_name));
+          v1::VariableInfo info;
+          const absl::Status found =
+              Run({i, "Stat", stat.name()}, true,
+                  [&](auto& stub, grpc::ClientContext* context) {
+                    return stub.Stat(context, stat, &info);
+                  });
+          if (found.ok()) held[i].push_back(stat.name());
+          if (!found.ok() && !absl::IsNotFound(found)) return found;
+          VS_RETURN_IF_ERROR(WalkPages(
+              std::move(under),
+              [&](const v1::ListVariablesRequest& request,
+                  v1::ListVariablesResponse* page) {
+                return Run({i, "ListVariables",
+                            absl::StrCat("scope '", old_name, "'")},
+                           true, [&](auto& stub, grpc::ClientContext* context) {
+                             return stub.ListVariables(context, request, page);
+                           });
+              },
+              [&](v1::ListVariablesResponse& page) {
+                for (const auto& entry : page.entries()) {
+                  held[i].push_back(entry.name());
+                }
+                return absl::OkStatus();
+              }));
+          count += static_cast<int64_t>(held[i].size());
+        }
+        if (count == 0) {
+          return absl::NotFoundError(absl::StrCat(
+              "Nothing named ", old_name, " or under ", old_name, "/ exists."));
+        }
+        // The new names must be free where they will live.
+        for (const std::vector<std::string>& names : held) {
+          for (const std::string& n : names) {
+            v1::StatRequest stat;
+            stat.set_name(renamed(n));
+            v1::VariableInfo info;
+            const absl::Status taken =
+                Run(On("Stat", stat.name()), true,
+                    [&](auto& stub, grpc::ClientContext* context) {
+                      return stub.Stat(context, stat, &info);
+                    });
+            if (taken.ok()) {
+              return absl::AlreadyExistsError(
+                  absl::StrCat("Cannot rename ", n, " to ", stat.name(),
+                               ": Variable ", stat.name(), " already exists"));
+            }
+            if (!absl::IsNotFound(taken)) return taken;
           }
-          return absl::OkStatus();
-        }));
-    count += static_cast<int64_t>(held[i].size());
-  }
-  if (count == 0) {
-    return absl::NotFoundError(absl::StrCat(
-        "Nothing named ", old_name, " or under ", old_name, "/ exists."));
-  }
-  // The new names must be free where they will live.
-  for (const std::vector<std::string>& names : held) {
-    for (const std::string& n : names) {
-      v1::StatRequest stat;
-      stat.set_name(renamed(n));
-      v1::VariableInfo info;
-      const absl::Status taken =
-          Run(On("Stat", stat.name()), true,
-              [&](auto& stub, grpc::ClientContext* context) {
-                return stub.Stat(context, stat, &info);
-              });
-      if (taken.ok()) {
-        return absl::AlreadyExistsError(
-            absl::StrCat("Cannot rename ", n, " to ", stat.name(),
-                         ": Variable ", stat.name(), " already exists"));
-      }
-      if (!absl::IsNotFound(taken)) return taken;
-    }
-  }
-  // Each shard's variables, renamed, go to the shards of their new names,
-  // then leave their old one.
-  for (int i = 0; i < num_shards(); ++i) {
-    if (held[i].empty()) continue;
-    std::unique_ptr<AdminClient> source = AdminClient::Connect(
-        addresses_[i], options_.timeout, options_.security);
-    std::map<int, v1::InstallVariablesRequest> installs;
-    v1::ExportVariablesRequest exported;
-    exported.mutable_names()->Assign(held[i].begin(), held[i].end());
-    exported.set_rename_from(std::string(old_name));
-    exported.set_rename_to(std::string(new_name));
-    VS_ASSIGN_OR_RETURN(v1::ExportVariablesResponse variables,
-                        source->ExportVariables(exported));
-    for (v1::MovedVariable& var : *variables.mutable_variables()) {
-      v1::InstallVariablesRequest& install =
-          installs[ShardFor(var.stored().info().name())];
-      install.set_refuse_present(true);
-      *install.add_variables() = std::move(var);
-    }
-    for (auto& [dest, install] : installs) {
-      VS_RETURN_IF_ERROR(AdminClient::Connect(addresses_[dest],
-                                              options_.timeout,
-                                              options_.security)
-                             ->InstallVariables(install)
-                             .status());
-    }
-    v1::RemoveVariablesRequest remove;
-    *remove.mutable_names() = exported.names();
-    VS_RETURN_IF_ERROR(source->RemoveVariables(remove).status());
-  }
+        }
+        // Each shard's variables, renamed, go to the shards of their new
+        // names, then leave their old one.
+        for (int i = 0; i < num_shards(); ++i) {
+          if (held[i].empty()) continue;
+          std::unique_ptr<AdminClient> source = AdminClient::Connect(
+              addresses_[i], options_.timeout, options_.security);
+          std::map<int, v1::InstallVariablesRequest> installs;
+          v1::ExportVariablesRequest exported;
+          exported.mutable_names()->Assign(held[i].begin(), held[i].end());
+          exported.set_rename_from(std::string(old_name));
+          exported.set_rename_to(std::string(new_name));
+          VS_ASSIGN_OR_RETURN(v1::ExportVariablesResponse variables,
+                              source->ExportVariables(exported));
+          for (v1::MovedVariable& var : *variables.mutable_variables()) {
+            v1::InstallVariablesRequest& install =
+                installs[ShardFor(var.stored().info().name())];
+            install.set_refuse_present(true);
+            *install.add_variables() = std::move(var);
+          }
+          for (auto& [dest, install] : installs) {
+            VS_RETURN_IF_ERROR(AdminClient::Connect(addresses_[dest],
+                                                    options_.timeout,
+                                                    options_.security)
+                                   ->InstallVariables(install)
+                                   .status());
+          }
+          v1::RemoveVariablesRequest remove;
+          *remove.mutable_names() = exported.names();
+          VS_RETURN_IF_ERROR(source->RemoveVariables(remove).status());
+        }
+        return absl::OkStatus();
+      }));
   return count;
 }
 
@@ -1050,6 +1071,7 @@ absl::StatusOr<v1::BatchUpdateResponse> Client::BatchUpdateRouted(
     batches[i].set_return_values(request.return_values());
     parts.push_back(i);
   }
+  for (const int i : parts) MarkSpan(parts, batches[i]);
   std::vector<v1::BatchUpdateResponse> replies(shards_.size());
   const absl::Status status = InParallel(parts, [&](int i) {
     return Run({i, "BatchUpdate", UpdatesSubject(batches[i])}, idempotent,
@@ -1373,6 +1395,7 @@ absl::StatusOr<v1::EmbeddingApplyResponse> Client::EmbeddingApply(
           *request.mutable_optimizer() = optimizer;
           if (global_step.has_value()) request.set_global_step(*global_step);
           if (idempotent) *request.mutable_id() = id;
+          MarkSpan(parts, request);
           return Run({i, "EmbeddingApply", std::string(name)}, idempotent,
                      [&](auto& stub, grpc::ClientContext* context) {
                        return stub.EmbeddingApply(context, request,
@@ -1518,6 +1541,7 @@ absl::StatusOr<int64_t> Client::EmbeddingImport(absl::string_view name,
           if (last_steps != nullptr)
             put(*last_steps, request.mutable_last_steps());
           if (idempotent) *request.mutable_id() = id;
+          MarkSpan(parts, request);
           return Run({i, "EmbeddingImport", std::string(name)}, idempotent,
                      [&](auto& stub, grpc::ClientContext* context) {
                        return stub.EmbeddingImport(context, request,

@@ -65,6 +65,11 @@ struct ClientOptions {
   // one with the other clients of the same address in this process (as
   // separate worker processes would). Default: false.
   bool own_connection = false;
+  // Sent with every call as `varscope-pause-id` metadata: this client's
+  // changes pass the cluster pause of that id (AdminService.Pause) while it
+  // holds, as the pause's holder's own changes (e.g. moving variables under
+  // the pause). Default: empty, none.
+  std::string pause_id;
 };
 
 // Thread-safe. Every method returns the server's status unchanged (codes as
@@ -124,6 +129,11 @@ class Client {
 
   Client(const Client&) = delete;
   Client& operator=(const Client&) = delete;
+
+  // The servers' addresses as given (one per shard, in cluster order), and
+  // the options this client was made with.
+  const std::vector<std::string>& addresses() const { return addresses_; }
+  const ClientOptions& options() const { return options_; }
 
   // The index of the shard that calls on `name` go to (0 for one server).
   int ShardFor(absl::string_view name) const {
@@ -193,12 +203,13 @@ class Client {
   // the shards of their new names (values, versions and slots kept; admin
   // role, through each shard's AdminService): the new names are checked
   // free first (ALREADY_EXISTS), then each shard's variables are installed
-  // under their new names and removed from it, shard after shard, so a
-  // failure half-way (UNAVAILABLE) leaves some variables renamed and the
-  // others not, every one whole under one name; and a write to an old name
-  // between its copy and its removal is lost: rename while no worker
-  // writes those variables. Errors as on one server: INVALID_ARGUMENT,
-  // NOT_FOUND, ALREADY_EXISTS, FAILED_PRECONDITION for a part alone.
+  // under their new names and removed from it, shard after shard, all
+  // under a pause of every shard (WithConsistentCut: workers' changes are
+  // held back and retried meanwhile). A failure half-way (UNAVAILABLE)
+  // leaves some variables renamed and the others not, every one whole
+  // under one name. Errors as on one server: INVALID_ARGUMENT, NOT_FOUND,
+  // ALREADY_EXISTS, FAILED_PRECONDITION for a part alone; and the pause's
+  // (FAILED_PRECONDITION while another pause holds a shard).
   absl::StatusOr<int64_t> Rename(absl::string_view old_name,
                                  absl::string_view new_name);
   // The server's info; on a cluster the shards' totals, with the earliest

@@ -25,6 +25,10 @@ namespace {
 // Variables per export and install call.
 constexpr size_t kNamesPerCall = 256;
 
+// How long each pause of a re-shard holds the old shards (renewed after
+// each source's copies): the copies of one shard must end within it.
+constexpr absl::Duration kPauseLease = absl::Seconds(60);
+
 // Moving a large variable takes a while.
 constexpr absl::Duration kMinMoveTimeout = absl::Minutes(10);
 
@@ -227,55 +231,86 @@ absl::Status Reshard(const CommandContext& context,
     return *std::find_if(shards.begin(), shards.end(),
                          [&](const Shard& s) { return s.address == address; });
   };
-  // Copy what moves, unless an earlier run switched every shard already
-  // (then the new copies are the ones in use, and complete).
+  // Under a pause of the old shards (writes held back and retried by the
+  // workers, half-applied steps completed first): copy, switch, delete.
   int64_t moved = 0;
   int64_t moved_bytes = 0;
-  if (!all_switched) {
-    for (Shard& source : shards) {
-      if (source.from < 0) continue;
-      const auto moving = Moving(source, vars[source.address], to);
-      if (moving.empty()) continue;
-      v1::ExportVariablesRequest records;
-      records.set_with_applied(true);
-      VS_ASSIGN_OR_RETURN(const v1::ExportVariablesResponse applied,
-                          source.admin->ExportVariables(records));
-      const std::vector<v1::AppliedRecord> records_list(
-          applied.applied().begin(), applied.applied().end());
-      for (const auto& [dest, names] : moving) {
-        VS_ASSIGN_OR_RETURN(const int64_t bytes,
-                            Copy(source, shard_at(dest), names, records_list));
-        moved += static_cast<int64_t>(names.size());
-        moved_bytes += bytes;
-        *context.out << "Copied " << VariablesText(names.size()) << " ("
-                     << HumanBytes(bytes) << ") from " << source.address
-                     << " to " << dest << "\n";
-      }
-    }
-  }
-  // Switch: from now on each shard refuses the old cluster's clients, which
-  // then follow to the new list.
-  for (Shard& shard : shards) {
-    if (shard.switched()) continue;
-    v1::SetClusterIdentityRequest request;
-    *request.mutable_identity() = shard.target;
-    VS_RETURN_IF_ERROR(shard.admin->SetClusterIdentity(request).status());
-    *shard.info.mutable_cluster() = shard.target;
-  }
-  // Delete the copies that moved away.
   int64_t removed = 0;
-  for (Shard& source : shards) {
-    if (source.from < 0) continue;
-    VS_ASSIGN_OR_RETURN(const std::vector<v1::VariableInfo> now,
-                        VariablesOf(source, context.page_size));
-    for (const auto& [dest, names] : Moving(source, now, to)) {
-      v1::RemoveVariablesRequest request;
-      request.mutable_names()->Assign(names.begin(), names.end());
-      VS_ASSIGN_OR_RETURN(const v1::RemoveVariablesResponse response,
-                          source.admin->RemoveVariables(request));
-      removed += response.removed();
-    }
+  std::vector<AdminClient*> old_shards;
+  for (Shard& shard : shards) {
+    if (shard.from >= 0) old_shards.push_back(shard.admin.get());
   }
+  CutOptions cut_options;
+  cut_options.reason = "a re-shard";
+  cut_options.lease = kPauseLease;
+  VS_RETURN_IF_ERROR(WithConsistentCut(
+      old_shards, cut_options, [&](const Cut& cut) -> absl::Status {
+        // Renews every old shard's pause (ABORTED if one ended: then writes
+        // went on, and the copies may be stale).
+        auto renew = [&]() -> absl::Status {
+          v1::PauseRequest pause;
+          pause.set_pause_id(cut.pause_id);
+          pause.set_reason(cut_options.reason);
+          pause.set_lease_micros(absl::ToInt64Microseconds(kPauseLease));
+          for (AdminClient* admin : cut.shards) {
+            VS_RETURN_IF_ERROR(admin->Pause(pause).status());
+          }
+          return absl::OkStatus();
+        };
+        // Copy what moves, unless an earlier run switched every shard already
+        // (then the new copies are the ones in use, and complete).
+        if (!all_switched) {
+          for (Shard& source : shards) {
+            if (source.from < 0) continue;
+            // Listed again under the pause: nothing is created meanwhile.
+            VS_ASSIGN_OR_RETURN(const std::vector<v1::VariableInfo> held,
+                                VariablesOf(source, context.page_size));
+            const auto moving = Moving(source, held, to);
+            if (moving.empty()) continue;
+            v1::ExportVariablesRequest records;
+            records.set_with_applied(true);
+            VS_ASSIGN_OR_RETURN(const v1::ExportVariablesResponse applied,
+                                source.admin->ExportVariables(records));
+            const std::vector<v1::AppliedRecord> records_list(
+                applied.applied().begin(), applied.applied().end());
+            for (const auto& [dest, names] : moving) {
+              VS_ASSIGN_OR_RETURN(
+                  const int64_t bytes,
+                  Copy(source, shard_at(dest), names, records_list));
+              moved += static_cast<int64_t>(names.size());
+              moved_bytes += bytes;
+              *context.out << "Copied " << VariablesText(names.size()) << " ("
+                           << HumanBytes(bytes) << ") from " << source.address
+                           << " to " << dest << "\n";
+            }
+            VS_RETURN_IF_ERROR(renew());
+          }
+        }
+        VS_RETURN_IF_ERROR(renew());
+        // Switch: from now on each shard refuses the old cluster's clients,
+        // which then follow to the new list.
+        for (Shard& shard : shards) {
+          if (shard.switched()) continue;
+          v1::SetClusterIdentityRequest request;
+          *request.mutable_identity() = shard.target;
+          VS_RETURN_IF_ERROR(shard.admin->SetClusterIdentity(request).status());
+          *shard.info.mutable_cluster() = shard.target;
+        }
+        // Delete the copies that moved away.
+        for (Shard& source : shards) {
+          if (source.from < 0) continue;
+          VS_ASSIGN_OR_RETURN(const std::vector<v1::VariableInfo> now,
+                              VariablesOf(source, context.page_size));
+          for (const auto& [dest, names] : Moving(source, now, to)) {
+            v1::RemoveVariablesRequest request;
+            request.mutable_names()->Assign(names.begin(), names.end());
+            VS_ASSIGN_OR_RETURN(const v1::RemoveVariablesResponse response,
+                                source.admin->RemoveVariables(request));
+            removed += response.removed();
+          }
+        }
+        return absl::OkStatus();
+      }));
   *context.out << "Re-sharded "
                << (old_id.empty() ? "" : "cluster " + old_id + " ") << "("
                << from.size() << " shards) into cluster " << new_id << " ("

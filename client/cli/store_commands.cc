@@ -2,6 +2,8 @@
 
 #include <algorithm>
 #include <filesystem>
+#include <functional>
+#include <thread>
 #include <vector>
 
 #include "absl/strings/match.h"
@@ -22,17 +24,14 @@ using Json = nlohmann::json;
 // Copies of a large store take a while.
 constexpr absl::Duration kMinCopyTimeout = absl::Hours(1);
 
-absl::StatusOr<std::unique_ptr<AdminClient>> Admin(
-    const CommandContext& context) {
-  if (absl::StrContains(context.server_address, ',')) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "Each server of a cluster has its own store: pass --server HOST:PORT "
-        "of one of ",
-        context.server_address));
-  }
+std::unique_ptr<AdminClient> Admin(const CommandContext& context) {
   return AdminClient::Connect(context.server_address,
                               std::max(context.timeout, kMinCopyTimeout),
                               context.security);
+}
+
+bool IsCluster(const CommandContext& context) {
+  return absl::StrContains(context.server_address, ',');
 }
 
 std::string Seconds(int64_t micros) {
@@ -60,18 +59,8 @@ Json ContentsJson(const v1::StoreContents& contents) {
 template <typename Request>
 Request CopyRequest(const CopyOptions& options) {
   Request request;
-  request.set_directory(options.directory);
   request.set_return_versions(options.versions);
   return request;
-}
-
-// What a checkpoint or backup `response` holds, in JSON.
-template <typename Response>
-Json CopyJson(const Response& response, const CopyOptions& options) {
-  Json j = ContentsJson(response.contents());
-  j["directory"] = options.directory;
-  j["seconds"] = static_cast<double>(response.duration_micros()) / 1e6;
-  return j;
 }
 
 // The versions of a copy, one variable per line, in name order.
@@ -124,58 +113,220 @@ absl::Status ListBackups(const CommandContext& context,
   return absl::OkStatus();
 }
 
-}  // namespace
+// A copy of one store: its request runs `copy`, and it prints as
+// `describe` says.
+template <typename Response>
+struct CopyKind {
+  // The copy into `directory` (under the pause `pause_id`, if set).
+  std::function<absl::StatusOr<Response>(
+      AdminClient&, const std::string& directory, const std::string& pause_id)>
+      copy;
+  // Its JSON (beyond CopyJson's), and its text line after "in DIR on WHERE:
+  // CONTENTS" and the lines that follow it.
+  std::function<void(const Response&, Json&)> json;
+  std::function<void(const Response&, std::ostream&)> text;
+  // "Checkpoint", "Backup 3".
+  std::function<std::string(const Response&)> title;
+  // "Checkpoints", "Backups".
+  std::string plural;
+};
 
-absl::Status Checkpoint(const CommandContext& context,
-                        const CopyOptions& options) {
-  VS_ASSIGN_OR_RETURN(std::unique_ptr<AdminClient> admin, Admin(context));
-  VS_ASSIGN_OR_RETURN(
-      const v1::CheckpointResponse response,
-      admin->Checkpoint(CopyRequest<v1::CheckpointRequest>(options)));
+template <typename Response>
+void PrintCopy(std::ostream& out, const CopyKind<Response>& kind,
+               const Response& response, const std::string& directory,
+               const std::string& where) {
+  out << kind.title(response) << " in " << directory << " on " << where << ": "
+      << ContentsText(response.contents());
+  kind.text(response, out);
+}
+
+template <typename Response>
+Json CopyToJson(const CopyKind<Response>& kind, const Response& response,
+                const std::string& directory) {
+  Json j = ContentsJson(response.contents());
+  j["directory"] = directory;
+  j["seconds"] = static_cast<double>(response.duration_micros()) / 1e6;
+  kind.json(response, j);
+  return j;
+}
+
+template <typename Response>
+absl::Status CopyOne(const CommandContext& context, const CopyOptions& options,
+                     const CopyKind<Response>& kind) {
+  const std::unique_ptr<AdminClient> admin = Admin(context);
+  VS_ASSIGN_OR_RETURN(const Response response,
+                      kind.copy(*admin, options.directory, ""));
   if (context.json) {
-    *context.out << DumpJson(CopyJson(response, options)) << "\n";
+    *context.out << DumpJson(CopyToJson(kind, response, options.directory))
+                 << "\n";
     return absl::OkStatus();
   }
-  *context.out << "Checkpoint in " << options.directory
-               << " on the server: " << ContentsText(response.contents())
-               << ", in " << Seconds(response.duration_micros()) << "\n";
+  PrintCopy(*context.out, kind, response, options.directory, "the server");
   PrintVersions(*context.out, response.contents());
   return absl::OkStatus();
 }
 
-absl::Status Backup(const CommandContext& context,
-                    const BackupOptions& options) {
-  VS_ASSIGN_OR_RETURN(std::unique_ptr<AdminClient> admin, Admin(context));
-  v1::BackupRequest request = CopyRequest<v1::BackupRequest>(options);
-  request.set_keep(options.keep);
-  VS_ASSIGN_OR_RETURN(const v1::BackupResponse response,
-                      admin->Backup(request));
-  const std::vector<uint32_t> deleted(response.deleted_backup_ids().begin(),
-                                      response.deleted_backup_ids().end());
+// Every shard of the cluster copies its store into DIR/shard-I under its
+// backup root, in parallel, at one consistent cut (WithConsistentCut): each
+// shard's pause ends as soon as its copy point is taken.
+template <typename Response>
+absl::Status CopyCluster(const CommandContext& context,
+                         const CopyOptions& options,
+                         const CopyKind<Response>& kind) {
+  const std::vector<std::string>& addresses = context.client->addresses();
+  const size_t n = addresses.size();
+  std::vector<std::string> directories;
+  for (size_t i = 0; i < n; ++i) {
+    directories.push_back(absl::StrCat(options.directory, "/shard-", i));
+  }
+  std::vector<absl::StatusOr<Response>> responses(
+      n, absl::UnknownError("not run"));
+  Cut taken;
+  CutOptions cut_options;
+  cut_options.check_held_after = false;  // each copy checks its pause
+  VS_RETURN_IF_ERROR(WithConsistentCut(
+      *context.client, std::max(context.timeout, kMinCopyTimeout), cut_options,
+      [&](const Cut& cut) -> absl::Status {
+        taken = cut;
+        std::vector<std::thread> threads;
+        for (size_t i = 0; i < n; ++i) {
+          threads.emplace_back([&, i] {
+            responses[i] =
+                kind.copy(*cut.shards[i], directories[i], cut.pause_id);
+          });
+        }
+        for (std::thread& thread : threads) thread.join();
+        for (size_t i = 0; i < n; ++i) {
+          if (!responses[i].ok()) {
+            return absl::Status(
+                responses[i].status().code(),
+                absl::StrCat("Shard ", i, " of ", n, " at ", addresses[i], ": ",
+                             responses[i].status().message()));
+          }
+        }
+        return absl::OkStatus();
+      }));
+  int64_t variables = 0, bytes = 0;
+  for (const absl::StatusOr<Response>& response : responses) {
+    variables += (*response).contents().variables();
+    bytes += (*response).contents().bytes();
+  }
   if (context.json) {
-    Json j = CopyJson(response, options);
-    j["backup_id"] = response.backup_id();
-    j["files"] = response.files();
-    j["size_bytes"] = response.size_bytes();
-    j["added_bytes"] = response.added_bytes();
-    j["deleted_backup_ids"] = deleted;
+    Json j = {{"directory", options.directory},
+              {"variables", variables},
+              {"bytes", bytes},
+              {"completed_steps", taken.completed},
+              {"abandoned_steps", taken.abandoned},
+              {"shards", Json::array()}};
+    for (size_t i = 0; i < n; ++i) {
+      Json shard = CopyToJson(kind, *responses[i], directories[i]);
+      shard["shard"] = i;
+      shard["server"] = addresses[i];
+      j["shards"].push_back(std::move(shard));
+    }
     *context.out << DumpJson(j) << "\n";
     return absl::OkStatus();
   }
-  *context.out << "Backup " << response.backup_id() << " in "
-               << options.directory
-               << " on the server: " << ContentsText(response.contents())
-               << "; " << response.files() << " files, "
-               << HumanBytes(response.size_bytes()) << ", "
-               << HumanBytes(response.added_bytes()) << " new, in "
-               << Seconds(response.duration_micros()) << "\n";
-  if (!deleted.empty()) {
-    *context.out << "Deleted backup" << (deleted.size() == 1 ? " " : "s ")
-                 << absl::StrJoin(deleted, ", ") << " (keeping the newest "
-                 << options.keep << ")\n";
+  std::ostream& out = *context.out;
+  out << kind.plural << " of the " << n << " shards at one consistent cut";
+  if (taken.completed > 0) {
+    out << " (" << taken.completed << " step"
+        << (taken.completed == 1 ? "" : "s")
+        << " half applied when the pause began completed in it)";
   }
-  PrintVersions(*context.out, response.contents());
+  out << ":\n";
+  for (size_t i = 0; i < n; ++i) {
+    PrintCopy(out, kind, *responses[i], directories[i],
+              absl::StrCat("shard ", i, " at ", addresses[i]));
+  }
+  out << "In all: " << VariablesText(variables) << ", " << HumanBytes(bytes)
+      << "\n";
+  for (const std::string& step : taken.abandoned) {
+    out << "Warning: abandoned " << step
+        << " is in the copies as the cluster holds it\n";
+  }
+  for (size_t i = 0; i < n; ++i) {
+    if (!(*responses[i]).contents().versions().empty()) {
+      out << "Shard " << i << ":\n";
+      PrintVersions(out, (*responses[i]).contents());
+    }
+  }
   return absl::OkStatus();
+}
+
+template <typename Response>
+absl::Status Copy(const CommandContext& context, const CopyOptions& options,
+                  const CopyKind<Response>& kind) {
+  return IsCluster(context) ? CopyCluster(context, options, kind)
+                            : CopyOne(context, options, kind);
+}
+
+}  // namespace
+
+absl::Status Checkpoint(const CommandContext& context,
+                        const CopyOptions& options) {
+  return Copy<v1::CheckpointResponse>(
+      context, options,
+      {.copy =
+           [&](AdminClient& admin, const std::string& directory,
+               const std::string& pause_id) {
+             v1::CheckpointRequest request =
+                 CopyRequest<v1::CheckpointRequest>(options);
+             request.set_directory(directory);
+             request.set_pause_id(pause_id);
+             return admin.Checkpoint(request);
+           },
+       .json = [](const v1::CheckpointResponse&, Json&) {},
+       .text =
+           [](const v1::CheckpointResponse& response, std::ostream& out) {
+             out << ", in " << Seconds(response.duration_micros()) << "\n";
+           },
+       .title = [](const v1::CheckpointResponse&) { return "Checkpoint"; },
+       .plural = "Checkpoints"});
+}
+
+absl::Status Backup(const CommandContext& context,
+                    const BackupOptions& options) {
+  return Copy<v1::BackupResponse>(
+      context, options,
+      {.copy =
+           [&](AdminClient& admin, const std::string& directory,
+               const std::string& pause_id) {
+             v1::BackupRequest request =
+                 CopyRequest<v1::BackupRequest>(options);
+             request.set_directory(directory);
+             request.set_keep(options.keep);
+             request.set_pause_id(pause_id);
+             return admin.Backup(request);
+           },
+       .json =
+           [](const v1::BackupResponse& response, Json& j) {
+             j["backup_id"] = response.backup_id();
+             j["files"] = response.files();
+             j["size_bytes"] = response.size_bytes();
+             j["added_bytes"] = response.added_bytes();
+             j["deleted_backup_ids"] =
+                 std::vector<uint32_t>(response.deleted_backup_ids().begin(),
+                                       response.deleted_backup_ids().end());
+           },
+       .text =
+           [&](const v1::BackupResponse& response, std::ostream& out) {
+             out << "; " << response.files() << " files, "
+                 << HumanBytes(response.size_bytes()) << ", "
+                 << HumanBytes(response.added_bytes()) << " new, in "
+                 << Seconds(response.duration_micros()) << "\n";
+             const auto& deleted = response.deleted_backup_ids();
+             if (!deleted.empty()) {
+               out << "Deleted backup" << (deleted.size() == 1 ? " " : "s ")
+                   << absl::StrJoin(deleted, ", ") << " (keeping the newest "
+                   << options.keep << ")\n";
+             }
+           },
+       .title =
+           [](const v1::BackupResponse& response) {
+             return absl::StrCat("Backup ", response.backup_id());
+           },
+       .plural = "Backups"});
 }
 
 absl::Status Restore(const CommandContext& context,

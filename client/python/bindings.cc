@@ -28,6 +28,7 @@
 #include "absl/strings/ascii.h"
 #include "absl/strings/str_cat.h"
 #include "absl/time/time.h"
+#include "client/admin_client.h"
 #include "client/client.h"
 #include "client/tensor_bundle.h"
 #include "client/variable.h"
@@ -514,6 +515,38 @@ void TakeUpdates(const py::list& updates,
   }
 }
 
+// WithConsistentCut over `client`'s shards, calling the Python `action`
+// (with the GIL) while they are paused; an exception it raises propagates
+// once every shard resumed. Returns (steps completed, [abandoned steps]).
+py::tuple ConsistentCut(Client& client, const py::function& action,
+                        const std::string& reason, double lease,
+                        double timeout) {
+  CutOptions options;
+  options.reason = reason;
+  options.lease = absl::Seconds(lease);
+  Cut taken;
+  std::optional<py::error_already_set> raised;
+  const absl::Status status = [&] {
+    py::gil_scoped_release release;
+    return WithConsistentCut(
+        client, absl::Seconds(timeout), options,
+        [&](const Cut& cut) -> absl::Status {
+          taken = cut;
+          py::gil_scoped_acquire acquire;
+          try {
+            action();
+          } catch (py::error_already_set& error) {
+            raised = std::move(error);
+            return absl::CancelledError("The action raised");
+          }
+          return absl::OkStatus();
+        });
+  }();
+  if (raised.has_value()) throw std::move(*raised);
+  ThrowIfError(status);
+  return py::make_tuple(taken.completed, taken.abandoned);
+}
+
 }  // namespace
 }  // namespace varscope
 
@@ -669,6 +702,16 @@ PYBIND11_MODULE(_varscope, m) {
             return client.ShardFor(name);
           },
           py::arg("name"), "The index of the shard holding `name`.")
+      .def("shard_count",
+           [](const Client& client) {
+             return static_cast<int>(client.addresses().size());
+           })
+      .def("consistent_cut", &ConsistentCut, py::arg("action"),
+           py::arg("reason"), py::arg("lease"), py::arg("timeout"),
+           "Calls action() at one consistent cut of the cluster "
+           "(WithConsistentCut in client/admin_client.h): every shard "
+           "paused, steps half applied completed; returns (steps completed, "
+           "[abandoned steps]).")
       .def(
           "delete",
           [](Client& client, const std::string& name, bool recursive) {

@@ -48,6 +48,8 @@ class EmbeddingCalls {
   // Exactly once with an id.
   absl::StatusOr<v1::EmbeddingImportResponse> Import(
       const v1::EmbeddingImportRequest& request);
+  // Whether the update numbered `id` was applied (AppliedUpdates::Applied).
+  bool Applied(const v1::UpdateId& id) { return applied_.Applied(id); }
 
  private:
   EmbeddingCalls(VariableTable* table, embedding::EmbeddingStore* store)

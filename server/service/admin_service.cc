@@ -77,6 +77,18 @@ void FillContents(const StoreSummary& summary, bool with_versions,
   }
 }
 
+// Parses a Pause or Resume request as `request` and checks that the caller
+// may make it (admin).
+template <typename Request>
+absl::Status ParsePauseCall(const AccessControl& access,
+                            const grpc::CallbackServerContext& context,
+                            absl::string_view method,
+                            const grpc::ByteBuffer& raw, Request* request) {
+  VS_RETURN_IF_ERROR(ParseRaw(raw, request));
+  return access.Authorize(context, method, Role::kAdmin, {""},
+                          request->pause_id());
+}
+
 int64_t MicrosSince(absl::Time start) {
   return absl::ToInt64Microseconds(absl::Now() - start);
 }
@@ -85,12 +97,13 @@ int64_t MicrosSince(absl::Time start) {
 
 AdminServiceImpl::AdminServiceImpl(VariableTable* table, Storage* storage,
                                    const AccessControl* access,
-                                   ClusterPlace* cluster,
+                                   ClusterPlace* cluster, PauseGate* pause,
                                    std::string backup_root)
     : table_(table),
       storage_(storage),
       access_(access),
       cluster_(cluster),
+      pause_(pause),
       backup_root_(std::move(backup_root)) {}
 
 template <typename Request, typename Response>
@@ -122,7 +135,7 @@ grpc::ServerUnaryReactor* AdminServiceImpl::Enqueue(
       [reactor](const absl::Status& status) {
         reactor->Finish(ToGrpcStatus(status));
       },
-      absl::StrCat(kMaxQueued, " admin operations"));
+      absl::StrCat(kMaxQueued, " checkpoints and backups"));
   return reactor;
 }
 
@@ -139,18 +152,76 @@ grpc::ServerUnaryReactor* AdminServiceImpl::EnqueueInDirectory(
           const Request& parsed, Response* reply) -> absl::Status {
         VS_ASSIGN_OR_RETURN(const std::string directory,
                             ResolveUnderRoot(backup_root_, parsed.directory()));
+        // A cluster's copies go to DIR/shard-I: DIR may not exist yet.
+        std::error_code error;
+        std::filesystem::create_directories(
+            std::filesystem::path(directory).parent_path(), error);
+        if (error) {
+          return absl::FailedPreconditionError(
+              absl::StrCat("Cannot create the parent of ", directory, ": ",
+                           error.message()));
+        }
         return operation(parsed, directory, reply);
       });
 }
 
 absl::StatusOr<StoreSummary> AdminServiceImpl::CheckpointAsOfNow(
-    const std::string& directory) {
+    const std::string& directory, const std::string& pause_id) {
   // Shorten the pause of CopyStore: most of the memtables go first.
   VS_RETURN_IF_ERROR(table_->Flush());
   VS_RETURN_IF_ERROR(storage_->FlushMemtables());
-  return table_->CopyStore([&]() -> absl::StatusOr<uint64_t> {
-    return storage_->Checkpoint(directory);
-  });
+  absl::StatusOr<StoreSummary> summary =
+      table_->CopyStore([&]() -> absl::StatusOr<uint64_t> {
+        if (!pause_id.empty()) VS_RETURN_IF_ERROR(pause_->CheckHeld(pause_id));
+        return storage_->Checkpoint(directory);
+      });
+  // The copy point is taken: writers may go on (a pause that ended already
+  // is no error here).
+  if (!pause_id.empty()) pause_->Resume(pause_id).IgnoreError();
+  return summary;
+}
+
+grpc::ServerUnaryReactor* AdminServiceImpl::Pause(
+    grpc::CallbackServerContext* context, const grpc::ByteBuffer* request,
+    grpc::ByteBuffer* response) {
+  grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
+  v1::PauseRequest parsed;
+  const absl::Status status =
+      ParsePauseCall(*access_, *context, "Pause", *request, &parsed);
+  if (!status.ok()) {
+    reactor->Finish(ToGrpcStatus(status));
+    return reactor;
+  }
+  Offload(
+      pause_executor_,
+      [this, parsed = std::move(parsed), response]() -> absl::Status {
+        VS_ASSIGN_OR_RETURN(const v1::PauseResponse reply,
+                            pause_->Pause(parsed));
+        *response = SerializeRaw(reply);
+        return absl::OkStatus();
+      },
+      [reactor](const absl::Status& status) {
+        reactor->Finish(ToGrpcStatus(status));
+      },
+      absl::StrCat(kMaxQueued, " pauses"));
+  return reactor;
+}
+
+grpc::ServerUnaryReactor* AdminServiceImpl::Resume(
+    grpc::CallbackServerContext* context, const grpc::ByteBuffer* request,
+    grpc::ByteBuffer* response) {
+  grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
+  v1::ResumeRequest parsed;
+  absl::Status status =
+      ParsePauseCall(*access_, *context, "Resume", *request, &parsed);
+  if (status.ok()) {
+    absl::StatusOr<v1::ResumeResponse> reply =
+        pause_->Resume(parsed.pause_id());
+    status = reply.status();
+    if (reply.ok()) *response = SerializeRaw(*reply);
+  }
+  reactor->Finish(ToGrpcStatus(status));
+  return reactor;
 }
 
 grpc::ServerUnaryReactor* AdminServiceImpl::Checkpoint(
@@ -162,7 +233,7 @@ grpc::ServerUnaryReactor* AdminServiceImpl::Checkpoint(
              v1::CheckpointResponse* response) -> absl::Status {
         const absl::Time start = absl::Now();
         VS_ASSIGN_OR_RETURN(const StoreSummary summary,
-                            CheckpointAsOfNow(directory));
+                            CheckpointAsOfNow(directory, request.pause_id()));
         FillContents(summary, request.return_versions(),
                      response->mutable_contents());
         response->set_duration_micros(MicrosSince(start));
@@ -182,7 +253,7 @@ grpc::ServerUnaryReactor* AdminServiceImpl::Backup(
         std::error_code error;
         std::filesystem::remove_all(staging, error);
         VS_ASSIGN_OR_RETURN(const StoreSummary summary,
-                            CheckpointAsOfNow(staging));
+                            CheckpointAsOfNow(staging, request.pause_id()));
         VS_ASSIGN_OR_RETURN(
             const BackupSummary backup,
             storage_->BackupCheckpoint(staging, directory, summary));

@@ -10,6 +10,7 @@
 #include "server/base/executor.h"
 #include "server/service/access.h"
 #include "server/service/cluster_identity.h"
+#include "server/service/pause_gate.h"
 #include "server/service/raw_calls.h"
 #include "server/storage/storage.h"
 #include "server/table/variable_table.h"
@@ -17,17 +18,24 @@
 
 namespace varscope::server {
 
-using AdminServiceBase = WithMethods<
-    v1::AdminService::Service,
-    v1::AdminService::WithRawCallbackMethod_Checkpoint,
-    v1::AdminService::WithRawCallbackMethod_Backup,
-    v1::AdminService::WithRawCallbackMethod_ExportVariables,
-    v1::AdminService::WithRawCallbackMethod_InstallVariables,
-    v1::AdminService::WithRawCallbackMethod_RemoveVariables,
-    v1::AdminService::WithRawCallbackMethod_SetClusterIdentity>::type;
+using AdminServiceBase =
+    WithMethods<v1::AdminService::Service,
+                v1::AdminService::WithRawCallbackMethod_Checkpoint,
+                v1::AdminService::WithRawCallbackMethod_Backup,
+                v1::AdminService::WithRawCallbackMethod_ExportVariables,
+                v1::AdminService::WithRawCallbackMethod_InstallVariables,
+                v1::AdminService::WithRawCallbackMethod_RemoveVariables,
+                v1::AdminService::WithRawCallbackMethod_SetClusterIdentity,
+                v1::AdminService::WithRawCallbackMethod_Pause,
+                v1::AdminService::WithRawCallbackMethod_Resume>::type;
 
-// Thread-safe. `table`, `storage`, `access` and `cluster` must outlive the
-// service.
+// Thread-safe. `table`, `storage`, `access`, `cluster` and `pause` must
+// outlive the service.
+//
+// Pause and Resume act on `pause` (see PauseGate); Pause runs on its own
+// executor, since it waits for the changes under way. A Checkpoint or
+// Backup with a pause_id checks, while it takes its copy, that the pause
+// still holds (ABORTED otherwise), then ends it.
 //
 // Every method needs the admin role (`access` decides). The re-sharding
 // methods (ExportVariables, InstallVariables, RemoveVariables,
@@ -36,8 +44,8 @@ using AdminServiceBase = WithMethods<
 // confined to `backup_root`: a relative one is taken under it, and one with a
 // '..' component (INVALID_ARGUMENT), resolving outside it through symlinks
 // (PERMISSION_DENIED) or with a file in place of a directory
-// (FAILED_PRECONDITION) is refused; with no root ("") every call is
-// FAILED_PRECONDITION naming --backup-root.
+// (FAILED_PRECONDITION) is refused, and its missing parents are created; with
+// no root ("") every call is FAILED_PRECONDITION naming --backup-root.
 //
 // At most kMaxQueued operations wait for the one in progress; past that, a
 // call fails with RESOURCE_EXHAUSTED.
@@ -48,7 +56,7 @@ class AdminServiceImpl final : public AdminServiceBase {
  public:
   AdminServiceImpl(VariableTable* table, Storage* storage,
                    const AccessControl* access, ClusterPlace* cluster,
-                   std::string backup_root);
+                   PauseGate* pause, std::string backup_root);
   // Finishes the operation in progress; operations still queued end with
   // CANCELLED.
   ~AdminServiceImpl() override = default;
@@ -71,6 +79,12 @@ class AdminServiceImpl final : public AdminServiceBase {
   grpc::ServerUnaryReactor* SetClusterIdentity(
       grpc::CallbackServerContext* context, const grpc::ByteBuffer* request,
       grpc::ByteBuffer* response) override;
+  grpc::ServerUnaryReactor* Pause(grpc::CallbackServerContext* context,
+                                  const grpc::ByteBuffer* request,
+                                  grpc::ByteBuffer* response) override;
+  grpc::ServerUnaryReactor* Resume(grpc::CallbackServerContext* context,
+                                   const grpc::ByteBuffer* request,
+                                   grpc::ByteBuffer* response) override;
 
  private:
   static constexpr int64_t kMaxQueued = 64;
@@ -94,16 +108,20 @@ class AdminServiceImpl final : public AdminServiceBase {
       std::function<absl::Status(const Request&, const std::string&, Response*)>
           operation);
   // A checkpoint into `directory` of the store as of one moment, and what
-  // the table held then.
-  absl::StatusOr<StoreSummary> CheckpointAsOfNow(const std::string& directory);
+  // the table held then; with a `pause_id`, of that pause's cut, which it
+  // then ends.
+  absl::StatusOr<StoreSummary> CheckpointAsOfNow(const std::string& directory,
+                                                 const std::string& pause_id);
 
   VariableTable* const table_;
   Storage* const storage_;
   const AccessControl* const access_;
   ClusterPlace* const cluster_;
+  PauseGate* const pause_;
   const std::string backup_root_;
 
   // Last: destroyed first, finishing what runs while the rest lives.
+  Executor pause_executor_{1, kMaxQueued};
   Executor executor_{1, kMaxQueued};
 };
 

@@ -182,6 +182,16 @@ absl::StatusOr<std::unique_ptr<Server>> Server::Start(
   service_options.max_pending_reply_bytes = options.max_pending_reply_bytes;
   service_options.cluster = server->cluster_.get();
   service_options.access = server->access_.get();
+  const v1::ClusterIdentity place = server->cluster_->Get();
+  server->pause_ = std::make_unique<PauseGate>(
+      place.shard_count() > 1 ? absl::StrCat("Shard ", place.shard_index(),
+                                             " of ", place.shard_count())
+                              : "This server",
+      [table = server->table_.get(),
+       calls = server->embedding_calls_.get()](const v1::UpdateId& id) {
+        return table->Applied(id) || calls->Applied(id);
+      });
+  service_options.pause = server->pause_.get();
   server->service_ = std::make_unique<VariableServiceImpl>(server->table_.get(),
                                                            service_options);
 
@@ -202,7 +212,7 @@ absl::StatusOr<std::unique_ptr<Server>> Server::Start(
   builder.RegisterService(server->service_.get());
   server->admin_service_ = std::make_unique<AdminServiceImpl>(
       server->table_.get(), server->storage_.get(), server->access_.get(),
-      server->cluster_.get(), options.backup_root);
+      server->cluster_.get(), server->pause_.get(), options.backup_root);
   builder.RegisterService(server->admin_service_.get());
   builder.SetMaxReceiveMessageSize(static_cast<int>(options.max_message_bytes));
   builder.SetMaxSendMessageSize(static_cast<int>(options.max_message_bytes));

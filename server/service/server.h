@@ -131,6 +131,7 @@ class Server {
   // destroyed: the calls go after it.
   std::unique_ptr<EmbeddingCalls> embedding_calls_;
   std::unique_ptr<embedding::EmbeddingStore> embeddings_;
+  std::unique_ptr<PauseGate> pause_;
   std::unique_ptr<VariableServiceImpl> service_;
   std::unique_ptr<AdminServiceImpl> admin_service_;
   std::unique_ptr<RpcMetrics> rpc_metrics_;

@@ -54,6 +54,34 @@ absl::Status FillUpdate(absl::StatusOr<v1::BatchUpdateResponse> result,
   return absl::OkStatus();
 }
 
+// The exactly-once id of a change request, if it has one.
+template <typename Request>
+std::optional<v1::UpdateId> IdOf(const Request& request) {
+  if constexpr (requires { request.id(); }) {
+    if (request.has_id()) return request.id();
+  }
+  return std::nullopt;
+}
+
+// The shards a step was split over (span_shards), if the request says.
+template <typename Request>
+std::vector<int32_t> SpanOf(const Request& request) {
+  if constexpr (requires { request.span_shards(); }) {
+    return {request.span_shards().begin(), request.span_shards().end()};
+  }
+  return {};
+}
+
+// Whether a request run as a change may change the store: a REUSE get only
+// reads, and goes on during a pause.
+template <typename Request>
+bool Changes(const Request& request) {
+  if constexpr (requires { request.mode(); }) {
+    return request.mode() != v1::REUSE;
+  }
+  return true;
+}
+
 }  // namespace
 
 absl::Status VariableServiceImpl::MaybeDropReply(absl::Status status) {
@@ -87,8 +115,26 @@ absl::Status VariableServiceImpl::CheckMessageSize(int64_t bytes) const {
 }
 
 void VariableServiceImpl::RunChange(
-    std::function<absl::Status()> run,
+    const grpc::ServerContextBase* caller, const v1::UpdateId* id,
+    absl::Span<const int32_t> span, std::function<absl::Status()> run,
     std::function<void(const absl::Status&)> finish) {
+  PauseGate* const gate = options_.pause;
+  if (gate != nullptr && caller != nullptr) {
+    absl::StatusOr<PauseGate::Pass> pass =
+        gate->Enter(id, PauseGate::PauseIdOf(*caller));
+    if (!pass.ok()) {
+      finish(pass.status());
+      return;
+    }
+    finish = [gate, pass = *pass,
+              id = id == nullptr ? std::nullopt
+                                 : std::optional<v1::UpdateId>(*id),
+              span = std::vector<int32_t>(span.begin(), span.end()),
+              finish = std::move(finish)](const absl::Status& status) {
+      gate->Leave(pass, id.has_value() ? &*id : nullptr, span, status.ok());
+      finish(status);
+    };
+  }
   // A change that waits for nothing slow costs less than the hand-off to
   // the executor and back (two thread switches and a wake-up of gRPC's
   // poller): it runs in the reaction. Measured in bench/RESULTS.md.
@@ -107,6 +153,10 @@ grpc::ServerUnaryReactor* VariableServiceImpl::Unary(
   Request parsed;
   const absl::Status status = ParseRaw(request, &parsed);
   if (!status.ok()) return Reply(context, status);
+  // What the pause gate needs, before `answer` takes the request.
+  const bool changes = Changes(parsed);
+  const std::optional<v1::UpdateId> id = IdOf(parsed);
+  const std::vector<int32_t> span = SpanOf(parsed);
   auto answer = [this, response, parsed = std::move(parsed),
                  handle = std::move(handle)]() mutable -> absl::Status {
     absl::StatusOr<grpc::ByteBuffer> reply = handle(parsed);
@@ -117,9 +167,10 @@ grpc::ServerUnaryReactor* VariableServiceImpl::Unary(
   };
   if (runs == Runs::kAtOnce) return Reply(context, answer());
   grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
-  RunChange(std::move(answer), [reactor](const absl::Status& done) {
-    reactor->Finish(ToGrpcStatus(done));
-  });
+  RunChange(changes ? context : nullptr, id.has_value() ? &*id : nullptr, span,
+            std::move(answer), [reactor](const absl::Status& done) {
+              reactor->Finish(ToGrpcStatus(done));
+            });
   return reactor;
 }
 
@@ -283,6 +334,7 @@ class VariableServiceImpl::WriteStreamReactor final
     if (!ok) {
       // The update writes the store: off this reaction.
       service_->RunChange(
+          context_, header_.has_id() ? &header_.id() : nullptr, {},
           [this] { return Complete(); },
           [this](const absl::Status& status) { Finish(ToGrpcStatus(status)); });
       return;

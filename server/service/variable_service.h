@@ -13,6 +13,7 @@
 #include "server/embedding/embedding_calls.h"
 #include "server/service/access.h"
 #include "server/service/cluster_identity.h"
+#include "server/service/pause_gate.h"
 #include "server/service/raw_calls.h"
 #include "server/table/sync_replicas.h"
 #include "server/table/variable_table.h"
@@ -44,6 +45,10 @@ struct ServiceOptions {
   // past it, reads of 16 KiB or more fail with RESOURCE_EXHAUSTED until
   // readers catch up. Default: 1 GiB.
   int64_t max_pending_reply_bytes = int64_t{1} << 30;
+
+  // Holds changes back during a cluster pause (AdminService.Pause); must
+  // outlive the service. Default: nullptr, no pauses.
+  PauseGate* pause = nullptr;
 
   // The embedding-variable calls; must outlive the service. Default:
   // nullptr, they fail with UNIMPLEMENTED.
@@ -215,8 +220,13 @@ class VariableServiceImpl final : public VariableServiceBase {
                                   Runs runs = Runs::kAtOnce);
   // Runs `run`, then calls `finish` with its status: at once if the table
   // says no change waits for anything slow now (ChangesMayWait), else on
-  // the executor (see Offload).
-  void RunChange(std::function<absl::Status()> run,
+  // the executor (see Offload). First the pause gate (options_.pause) lets
+  // the change of `caller` (numbered `id`, a step over the shards `span`)
+  // through, or finishes it with UNAVAILABLE; a null `caller` is a call
+  // that only reads (a REUSE get), which passes.
+  void RunChange(const grpc::ServerContextBase* caller, const v1::UpdateId* id,
+                 absl::Span<const int32_t> span,
+                 std::function<absl::Status()> run,
                  std::function<void(const absl::Status&)> finish);
 
   // `result`'s message as a reply (see MessageRaw), or its error.

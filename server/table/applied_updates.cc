@@ -93,6 +93,16 @@ AppliedUpdates::Record AppliedUpdates::ToRecord(
   return record;
 }
 
+bool AppliedUpdates::Applied(const v1::UpdateId& id) {
+  absl::MutexLock l(&mu_);
+  const auto it = clients_.find(id.client_id());
+  if (it == clients_.end()) return false;
+  const absl::btree_map<int64_t, std::string>& applied = it->second.applied;
+  return applied.contains(id.sequence()) ||
+         (!applied.empty() &&
+          id.sequence() <= applied.rbegin()->first - window_);
+}
+
 void AppliedUpdates::End(const v1::UpdateId& id,
                          const v1::BatchUpdateResponse* applied) {
   absl::MutexLock l(&mu_);

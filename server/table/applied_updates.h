@@ -52,6 +52,10 @@ class AppliedUpdates {
   Record ToRecord(const v1::UpdateId& id,
                   const v1::BatchUpdateResponse& result);
 
+  // Whether `id` was applied, as far as the records tell: true also for a
+  // sequence older than the window (its client went on long since).
+  bool Applied(const v1::UpdateId& id);
+
   // Ends the update Begin let through; `applied` is its result if its store
   // write succeeded, else nullptr.
   void End(const v1::UpdateId& id, const v1::BatchUpdateResponse* applied);

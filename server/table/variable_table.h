@@ -161,6 +161,8 @@ class VariableTable {
   // and changes nothing (see AppliedUpdates).
   absl::StatusOr<v1::BatchUpdateResponse> BatchUpdate(
       v1::BatchUpdateRequest request);
+  // Whether the batch numbered `id` was applied (AppliedUpdates::Applied).
+  bool Applied(const v1::UpdateId& id) { return applied_.Applied(id); }
 
   // One page of the names under a scope, in name order: every variable when
   // recursive, else the direct child variables and child scopes.

@@ -2,9 +2,11 @@
 // identities recorded with their real addresses, so that clients can follow
 // the new list), re-sharded 2 -> 3 -> 2.
 #include <algorithm>
+#include <atomic>
 #include <map>
 #include <memory>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "absl/strings/str_cat.h"
@@ -35,6 +37,17 @@ struct Held {
   int64_t version = 0;
   bool operator==(const Held&) const = default;
 };
+
+// A get_variable creating `name`, float32 [1] of zeros.
+v1::GetVariableRequest Scalar(const std::string& name) {
+  v1::GetVariableRequest get;
+  get.set_name(name);
+  get.set_mode(v1::CREATE);
+  get.set_dtype(v1::DT_FLOAT);
+  get.mutable_shape()->add_dims(1);
+  get.mutable_initializer()->set_kind(v1::Initializer::ZEROS);
+  return get;
+}
 
 class ReshardTest : public ::testing::Test {
  protected:
@@ -228,13 +241,7 @@ TEST_F(ReshardTest, AStepRetriedAfterTheMoveIsRecognised) {
   const std::string a = MovingName(0);
   const std::string b = MovingName(1);
   for (const std::string& name : {a, b}) {
-    v1::GetVariableRequest get;
-    get.set_name(name);
-    get.set_mode(v1::CREATE);
-    get.set_dtype(v1::DT_FLOAT);
-    get.mutable_shape()->add_dims(1);
-    get.mutable_initializer()->set_kind(v1::Initializer::ZEROS);
-    ASSERT_THAT(worker->GetVariable(get).status(), IsOk());
+    ASSERT_THAT(worker->GetVariable(Scalar(name)).status(), IsOk());
   }
   // A step on both shards, whose answer the worker "lost".
   v1::BatchUpdateRequest step;
@@ -385,15 +392,8 @@ TEST_F(ReshardTest, BadInputChangesNothing) {
   // A new shard that holds variables of its own.
   ASSERT_THAT(shards_[2]->NewClient()->Assign("x", Floats({1}, {1})).status(),
               StatusIs(absl::StatusCode::kNotFound));
-  {
-    v1::GetVariableRequest get;
-    get.set_name("x");
-    get.set_mode(v1::CREATE);
-    get.set_dtype(v1::DT_FLOAT);
-    get.mutable_shape()->add_dims(1);
-    get.mutable_initializer()->set_kind(v1::Initializer::ZEROS);
-    ASSERT_THAT(shards_[2]->NewClient()->GetVariable(get).status(), IsOk());
-  }
+  ASSERT_THAT(shards_[2]->NewClient()->GetVariable(Scalar("x")).status(),
+              IsOk());
   CliResult taken = Reshard({0, 1}, {0, 1, 2});
   EXPECT_EQ(taken.code, 3);
   EXPECT_EQ(taken.err,
@@ -406,6 +406,73 @@ TEST_F(ReshardTest, BadInputChangesNothing) {
                          "flags (--cluster=",
                          List({0, 1, 2}), " --shard-index=2) or none\n"));
   EXPECT_EQ(Placed({0, 1}), before);
+}
+
+TEST_F(ReshardTest, WorkersTrainThroughAReshardWithEveryStepOnce) {
+  Form({0, 1});
+  const std::vector<std::string> names = {"a", "b", "c", "d",
+                                          "e", "f", "g", "h"};
+  {
+    std::shared_ptr<Client> setup =
+        Client::Connect(List({0, 1}), TestClientOptions());
+    for (const std::string& name : names) {
+      ASSERT_THAT(setup->GetVariable(Scalar(name)).status(), IsOk());
+    }
+  }
+  // Workers of the old list, each on its own connection: every step adds 1
+  // to every variable, split over the shards.
+  constexpr int kWorkers = 3;
+  std::atomic<bool> stop{false};
+  std::atomic<int64_t> steps[kWorkers] = {};
+  std::vector<absl::Status> errors(kWorkers);
+  std::vector<std::thread> workers;
+  for (int w = 0; w < kWorkers; ++w) {
+    workers.emplace_back([&, w] {
+      ClientOptions options = TestClientOptions();
+      options.own_connection = true;
+      std::shared_ptr<Client> client = Client::Connect(List({0, 1}), options);
+      while (!stop.load()) {
+        v1::BatchUpdateRequest step;
+        for (const std::string& name : names) {
+          v1::Update* update = step.add_updates();
+          update->set_name(name);
+          TensorToProto(Floats({1}, {1}), update->mutable_assign_add());
+        }
+        absl::Status status = client->BatchUpdate(step).status();
+        if (!status.ok()) {
+          errors[w] = status;
+          return;
+        }
+        ++steps[w];
+      }
+    });
+  }
+  auto all_reach = [&](int64_t n) {
+    return ::varscope::testing::PollUntil([&] {
+      for (const auto& s : steps) {
+        if (s.load() < n) return false;
+      }
+      return true;
+    });
+  };
+  ASSERT_TRUE(all_reach(20)) << "the workers did not start";
+  CliResult grown = Reshard({0, 1}, {0, 1, 2});
+  EXPECT_EQ(grown.code, 0) << grown.err;
+  int64_t at_switch = 0;
+  for (const auto& s : steps) at_switch = std::max(at_switch, s.load());
+  EXPECT_TRUE(all_reach(at_switch + 20)) << "the workers stopped";
+  stop = true;
+  for (std::thread& t : workers) t.join();
+  for (const absl::Status& error : errors) EXPECT_THAT(error, IsOk());
+  int64_t total = 0;
+  for (const auto& s : steps) total += s.load();
+  // Every step counted once on every variable, wherever it lives now.
+  const std::map<std::string, Held> held = Placed({0, 1, 2});
+  for (const std::string& name : names) {
+    std::string expected = Floats({1}, {static_cast<float>(total)}).bytes();
+    EXPECT_EQ(held.at(name).bytes, expected) << name;
+    EXPECT_EQ(held.at(name).version, 1 + total) << name;
+  }
 }
 
 }  // namespace

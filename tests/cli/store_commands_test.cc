@@ -117,10 +117,6 @@ TEST_F(StoreCommandsTest, CheckpointNeedsANewDirectoryUnderTheBackupRoot) {
                                 "directory '../ckpt' has a '..' component; "
                                 "name one under the backup root ",
                                 varscope::testing::TempRoot(), "\n"));
-  r = RunCli({"--server", absl::StrCat(server_.address(), ",127.0.0.1:1"),
-              "backup", Path("b")});
-  EXPECT_EQ(r.code, 2);
-  EXPECT_THAT(r.err, HasSubstr("Each server of a cluster has its own store"));
 }
 
 TEST_F(StoreCommandsTest, BackupsAreIncrementalListedAndRestoredById) {

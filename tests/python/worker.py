@@ -15,6 +15,10 @@ Commands:
                         and prints {"created": ..., "value": [...]} as JSON.
   forever NAME          adds 1 to the int64 scalar NAME until killed,
                         printing each new value.
+  steps NAME...         until killed, applies steps that each add 1 to
+                        every int64 scalar NAME in one batch_update (a
+                        step split over the shards of a cluster's ADDRESS,
+                        "a,b,c"), printing the number of steps done.
   forked NAME N         forks 2 processes (before connecting) that each add
                         1 to NAME N times, then prints "done".
   sync NAME REPLICAS STEPS GRAD FIRST
@@ -110,6 +114,15 @@ def main(command, address, *args):
         v = counter(name)
         while True:
             print(v.assign_add(1, read_value=True), flush=True)
+    elif command == "steps":
+        variables = [counter(name) for name in args]
+        done = 0
+        while True:
+            with vs.batch_update() as batch:
+                for v in variables:
+                    batch.assign_add(v, 1)
+            done += 1
+            print(done, flush=True)
     elif command == "sync":
         name, replicas, steps, grad, first = args
         sync_steps(name, int(replicas), int(steps), float(grad), int(first))

@@ -321,6 +321,25 @@ std::vector<Call> EveryMethod() {
          r.set_directory("backups");
          return Unary<v1::BackupResponse>(a, &AS::Backup, r);
        }},
+      {"Pause", server::Role::kAdmin,
+       [](VS&, AS& a, const std::string&, int n) {
+         v1::PauseRequest r;
+         r.set_pause_id(absl::StrCat("p", n));
+         r.set_lease_micros(60'000'000);
+         grpc::Status status = Unary<v1::PauseResponse>(a, &AS::Pause, r);
+         if (status.ok()) {  // the next calls must not wait for its lease
+           v1::ResumeRequest resume;
+           resume.set_pause_id(r.pause_id());
+           status = Unary<v1::ResumeResponse>(a, &AS::Resume, resume);
+         }
+         return status;
+       }},
+      {"Resume", server::Role::kAdmin,
+       [](VS&, AS& a, const std::string&, int n) {
+         v1::ResumeRequest r;
+         r.set_pause_id(absl::StrCat("p", n));
+         return Unary<v1::ResumeResponse>(a, &AS::Resume, r);
+       }},
   };
 }
 

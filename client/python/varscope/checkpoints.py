@@ -14,12 +14,14 @@ init_from_checkpoint and load_variable read what TensorFlow's Saver wrote
     vs.train.init_from_checkpoint("/tf_model", {"old_scope/": "new_scope/"})
 
 Reads and writes go through the default client. A Saver reads the
-variables in batches of at most BATCH_BYTES, each as of one moment on
-every shard (a batch_read), shard after shard: a checkpoint of a cluster
-taken while workers train holds each shard's variables of a batch as of one
-moment, not the whole cluster as of one moment (as TensorFlow's Saver with
-several parameter servers, whose save ops run on each server on their
-own). Stop or pause the workers for a checkpoint of one global step.
+variables in batches of at most BATCH_BYTES (a batch_read each). On a
+cluster it reads them all at one consistent cut: every shard paused
+(changes held back, which workers retry), the steps split over shards that
+some shards applied completed, then every variable (and the global step)
+read, then the shards resumed, then the files written; so a checkpoint taken
+while workers train holds one global step. That needs the admin role, and
+the reads must end within CUT_LEASE seconds. A restore assigns in batches,
+each atomic per shard.
 """
 
 import math
@@ -183,6 +185,27 @@ def _store_handle(part):
         client.default_client()._connection(), scope, part.name, shape=None,
         dtype=part.dtype.as_datatype_enum, initializer=None, trainable=None,
         partitioner=None)
+
+
+# How long a Saver's pause of a cluster may last (seconds): the reads of
+# every variable must end within it (else errors.AbortedError), and workers
+# retry their changes meanwhile (for their retry_timeout, 60 s by default).
+CUT_LEASE = 30.0
+
+
+def _at_one_cut(read):
+    """read()'s result, called at one consistent cut of the default client's
+    cluster (every shard paused, half-applied steps completed), or at once
+    with one server."""
+    default = client.default_client()
+    connection = default._connection()
+    if connection.shard_count() < 2:
+        return read()
+    result = []
+    connection.consistent_cut(lambda: result.append(read()),
+                              "a Saver checkpoint", CUT_LEASE,
+                              default.timeout)
+    return result[0]
 
 
 def _read_parts(parts):
@@ -542,18 +565,11 @@ class Saver:
         if os.path.split(latest_filename)[0]:
             raise ValueError("'latest_filename' must not contain path "
                              "components")
-        if global_step is not None:
-            if not isinstance(global_step, (int, np.integer)):
-                global_step = int(np.asarray(global_step.read()))
-            step = ("{:08d}" if self._pad_step_number else "{:d}").format(
-                int(global_step))
-            prefix = "%s-%s" % (save_path, step)
-        else:
-            prefix = save_path
-            if os.path.basename(save_path) == latest_filename:
-                raise ValueError(
-                    "'latest_filename' collides with 'save_path': '%s' and "
-                    "'%s'" % (latest_filename, save_path))
+        if (global_step is None and
+                os.path.basename(save_path) == latest_filename):
+            raise ValueError(
+                "'latest_filename' collides with 'save_path': '%s' and "
+                "'%s'" % (latest_filename, save_path))
         save_dir = os.path.dirname(save_path)
         if not os.path.isdir(save_dir or "."):
             raise ValueError("Parent directory of %s doesn't exist, can't "
@@ -562,21 +578,31 @@ class Saver:
         parts = [part for entry in entries for part in entry.parts]
         entry_of = {part.name: entry for entry in entries
                     for part in entry.parts}
+
+        def read():
+            step = global_step
+            if step is not None and not isinstance(step, (int, np.integer)):
+                step = int(np.asarray(step.read()))
+            return _read_parts(parts), step
+
+        values, global_step = _at_one_cut(read)
+        prefix = save_path
+        if global_step is not None:
+            prefix = "%s-%s" % (save_path, (
+                "{:08d}" if self._pad_step_number else "{:d}").format(
+                    int(global_step)))
         writer = _varscope.BundleWriter(prefix)
-        for batch in _batches(parts):
-            values = _read_parts(batch)
-            for part in batch:
-                entry = entry_of[part.name]
-                dtype = entry.dtype.as_datatype_enum
-                value = values[part.name]
-                if part.start is None:
-                    writer.add(entry.name, value, dtype)
-                else:
-                    writer.add_slice(
-                        entry.name, list(entry.shape),
-                        _varscope.BundleSlice(list(part.start),
-                                              list(part.shape)),
-                        value, dtype)
+        for part in parts:
+            entry = entry_of[part.name]
+            dtype = entry.dtype.as_datatype_enum
+            value = values.pop(part.name)
+            if part.start is None:
+                writer.add(entry.name, value, dtype)
+            else:
+                writer.add_slice(
+                    entry.name, list(entry.shape),
+                    _varscope.BundleSlice(list(part.start), list(part.shape)),
+                    value, dtype)
         writer.finish()
         if write_state:
             self._record(prefix)
@@ -615,7 +641,9 @@ class Saver:
         there is no checkpoint there; errors.NotFoundError if it lacks a
         variable; errors.InvalidArgumentError for a shape or dtype that
         differs. The assignments are atomic per shard for up to BATCH_BYTES
-        of variables (larger restores go in several batches).
+        of variables (larger restores go in several batches): on a cluster,
+        workers training meanwhile may see some variables restored and
+        others not yet; stop them for a restore of one step.
         """
         if save_path is None:
             raise ValueError("Can't load save_path when it is None.")
