@@ -814,14 +814,7 @@ absl::StatusOr<int64_t> Client::Rename(absl::string_view old_name,
 
 absl::StatusOr<int64_t> Client::RenameAcrossShards(absl::string_view old_name,
                                                    absl::string_view new_name) {
-  VS_RETURN_IF_ERROR(ValidateName(old_name));
-  VS_RETURN_IF_ERROR(ValidateName(new_name));
-  if (old_name == new_name || IsUnderScope(new_name, old_name) ||
-      IsUnderScope(old_name, new_name)) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("Cannot rename ", old_name, " to ", new_name,
-                     ": one is the other or lies inside it"));
-  }
+  VS_RETURN_IF_ERROR(ValidateRename(old_name, new_name));
   VS_RETURN_IF_ERROR(CheckNotAPart(old_name, /*rename=*/true));
   auto renamed = [&](absl::string_view n) {
     return absl::StrCat(new_name, n.substr(old_name.size()));

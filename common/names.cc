@@ -11,6 +11,7 @@
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_join.h"
 #include "absl/strings/strip.h"
+#include "common/status.h"
 
 namespace varscope {
 namespace {
@@ -92,6 +93,19 @@ bool IsUnderScope(absl::string_view name, absl::string_view scope) {
   if (scope.empty()) return !name.empty();
   return name.size() > scope.size() + 1 &&
          name.substr(0, scope.size()) == scope && name[scope.size()] == '/';
+}
+
+absl::Status ValidateRename(absl::string_view old_name,
+                            absl::string_view new_name) {
+  VS_RETURN_IF_ERROR(ValidateName(old_name));
+  VS_RETURN_IF_ERROR(ValidateName(new_name));
+  if (old_name == new_name || IsUnderScope(new_name, old_name) ||
+      IsUnderScope(old_name, new_name)) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("Cannot rename ", old_name, " to ", new_name,
+                     ": one is the other or lies inside it"));
+  }
+  return absl::OkStatus();
 }
 
 size_t EditDistance(absl::string_view a, absl::string_view b, size_t at_most) {

@@ -35,6 +35,11 @@ absl::string_view LeafName(absl::string_view name);
 // True if `name` lies strictly under `scope` ("" contains every name).
 bool IsUnderScope(absl::string_view name, absl::string_view scope);
 
+// OK if `old_name` (a variable or a scope) may be renamed to `new_name`:
+// both valid names, neither the other nor inside it. Else INVALID_ARGUMENT.
+absl::Status ValidateRename(absl::string_view old_name,
+                            absl::string_view new_name);
+
 // Levenshtein distance between a and b when it is at most `at_most`, else
 // some larger number; costs O(min(at_most, |a|) * |b|).
 size_t EditDistance(absl::string_view a, absl::string_view b,

@@ -999,14 +999,7 @@ absl::StatusOr<int64_t> VariableTable::Remove(
 
 absl::StatusOr<int64_t> VariableTable::Rename(absl::string_view old_name,
                                               absl::string_view new_name) {
-  VS_RETURN_IF_ERROR(ValidateName(old_name));
-  VS_RETURN_IF_ERROR(ValidateName(new_name));
-  if (old_name == new_name || IsUnderScope(new_name, old_name) ||
-      IsUnderScope(old_name, new_name)) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("Cannot rename ", old_name, " to ", new_name,
-                     ": one is the other or lies inside it"));
-  }
+  VS_RETURN_IF_ERROR(ValidateRename(old_name, new_name));
   // old_name[/rest] -> new_name[/rest]
   auto renamed = [&](const std::string& n) {
     return Renamed(n, old_name, new_name);
