@@ -720,11 +720,7 @@ TEST_F(SyncClusterTest, WorkerProcessesTrainVariablesOnEveryShard) {
   // Every step was contributed by every worker and applied by one.
   std::map<std::string, int> outcomes;
   for (auto& worker : workers) {
-    std::vector<std::string> lines;
-    for (absl::StatusOr<std::string> line = worker->ReadLine(); line.ok();
-         line = worker->ReadLine()) {
-      lines.push_back(*line);
-    }
+    const std::vector<std::string> lines = worker->ReadLines();
     EXPECT_EQ(worker->Wait(), 0) << absl::StrJoin(lines, "\n");
     ASSERT_EQ(lines.size(), kSteps + 1u) << absl::StrJoin(lines, "\n");
     EXPECT_EQ(lines.back(), "done");

@@ -315,11 +315,7 @@ TEST_F(ClusterRideTest, SynchronousWorkersTrainThroughAKilledShard) {
 
   int contributions = 0;
   for (auto& worker : workers) {
-    std::vector<std::string> lines;
-    for (absl::StatusOr<std::string> line = worker->ReadLine(); line.ok();
-         line = worker->ReadLine()) {
-      lines.push_back(*line);
-    }
+    const std::vector<std::string> lines = worker->ReadLines();
     EXPECT_EQ(worker->Wait(), 0) << absl::StrJoin(lines, "\n");
     ASSERT_FALSE(lines.empty());
     EXPECT_EQ(lines.back(), "done") << absl::StrJoin(lines, "\n");

@@ -161,6 +161,15 @@ ChildProcess::~ChildProcess() {
   if (stdout_fd_ >= 0) close(stdout_fd_);
 }
 
+std::vector<std::string> ChildProcess::ReadLines() {
+  std::vector<std::string> lines;
+  for (absl::StatusOr<std::string> line = ReadLine(); line.ok();
+       line = ReadLine()) {
+    lines.push_back(*std::move(line));
+  }
+  return lines;
+}
+
 absl::StatusOr<std::string> ChildProcess::ReadLine() {
   for (;;) {
     const size_t newline = buffer_.find('\n');

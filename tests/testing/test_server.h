@@ -107,6 +107,8 @@ class ChildProcess {
   pid_t pid() const { return pid_; }
   // The next line of the child's stdout (without '\n'); NOT_FOUND at EOF.
   absl::StatusOr<std::string> ReadLine();
+  // Every further line, until the child closes its stdout.
+  std::vector<std::string> ReadLines();
   // Sends `signal`.
   void Kill(int signal);
   // Sends SIGSTOP and waits until the child has stopped (kill() returns
