@@ -27,6 +27,7 @@
 #include "absl/status/statusor.h"
 #include "absl/strings/ascii.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
 #include "absl/time/time.h"
 #include "client/admin_client.h"
 #include "client/client.h"
@@ -515,9 +516,11 @@ void TakeUpdates(const py::list& updates,
   }
 }
 
-// WithConsistentCut over `client`'s shards, calling the Python `action`
-// (with the GIL) while they are paused; an exception it raises propagates
-// once every shard resumed. Returns (steps completed, [abandoned steps]).
+// WithConsistentCut over `client`'s shards, calling the Python
+// `action(paused)` (with the GIL) while they are paused, `paused` being a
+// client of the same shards and options whose changes pass the pause; an
+// exception it raises propagates once every shard resumed. Returns (steps
+// completed, [abandoned steps]).
 py::tuple ConsistentCut(Client& client, const py::function& action,
                         const std::string& reason, double lease,
                         double timeout) {
@@ -532,9 +535,13 @@ py::tuple ConsistentCut(Client& client, const py::function& action,
         client, absl::Seconds(timeout), options,
         [&](const Cut& cut) -> absl::Status {
           taken = cut;
+          ClientOptions paused_options = client.options();
+          paused_options.pause_id = cut.pause_id;
+          std::shared_ptr<Client> paused = Client::Connect(
+              absl::StrJoin(client.addresses(), ","), paused_options);
           py::gil_scoped_acquire acquire;
           try {
-            action();
+            action(paused);
           } catch (py::error_already_set& error) {
             raised = std::move(error);
             return absl::CancelledError("The action raised");
@@ -708,10 +715,11 @@ PYBIND11_MODULE(_varscope, m) {
            })
       .def("consistent_cut", &ConsistentCut, py::arg("action"),
            py::arg("reason"), py::arg("lease"), py::arg("timeout"),
-           "Calls action() at one consistent cut of the cluster "
+           "Calls action(paused) at one consistent cut of the cluster "
            "(WithConsistentCut in client/admin_client.h): every shard "
-           "paused, steps half applied completed; returns (steps completed, "
-           "[abandoned steps]).")
+           "paused, steps half applied completed; `paused` is a client of "
+           "the same shards whose changes pass the pause. Returns (steps "
+           "completed, [abandoned steps]).")
       .def(
           "delete",
           [](Client& client, const std::string& name, bool recursive) {

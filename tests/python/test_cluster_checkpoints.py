@@ -43,6 +43,7 @@ def test_saver_saves_one_step_of_a_training_cluster(tmp_path, child_env):
             assert int(worker.stdout.readline()) >= 1
         saver = vs.train.Saver(max_to_keep=None)
         saved = []
+        prefixes = []
         for _ in range(4):
             prefix = saver.save(None, str(tmp_path / "model.ckpt"),
                                 global_step=counters[-1])
@@ -51,7 +52,17 @@ def test_saver_saves_one_step_of_a_training_cluster(tmp_path, child_env):
             assert values == [values[0]] * 3, values
             assert prefix.endswith("-%d" % values[0])
             saved.append(values[0])
+            prefixes.append(prefix)
         assert saved == sorted(saved) and saved[0] >= 2
+        # A restore while they train lands at one step too: a step between
+        # two shards' assignments would leave the counters apart for good,
+        # which the next save (at one cut) would show.
+        for prefix in prefixes[:3]:
+            saver.restore(None, prefix)
+            reader = vs.train.load_checkpoint(saver.save(
+                None, str(tmp_path / "after.ckpt"), global_step=counters[-1]))
+            values = [int(reader.get_tensor(n)) for n in names]
+            assert values == [values[0]] * 3, values
         for worker in workers:
             assert worker.poll() is None  # still training
     finally:

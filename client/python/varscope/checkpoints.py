@@ -176,13 +176,15 @@ def _batches(parts):
         yield batch
 
 
-def _store_handle(part):
+def _store_handle(part, connection=None):
     """The C++ handle of an existing variable (for one too large for a
-    batch: Read and Assign stream it)."""
+    batch: Read and Assign stream it), through `connection` (default: the
+    default client's)."""
     scope = _varscope.VariableScope()
     scope.reuse = _varscope.Reuse.TRUE
     return _varscope.get_variable(
-        client.default_client()._connection(), scope, part.name, shape=None,
+        connection or client.default_client()._connection(), scope,
+        part.name, shape=None,
         dtype=part.dtype.as_datatype_enum, initializer=None, trainable=None,
         partitioner=None)
 
@@ -202,10 +204,24 @@ def _at_one_cut(read):
     if connection.shard_count() < 2:
         return read()
     result = []
-    connection.consistent_cut(lambda: result.append(read()),
+    connection.consistent_cut(lambda paused: result.append(read()),
                               "a Saver checkpoint", CUT_LEASE,
                               default.timeout)
     return result[0]
+
+
+def _assign_at_one_cut(parts_and_values):
+    """_assign of every (part, value) at one consistent cut of the default
+    client's cluster: workers' changes wait (and are retried) until every
+    value is assigned, so none lands between two shards' assignments."""
+    default = client.default_client()
+    connection = default._connection()
+    if connection.shard_count() < 2:
+        _assign(parts_and_values)
+        return
+    connection.consistent_cut(
+        lambda paused: _assign(parts_and_values, connection=paused),
+        "a Saver restore", CUT_LEASE, default.timeout)
 
 
 def _read_parts(parts):
@@ -223,19 +239,21 @@ def _read_parts(parts):
     return values
 
 
-def _assign(parts_and_values, expected_version=None, skip_aborted=False):
+def _assign(parts_and_values, expected_version=None, skip_aborted=False,
+            connection=None):
     """Assigns each (_Part, value) in batches of at most BATCH_BYTES, each
-    atomic per shard; with `expected_version`, only if every variable of the
-    batch is at that version (else errors.AbortedError, or the batch is
-    skipped with `skip_aborted`)."""
-    connection = client.default_client()._connection()
+    atomic per shard, through `connection` (default: the default client's);
+    with `expected_version`, only if every variable of the batch is at that
+    version (else errors.AbortedError, or the batch is skipped with
+    `skip_aborted`)."""
+    connection = connection or client.default_client()._connection()
     values = {part.name: value for part, value in parts_and_values}
     for batch in _batches([part for part, _ in parts_and_values]):
         client._check_process()
         try:
             if len(batch) == 1 and batch[0].nbytes > BATCH_BYTES:
                 part = batch[0]
-                _store_handle(part).assign(
+                _store_handle(part, connection).assign(
                     dtypes.to_numpy(values[part.name], part.dtype), False,
                     expected_version)
                 continue
@@ -640,10 +658,10 @@ class Saver:
         Everything is checked before anything is assigned: ValueError if
         there is no checkpoint there; errors.NotFoundError if it lacks a
         variable; errors.InvalidArgumentError for a shape or dtype that
-        differs. The assignments are atomic per shard for up to BATCH_BYTES
-        of variables (larger restores go in several batches): on a cluster,
-        workers training meanwhile may see some variables restored and
-        others not yet; stop them for a restore of one step.
+        differs. On a cluster every value is assigned at one consistent
+        cut (every shard paused; workers' changes wait and are retried), so
+        workers training meanwhile go on from the restored step as a whole;
+        the assignments must end within CUT_LEASE.
         """
         if save_path is None:
             raise ValueError("Can't load save_path when it is None.")
@@ -652,8 +670,9 @@ class Saver:
         for entry in entries:
             _check_restorable(reader, entry.name, entry.dtype, entry.shape,
                               variable_name=entry.name)
-        _assign([(part, reader.read_region(entry.name, part.region()))
-                 for entry in entries for part in entry.parts])
+        _assign_at_one_cut(
+            [(part, reader.read_region(entry.name, part.region()))
+             for entry in entries for part in entry.parts])
 
 
 def _check_restorable(reader, tensor_name, dtype, shape, variable_name):
