@@ -399,7 +399,7 @@ absl::Status Client::Attempt(const Rpc& rpc, bool idempotent, Call call,
       context.AddMetadata(kClusterIdMetadataKey, cluster_id);
     }
     if (!options_.pause_id.empty()) {
-      context.AddMetadata("varscope-pause-id", options_.pause_id);
+      context.AddMetadata(kPauseIdMetadataKey, options_.pause_id);
     }
     const absl::Time deadline = absl::Now() + timeout;
     context.set_deadline(absl::ToChronoTime(deadline));

@@ -49,6 +49,10 @@ std::string DescribeShard(const v1::ClusterIdentity& identity);
 inline constexpr char kClusterIdMetadataKey[] = "varscope-cluster-id";
 inline constexpr char kStaleClusterPrefix[] = "Stale cluster: ";
 
+// Metadata a call carries to pass a cluster pause (AdminService.Pause): the
+// id of the pause that holds; its holder's own changes under it send it.
+inline constexpr char kPauseIdMetadataKey[] = "varscope-pause-id";
+
 }  // namespace varscope
 
 #endif  // VARSCOPE_COMMON_CLUSTER_H_

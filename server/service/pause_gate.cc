@@ -30,7 +30,7 @@ PauseGate::PauseGate(std::string where,
 
 std::string PauseGate::PauseIdOf(const grpc::ServerContextBase& context) {
   const auto& metadata = context.client_metadata();
-  const auto it = metadata.find(kPauseIdMetadata);
+  const auto it = metadata.find(kPauseIdMetadataKey);
   if (it == metadata.end()) return "";
   return std::string(it->second.data(), it->second.size());
 }

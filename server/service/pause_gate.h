@@ -19,14 +19,11 @@
 #include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
 #include "absl/types/span.h"
+#include "common/cluster.h"
 #include "grpcpp/server_context.h"
 #include "varscope/v1/admin_service.pb.h"
 
 namespace varscope::server {
-
-// The metadata key whose value, the id of the pause that holds, lets a call
-// through the gate (the caller of the pause making changes under it).
-inline constexpr char kPauseIdMetadata[] = "varscope-pause-id";
 
 // Thread-safe.
 class PauseGate {
@@ -44,7 +41,7 @@ class PauseGate {
   enum class Pass { kOpen, kAdmitted };
 
   // Before a change (`id` null for an unnumbered one; `pause_id` from the
-  // call's kPauseIdMetadata, else empty). UNAVAILABLE ("Shard 1 of 3 is
+  // call's kPauseIdMetadataKey, else empty). UNAVAILABLE ("Shard 1 of 3 is
   // paused for REASON; retry") while a pause holds, unless `id` is admitted
   // or `pause_id` is the holding pause's. After a pass, call Leave.
   absl::StatusOr<Pass> Enter(const v1::UpdateId* id,
@@ -70,7 +67,7 @@ class PauseGate {
   // cut).
   absl::Status CheckHeld(absl::string_view pause_id);
 
-  // The kPauseIdMetadata value of a call ("" without one).
+  // The kPauseIdMetadataKey value of a call ("" without one).
   static std::string PauseIdOf(const grpc::ServerContextBase& context);
 
  private:
