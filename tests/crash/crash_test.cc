@@ -35,6 +35,7 @@
 #include <random>
 #include <set>
 
+#include "absl/algorithm/container.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
@@ -42,11 +43,21 @@
 #include "client/client.h"
 #include "common/status_matchers.h"
 #include "gtest/gtest.h"
+#include "tests/crash/crash_embedding.h"
 #include "tests/testing/test_server.h"
 
 namespace varscope {
 namespace {
 
+using ::varscope::crash::kEmbedDim;
+using ::varscope::crash::kEmbedFilterFreq;
+using ::varscope::crash::kEmbedTouched;
+using ::varscope::crash::kLookupKeys;
+using ::varscope::crash::kUpdateKeys;
+using ::varscope::crash::LookupKey;
+using ::varscope::crash::LookupRow;
+using ::varscope::crash::UpdateKey;
+using ::varscope::crash::UpdateRow;
 using ::varscope::testing::ChildProcess;
 using ::varscope::testing::ServerProcess;
 using ::varscope::testing::TempDir;
@@ -56,13 +67,40 @@ constexpr int64_t kRows = 64;
 // The sparse writer's variable (see crash_writer.cc).
 constexpr int64_t kSparseRows = 256;
 constexpr int64_t kSparseTouched = 4;
-const char* const kKinds[] = {"add",     "assign", "batch", "pair",
-                              "scatter", "create", "sparse"};
+const char* const kKinds[] = {"add",     "assign", "batch",  "pair",
+                              "scatter", "create", "sparse", "embed"};
 
 int64_t MonotonicNanos() {
   timespec t;
   clock_gettime(CLOCK_MONOTONIC, &t);
   return int64_t{t.tv_sec} * 1000000000 + t.tv_nsec;
+}
+
+// What `steps` sparse Adagrad steps (gradient -1, learning rate 1, initial
+// accumulator 1) make of a value of 0: the server's rule, in double, stored
+// as float after each step.
+float AdagradSteps(int64_t steps) {
+  float accumulator = 1, value = 0;
+  for (int64_t i = 0; i < steps; ++i) {
+    const double sum = static_cast<double>(accumulator) + 1;
+    accumulator = static_cast<float>(sum);
+    value = static_cast<float>(static_cast<double>(value) +
+                               1 / std::sqrt(static_cast<double>(accumulator)));
+  }
+  return value;
+}
+
+// How many of writes 1..n touch each of `rows` rows, write k touching
+// row(k, j) for j = 0..touched-1.
+std::vector<int64_t> Touches(int64_t (*row)(int64_t, int64_t), int64_t rows,
+                             int64_t touched, int64_t n) {
+  std::vector<int64_t> count(static_cast<size_t>(rows), 0);
+  for (int64_t k = 1; k <= n; ++k) {
+    for (int64_t j = 0; j < touched; ++j) {
+      ++count[static_cast<size_t>(row(k, j))];
+    }
+  }
+  return count;
 }
 
 int EnvInt(const char* name, int fallback) {
@@ -82,6 +120,9 @@ struct KindLog {
   int64_t kept = 0;
   // The last write begun before the last restart (0 before the first).
   int64_t begun_before_restart = 0;
+  // interval mode: writes of earlier rounds that their kill could lose
+  // (kept + 1 .. begun of each round); they may stay lost.
+  std::vector<std::pair<int64_t, int64_t>> maybe_lost;
 
   // The last write acknowledged in [from, to]; 0 if none.
   int64_t AckedBetween(int64_t from, int64_t to) const {
@@ -346,6 +387,7 @@ class CrashHarness {
       CheckRows(*client, p, kinds["scatter"], killed_at);
       CheckCreated(*client, w, kinds["create"], killed_at);
       CheckSparse(*client, p, kinds["sparse"], killed_at);
+      CheckEmbedding(*client, p, kinds["embed"], killed_at);
     }
   }
 
@@ -409,12 +451,9 @@ class CrashHarness {
     auto w = var->value.flat<float>();
     auto a = slot->value.flat<float>();
     const int64_t cols = static_cast<int64_t>(w.size()) / kSparseRows;
-    std::vector<int64_t> want(kSparseRows, 0);
-    for (int64_t n = 1; n <= m; ++n) {
-      for (int64_t j = 0; j < kSparseTouched; ++j) {
-        ++want[static_cast<size_t>((7 * n + 64 * j) % kSparseRows)];
-      }
-    }
+    const std::vector<int64_t> want = Touches(
+        [](int64_t n, int64_t j) { return (7 * n + 64 * j) % kSparseRows; },
+        kSparseRows, kSparseTouched, m);
     int64_t total = 0;
     for (int64_t r = 0; r < kSparseRows; ++r) {
       for (int64_t c = 0; c < cols; ++c) {
@@ -426,17 +465,7 @@ class CrashHarness {
       const int64_t touched = static_cast<int64_t>(a[r * cols]) - 1;
       ASSERT_EQ(static_cast<float>(touched + 1), a[r * cols])
           << p << "sparse/Adagrad: row " << r;
-      // The server's rule with g = -1, learning rate 1, in double, stored
-      // as float after each step.
-      float accumulator = 1, value = 0;
-      for (int64_t i = 0; i < touched; ++i) {
-        const double sum = static_cast<double>(accumulator) + 1;
-        accumulator = static_cast<float>(sum);
-        value =
-            static_cast<float>(static_cast<double>(value) +
-                               1 / std::sqrt(static_cast<double>(accumulator)));
-      }
-      ASSERT_EQ(w[r * cols], value)
+      ASSERT_EQ(w[r * cols], AdagradSteps(touched))
           << p << "sparse: row " << r << " after " << touched << " steps";
       if (exact()) {
         ASSERT_EQ(touched, want[static_cast<size_t>(r)])
@@ -445,6 +474,112 @@ class CrashHarness {
       total += touched;
     }
     EXPECT_EQ(total, kSparseTouched * m) << p << "sparse: not exactly once";
+  }
+
+  // The embedding writer's rows (crash_embedding.h). An update key's row is
+  // whole and is what its c = frequency - 2 steps make of 0, c at most what
+  // the begun writes give; m, the last step applied (the largest last step
+  // of a touched update key), is within the log's bounds; wal, sync: every
+  // c is what steps 1..m give (each step exactly once); interval: at least
+  // what the writes that had to survive give. A stored lookup key was
+  // looked up at least twice (admission) and holds its initial row (read
+  // from the twin variable, deterministic per key). No other key is there.
+  void CheckEmbedding(Client& client, const std::string& p, KindLog& log,
+                      int64_t killed_at) {
+    absl::StatusOr<v1::EmbeddingExportResponse> rows =
+        client.EmbeddingExport(p + "emb");
+    ASSERT_TRUE(rows.ok()) << rows.status();
+    absl::StatusOr<Tensor> keys = TensorFromProto(rows->mutable_keys());
+    absl::StatusOr<Tensor> values = TensorFromProto(rows->mutable_values());
+    absl::StatusOr<Tensor> freqs = TensorFromProto(rows->mutable_frequencies());
+    absl::StatusOr<Tensor> steps = TensorFromProto(rows->mutable_last_steps());
+    ASSERT_TRUE(keys.ok() && values.ok() && freqs.ok() && steps.ok());
+    std::map<int64_t, int64_t> update_row, lookup_row;
+    for (int64_t r = 0; r < kUpdateKeys; ++r) update_row[UpdateKey(r)] = r;
+    for (int64_t r = 0; r < kLookupKeys; ++r) lookup_row[LookupKey(r)] = r;
+    const std::vector<int64_t> looked =
+        Touches(LookupRow, kLookupKeys, kEmbedTouched, log.begun);
+    const std::vector<int64_t> begun =
+        Touches(UpdateRow, kUpdateKeys, kEmbedTouched, log.begun);
+    auto k = keys->flat<int64_t>();
+    auto v = values->flat<float>();
+    auto f = freqs->flat<int64_t>();
+    auto s = steps->flat<int64_t>();
+    std::vector<int64_t> applied(kUpdateKeys, -1);
+    std::vector<int64_t> admitted;
+    std::vector<float> admitted_rows;
+    int64_t m = 0;
+    for (size_t i = 0; i < k.size(); ++i) {
+      const float* row = v.data() + i * kEmbedDim;
+      EXPECT_LE(s[i], log.begun) << p << "emb: key " << k[i];
+      if (auto u = update_row.find(k[i]); u != update_row.end()) {
+        const int64_t r = u->second;
+        const int64_t c = f[i] - kEmbedFilterFreq;
+        ASSERT_GE(c, 0) << p << "emb: update key " << k[i];
+        for (int64_t d = 0; d < kEmbedDim; ++d) {
+          ASSERT_EQ(row[d], AdagradSteps(c))
+              << p << "emb: update key " << k[i] << " after " << c << " steps";
+        }
+        ASSERT_LE(c, begun[r])
+            << p << "emb: update key " << k[i] << ": more steps than began";
+        applied[r] = c;
+        if (c > 0) m = std::max(m, s[i]);
+      } else if (auto l = lookup_row.find(k[i]); l != lookup_row.end()) {
+        EXPECT_GE(looked[l->second], kEmbedFilterFreq)
+            << p << "emb: lookup key " << k[i] << " stored before admission";
+        EXPECT_GE(f[i], kEmbedFilterFreq) << p << "emb: key " << k[i];
+        admitted.push_back(k[i]);
+        admitted_rows.insert(admitted_rows.end(), row, row + kEmbedDim);
+      } else if (k[i] % 2 == 0 && k[i] >= LookupKey(kLookupKeys) &&
+                 k[i] <= LookupKey(kLookupKeys + log.begun)) {
+        ADD_FAILURE() << p << "emb: key " << k[i]
+                      << ", looked up once, was stored before admission";
+      } else {
+        ADD_FAILURE() << p << "emb: a key nobody wrote: " << k[i];
+      }
+    }
+    InBounds(p + "embed", m, log, killed_at);
+    const std::vector<int64_t> want =
+        Touches(UpdateRow, kUpdateKeys, kEmbedTouched, m);
+    // interval: the steps up to the last one that had to survive, but for
+    // those that earlier kills could lose.
+    std::vector<int64_t> kept(kUpdateKeys, 0);
+    for (int64_t n = 1; n <= log.kept; ++n) {
+      const bool lost = absl::c_any_of(log.maybe_lost, [n](const auto& r) {
+        return n >= r.first && n <= r.second;
+      });
+      for (int64_t j = 0; !lost && j < kEmbedTouched; ++j) {
+        ++kept[UpdateRow(n, j)];
+      }
+    }
+    log.maybe_lost.emplace_back(log.kept + 1, log.begun);
+    for (int64_t r = 0; r < kUpdateKeys; ++r) {
+      ASSERT_GE(applied[r], 0)
+          << p << "emb: update key " << UpdateKey(r) << " is gone";
+      if (exact()) {
+        ASSERT_EQ(applied[r], want[r])
+            << p << "emb: update key " << UpdateKey(r) << " after " << m
+            << " steps";
+      } else {
+        ASSERT_LE(applied[r], want[r]) << p << "emb: key " << UpdateKey(r);
+        ASSERT_GE(applied[r], kept[r])
+            << p << "emb: key " << UpdateKey(r)
+            << ": a step that had to survive was lost";
+      }
+    }
+    if (admitted.empty()) return;
+    const int64_t n = static_cast<int64_t>(admitted.size());
+    absl::StatusOr<Tensor> initial = client.EmbeddingLookup(
+        p + "emb_twin",
+        Tensor::FromVector<int64_t>(v1::DT_INT64, {n}, admitted), std::nullopt,
+        /*read_only=*/true);
+    ASSERT_TRUE(initial.ok()) << initial.status();
+    auto want_rows = initial->flat<float>();
+    for (size_t i = 0; i < admitted_rows.size(); ++i) {
+      ASSERT_EQ(admitted_rows[i], want_rows[i])
+          << p << "emb: lookup key " << admitted[i / kEmbedDim]
+          << " is not its initial row";
+    }
   }
 
   // Created names are exactly w/made/1..m, each with its initial value.

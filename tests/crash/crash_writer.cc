@@ -18,6 +18,8 @@
 //            1) with gradient -1 on rows (7N + 64j) % 256, j = 0..3, of
 //            w/sparse (float [256, 16], zeros) and its slot
 //            w/sparse/Adagrad: each row records the steps that touched it
+//   embed    a counted lookup and a sparse Adagrad step of the embedding
+//            variable w/emb (see crash_embedding.h)
 // The other variables are int64 [64, 64] (32 KiB, eight chunks of 4 KiB with
 // the harness's --chunk-bytes).
 #include <fcntl.h>
@@ -35,11 +37,22 @@
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
 #include "client/client.h"
+#include "tests/crash/crash_embedding.h"
 #include "tests/testing/updates.h"
 
 namespace varscope {
 namespace {
 
+using ::varscope::crash::kEmbedDim;
+using ::varscope::crash::kEmbedFilterFreq;
+using ::varscope::crash::kEmbedSeed;
+using ::varscope::crash::kEmbedTouched;
+using ::varscope::crash::kLookupKeys;
+using ::varscope::crash::kUpdateKeys;
+using ::varscope::crash::LookupKey;
+using ::varscope::crash::LookupRow;
+using ::varscope::crash::UpdateKey;
+using ::varscope::crash::UpdateRow;
 using ::varscope::testing::WholeUpdate;
 
 constexpr int64_t kRows = 64;
@@ -87,11 +100,11 @@ class Writer {
     args.SetInt(GRPC_ARG_MAX_RECONNECT_BACKOFF_MS, 100);
     ClientOptions options;
     options.max_attempts = 1;  // retried here, with the same id
-    options.timeout = absl::Seconds(2);
+    options.timeout = kAttempt;
+    stub_ = v1::VariableService::NewStub(grpc::CreateCustomChannel(
+        address, grpc::InsecureChannelCredentials(), args));
     client_ = std::make_unique<Client>(
-        std::vector<std::shared_ptr<v1::VariableService::StubInterface>>{
-            v1::VariableService::NewStub(grpc::CreateCustomChannel(
-                address, grpc::InsecureChannelCredentials(), args))},
+        std::vector<std::shared_ptr<v1::VariableService::StubInterface>>{stub_},
         options);
   }
 
@@ -104,11 +117,13 @@ class Writer {
     threads.emplace_back([this] { Loop("scatter", &Writer::Scatter); });
     threads.emplace_back([this] { Loop("create", &Writer::Create); });
     threads.emplace_back([this] { Loop("sparse", &Writer::Sparse); });
+    threads.emplace_back([this] { Loop("embed", &Writer::Embed); });
     for (std::thread& t : threads) t.join();
   }
 
  private:
   using Op = void (Writer::*)(const std::string& kind, int64_t n);
+  static constexpr absl::Duration kAttempt = absl::Seconds(2);
 
   void Log(const std::string& line) {
     (void)!write(log_fd_, line.data(), line.size());
@@ -129,6 +144,21 @@ class Writer {
     request.mutable_id()->set_client_id(absl::StrCat(prefix_, "-", kind));
     request.mutable_id()->set_sequence(sequence);
     while (!client_->BatchUpdate(request).ok()) {
+      absl::SleepFor(absl::Milliseconds(10));
+    }
+  }
+
+  // Calls `method` of the stub with `request` until it succeeds (the
+  // request keeps its exactly-once id, if it has one).
+  template <typename Request, typename Response>
+  void Call(grpc::Status (v1::VariableService::StubInterface::*method)(
+                grpc::ClientContext*, const Request&, Response*),
+            const Request& request) {
+    for (;;) {
+      grpc::ClientContext context;
+      context.set_deadline(absl::ToChronoTime(absl::Now() + kAttempt));
+      Response response;
+      if (((*stub_).*method)(&context, request, &response).ok()) return;
       absl::SleepFor(absl::Milliseconds(10));
     }
   }
@@ -228,12 +258,74 @@ class Writer {
     Apply(kind, n, std::move(request));
   }
 
+  void Embed(const std::string& kind, int64_t n) {
+    if (n == 1) {
+      // The variable, and a twin the checks read initial rows from.
+      for (const char* leaf : {"emb", "emb_twin"}) {
+        v1::GetEmbeddingVariableRequest create;
+        create.set_name(Name(leaf));
+        create.set_mode(v1::AUTO_REUSE);
+        create.set_embedding_dim(kEmbedDim);
+        create.set_filter_freq(kEmbedFilterFreq);
+        create.mutable_initializer()->set_kind(v1::Initializer::RANDOM_UNIFORM);
+        create.mutable_initializer()->set_seed(kEmbedSeed);
+        Call(&v1::VariableService::StubInterface::GetEmbeddingVariable, create);
+      }
+      std::vector<int64_t> keys;
+      for (int64_t r = 0; r < kUpdateKeys; ++r) keys.push_back(UpdateKey(r));
+      v1::EmbeddingImportRequest import;
+      import.set_name(Name("emb"));
+      TensorToProto(
+          Tensor::FromVector<int64_t>(v1::DT_INT64, {kUpdateKeys}, keys),
+          import.mutable_keys());
+      TensorToProto(Tensor::FromVector<float>(
+                        v1::DT_FLOAT, {kUpdateKeys, kEmbedDim},
+                        std::vector<float>(kUpdateKeys * kEmbedDim, 0.0f)),
+                    import.mutable_values());
+      import.mutable_id()->set_client_id(
+          absl::StrCat(prefix_, "-", kind, "-import"));
+      import.mutable_id()->set_sequence(1);
+      Call(&v1::VariableService::StubInterface::EmbeddingImport, import);
+    }
+    std::vector<int64_t> looked, updated;
+    for (int64_t j = 0; j < kEmbedTouched; ++j) {
+      looked.push_back(LookupKey(LookupRow(n, j)));
+      updated.push_back(UpdateKey(UpdateRow(n, j)));
+    }
+    looked.push_back(LookupKey(kLookupKeys + n));
+    v1::EmbeddingLookupRequest lookup;
+    lookup.set_name(Name("emb"));
+    TensorToProto(
+        Tensor::FromVector<int64_t>(v1::DT_INT64, {kEmbedTouched + 1}, looked),
+        lookup.mutable_keys());
+    lookup.set_global_step(n);
+    Call(&v1::VariableService::StubInterface::EmbeddingLookup, lookup);
+
+    v1::EmbeddingApplyRequest step;
+    step.set_name(Name("emb"));
+    TensorToProto(
+        Tensor::FromVector<int64_t>(v1::DT_INT64, {kEmbedTouched}, updated),
+        step.mutable_keys());
+    TensorToProto(Tensor::FromVector<float>(
+                      v1::DT_FLOAT, {kEmbedTouched, kEmbedDim},
+                      std::vector<float>(kEmbedTouched * kEmbedDim, -1.0f)),
+                  step.mutable_gradients());
+    step.mutable_optimizer()->set_learning_rate(1);
+    step.mutable_optimizer()->mutable_adagrad()->set_initial_accumulator_value(
+        1);
+    step.set_global_step(n);
+    step.mutable_id()->set_client_id(absl::StrCat(prefix_, "-", kind));
+    step.mutable_id()->set_sequence(n);
+    Call(&v1::VariableService::StubInterface::EmbeddingApply, step);
+  }
+
   void Create(const std::string& kind, int64_t n) {
     Ensure(Variable(Name(absl::StrCat("made/", n)), n, kMadeRows));
   }
 
   const std::string prefix_;
   const int log_fd_;
+  std::shared_ptr<v1::VariableService::StubInterface> stub_;
   std::unique_ptr<Client> client_;
 };
 
