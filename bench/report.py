@@ -80,7 +80,9 @@ def report(rows, tcp):
         out.append(
             f"Raw loopback TCP, one stream (iperf3): {tcp_gbps:.2f} GB/s "
             f"median of {len(tcp)} [{min(tcp):.2f}–{max(tcp):.2f}]\n")
-    labels = list(dict.fromkeys(r.label for r in rows))  # in run order
+    # in run order; the shard rows get a table of their own
+    labels = [label for label in dict.fromkeys(r.label for r in rows)
+              if not label.startswith("shards=")]
     checks = []
     for label in labels:
         mine = [r for r in rows if r.label == label]
@@ -129,12 +131,31 @@ def report(rows, tcp):
                               "rows/s [min–max]", "GB/s", "p50 / p99"],
                              sparse))
         out.append("")
-    out.append(targets(checks, tcp_gbps))
+    out.append(shards(rows))
+    out.append(targets(checks, tcp_gbps, rows))
     return "\n".join(out)
 
 
-def targets(checks, tcp_gbps):
-    """The issue's targets, each met or not, per durability mode."""
+def shards(rows):
+    """Training steps on one shard and on several, with the ratio."""
+    mine = [r for r in rows if r.label.startswith("shards=")]
+    if not mine:
+        return ""
+    one = next((r for r in mine if r.label == "shards=1"), None)
+    cells = []
+    for r in mine:
+        ratio = f"{r.ops / one.ops:.2f}" if one else "–"
+        cells.append([r.label.split("=")[1], str(r.clients)] + r.cells() +
+                     [ratio])
+    out = ["### Training steps on one shard and on a cluster "
+           "(`interval=1s`, 100 variables of 16 MiB in all)\n",
+           table(["shards", "clients", "steps/s [min–max]", "GB/s",
+                  "p50 / p99", "vs 1 shard"], cells), ""]
+    return "\n".join(out)
+
+
+def targets(checks, tcp_gbps, rows):
+    """The issues' targets, each met or not (per durability mode)."""
     lines = ["### Targets\n"]
 
     def mark(ok):
@@ -165,6 +186,13 @@ def targets(checks, tcp_gbps):
             lines.append(f"- {label}: train vs {VARIANTS[r.variant]}: "
                          f"{ratio:.2f} x Redis steps/s (target 2): "
                          f"{mark(ratio >= 2)}")
+    for r in rows:
+        if r.label == "shards=3":
+            one = next((o for o in rows if o.label == "shards=1"), None)
+            if one:
+                ratio = r.ops / one.ops
+                lines.append(f"- train on 3 shards: {ratio:.2f} x 1 shard's "
+                             f"steps/s (target 2): {mark(ratio >= 2)}")
     return "\n".join(lines)
 
 

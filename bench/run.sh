@@ -3,7 +3,8 @@
 # 127.0.0.1: measures iperf3 single-stream bandwidth, then for each durability
 # mode starts varscoped and redis-server with matching persistence, runs every
 # workload of varscope_loadgen against both (a warm-up and 5 timed runs each),
-# stops them, and prints the comparison table (bench/report.py).
+# stops them, times training steps on one shard and on a cluster of three,
+# and prints the comparison tables (bench/report.py).
 #
 #   bench/run.sh [--quick] [--build-dir DIR] [--out FILE.jsonl]
 #
@@ -202,6 +203,30 @@ for mode in "${modes[@]}"; do
   stop "$vs_pid"
   stop "$redis_pid"
 done
+
+# Training steps on one shard and on a cluster of three (interval mode), the
+# same 4 clients and model: 100 variables spread over the shards by name.
+cluster_rows() {
+  local shards=$1 ports=() list="" i
+  for i in $(seq "$shards"); do ports+=("$(free_port)"); done
+  for i in "${!ports[@]}"; do list+="${list:+,}127.0.0.1:${ports[$i]}"; done
+  local shard_pids=()
+  for i in "${!ports[@]}"; do
+    # shellcheck disable=SC2046
+    "$varscoped" --listen "127.0.0.1:${ports[$i]}" \
+      --data-dir "$work/cluster-$shards-$i" $(varscoped_flags interval) \
+      $([ "$shards" -gt 1 ] && echo --cluster="$list" --shard-index="$i") \
+      > "$work/cluster-$shards-$i.log" 2>&1 &
+    shard_pids+=($!)
+    pids+=($!)
+  done
+  for i in "${!ports[@]}"; do wait_port "${ports[$i]}"; done
+  bench "shards=$shards" varscope "$list" train --clients 4
+  for pid in "${shard_pids[@]}"; do stop "$pid"; done
+}
+echo "training on 1 and 3 shards" >&2
+cluster_rows 1
+cluster_rows 3
 
 [ -n "$out" ] && cp "$results" "$out"
 python3 "$here/report.py" "$results" --tcp-gbps "$tcp"
