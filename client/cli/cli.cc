@@ -454,9 +454,14 @@ void CommandLine::AddStoreCommands() {
       ->required();
   sub->add_option("data_dir", restore_.data_dir,
                   "The new data directory: missing or empty");
-  sub->add_option("--backup-id", restore_.backup_id,
-                  "The backup to restore (default: the latest)")
-      ->check(CLI::PositiveNumber);
+  CLI::Option* backup_id =
+      sub->add_option("--backup-id", restore_.backup_id,
+                      "The backup to restore (default: the latest)")
+          ->check(CLI::PositiveNumber);
+  sub->add_option("--cut", restore_.cut,
+                  "The backup of this cluster cut (the id a cluster backup "
+                  "printed; the same on every shard)")
+      ->excludes(backup_id);
   sub->add_flag("--list", restore_.list,
                 "List the backups in SOURCE instead of restoring");
 }

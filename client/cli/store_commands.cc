@@ -94,21 +94,23 @@ absl::Status ListBackups(const CommandContext& context,
       j["files"] = b.files;
       j["size_bytes"] = b.size_bytes;
       j["added_bytes"] = b.added_bytes;
+      if (!b.contents.cut.empty()) j["cut"] = b.contents.cut;
       list.push_back(std::move(j));
     }
     *context.out << DumpJson(list) << "\n";
     return absl::OkStatus();
   }
   std::ostream& out = *context.out;
-  out << absl::StrFormat("%4s  %-27s  %9s  %10s  %5s  %10s  %10s\n", "ID",
+  out << absl::StrFormat("%4s  %-27s  %9s  %10s  %5s  %10s  %10s  %s\n", "ID",
                          "CREATED", "VARIABLES", "BYTES", "FILES", "SIZE",
-                         "NEW");
+                         "NEW", "CUT");
   for (const server::BackupSummary& b : backups) {
     out << absl::StrFormat(
-        "%4d  %-27s  %9d  %10s  %5d  %10s  %10s\n", b.backup_id,
+        "%4d  %-27s  %9d  %10s  %5d  %10s  %10s  %s\n", b.backup_id,
         FormatMicros(b.timestamp_seconds * 1000000), b.contents.variables,
         HumanBytes(b.contents.bytes), b.files, HumanBytes(b.size_bytes),
-        HumanBytes(b.added_bytes));
+        HumanBytes(b.added_bytes),
+        b.contents.cut.empty() ? "-" : b.contents.cut);
   }
   return absl::OkStatus();
 }
@@ -213,6 +215,7 @@ absl::Status CopyCluster(const CommandContext& context,
   }
   if (context.json) {
     Json j = {{"directory", options.directory},
+              {"cut", taken.pause_id},
               {"variables", variables},
               {"bytes", bytes},
               {"completed_steps", taken.completed},
@@ -228,7 +231,8 @@ absl::Status CopyCluster(const CommandContext& context,
     return absl::OkStatus();
   }
   std::ostream& out = *context.out;
-  out << kind.plural << " of the " << n << " shards at one consistent cut";
+  out << kind.plural << " of the " << n << " shards at one consistent cut, "
+      << taken.pause_id;
   if (taken.completed > 0) {
     out << " (" << taken.completed << " step"
         << (taken.completed == 1 ? "" : "s")
@@ -329,6 +333,27 @@ absl::Status Backup(const CommandContext& context,
        .plural = "Backups"});
 }
 
+// The id of the backup of cluster cut `cut` in `directory`. NOT_FOUND,
+// listing the cuts there, if none is.
+absl::StatusOr<uint32_t> BackupOfCut(const std::string& directory,
+                                     const std::string& cut) {
+  VS_ASSIGN_OR_RETURN(const std::vector<server::BackupSummary> backups,
+                      server::Storage::ListBackups(directory));
+  std::vector<std::string> cuts;
+  for (const server::BackupSummary& b : backups) {
+    if (b.contents.cut == cut) return b.backup_id;
+    if (!b.contents.cut.empty()) {
+      cuts.push_back(absl::StrCat(b.backup_id, " of ", b.contents.cut));
+    }
+  }
+  return absl::NotFoundError(absl::StrCat(
+      "Backup directory ", directory, " holds no backup of cut ", cut, " (",
+      cuts.empty()
+          ? "none of its backups is of a cluster cut"
+          : absl::StrCat("its backups of cuts: ", absl::StrJoin(cuts, ", ")),
+      ")"));
+}
+
 absl::Status Restore(const CommandContext& context,
                      const RestoreOptions& options) {
   // A local path the user named: a missing one is a usage error.
@@ -344,9 +369,13 @@ absl::Status Restore(const CommandContext& context,
     return absl::InvalidArgumentError(
         "restore needs the new data directory (or --list)");
   }
-  VS_ASSIGN_OR_RETURN(const server::RestoredStore restored,
-                      server::Storage::Restore(
-                          options.source, options.backup_id, options.data_dir));
+  uint32_t backup_id = options.backup_id;
+  if (!options.cut.empty()) {
+    VS_ASSIGN_OR_RETURN(backup_id, BackupOfCut(options.source, options.cut));
+  }
+  VS_ASSIGN_OR_RETURN(
+      const server::RestoredStore restored,
+      server::Storage::Restore(options.source, backup_id, options.data_dir));
   const v1::StoreContents contents = ToProto(restored.contents);
   // A shard's store keeps its place in its cluster.
   const bool shard =

@@ -46,6 +46,9 @@ struct RestoreOptions {
   std::string data_dir;
   // The backup to restore; 0 is the latest. Default: 0.
   uint32_t backup_id = 0;
+  // Or the backup of this cluster cut (a cluster backup's id, the same on
+  // every shard). Default: empty.
+  std::string cut;
   // List the backups in `source` instead of restoring. Default: false.
   bool list = false;
 };

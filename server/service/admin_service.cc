@@ -252,8 +252,9 @@ grpc::ServerUnaryReactor* AdminServiceImpl::Backup(
         const std::string staging = storage_->StagingDirectory();
         std::error_code error;
         std::filesystem::remove_all(staging, error);
-        VS_ASSIGN_OR_RETURN(const StoreSummary summary,
+        VS_ASSIGN_OR_RETURN(StoreSummary summary,
                             CheckpointAsOfNow(staging, request.pause_id()));
+        summary.cut = request.pause_id();
         VS_ASSIGN_OR_RETURN(
             const BackupSummary backup,
             storage_->BackupCheckpoint(staging, directory, summary));

@@ -116,6 +116,10 @@ struct StoreSummary {
   int64_t bytes = 0;
   // Every variable's version, by name.
   std::map<std::string, int64_t> versions;
+  // A backup of a cluster's shard: the id of the consistent cut it is of
+  // (the pause's id, the same in every shard's backup of one cluster
+  // backup). Empty otherwise.
+  std::string cut;
 };
 
 // A backup in a backup directory.
@@ -244,7 +248,8 @@ class Storage {
   // Adds a backup of the checkpoint `checkpoint_dir` (see Checkpoint; it is
   // removed) to the RocksDB backup directory `backup_dir` (created if
   // missing; files already there are shared, so backups are incremental),
-  // recording `contents` (without versions) with it, and returns it.
+  // recording `contents` (without versions; with its cut) with it, and
+  // returns it.
   absl::StatusOr<BackupSummary> BackupCheckpoint(
       const std::string& checkpoint_dir, const std::string& backup_dir,
       const StoreSummary& contents);

@@ -39,11 +39,13 @@ absl::Status NoBackup(const std::string& dir) {
       absl::StrCat("Backup directory ", dir, " holds no backup"));
 }
 
-// A backup's application metadata: "variables=N bytes=B sequence=S".
+// A backup's application metadata: "variables=N bytes=B sequence=S", and
+// " cut=ID" for a backup of a cluster's cut.
 std::string ContentsMetadata(const StoreSummary& contents) {
   return absl::StrCat("variables=", contents.variables,
                       " bytes=", contents.bytes,
-                      " sequence=", contents.sequence);
+                      " sequence=", contents.sequence,
+                      contents.cut.empty() ? "" : " cut=", contents.cut);
 }
 
 StoreSummary ParseContentsMetadata(const std::string& metadata) {
@@ -56,6 +58,8 @@ StoreSummary ParseContentsMetadata(const std::string& metadata) {
       (void)absl::SimpleAtoi(kv.second, &contents.bytes);
     } else if (kv.first == "sequence") {
       (void)absl::SimpleAtoi(kv.second, &contents.sequence);
+    } else if (kv.first == "cut") {
+      contents.cut = kv.second;
     }
   }
   return contents;

@@ -139,8 +139,14 @@ TEST_F(ClusterCopiesTest, EveryCheckpointHoldsWholeSteps) {
   }
 }
 
-TEST_F(ClusterCopiesTest, EveryBackupHoldsWholeStepsAndRestoresPerShard) {
+TEST_F(ClusterCopiesTest, EveryBackupHoldsWholeStepsAndRestoresByItsCut) {
   const std::string backups = dir_.path() + "/backups";
+  // A backup of shard 1 alone first: its directory numbers the cluster's
+  // backups one ahead of the other shards'.
+  const CliResult alone = RunCli({"--server", shards_[1]->address(), "backup",
+                                  absl::StrCat(backups, "/shard-1")});
+  ASSERT_EQ(alone.code, 0) << alone.err;
+  std::vector<std::string> cuts;
   for (int k = 1; k <= 2; ++k) {
     const CliResult result =
         RunCli({"--server", address_, "backup", backups, "--json"});
@@ -148,21 +154,38 @@ TEST_F(ClusterCopiesTest, EveryBackupHoldsWholeStepsAndRestoresPerShard) {
     const nlohmann::json j = nlohmann::json::parse(result.out);
     EXPECT_EQ(j["variables"], 3);
     EXPECT_EQ(j["abandoned_steps"], nlohmann::json::array());
+    ASSERT_TRUE(j["cut"].is_string()) << result.out;
+    cuts.push_back(j["cut"]);
+    EXPECT_THAT(cuts.back(), StartsWith("cut-"));
     ASSERT_EQ(j["shards"].size(), 3u);
     for (int i = 0; i < kShards; ++i) {
-      EXPECT_EQ(j["shards"][i]["backup_id"], k);
+      EXPECT_EQ(j["shards"][i]["backup_id"], i == 1 ? k + 1 : k);
       EXPECT_EQ(j["shards"][i]["directory"],
                 absl::StrCat(backups, "/shard-", i));
     }
   }
+  ASSERT_NE(cuts[0], cuts[1]);
+  const CliResult list =
+      RunCli({"restore", "--list", absl::StrCat(backups, "/shard-1")});
+  ASSERT_EQ(list.code, 0) << list.err;
+  const std::vector<std::string> rows =
+      absl::StrSplit(list.out, '\n', absl::SkipEmpty());
+  ASSERT_EQ(rows.size(), 4u) << list.out;
+  EXPECT_THAT(rows[0], ::testing::EndsWith("CUT"));
+  EXPECT_THAT(rows[1], ::testing::EndsWith("  -"));  // the lone backup
+  EXPECT_THAT(rows[2], ::testing::EndsWith(cuts[0]));
+  EXPECT_THAT(rows[3], ::testing::EndsWith(cuts[1]));
+
   for (int k = 1; k <= 2; ++k) {
     const std::string restored = absl::StrCat(dir_.path(), "/restored-", k);
     for (int i = 0; i < kShards; ++i) {
       const CliResult result =
           RunCli({"restore", absl::StrCat(backups, "/shard-", i),
-                  absl::StrCat(restored, "/shard-", i), "--backup-id",
-                  absl::StrCat(k)});
+                  absl::StrCat(restored, "/shard-", i), "--cut", cuts[k - 1]});
       ASSERT_EQ(result.code, 0) << result.err;
+      EXPECT_THAT(result.out, StartsWith(absl::StrCat(
+                                  "Restored backup ", i == 1 ? k + 1 : k,
+                                  " of ", backups, "/shard-", i, " into ")));
       EXPECT_THAT(result.out, HasSubstr(absl::StrCat("It is shard ", i,
                                                      " of 3 of cluster "
                                                      "test-cluster")));
@@ -171,6 +194,22 @@ TEST_F(ClusterCopiesTest, EveryBackupHoldsWholeStepsAndRestoresPerShard) {
     EXPECT_EQ(values, std::vector<int64_t>(3, values[0])) << "backup " << k;
     EXPECT_GE(values[0], 2);
   }
+
+  const CliResult unknown =
+      RunCli({"restore", absl::StrCat(backups, "/shard-1"),
+              dir_.path() + "/restored-x", "--cut", "cut-0123"});
+  EXPECT_EQ(unknown.code, 1);
+  EXPECT_EQ(
+      unknown.err,
+      absl::StrCat("varscope restore: NOT_FOUND: Backup directory ", backups,
+                   "/shard-1 holds no backup of cut cut-0123 (its "
+                   "backups of cuts: 2 of ",
+                   cuts[0], ", 3 of ", cuts[1], ")\n"));
+  const CliResult both = RunCli({"restore", absl::StrCat(backups, "/shard-1"),
+                                 dir_.path() + "/restored-y", "--cut", cuts[0],
+                                 "--backup-id", "2"});
+  EXPECT_EQ(both.code, 2);
+  EXPECT_THAT(both.err, StartsWith("--backup-id excludes --cut\n"));
 }
 
 TEST_F(ClusterCopiesTest, AShardThatCannotCopyFailsTheCommandNamingIt) {

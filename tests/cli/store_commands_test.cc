@@ -146,7 +146,8 @@ TEST_F(StoreCommandsTest, BackupsAreIncrementalListedAndRestoredById) {
   ASSERT_EQ(r.code, 0) << r.err;
   EXPECT_THAT(r.out,
               MatchesRegex("  ID  CREATED +VARIABLES +BYTES +FILES +SIZE "
-                           "+NEW\n   1  [0-9TZ:.-]+ +7 .*\n   2  .*\n"));
+                           "+NEW  CUT\n   1  [0-9TZ:.-]+ +7 .*  -\n"
+                           "   2  .*  -\n"));
 
   r = Run({"restore", Path("backups"), Path("one"), "--backup-id", "1"});
   ASSERT_EQ(r.code, 0) << r.err;
