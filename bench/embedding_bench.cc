@@ -11,7 +11,8 @@
 // --workload=lookup measures a table larger than the server's memory
 // budget instead: it stores keys 0..keys-1 (EmbeddingImport, skipped when
 // the table holds them already), then times lookups of Zipf-drawn keys (the
-// hot ones stay in memory) and of uniformly drawn keys (mostly cold: read
+// hot ones stay in memory; --hot-keys draws them from keys 0..N-1 only, a
+// set that fits in memory) and of uniformly drawn keys (mostly cold: read
 // from the store), with per-call p50/p99, and the server's resident memory
 // (--server-pid) after the import and after the lookups.
 //
@@ -50,6 +51,7 @@ struct Flags {
   double seconds = 3;
   std::string workload = "train";
   int64_t server_pid = 0;
+  int64_t hot_keys = 0;
 };
 
 // Keys 0..n-1 drawn with P(k) proportional to 1/(k+1)^s, by inverse CDF.
@@ -148,7 +150,9 @@ absl::Status LookupMain(const Flags& flags, Client& client) {
   const auto [rss_filled, peak_filled] = ResidentBytes(flags.server_pid);
 
   std::mt19937_64 gen(1);
-  Zipf zipf(flags.keys, flags.zipf);
+  Zipf zipf(
+      flags.hot_keys > 0 ? std::min(flags.hot_keys, flags.keys) : flags.keys,
+      flags.zipf);
   std::uniform_int_distribution<int64_t> uniform(0, flags.keys - 1);
   std::vector<int64_t> keys(static_cast<size_t>(flags.batch));
   // Rows/s per run and every call's latency in microseconds.
@@ -176,19 +180,20 @@ absl::Status LookupMain(const Flags& flags, Client& client) {
   VS_ASSIGN_OR_RETURN(stats, client.EmbeddingStat(flags.name));
   absl::PrintF(
       R"({"workload":"embedding lookup","keys":%d,"dim":%d,"batch":%d,)"
-      R"("zipf":%g,"fill_seconds":%.1f,"hot_rows_per_s":[%s],)"
+      R"("zipf":%g,"hot_keys":%d,"fill_seconds":%.1f,"hot_rows_per_s":[%s],)"
       R"("hot_median":%.0f,"hot_p50_us":%.0f,"hot_p99_us":%.0f,)"
       R"("cold_rows_per_s":[%s],"cold_median":%.0f,"cold_p50_us":%.0f,)"
       R"("cold_p99_us":%.0f,"stored_keys":%d,"memory_keys":%d,)"
       R"("disk_keys":%d,"memory_bytes":%d,"rss_after_fill":%d,)"
       R"("rss_after_lookups":%d,"peak_rss":%d})"
       "\n",
-      flags.keys, flags.dim, flags.batch, flags.zipf, fill_seconds,
-      Joined(hot.first), Median(hot.first), Percentile(hot.second, 0.5),
-      Percentile(hot.second, 0.99), Joined(cold.first), Median(cold.first),
-      Percentile(cold.second, 0.5), Percentile(cold.second, 0.99), stats.size(),
-      stats.memory_keys(), stats.disk_keys(), stats.memory_bytes(), rss_filled,
-      rss, std::max(peak, peak_filled));
+      flags.keys, flags.dim, flags.batch, flags.zipf, flags.hot_keys,
+      fill_seconds, Joined(hot.first), Median(hot.first),
+      Percentile(hot.second, 0.5), Percentile(hot.second, 0.99),
+      Joined(cold.first), Median(cold.first), Percentile(cold.second, 0.5),
+      Percentile(cold.second, 0.99), stats.size(), stats.memory_keys(),
+      stats.disk_keys(), stats.memory_bytes(), rss_filled, rss,
+      std::max(peak, peak_filled));
   return absl::OkStatus();
 }
 
@@ -288,6 +293,9 @@ int main(int argc, char** argv) {
       ->capture_default_str();
   app.add_option("--server-pid", flags.server_pid,
                  "lookup: the server's pid, to report its resident memory");
+  app.add_option("--hot-keys", flags.hot_keys,
+                 "lookup: draw the hot keys from keys 0..N-1 (default: all)")
+      ->check(CLI::NonNegativeNumber);
   CLI11_PARSE(app, argc, argv);
   const absl::Status status = varscope::bench::Main(flags);
   if (!status.ok()) {

@@ -1,4 +1,5 @@
 // varscoped: the Varscope parameter server.
+#include <malloc.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -209,6 +210,14 @@ int main(int argc, char** argv) {
   log::Configure(log_level, log_format);
   if (slow_call_ms >= 0) {
     options.slow_call = absl::Milliseconds(slow_call_ms);
+  }
+  if (options.memory_budget > 0) {
+    // Under a budget the calls' large buffers go back to the system when
+    // freed: by default glibc raises its mmap threshold after such a free
+    // and then keeps those buffers in its heaps (measured: 80 MB more RSS
+    // while a table 3x a 32 MiB budget was imported).
+    mallopt(M_MMAP_THRESHOLD, 128 << 10);
+    mallopt(M_TRIM_THRESHOLD, 1 << 20);
   }
   log::Log(log::Level::kInfo, "start",
            {{"version", varscope::Version()},

@@ -1,8 +1,12 @@
 #include "server/embedding/embedding_table.h"
 
+#include <sys/mman.h>
+#include <unistd.h>
+
 #include <algorithm>
 #include <cstring>
 #include <iostream>
+#include <new>
 
 #include "absl/base/internal/endian.h"
 #include "absl/strings/str_cat.h"
@@ -24,8 +28,6 @@ constexpr double kLoadShare = 0.8;
 constexpr double kSpillShare = 0.85;
 // Callers that add rows wait above this share (see WaitForRoom).
 constexpr double kWaitShare = 1.10;
-// What an index entry and an allocation take besides the floats.
-constexpr int64_t kEntryOverhead = 64;
 
 // Keys sort as numbers: big-endian with the sign bit flipped.
 void PutKey(int64_t key, char* out) {
@@ -41,30 +43,210 @@ std::string TablePrefix(uint64_t table_id) {
   return prefix;
 }
 
-}  // namespace
+// The rows of one width (value and slots: `floats` values), dense (rows
+// 0..size-1) in one anonymous mapping that grows and shrinks by pages, so
+// that memory rows leave is memory returned to the system. Rows move when
+// others are removed: callers hold their stripe's lock while they use a row.
+class Arena {
+ public:
+  struct Header {
+    int64_t key = 0;
+    int64_t freq = 0;
+    int64_t last_step = 0;
+    bool dirty = false;      // changed since the store's copy
+    bool referenced = true;  // touched since the clock hand passed
+  };
 
-struct EmbeddingTable::Row {
-  int64_t freq = 0;
-  int64_t last_step = 0;
-  uint32_t floats = 0;
-  bool dirty = false;      // changed since the store's copy
-  bool referenced = true;  // touched since the last spill pass
-  std::unique_ptr<float[]> data;
+  explicit Arena(size_t floats)
+      : floats_(floats),
+        stride_((sizeof(Header) + floats * sizeof(float) + 7) / 8 * 8) {}
+  ~Arena() {
+    if (capacity_ > 0) munmap(base_, capacity_);
+  }
+  Arena(const Arena&) = delete;
+  Arena& operator=(const Arena&) = delete;
+
+  size_t floats() const { return floats_; }
+  uint32_t size() const { return size_; }
+  // The bytes of the mapping (whole pages).
+  int64_t bytes() const { return static_cast<int64_t>(capacity_); }
+  int64_t stride() const { return static_cast<int64_t>(stride_); }
+  Header& header(uint32_t i) {
+    return *reinterpret_cast<Header*>(base_ + i * stride_);
+  }
+  float* values(uint32_t i) {
+    return reinterpret_cast<float*>(base_ + i * stride_ + sizeof(Header));
+  }
+
+  // Appends a row (a default header, values unset) and returns its index.
+  // Grows the mapping by at least an eighth; throws std::bad_alloc if the
+  // system refuses.
+  uint32_t Add() {
+    const size_t need = (size_ + 1) * stride_;
+    if (need > capacity_) {
+      Remap(std::max(need, capacity_ + capacity_ / 8));
+    }
+    new (base_ + size_ * stride_) Header();
+    return size_++;
+  }
+
+  // Removes row `i`, moving the last row into its place; returns whether a
+  // row moved (then header(i).key names it).
+  bool RemoveAt(uint32_t i) {
+    --size_;
+    if (i == size_) return false;
+    memcpy(base_ + i * stride_, base_ + size_ * stride_, stride_);
+    return true;
+  }
+
+  // Returns the pages beyond the rows to the system.
+  void Fit() { Remap(size_ * stride_); }
+
+  // The clock hand of spilling.
+  uint32_t hand = 0;
+
+ private:
+  void Remap(size_t bytes) {
+    static const size_t page = static_cast<size_t>(sysconf(_SC_PAGESIZE));
+    bytes = (bytes + page - 1) / page * page;
+    if (bytes == capacity_) return;
+    void* base = MAP_FAILED;
+    if (bytes == 0) {
+      munmap(base_, capacity_);
+      base = nullptr;
+    } else if (capacity_ == 0) {
+      base = mmap(nullptr, bytes, PROT_READ | PROT_WRITE,
+                  MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    } else {
+      base = mremap(base_, capacity_, bytes, MREMAP_MAYMOVE);
+    }
+    if (base == MAP_FAILED) throw std::bad_alloc();
+    base_ = static_cast<char*>(base);
+    capacity_ = bytes;
+  }
+
+  const size_t floats_;
+  const size_t stride_;
+  char* base_ = nullptr;
+  size_t capacity_ = 0;
+  uint32_t size_ = 0;
 };
+
+}  // namespace
 
 struct EmbeddingTable::Stripe {
   struct Candidate {
     int64_t freq = 0;
     int64_t last_step = 0;
   };
+  // Where a key's row is: arenas[arena], row `row`.
+  struct Ref {
+    uint32_t arena = 0;
+    uint32_t row = 0;
+  };
+  using Header = Arena::Header;
+
   absl::Mutex mu;
-  absl::flat_hash_map<int64_t, Row> rows ABSL_GUARDED_BY(mu);
+  absl::flat_hash_map<int64_t, Ref> index ABSL_GUARDED_BY(mu);
+  // One per row width (rows gain slots as optimizers add them).
+  std::vector<std::unique_ptr<Arena>> arenas ABSL_GUARDED_BY(mu);
+  // The bytes accounted for the arenas and the index (see Resettle).
+  int64_t bytes ABSL_GUARDED_BY(mu) = 0;
   // Keys seen below the admission frequency (kept in memory only).
   absl::flat_hash_map<int64_t, Candidate> candidates ABSL_GUARDED_BY(mu);
   // Keys whose rows became dirty (possibly repeated, possibly gone).
   std::vector<int64_t> dirty ABSL_GUARDED_BY(mu);
   // Interval mode: exactly-once records to write with the next write-back.
   std::vector<ExtraRecords> extra ABSL_GUARDED_BY(mu);
+
+  // The key's row header and values, or a null header.
+  std::pair<Header*, float*> Find(int64_t key)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu) {
+    auto it = index.find(key);
+    if (it == index.end()) return {nullptr, nullptr};
+    Arena& arena = *arenas[it->second.arena];
+    return {&arena.header(it->second.row), arena.values(it->second.row)};
+  }
+  size_t FloatsOf(int64_t key) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu) {
+    auto it = index.find(key);
+    return it == index.end() ? 0 : arenas[it->second.arena]->floats();
+  }
+
+  // Stores the key's row (replacing any, referenced) and returns whether
+  // the key was new.
+  bool Store(int64_t key, int64_t freq, int64_t last_step, bool dirty_now,
+             const float* values, size_t floats)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu) {
+    auto [it, inserted] = index.try_emplace(key);
+    if (!inserted && arenas[it->second.arena]->floats() != floats) {
+      RemoveAt(it->second);  // keeps `it`: it erases nothing
+    }
+    if (inserted || arenas[it->second.arena]->floats() != floats) {
+      uint32_t a = 0;
+      while (a < arenas.size() && arenas[a]->floats() != floats) ++a;
+      if (a == arenas.size()) arenas.push_back(std::make_unique<Arena>(floats));
+      it->second = {a, arenas[a]->Add()};
+    }
+    Arena& arena = *arenas[it->second.arena];
+    Header& header = arena.header(it->second.row);
+    header = {key, freq, last_step, dirty_now, true};
+    memcpy(arena.values(it->second.row), values, floats * sizeof(float));
+    if (dirty_now) dirty.push_back(key);
+    return inserted;
+  }
+
+  // Removes the rows of `arena` for which `drop(header)` holds, from the
+  // clock hand on, until `goal` bytes of rows are gone or each row was seen
+  // twice; calls `removed(key)` for each. Then returns the pages the arena
+  // no longer needs to the system.
+  template <typename Drop, typename Removed>
+  void Sweep(uint32_t a, int64_t goal, Drop drop, Removed removed)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu) {
+    Arena& arena = *arenas[a];
+    int64_t gone = 0;
+    for (uint64_t seen = 0, limit = 2ull * arena.size();
+         gone < goal && arena.size() > 0 && seen < limit; ++seen) {
+      if (arena.hand >= arena.size()) arena.hand = 0;
+      Header& header = arena.header(arena.hand);
+      if (!drop(header)) {
+        ++arena.hand;
+        continue;
+      }
+      const int64_t key = header.key;
+      RemoveAt({a, arena.hand});
+      index.erase(key);
+      removed(key);
+      gone += arena.stride();
+    }
+    arena.Fit();
+  }
+
+  // The bytes the rows really hold (their arenas' pages and the index's
+  // capacity) minus those accounted before; shrinks an index that holds
+  // under a quarter of its capacity.
+  int64_t Resettle() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu) {
+    if (index.capacity() > 64 && index.size() * 4 < index.capacity()) {
+      index.rehash(0);
+    }
+    int64_t held = static_cast<int64_t>(
+        index.capacity() * (sizeof(std::pair<const int64_t, Ref>) + 1));
+    for (const std::unique_ptr<Arena>& arena : arenas) held += arena->bytes();
+    const int64_t delta = held - bytes;
+    bytes = held;
+    return delta;
+  }
+
+ private:
+  void RemoveAt(Ref ref) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu) {
+    Arena& arena = *arenas[ref.arena];
+    if (arena.RemoveAt(ref.row)) {
+      index.find(arena.header(ref.row).key)->second = ref;
+    }
+    // Leaves at most a quarter of the mapping unused.
+    if (arena.bytes() - arena.size() * arena.stride() > arena.bytes() / 4) {
+      arena.Fit();
+    }
+  }
 };
 
 EmbeddingTable::EmbeddingTable(EmbeddingStore* store,
@@ -82,10 +264,6 @@ EmbeddingTable::Stripe& EmbeddingTable::StripeOf(int64_t key) const {
   return stripes_[(SplitMix64(static_cast<uint64_t>(key)) >> 40) % kStripes];
 }
 
-int64_t EmbeddingTable::RowBytes(size_t floats) const {
-  return kEntryOverhead + static_cast<int64_t>(floats * sizeof(float));
-}
-
 void EmbeddingTable::Account(int64_t delta) {
   resident_bytes_.fetch_add(delta);
   store_->resident_bytes_.fetch_add(delta);
@@ -98,13 +276,24 @@ std::string EmbeddingTable::RowKey(int64_t key) const {
   return out;
 }
 
-std::string EmbeddingTable::EncodeRow(const Row& row) const {
-  std::string out(kRowHeader + row.floats * sizeof(float), '\0');
-  absl::little_endian::Store64(out.data(), static_cast<uint64_t>(row.freq));
+std::string EmbeddingTable::EncodeRow(int64_t freq, int64_t last_step,
+                                      const float* values,
+                                      size_t floats) const {
+  std::string out(kRowHeader + floats * sizeof(float), '\0');
+  absl::little_endian::Store64(out.data(), static_cast<uint64_t>(freq));
   absl::little_endian::Store64(out.data() + 8,
-                               static_cast<uint64_t>(row.last_step));
-  memcpy(out.data() + kRowHeader, row.data.get(), row.floats * sizeof(float));
+                               static_cast<uint64_t>(last_step));
+  memcpy(out.data() + kRowHeader, values, floats * sizeof(float));
   return out;
+}
+
+void EmbeddingTable::StoreRow(Stripe& stripe, int64_t key, int64_t freq,
+                              int64_t last_step, bool dirty,
+                              const float* values, size_t floats) {
+  if (stripe.Store(key, freq, last_step, dirty, values, floats)) {
+    resident_keys_.fetch_add(1);
+  }
+  Account(stripe.Resettle());
 }
 
 void EmbeddingTable::InitialRow(int64_t key, float* out) const {
@@ -175,21 +364,15 @@ absl::Status EmbeddingTable::Load() {
           cold_keys_.fetch_add(1);
           return true;
         }
-        Row row;
-        row.freq =
-            static_cast<int64_t>(absl::little_endian::Load64(value.data()));
-        row.last_step = last_step;
-        row.floats =
-            static_cast<uint32_t>((value.size() - kRowHeader) / sizeof(float));
-        row.data.reset(new float[row.floats]);
-        memcpy(row.data.get(), value.data() + kRowHeader,
-               row.floats * sizeof(float));
         const int64_t k = GetKey(key.data() + 8);
         Stripe& stripe = StripeOf(k);
-        Account(RowBytes(row.floats));
-        resident_keys_.fetch_add(1);
         absl::MutexLock l(&stripe.mu);
-        stripe.rows.emplace(k, std::move(row));
+        StoreRow(
+            stripe, k,
+            static_cast<int64_t>(absl::little_endian::Load64(value.data())),
+            last_step, /*dirty=*/false,
+            reinterpret_cast<const float*>(value.data() + kRowHeader),
+            (value.size() - kRowHeader) / sizeof(float));
         return true;
       }));
   step_.store(max_step);
@@ -201,7 +384,7 @@ absl::Status EmbeddingTable::ReadThrough(absl::Span<const int64_t> keys) {
   for (int64_t key : keys) {
     Stripe& stripe = StripeOf(key);
     absl::MutexLock l(&stripe.mu);
-    if (!stripe.rows.contains(key)) missing.push_back(key);
+    if (stripe.Find(key).first == nullptr) missing.push_back(key);
   }
   std::sort(missing.begin(), missing.end());
   missing.erase(std::unique(missing.begin(), missing.end()), missing.end());
@@ -214,28 +397,24 @@ absl::Status EmbeddingTable::ReadThrough(absl::Span<const int64_t> keys) {
   for (size_t i = 0; i < missing.size(); ++i) {
     if (!values[i].has_value()) continue;
     const std::string& value = *values[i];
-    if (value.size() < kRowHeader) {
+    if (value.size() < kRowHeader ||
+        (value.size() - kRowHeader) % (sizeof(float) * dim_) != 0) {
       return absl::DataLossError(absl::StrCat(
           "A row record of embedding table ", table_id_, " is damaged"));
     }
-    Row row;
-    row.freq = static_cast<int64_t>(absl::little_endian::Load64(value.data()));
-    row.last_step =
-        static_cast<int64_t>(absl::little_endian::Load64(value.data() + 8));
-    row.floats =
-        static_cast<uint32_t>((value.size() - kRowHeader) / sizeof(float));
-    row.data.reset(new float[row.floats]);
-    memcpy(row.data.get(), value.data() + kRowHeader,
-           row.floats * sizeof(float));
     Stripe& stripe = StripeOf(missing[i]);
     absl::MutexLock l(&stripe.mu);
     // Under disk_mu_ shared nothing removes rows: only a concurrent
     // read-through can have brought it in, with the same record.
-    if (stripe.rows.emplace(missing[i], std::move(row)).second) {
-      cold_keys_.fetch_sub(1);
-      resident_keys_.fetch_add(1);
-      Account(RowBytes(stripe.rows[missing[i]].floats));
-    }
+    if (stripe.Find(missing[i]).first != nullptr) continue;
+    cold_keys_.fetch_sub(1);
+    StoreRow(
+        stripe, missing[i],
+        static_cast<int64_t>(absl::little_endian::Load64(value.data())),
+        static_cast<int64_t>(absl::little_endian::Load64(value.data() + 8)),
+        /*dirty=*/false,
+        reinterpret_cast<const float*>(value.data() + kRowHeader),
+        (value.size() - kRowHeader) / sizeof(float));
   }
   return absl::OkStatus();
 }
@@ -250,16 +429,15 @@ absl::Status EmbeddingTable::Lookup(absl::Span<const int64_t> keys,
     const int64_t key = keys[i];
     Stripe& stripe = StripeOf(key);
     absl::MutexLock l(&stripe.mu);
-    auto it = stripe.rows.find(key);
-    if (it == stripe.rows.end()) return false;
-    Row& row = it->second;
-    memcpy(out + i * dim, row.data.get(), dim * sizeof(float));
-    row.referenced = true;
+    auto [row, values] = stripe.Find(key);
+    if (row == nullptr) return false;
+    memcpy(out + i * dim, values, dim * sizeof(float));
+    row->referenced = true;
     if (!read_only) {
-      ++row.freq;
-      row.last_step = std::max(row.last_step, step);
-      if (!row.dirty) {
-        row.dirty = true;
+      ++row->freq;
+      row->last_step = std::max(row->last_step, step);
+      if (!row->dirty) {
+        row->dirty = true;
         stripe.dirty.push_back(key);
       }
     }
@@ -272,6 +450,7 @@ absl::Status EmbeddingTable::Lookup(absl::Span<const int64_t> keys,
   if (cold_keys_.load() > 0) {
     std::vector<int64_t> missing_keys;
     for (size_t i : missing) missing_keys.push_back(keys[i]);
+    store_->WaitForRoom();  // the rows read through stay in memory
     absl::ReaderMutexLock d(&disk_mu_);
     VS_RETURN_IF_ERROR(ReadThrough(missing_keys));
     std::vector<size_t> still;
@@ -288,10 +467,10 @@ absl::Status EmbeddingTable::Lookup(absl::Span<const int64_t> keys,
     if (read_only) continue;
     Stripe& stripe = StripeOf(key);
     absl::MutexLock l(&stripe.mu);
-    auto it = stripe.rows.find(key);
-    if (it != stripe.rows.end()) {  // admitted by a concurrent call
-      ++it->second.freq;
-      it->second.last_step = std::max(it->second.last_step, step);
+    if (Stripe::Header* row = stripe.Find(key).first;
+        row != nullptr) {  // admitted by a concurrent call
+      ++row->freq;
+      row->last_step = std::max(row->last_step, step);
       continue;
     }
     Stripe::Candidate& candidate = stripe.candidates[key];
@@ -302,20 +481,11 @@ absl::Status EmbeddingTable::Lookup(absl::Span<const int64_t> keys,
       filtered_.fetch_add(1);
       continue;
     }
-    Row row;
-    row.freq = candidate.freq;
-    row.last_step = candidate.last_step;
-    row.floats = static_cast<uint32_t>(dim);
-    row.data.reset(new float[dim]);
-    memcpy(row.data.get(), out + i * dim, dim * sizeof(float));
-    row.dirty = true;
+    StoreRow(stripe, key, candidate.freq, candidate.last_step,
+             /*dirty=*/true, out + i * dim, dim);
     stripe.candidates.erase(key);
     candidates_.fetch_sub(1);
-    stripe.rows.emplace(key, std::move(row));
-    stripe.dirty.push_back(key);
     admitted_.fetch_add(1);
-    resident_keys_.fetch_add(1);
-    Account(RowBytes(dim));
   }
   return absl::OkStatus();
 }
@@ -381,64 +551,63 @@ absl::StatusOr<EmbeddingTable::ApplyResult> EmbeddingTable::Apply(
   // store write succeeded.
   struct Update {
     int64_t key;
-    Row row;
+    int64_t freq;
     bool admitted;  // the key becomes stored with this update
   };
   std::vector<Update> updates;
+  std::vector<float> values;  // updates.size() x floats
   ApplyResult result;
   std::vector<int64_t> filtered_keys;
   for (size_t u = 0; u < distinct.size(); ++u) {
     const int64_t key = distinct[u];
-    Row row;
-    row.floats = static_cast<uint32_t>(floats);
-    row.data.reset(new float[floats]);
-    bool admitted = false;
+    const size_t at = values.size();
+    values.resize(at + floats);
+    float* row = values.data() + at;
+    size_t known = 0;  // the floats the stored row has, if any
+    Update update{key, 0, false};
     {
       Stripe& stripe = StripeOf(key);
       absl::MutexLock l(&stripe.mu);
-      auto it = stripe.rows.find(key);
-      if (it != stripe.rows.end()) {
-        const Row& old = it->second;
-        memcpy(row.data.get(), old.data.get(), old.floats * sizeof(float));
-        for (size_t s = old.floats / dim - 1; s < slots_.size(); ++s) {
-          std::fill(row.data.get() + (s + 1) * dim,
-                    row.data.get() + (s + 2) * dim, slots_[s].initial);
-        }
-        row.freq = old.freq + 1;
+      if (auto [old, old_values] = stripe.Find(key); old != nullptr) {
+        known = stripe.FloatsOf(key);
+        memcpy(row, old_values, known * sizeof(float));
+        update.freq = old->freq + 1;
       } else {
         auto c = stripe.candidates.find(key);
         const int64_t freq =
             (c == stripe.candidates.end() ? 0 : c->second.freq);
         if (freq + 1 < filter) {
           filtered_keys.push_back(key);
+          values.resize(at);
           continue;
         }
-        row.freq = freq + 1;
-        admitted = true;
+        update.freq = freq + 1;
+        update.admitted = true;
       }
     }
-    if (admitted) {
-      InitialRow(key, row.data.get());
-      for (size_t s = 0; s < slots_.size(); ++s) {
-        std::fill(row.data.get() + (s + 1) * dim,
-                  row.data.get() + (s + 2) * dim, slots_[s].initial);
-      }
+    if (update.admitted) {
+      InitialRow(key, row);
+      known = dim;
     }
-    row.last_step = step;
+    for (size_t s = known / dim - 1; s < slots_.size(); ++s) {
+      std::fill(row + (s + 1) * dim, row + (s + 2) * dim, slots_[s].initial);
+    }
     std::vector<float*> slot_ptrs;
     for (int s : slot_index) {
-      slot_ptrs.push_back(row.data.get() + (static_cast<size_t>(s) + 1) * dim);
+      slot_ptrs.push_back(row + (static_cast<size_t>(s) + 1) * dim);
     }
-    apply(dim_, row.data.get(), slot_ptrs, grads.data() + u * dim);
-    updates.push_back({key, std::move(row), admitted});
+    apply(dim_, row, slot_ptrs, grads.data() + u * dim);
+    updates.push_back(update);
   }
   result.applied = static_cast<int64_t>(updates.size());
   result.filtered = static_cast<int64_t>(filtered_keys.size());
   const bool interval =
       store_->options_.durability.mode == Durability::Mode::kInterval;
   if (!interval) {
-    for (const Update& u : updates) {
-      batch.PutEmbedding(RowKey(u.key), EncodeRow(u.row));
+    for (size_t u = 0; u < updates.size(); ++u) {
+      batch.PutEmbedding(
+          RowKey(updates[u].key),
+          EncodeRow(updates[u].freq, step, values.data() + u * floats, floats));
     }
     if (extra) extra(result, batch);
   }
@@ -446,22 +615,15 @@ absl::StatusOr<EmbeddingTable::ApplyResult> EmbeddingTable::Apply(
   // are written at once, as rows written later need them.
   if (!batch.empty()) VS_RETURN_IF_ERROR(store_->storage_->Write(batch));
   // Published stripe by stripe.
-  for (Update& u : updates) {
-    Stripe& stripe = StripeOf(u.key);
+  for (size_t u = 0; u < updates.size(); ++u) {
+    const Update& update = updates[u];
+    Stripe& stripe = StripeOf(update.key);
     absl::MutexLock l(&stripe.mu);
-    u.row.dirty = interval;
-    if (interval) stripe.dirty.push_back(u.key);
-    auto [it, inserted] = stripe.rows.try_emplace(u.key);
-    if (inserted) {
-      resident_keys_.fetch_add(1);
-      Account(RowBytes(u.row.floats));
-    } else {
-      Account(RowBytes(u.row.floats) - RowBytes(it->second.floats));
-    }
-    it->second = std::move(u.row);
-    if (u.admitted) {
+    StoreRow(stripe, update.key, update.freq, step, /*dirty=*/interval,
+             values.data() + u * floats, floats);
+    if (update.admitted) {
       admitted_.fetch_add(1);
-      if (stripe.candidates.erase(u.key) > 0) candidates_.fetch_sub(1);
+      if (stripe.candidates.erase(update.key) > 0) candidates_.fetch_sub(1);
     }
   }
   if (interval && extra) {
@@ -492,52 +654,46 @@ absl::Status EmbeddingTable::Import(absl::Span<const int64_t> keys,
   absl::ReaderMutexLock d(&disk_mu_);
   if (cold_keys_.load() > 0) VS_RETURN_IF_ERROR(ReadThrough(keys));
   const int64_t step = step_.load();
-  std::vector<std::pair<int64_t, Row>> rows;
+  const size_t floats = dim * (1 + slots_.size());
+  const int64_t default_freq = std::max<int64_t>(options_.filter_freq(), 1);
+  auto freq_of = [&](size_t i) {
+    return frequencies.empty() ? default_freq : frequencies[i];
+  };
+  auto last_step_of = [&](size_t i) {
+    return last_steps.empty() ? step : last_steps[i];
+  };
+  std::vector<float> rows(keys.size() * floats);
   for (size_t i = 0; i < keys.size(); ++i) {
-    Row row;
-    row.freq = frequencies.empty()
-                   ? std::max<int64_t>(options_.filter_freq(), 1)
-                   : frequencies[i];
-    row.last_step = last_steps.empty() ? step : last_steps[i];
-    row.floats = static_cast<uint32_t>(dim * (1 + slots_.size()));
-    row.data.reset(new float[row.floats]);
-    memcpy(row.data.get(), values + i * dim, dim * sizeof(float));
-    {
-      // Slots keep their values; a new key's start at their initial values.
-      Stripe& stripe = StripeOf(keys[i]);
-      absl::MutexLock l(&stripe.mu);
-      auto it = stripe.rows.find(keys[i]);
-      for (size_t s = 0; s < slots_.size(); ++s) {
-        float* slot = row.data.get() + (s + 1) * dim;
-        if (it != stripe.rows.end() && it->second.floats >= (s + 2) * dim) {
-          memcpy(slot, it->second.data.get() + (s + 1) * dim,
-                 dim * sizeof(float));
-        } else {
-          std::fill(slot, slot + dim, slots_[s].initial);
-        }
-      }
+    float* row = rows.data() + i * floats;
+    memcpy(row, values + i * dim, dim * sizeof(float));
+    // Slots keep their values; a new key's start at their initial values.
+    Stripe& stripe = StripeOf(keys[i]);
+    absl::MutexLock l(&stripe.mu);
+    const float* old = stripe.Find(keys[i]).second;
+    const size_t known = old == nullptr ? dim : stripe.FloatsOf(keys[i]);
+    if (old != nullptr) {
+      memcpy(row + dim, old + dim, (known - dim) * sizeof(float));
     }
-    rows.emplace_back(keys[i], std::move(row));
+    for (size_t s = known / dim - 1; s < slots_.size(); ++s) {
+      std::fill(row + (s + 1) * dim, row + (s + 2) * dim, slots_[s].initial);
+    }
   }
   StorageBatch batch;
-  for (const auto& [key, row] : rows) {
-    batch.PutEmbedding(RowKey(key), EncodeRow(row));
+  for (size_t i = 0; i < keys.size(); ++i) {
+    batch.PutEmbedding(RowKey(keys[i]),
+                       EncodeRow(freq_of(i), last_step_of(i),
+                                 rows.data() + i * floats, floats));
   }
   if (extra) extra(batch);
   VS_RETURN_IF_ERROR(store_->storage_->Write(batch));
-  for (auto& [key, row] : rows) {
-    Stripe& stripe = StripeOf(key);
+  for (size_t i = 0; i < keys.size(); ++i) {
+    Stripe& stripe = StripeOf(keys[i]);
     absl::MutexLock l(&stripe.mu);
-    auto [it, inserted] = stripe.rows.try_emplace(key);
-    if (inserted) {
-      resident_keys_.fetch_add(1);
-      admitted_.fetch_add(1);
-      Account(RowBytes(row.floats));
-    } else {
-      Account(RowBytes(row.floats) - RowBytes(it->second.floats));
-    }
-    it->second = std::move(row);
-    if (stripe.candidates.erase(key) > 0) candidates_.fetch_sub(1);
+    const bool known = stripe.Find(keys[i]).first != nullptr;
+    StoreRow(stripe, keys[i], freq_of(i), last_step_of(i), /*dirty=*/false,
+             rows.data() + i * floats, floats);
+    if (!known) admitted_.fetch_add(1);
+    if (stripe.candidates.erase(keys[i]) > 0) candidates_.fetch_sub(1);
   }
   return absl::OkStatus();
 }
@@ -609,14 +765,18 @@ v1::EmbeddingStats EmbeddingTable::Stats(int hottest) const {
   for (int s = 0; s < kStripes; ++s) {
     Stripe& stripe = stripes_[s];
     absl::MutexLock l(&stripe.mu);
-    for (const auto& [key, row] : stripe.rows) {
-      if (static_cast<int>(top.size()) < hottest) {
-        top.emplace_back(row.freq, key);
-        std::push_heap(top.begin(), top.end(), cmp);
-      } else if (std::make_pair(row.freq, key) > top.front()) {
-        std::pop_heap(top.begin(), top.end(), cmp);
-        top.back() = {row.freq, key};
-        std::push_heap(top.begin(), top.end(), cmp);
+    for (const std::unique_ptr<Arena>& arena : stripe.arenas) {
+      for (uint32_t i = 0; i < arena->size(); ++i) {
+        const std::pair<int64_t, int64_t> row(arena->header(i).freq,
+                                              arena->header(i).key);
+        if (static_cast<int>(top.size()) < hottest) {
+          top.push_back(row);
+          std::push_heap(top.begin(), top.end(), cmp);
+        } else if (row > top.front()) {
+          std::pop_heap(top.begin(), top.end(), cmp);
+          top.back() = row;
+          std::push_heap(top.begin(), top.end(), cmp);
+        }
       }
     }
   }
@@ -640,10 +800,11 @@ absl::Status EmbeddingTable::WriteBack() {
     Stripe& stripe = stripes_[s];
     absl::MutexLock l(&stripe.mu);
     for (int64_t key : stripe.dirty) {
-      auto it = stripe.rows.find(key);
-      if (it == stripe.rows.end() || !it->second.dirty) continue;
-      batch.PutEmbedding(RowKey(key), EncodeRow(it->second));
-      it->second.dirty = false;
+      auto [row, values] = stripe.Find(key);
+      if (row == nullptr || !row->dirty) continue;
+      batch.PutEmbedding(RowKey(key), EncodeRow(row->freq, row->last_step,
+                                                values, stripe.FloatsOf(key)));
+      row->dirty = false;
       written[s].push_back(key);
     }
     stripe.dirty.clear();
@@ -659,9 +820,9 @@ absl::Status EmbeddingTable::WriteBack() {
     Stripe& stripe = stripes_[s];
     absl::MutexLock l(&stripe.mu);
     for (int64_t key : written[s]) {
-      auto it = stripe.rows.find(key);
-      if (it != stripe.rows.end() && !it->second.dirty) {
-        it->second.dirty = true;
+      Stripe::Header* row = stripe.Find(key).first;
+      if (row != nullptr && !row->dirty) {
+        row->dirty = true;
         stripe.dirty.push_back(key);
       }
     }
@@ -679,18 +840,17 @@ absl::Status EmbeddingTable::Evict() {
     Stripe& stripe = stripes_[s];
     absl::MutexLock d(&disk_mu_);
     StorageBatch batch;
-    int64_t freed = 0, removed = 0;
+    int64_t removed = 0;
     {
       absl::MutexLock l(&stripe.mu);
-      for (auto it = stripe.rows.begin(); it != stripe.rows.end();) {
-        if (it->second.last_step < oldest) {
-          batch.DeleteEmbedding(RowKey(it->first));
-          freed += RowBytes(it->second.floats);
-          ++removed;
-          stripe.rows.erase(it++);
-        } else {
-          ++it;
-        }
+      for (uint32_t a = 0; a < stripe.arenas.size(); ++a) {
+        stripe.Sweep(
+            a, std::numeric_limits<int64_t>::max(),
+            [&](const Stripe::Header& row) { return row.last_step < oldest; },
+            [&](int64_t key) {
+              batch.DeleteEmbedding(RowKey(key));
+              ++removed;
+            });
       }
       for (auto it = stripe.candidates.begin();
            it != stripe.candidates.end();) {
@@ -701,13 +861,13 @@ absl::Status EmbeddingTable::Evict() {
           ++it;
         }
       }
+      Account(stripe.Resettle());
     }
     if (removed == 0) continue;
     // Removed from memory first: lookups meanwhile see initial rows, which
     // is what eviction means.
     resident_keys_.fetch_sub(removed);
     evicted_.fetch_add(removed);
-    Account(-freed);
     VS_RETURN_IF_ERROR(store_->storage_->Write(batch));
   }
   if (cold_keys_.load() == 0) return absl::OkStatus();
@@ -729,7 +889,7 @@ absl::Status EmbeddingTable::Evict() {
   for (int64_t key : expired) {
     Stripe& stripe = StripeOf(key);
     absl::MutexLock l(&stripe.mu);
-    if (stripe.rows.contains(key)) continue;  // read through since
+    if (stripe.Find(key).first != nullptr) continue;  // read through since
     batch.DeleteEmbedding(RowKey(key));
     ++removed;
   }
@@ -741,29 +901,30 @@ absl::Status EmbeddingTable::Evict() {
 }
 
 absl::Status EmbeddingTable::Spill(int64_t target) {
-  // Clock: a row referenced since the last pass gets another chance.
-  for (int pass = 0; pass < 2; ++pass) {
-    for (int s = 0; s < kStripes; ++s) {
-      if (store_->ResidentBytes() <= target) return absl::OkStatus();
-      Stripe& stripe = stripes_[s];
-      absl::MutexLock d(&disk_mu_);
-      absl::MutexLock l(&stripe.mu);
-      int64_t freed = 0, removed = 0;
-      for (auto it = stripe.rows.begin(); it != stripe.rows.end();) {
-        Row& row = it->second;
-        if (row.dirty || row.referenced) {
-          row.referenced = false;
-          ++it;
-          continue;
-        }
-        freed += RowBytes(row.floats);
-        ++removed;
-        stripe.rows.erase(it++);
-      }
-      resident_keys_.fetch_sub(removed);
-      cold_keys_.fetch_add(removed);
-      Account(-freed);
+  // Each stripe frees its share of what is over the target, by clock: a row
+  // referenced since the hand passed it gets another chance.
+  for (int s = 0; s < kStripes; ++s) {
+    const int64_t over = store_->ResidentBytes() - target;
+    if (over <= 0) return absl::OkStatus();
+    const int64_t share = (over + kStripes - s - 1) / (kStripes - s);
+    Stripe& stripe = stripes_[s];
+    absl::MutexLock d(&disk_mu_);
+    absl::MutexLock l(&stripe.mu);
+    int64_t removed = 0;
+    const int64_t before = stripe.bytes;
+    for (uint32_t a = 0; a < stripe.arenas.size(); ++a) {
+      stripe.Sweep(
+          a, share - (before - stripe.bytes),
+          [](Stripe::Header& row) {
+            const bool keep = row.dirty || row.referenced;
+            row.referenced = false;
+            return !keep;
+          },
+          [&](int64_t) { ++removed; });
+      Account(stripe.Resettle());
     }
+    resident_keys_.fetch_sub(removed);
+    cold_keys_.fetch_add(removed);
   }
   return absl::OkStatus();
 }
@@ -837,13 +998,11 @@ void EmbeddingStore::WaitForRoom() {
       static_cast<double>(options_.memory_budget) * kWaitShare);
   if (ResidentBytes() <= limit) return;
   absl::MutexLock l(&room_mu_);
-  // Spilling needs clean rows: write back, then spill, until there is room
-  // (or nothing more can go).
+  // Spilling needs clean rows: write back, then spill, until there is room,
+  // or a round freed nothing (every row in memory was in use).
   while (ResidentBytes() > limit && !stop_.HasBeenNotified()) {
-    if (!Maintain().ok()) return;
-    if (ResidentBytes() > limit) {
-      room_mu_.AwaitWithTimeout(absl::Condition::kTrue, absl::Milliseconds(10));
-    }
+    const int64_t before = ResidentBytes();
+    if (!Maintain().ok() || ResidentBytes() >= before) return;
   }
 }
 

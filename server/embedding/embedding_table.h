@@ -29,10 +29,10 @@
 namespace varscope::server::embedding {
 
 struct EmbeddingOptions {
-  // The bytes the rows of every embedding table may take in memory (rows,
-  // slots and their index entries, as the tables count them); rows beyond
-  // it live only in the store. Callers that would add rows wait while the
-  // tables are over 110% of it. Default: 0, no budget (every row in
+  // The bytes the rows of every embedding table may hold in memory (the
+  // pages holding rows and slots, and their hash indexes' capacity); rows
+  // beyond it live only in the store. Callers that would add rows wait while
+  // the tables are over 110% of it. Default: 0, no budget (every row in
   // memory).
   int64_t memory_budget = 0;
   // When updates reach the store (see Durability). Default: wal.
@@ -138,7 +138,6 @@ class EmbeddingTable {
 
  private:
   friend class EmbeddingStore;
-  struct Row;
   struct Stripe;
 
   EmbeddingTable(EmbeddingStore* store, const v1::VariableInfo& info);
@@ -155,18 +154,22 @@ class EmbeddingTable {
   // The step of a call given `global_step`; advances the table's step.
   int64_t StepOf(std::optional<int64_t> global_step, bool update);
   std::string RowKey(int64_t key) const;
-  std::string EncodeRow(const Row& row) const;
+  std::string EncodeRow(int64_t freq, int64_t last_step, const float* values,
+                        size_t floats) const;
+  // Stores a row in `stripe` (replacing any) and accounts for it.
+  // REQUIRES: stripe.mu held.
+  void StoreRow(Stripe& stripe, int64_t key, int64_t freq, int64_t last_step,
+                bool dirty, const float* values, size_t floats);
   // Writes the rows lookups made dirty.
   absl::Status WriteBack() ABSL_LOCKS_EXCLUDED(disk_mu_);
   // Removes the rows not touched in steps_to_live steps.
   absl::Status Evict() ABSL_LOCKS_EXCLUDED(disk_mu_);
-  // Moves clean rows not referenced since the last call out of memory until
-  // the store's bytes are under `target`.
+  // Moves clean rows not referenced since the clock hand last passed them
+  // out of memory until the store's bytes are under `target`.
   absl::Status Spill(int64_t target) ABSL_LOCKS_EXCLUDED(disk_mu_);
   // Adds `delta` to the bytes of rows in memory (the table's and the
   // store's).
   void Account(int64_t delta);
-  int64_t RowBytes(size_t floats) const;
   // The slot indices of `slots`, adding new ones to slots_ (and their
   // record to `batch`).
   std::vector<int> SlotIndices(const std::vector<RowSlot>& slots,
@@ -235,7 +238,8 @@ class EmbeddingStore {
   // One round: write-back, eviction, budget.
   absl::Status Maintain();
   void Loop();
-  // Waits while rows in memory are over 110% of the budget.
+  // While rows in memory are over 110% of the budget, runs maintenance
+  // rounds; returns once under it, or when a round freed nothing.
   void WaitForRoom();
   std::vector<std::shared_ptr<EmbeddingTable>> Tables() const;
 
