@@ -89,9 +89,9 @@ class Writer {
     options.max_attempts = 1;  // retried here, with the same id
     options.timeout = absl::Seconds(2);
     client_ = std::make_unique<Client>(
-        std::vector<std::shared_ptr<v1::VariableService::StubInterface>>{
-            v1::VariableService::NewStub(grpc::CreateCustomChannel(
-                address, grpc::InsecureChannelCredentials(), args))},
+        std::vector<std::shared_ptr<grpc::ChannelInterface>>{
+            grpc::CreateCustomChannel(
+                address, grpc::InsecureChannelCredentials(), args)},
         options);
   }
 
