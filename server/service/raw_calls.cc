@@ -195,6 +195,20 @@ class SliceWriter {
   std::vector<std::shared_ptr<const std::string>> buffers_;
 };
 
+// A `Response` (v1::ReadResponse or v1::UpdateResponse) with `value`, its
+// bytes shared, not copied, and held in `budget`.
+template <typename Response>
+absl::StatusOr<grpc::ByteBuffer> ValueResponseRaw(
+    const VariableTable::SharedValue& value, ReplyBudget& budget,
+    bool refusable) {
+  SliceWriter w;
+  w.Tensor(Response::kValueFieldNumber, TensorHead(value), value);
+  Response rest;
+  rest.set_version(value.version);
+  w.Append(rest.SerializeAsString());
+  return w.Finish(budget, refusable);
+}
+
 }  // namespace
 
 ReplyBudget::ReplyBudget(int64_t max_bytes)
@@ -266,12 +280,13 @@ absl::StatusOr<grpc::ByteBuffer> MessageRaw(const Message& message,
 
 absl::StatusOr<grpc::ByteBuffer> ReadResponseRaw(
     const VariableTable::SharedValue& value, ReplyBudget& budget) {
-  SliceWriter w;
-  w.Tensor(v1::ReadResponse::kValueFieldNumber, TensorHead(value), value);
-  v1::ReadResponse rest;
-  rest.set_version(value.version);
-  w.Append(rest.SerializeAsString());
-  return w.Finish(budget, /*refusable=*/true);
+  return ValueResponseRaw<v1::ReadResponse>(value, budget, /*refusable=*/true);
+}
+
+absl::StatusOr<grpc::ByteBuffer> UpdateResponseRaw(
+    const VariableTable::SharedValue& value, ReplyBudget& budget) {
+  return ValueResponseRaw<v1::UpdateResponse>(value, budget,
+                                              /*refusable=*/false);
 }
 
 absl::StatusOr<grpc::ByteBuffer> BatchReadResponseRaw(
