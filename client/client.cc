@@ -1,6 +1,7 @@
 #include "client/client.h"
 
 #include <grpcpp/grpcpp.h>
+#include <grpcpp/impl/client_unary_call.h>
 #include <stdlib.h>
 
 #include <algorithm>
@@ -83,6 +84,30 @@ std::string NewClientId() {
     return (uint64_t{device()} << 32) | uint64_t{device()};
   };
   return absl::StrFormat("%016x%016x", word(), word());
+}
+
+// Stubs of `channels`, in order.
+std::vector<std::shared_ptr<v1::VariableService::StubInterface>> StubsOf(
+    const std::vector<std::shared_ptr<grpc::ChannelInterface>>& channels) {
+  std::vector<std::shared_ptr<v1::VariableService::StubInterface>> stubs;
+  for (const std::shared_ptr<grpc::ChannelInterface>& channel : channels) {
+    stubs.push_back(v1::VariableService::NewStub(channel));
+  }
+  return stubs;
+}
+
+// `prefix` followed by `tensor`'s bytes, as a slice over them that holds
+// their owner until gRPC is done with it.
+grpc::ByteBuffer WithContent(const std::string& prefix,
+                             const SharedTensor& tensor) {
+  using Owner = std::shared_ptr<const void>;
+  grpc::Slice slices[] = {
+      grpc::Slice(prefix),
+      grpc::Slice(
+          const_cast<char*>(tensor.bytes.data()), tensor.bytes.size(),
+          [](void* owner) { delete static_cast<Owner*>(owner); },
+          new Owner(tensor.owner))};
+  return grpc::ByteBuffer(slices, tensor.bytes.empty() ? 1 : 2);
 }
 
 // The name of a global step variable: `name`, or "global_step" if empty.
@@ -204,14 +229,14 @@ absl::Status InParallel(const std::vector<int>& parts,
 
 }  // namespace
 
-bool Client::StreamIt(const Tensor& tensor,
+bool Client::StreamIt(const SharedTensor& tensor,
                       const UpdateOptions& options) const {
   // Streams reply with a version only: values come back by unary calls.
-  return !options.return_value && static_cast<int64_t>(tensor.bytes().size()) >
+  return !options.return_value && static_cast<int64_t>(tensor.bytes.size()) >
                                       options_.stream_threshold_bytes;
 }
 
-std::shared_ptr<v1::VariableService::StubInterface> Client::NewStub(
+std::shared_ptr<grpc::ChannelInterface> Client::NewChannel(
     const std::string& address, const ClientOptions& options) {
   grpc::ChannelArguments args;
   args.SetMaxReceiveMessageSize(-1);
@@ -228,8 +253,8 @@ std::shared_ptr<v1::VariableService::StubInterface> Client::NewStub(
   args.SetInt(GRPC_ARG_INITIAL_RECONNECT_BACKOFF_MS, 100);
   args.SetInt(GRPC_ARG_MAX_RECONNECT_BACKOFF_MS, 500);
   args.SetInt(GRPC_ARG_MIN_RECONNECT_BACKOFF_MS, 1000);
-  return v1::VariableService::NewStub(grpc::CreateCustomChannel(
-      address, ChannelCredentials(options.security), args));
+  return grpc::CreateCustomChannel(address,
+                                   ChannelCredentials(options.security), args);
 }
 
 std::unique_ptr<Client> Client::Connect(const std::string& address,
@@ -244,18 +269,18 @@ std::unique_ptr<Client> Client::Connect(const std::string& address,
   }();
   (void)polling;
   std::vector<std::string> addresses = absl::StrSplit(address, ',');
-  std::vector<std::shared_ptr<v1::VariableService::StubInterface>> shards;
+  std::vector<std::shared_ptr<grpc::ChannelInterface>> channels;
   for (const std::string& shard : addresses) {
-    shards.push_back(NewStub(shard, options));
+    channels.push_back(NewChannel(shard, options));
   }
-  return std::make_unique<Client>(std::move(shards), options,
+  return std::make_unique<Client>(std::move(channels), options,
                                   std::move(addresses));
 }
 
-Client::Client(
-    std::vector<std::shared_ptr<v1::VariableService::StubInterface>> shards,
-    const ClientOptions& options, std::vector<std::string> addresses)
-    : shards_(std::move(shards)),
+Client::Client(std::vector<std::shared_ptr<grpc::ChannelInterface>> channels,
+               const ClientOptions& options, std::vector<std::string> addresses)
+    : channels_(std::move(channels)),
+      shards_(StubsOf(channels_)),
       addresses_(std::move(addresses)),
       shard_count_(static_cast<int>(shards_.size())),
       options_(options),
@@ -343,14 +368,15 @@ absl::Status Client::Refresh(int64_t generation) {
   }
   absl::Status status = last;
   if (!shards.empty()) {
-    std::vector<std::shared_ptr<v1::VariableService::StubInterface>> stubs;
+    std::vector<std::shared_ptr<grpc::ChannelInterface>> channels;
     for (const std::string& address : shards) {
       auto known = std::find(addresses_.begin(), addresses_.end(), address);
-      stubs.push_back(known == addresses_.end()
-                          ? NewStub(address, options_)
-                          : shards_[known - addresses_.begin()]);
+      channels.push_back(known == addresses_.end()
+                             ? NewChannel(address, options_)
+                             : channels_[known - addresses_.begin()]);
     }
-    shards_ = std::move(stubs);
+    channels_ = std::move(channels);
+    shards_ = StubsOf(channels_);
     addresses_ = std::move(shards);
     shard_count_.store(num_shards());
     cluster_checked_.store(false);
@@ -628,18 +654,18 @@ absl::StatusOr<ReadResult> Client::ReadByStream(
 }
 
 absl::StatusOr<UpdateResult> Client::WriteByStream(v1::StreamHeader header,
-                                                   const Tensor& tensor,
+                                                   const SharedTensor& tensor,
                                                    bool idempotent) {
-  header.set_dtype(tensor.dtype());
-  header.mutable_shape()->mutable_dims()->Assign(tensor.dims().begin(),
-                                                 tensor.dims().end());
+  header.set_dtype(tensor.dtype);
+  header.mutable_shape()->mutable_dims()->Assign(tensor.dims.begin(),
+                                                 tensor.dims.end());
   v1::UpdateResponse response;
   VS_RETURN_IF_ERROR(Run(
       On("WriteStream", header.name()), idempotent,
       [&](auto& stub, grpc::ClientContext* context) {
         std::unique_ptr<grpc::ClientWriterInterface<v1::TensorChunk>> writer =
             stub.WriteStream(context, &response);
-        const absl::string_view bytes = tensor.bytes();
+        const absl::string_view bytes = tensor.bytes;
         const size_t step = static_cast<size_t>(options_.stream_chunk_bytes);
         size_t offset = 0;
         v1::TensorChunk chunk;
@@ -659,7 +685,7 @@ absl::StatusOr<UpdateResult> Client::WriteByStream(v1::StreamHeader header,
 
 template <typename Request>
 absl::StatusOr<UpdateResult> Client::Update(absl::string_view name,
-                                            Tensor tensor,
+                                            const SharedTensor& tensor,
                                             const UpdateOptions& options) {
   constexpr bool add = std::is_same_v<Request, v1::AssignAddRequest>;
   Request request;
@@ -673,22 +699,33 @@ absl::StatusOr<UpdateResult> Client::Update(absl::string_view name,
       return WriteByStream(StreamHeaderOf(request, add), tensor, idempotent);
     });
   }
-  if constexpr (add) {
-    TensorToProto(std::move(tensor), request.mutable_delta());
-  } else {
-    TensorToProto(std::move(tensor), request.mutable_value());
-  }
+  // The request without its tensor, then the tensor's field: protobuf merges
+  // the two parts into the whole request.
+  const int field = add ? int{v1::AssignAddRequest::kDeltaFieldNumber}
+                        : int{v1::AssignRequest::kValueFieldNumber};
+  const std::string head =
+      TensorHead(tensor.dtype, tensor.dims, tensor.bytes.size());
+  const std::string prefix =
+      request.SerializeAsString() +
+      FieldHead(field, head.size() + tensor.bytes.size()) + head;
+  static const std::string kMethod =
+      absl::StrCat("/", v1::VariableService::service_full_name(),
+                   add ? "/AssignAdd" : "/Assign");
   return Routed([&]() -> absl::StatusOr<UpdateResult> {
+    const Rpc rpc = On(add ? "AssignAdd" : "Assign", name);
+    const std::shared_ptr<grpc::ChannelInterface>& channel =
+        channels_[rpc.shard];
     v1::UpdateResponse response;
     VS_RETURN_IF_ERROR(WithClusterNearMatches(
-        name, Run(On(add ? "AssignAdd" : "Assign", name), idempotent,
-                  [&](auto& stub, grpc::ClientContext* context) {
-                    if constexpr (add) {
-                      return stub.AssignAdd(context, request, &response);
-                    } else {
-                      return stub.Assign(context, request, &response);
-                    }
-                  })));
+        name, Run(rpc, idempotent, [&](auto&, grpc::ClientContext* context) {
+          const grpc::ByteBuffer bytes = WithContent(prefix, tensor);
+          return grpc::internal::BlockingUnaryCall<grpc::ByteBuffer,
+                                                   v1::UpdateResponse>(
+              channel.get(),
+              grpc::internal::RpcMethod(kMethod.c_str(),
+                                        grpc::internal::RpcMethod::NORMAL_RPC),
+              context, bytes, &response);
+        })));
     return ToUpdateResult(response);
   });
 }
@@ -696,13 +733,25 @@ absl::StatusOr<UpdateResult> Client::Update(absl::string_view name,
 absl::StatusOr<UpdateResult> Client::Assign(absl::string_view name,
                                             Tensor value,
                                             const UpdateOptions& options) {
-  return Update<v1::AssignRequest>(name, std::move(value), options);
+  return Assign(name, SharedTensor::Of(std::move(value)), options);
 }
 
 absl::StatusOr<UpdateResult> Client::AssignAdd(absl::string_view name,
                                                Tensor delta,
                                                const UpdateOptions& options) {
-  return Update<v1::AssignAddRequest>(name, std::move(delta), options);
+  return AssignAdd(name, SharedTensor::Of(std::move(delta)), options);
+}
+
+absl::StatusOr<UpdateResult> Client::Assign(absl::string_view name,
+                                            SharedTensor value,
+                                            const UpdateOptions& options) {
+  return Update<v1::AssignRequest>(name, value, options);
+}
+
+absl::StatusOr<UpdateResult> Client::AssignAdd(absl::string_view name,
+                                               SharedTensor delta,
+                                               const UpdateOptions& options) {
+  return Update<v1::AssignAddRequest>(name, delta, options);
 }
 
 absl::StatusOr<v1::ListVariablesResponse> Client::ListVariables(

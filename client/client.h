@@ -121,11 +121,10 @@ class Client {
   static std::unique_ptr<Client> Connect(const std::string& address,
                                          const ClientOptions& options = {});
 
-  // A client of the shards behind `shards`, in cluster order, reached at
+  // A client of the shards behind `channels`, in cluster order, reached at
   // `addresses` (named in errors; default: "shard 0", "shard 1", ...).
-  Client(
-      std::vector<std::shared_ptr<v1::VariableService::StubInterface>> shards,
-      const ClientOptions& options, std::vector<std::string> addresses = {});
+  Client(std::vector<std::shared_ptr<grpc::ChannelInterface>> channels,
+         const ClientOptions& options, std::vector<std::string> addresses = {});
 
   Client(const Client&) = delete;
   Client& operator=(const Client&) = delete;
@@ -180,6 +179,14 @@ class Client {
   absl::StatusOr<UpdateResult> Assign(absl::string_view name, Tensor value,
                                       const UpdateOptions& options = {});
   absl::StatusOr<UpdateResult> AssignAdd(absl::string_view name, Tensor delta,
+                                         const UpdateOptions& options = {});
+  // As above, sending the bytes from where they are: gRPC may hold
+  // `value.owner` (and so the bytes) a little after the call returned.
+  absl::StatusOr<UpdateResult> Assign(absl::string_view name,
+                                      SharedTensor value,
+                                      const UpdateOptions& options = {});
+  absl::StatusOr<UpdateResult> AssignAdd(absl::string_view name,
+                                         SharedTensor delta,
                                          const UpdateOptions& options = {});
   // One page; pass response.next_page_token() back for the next.
   absl::StatusOr<v1::ListVariablesResponse> ListVariables(
@@ -357,8 +364,8 @@ class Client {
   // The cluster id CheckCluster found, sent with every call; "" before it
   // succeeded and with one server.
   std::string ClusterId() const;
-  // A stub of the server at `address` on a channel of its own settings.
-  static std::shared_ptr<v1::VariableService::StubInterface> NewStub(
+  // A channel to the server at `address` with this client's settings.
+  static std::shared_ptr<grpc::ChannelInterface> NewChannel(
       const std::string& address, const ClientOptions& options);
   // Run without CheckCluster.
   template <typename Call>
@@ -371,13 +378,14 @@ class Client {
 
   // Assign (Request = v1::AssignRequest) or AssignAdd (v1::AssignAddRequest).
   template <typename Request>
-  absl::StatusOr<UpdateResult> Update(absl::string_view name, Tensor tensor,
+  absl::StatusOr<UpdateResult> Update(absl::string_view name,
+                                      const SharedTensor& tensor,
                                       const UpdateOptions& options);
   // Whether an update of `tensor` goes by WriteStream.
-  bool StreamIt(const Tensor& tensor, const UpdateOptions& options) const;
+  bool StreamIt(const SharedTensor& tensor, const UpdateOptions& options) const;
   absl::StatusOr<ReadResult> ReadByStream(const v1::ReadRequest& request);
   absl::StatusOr<UpdateResult> WriteByStream(v1::StreamHeader header,
-                                             const Tensor& tensor,
+                                             const SharedTensor& tensor,
                                              bool idempotent);
   // On a cluster, INVALID_ARGUMENT unless `rows` (if given) has a row per
   // key.
@@ -404,8 +412,11 @@ class Client {
                                       absl::Status status);
 
   // The shard list: read by every call while it holds topology_mu_ shared
-  // (Routed), replaced by Refresh while it holds it exclusively.
+  // (Routed), replaced by Refresh while it holds it exclusively. A shard's
+  // channel carries the calls whose requests are built as raw bytes (see
+  // Update), its stub the others.
   absl::Mutex topology_mu_;
+  std::vector<std::shared_ptr<grpc::ChannelInterface>> channels_;
   std::vector<std::shared_ptr<v1::VariableService::StubInterface>> shards_;
   std::vector<std::string> addresses_;
   // Raised by every Refresh that changed the list.

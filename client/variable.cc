@@ -80,16 +80,16 @@ void Variable::SeeVersion(int64_t version) const {
   }
 }
 
-absl::Status Variable::CheckTensor(const Tensor& t,
+absl::Status Variable::CheckTensor(const SharedTensor& t,
                                    absl::string_view op) const {
-  if (t.dtype() != dtype()) {
+  if (t.dtype != dtype()) {
     return absl::InvalidArgumentError(absl::StrCat(
-        "Cannot ", op, " a tensor of dtype ", DTypeName(t.dtype()),
+        "Cannot ", op, " a tensor of dtype ", DTypeName(t.dtype),
         " to variable ", name(), " of dtype ", DTypeName(dtype())));
   }
-  if (t.dims() != shape()) {
+  if (t.dims != shape()) {
     return absl::InvalidArgumentError(absl::StrCat(
-        "Cannot ", op, " a tensor of shape ", ShapeString(t.dims()),
+        "Cannot ", op, " a tensor of shape ", ShapeString(t.dims),
         " to variable ", name(), " of shape ", ShapeString(shape())));
   }
   return absl::OkStatus();
@@ -126,21 +126,21 @@ absl::StatusOr<Tensor> Variable::Read() const {
   return whole;
 }
 
-std::vector<Tensor> Variable::Split(const Tensor& whole) const {
+std::vector<Tensor> Variable::Split(const SharedTensor& whole) const {
   std::vector<Tensor> out;
   for (const Variable& part : state_->parts) {
     Tensor piece(dtype(), part.shape());
     const v1::SliceInfo& slice = part.info().slice();
     const int axis = SliceAxis(slice);
     CopyPart(shape(), part.shape(), slice.var_offset(axis), axis,
-             DTypeSize(dtype()), whole.bytes().data(), piece.mutable_data(),
+             DTypeSize(dtype()), whole.bytes.data(), piece.mutable_data(),
              /*from_whole=*/true);
     out.push_back(std::move(piece));
   }
   return out;
 }
 
-absl::StatusOr<UpdateResult> Variable::Update(Tensor tensor,
+absl::StatusOr<UpdateResult> Variable::Update(SharedTensor tensor,
                                               const UpdateOptions& options,
                                               bool add) const {
   VS_RETURN_IF_ERROR(CheckTensor(tensor, add ? "add" : "assign"));
@@ -164,7 +164,7 @@ absl::StatusOr<UpdateResult> Variable::Update(Tensor tensor,
     const Variable& part = state_->parts[i];
     VS_ASSIGN_OR_RETURN(
         UpdateResult r,
-        part.Update(std::move(pieces[i]),
+        part.Update(SharedTensor::Of(std::move(pieces[i])),
                     {.return_value = options.return_value}, add));
     result.version = std::max(result.version, r.version);
     if (options.return_value) {
@@ -180,11 +180,21 @@ absl::StatusOr<UpdateResult> Variable::Update(Tensor tensor,
 
 absl::StatusOr<UpdateResult> Variable::Assign(
     Tensor value, const UpdateOptions& options) const {
-  return Update(std::move(value), options, /*add=*/false);
+  return Update(SharedTensor::Of(std::move(value)), options, /*add=*/false);
 }
 
 absl::StatusOr<UpdateResult> Variable::AssignAdd(
     Tensor delta, const UpdateOptions& options) const {
+  return Update(SharedTensor::Of(std::move(delta)), options, /*add=*/true);
+}
+
+absl::StatusOr<UpdateResult> Variable::Assign(
+    SharedTensor value, const UpdateOptions& options) const {
+  return Update(std::move(value), options, /*add=*/false);
+}
+
+absl::StatusOr<UpdateResult> Variable::AssignAdd(
+    SharedTensor delta, const UpdateOptions& options) const {
   return Update(std::move(delta), options, /*add=*/true);
 }
 

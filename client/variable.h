@@ -62,6 +62,12 @@ class Variable {
   // Adds `delta` element-wise on the server. Errors as Assign.
   absl::StatusOr<UpdateResult> AssignAdd(
       Tensor delta, const UpdateOptions& options = {}) const;
+  // As above, sending the bytes from where they are (see
+  // Client::Assign).
+  absl::StatusOr<UpdateResult> Assign(SharedTensor value,
+                                      const UpdateOptions& options = {}) const;
+  absl::StatusOr<UpdateResult> AssignAdd(
+      SharedTensor delta, const UpdateOptions& options = {}) const;
 
  private:
   struct State {
@@ -74,11 +80,11 @@ class Variable {
   };
 
   explicit Variable(std::shared_ptr<State> state) : state_(std::move(state)) {}
-  absl::Status CheckTensor(const Tensor& t, absl::string_view op) const;
+  absl::Status CheckTensor(const SharedTensor& t, absl::string_view op) const;
   // Splits a full-shaped tensor into one tensor per part.
-  std::vector<Tensor> Split(const Tensor& whole) const;
+  std::vector<Tensor> Split(const SharedTensor& whole) const;
   // Assign, or AssignAdd when `add`; a partitioned variable part by part.
-  absl::StatusOr<UpdateResult> Update(Tensor tensor,
+  absl::StatusOr<UpdateResult> Update(SharedTensor tensor,
                                       const UpdateOptions& options,
                                       bool add) const;
 

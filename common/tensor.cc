@@ -6,6 +6,8 @@
 #include "absl/strings/str_format.h"
 #include "common/shape.h"
 #include "common/status.h"
+#include "google/protobuf/io/coded_stream.h"
+#include "google/protobuf/wire_format_lite.h"
 
 namespace varscope {
 
@@ -22,8 +24,12 @@ int64_t Tensor::num_elements() const {
   return static_cast<int64_t>(bytes_.size() / DTypeSize(dtype_));
 }
 
-absl::StatusOr<Tensor> Tensor::FromBytes(DType dtype, std::vector<int64_t> dims,
-                                         std::string bytes) {
+namespace {
+
+// INVALID_ARGUMENT unless `bytes` are a tensor of `dtype` and shape `dims`
+// (see Tensor::FromBytes).
+absl::Status CheckContent(DType dtype, const std::vector<int64_t>& dims,
+                          absl::string_view bytes) {
   if (!IsSupportedDType(dtype)) {
     return absl::InvalidArgumentError(
         absl::StrCat("Unsupported dtype ", static_cast<int>(dtype)));
@@ -47,11 +53,58 @@ absl::StatusOr<Tensor> Tensor::FromBytes(DType dtype, std::vector<int64_t> dims,
           static_cast<unsigned char>(*bad)));
     }
   }
+  return absl::OkStatus();
+}
+
+}  // namespace
+
+absl::StatusOr<Tensor> Tensor::FromBytes(DType dtype, std::vector<int64_t> dims,
+                                         std::string bytes) {
+  VS_RETURN_IF_ERROR(CheckContent(dtype, dims, bytes));
   Tensor t;
   t.dtype_ = dtype;
   t.dims_ = std::move(dims);
   t.bytes_ = std::move(bytes);
   return t;
+}
+
+SharedTensor SharedTensor::Of(Tensor tensor) {
+  auto bytes = std::make_shared<const std::string>(tensor.ReleaseBytes());
+  return {.dtype = tensor.dtype(),
+          .dims = tensor.dims(),
+          .bytes = *bytes,
+          .owner = std::move(bytes)};
+}
+
+absl::StatusOr<SharedTensor> SharedTensor::Make(
+    DType dtype, std::vector<int64_t> dims, absl::string_view bytes,
+    std::shared_ptr<const void> owner) {
+  VS_RETURN_IF_ERROR(CheckContent(dtype, dims, bytes));
+  return SharedTensor{.dtype = dtype,
+                      .dims = std::move(dims),
+                      .bytes = bytes,
+                      .owner = std::move(owner)};
+}
+
+std::string FieldHead(int field, size_t length) {
+  using google::protobuf::internal::WireFormatLite;
+  using google::protobuf::io::CodedOutputStream;
+  uint8_t buffer[16];
+  uint8_t* end = CodedOutputStream::WriteVarint32ToArray(
+      WireFormatLite::MakeTag(field, WireFormatLite::WIRETYPE_LENGTH_DELIMITED),
+      buffer);
+  end = CodedOutputStream::WriteVarint64ToArray(length, end);
+  return std::string(reinterpret_cast<const char*>(buffer),
+                     static_cast<size_t>(end - buffer));
+}
+
+std::string TensorHead(DType dtype, absl::Span<const int64_t> dims,
+                       size_t content_bytes) {
+  v1::Tensor meta;
+  meta.set_dtype(dtype);
+  meta.mutable_shape()->mutable_dims()->Assign(dims.begin(), dims.end());
+  return meta.SerializeAsString() +
+         FieldHead(v1::Tensor::kContentFieldNumber, content_bytes);
 }
 
 void TensorToProto(Tensor tensor, v1::Tensor* proto) {

@@ -3,10 +3,12 @@
 #define VARSCOPE_COMMON_TENSOR_H_
 
 #include <cstdint>
+#include <memory>
 #include <string>
 #include <vector>
 
 #include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
 #include "absl/types/span.h"
 #include "common/dtype.h"
 #include "varscope/v1/tensor.pb.h"
@@ -65,6 +67,34 @@ class Tensor {
   std::vector<int64_t> dims_;
   std::string bytes_;
 };
+
+// A tensor whose bytes live elsewhere: `owner` keeps them alive and
+// unchanged while anyone holds it, so that they can be sent without being
+// copied. A value type; thread-compatible.
+struct SharedTensor {
+  // Takes over `tensor`'s bytes.
+  static SharedTensor Of(Tensor tensor);
+  // A tensor of `bytes`, which `owner` keeps alive. INVALID_ARGUMENT as
+  // Tensor::FromBytes.
+  static absl::StatusOr<SharedTensor> Make(DType dtype,
+                                           std::vector<int64_t> dims,
+                                           absl::string_view bytes,
+                                           std::shared_ptr<const void> owner);
+
+  DType dtype = v1::DT_FLOAT;
+  std::vector<int64_t> dims;
+  absl::string_view bytes;
+  std::shared_ptr<const void> owner;
+};
+
+// The encoded tag and length of the length-delimited field `field`.
+std::string FieldHead(int field, size_t length);
+
+// The encoded v1::Tensor of dtype `dtype` and shape `dims` up to its
+// content: dtype, shape, and the content's tag and length `content_bytes`.
+// Followed by the content, it parses as the whole v1::Tensor.
+std::string TensorHead(DType dtype, absl::Span<const int64_t> dims,
+                       size_t content_bytes);
 
 // Moves `tensor` into `proto` (the tensor's bytes are left empty).
 void TensorToProto(Tensor tensor, v1::Tensor* proto);

@@ -139,10 +139,10 @@ py::array ToArray(Tensor tensor) {
   return py::array(dtype, shape, bytes->data(), owner);
 }
 
-// A tensor of `dtype` holding the elements of `value`, whose numpy dtype must
-// be NumpyDType(dtype) (float32 values are rounded for bfloat16); TypeError
+// `value` with its elements in row-major order (the array itself when they
+// are), after checking that its numpy dtype is NumpyDType(dtype); TypeError
 // otherwise.
-Tensor ToTensor(const py::array& value, DType dtype) {
+py::array RowMajor(const py::array& value, DType dtype) {
   const py::dtype expected = NumpyDType(dtype);
   if (value.dtype().kind() != expected.kind() ||
       value.dtype().itemsize() != expected.itemsize()) {
@@ -151,7 +151,14 @@ Tensor ToTensor(const py::array& value, DType dtype) {
                      " for a tensor of dtype ", DTypeName(dtype), ", got ",
                      NumpyName(value.dtype())));
   }
-  const py::array array = py::array::ensure(value, py::array::c_style);
+  return py::array::ensure(value, py::array::c_style);
+}
+
+// A tensor of `dtype` holding the elements of `value`, whose numpy dtype must
+// be NumpyDType(dtype) (float32 values are rounded for bfloat16); TypeError
+// otherwise.
+Tensor ToTensor(const py::array& value, DType dtype) {
+  const py::array array = RowMajor(value, dtype);
   std::vector<int64_t> dims(array.shape(), array.shape() + array.ndim());
   if (dtype != v1::DT_BFLOAT16) {
     return ValueOrThrow(
@@ -165,6 +172,25 @@ Tensor ToTensor(const py::array& value, DType dtype) {
     out.bits = FloatToBFloat16(*src++);
   }
   return tensor;
+}
+
+// As ToTensor, without copying the elements: the tensor holds the array
+// (bfloat16 is copied, rounded from float32).
+SharedTensor ToSharedTensor(const py::array& value, DType dtype) {
+  if (dtype == v1::DT_BFLOAT16) return SharedTensor::Of(ToTensor(value, dtype));
+  const py::array array = RowMajor(value, dtype);
+  // gRPC may let go of the bytes on one of its threads.
+  std::shared_ptr<const void> owner(new py::array(array),
+                                    [](const py::array* held) {
+                                      if (!Py_IsInitialized()) return;
+                                      py::gil_scoped_acquire gil;
+                                      delete held;
+                                    });
+  return ValueOrThrow(SharedTensor::Make(
+      dtype, std::vector<int64_t>(array.shape(), array.shape() + array.ndim()),
+      absl::string_view(static_cast<const char*>(array.data()),
+                        static_cast<size_t>(array.nbytes())),
+      std::move(owner)));
 }
 
 // A tensor of the dtype whose name is the numpy array's (see ParseDType).
@@ -232,8 +258,8 @@ py::array InitialValueOf(const v1::Initializer& spec, int dtype,
 py::object Update(const Variable& variable, const py::array& value,
                   bool return_value, std::optional<int64_t> expected_version,
                   absl::StatusOr<UpdateResult> (Variable::*op)(
-                      Tensor, const UpdateOptions&) const) {
-  Tensor tensor = ToTensor(value, variable.dtype());
+                      SharedTensor, const UpdateOptions&) const) {
+  SharedTensor tensor = ToSharedTensor(value, variable.dtype());
   UpdateResult result = WithoutGil([&] {
     return (variable.*op)(std::move(tensor),
                           UpdateOptions{.expected_version = expected_version,

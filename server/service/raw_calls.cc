@@ -11,9 +11,8 @@
 #include "absl/strings/str_cat.h"
 #include "absl/synchronization/mutex.h"
 #include "common/status.h"
+#include "common/tensor.h"
 #include "google/protobuf/descriptor.h"
-#include "google/protobuf/io/coded_stream.h"
-#include "google/protobuf/wire_format_lite.h"
 
 namespace varscope::server {
 
@@ -57,8 +56,6 @@ using google::protobuf::FieldDescriptor;
 using google::protobuf::Message;
 using google::protobuf::MessageLite;
 using google::protobuf::Reflection;
-using google::protobuf::internal::WireFormatLite;
-using google::protobuf::io::CodedOutputStream;
 using Traits = grpc::SerializationTraits<MessageLite>;
 using Hold = ReplyBudget::Hold;
 
@@ -131,26 +128,9 @@ absl::Status CheckEnums(const Message& message, std::vector<Step>& path) {
   return absl::OkStatus();
 }
 
-// The tag and length of the length-delimited field `field`.
-std::string FieldHead(int field, size_t length) {
-  uint8_t buffer[16];
-  uint8_t* end = CodedOutputStream::WriteVarint32ToArray(
-      WireFormatLite::MakeTag(field, WireFormatLite::WIRETYPE_LENGTH_DELIMITED),
-      buffer);
-  end = CodedOutputStream::WriteVarint64ToArray(length, end);
-  return std::string(reinterpret_cast<const char*>(buffer),
-                     static_cast<size_t>(end - buffer));
-}
-
-// The encoded v1::Tensor of `value` up to its content's bytes: dtype, shape,
-// and the content's tag and length.
+// The encoded v1::Tensor of `value` up to its content's bytes.
 std::string TensorHead(const VariableTable::SharedValue& value) {
-  v1::Tensor meta;
-  meta.set_dtype(value.dtype);
-  meta.mutable_shape()->mutable_dims()->Assign(value.dims.begin(),
-                                               value.dims.end());
-  return meta.SerializeAsString() +
-         FieldHead(v1::Tensor::kContentFieldNumber, value.bytes->size());
+  return varscope::TensorHead(value.dtype, value.dims, value.bytes->size());
 }
 
 // Builds a message's bytes as slices: small parts copied, large parts of
@@ -214,6 +194,20 @@ class SliceWriter {
   std::vector<Piece> pieces_;
   std::vector<std::shared_ptr<const std::string>> buffers_;
 };
+
+// A `Response` (v1::ReadResponse or v1::UpdateResponse) with `value`, its
+// bytes shared, not copied, and held in `budget`.
+template <typename Response>
+absl::StatusOr<grpc::ByteBuffer> ValueResponseRaw(
+    const VariableTable::SharedValue& value, ReplyBudget& budget,
+    bool refusable) {
+  SliceWriter w;
+  w.Tensor(Response::kValueFieldNumber, TensorHead(value), value);
+  Response rest;
+  rest.set_version(value.version);
+  w.Append(rest.SerializeAsString());
+  return w.Finish(budget, refusable);
+}
 
 }  // namespace
 
@@ -286,12 +280,13 @@ absl::StatusOr<grpc::ByteBuffer> MessageRaw(const Message& message,
 
 absl::StatusOr<grpc::ByteBuffer> ReadResponseRaw(
     const VariableTable::SharedValue& value, ReplyBudget& budget) {
-  SliceWriter w;
-  w.Tensor(v1::ReadResponse::kValueFieldNumber, TensorHead(value), value);
-  v1::ReadResponse rest;
-  rest.set_version(value.version);
-  w.Append(rest.SerializeAsString());
-  return w.Finish(budget, /*refusable=*/true);
+  return ValueResponseRaw<v1::ReadResponse>(value, budget, /*refusable=*/true);
+}
+
+absl::StatusOr<grpc::ByteBuffer> UpdateResponseRaw(
+    const VariableTable::SharedValue& value, ReplyBudget& budget) {
+  return ValueResponseRaw<v1::UpdateResponse>(value, budget,
+                                              /*refusable=*/false);
 }
 
 absl::StatusOr<grpc::ByteBuffer> BatchReadResponseRaw(

@@ -87,6 +87,11 @@ absl::StatusOr<grpc::ByteBuffer> MessageRaw(
 absl::StatusOr<grpc::ByteBuffer> ReadResponseRaw(
     const VariableTable::SharedValue& value, ReplyBudget& budget);
 
+// A v1::UpdateResponse with `value`, its bytes shared, not copied, and held
+// in `budget`, which never refuses it (the change is made).
+absl::StatusOr<grpc::ByteBuffer> UpdateResponseRaw(
+    const VariableTable::SharedValue& value, ReplyBudget& budget);
+
 // A v1::BatchReadResponse with one entry per (name, value), in order, the
 // bytes shared, not copied, and held in `budget`. RESOURCE_EXHAUSTED as
 // ReplyBudget::Reserve.

@@ -457,7 +457,16 @@ grpc::ServerUnaryReactor* VariableServiceImpl::ApplyOne(
         v1::UpdateResponse reply;
         VS_RETURN_IF_ERROR(MaybeDropReply(
             FillUpdate(table_->BatchUpdate(OneUpdate(one, &update)), &reply)));
-        return MessageRaw(reply, budget_, kChange);
+        if (!reply.has_value()) return MessageRaw(reply, budget_, kChange);
+        // The value goes to gRPC as it is, not serialized into a copy.
+        v1::Tensor& value = *reply.mutable_value();
+        return UpdateResponseRaw({.bytes = std::make_shared<const std::string>(
+                                      std::move(*value.mutable_content())),
+                                  .version = reply.version(),
+                                  .dtype = value.dtype(),
+                                  .dims = {value.shape().dims().begin(),
+                                           value.shape().dims().end()}},
+                                 budget_);
       },
       Runs::kChanges);
 }

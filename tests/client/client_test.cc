@@ -3,6 +3,7 @@
 
 #include <signal.h>
 
+#include <atomic>
 #include <thread>
 
 #include "absl/strings/str_cat.h"
@@ -207,6 +208,43 @@ TEST(ClientLimits, MessageOverTheServerLimitIsResourceExhausted) {
   Tensor huge(v1::DT_FLOAT, {1 << 20});  // 4 MiB
   EXPECT_THAT(server.NewClient()->Assign("x", std::move(huge)),
               StatusIs(absl::StatusCode::kResourceExhausted));
+}
+
+TEST(ClientSharedTensor, UpdatesSendTheBytesWhereTheyAreAndLetGoOfThem) {
+  TestServer server;
+  std::shared_ptr<Client> client = server.NewClient();
+  VS_ASSERT_OK(
+      client->GetVariable(CreateRequest("w", v1::DT_FLOAT, {3})).status());
+  const std::vector<float> value = {1.5f, -2, 4};
+  const std::vector<float> delta = {1, 1, 1};
+  // The owners count as released once their deleters ran.
+  std::atomic<int> released = 0;
+  auto owner = [&released] {
+    return std::shared_ptr<const void>(
+        nullptr, [&released](const void*) { ++released; });
+  };
+  auto view = [](const std::vector<float>& elements) {
+    return absl::string_view(reinterpret_cast<const char*>(elements.data()),
+                             elements.size() * sizeof(float));
+  };
+  VS_ASSERT_OK_AND_ASSIGN(
+      SharedTensor assigned,
+      SharedTensor::Make(v1::DT_FLOAT, {3}, view(value), owner()));
+  VS_ASSERT_OK_AND_ASSIGN(
+      UpdateResult first,
+      client->Assign("w", std::move(assigned), {.expected_version = 1}));
+  EXPECT_EQ(first.version, 2);
+  VS_ASSERT_OK_AND_ASSIGN(
+      SharedTensor added,
+      SharedTensor::Make(v1::DT_FLOAT, {3}, view(delta), owner()));
+  VS_ASSERT_OK_AND_ASSIGN(
+      UpdateResult second,
+      client->AssignAdd("w", std::move(added), {.return_value = true}));
+  EXPECT_EQ(second.version, 3);
+  ASSERT_TRUE(second.value.has_value());
+  EXPECT_THAT(second.value->flat<float>(), ::testing::ElementsAre(2.5f, -1, 5));
+  // gRPC lets go of the request's bytes once it sent them.
+  EXPECT_TRUE(PollUntil([&] { return released == 2; }));
 }
 
 TEST(ClientDeadline, ExpiredDeadlineIsDeadlineExceeded) {

@@ -15,6 +15,7 @@
 #include "common/tensor.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
+#include "varscope/v1/variable_service.pb.h"
 
 namespace varscope {
 namespace {
@@ -195,6 +196,48 @@ TEST(Tensor, BoolElementsAreZeroOrOne) {
                        "bool tensor element 0 is 0xff, not 0 or 1"));
   // Other one-byte dtypes take any byte.
   VS_EXPECT_OK(Tensor::FromBytes(v1::DT_UINT8, {1}, "\7").status());
+}
+
+TEST(SharedTensor, MakeChecksAsFromBytes) {
+  EXPECT_THAT(SharedTensor::Make(v1::DT_FLOAT, {2}, "1234567", nullptr),
+              StatusIs(absl::StatusCode::kInvalidArgument,
+                       "Tensor of shape (2,) and dtype float32 needs 8 bytes, "
+                       "but 7 were sent"));
+  EXPECT_THAT(SharedTensor::Make(v1::DT_BOOL, {2}, "\1\2", nullptr),
+              StatusIs(absl::StatusCode::kInvalidArgument,
+                       "bool tensor element 1 is 0x02, not 0 or 1"));
+}
+
+TEST(SharedTensor, OfKeepsTheTensorsBytesAlive) {
+  Tensor t(v1::DT_FLOAT, {1024});  // beyond std::string's inline bytes
+  const char* data = t.bytes().data();
+  const SharedTensor shared = SharedTensor::Of(std::move(t));
+  EXPECT_EQ(shared.bytes.data(), data);  // not copied
+  EXPECT_EQ(shared.dims, std::vector<int64_t>{1024});
+  EXPECT_EQ(shared.bytes.size(), 4096u);
+}
+
+TEST(TensorHead, FollowedByTheContentParsesAsTheTensor) {
+  const std::string content = "abcdefgh";
+  v1::Tensor parsed;
+  ASSERT_TRUE(parsed.ParseFromString(
+      TensorHead(v1::DT_INT32, {2, 1}, content.size()) + content));
+  EXPECT_EQ(parsed.dtype(), v1::DT_INT32);
+  EXPECT_THAT(parsed.shape().dims(), ::testing::ElementsAre(2, 1));
+  EXPECT_EQ(parsed.content(), content);
+  // A message's field holding it, after the message's other fields, parses
+  // as the whole message.
+  v1::AssignRequest request;
+  request.set_name("w");
+  const std::string head = TensorHead(v1::DT_INT32, {2, 1}, content.size());
+  v1::AssignRequest whole;
+  ASSERT_TRUE(
+      whole.ParseFromString(request.SerializeAsString() +
+                            FieldHead(v1::AssignRequest::kValueFieldNumber,
+                                      head.size() + content.size()) +
+                            head + content));
+  EXPECT_EQ(whole.name(), "w");
+  EXPECT_EQ(whole.value().content(), content);
 }
 
 TEST(Tensor, ProtoRoundTripMovesTheBytes) {

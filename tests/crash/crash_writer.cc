@@ -101,10 +101,11 @@ class Writer {
     ClientOptions options;
     options.max_attempts = 1;  // retried here, with the same id
     options.timeout = kAttempt;
-    stub_ = v1::VariableService::NewStub(grpc::CreateCustomChannel(
-        address, grpc::InsecureChannelCredentials(), args));
+    const std::shared_ptr<grpc::Channel> channel = grpc::CreateCustomChannel(
+        address, grpc::InsecureChannelCredentials(), args);
+    stub_ = v1::VariableService::NewStub(channel);
     client_ = std::make_unique<Client>(
-        std::vector<std::shared_ptr<v1::VariableService::StubInterface>>{stub_},
+        std::vector<std::shared_ptr<grpc::ChannelInterface>>{channel},
         options);
   }
 

@@ -39,6 +39,22 @@ class TestRoundTrip:
         np.testing.assert_array_equal(v.numpy(), value)
         np.testing.assert_array_equal(np.asarray(v), value)
 
+    def test_pushed_arrays_are_sent_as_they_were_at_the_call(self):
+        """assign sends a large array from its own memory: what the server
+        keeps is the array at the call, whatever happens to it after, and a
+        strided array (a view in another order) sends its elements in row
+        order."""
+        v = vs.get_variable("v", shape=[1 << 20], dtype=vs.float32)
+        value = np.arange(1 << 20, dtype=np.float32)
+        v.assign(value, read_value=False)
+        value[:] = -1
+        np.testing.assert_array_equal(v.read(),
+                                      np.arange(1 << 20, dtype=np.float32))
+        m = vs.get_variable("m", shape=[2, 3], dtype=vs.int32)
+        transposed = np.arange(6, dtype=np.int32).reshape(3, 2).T
+        m.assign_add(transposed, read_value=False)
+        np.testing.assert_array_equal(m.read(), [[0, 2, 4], [1, 3, 5]])
+
     @pytest.mark.parametrize("shape", [[2, 3], [3 << 18]], ids=["small",
                                                                  "3MiB"])
     def test_values_are_arrays_of_their_own(self, shape):

@@ -72,6 +72,26 @@ TEST(ReadResponseRaw, CopiesASmallContent) {
   EXPECT_EQ(parsed.value().content(), *value.bytes);
 }
 
+TEST(UpdateResponseRaw, SharesTheValueAndIsNeverRefused) {
+  const VariableTable::SharedValue value = Value(1 << 20, 7);
+  // Replies already hold more than the limit: a read's would be refused.
+  ReplyBudget budget(1);
+  const VariableTable::SharedValue held = Value(1 << 20, 1);
+  VS_ASSERT_OK_AND_ASSIGN(const grpc::ByteBuffer first,
+                          ReadResponseRaw(held, budget));
+  EXPECT_THAT(ReadResponseRaw(value, budget),
+              StatusIs(absl::StatusCode::kResourceExhausted));
+  VS_ASSERT_OK_AND_ASSIGN(const grpc::ByteBuffer buffer,
+                          UpdateResponseRaw(value, budget));
+  EXPECT_EQ(budget.held_bytes(), 2 << 20);
+  EXPECT_TRUE(HasSliceAt(buffer, value.bytes->data()));
+  v1::UpdateResponse parsed;
+  ASSERT_TRUE(parsed.ParseFromString(Join(buffer)));
+  EXPECT_EQ(parsed.version(), 7);
+  EXPECT_THAT(parsed.value().shape().dims(), ElementsAre(1 << 17, 2));
+  EXPECT_EQ(parsed.value().content(), *value.bytes);
+}
+
 TEST(BatchReadResponseRaw, ParsesAsTheResponseWithEveryEntryInOrder) {
   const std::vector<std::pair<std::string, VariableTable::SharedValue>> values =
       {{"a/large", Value(300 << 10, 7)},

@@ -1,0 +1,128 @@
+#!/usr/bin/python3
+"""A/B of two Varscope builds' Python client and server, side by side.
+
+    bench/python_ab.py --old DIR --new DIR [--rounds N] [--calls N]
+                       [--cases push4m,pull4m,...] [--durability MODE]
+
+Starts one varscoped of each build (`--durability=interval=1s` unless
+given), then alternates old and new: each round runs every case once per
+build, in a fresh Python process that imports that build's extension, and
+times --calls calls (10x that for 4 KiB cases) after a warm-up. Prints per
+build and case the medians over the rounds of: wall time per call (median
+of the calls), client CPU per call (`time.process_time()`, all of the
+client's threads) and server CPU per call (utime + stime of varscoped from
+/proc, over the timed calls and the process's start, which is small
+against them). CPU per call is the steady figure on a shared machine.
+"""
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+
+from python_clients import free_port, wait_port
+
+CASES = {
+    # name: (bytes, call)
+    "push4m": (4 << 20, "v.assign(value, read_value=False)"),
+    "pushback4m": (4 << 20, "v.assign(value)"),
+    "pull4m": (4 << 20, "v.read()"),
+    "push4k": (4 << 10, "v.assign(value, read_value=False)"),
+    "pull4k": (4 << 10, "v.read()"),
+}
+
+WORKER = """
+import json, sys, time
+sys.path.insert(0, sys.argv[1])
+import numpy as np
+import varscope as vs
+port, size, call, calls = sys.argv[2], int(sys.argv[3]), sys.argv[4], int(sys.argv[5])
+vs.connect(f"127.0.0.1:{port}")
+value = np.random.default_rng(0).random(size // 4, dtype=np.float32)
+with vs.variable_scope("ab", reuse=vs.AUTO_REUSE):
+    v = vs.get_variable(f"t{size}", shape=value.shape, dtype=vs.float32,
+                        initializer=vs.zeros_initializer())
+step = compile(call, "call", "eval")
+eval(step)
+times = []
+cpu = time.process_time()
+for _ in range(calls):
+    start = time.perf_counter()
+    eval(step)
+    times.append(time.perf_counter() - start)
+cpu = time.process_time() - cpu
+times.sort()
+print(json.dumps({"wall": times[len(times) // 2], "cpu": cpu / calls}))
+"""
+
+
+def cpu_seconds(pid):
+    fields = open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--old", required=True, help="build dir of A")
+    parser.add_argument("--new", required=True, help="build dir of B")
+    parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--calls", type=int, default=40)
+    parser.add_argument("--cases", default=",".join(CASES))
+    parser.add_argument("--durability", default="interval=1s")
+    args = parser.parse_args()
+    cases = args.cases.split(",")
+    builds = {"old": args.old, "new": args.new}
+    print("load average at start:",
+          " ".join(open("/proc/loadavg").read().split()[:3]), flush=True)
+    results = {(b, c): [] for b in builds for c in cases}
+    servers = {}
+    with tempfile.TemporaryDirectory() as work:
+        try:
+            for name, build in builds.items():
+                port = free_port()
+                servers[name] = (port, subprocess.Popen(
+                    [os.path.join(build, "server", "varscoped"),
+                     f"--listen=127.0.0.1:{port}",
+                     f"--data-dir={work}/{name}",
+                     f"--durability={args.durability}"],
+                    stderr=subprocess.DEVNULL))
+                wait_port(port, servers[name][1])
+            for _ in range(args.rounds):
+                for case in cases:
+                    size, call = CASES[case]
+                    calls = args.calls * (10 if size < (1 << 20) else 1)
+                    for name, build in builds.items():
+                        port, server = servers[name]
+                        before = cpu_seconds(server.pid)
+                        out = subprocess.run(
+                            [sys.executable, "-c", WORKER,
+                             os.path.join(build, "python"), str(port),
+                             str(size), call, str(calls)],
+                            check=True, capture_output=True, text=True).stdout
+                        row = json.loads(out)
+                        row["server"] = (cpu_seconds(server.pid) -
+                                         before) / calls
+                        results[(name, case)].append(row)
+        finally:
+            for _, server in servers.values():
+                server.terminate()
+                server.wait()
+    print("load average at end:",
+          " ".join(open("/proc/loadavg").read().split()[:3]))
+    print("\n| case | build | wall ms/call | client CPU ms/call | "
+          "server CPU ms/call |\n|---|---|---|---|---|")
+    for case in cases:
+        for name in builds:
+            rows = results[(name, case)]
+            med = {k: statistics.median(r[k] for r in rows) * 1e3
+                   for k in ("wall", "cpu", "server")}
+            print(f"| {case} | {name} | {med['wall']:.3f} | {med['cpu']:.3f} "
+                  f"| {med['server']:.3f} |")
+
+
+if __name__ == "__main__":
+    main()
