@@ -481,17 +481,27 @@ absl::StatusOr<EmbeddingTable::ApplyResult> EmbeddingTable::Apply(
   return result;
 }
 
-absl::Status EmbeddingTable::Import(absl::Span<const int64_t> keys,
-                                    const float* values,
-                                    absl::Span<const int64_t> frequencies,
-                                    absl::Span<const int64_t> last_steps,
-                                    const ExtraRecords& extra) {
+absl::StatusOr<int64_t> EmbeddingTable::Import(
+    absl::Span<const int64_t> keys, const float* values,
+    absl::Span<const int64_t> frequencies, absl::Span<const int64_t> last_steps,
+    const SlotValues& slots, absl::Span<const int64_t> remove,
+    const std::function<void(int64_t removed, StorageBatch&)>& extra) {
   const size_t dim = static_cast<size_t>(dim_);
   store_->WaitForRoom();
   absl::MutexLock a(&apply_mu_);
   absl::ReaderMutexLock d(&disk_mu_);
-  if (cold_keys_.load() > 0) VS_RETURN_IF_ERROR(ReadThrough(keys));
+  if (cold_keys_.load() > 0) {
+    VS_RETURN_IF_ERROR(ReadThrough(keys));
+    VS_RETURN_IF_ERROR(ReadThrough(remove));
+  }
   const int64_t step = step_.load();
+  StorageBatch batch;
+  // The given slot filling each of slots_, or -1.
+  const std::vector<int> slot_index = SlotIndices(slots.slots, batch);
+  std::vector<int> given(slots_.size(), -1);
+  for (size_t g = 0; g < slot_index.size(); ++g) {
+    given[slot_index[g]] = static_cast<int>(g);
+  }
   std::vector<std::pair<int64_t, Row>> rows;
   for (size_t i = 0; i < keys.size(); ++i) {
     Row row;
@@ -503,13 +513,18 @@ absl::Status EmbeddingTable::Import(absl::Span<const int64_t> keys,
     row.data.reset(new float[row.floats]);
     memcpy(row.data.get(), values + i * dim, dim * sizeof(float));
     {
-      // Slots keep their values; a new key's start at their initial values.
+      // Slots not given keep their values; a new key's start at their
+      // initial values.
       Stripe& stripe = StripeOf(keys[i]);
       absl::MutexLock l(&stripe.mu);
       auto it = stripe.rows.find(keys[i]);
       for (size_t s = 0; s < slots_.size(); ++s) {
         float* slot = row.data.get() + (s + 1) * dim;
-        if (it != stripe.rows.end() && it->second.floats >= (s + 2) * dim) {
+        if (given[s] >= 0) {
+          memcpy(slot, slots.values[given[s]].data() + i * dim,
+                 dim * sizeof(float));
+        } else if (it != stripe.rows.end() &&
+                   it->second.floats >= (s + 2) * dim) {
           memcpy(slot, it->second.data.get() + (s + 1) * dim,
                  dim * sizeof(float));
         } else {
@@ -519,12 +534,27 @@ absl::Status EmbeddingTable::Import(absl::Span<const int64_t> keys,
     }
     rows.emplace_back(keys[i], std::move(row));
   }
-  StorageBatch batch;
   for (const auto& [key, row] : rows) {
     batch.PutEmbedding(RowKey(key), EncodeRow(row));
   }
-  if (extra) extra(batch);
+  // Read through above: a stored row of `remove` is in memory.
+  std::vector<int64_t> removed(remove.begin(), remove.end());
+  std::sort(removed.begin(), removed.end());
+  removed.erase(std::unique(removed.begin(), removed.end()), removed.end());
+  int64_t stored = 0;
+  for (int64_t key : removed) {
+    batch.DeleteEmbedding(RowKey(key));
+    Stripe& stripe = StripeOf(key);
+    absl::MutexLock l(&stripe.mu);
+    stored += stripe.rows.contains(key) ? 1 : 0;
+  }
+  if (extra) extra(stored, batch);
   VS_RETURN_IF_ERROR(store_->storage_->Write(batch));
+  // As after a load: the table's step is at least its rows' last steps.
+  if (!last_steps.empty()) {
+    StepOf(*std::max_element(last_steps.begin(), last_steps.end()),
+           /*update=*/false);
+  }
   for (auto& [key, row] : rows) {
     Stripe& stripe = StripeOf(key);
     absl::MutexLock l(&stripe.mu);
@@ -539,14 +569,29 @@ absl::Status EmbeddingTable::Import(absl::Span<const int64_t> keys,
     it->second = std::move(row);
     if (stripe.candidates.erase(key) > 0) candidates_.fetch_sub(1);
   }
-  return absl::OkStatus();
+  for (int64_t key : removed) {
+    Stripe& stripe = StripeOf(key);
+    absl::MutexLock l(&stripe.mu);
+    auto it = stripe.rows.find(key);
+    if (it == stripe.rows.end()) continue;
+    resident_keys_.fetch_sub(1);
+    Account(-RowBytes(it->second.floats));
+    stripe.rows.erase(it);
+  }
+  return stored;
 }
 
 absl::StatusOr<ExportedRows> EmbeddingTable::Export(
-    std::optional<int64_t> start_after, int64_t limit) {
+    std::optional<int64_t> start_after, int64_t limit, bool with_slots) {
   VS_RETURN_IF_ERROR(WriteBack());
   ExportedRows out;
   const size_t dim = static_cast<size_t>(dim_);
+  if (with_slots) {
+    absl::MutexLock a(&apply_mu_);
+    out.slots.slots = slots_;
+    out.slots.values.resize(slots_.size());
+  }
+  const std::vector<RowSlot>& slots = out.slots.slots;
   std::string begin = TablePrefix(table_id_);
   if (start_after.has_value()) {
     if (*start_after == std::numeric_limits<int64_t>::max()) {
@@ -580,6 +625,17 @@ absl::StatusOr<ExportedRows> EmbeddingTable::Export(
         out.values.resize(at + dim);
         memcpy(out.values.data() + at, value.data() + kRowHeader,
                dim * sizeof(float));
+        // A row stored before a slot was added lacks it.
+        const size_t held = (value.size() - kRowHeader) / (dim * 4) - 1;
+        for (size_t s = 0; s < slots.size(); ++s) {
+          std::vector<float>& slot = out.slots.values[s];
+          slot.resize(at + dim, slots[s].initial);
+          if (s < held) {
+            memcpy(slot.data() + at,
+                   value.data() + kRowHeader + (s + 1) * dim * 4,
+                   dim * sizeof(float));
+          }
+        }
         return true;
       }));
   VS_RETURN_IF_ERROR(status);
