@@ -1477,9 +1477,9 @@ absl::Status Client::ForEachEmbeddingPage(
                       [&](auto& stub, grpc::ClientContext* context) {
                         return stub.EmbeddingExport(context, request, &page);
                       })));
-        const int n = page.keys().shape().dims_size() == 1
-                          ? page.keys().shape().dims(0)
-                          : 0;
+        const int64_t n = page.keys().shape().dims_size() == 1
+                              ? page.keys().shape().dims(0)
+                              : 0;
         int64_t last = 0;
         if (n > 0) {
           memcpy(&last, page.keys().content().data() + (n - 1) * 8, 8);

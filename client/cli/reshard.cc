@@ -180,21 +180,15 @@ absl::StatusOr<Rows> RowsOf(v1::EmbeddingExportResponse& page) {
   return rows;
 }
 
-// Rows moved and removed by MoveRows.
-struct RowCounts {
-  int64_t copied = 0;
-  int64_t removed = 0;
-};
-
 // Walks the stored rows of embedding variable `info` on the shard of
 // `source` (a client of that shard alone) in key order: imports each row
 // (with its frequency, last step and slots) into the shard `dest(key)`
 // names (none: nullptr), and then removes from the source each row
-// `drop(key)` is true for.
-absl::StatusOr<RowCounts> MoveRows(Client& source, const v1::VariableInfo& info,
-                                   const std::function<Client*(int64_t)>& dest,
-                                   const std::function<bool(int64_t)>& drop) {
-  RowCounts counts;
+// `drop(key)` is true for. Returns how many rows it copied.
+absl::StatusOr<int64_t> MoveRows(Client& source, const v1::VariableInfo& info,
+                                 const std::function<Client*(int64_t)>& dest,
+                                 const std::function<bool(int64_t)>& drop) {
+  int64_t copied = 0;
   const DType key_dtype = info.embedding().key_dtype();
   const int64_t dim = info.embedding().embedding_dim();
   v1::EmbeddingExportRequest request;
@@ -202,9 +196,10 @@ absl::StatusOr<RowCounts> MoveRows(Client& source, const v1::VariableInfo& info,
   request.set_with_slots(true);
   VS_RETURN_IF_ERROR(source.ForEachEmbeddingPage(
       request, [&](v1::EmbeddingExportResponse& page) -> absl::Status {
+        VS_ASSIGN_OR_RETURN(const Rows rows, RowsOf(page));
+        // Their names and initial values (RowsOf took the values).
         const std::vector<v1::EmbeddingSlotRows> named(page.slots().begin(),
                                                        page.slots().end());
-        VS_ASSIGN_OR_RETURN(const Rows rows, RowsOf(page));
         std::map<Client*, std::vector<int64_t>> moving;
         std::vector<int64_t> dropped;
         for (size_t i = 0; i < rows.keys.size(); ++i) {
@@ -233,7 +228,7 @@ absl::StatusOr<RowCounts> MoveRows(Client& source, const v1::VariableInfo& info,
                           slot->mutable_values());
           }
           VS_RETURN_IF_ERROR(to->EmbeddingImport(import).status());
-          counts.copied += static_cast<int64_t>(positions.size());
+          copied += static_cast<int64_t>(positions.size());
         }
         if (dropped.empty()) return absl::OkStatus();
         v1::EmbeddingImportRequest remove;
@@ -242,12 +237,9 @@ absl::StatusOr<RowCounts> MoveRows(Client& source, const v1::VariableInfo& info,
         TensorToProto(Tensor(v1::DT_FLOAT, {0, dim}), remove.mutable_values());
         TensorToProto(KeyTensor(dropped, key_dtype),
                       remove.mutable_remove_keys());
-        VS_ASSIGN_OR_RETURN(const v1::EmbeddingImportResponse removed,
-                            source.EmbeddingImport(remove));
-        counts.removed += removed.removed();
-        return absl::OkStatus();
+        return source.EmbeddingImport(remove).status();
       }));
-  return counts;
+  return copied;
 }
 
 }  // namespace
@@ -440,7 +432,7 @@ absl::Status Reshard(const CommandContext& context,
             for (const Shard& source : shards) {
               if (source.from < 0) continue;
               VS_ASSIGN_OR_RETURN(
-                  const RowCounts copied,
+                  const int64_t copied,
                   MoveRows(
                       *paused.at(source.address), info,
                       [&](int64_t key) -> Client* {
@@ -450,7 +442,7 @@ absl::Status Reshard(const CommandContext& context,
                                                       : paused.at(dest).get();
                       },
                       no_drop));
-              rows += copied.copied;
+              rows += copied;
             }
             rows_moved += rows;
             *context.out << "Copied " << rows << " rows of embedding variable "
