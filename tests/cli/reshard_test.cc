@@ -47,6 +47,15 @@ v1::GetVariableRequest Scalar(const std::string& name) {
   return get;
 }
 
+// A stored row of an embedding variable, with its slots by name.
+struct StoredRow {
+  std::string values;
+  int64_t frequency = 0;
+  int64_t last_step = 0;
+  std::map<std::string, std::string> slots;
+  bool operator==(const StoredRow&) const = default;
+};
+
 class ReshardTest : public ::testing::Test {
  protected:
   ReshardTest() {
@@ -164,6 +173,10 @@ class ReshardTest : public ::testing::Test {
     ASSERT_THAT(client.BatchUpdate(step).status(), IsOk());
   }
 
+  // The rows of embedding variable "emb" on shards `order`, checking that
+  // each is on the shard its key maps to.
+  std::map<int64_t, StoredRow> EmbeddingPlaced(const std::vector<int>& order);
+
   std::vector<std::unique_ptr<TestServer>> shards_;
 };
 
@@ -223,15 +236,6 @@ TEST_F(ReshardTest, TwoToThreeToTwoKeepsValuesVersionsAndSlots) {
   EXPECT_EQ(read->version, trained.at("model/layer3/w7").version);
 }
 
-// A stored row of an embedding variable, with its slots by name.
-struct StoredRow {
-  std::string values;
-  int64_t frequency = 0;
-  int64_t last_step = 0;
-  std::map<std::string, std::string> slots;
-  bool operator==(const StoredRow&) const = default;
-};
-
 // Every stored row of embedding variable `name` on the server of `client`
 // (asked alone), by key.
 std::map<int64_t, StoredRow> StoredRows(Client& client,
@@ -269,6 +273,21 @@ std::map<int64_t, StoredRow> StoredRows(Client& client,
           }),
       IsOk());
   return rows;
+}
+
+std::map<int64_t, StoredRow> ReshardTest::EmbeddingPlaced(
+    const std::vector<int>& order) {
+  std::map<int64_t, StoredRow> all;
+  for (size_t i = 0; i < order.size(); ++i) {
+    for (auto& [key, row] :
+         StoredRows(*shards_[order[i]]->NewClient(), "emb")) {
+      EXPECT_EQ(EmbeddingShardOf(key, static_cast<int>(order.size())),
+                static_cast<int>(i))
+          << key << " on shard " << i;
+      EXPECT_TRUE(all.emplace(key, row).second) << key << " twice";
+    }
+  }
+  return all;
 }
 
 // An int64 vector of keys.
@@ -329,21 +348,7 @@ TEST_F(ReshardTest, EmbeddingRowsMoveWithTheirSlotsAndFrequencies) {
         client->EmbeddingLookup("emb", Keys(KeyRange(100, 30)), 3).status(),
         IsOk());
   }
-  // The rows of shards `order`, each on the shard its key maps to.
-  auto placed = [&](const std::vector<int>& order) {
-    std::map<int64_t, StoredRow> all;
-    for (size_t i = 0; i < order.size(); ++i) {
-      for (auto& [key, row] :
-           StoredRows(*shards_[order[i]]->NewClient(), "emb")) {
-        EXPECT_EQ(EmbeddingShardOf(key, static_cast<int>(order.size())),
-                  static_cast<int>(i))
-            << key << " on shard " << i;
-        EXPECT_TRUE(all.emplace(key, row).second) << key << " twice";
-      }
-    }
-    return all;
-  };
-  const std::map<int64_t, StoredRow> before = placed({0, 1});
+  const std::map<int64_t, StoredRow> before = EmbeddingPlaced({0, 1});
   ASSERT_GE(before.size(), 120u);
   ASSERT_EQ(before.at(60).slots.size(), 1u);
   ASSERT_EQ(before, StoredRows(*reference, "emb"));
@@ -361,7 +366,7 @@ TEST_F(ReshardTest, EmbeddingRowsMoveWithTheirSlotsAndFrequencies) {
   EXPECT_THAT(grown.out,
               HasSubstr(absl::StrCat("; ", moving,
                                      " rows of 1 embedding variable moved\n")));
-  EXPECT_EQ(placed({0, 1, 2}), before);
+  EXPECT_EQ(EmbeddingPlaced({0, 1, 2}), before);
   absl::StatusOr<v1::VariableInfo> on_new =
       shards_[2]->NewClient()->Stat("emb");
   ASSERT_THAT(on_new.status(), IsOk());
@@ -372,7 +377,7 @@ TEST_F(ReshardTest, EmbeddingRowsMoveWithTheirSlotsAndFrequencies) {
   for (Client* client : {worker.get(), reference.get()}) {
     TrainEmbedding(*client, KeyRange(80, 80), 4);
   }
-  const std::map<int64_t, StoredRow> trained = placed({0, 1, 2});
+  const std::map<int64_t, StoredRow> trained = EmbeddingPlaced({0, 1, 2});
   EXPECT_EQ(trained, StoredRows(*reference, "emb"));
   absl::StatusOr<Tensor> looked_up =
       worker->EmbeddingLookup("emb", Keys(KeyRange(0, 200)), 5, true);
@@ -384,17 +389,48 @@ TEST_F(ReshardTest, EmbeddingRowsMoveWithTheirSlotsAndFrequencies) {
 
   CliResult shrunk = Reshard({0, 1, 2}, {0, 1});
   ASSERT_EQ(shrunk.code, 0) << shrunk.err;
-  EXPECT_EQ(placed({0, 1}), trained);
+  EXPECT_EQ(EmbeddingPlaced({0, 1}), trained);
   EXPECT_TRUE(On(2).empty());  // the removed shard keeps nothing
   for (Client* client : {worker.get(), reference.get()}) {
     TrainEmbedding(*client, KeyRange(150, 60), 6);
   }
-  EXPECT_EQ(placed({0, 1}), StoredRows(*reference, "emb"));
+  EXPECT_EQ(EmbeddingPlaced({0, 1}), StoredRows(*reference, "emb"));
   absl::StatusOr<v1::EmbeddingStats> stats = worker->EmbeddingStat("emb");
   absl::StatusOr<v1::EmbeddingStats> one = reference->EmbeddingStat("emb");
   ASSERT_THAT(stats.status(), IsOk());
   ASSERT_THAT(one.status(), IsOk());
   EXPECT_EQ(stats->size(), one->size());
+}
+
+TEST_F(ReshardTest, EmbeddingCopiesAnInterruptedRunLeftAreDropped) {
+  Form({0, 1});
+  std::shared_ptr<Client> worker =
+      Client::Connect(List({0, 1}), TestClientOptions());
+  v1::GetEmbeddingVariableRequest emb;
+  emb.set_name("emb");
+  emb.set_mode(v1::CREATE);
+  emb.set_embedding_dim(2);
+  ASSERT_THAT(worker->GetEmbeddingVariable(emb).status(), IsOk());
+  TrainEmbedding(*worker, KeyRange(0, 60), 1);
+  const std::map<int64_t, StoredRow> expected = EmbeddingPlaced({0, 1});
+  // Copies on shard 0 of a row shard 1 holds (stale), and of a key no
+  // shard holds any more, which the new list places on shard 0.
+  int64_t held = 0;
+  while (EmbeddingShardOf(held, 2) != 1) ++held;
+  int64_t gone = 1000;
+  while (EmbeddingShardOf(gone, 2) != 1 || EmbeddingShardOf(gone, 3) != 0) {
+    ++gone;
+  }
+  ASSERT_THAT(shards_[0]
+                  ->NewClient()
+                  ->EmbeddingImport("emb", Keys({held, gone}),
+                                    Floats({2, 2}, {9, 9, 9, 9}))
+                  .status(),
+              IsOk());
+
+  CliResult grown = Reshard({0, 1}, {0, 1, 2});
+  ASSERT_EQ(grown.code, 0) << grown.err;
+  EXPECT_EQ(EmbeddingPlaced({0, 1, 2}), expected);
 }
 
 TEST_F(ReshardTest, AClientStartedAfterAReshardWithTheOldListFollows) {

@@ -135,9 +135,7 @@ void Report(absl::string_view fault, absl::Time begin, absl::Time end,
   for (size_t i = 0; i < workers.size(); ++i) {
     const absl::Time resumed = *workers[i]->FirstStepAfter(end);
     std::printf(
-        "  worker %zu: no step for %s, of which %s after the shard was "
-        "back\n",
-        i,
+        "  worker %zu: no step for %s, of which %s after it ended\n", i,
         absl::FormatDuration(resumed - workers[i]->LastStepBefore(begin))
             .c_str(),
         absl::FormatDuration(resumed - end).c_str());
