@@ -417,17 +417,22 @@ TEST_F(EmbeddingTest, RowsMoveWithTheirSlotsAndRemoveKeysDeletes) {
           .ok());
   ASSERT_TRUE(
       client_->EmbeddingApply("b", Keys({3, 9}), Fill(2, 1), Sgd(1), 1).ok());
-  v1::EmbeddingExportRequest request;
-  request.set_name("a");
-  request.set_with_slots(true);
-  std::vector<v1::EmbeddingExportResponse> pages;
-  ASSERT_THAT(
-      client_->ForEachEmbeddingPage(request,
-                                    [&](v1::EmbeddingExportResponse& page) {
-                                      pages.push_back(page);
-                                      return absl::OkStatus();
-                                    }),
-      ::varscope::testing::IsOk());
+  // The pages of `name`'s rows with their slots.
+  auto pages_of = [&](const std::string& name) {
+    v1::EmbeddingExportRequest request;
+    request.set_name(name);
+    request.set_with_slots(true);
+    std::vector<v1::EmbeddingExportResponse> pages;
+    EXPECT_THAT(
+        client_->ForEachEmbeddingPage(request,
+                                      [&](v1::EmbeddingExportResponse& page) {
+                                        pages.push_back(page);
+                                        return absl::OkStatus();
+                                      }),
+        ::varscope::testing::IsOk());
+    return pages;
+  };
+  std::vector<v1::EmbeddingExportResponse> pages = pages_of("a");
   ASSERT_EQ(pages.size(), 1u);
   ASSERT_EQ(pages[0].slots_size(), 1);
   const v1::EmbeddingSlotRows& slot = pages[0].slots(0);
@@ -454,15 +459,7 @@ TEST_F(EmbeddingTest, RowsMoveWithTheirSlotsAndRemoveKeysDeletes) {
   ASSERT_TRUE(imported.ok()) << imported.status();
   EXPECT_EQ(imported->imported(), 3);
   EXPECT_EQ(imported->removed(), 1);  // 10 was not stored
-  request.set_name("b");
-  std::vector<v1::EmbeddingExportResponse> again;
-  ASSERT_THAT(
-      client_->ForEachEmbeddingPage(request,
-                                    [&](v1::EmbeddingExportResponse& page) {
-                                      again.push_back(page);
-                                      return absl::OkStatus();
-                                    }),
-      ::varscope::testing::IsOk());
+  const std::vector<v1::EmbeddingExportResponse> again = pages_of("b");
   ASSERT_EQ(again.size(), 1u);
   EXPECT_EQ(again[0].keys().content(), pages[0].keys().content());
   EXPECT_EQ(again[0].values().content(), pages[0].values().content());
