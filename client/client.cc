@@ -989,12 +989,43 @@ absl::Status Client::CheckCluster() {
   return Routed([&] { return CheckShards(); });
 }
 
+namespace {
+
+// Whether the shards `infos` of a list are of one cluster that a re-shard
+// made from exactly that list: each was shard i of it.
+bool ReshardedFrom(const std::vector<v1::ServerInfo>& infos) {
+  const v1::ClusterIdentity& first = infos[0].cluster();
+  for (size_t i = 0; i < infos.size(); ++i) {
+    const v1::ClusterIdentity& now = infos[i].cluster();
+    const v1::ClusterIdentity& before = now.resharded_from();
+    if (now.cluster_id().empty() || now.cluster_id() != first.cluster_id() ||
+        before.shards().empty() ||
+        before.cluster_id() != first.resharded_from().cluster_id() ||
+        before.shard_index() != static_cast<int32_t>(i) ||
+        before.shard_count() != static_cast<int32_t>(infos.size())) {
+      return false;
+    }
+  }
+  return true;
+}
+
+}  // namespace
+
 absl::Status Client::CheckShards() {
   if (cluster_checked_.load(std::memory_order_acquire)) {
     return absl::OkStatus();
   }
   VS_ASSIGN_OR_RETURN(const std::vector<v1::ServerInfo> infos, ServerInfos());
   const int n = num_shards();
+  if (n > 1 && ReshardedFrom(infos)) {
+    // Followed as by a client that checked the old cluster (see Routed).
+    return absl::FailedPreconditionError(absl::StrCat(
+        kStaleClusterPrefix, "the shards ", absl::StrJoin(addresses_, ","),
+        " of cluster ", infos[0].cluster().resharded_from().cluster_id(),
+        " were re-sharded into cluster ", infos[0].cluster().cluster_id(),
+        ": connect to its new shards, in order: ",
+        absl::StrJoin(infos[0].cluster().shards(), ",")));
+  }
   for (int i = 0; i < n; ++i) {
     const v1::ClusterIdentity& identity = infos[i].cluster();
     if (identity.shard_index() == i && identity.shard_count() == n &&
@@ -1277,24 +1308,6 @@ int EmbeddingShardOf(int64_t key, int num_shards) {
                           static_cast<uint64_t>(num_shards));
 }
 
-namespace {
-
-// Rows `positions` of `t` (along its first axis).
-Tensor TakeRows(const Tensor& t, const std::vector<int64_t>& positions) {
-  std::vector<int64_t> dims = t.dims();
-  const size_t row =
-      dims[0] == 0 ? 0 : t.bytes().size() / static_cast<size_t>(dims[0]);
-  dims[0] = static_cast<int64_t>(positions.size());
-  std::string bytes;
-  bytes.reserve(row * positions.size());
-  for (int64_t p : positions) {
-    bytes.append(t.bytes(), static_cast<size_t>(p) * row, row);
-  }
-  return *Tensor::FromBytes(t.dtype(), std::move(dims), std::move(bytes));
-}
-
-}  // namespace
-
 std::vector<int> Client::ShardsToCall(
     const std::vector<std::vector<int64_t>>& split) const {
   // Shard 0 always: with no keys at all it still checks the request.
@@ -1499,44 +1512,69 @@ absl::StatusOr<v1::EmbeddingStats> Client::EmbeddingStat(absl::string_view name,
   });
 }
 
+absl::Status Client::ForEachEmbeddingPage(
+    v1::EmbeddingExportRequest request,
+    absl::FunctionRef<absl::Status(v1::EmbeddingExportResponse&)> fn) {
+  const std::string name = request.name();
+  return Routed([&]() -> absl::Status {
+    for (int i = 0; i < num_shards(); ++i) {
+      request.clear_start_after();
+      for (;;) {
+        v1::EmbeddingExportResponse page;
+        VS_RETURN_IF_ERROR(WithClusterNearMatches(
+            name, Run({i, "EmbeddingExport", name}, true,
+                      [&](auto& stub, grpc::ClientContext* context) {
+                        return stub.EmbeddingExport(context, request, &page);
+                      })));
+        const int64_t n = page.keys().shape().dims_size() == 1
+                              ? page.keys().shape().dims(0)
+                              : 0;
+        int64_t last = 0;
+        if (n > 0) {
+          memcpy(&last, page.keys().content().data() + (n - 1) * 8, 8);
+        }
+        const bool done = page.done() || n == 0;
+        VS_RETURN_IF_ERROR(fn(page));
+        if (done) break;
+        request.set_start_after(last);
+      }
+    }
+    return absl::OkStatus();
+  });
+}
+
 absl::StatusOr<v1::EmbeddingExportResponse> Client::EmbeddingExport(
     absl::string_view name, int32_t page_size) {
+  // Routed here too: after a re-shard the walk starts again, with nothing
+  // gathered.
   return Routed([&]() -> absl::StatusOr<v1::EmbeddingExportResponse> {
     std::vector<int64_t> keys, freqs, steps;
     std::string values;
     int64_t dim = 0;
-    for (int i = 0; i < num_shards(); ++i) {
-      v1::EmbeddingExportRequest request;
-      request.set_name(std::string(name));
-      request.set_page_size(page_size);
-      for (;;) {
-        v1::EmbeddingExportResponse page;
-        VS_RETURN_IF_ERROR(WithClusterNearMatches(
-            name, Run({i, "EmbeddingExport", std::string(name)}, true,
-                      [&](auto& stub, grpc::ClientContext* context) {
-                        return stub.EmbeddingExport(context, request, &page);
-                      })));
-        VS_ASSIGN_OR_RETURN(Tensor k, TensorFromProto(page.mutable_keys()));
-        VS_ASSIGN_OR_RETURN(Tensor v, TensorFromProto(page.mutable_values()));
-        VS_ASSIGN_OR_RETURN(Tensor f,
-                            TensorFromProto(page.mutable_frequencies()));
-        VS_ASSIGN_OR_RETURN(Tensor s,
-                            TensorFromProto(page.mutable_last_steps()));
-        const size_t n = static_cast<size_t>(k.dims()[0]);
-        const auto append = [n](const Tensor& t, std::vector<int64_t>& to) {
-          const size_t at = to.size();
-          to.resize(at + n);
-          memcpy(to.data() + at, t.bytes().data(), n * 8);
-        };
-        append(k, keys);
-        append(f, freqs);
-        append(s, steps);
-        values += v.bytes();
-        dim = v.dims()[1];
-        if (page.done() || n == 0) break;
-        request.set_start_after(keys.back());
-      }
-    }
+    v1::EmbeddingExportRequest request;
+    request.set_name(std::string(name));
+    request.set_page_size(page_size);
+    VS_RETURN_IF_ERROR(ForEachEmbeddingPage(
+        request, [&](v1::EmbeddingExportResponse& page) -> absl::Status {
+          VS_ASSIGN_OR_RETURN(Tensor k, TensorFromProto(page.mutable_keys()));
+          VS_ASSIGN_OR_RETURN(Tensor v, TensorFromProto(page.mutable_values()));
+          VS_ASSIGN_OR_RETURN(Tensor f,
+                              TensorFromProto(page.mutable_frequencies()));
+          VS_ASSIGN_OR_RETURN(Tensor s,
+                              TensorFromProto(page.mutable_last_steps()));
+          const size_t n = static_cast<size_t>(k.dims()[0]);
+          const auto append = [n](const Tensor& t, std::vector<int64_t>& to) {
+            const size_t at = to.size();
+            to.resize(at + n);
+            memcpy(to.data() + at, t.bytes().data(), n * 8);
+          };
+          append(k, keys);
+          append(f, freqs);
+          append(s, steps);
+          values += v.bytes();
+          dim = v.dims()[1];
+          return absl::OkStatus();
+        }));
     const int64_t n = static_cast<int64_t>(keys.size());
     v1::EmbeddingExportResponse out;
     TensorToProto(Tensor::FromVector<int64_t>(v1::DT_INT64, {n}, keys),
@@ -1557,43 +1595,117 @@ absl::StatusOr<int64_t> Client::EmbeddingImport(absl::string_view name,
                                                 const Tensor& values,
                                                 const Tensor* frequencies,
                                                 const Tensor* last_steps) {
-  v1::UpdateId id;
-  const bool idempotent = Identify(&id);
-  return Routed([&]() -> absl::StatusOr<int64_t> {
-    VS_ASSIGN_OR_RETURN(const std::vector<std::vector<int64_t>> split,
-                        SplitKeys(keys));
-    const std::vector<int> parts = ShardsToCall(split);
-    for (const Tensor* t : {&values, frequencies, last_steps}) {
-      VS_RETURN_IF_ERROR(CheckRowsPerKey(name, "rows", keys, t));
+  v1::EmbeddingImportRequest request;
+  request.set_name(std::string(name));
+  TensorToProto(keys, request.mutable_keys());
+  TensorToProto(values, request.mutable_values());
+  if (frequencies != nullptr) {
+    TensorToProto(*frequencies, request.mutable_frequencies());
+  }
+  if (last_steps != nullptr) {
+    TensorToProto(*last_steps, request.mutable_last_steps());
+  }
+  VS_ASSIGN_OR_RETURN(const v1::EmbeddingImportResponse imported,
+                      EmbeddingImport(std::move(request)));
+  return imported.imported();
+}
+
+absl::StatusOr<v1::EmbeddingImportResponse> Client::EmbeddingImport(
+    v1::EmbeddingImportRequest request) {
+  const bool idempotent = request.has_id() || Identify(request.mutable_id());
+  const std::string name = request.name();
+  return Routed([&]() -> absl::StatusOr<v1::EmbeddingImportResponse> {
+    std::vector<v1::EmbeddingImportRequest> split(shards_.size());
+    std::vector<int> parts = {0};
+    if (shards_.size() == 1) {
+      split[0] = request;
+    } else {
+      VS_ASSIGN_OR_RETURN(parts, SplitImport(request, split));
     }
-    const bool whole = shards_.size() == 1;
     std::vector<v1::EmbeddingImportResponse> replies(shards_.size());
     VS_RETURN_IF_ERROR(WithClusterNearMatches(
         name, InParallel(parts, [&](int i) {
-          v1::EmbeddingImportRequest request;
-          request.set_name(std::string(name));
-          const auto put = [&](const Tensor& t, v1::Tensor* proto) {
-            TensorToProto(whole ? t : TakeRows(t, split[i]), proto);
-          };
-          put(keys, request.mutable_keys());
-          put(values, request.mutable_values());
-          if (frequencies != nullptr) {
-            put(*frequencies, request.mutable_frequencies());
-          }
-          if (last_steps != nullptr)
-            put(*last_steps, request.mutable_last_steps());
-          if (idempotent) *request.mutable_id() = id;
-          MarkSpan(parts, request);
-          return Run({i, "EmbeddingImport", std::string(name)}, idempotent,
+          MarkSpan(parts, split[i]);
+          return Run({i, "EmbeddingImport", name}, idempotent,
                      [&](auto& stub, grpc::ClientContext* context) {
-                       return stub.EmbeddingImport(context, request,
+                       return stub.EmbeddingImport(context, split[i],
                                                    &replies[i]);
                      });
         })));
-    int64_t imported = 0;
-    for (int i : parts) imported += replies[i].imported();
-    return imported;
+    v1::EmbeddingImportResponse sum;
+    for (int i : parts) {
+      sum.set_imported(sum.imported() + replies[i].imported());
+      sum.set_removed(sum.removed() + replies[i].removed());
+      sum.set_duplicate(sum.duplicate() || replies[i].duplicate());
+    }
+    return sum;
   });
+}
+
+absl::StatusOr<std::vector<int>> Client::SplitImport(
+    const v1::EmbeddingImportRequest& request,
+    std::vector<v1::EmbeddingImportRequest>& split) const {
+  v1::EmbeddingImportRequest copy = request;
+  VS_ASSIGN_OR_RETURN(const Tensor keys, TensorFromProto(copy.mutable_keys()));
+  VS_ASSIGN_OR_RETURN(const std::vector<std::vector<int64_t>> rows,
+                      SplitKeys(keys));
+  std::vector<std::vector<int64_t>> removed(shards_.size());
+  std::optional<Tensor> remove_keys;
+  if (request.remove_keys().dtype() != v1::DT_INVALID) {
+    VS_ASSIGN_OR_RETURN(remove_keys,
+                        TensorFromProto(copy.mutable_remove_keys()));
+    VS_ASSIGN_OR_RETURN(removed, SplitKeys(*remove_keys));
+  }
+  // Each tensor of rows, split as the keys (absent ones stay absent).
+  std::vector<std::pair<v1::Tensor*, absl::string_view>> columns = {
+      {copy.mutable_values(), "rows"},
+      {copy.mutable_frequencies(), "frequencies"},
+      {copy.mutable_last_steps(), "last steps"}};
+  for (v1::EmbeddingSlotRows& slot : *copy.mutable_slots()) {
+    columns.push_back({slot.mutable_values(), "slot values"});
+  }
+  std::vector<std::optional<Tensor>> tensors;
+  for (auto& [proto, what] : columns) {
+    if (proto->dtype() == v1::DT_INVALID) {
+      tensors.emplace_back();
+      continue;
+    }
+    VS_ASSIGN_OR_RETURN(Tensor t, TensorFromProto(proto));
+    VS_RETURN_IF_ERROR(CheckRowsPerKey(request.name(), what, keys, &t));
+    tensors.emplace_back(std::move(t));
+  }
+  std::vector<int> parts;
+  for (int i = 0; i < num_shards(); ++i) {
+    if (rows[i].empty() && removed[i].empty() && i != 0) continue;
+    parts.push_back(i);
+    v1::EmbeddingImportRequest& part = split[i];
+    part.set_name(request.name());
+    *part.mutable_id() = request.id();
+    for (const v1::EmbeddingSlotRows& slot : request.slots()) {
+      v1::EmbeddingSlotRows* named = part.add_slots();
+      named->set_name(slot.name());
+      named->set_initial(slot.initial());
+    }
+    TensorToProto(TakeRows(keys, rows[i]), part.mutable_keys());
+    if (remove_keys.has_value()) {
+      TensorToProto(TakeRows(*remove_keys, removed[i]),
+                    part.mutable_remove_keys());
+    }
+    std::vector<v1::Tensor*> to = {part.mutable_values(),
+                                   part.mutable_frequencies(),
+                                   part.mutable_last_steps()};
+    for (v1::EmbeddingSlotRows& slot : *part.mutable_slots()) {
+      to.push_back(slot.mutable_values());
+    }
+    for (size_t c = 0; c < tensors.size(); ++c) {
+      if (tensors[c].has_value()) {
+        TensorToProto(TakeRows(*tensors[c], rows[i]), to[c]);
+      } else {
+        to[c]->Clear();
+      }
+    }
+  }
+  return parts;
 }
 
 }  // namespace varscope

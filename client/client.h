@@ -287,6 +287,14 @@ class Client {
   // `page_size` rows (0: the server's default).
   absl::StatusOr<v1::EmbeddingExportResponse> EmbeddingExport(
       absl::string_view name, int32_t page_size = 0);
+  // Calls `fn` on each page of the rows `request` asks for (its name,
+  // page_size and with_slots), shard after shard, from the first key on
+  // each; `fn` may move from the page. OK after the last page, else the
+  // first error of EmbeddingExport or of `fn`. A client that follows a
+  // re-shard during the walk starts it again (`fn` sees rows again).
+  absl::Status ForEachEmbeddingPage(
+      v1::EmbeddingExportRequest request,
+      absl::FunctionRef<absl::Status(v1::EmbeddingExportResponse&)> fn);
   // Stores rows as given (see EmbeddingImportRequest; `frequencies` and
   // `last_steps`, when given, are int64 [len(keys)]), numbered for
   // exactly-once application. Returns how many rows were stored.
@@ -295,6 +303,12 @@ class Client {
                                           const Tensor& values,
                                           const Tensor* frequencies = nullptr,
                                           const Tensor* last_steps = nullptr);
+  // EmbeddingImport of a whole request (with slots and keys to remove, see
+  // EmbeddingImportRequest), each shard given its keys' rows; numbered for
+  // exactly-once application unless `request.id` is set already. Returns
+  // the counts summed over the shards.
+  absl::StatusOr<v1::EmbeddingImportResponse> EmbeddingImport(
+      v1::EmbeddingImportRequest request);
 
   // This client's id for exactly-once updates (random per client).
   const std::string& client_id() const { return client_id_; }
@@ -394,6 +408,12 @@ class Client {
   // The positions of `keys` (int64 or int32) per shard.
   absl::StatusOr<std::vector<std::vector<int64_t>>> SplitKeys(
       const Tensor& keys) const;
+  // An EmbeddingImport's rows (and keys to remove) per shard into `split`;
+  // returns the shards that get a part. INVALID_ARGUMENT as SplitKeys and
+  // CheckRowsPerKey.
+  absl::StatusOr<std::vector<int>> SplitImport(
+      const v1::EmbeddingImportRequest& request,
+      std::vector<v1::EmbeddingImportRequest>& split) const;
   // The shards that get a request for keys split as `split`.
   std::vector<int> ShardsToCall(
       const std::vector<std::vector<int64_t>>& split) const;

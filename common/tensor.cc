@@ -121,4 +121,17 @@ absl::StatusOr<Tensor> TensorFromProto(v1::Tensor* proto) {
                            std::move(*proto->mutable_content()));
 }
 
+Tensor TakeRows(const Tensor& t, const std::vector<int64_t>& positions) {
+  std::vector<int64_t> dims = t.dims();
+  const size_t row =
+      dims[0] == 0 ? 0 : t.bytes().size() / static_cast<size_t>(dims[0]);
+  dims[0] = static_cast<int64_t>(positions.size());
+  std::string bytes;
+  bytes.reserve(row * positions.size());
+  for (int64_t p : positions) {
+    bytes.append(t.bytes(), static_cast<size_t>(p) * row, row);
+  }
+  return *Tensor::FromBytes(t.dtype(), std::move(dims), std::move(bytes));
+}
+
 }  // namespace varscope

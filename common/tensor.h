@@ -100,6 +100,9 @@ std::string TensorHead(DType dtype, absl::Span<const int64_t> dims,
 void TensorToProto(Tensor tensor, v1::Tensor* proto);
 // Moves the proto's content into a checked Tensor (see Tensor::FromBytes).
 absl::StatusOr<Tensor> TensorFromProto(v1::Tensor* proto);
+// Rows `positions` of `t` along its first axis, in that order.
+// REQUIRES: `t` has a first axis and every position is in it.
+Tensor TakeRows(const Tensor& t, const std::vector<int64_t>& positions);
 
 }  // namespace varscope
 

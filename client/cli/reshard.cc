@@ -3,6 +3,7 @@
 #include <google/protobuf/util/message_differencer.h>
 
 #include <algorithm>
+#include <functional>
 #include <map>
 #include <memory>
 #include <set>
@@ -41,8 +42,9 @@ struct Shard {
   v1::ClusterIdentity target;  // its place after the re-shard
   int from = -1;               // its position in --from, or -1
   bool switched() const {
-    return google::protobuf::util::MessageDifferencer::Equals(info.cluster(),
-                                                              target);
+    v1::ClusterIdentity place = info.cluster();
+    place.clear_resharded_from();
+    return google::protobuf::util::MessageDifferencer::Equals(place, target);
   }
 };
 
@@ -92,6 +94,7 @@ std::map<std::string, std::vector<std::string>> Moving(
   std::map<std::string, std::vector<std::string>> moving;
   const int count = static_cast<int>(to.size());
   for (const v1::VariableInfo& var : vars) {
+    if (var.has_embedding()) continue;  // on every shard (MoveRows)
     const std::string& dest = to[ShardOf(var.name(), count)];
     if (dest != shard.address) moving[dest].push_back(var.name());
   }
@@ -124,6 +127,119 @@ absl::StatusOr<int64_t> Copy(Shard& source, Shard& dest,
     VS_RETURN_IF_ERROR(dest.admin->InstallVariables(install).status());
   }
   return bytes;
+}
+
+// A get_embedding_variable that creates the embedding variable `info` as
+// the old shards hold it (same options, initializer and seed).
+v1::GetEmbeddingVariableRequest Recreate(const v1::VariableInfo& info) {
+  v1::GetEmbeddingVariableRequest get;
+  get.set_name(info.name());
+  get.set_mode(v1::AUTO_REUSE);
+  get.set_embedding_dim(info.embedding().embedding_dim());
+  get.set_key_dtype(info.embedding().key_dtype());
+  get.set_value_dtype(v1::DT_FLOAT);
+  *get.mutable_initializer() = info.initializer();
+  get.set_filter_freq(info.embedding().filter_freq());
+  get.set_steps_to_live(info.embedding().steps_to_live());
+  get.set_trainable(info.trainable());
+  return get;
+}
+
+// `keys` as a tensor of the key dtype `dtype` (keys fit it: they came from
+// a table of it).
+Tensor KeyTensor(const std::vector<int64_t>& keys, DType dtype) {
+  const int64_t n = static_cast<int64_t>(keys.size());
+  if (dtype == v1::DT_INT64) {
+    return Tensor::FromVector<int64_t>(v1::DT_INT64, {n}, keys);
+  }
+  return Tensor::FromVector<int32_t>(
+      v1::DT_INT32, {n}, std::vector<int32_t>(keys.begin(), keys.end()));
+}
+
+// The rows of one exported page.
+struct Rows {
+  std::vector<int64_t> keys;
+  Tensor values, frequencies, last_steps;
+  std::vector<Tensor> slots;  // as the page's slots
+};
+
+absl::StatusOr<Rows> RowsOf(v1::EmbeddingExportResponse& page) {
+  Rows rows;
+  VS_ASSIGN_OR_RETURN(const Tensor keys, TensorFromProto(page.mutable_keys()));
+  const auto flat = keys.flat<int64_t>();
+  rows.keys.assign(flat.begin(), flat.end());
+  VS_ASSIGN_OR_RETURN(rows.values, TensorFromProto(page.mutable_values()));
+  VS_ASSIGN_OR_RETURN(rows.frequencies,
+                      TensorFromProto(page.mutable_frequencies()));
+  VS_ASSIGN_OR_RETURN(rows.last_steps,
+                      TensorFromProto(page.mutable_last_steps()));
+  for (v1::EmbeddingSlotRows& slot : *page.mutable_slots()) {
+    VS_ASSIGN_OR_RETURN(rows.slots.emplace_back(),
+                        TensorFromProto(slot.mutable_values()));
+  }
+  return rows;
+}
+
+// Walks the stored rows of embedding variable `info` on the shard of
+// `source` (a client of that shard alone) in key order: imports each row
+// (with its frequency, last step and slots) into the shard `dest(key)`
+// names (none: nullptr), and then removes from the source each row
+// `drop(key)` is true for. Returns how many rows it copied.
+absl::StatusOr<int64_t> MoveRows(Client& source, const v1::VariableInfo& info,
+                                 const std::function<Client*(int64_t)>& dest,
+                                 const std::function<bool(int64_t)>& drop) {
+  int64_t copied = 0;
+  const DType key_dtype = info.embedding().key_dtype();
+  const int64_t dim = info.embedding().embedding_dim();
+  v1::EmbeddingExportRequest request;
+  request.set_name(info.name());
+  request.set_with_slots(true);
+  VS_RETURN_IF_ERROR(source.ForEachEmbeddingPage(
+      request, [&](v1::EmbeddingExportResponse& page) -> absl::Status {
+        VS_ASSIGN_OR_RETURN(const Rows rows, RowsOf(page));
+        // Their names and initial values (RowsOf took the values).
+        const std::vector<v1::EmbeddingSlotRows> named(page.slots().begin(),
+                                                       page.slots().end());
+        std::map<Client*, std::vector<int64_t>> moving;
+        std::vector<int64_t> dropped;
+        for (size_t i = 0; i < rows.keys.size(); ++i) {
+          if (Client* to = dest(rows.keys[i])) {
+            moving[to].push_back(static_cast<int64_t>(i));
+          }
+          if (drop(rows.keys[i])) dropped.push_back(rows.keys[i]);
+        }
+        for (const auto& [to, positions] : moving) {
+          v1::EmbeddingImportRequest import;
+          import.set_name(info.name());
+          std::vector<int64_t> keys;
+          for (int64_t p : positions) keys.push_back(rows.keys[p]);
+          TensorToProto(KeyTensor(keys, key_dtype), import.mutable_keys());
+          TensorToProto(TakeRows(rows.values, positions),
+                        import.mutable_values());
+          TensorToProto(TakeRows(rows.frequencies, positions),
+                        import.mutable_frequencies());
+          TensorToProto(TakeRows(rows.last_steps, positions),
+                        import.mutable_last_steps());
+          for (size_t s = 0; s < named.size(); ++s) {
+            v1::EmbeddingSlotRows* slot = import.add_slots();
+            slot->set_name(named[s].name());
+            slot->set_initial(named[s].initial());
+            TensorToProto(TakeRows(rows.slots[s], positions),
+                          slot->mutable_values());
+          }
+          VS_RETURN_IF_ERROR(to->EmbeddingImport(import).status());
+          copied += static_cast<int64_t>(positions.size());
+        }
+        if (dropped.empty()) return absl::OkStatus();
+        v1::EmbeddingImportRequest remove;
+        remove.set_name(info.name());
+        TensorToProto(KeyTensor({}, key_dtype), remove.mutable_keys());
+        TensorToProto(Tensor(v1::DT_FLOAT, {0, dim}), remove.mutable_values());
+        TensorToProto(KeyTensor(dropped, key_dtype),
+                      remove.mutable_remove_keys());
+        return source.EmbeddingImport(remove).status();
+      }));
+  return copied;
 }
 
 }  // namespace
@@ -209,18 +325,15 @@ absl::Status Reshard(const CommandContext& context,
         absl::StrJoin(to, ","), " --shard-index=", shard.target.shard_index(),
         ") or none"));
   }
-  std::map<std::string, std::vector<v1::VariableInfo>> vars;
+  // The embedding variables (on every old shard, each holding its keys'
+  // rows), by name.
+  std::map<std::string, v1::VariableInfo> embeddings;
   for (Shard& shard : shards) {
     if (shard.from < 0) continue;
-    VS_ASSIGN_OR_RETURN(vars[shard.address],
+    VS_ASSIGN_OR_RETURN(const std::vector<v1::VariableInfo> vars,
                         VariablesOf(shard, context.page_size));
-    for (const v1::VariableInfo& var : vars[shard.address]) {
-      if (!var.has_embedding()) continue;
-      return absl::FailedPreconditionError(absl::StrCat(
-          "Cannot re-shard: ", var.name(),
-          " is an embedding variable, whose rows are spread over the shards "
-          "by key; re-sharding does not move them. Save it with varscope "
-          "embedding-export and delete it first"));
+    for (const v1::VariableInfo& var : vars) {
+      if (var.has_embedding()) embeddings.emplace(var.name(), var);
     }
   }
   const bool all_switched =
@@ -236,6 +349,7 @@ absl::Status Reshard(const CommandContext& context,
   int64_t moved = 0;
   int64_t moved_bytes = 0;
   int64_t removed = 0;
+  int64_t rows_moved = 0;
   std::vector<AdminClient*> old_shards;
   for (Shard& shard : shards) {
     if (shard.from >= 0) old_shards.push_back(shard.admin.get());
@@ -257,6 +371,15 @@ absl::Status Reshard(const CommandContext& context,
           }
           return absl::OkStatus();
         };
+        // Clients of one shard each whose changes pass the pause.
+        std::map<std::string, std::unique_ptr<Client>> paused;
+        for (const Shard& shard : shards) {
+          ClientOptions options = client_options;
+          options.pause_id = cut.pause_id;
+          paused[shard.address] = Client::Connect(shard.address, options);
+        }
+        const auto no_copy = [](int64_t) -> Client* { return nullptr; };
+        const auto no_drop = [](int64_t) { return false; };
         // Copy what moves, unless an earlier run switched every shard already
         // (then the new copies are the ones in use, and complete).
         if (!all_switched) {
@@ -285,6 +408,47 @@ absl::Status Reshard(const CommandContext& context,
             }
             VS_RETURN_IF_ERROR(renew());
           }
+          // Each embedding variable on every new shard; then each shard
+          // drops the rows the old list does not place on it (copies an
+          // interrupted run left), and each old shard copies the rows the
+          // new list places elsewhere.
+          for (const auto& [name, info] : embeddings) {
+            for (const std::string& address : to) {
+              VS_RETURN_IF_ERROR(paused.at(address)
+                                     ->GetEmbeddingVariable(Recreate(info))
+                                     .status());
+            }
+            for (const Shard& shard : shards) {
+              VS_RETURN_IF_ERROR(
+                  MoveRows(*paused.at(shard.address), info, no_copy,
+                           [&](int64_t key) {
+                             return EmbeddingShardOf(
+                                        key, static_cast<int>(from.size())) !=
+                                    shard.from;
+                           })
+                      .status());
+            }
+            int64_t rows = 0;
+            for (const Shard& source : shards) {
+              if (source.from < 0) continue;
+              VS_ASSIGN_OR_RETURN(
+                  const int64_t copied,
+                  MoveRows(
+                      *paused.at(source.address), info,
+                      [&](int64_t key) -> Client* {
+                        const std::string& dest = to[EmbeddingShardOf(
+                            key, static_cast<int>(to.size()))];
+                        return dest == source.address ? nullptr
+                                                      : paused.at(dest).get();
+                      },
+                      no_drop));
+              rows += copied;
+            }
+            rows_moved += rows;
+            *context.out << "Copied " << rows << " rows of embedding variable "
+                         << name << " to their shards\n";
+            VS_RETURN_IF_ERROR(renew());
+          }
         }
         VS_RETURN_IF_ERROR(renew());
         // Switch: from now on each shard refuses the old cluster's clients,
@@ -293,15 +457,38 @@ absl::Status Reshard(const CommandContext& context,
           if (shard.switched()) continue;
           v1::SetClusterIdentityRequest request;
           *request.mutable_identity() = shard.target;
+          if (shard.from >= 0) {
+            // For clients started later with the old list (see Client).
+            v1::ClusterIdentity& before =
+                *request.mutable_identity()->mutable_resharded_from();
+            before = shard.info.cluster();
+            before.clear_resharded_from();
+          }
           VS_RETURN_IF_ERROR(shard.admin->SetClusterIdentity(request).status());
-          *shard.info.mutable_cluster() = shard.target;
+          *shard.info.mutable_cluster() = request.identity();
         }
-        // Delete the copies that moved away.
+        // Delete the copies that moved away: variables, embedding rows, and
+        // on a removed shard its embedding variables.
         for (Shard& source : shards) {
           if (source.from < 0) continue;
           VS_ASSIGN_OR_RETURN(const std::vector<v1::VariableInfo> now,
                               VariablesOf(source, context.page_size));
-          for (const auto& [dest, names] : Moving(source, now, to)) {
+          std::map<std::string, std::vector<std::string>> moving =
+              Moving(source, now, to);
+          for (const v1::VariableInfo& var : now) {
+            if (!var.has_embedding()) continue;
+            VS_RETURN_IF_ERROR(
+                MoveRows(*paused.at(source.address), var, no_copy,
+                         [&](int64_t key) {
+                           return source.target.removed() ||
+                                  EmbeddingShardOf(
+                                      key, static_cast<int>(to.size())) !=
+                                      source.target.shard_index();
+                         })
+                    .status());
+            if (source.target.removed()) moving[""].push_back(var.name());
+          }
+          for (const auto& [dest, names] : moving) {
             v1::RemoveVariablesRequest request;
             request.mutable_names()->Assign(names.begin(), names.end());
             VS_ASSIGN_OR_RETURN(const v1::RemoveVariablesResponse response,
@@ -317,7 +504,16 @@ absl::Status Reshard(const CommandContext& context,
                << to.size() << " shards: " << absl::StrJoin(to, ",")
                << "): " << VariablesText(moved) << " copied ("
                << HumanBytes(moved_bytes) << "), " << VariablesText(removed)
-               << " deleted from their old shards\n";
+               << " deleted from their old shards";
+  if (!embeddings.empty()) {
+    *context.out << "; " << rows_moved << " rows of "
+                 << (embeddings.size() == 1
+                         ? std::string("1 embedding variable")
+                         : absl::StrCat(embeddings.size(),
+                                        " embedding variables"))
+                 << " moved";
+  }
+  *context.out << "\n";
   return absl::OkStatus();
 }
 

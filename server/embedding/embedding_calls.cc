@@ -314,7 +314,8 @@ absl::StatusOr<v1::EmbeddingExportResponse> EmbeddingCalls::Export(
           request.has_start_after()
               ? std::optional<int64_t>(request.start_after())
               : std::nullopt,
-          request.page_size() == 0 ? kDefaultExportPage : request.page_size()));
+          request.page_size() == 0 ? kDefaultExportPage : request.page_size(),
+          request.with_slots()));
   const int64_t n = static_cast<int64_t>(rows.keys.size());
   v1::EmbeddingExportResponse response;
   *response.mutable_keys() = VectorProto<int64_t>(v1::DT_INT64, {n}, rows.keys);
@@ -324,6 +325,13 @@ absl::StatusOr<v1::EmbeddingExportResponse> EmbeddingCalls::Export(
       VectorProto<int64_t>(v1::DT_INT64, {n}, rows.frequencies);
   *response.mutable_last_steps() =
       VectorProto<int64_t>(v1::DT_INT64, {n}, rows.last_steps);
+  for (size_t s = 0; s < rows.slots.slots.size(); ++s) {
+    v1::EmbeddingSlotRows* slot = response.add_slots();
+    slot->set_name(rows.slots.slots[s].name);
+    slot->set_initial(rows.slots.slots[s].initial);
+    *slot->mutable_values() = VectorProto<float>(
+        v1::DT_FLOAT, {n, table->dim()}, rows.slots.values[s]);
+  }
   response.set_done(rows.done);
   return response;
 }
@@ -345,21 +353,43 @@ absl::StatusOr<v1::EmbeddingImportResponse> EmbeddingCalls::Import(
   VS_ASSIGN_OR_RETURN(
       const std::vector<int64_t> last_steps,
       Column(name, "last steps", n, request.mutable_last_steps()));
+  embedding::SlotValues slots;
+  for (v1::EmbeddingSlotRows& slot : *request.mutable_slots()) {
+    if (slot.name().empty()) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "A slot imported into embedding variable ", name, " has no name"));
+    }
+    VS_ASSIGN_OR_RETURN(const Tensor rows,
+                        Rows(name, absl::StrCat("slot ", slot.name()), n,
+                             table->dim(), slot.mutable_values()));
+    slots.slots.push_back({slot.name(), slot.initial()});
+    const auto* floats = reinterpret_cast<const float*>(rows.bytes().data());
+    slots.values.emplace_back(floats, floats + n * table->dim());
+  }
+  std::vector<int64_t> remove;
+  if (request.remove_keys().dtype() != v1::DT_INVALID) {
+    VS_ASSIGN_OR_RETURN(
+        remove, Keys(name, table->options(), request.mutable_remove_keys()));
+  }
   VS_ASSIGN_OR_RETURN(
       const v1::BatchUpdateResponse result,
-      ExactlyOnce(request.id(),
-                  [&](const Recorder& record)
-                      -> absl::StatusOr<v1::BatchUpdateResponse> {
-                    VS_RETURN_IF_ERROR(table->Import(
-                        keys,
-                        reinterpret_cast<const float*>(values.bytes().data()),
-                        frequencies, last_steps, [&](StorageBatch& batch) {
-                          if (record) record(Counts({n}), batch);
-                        }));
-                    return Counts({n});
-                  }));
+      ExactlyOnce(
+          request.id(),
+          [&](const Recorder& record)
+              -> absl::StatusOr<v1::BatchUpdateResponse> {
+            VS_ASSIGN_OR_RETURN(
+                const int64_t removed,
+                table->Import(
+                    keys, reinterpret_cast<const float*>(values.bytes().data()),
+                    frequencies, last_steps, slots, remove,
+                    [&](int64_t removed, StorageBatch& batch) {
+                      if (record) record(Counts({n, removed}), batch);
+                    }));
+            return Counts({n, removed});
+          }));
   v1::EmbeddingImportResponse response;
   response.set_imported(result.versions_size() > 0 ? result.versions(0) : 0);
+  response.set_removed(result.versions_size() > 1 ? result.versions(1) : 0);
   response.set_duplicate(result.duplicate());
   return response;
 }

@@ -167,6 +167,14 @@ struct EmbeddingTable::Stripe {
     Arena& arena = *arenas[it->second.arena];
     return {&arena.header(it->second.row), arena.values(it->second.row)};
   }
+  // Removes the key's row; returns whether it had one.
+  bool Remove(int64_t key) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu) {
+    auto it = index.find(key);
+    if (it == index.end()) return false;
+    RemoveAt(it->second);  // moves another row, keeps `it`
+    index.erase(it);
+    return true;
+  }
   size_t FloatsOf(int64_t key) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu) {
     auto it = index.find(key);
     return it == index.end() ? 0 : arenas[it->second.arena]->floats();
@@ -643,17 +651,27 @@ absl::StatusOr<EmbeddingTable::ApplyResult> EmbeddingTable::Apply(
   return result;
 }
 
-absl::Status EmbeddingTable::Import(absl::Span<const int64_t> keys,
-                                    const float* values,
-                                    absl::Span<const int64_t> frequencies,
-                                    absl::Span<const int64_t> last_steps,
-                                    const ExtraRecords& extra) {
+absl::StatusOr<int64_t> EmbeddingTable::Import(
+    absl::Span<const int64_t> keys, const float* values,
+    absl::Span<const int64_t> frequencies, absl::Span<const int64_t> last_steps,
+    const SlotValues& slots, absl::Span<const int64_t> remove,
+    const std::function<void(int64_t removed, StorageBatch&)>& extra) {
   const size_t dim = static_cast<size_t>(dim_);
   store_->WaitForRoom();
   absl::MutexLock a(&apply_mu_);
   absl::ReaderMutexLock d(&disk_mu_);
-  if (cold_keys_.load() > 0) VS_RETURN_IF_ERROR(ReadThrough(keys));
+  if (cold_keys_.load() > 0) {
+    VS_RETURN_IF_ERROR(ReadThrough(keys));
+    VS_RETURN_IF_ERROR(ReadThrough(remove));
+  }
   const int64_t step = step_.load();
+  StorageBatch batch;
+  // The given slot filling each of slots_, or -1.
+  const std::vector<int> slot_index = SlotIndices(slots.slots, batch);
+  std::vector<int> given(slots_.size(), -1);
+  for (size_t g = 0; g < slot_index.size(); ++g) {
+    given[slot_index[g]] = static_cast<int>(g);
+  }
   const size_t floats = dim * (1 + slots_.size());
   const int64_t default_freq = std::max<int64_t>(options_.filter_freq(), 1);
   auto freq_of = [&](size_t i) {
@@ -666,26 +684,47 @@ absl::Status EmbeddingTable::Import(absl::Span<const int64_t> keys,
   for (size_t i = 0; i < keys.size(); ++i) {
     float* row = rows.data() + i * floats;
     memcpy(row, values + i * dim, dim * sizeof(float));
-    // Slots keep their values; a new key's start at their initial values.
+    // Slots not given keep their values; a new key's start at their
+    // initial values.
     Stripe& stripe = StripeOf(keys[i]);
     absl::MutexLock l(&stripe.mu);
     const float* old = stripe.Find(keys[i]).second;
-    const size_t known = old == nullptr ? dim : stripe.FloatsOf(keys[i]);
-    if (old != nullptr) {
-      memcpy(row + dim, old + dim, (known - dim) * sizeof(float));
-    }
-    for (size_t s = known / dim - 1; s < slots_.size(); ++s) {
-      std::fill(row + (s + 1) * dim, row + (s + 2) * dim, slots_[s].initial);
+    const size_t known = old == nullptr ? 0 : stripe.FloatsOf(keys[i]);
+    for (size_t s = 0; s < slots_.size(); ++s) {
+      float* slot = row + (s + 1) * dim;
+      if (given[s] >= 0) {
+        memcpy(slot, slots.values[given[s]].data() + i * dim,
+               dim * sizeof(float));
+      } else if (known >= (s + 2) * dim) {
+        memcpy(slot, old + (s + 1) * dim, dim * sizeof(float));
+      } else {
+        std::fill(slot, slot + dim, slots_[s].initial);
+      }
     }
   }
-  StorageBatch batch;
   for (size_t i = 0; i < keys.size(); ++i) {
     batch.PutEmbedding(RowKey(keys[i]),
                        EncodeRow(freq_of(i), last_step_of(i),
                                  rows.data() + i * floats, floats));
   }
-  if (extra) extra(batch);
+  // Read through above: a stored row of `remove` is in memory.
+  std::vector<int64_t> removed(remove.begin(), remove.end());
+  std::sort(removed.begin(), removed.end());
+  removed.erase(std::unique(removed.begin(), removed.end()), removed.end());
+  int64_t stored = 0;
+  for (int64_t key : removed) {
+    batch.DeleteEmbedding(RowKey(key));
+    Stripe& stripe = StripeOf(key);
+    absl::MutexLock l(&stripe.mu);
+    stored += stripe.Find(key).first != nullptr ? 1 : 0;
+  }
+  if (extra) extra(stored, batch);
   VS_RETURN_IF_ERROR(store_->storage_->Write(batch));
+  // As after a load: the table's step is at least its rows' last steps.
+  if (!last_steps.empty()) {
+    StepOf(*std::max_element(last_steps.begin(), last_steps.end()),
+           /*update=*/false);
+  }
   for (size_t i = 0; i < keys.size(); ++i) {
     Stripe& stripe = StripeOf(keys[i]);
     absl::MutexLock l(&stripe.mu);
@@ -695,14 +734,27 @@ absl::Status EmbeddingTable::Import(absl::Span<const int64_t> keys,
     if (!known) admitted_.fetch_add(1);
     if (stripe.candidates.erase(keys[i]) > 0) candidates_.fetch_sub(1);
   }
-  return absl::OkStatus();
+  for (int64_t key : removed) {
+    Stripe& stripe = StripeOf(key);
+    absl::MutexLock l(&stripe.mu);
+    if (!stripe.Remove(key)) continue;
+    resident_keys_.fetch_sub(1);
+    Account(stripe.Resettle());
+  }
+  return stored;
 }
 
 absl::StatusOr<ExportedRows> EmbeddingTable::Export(
-    std::optional<int64_t> start_after, int64_t limit) {
+    std::optional<int64_t> start_after, int64_t limit, bool with_slots) {
   VS_RETURN_IF_ERROR(WriteBack());
   ExportedRows out;
   const size_t dim = static_cast<size_t>(dim_);
+  if (with_slots) {
+    absl::MutexLock a(&apply_mu_);
+    out.slots.slots = slots_;
+    out.slots.values.resize(slots_.size());
+  }
+  const std::vector<RowSlot>& slots = out.slots.slots;
   std::string begin = TablePrefix(table_id_);
   if (start_after.has_value()) {
     if (*start_after == std::numeric_limits<int64_t>::max()) {
@@ -736,6 +788,17 @@ absl::StatusOr<ExportedRows> EmbeddingTable::Export(
         out.values.resize(at + dim);
         memcpy(out.values.data() + at, value.data() + kRowHeader,
                dim * sizeof(float));
+        // A row stored before a slot was added lacks it.
+        const size_t held = (value.size() - kRowHeader) / (dim * 4) - 1;
+        for (size_t s = 0; s < slots.size(); ++s) {
+          std::vector<float>& slot = out.slots.values[s];
+          slot.resize(at + dim, slots[s].initial);
+          if (s < held) {
+            memcpy(slot.data() + at,
+                   value.data() + kRowHeader + (s + 1) * dim * 4,
+                   dim * sizeof(float));
+          }
+        }
         return true;
       }));
   VS_RETURN_IF_ERROR(status);

@@ -56,12 +56,20 @@ struct RowSlot {
   float initial = 0;
 };
 
+// The optimizer slots of some rows: values[s] holds slot slots[s] of each
+// row in turn (rows x dim).
+struct SlotValues {
+  std::vector<RowSlot> slots;
+  std::vector<std::vector<float>> values;
+};
+
 // One stored row as Export returns it.
 struct ExportedRows {
   std::vector<int64_t> keys;
   std::vector<float> values;  // keys.size() x dim
   std::vector<int64_t> frequencies;
   std::vector<int64_t> last_steps;
+  SlotValues slots;  // when asked for
   bool done = false;
 };
 
@@ -115,18 +123,25 @@ class EmbeddingTable {
       const std::function<void(const ApplyResult&, StorageBatch&)>& extra);
 
   // Stores rows as given (values keys.size() x dim; empty frequencies or
-  // last_steps: filter_freq, the current step), replacing any, with
-  // `extra`, in one store write. Errors: the store's, and nothing changed.
-  absl::Status Import(absl::Span<const int64_t> keys, const float* values,
-                      absl::Span<const int64_t> frequencies,
-                      absl::Span<const int64_t> last_steps,
-                      const ExtraRecords& extra);
+  // last_steps: filter_freq, the current step; `slots` for each key, adding
+  // the slots the table lacks; other slots keep a replaced row's values or
+  // start at their initial values), replacing any, then deletes the rows of
+  // `remove`, with `extra`, in one store write. Returns how many rows of
+  // `remove` were stored (`extra` gets it too). Errors: the store's, and
+  // nothing changed.
+  absl::StatusOr<int64_t> Import(
+      absl::Span<const int64_t> keys, const float* values,
+      absl::Span<const int64_t> frequencies,
+      absl::Span<const int64_t> last_steps, const SlotValues& slots,
+      absl::Span<const int64_t> remove,
+      const std::function<void(int64_t removed, StorageBatch&)>& extra);
 
   // Up to `limit` stored rows after `start_after` in key order (each row's
-  // value only, without slots), after writing what lookups changed. A
-  // concurrent update may or may not be seen. Errors: the store's.
+  // value, and with `with_slots` its slots), after writing what lookups
+  // changed. A concurrent update may or may not be seen. Errors: the
+  // store's.
   absl::StatusOr<ExportedRows> Export(std::optional<int64_t> start_after,
-                                      int64_t limit);
+                                      int64_t limit, bool with_slots);
 
   // Keys stored, in memory and on disk, counters and the `hottest` most
   // frequent keys in memory.

@@ -116,9 +116,12 @@ absl::StatusOr<v1::ClusterIdentity> SettleIdentity(
   VS_ASSIGN_OR_RETURN(const std::optional<v1::ClusterIdentity> recorded,
                       storage.ReadClusterIdentity());
   if (recorded.has_value()) {
+    // The flags give a place, not where a re-shard moved the store from.
+    v1::ClusterIdentity place = *recorded;
+    place.clear_resharded_from();
     if (configured.has_value() &&
         !google::protobuf::util::MessageDifferencer::Equals(*configured,
-                                                            *recorded)) {
+                                                            place)) {
       constexpr absl::string_view kNoFlags =
           "no cluster flags and no ps task's TF_CONFIG";
       return absl::FailedPreconditionError(absl::StrCat(

@@ -2,11 +2,9 @@
 // identities recorded with their real addresses, so that clients can follow
 // the new list), re-sharded 2 -> 3 -> 2.
 #include <algorithm>
-#include <atomic>
 #include <map>
 #include <memory>
 #include <string>
-#include <thread>
 #include <vector>
 
 #include "absl/strings/str_cat.h"
@@ -48,6 +46,15 @@ v1::GetVariableRequest Scalar(const std::string& name) {
   get.mutable_initializer()->set_kind(v1::Initializer::ZEROS);
   return get;
 }
+
+// A stored row of an embedding variable, with its slots by name.
+struct StoredRow {
+  std::string values;
+  int64_t frequency = 0;
+  int64_t last_step = 0;
+  std::map<std::string, std::string> slots;
+  bool operator==(const StoredRow&) const = default;
+};
 
 class ReshardTest : public ::testing::Test {
  protected:
@@ -166,6 +173,10 @@ class ReshardTest : public ::testing::Test {
     ASSERT_THAT(client.BatchUpdate(step).status(), IsOk());
   }
 
+  // The rows of embedding variable "emb" on shards `order`, checking that
+  // each is on the shard its key maps to.
+  std::map<int64_t, StoredRow> EmbeddingPlaced(const std::vector<int>& order);
+
   std::vector<std::unique_ptr<TestServer>> shards_;
 };
 
@@ -223,6 +234,258 @@ TEST_F(ReshardTest, TwoToThreeToTwoKeepsValuesVersionsAndSlots) {
   read = worker->Read("model/layer3/w7");
   ASSERT_THAT(read.status(), IsOk());
   EXPECT_EQ(read->version, trained.at("model/layer3/w7").version);
+}
+
+// Every stored row of embedding variable `name` on the server of `client`
+// (asked alone), by key.
+std::map<int64_t, StoredRow> StoredRows(Client& client,
+                                        const std::string& name) {
+  std::map<int64_t, StoredRow> rows;
+  v1::EmbeddingExportRequest request;
+  request.set_name(name);
+  request.set_page_size(7);  // several pages
+  request.set_with_slots(true);
+  EXPECT_THAT(
+      client.ForEachEmbeddingPage(
+          request,
+          [&](v1::EmbeddingExportResponse& page) -> absl::Status {
+            VS_ASSIGN_OR_RETURN(const Tensor keys,
+                                TensorFromProto(page.mutable_keys()));
+            VS_ASSIGN_OR_RETURN(const Tensor values,
+                                TensorFromProto(page.mutable_values()));
+            VS_ASSIGN_OR_RETURN(const Tensor freqs,
+                                TensorFromProto(page.mutable_frequencies()));
+            VS_ASSIGN_OR_RETURN(const Tensor steps,
+                                TensorFromProto(page.mutable_last_steps()));
+            const int64_t n = keys.dims()[0];
+            const size_t row = n == 0 ? 0 : values.bytes().size() / n;
+            for (int64_t i = 0; i < n; ++i) {
+              StoredRow& out = rows[keys.flat<int64_t>()[i]];
+              out.values = values.bytes().substr(i * row, row);
+              out.frequency = freqs.flat<int64_t>()[i];
+              out.last_step = steps.flat<int64_t>()[i];
+              for (v1::EmbeddingSlotRows& slot : *page.mutable_slots()) {
+                out.slots[slot.name()] =
+                    slot.values().content().substr(i * row, row);
+              }
+            }
+            return absl::OkStatus();
+          }),
+      IsOk());
+  return rows;
+}
+
+std::map<int64_t, StoredRow> ReshardTest::EmbeddingPlaced(
+    const std::vector<int>& order) {
+  std::map<int64_t, StoredRow> all;
+  for (size_t i = 0; i < order.size(); ++i) {
+    for (auto& [key, row] :
+         StoredRows(*shards_[order[i]]->NewClient(), "emb")) {
+      EXPECT_EQ(EmbeddingShardOf(key, static_cast<int>(order.size())),
+                static_cast<int>(i))
+          << key << " on shard " << i;
+      EXPECT_TRUE(all.emplace(key, row).second) << key << " twice";
+    }
+  }
+  return all;
+}
+
+// An int64 vector of keys.
+Tensor Keys(const std::vector<int64_t>& keys) {
+  return Tensor::FromVector<int64_t>(v1::DT_INT64,
+                                     {static_cast<int64_t>(keys.size())}, keys);
+}
+
+// Keys [first, first + n).
+std::vector<int64_t> KeyRange(int64_t first, int64_t n) {
+  std::vector<int64_t> keys;
+  for (int64_t k = first; k < first + n; ++k) keys.push_back(k);
+  return keys;
+}
+
+// An Adagrad step at `step` on the rows of `keys` of embedding variable
+// "emb" (dim 2): gradient (k/100, step).
+void TrainEmbedding(Client& client, const std::vector<int64_t>& keys,
+                    int64_t step) {
+  std::vector<float> grads;
+  for (int64_t k : keys) {
+    grads.push_back(static_cast<float>(k) / 100);
+    grads.push_back(static_cast<float>(step));
+  }
+  v1::Optimizer adagrad;
+  adagrad.set_learning_rate(0.1);
+  adagrad.mutable_adagrad();
+  ASSERT_THAT(
+      client
+          .EmbeddingApply("emb", Keys(keys),
+                          Floats({static_cast<int64_t>(keys.size()), 2}, grads),
+                          adagrad, step)
+          .status(),
+      IsOk());
+}
+
+TEST_F(ReshardTest, EmbeddingRowsMoveWithTheirSlotsAndFrequencies) {
+  // The same steps on the cluster and on one reference server: after each
+  // re-shard every row (value, Adagrad slot, frequency, last step) is the
+  // reference's, on the shard its key maps to.
+  TestServer reference_server;
+  std::shared_ptr<Client> reference = reference_server.NewClient();
+  Form({0, 1});
+  std::shared_ptr<Client> worker =
+      Client::Connect(List({0, 1}), TestClientOptions());
+  ASSERT_THAT(worker->GetVariable(Scalar("dense")).status(), IsOk());
+  v1::GetEmbeddingVariableRequest emb;
+  emb.set_name("emb");
+  emb.set_mode(v1::CREATE);
+  emb.set_embedding_dim(2);
+  emb.mutable_initializer()->set_kind(v1::Initializer::RANDOM_NORMAL);
+  emb.mutable_initializer()->set_seed(11);
+  for (Client* client : {worker.get(), reference.get()}) {
+    ASSERT_THAT(client->GetEmbeddingVariable(emb).status(), IsOk());
+    TrainEmbedding(*client, KeyRange(0, 120), 1);
+    TrainEmbedding(*client, KeyRange(50, 40), 2);
+    ASSERT_THAT(
+        client->EmbeddingLookup("emb", Keys(KeyRange(100, 30)), 3).status(),
+        IsOk());
+  }
+  const std::map<int64_t, StoredRow> before = EmbeddingPlaced({0, 1});
+  ASSERT_GE(before.size(), 120u);
+  ASSERT_EQ(before.at(60).slots.size(), 1u);
+  ASSERT_EQ(before, StoredRows(*reference, "emb"));
+  int64_t moving = 0;
+  for (const auto& [key, row] : before) {
+    moving += EmbeddingShardOf(key, 2) != EmbeddingShardOf(key, 3) ? 1 : 0;
+  }
+
+  CliResult grown = Reshard({0, 1}, {0, 1, 2});
+  ASSERT_EQ(grown.code, 0) << grown.err;
+  EXPECT_THAT(grown.out,
+              HasSubstr(absl::StrCat("Copied ", moving,
+                                     " rows of embedding variable emb to "
+                                     "their shards\n")));
+  EXPECT_THAT(grown.out,
+              HasSubstr(absl::StrCat("; ", moving,
+                                     " rows of 1 embedding variable moved\n")));
+  EXPECT_EQ(EmbeddingPlaced({0, 1, 2}), before);
+  absl::StatusOr<v1::VariableInfo> on_new =
+      shards_[2]->NewClient()->Stat("emb");
+  ASSERT_THAT(on_new.status(), IsOk());
+  EXPECT_EQ(on_new->embedding().embedding_dim(), 2);
+  EXPECT_EQ(on_new->initializer().seed(), 11);
+
+  // The worker follows: lookups and updates, by key, on the new shards.
+  for (Client* client : {worker.get(), reference.get()}) {
+    TrainEmbedding(*client, KeyRange(80, 80), 4);
+  }
+  const std::map<int64_t, StoredRow> trained = EmbeddingPlaced({0, 1, 2});
+  EXPECT_EQ(trained, StoredRows(*reference, "emb"));
+  absl::StatusOr<Tensor> looked_up =
+      worker->EmbeddingLookup("emb", Keys(KeyRange(0, 200)), 5, true);
+  absl::StatusOr<Tensor> expected =
+      reference->EmbeddingLookup("emb", Keys(KeyRange(0, 200)), 5, true);
+  ASSERT_THAT(looked_up.status(), IsOk());
+  ASSERT_THAT(expected.status(), IsOk());
+  EXPECT_EQ(looked_up->bytes(), expected->bytes());
+
+  CliResult shrunk = Reshard({0, 1, 2}, {0, 1});
+  ASSERT_EQ(shrunk.code, 0) << shrunk.err;
+  EXPECT_EQ(EmbeddingPlaced({0, 1}), trained);
+  EXPECT_TRUE(On(2).empty());  // the removed shard keeps nothing
+  for (Client* client : {worker.get(), reference.get()}) {
+    TrainEmbedding(*client, KeyRange(150, 60), 6);
+  }
+  EXPECT_EQ(EmbeddingPlaced({0, 1}), StoredRows(*reference, "emb"));
+  absl::StatusOr<v1::EmbeddingStats> stats = worker->EmbeddingStat("emb");
+  absl::StatusOr<v1::EmbeddingStats> one = reference->EmbeddingStat("emb");
+  ASSERT_THAT(stats.status(), IsOk());
+  ASSERT_THAT(one.status(), IsOk());
+  EXPECT_EQ(stats->size(), one->size());
+}
+
+TEST_F(ReshardTest, EmbeddingCopiesAnInterruptedRunLeftAreDropped) {
+  Form({0, 1});
+  std::shared_ptr<Client> worker =
+      Client::Connect(List({0, 1}), TestClientOptions());
+  v1::GetEmbeddingVariableRequest emb;
+  emb.set_name("emb");
+  emb.set_mode(v1::CREATE);
+  emb.set_embedding_dim(2);
+  ASSERT_THAT(worker->GetEmbeddingVariable(emb).status(), IsOk());
+  TrainEmbedding(*worker, KeyRange(0, 60), 1);
+  const std::map<int64_t, StoredRow> expected = EmbeddingPlaced({0, 1});
+  // Copies on shard 0 of a row shard 1 holds (stale), and of a key no
+  // shard holds any more, which the new list places on shard 0.
+  int64_t held = 0;
+  while (EmbeddingShardOf(held, 2) != 1) ++held;
+  int64_t gone = 1000;
+  while (EmbeddingShardOf(gone, 2) != 1 || EmbeddingShardOf(gone, 3) != 0) {
+    ++gone;
+  }
+  ASSERT_THAT(shards_[0]
+                  ->NewClient()
+                  ->EmbeddingImport("emb", Keys({held, gone}),
+                                    Floats({2, 2}, {9, 9, 9, 9}))
+                  .status(),
+              IsOk());
+
+  CliResult grown = Reshard({0, 1}, {0, 1, 2});
+  ASSERT_EQ(grown.code, 0) << grown.err;
+  EXPECT_EQ(EmbeddingPlaced({0, 1, 2}), expected);
+}
+
+TEST_F(ReshardTest, AClientStartedAfterAReshardWithTheOldListFollows) {
+  Form({0, 1});
+  {
+    std::shared_ptr<Client> setup =
+        Client::Connect(List({0, 1}), TestClientOptions());
+    for (const std::string name : {"a", "b", "c", "d"}) {
+      ASSERT_THAT(setup->GetVariable(Scalar(name)).status(), IsOk());
+    }
+  }
+  CliResult grown = Reshard({0, 1}, {0, 1, 2});
+  ASSERT_EQ(grown.code, 0) << grown.err;
+
+  std::shared_ptr<Client> late =
+      Client::Connect(List({0, 1}), TestClientOptions());
+  EXPECT_THAT(late->CheckCluster(), IsOk());
+  for (const std::string name : {"a", "b", "c", "d"}) {
+    ASSERT_THAT(late->AssignAdd(name, Floats({1}, {1})).status(), IsOk());
+  }
+  std::map<std::string, Held> held = Placed({0, 1, 2});
+  for (const std::string name : {"a", "b", "c", "d"}) {
+    EXPECT_EQ(held.at(name).version, 2) << name;
+  }
+
+  // Lists that are not the re-sharded one keep failing.
+  const std::string to = List({0, 1, 2});
+  const std::string id = DerivedClusterId(absl::StrSplit(to, ','));
+  for (const std::vector<int>& wrong :
+       std::vector<std::vector<int>>{{1, 0}, {0, 2}}) {
+    EXPECT_THAT(
+        Client::Connect(List(wrong), TestClientOptions())->CheckCluster(),
+        StatusIs(
+            absl::StatusCode::kFailedPrecondition,
+            absl::StrCat("Shard list mismatch: ", shards_[wrong[0]]->address(),
+                         " is shard ", wrong[0], " of 3 of cluster ", id,
+                         " (shards ", to,
+                         "), but this client lists it as shard 0 of 2. "
+                         "Give every worker the shards in the "
+                         "cluster's order: ",
+                         to)));
+  }
+
+  // After 3 -> 2, a client of the three-shard list follows too (the removed
+  // shard names the new cluster), and one of the first list is of the
+  // current cluster.
+  CliResult shrunk = Reshard({0, 1, 2}, {0, 1});
+  ASSERT_EQ(shrunk.code, 0) << shrunk.err;
+  std::shared_ptr<Client> three = Client::Connect(to, TestClientOptions());
+  EXPECT_THAT(three->AssignAdd("a", Floats({1}, {1})).status(), IsOk());
+  std::shared_ptr<Client> two =
+      Client::Connect(List({0, 1}), TestClientOptions());
+  absl::StatusOr<ReadResult> read = two->Read("a");
+  ASSERT_THAT(read.status(), IsOk());
+  EXPECT_EQ(read->version, 3);
 }
 
 // A name that the list of shards 0,1 places on shard `home` and the list
@@ -406,73 +669,6 @@ TEST_F(ReshardTest, BadInputChangesNothing) {
                          "flags (--cluster=",
                          List({0, 1, 2}), " --shard-index=2) or none\n"));
   EXPECT_EQ(Placed({0, 1}), before);
-}
-
-TEST_F(ReshardTest, WorkersTrainThroughAReshardWithEveryStepOnce) {
-  Form({0, 1});
-  const std::vector<std::string> names = {"a", "b", "c", "d",
-                                          "e", "f", "g", "h"};
-  {
-    std::shared_ptr<Client> setup =
-        Client::Connect(List({0, 1}), TestClientOptions());
-    for (const std::string& name : names) {
-      ASSERT_THAT(setup->GetVariable(Scalar(name)).status(), IsOk());
-    }
-  }
-  // Workers of the old list, each on its own connection: every step adds 1
-  // to every variable, split over the shards.
-  constexpr int kWorkers = 3;
-  std::atomic<bool> stop{false};
-  std::atomic<int64_t> steps[kWorkers] = {};
-  std::vector<absl::Status> errors(kWorkers);
-  std::vector<std::thread> workers;
-  for (int w = 0; w < kWorkers; ++w) {
-    workers.emplace_back([&, w] {
-      ClientOptions options = TestClientOptions();
-      options.own_connection = true;
-      std::shared_ptr<Client> client = Client::Connect(List({0, 1}), options);
-      while (!stop.load()) {
-        v1::BatchUpdateRequest step;
-        for (const std::string& name : names) {
-          v1::Update* update = step.add_updates();
-          update->set_name(name);
-          TensorToProto(Floats({1}, {1}), update->mutable_assign_add());
-        }
-        absl::Status status = client->BatchUpdate(step).status();
-        if (!status.ok()) {
-          errors[w] = status;
-          return;
-        }
-        ++steps[w];
-      }
-    });
-  }
-  auto all_reach = [&](int64_t n) {
-    return ::varscope::testing::PollUntil([&] {
-      for (const auto& s : steps) {
-        if (s.load() < n) return false;
-      }
-      return true;
-    });
-  };
-  ASSERT_TRUE(all_reach(20)) << "the workers did not start";
-  CliResult grown = Reshard({0, 1}, {0, 1, 2});
-  EXPECT_EQ(grown.code, 0) << grown.err;
-  int64_t at_switch = 0;
-  for (const auto& s : steps) at_switch = std::max(at_switch, s.load());
-  EXPECT_TRUE(all_reach(at_switch + 20)) << "the workers stopped";
-  stop = true;
-  for (std::thread& t : workers) t.join();
-  for (const absl::Status& error : errors) EXPECT_THAT(error, IsOk());
-  int64_t total = 0;
-  for (const auto& s : steps) total += s.load();
-  // Every step counted once on every variable, wherever it lives now.
-  const std::map<std::string, Held> held = Placed({0, 1, 2});
-  for (const std::string& name : names) {
-    std::string expected = Floats({1}, {static_cast<float>(total)}).bytes();
-    EXPECT_EQ(held.at(name).bytes, expected) << name;
-    EXPECT_EQ(held.at(name).version, 1 + total) << name;
-  }
 }
 
 }  // namespace

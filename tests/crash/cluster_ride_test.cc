@@ -30,6 +30,7 @@
 #include "common/names.h"
 #include "common/status_matchers.h"
 #include "gtest/gtest.h"
+#include "tests/cli/cli_fixture.h"
 #include "tests/testing/test_server.h"
 
 namespace varscope {
@@ -123,6 +124,38 @@ class Worker {
   std::string other_lines_ ABSL_GUARDED_BY(mu_);
 };
 
+// Prints what the fault from `begin` (the kill, stop or re-shard) to `end`
+// (the shard serving again, the re-shard done) cost each worker: from its
+// last step before the fault to its first after `end`, and the part of that
+// after `end`.
+void Report(absl::string_view fault, absl::Time begin, absl::Time end,
+            const std::vector<std::unique_ptr<Worker>>& workers) {
+  std::printf("%s: outage %s\n", std::string(fault).c_str(),
+              absl::FormatDuration(end - begin).c_str());
+  for (size_t i = 0; i < workers.size(); ++i) {
+    const absl::Time resumed = *workers[i]->FirstStepAfter(end);
+    std::printf(
+        "  worker %zu: no step for %s, of which %s after it ended\n", i,
+        absl::FormatDuration(resumed - workers[i]->LastStepBefore(begin))
+            .c_str(),
+        absl::FormatDuration(resumed - end).c_str());
+  }
+  std::fflush(stdout);
+}
+
+// Waits until every worker of `workers` has completed a step after `t`.
+bool StepsAfter(absl::Time t,
+                const std::vector<std::unique_ptr<Worker>>& workers) {
+  return PollUntil(
+      [&] {
+        for (auto& worker : workers) {
+          if (!worker->FirstStepAfter(t).has_value()) return false;
+        }
+        return true;
+      },
+      kPatience);
+}
+
 class ClusterRideTest : public ::testing::Test {
  protected:
   void SetUp() override {
@@ -181,34 +214,8 @@ class ClusterRideTest : public ::testing::Test {
 
   // Waits until every worker has completed a step after `t`.
   void WaitForStepsAfter(absl::Time t) {
-    ASSERT_TRUE(PollUntil(
-        [&] {
-          for (auto& worker : workers_) {
-            if (!worker->FirstStepAfter(t).has_value()) return false;
-          }
-          return true;
-        },
-        kPatience))
+    ASSERT_TRUE(StepsAfter(t, workers_))
         << "the workers stopped making progress";
-  }
-
-  // Prints what the fault from `begin` (the kill or stop) to `end` (the
-  // shard serving again) cost each worker: from its last step before the
-  // fault to its first after `end`, and the part of that after `end`.
-  void Report(absl::string_view fault, absl::Time begin, absl::Time end) {
-    std::printf("%s: outage %s\n", std::string(fault).c_str(),
-                absl::FormatDuration(end - begin).c_str());
-    for (size_t i = 0; i < workers_.size(); ++i) {
-      const absl::Time resumed = *workers_[i]->FirstStepAfter(end);
-      std::printf(
-          "  worker %zu: no step for %s, of which %s after the shard was "
-          "back\n",
-          i,
-          absl::FormatDuration(resumed - workers_[i]->LastStepBefore(begin))
-              .c_str(),
-          absl::FormatDuration(resumed - end).c_str());
-    }
-    std::fflush(stdout);
   }
 
   TempDir dirs_[kShards];
@@ -242,7 +249,7 @@ TEST_F(ClusterRideTest, WorkersTrainThroughAKilledShardAndAHungOne) {
   ASSERT_NO_FATAL_FAILURE(StartShard(1, port));
   const absl::Time restarted = absl::Now();
   ASSERT_NO_FATAL_FAILURE(WaitForStepsAfter(restarted));
-  Report("kill -9 and restart of shard 1", killed, restarted);
+  Report("kill -9 and restart of shard 1", killed, restarted, workers_);
 
   // SIGSTOP shard 2 for 3 seconds: calls wait for it (within the timeout of
   // each attempt, 30 s) and go on when it continues.
@@ -252,7 +259,7 @@ TEST_F(ClusterRideTest, WorkersTrainThroughAKilledShardAndAHungOne) {
   shards_[2]->process().Kill(SIGCONT);
   const absl::Time continued = absl::Now();
   ASSERT_NO_FATAL_FAILURE(WaitForStepsAfter(continued));
-  Report("SIGSTOP and SIGCONT of shard 2", stopped, continued);
+  Report("SIGSTOP and SIGCONT of shard 2", stopped, continued, workers_);
 
   int64_t steps = 0;
   for (auto& worker : workers_) steps += worker->Stop();
@@ -327,6 +334,82 @@ TEST_F(ClusterRideTest, SynchronousWorkersTrainThroughAKilledShard) {
     VS_ASSERT_OK_AND_ASSIGN(ReadResult read, client_->Read(name));
     for (double x : read.value.flat<double>()) {
       EXPECT_EQ(x, -kLast) << name;
+    }
+  }
+}
+
+// Training through a re-shard: 4 worker processes of a 2-shard cluster
+// (varscope_test_worker train, default client options, every step one
+// BatchUpdate spanning the shards) keep training while `varscope reshard`
+// moves the cluster to 3 shards, a new standalone process added. Their
+// changes wait out the re-shard's pause, then they follow to the new list;
+// they finish with no error and every variable counts each step once,
+// wherever it lives now.
+TEST(ClusterReshardTest, WorkersTrainThroughAReshardFromTwoShardsToThree) {
+  TempDir dirs[3];
+  std::unique_ptr<ServerProcess> shards[3];
+  for (int i = 0; i < 3; ++i) {
+    auto shard = ServerProcess::Start(
+        dirs[i].path(),
+        i < 2 ? TestShardFlags(i, 2) : std::vector<std::string>());
+    ASSERT_TRUE(shard.ok()) << shard.status();
+    shards[i] = *std::move(shard);
+  }
+  const std::string from =
+      absl::StrCat(shards[0]->address(), ",", shards[1]->address());
+  const std::string to = absl::StrCat(from, ",", shards[2]->address());
+  // Int64 counters, two on each shard of the new list.
+  std::vector<std::string> names;
+  std::vector<int> placed(3, 0);
+  for (int k = 0; names.size() < 6; ++k) {
+    const std::string name = absl::StrCat("reshard/count", k);
+    if (placed[ShardOf(name, 3)]++ < 2) names.push_back(name);
+  }
+  {
+    std::unique_ptr<Client> client = Client::Connect(from);
+    for (const std::string& name : names) {
+      v1::GetVariableRequest request;
+      request.set_name(name);
+      request.set_mode(v1::CREATE);
+      request.set_dtype(v1::DT_INT64);
+      request.mutable_shape();
+      request.mutable_initializer()->set_kind(v1::Initializer::ZEROS);
+      VS_ASSERT_OK(client->GetVariable(request));
+    }
+  }
+  std::vector<std::string> argv = {testing::TestWorkerPath(), "train", from};
+  argv.insert(argv.end(), names.begin(), names.end());
+  std::vector<std::unique_ptr<Worker>> workers;
+  for (int i = 0; i < kWorkers; ++i) {
+    workers.push_back(std::make_unique<Worker>(argv));
+  }
+  ASSERT_TRUE(StepsAfter(absl::Now(), workers))
+      << "the workers did not start training";
+
+  const absl::Time start = absl::Now();
+  const cli::testing::CliResult reshard =
+      cli::testing::RunCli({"reshard", "--from", from, "--to", to});
+  const absl::Time end = absl::Now();
+  ASSERT_EQ(reshard.code, 0) << reshard.err;
+  std::printf("%s", reshard.out.c_str());
+  ASSERT_TRUE(StepsAfter(end, workers))
+      << "the workers stopped making progress";
+  Report("re-shard from 2 to 3 shards", start, end, workers);
+
+  int64_t steps = 0;
+  for (auto& worker : workers) steps += worker->Stop();
+  std::printf("%lld steps in all\n", static_cast<long long>(steps));
+  std::unique_ptr<Client> client = Client::Connect(to);
+  for (const std::string& name : names) {
+    SCOPED_TRACE(name);
+    VS_ASSERT_OK_AND_ASSIGN(ReadResult read, client->Read(name));
+    EXPECT_EQ(read.value.flat<int64_t>()[0], steps);
+    EXPECT_EQ(read.version, 1 + steps);
+    // On its shard under the new count, and only there.
+    for (int i = 0; i < 3; ++i) {
+      EXPECT_EQ(Client::Connect(shards[i]->address())->Read(name).ok(),
+                i == ShardOf(name, 3))
+          << "shard " << i;
     }
   }
 }

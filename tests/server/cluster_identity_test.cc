@@ -219,6 +219,38 @@ TEST(RecordedIdentity, TheFirstStartRecordsItAndLaterStartsKeepIt) {
               IsOkAndHolds(SameIdentity(shard1)));
 }
 
+// A store a re-shard moved records where it was (resharded_from) and
+// starts with the new list's flags, not the old.
+TEST(RecordedIdentity, AReshardedStoreStartsWithTheNewListsFlags) {
+  TempDir dir;
+  const v1::ClusterIdentity before = Identity({"a:1", "b:1"}, 1, "c1");
+  const v1::ClusterIdentity after = Identity({"a:1", "b:1", "c:1"}, 1, "c2");
+  ASSERT_THAT(StartAndAsk(dir.path(), before), IsOk());
+  v1::ClusterIdentity recorded = after;
+  *recorded.mutable_resharded_from() = before;
+  {
+    ServerOptions options;
+    options.listen_address = "127.0.0.1:0";
+    options.data_dir = dir.path();
+    absl::StatusOr<std::unique_ptr<Server>> server = Server::Start(options);
+    ASSERT_THAT(server.status(), IsOk());
+    v1::SetClusterIdentityRequest request;
+    *request.mutable_identity() = recorded;
+    ASSERT_THAT(
+        AdminClient::Connect(absl::StrCat("127.0.0.1:", (*server)->port()),
+                             absl::Seconds(30))
+            ->SetClusterIdentity(request)
+            .status(),
+        IsOk());
+  }
+  EXPECT_THAT(StartAndAsk(dir.path(), after),
+              IsOkAndHolds(SameIdentity(recorded)));
+  EXPECT_THAT(StartAndAsk(dir.path(), std::nullopt),
+              IsOkAndHolds(SameIdentity(recorded)));
+  EXPECT_THAT(StartAndAsk(dir.path(), before),
+              StatusIs(absl::StatusCode::kFailedPrecondition));
+}
+
 TEST(RecordedIdentity, ADerivedIdIsNotRepeatedInTheAdvice) {
   TempDir dir;
   const v1::ClusterIdentity shard0 =

@@ -403,6 +403,94 @@ TEST_F(EmbeddingTest, ExportImportRoundTrip) {
   EXPECT_EQ(Lookup("b", sorted, /*read_only=*/true), Values(v));
 }
 
+// Exported with their slots, rows import into another variable with them
+// (a slot it lacks is added), and remove_keys deletes rows in the same
+// write.
+TEST_F(EmbeddingTest, RowsMoveWithTheirSlotsAndRemoveKeysDeletes) {
+  Create("a");
+  Create("b");
+  v1::Optimizer adagrad;
+  adagrad.set_learning_rate(0.5);
+  adagrad.mutable_adagrad();
+  ASSERT_TRUE(
+      client_->EmbeddingApply("a", Keys({1, 2, 3}), Fill(3, 2), adagrad, 4)
+          .ok());
+  ASSERT_TRUE(
+      client_->EmbeddingApply("b", Keys({3, 9}), Fill(2, 1), Sgd(1), 1).ok());
+  // The pages of `name`'s rows with their slots.
+  auto pages_of = [&](const std::string& name) {
+    v1::EmbeddingExportRequest request;
+    request.set_name(name);
+    request.set_with_slots(true);
+    std::vector<v1::EmbeddingExportResponse> pages;
+    EXPECT_THAT(
+        client_->ForEachEmbeddingPage(request,
+                                      [&](v1::EmbeddingExportResponse& page) {
+                                        pages.push_back(page);
+                                        return absl::OkStatus();
+                                      }),
+        ::varscope::testing::IsOk());
+    return pages;
+  };
+  std::vector<v1::EmbeddingExportResponse> pages = pages_of("a");
+  ASSERT_EQ(pages.size(), 1u);
+  ASSERT_EQ(pages[0].slots_size(), 1);
+  const v1::EmbeddingSlotRows& slot = pages[0].slots(0);
+  EXPECT_FLOAT_EQ(slot.initial(), 0.1f);  // Adagrad's initial accumulator
+  // 0.1 + 2^2 in every value of the three rows.
+  Tensor accumulators =
+      *TensorFromProto(pages[0].mutable_slots(0)->mutable_values());
+  EXPECT_THAT(Values(accumulators), ::testing::Each(FloatNear(4.1f, 1e-5f)));
+
+  // Into b: keys 1, 2, 3 with a's values and slot; key 9 removed.
+  v1::EmbeddingImportRequest import;
+  import.set_name("b");
+  *import.mutable_keys() = pages[0].keys();
+  *import.mutable_values() = pages[0].values();
+  *import.mutable_frequencies() = pages[0].frequencies();
+  *import.mutable_last_steps() = pages[0].last_steps();
+  v1::EmbeddingSlotRows* moved = import.add_slots();
+  moved->set_name(pages[0].slots(0).name());
+  moved->set_initial(pages[0].slots(0).initial());
+  TensorToProto(accumulators, moved->mutable_values());
+  TensorToProto(Keys({9, 10}), import.mutable_remove_keys());
+  absl::StatusOr<v1::EmbeddingImportResponse> imported =
+      client_->EmbeddingImport(import);
+  ASSERT_TRUE(imported.ok()) << imported.status();
+  EXPECT_EQ(imported->imported(), 3);
+  EXPECT_EQ(imported->removed(), 1);  // 10 was not stored
+  const std::vector<v1::EmbeddingExportResponse> again = pages_of("b");
+  ASSERT_EQ(again.size(), 1u);
+  EXPECT_EQ(again[0].keys().content(), pages[0].keys().content());
+  EXPECT_EQ(again[0].values().content(), pages[0].values().content());
+  EXPECT_EQ(again[0].frequencies().content(), pages[0].frequencies().content());
+  EXPECT_EQ(again[0].last_steps().content(), pages[0].last_steps().content());
+  ASSERT_EQ(again[0].slots_size(), 1);
+  EXPECT_EQ(again[0].slots(0).values().content(), accumulators.bytes());
+  EXPECT_EQ(Stat("b").size(), 3);
+
+  // Bad slots change nothing.
+  v1::EmbeddingImportRequest bad = import;
+  bad.mutable_slots(0)->clear_name();
+  EXPECT_THAT(client_->EmbeddingImport(bad),
+              StatusIs(absl::StatusCode::kInvalidArgument,
+                       "A slot imported into embedding variable b has no "
+                       "name"));
+  bad = import;
+  TensorToProto(Fill(2, 1), bad.mutable_slots(0)->mutable_values());
+  EXPECT_THAT(client_->EmbeddingImport(bad),
+              StatusIs(absl::StatusCode::kInvalidArgument,
+                       "The slot " + import.slots(0).name() +
+                           " for embedding variable b must be float32 of "
+                           "shape (3, 4), not float32 of shape (2, 4)"));
+  bad = import;
+  TensorToProto(Floats({1}, {1}), bad.mutable_remove_keys());
+  EXPECT_THAT(client_->EmbeddingImport(bad),
+              StatusIs(absl::StatusCode::kInvalidArgument,
+                       "Embedding variable b has int64 keys, not float32"));
+  EXPECT_EQ(Stat("b").size(), 3);
+}
+
 TEST_F(EmbeddingTest, ADeletedVariablesRowsLeaveTheStoreAtTheNextStart) {
   Create("a");
   Create("b");
