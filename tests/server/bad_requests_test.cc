@@ -116,9 +116,23 @@ TEST(UnknownEnums, GetVariableWithAnUnknownFanModeCreatesNothing) {
   EXPECT_THAT(client->Stat("x"), StatusIs(absl::StatusCode::kNotFound));
 }
 
+// Whether `inner` is `type` or encloses it: the type of one of `fields`
+// but the last (the field of type `inner` itself).
+bool Encloses(const Descriptor* type,
+              const std::vector<const FieldDescriptor*>& fields,
+              const Descriptor* inner) {
+  if (type == inner) return true;
+  for (size_t i = 0; i + 1 < fields.size(); ++i) {
+    if (fields[i]->message_type() == inner) return true;
+  }
+  return false;
+}
+
 // Calls `visit(path, fields)` for every enum field reachable from `type`
 // through singular and repeated message fields, with the fields leading to
 // it; `path` names it as the server's messages do (`updates[0].scatter`).
+// A message type within itself (ClusterIdentity.resharded_from) is walked
+// once: its enum fields are the same.
 void ForEachEnumField(
     const Descriptor* type, const std::string& prefix,
     std::vector<const FieldDescriptor*>& fields,
@@ -133,7 +147,8 @@ void ForEachEnumField(
     fields.push_back(field);
     if (field->type() == FieldDescriptor::TYPE_ENUM) {
       visit(path, fields);
-    } else if (field->type() == FieldDescriptor::TYPE_MESSAGE) {
+    } else if (field->type() == FieldDescriptor::TYPE_MESSAGE &&
+               !Encloses(type, fields, field->message_type())) {
       ForEachEnumField(field->message_type(), path + ".", fields, visit);
     }
     fields.pop_back();
