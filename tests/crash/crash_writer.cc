@@ -105,8 +105,7 @@ class Writer {
         address, grpc::InsecureChannelCredentials(), args);
     stub_ = v1::VariableService::NewStub(channel);
     client_ = std::make_unique<Client>(
-        std::vector<std::shared_ptr<grpc::ChannelInterface>>{channel},
-        options);
+        std::vector<std::shared_ptr<grpc::ChannelInterface>>{channel}, options);
   }
 
   void Run() {
