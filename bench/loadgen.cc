@@ -21,6 +21,7 @@
 #include "absl/strings/str_join.h"
 #include "absl/synchronization/notification.h"
 #include "bench/connection.h"
+#include "common/mutex_checks.h"
 #include "common/status.h"
 
 namespace varscope::bench {
@@ -283,6 +284,7 @@ absl::Status Main(const Flags& flags) {
 }  // namespace varscope::bench
 
 int main(int argc, char** argv) {
+  varscope::SkipMutexDeadlockDetection();
   varscope::bench::Flags flags;
   CLI::App app{"varscope_loadgen: one benchmark workload against one store"};
   app.add_option("--backend", flags.backend, "varscope or redis")

@@ -14,6 +14,7 @@
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
 #include "common/cluster.h"
+#include "common/mutex_checks.h"
 #include "common/version.h"
 #include "server/base/log.h"
 #include "server/service/cluster_identity.h"
@@ -61,6 +62,7 @@ CLI::Validator ByteSize() { return CLI::AsSizeValue(/*kb_is_1000=*/true); }
 }  // namespace
 
 int main(int argc, char** argv) {
+  varscope::SkipMutexDeadlockDetection();
   varscope::server::ServerOptions options;
   CLI::App app{"varscoped: the Varscope parameter server"};
   // A later flag overrides an earlier one, so flags given to a container

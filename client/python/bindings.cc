@@ -37,6 +37,7 @@
 #include "common/dtype.h"
 #include "common/initializers.h"
 #include "common/learning_rate.h"
+#include "common/mutex_checks.h"
 #include "common/partitioners.h"
 #include "common/status.h"
 #include "common/tensor.h"
@@ -588,6 +589,7 @@ PYBIND11_MODULE(_varscope, m) {
 
   m.doc() = "Bindings of the Varscope C++ client; use the varscope package.";
   KeepTensorBuffers();
+  SkipMutexDeadlockDetection();
   m.attr("__version__") = std::string(Version());
 
   py::register_exception_translator([](std::exception_ptr p) {
