@@ -188,6 +188,8 @@ def to_numpy(value, dtype):
     """
     dtype = as_dtype(dtype)
     target = np.dtype(dtype.as_numpy_dtype)
+    if type(value) is np.ndarray and value.dtype == target:
+        return value  # the common case, with nothing to check or convert
     if isinstance(value, np.generic) or hasattr(value, "__array__"):
         array = np.asarray(value)
         if not np.can_cast(array.dtype, target, "same_kind"):
