@@ -157,6 +157,28 @@ TEST(ParseRaw, NamesAnEnumValueOutsideItsEnum) {
                        "Unknown data type 7 in field dtype"));
 }
 
+TEST(ParseRaw, NamesTheLowestNumberedBadEnumAndAcceptsDefinedOnes) {
+  v1::GetVariableRequest get;
+  get.set_name("a");
+  get.mutable_shape()->add_dims(2);
+  get.set_mode(v1::REUSE);
+  get.set_dtype(v1::DT_FLOAT);
+  get.mutable_initializer()->set_kind(v1::Initializer::RANDOM_NORMAL);
+  v1::GetVariableRequest parsed;
+  VS_EXPECT_OK(ParseRaw(SerializeRaw(get), &parsed));
+  EXPECT_EQ(parsed.dtype(), v1::DT_FLOAT);
+  get.mutable_initializer()->set_kind(static_cast<v1::Initializer::Kind>(99));
+  get.set_dtype(static_cast<v1::DataType>(7));
+  EXPECT_THAT(ParseRaw(SerializeRaw(get), &parsed),
+              StatusIs(absl::StatusCode::kInvalidArgument,
+                       "Unknown data type 7 in field dtype"));
+  get.set_dtype(v1::DT_FLOAT);
+  EXPECT_THAT(
+      ParseRaw(SerializeRaw(get), &parsed),
+      StatusIs(absl::StatusCode::kInvalidArgument,
+               "Unknown initializer kind 99 in field initializer.kind"));
+}
+
 std::shared_ptr<const std::string> Bytes(size_t n) {
   return std::make_shared<const std::string>(n, 'x');
 }
