@@ -580,6 +580,26 @@ TEST_F(ReshardTest, AnEmbeddingStepRetriedAfterTheMoveIsRecognised) {
   EXPECT_EQ(EmbeddingPlaced({0, 1, 2}), trained);
 }
 
+TEST_F(ReshardTest, AWorkerFollowsAReshardWhoseRemovedShardIsStopped) {
+  Form({0, 1, 2});
+  std::shared_ptr<Client> worker =
+      Client::Connect(List({0, 1, 2}), TestClientOptions());
+  std::string name;
+  for (int i = 0; ShardOf(name, 3) != 2; ++i) name = absl::StrCat("v", i);
+  ASSERT_THAT(worker->GetVariable(Scalar(name)).status(), IsOk());
+  ASSERT_THAT(worker->AssignAdd(name, Floats({1}, {5})).status(), IsOk());
+  CliResult shrunk = Reshard({0, 1, 2}, {0, 1});
+  ASSERT_EQ(shrunk.code, 0) << shrunk.err;
+  // The shard taken out stops before the worker calls again: its next call
+  // goes to that shard alone, which does not answer; another shard of its
+  // list tells it of the re-shard, and it follows.
+  shards_[2].reset();
+  absl::StatusOr<ReadResult> read = worker->Read(name);
+  ASSERT_THAT(read.status(), IsOk());
+  EXPECT_EQ(read->value.bytes(), Floats({1}, {5}).bytes());
+  EXPECT_EQ(worker->addresses().size(), 2u);
+}
+
 TEST_F(ReshardTest, AnInterruptedReshardCompletesWhenRunAgain) {
   Form({0, 1});
   std::shared_ptr<Client> worker =
