@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Turns varscope_loadgen's JSON lines into bench/run.sh's Markdown tables.
 
-    report.py RESULTS.jsonl --tcp-gbps 3.1,3.0,3.2,...
+    report.py RESULTS.jsonl --tcp-gbps 3.1,3.0,3.2,... [--shard-cpu 0.3]
 
 Each row shows the median of the runs with [min-max] of throughput, and the
 median p50/p99 latency; ratios compare medians. GB/s is 10^9 bytes/s of
@@ -73,7 +73,7 @@ MODES = {
 }
 
 
-def report(rows, tcp):
+def report(rows, tcp, shard_cpu):
     out = []
     tcp_gbps = statistics.median(tcp) if tcp else None
     if tcp:
@@ -131,12 +131,12 @@ def report(rows, tcp):
                               "rows/s [min–max]", "GB/s", "p50 / p99"],
                              sparse))
         out.append("")
-    out.append(shards(rows))
+    out.append(shards(rows, shard_cpu))
     out.append(targets(checks, tcp_gbps, rows))
     return "\n".join(out)
 
 
-def shards(rows):
+def shards(rows, shard_cpu):
     """Training steps on one shard and on several, with the ratio."""
     mine = [r for r in rows if r.label.startswith("shards=")]
     if not mine:
@@ -147,8 +147,9 @@ def shards(rows):
         ratio = f"{r.ops / one.ops:.2f}" if one else "–"
         cells.append([r.label.split("=")[1], str(r.clients)] + r.cells() +
                      [ratio])
+    held = f", each shard held to {shard_cpu} CPUs" if shard_cpu else ""
     out = ["### Training steps on one shard and on a cluster "
-           "(`interval=1s`, 100 variables of 16 MiB in all)\n",
+           f"(`interval=1s`, 100 variables of 16 MiB in all{held})\n",
            table(["shards", "clients", "steps/s [min–max]", "GB/s",
                   "p50 / p99", "vs 1 shard"], cells), ""]
     return "\n".join(out)
@@ -201,11 +202,14 @@ def main():
     parser.add_argument("results", help="loadgen JSON lines")
     parser.add_argument("--tcp-gbps", default="",
                         help="comma-separated iperf3 results in GB/s")
+    parser.add_argument("--shard-cpu", default="",
+                        help="the CPUs each shard of the training rows was "
+                        "held to (run.sh --shard-cpu)")
     args = parser.parse_args()
     with open(args.results) as f:
         rows = [Row(json.loads(line)) for line in f if line.strip()]
     tcp = [float(x) for x in args.tcp_gbps.split(",") if x]
-    print(report(rows, tcp))
+    print(report(rows, tcp, args.shard_cpu))
 
 
 if __name__ == "__main__":

@@ -7,6 +7,7 @@
 # and prints the comparison tables (bench/report.py).
 #
 #   bench/run.sh [--quick] [--build-dir DIR] [--out FILE.jsonl]
+#                [--shard-cpu FRACTION]
 #
 # --quick: the wal mode only, short runs, a 1M-row sparse table, 64 MiB with
 #   one client only; under 2 minutes.
@@ -14,6 +15,10 @@
 #   build), configured with -DVARSCOPE_BUILD_BENCH=ON (off by default) and
 #   RelWithDebInfo or Release.
 # --out: keep the raw loadgen results (JSON lines) there.
+# --shard-cpu: in the 1-vs-3-shard training rows, hold each shard to that
+#   many CPUs (e.g. 0.3) with a cgroup CPU quota (needs root and a writable
+#   cgroup cpu controller), as if each shard ran on a small machine of its
+#   own; without it the shards share this machine's cores.
 #
 # Installs nothing: scripts/install-deps.sh brings redis-server, iperf3 and
 # hiredis.
@@ -23,6 +28,8 @@ here=$(cd "$(dirname "$0")" && pwd)
 build_dir=$(dirname "$here")/build
 quick=0
 out=""
+shard_cpu=""
+cgroups=()
 while [ $# -gt 0 ]; do
   case "$1" in
     --quick) quick=1 ;;
@@ -30,7 +37,9 @@ while [ $# -gt 0 ]; do
     --build-dir=*) build_dir=${1#*=} ;;
     --out) out=$2; shift ;;
     --out=*) out=${1#*=} ;;
-    -h | --help) sed -n '2,19s/^# \{0,1\}//p' "$0"; exit 0 ;;
+    --shard-cpu) shard_cpu=$2; shift ;;
+    --shard-cpu=*) shard_cpu=${1#*=} ;;
+    -h | --help) sed -n '2,24s/^# \{0,1\}//p' "$0"; exit 0 ;;
     *) echo "run.sh: unknown argument $1 (see --help)" >&2; exit 2 ;;
   esac
   shift
@@ -82,6 +91,7 @@ pids=()
 cleanup() {
   for pid in "${pids[@]}"; do kill "$pid" 2> /dev/null || true; done
   wait 2> /dev/null || true
+  for group in "${cgroups[@]}"; do rmdir "$group" 2> /dev/null || true; done
   rm -rf "$work"
 }
 trap cleanup EXIT
@@ -204,6 +214,25 @@ for mode in "${modes[@]}"; do
   stop "$redis_pid"
 done
 
+# Puts process $1 into a cgroup of its own holding it to $shard_cpu CPUs
+# (cgroup v2, else v1's cpu controller).
+limit_cpu() {
+  local group quota
+  quota=$(python3 -c "print(int(float('$shard_cpu') * 100000))")
+  if [ -f /sys/fs/cgroup/cgroup.controllers ]; then
+    group=/sys/fs/cgroup/varscope-bench-$1
+    mkdir "$group"
+    echo "$quota 100000" > "$group/cpu.max"
+  else
+    group=/sys/fs/cgroup/cpu/varscope-bench-$1
+    mkdir "$group"
+    echo 100000 > "$group/cpu.cfs_period_us"
+    echo "$quota" > "$group/cpu.cfs_quota_us"
+  fi
+  echo "$1" > "$group/cgroup.procs"
+  cgroups+=("$group")
+}
+
 # Training steps on one shard and on a cluster of three (interval mode), the
 # same 4 clients and model: 100 variables spread over the shards by name.
 cluster_rows() {
@@ -219,17 +248,19 @@ cluster_rows() {
       > "$work/cluster-$shards-$i.log" 2>&1 &
     shard_pids+=($!)
     pids+=($!)
+    [ -z "$shard_cpu" ] || limit_cpu $!
   done
   for i in "${!ports[@]}"; do wait_port "${ports[$i]}"; done
   bench "shards=$shards" varscope "$list" train --clients 4
   for pid in "${shard_pids[@]}"; do stop "$pid"; done
 }
-echo "training on 1 and 3 shards" >&2
+echo "training on 1 and 3 shards${shard_cpu:+, each held to $shard_cpu CPUs}" >&2
 cluster_rows 1
 cluster_rows 3
 
 [ -n "$out" ] && cp "$results" "$out"
-python3 "$here/report.py" "$results" --tcp-gbps "$tcp"
+python3 "$here/report.py" "$results" --tcp-gbps "$tcp" \
+  ${shard_cpu:+--shard-cpu "$shard_cpu"}
 
 # The Python client against redis-py, when the extension is built and
 # Debian's python3 has numpy and redis-py.

@@ -353,18 +353,28 @@ absl::Status Client::Refresh(int64_t generation) {
   std::vector<std::string> shards;
   absl::Status last = absl::FailedPreconditionError(
       "no shard of this client's list names the cluster's new shards");
-  for (int i = 0; i < num_shards() && shards.empty(); ++i) {
-    v1::ServerInfo info;
-    last = Attempt(
-        {i, "GetServerInfo", "the server"}, true,
-        [&](auto& stub, grpc::ClientContext* context) {
-          return stub.GetServerInfo(context, v1::ServerInfoRequest(), &info);
-        },
-        options_.timeout);
-    if (last.ok() && info.cluster().cluster_id() != old_id) {
-      shards.assign(info.cluster().shards().begin(),
-                    info.cluster().shards().end());
+  const absl::Time asked = absl::Now();
+  for (absl::Duration backoff = options_.initial_backoff;;
+       backoff = std::min(backoff * 2, options_.max_backoff)) {
+    // One attempt each: a shard the re-shard took out may be stopped.
+    for (int i = 0; i < num_shards() && shards.empty(); ++i) {
+      v1::ServerInfo info;
+      last = Attempt(
+          {i, "GetServerInfo", "the server"}, false,
+          [&](auto& stub, grpc::ClientContext* context) {
+            return stub.GetServerInfo(context, v1::ServerInfoRequest(), &info);
+          },
+          options_.timeout);
+      if (last.ok() && info.cluster().cluster_id() != old_id) {
+        shards.assign(info.cluster().shards().begin(),
+                      info.cluster().shards().end());
+      }
     }
+    if (!shards.empty() || !absl::IsUnavailable(last) ||
+        absl::Now() + backoff - asked > options_.retry_timeout) {
+      break;
+    }
+    absl::SleepFor(backoff);
   }
   absl::Status status = last;
   if (!shards.empty()) {
@@ -439,6 +449,9 @@ absl::Status Client::Attempt(const Rpc& rpc, bool idempotent, Call call,
           "overloaded"));
     }
     if (status.ok() || !absl::IsUnavailable(status)) return status;
+    if (attempt >= 2) {
+      if (std::optional<absl::Status> away = ReshardedAway(rpc)) return *away;
+    }
     // Full jitter: pause uniformly in [backoff/2, backoff].
     const absl::Duration pause = backoff * absl::Uniform(gen, 0.5, 1.0);
     if (!idempotent || attempt >= options_.max_attempts ||
@@ -456,6 +469,28 @@ absl::Status Client::Attempt(const Rpc& rpc, bool idempotent, Call call,
     absl::SleepFor(pause);
     backoff = std::min(backoff * 2, options_.max_backoff);
   }
+}
+
+std::optional<absl::Status> Client::ReshardedAway(const Rpc& rpc) {
+  const std::string cluster_id = ClusterId();
+  if (num_shards() < 2 || cluster_id.empty()) return std::nullopt;
+  for (int i = 0; i < num_shards(); ++i) {
+    if (i == rpc.shard) continue;
+    grpc::ClientContext context;
+    context.set_deadline(absl::ToChronoTime(absl::Now() + options_.timeout));
+    v1::ServerInfo info;
+    if (!shards_[i]
+             ->GetServerInfo(&context, v1::ServerInfoRequest(), &info)
+             .ok() ||
+        info.cluster().cluster_id() == cluster_id) {
+      continue;
+    }
+    return absl::FailedPreconditionError(absl::StrCat(
+        kStaleClusterPrefix, rpc.method, " of ", rpc.subject, ": ",
+        Server(rpc.shard), " does not answer, and ", addresses_[i],
+        " is a shard of cluster ", info.cluster().cluster_id(), " now"));
+  }
+  return std::nullopt;
 }
 
 absl::StatusOr<std::vector<std::string>> Client::NamesOn(int shard) {

@@ -365,10 +365,16 @@ class Client {
   std::invoke_result_t<Body> Routed(Body body);
   // Unless another call did since `generation`: asks the shards for the
   // cluster's new list (ServerInfo.cluster of the first shard that answers
-  // with another cluster id), connects to it and checks it
-  // (CheckShards). FAILED_PRECONDITION if no shard names a new list, else
-  // the error of asking or checking.
+  // with another cluster id; shards that do not answer are skipped, and
+  // asked again for up to retry_timeout while none answers), connects to it
+  // and checks it (CheckShards). FAILED_PRECONDITION if no shard names a
+  // new list, else the error of asking or checking.
   absl::Status Refresh(int64_t generation);
+  // While `shard` does not answer: whether another shard of the list
+  // answers as a shard of another cluster (a re-shard, which may have taken
+  // `shard` out and stopped it): then a stale-cluster error for `rpc`, which
+  // Routed follows. Asks each other shard once, without retries.
+  std::optional<absl::Status> ReshardedAway(const Rpc& rpc);
   // CheckCluster's checks, in a routed call.
   absl::Status CheckShards();
   // BatchUpdate's routed part: splits `request` over the shards (moving its

@@ -101,12 +101,11 @@ std::map<std::string, std::vector<std::string>> Moving(
   return moving;
 }
 
-// Copies `names` from `source` to `dest`, with the source's exactly-once
-// records, replacing copies an interrupted run left (the cluster has not
-// switched yet: only the source's copy is in use). Returns the bytes moved.
+// Copies `names` from `source` to `dest`, replacing copies an interrupted
+// run left (the cluster has not switched yet: only the source's copy is in
+// use). Returns the bytes moved.
 absl::StatusOr<int64_t> Copy(Shard& source, Shard& dest,
-                             const std::vector<std::string>& names,
-                             const std::vector<v1::AppliedRecord>& applied) {
+                             const std::vector<std::string>& names) {
   int64_t bytes = 0;
   for (size_t at = 0; at < names.size(); at += kNamesPerCall) {
     const size_t end = std::min(names.size(), at + kNamesPerCall);
@@ -122,11 +121,30 @@ absl::StatusOr<int64_t> Copy(Shard& source, Shard& dest,
       bytes += static_cast<int64_t>(var.data().size());
       *install.add_variables() = std::move(var);
     }
-    if (at == 0)
-      install.mutable_applied()->Assign(applied.begin(), applied.end());
     VS_RETURN_IF_ERROR(dest.admin->InstallVariables(install).status());
   }
   return bytes;
+}
+
+// Gives every shard of `to` but `source` the source's exactly-once records,
+// before anything moves from it: a step applied there before the pause,
+// whose reply was lost and which its worker retries on the new shard of a
+// moved variable or embedding row, is then answered as a repeat, not applied
+// again. A shard keeps what it holds of the records already.
+absl::Status CopyRecords(Shard& source, const std::vector<std::string>& to,
+                         const std::function<Shard&(const std::string&)>& at) {
+  v1::ExportVariablesRequest records;
+  records.set_with_applied(true);
+  VS_ASSIGN_OR_RETURN(v1::ExportVariablesResponse exported,
+                      source.admin->ExportVariables(records));
+  if (exported.applied().empty()) return absl::OkStatus();
+  v1::InstallVariablesRequest install;
+  *install.mutable_applied() = std::move(*exported.mutable_applied());
+  for (const std::string& dest : to) {
+    if (dest == source.address) continue;
+    VS_RETURN_IF_ERROR(at(dest).admin->InstallVariables(install).status());
+  }
+  return absl::OkStatus();
 }
 
 // A get_embedding_variable that creates the embedding variable `info` as
@@ -389,17 +407,11 @@ absl::Status Reshard(const CommandContext& context,
             VS_ASSIGN_OR_RETURN(const std::vector<v1::VariableInfo> held,
                                 VariablesOf(source, context.page_size));
             const auto moving = Moving(source, held, to);
-            if (moving.empty()) continue;
-            v1::ExportVariablesRequest records;
-            records.set_with_applied(true);
-            VS_ASSIGN_OR_RETURN(const v1::ExportVariablesResponse applied,
-                                source.admin->ExportVariables(records));
-            const std::vector<v1::AppliedRecord> records_list(
-                applied.applied().begin(), applied.applied().end());
+            if (moving.empty() && embeddings.empty()) continue;
+            VS_RETURN_IF_ERROR(CopyRecords(source, to, shard_at));
             for (const auto& [dest, names] : moving) {
-              VS_ASSIGN_OR_RETURN(
-                  const int64_t bytes,
-                  Copy(source, shard_at(dest), names, records_list));
+              VS_ASSIGN_OR_RETURN(const int64_t bytes,
+                                  Copy(source, shard_at(dest), names));
               moved += static_cast<int64_t>(names.size());
               moved_bytes += bytes;
               *context.out << "Copied " << VariablesText(names.size()) << " ("

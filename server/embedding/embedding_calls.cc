@@ -104,13 +104,6 @@ v1::BatchUpdateResponse Counts(std::initializer_list<int64_t> counts) {
 
 }  // namespace
 
-absl::StatusOr<std::unique_ptr<EmbeddingCalls>> EmbeddingCalls::Create(
-    VariableTable* table, embedding::EmbeddingStore* store, Storage* storage) {
-  std::unique_ptr<EmbeddingCalls> calls(new EmbeddingCalls(table, store));
-  VS_RETURN_IF_ERROR(calls->applied_.Load(*storage));
-  return calls;
-}
-
 absl::StatusOr<v1::GetVariableResponse> EmbeddingCalls::GetEmbeddingVariable(
     const v1::GetEmbeddingVariableRequest& request) {
   const std::string& name = request.name();
@@ -212,24 +205,26 @@ absl::StatusOr<v1::BatchUpdateResponse> EmbeddingCalls::ExactlyOnce(
     const std::function<
         absl::StatusOr<v1::BatchUpdateResponse>(const Recorder&)>& update) {
   if (id.client_id().empty() && id.sequence() == 0) return update(nullptr);
+  AppliedUpdates& applied = table_->applied();
   VS_ASSIGN_OR_RETURN(std::optional<v1::BatchUpdateResponse> done,
-                      applied_.Begin(id));
+                      applied.Begin(id));
   if (done.has_value()) {
     done->set_duplicate(true);
     return *done;
   }
   // The recorder by value: in the interval mode it runs after this call
   // returned.
-  absl::StatusOr<v1::BatchUpdateResponse> applied = update(
-      [this, id](const v1::BatchUpdateResponse& result, StorageBatch& batch) {
-        const AppliedUpdates::Record record = applied_.ToRecord(id, result);
+  absl::StatusOr<v1::BatchUpdateResponse> result =
+      update([&applied, id](const v1::BatchUpdateResponse& result,
+                            StorageBatch& batch) {
+        const AppliedUpdates::Record record = applied.ToRecord(id, result);
         batch.PutApplied(id.client_id(), id.sequence(), record.result);
         for (int64_t seq : record.forget) {
           batch.DeleteApplied(id.client_id(), seq);
         }
       });
-  applied_.End(id, applied.ok() ? &*applied : nullptr);
-  return applied;
+  applied.End(id, result.ok() ? &*result : nullptr);
+  return result;
 }
 
 absl::StatusOr<v1::EmbeddingApplyResponse> EmbeddingCalls::Apply(

@@ -8,7 +8,6 @@
 
 #include "absl/status/statusor.h"
 #include "server/embedding/embedding_table.h"
-#include "server/table/applied_updates.h"
 #include "server/table/variable_table.h"
 #include "varscope/v1/variable_service.pb.h"
 
@@ -22,9 +21,10 @@ namespace varscope::server {
 // changed).
 class EmbeddingCalls {
  public:
-  // Loads the exactly-once records of `storage`.
-  static absl::StatusOr<std::unique_ptr<EmbeddingCalls>> Create(
-      VariableTable* table, embedding::EmbeddingStore* store, Storage* storage);
+  // Exactly-once ids are the table's (VariableTable::applied): a client
+  // numbers all its updates with one sequence.
+  EmbeddingCalls(VariableTable* table, embedding::EmbeddingStore* store)
+      : table_(table), store_(store) {}
 
   // get_embedding_variable: GetVariable's modes and errors, plus
   // INVALID_ARGUMENT for a non-positive embedding_dim, a key dtype other
@@ -48,13 +48,8 @@ class EmbeddingCalls {
   // Exactly once with an id.
   absl::StatusOr<v1::EmbeddingImportResponse> Import(
       const v1::EmbeddingImportRequest& request);
-  // Whether the update numbered `id` was applied (AppliedUpdates::Applied).
-  bool Applied(const v1::UpdateId& id) { return applied_.Applied(id); }
 
  private:
-  EmbeddingCalls(VariableTable* table, embedding::EmbeddingStore* store)
-      : table_(table), store_(store) {}
-
   // The table of the embedding variable `name`.
   absl::StatusOr<std::shared_ptr<embedding::EmbeddingTable>> Find(
       const std::string& name);
@@ -72,9 +67,6 @@ class EmbeddingCalls {
 
   VariableTable* const table_;
   embedding::EmbeddingStore* const store_;
-  // Shares the `applied` records with the table's: a client numbers all its
-  // updates with one sequence, so no sequence is in both.
-  AppliedUpdates applied_;
 };
 
 }  // namespace varscope::server

@@ -170,11 +170,8 @@ absl::StatusOr<std::unique_ptr<Server>> Server::Start(
       !dropped.ok()) {
     return dropped;
   }
-  absl::StatusOr<std::unique_ptr<EmbeddingCalls>> embedding_calls =
-      EmbeddingCalls::Create(server->table_.get(), server->embeddings_.get(),
-                             server->storage_.get());
-  if (!embedding_calls.ok()) return WithDamageHint(embedding_calls.status());
-  server->embedding_calls_ = *std::move(embedding_calls);
+  server->embedding_calls_ = std::make_unique<EmbeddingCalls>(
+      server->table_.get(), server->embeddings_.get());
   ServiceOptions service_options;
   service_options.embeddings = server->embedding_calls_.get();
   service_options.max_message_bytes = options.max_message_bytes;
@@ -187,9 +184,8 @@ absl::StatusOr<std::unique_ptr<Server>> Server::Start(
       place.shard_count() > 1 ? absl::StrCat("Shard ", place.shard_index(),
                                              " of ", place.shard_count())
                               : "This server",
-      [table = server->table_.get(),
-       calls = server->embedding_calls_.get()](const v1::UpdateId& id) {
-        return table->Applied(id) || calls->Applied(id);
+      [table = server->table_.get()](const v1::UpdateId& id) {
+        return table->applied().Applied(id);
       });
   service_options.pause = server->pause_.get();
   server->service_ = std::make_unique<VariableServiceImpl>(server->table_.get(),

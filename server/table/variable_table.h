@@ -161,8 +161,10 @@ class VariableTable {
   // and changes nothing (see AppliedUpdates).
   absl::StatusOr<v1::BatchUpdateResponse> BatchUpdate(
       v1::BatchUpdateRequest request);
-  // Whether the batch numbered `id` was applied (AppliedUpdates::Applied).
-  bool Applied(const v1::UpdateId& id) { return applied_.Applied(id); }
+  // The server's exactly-once records, of batches and of embedding
+  // variables' updates alike (a client numbers all its updates with one
+  // sequence), so that a re-shard moves them all.
+  AppliedUpdates& applied() { return applied_; }
 
   // One page of the names under a scope, in name order: every variable when
   // recursive, else the direct child variables and child scopes.

@@ -1,6 +1,8 @@
 // `varscope reshard`: a cluster of in-process shards on port 0 (their
 // identities recorded with their real addresses, so that clients can follow
 // the new list), re-sharded 2 -> 3 -> 2.
+#include <grpcpp/grpcpp.h>
+
 #include <algorithm>
 #include <map>
 #include <memory>
@@ -18,6 +20,7 @@
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "tests/cli/cli_fixture.h"
+#include "varscope/v1/variable_service.grpc.pb.h"
 
 namespace varscope::cli::testing {
 namespace {
@@ -530,6 +533,71 @@ TEST_F(ReshardTest, AStepRetriedAfterTheMoveIsRecognised) {
     EXPECT_EQ(read->value.bytes(), Floats({1}, {1}).bytes()) << name;
     EXPECT_EQ(read->version, 2) << name;
   }
+}
+
+TEST_F(ReshardTest, AnEmbeddingStepRetriedAfterTheMoveIsRecognised) {
+  Form({0, 1});
+  std::shared_ptr<Client> worker =
+      Client::Connect(List({0, 1}), TestClientOptions());
+  v1::GetEmbeddingVariableRequest emb;
+  emb.set_name("emb");
+  emb.set_mode(v1::CREATE);
+  emb.set_embedding_dim(2);
+  ASSERT_THAT(worker->GetEmbeddingVariable(emb).status(), IsOk());
+  // A key that moves from its old shard to the new one.
+  int64_t key = 0;
+  while (EmbeddingShardOf(key, 3) != 2) ++key;
+  const int home = EmbeddingShardOf(key, 2);
+  // An Adagrad step on it with an id, sent to its shard; its answer lost.
+  v1::EmbeddingApplyRequest step;
+  step.set_name("emb");
+  TensorToProto(Keys({key}), step.mutable_keys());
+  TensorToProto(Floats({1, 2}, {1, 2}), step.mutable_gradients());
+  step.mutable_optimizer()->set_learning_rate(0.1);
+  step.mutable_optimizer()->mutable_adagrad();
+  step.set_global_step(1);
+  step.mutable_id()->set_client_id(worker->client_id());
+  step.mutable_id()->set_sequence(1000);
+  const auto apply = [&](int shard) -> v1::EmbeddingApplyResponse {
+    auto stub = v1::VariableService::NewStub(grpc::CreateChannel(
+        shards_[shard]->address(), grpc::InsecureChannelCredentials()));
+    grpc::ClientContext context;
+    v1::EmbeddingApplyResponse response;
+    const grpc::Status status = stub->EmbeddingApply(&context, step, &response);
+    EXPECT_TRUE(status.ok()) << status.error_message();
+    return response;
+  };
+  EXPECT_FALSE(apply(home).duplicate());
+  const std::map<int64_t, StoredRow> trained = EmbeddingPlaced({0, 1});
+  ASSERT_EQ(trained.count(key), 1u);
+
+  CliResult grown = Reshard({0, 1}, {0, 1, 2});
+  ASSERT_EQ(grown.code, 0) << grown.err;
+  // Sent again with its id, at the key's new shard: a repeat, applied once.
+  const v1::EmbeddingApplyResponse retried = apply(2);
+  EXPECT_TRUE(retried.duplicate());
+  EXPECT_EQ(retried.applied(), 1);
+  EXPECT_EQ(EmbeddingPlaced({0, 1, 2}), trained);
+}
+
+TEST_F(ReshardTest, AWorkerFollowsAReshardWhoseRemovedShardIsStopped) {
+  Form({0, 1, 2});
+  std::shared_ptr<Client> worker =
+      Client::Connect(List({0, 1, 2}), TestClientOptions());
+  std::string name;
+  for (int i = 0; ShardOf(name, 3) != 2; ++i) name = absl::StrCat("v", i);
+  ASSERT_THAT(worker->GetVariable(Scalar(name)).status(), IsOk());
+  ASSERT_THAT(worker->AssignAdd(name, Floats({1}, {5})).status(), IsOk());
+  CliResult shrunk = Reshard({0, 1, 2}, {0, 1});
+  ASSERT_EQ(shrunk.code, 0) << shrunk.err;
+  // The shard taken out stops before the worker calls again: its next call
+  // goes to that shard alone, which does not answer; another shard of its
+  // list tells it of the re-shard, and it follows.
+  shards_[2].reset();
+  absl::StatusOr<ReadResult> read = worker->Read(name);
+  ASSERT_THAT(read.status(), IsOk());
+  EXPECT_EQ(read->value.bytes(), Floats({1}, {5}).bytes());
+  EXPECT_EQ(worker->addresses().size(), 2u);
 }
 
 TEST_F(ReshardTest, AnInterruptedReshardCompletesWhenRunAgain) {
