@@ -227,47 +227,65 @@ std::vector<std::pair<std::string, double>> OptimizerStep::Advances() const {
   return out;
 }
 
+// One loop per kind, the kind chosen once per call rather than per element,
+// so that each loop is straight-line code the compiler can vectorize (see
+// this file's flags in CMakeLists.txt); the arithmetic, and so the result,
+// is the same element by element.
 void OptimizerStep::ApplyElements(DType dtype, int64_t n, char* var,
                                   const std::vector<char*>& slots,
                                   const char* grad) const {
   VisitDType(dtype, [&](auto zero) {
     using T = decltype(zero);
+    // Runs step(i, g, w) on each element: gradient g, value w in and out.
+    // Steps that can vectorize capture their inputs by value: stores through
+    // the char pointers could alias anything read through a reference, which
+    // would keep the loops from vectorizing.
+    auto each = [var, grad, n](auto step) {
+      for (int64_t i = 0; i < n; ++i) {
+        double w = Load<T>(var, i);
+        step(i, Load<T>(grad, i), w);
+        Store<T>(var, i, w);
+      }
+    };
     const double lr = lr_;
-    // Adam's step size with bias correction, from the beta powers.
-    const double adam_lr =
-        kind_ == v1::Optimizer::kAdam
-            ? lr * std::sqrt(1 - beta2_power_) / (1 - beta1_power_)
-            : 0;
-    for (int64_t i = 0; i < n; ++i) {
-      const double g = Load<T>(grad, i);
-      double w = Load<T>(var, i);
-      switch (kind_) {
-        case v1::Optimizer::kGradientDescent:
-          w -= lr * g;
-          break;
-        case v1::Optimizer::kMomentum: {
-          const double a = Load<T>(slots[0], i) * momentum_ + g;
-          Store<T>(slots[0], i, a);
-          w -= nesterov_ ? g * lr + a * momentum_ * lr : lr * a;
-          break;
-        }
-        case v1::Optimizer::kAdagrad: {
-          const double a = Load<T>(slots[0], i) + g * g;
-          Store<T>(slots[0], i, a);
+    switch (kind_) {
+      case v1::Optimizer::kGradientDescent:
+        each([lr](int64_t, double g, double& w) { w -= lr * g; });
+        break;
+      case v1::Optimizer::kMomentum:
+        each([lr, momentum = momentum_, nesterov = nesterov_, accum = slots[0]](
+                 int64_t i, double g, double& w) {
+          const double a = Load<T>(accum, i) * momentum + g;
+          Store<T>(accum, i, a);
+          w -= nesterov ? g * lr + a * momentum * lr : lr * a;
+        });
+        break;
+      case v1::Optimizer::kAdagrad:
+        each([lr, accum = slots[0]](int64_t i, double g, double& w) {
+          const double a = Load<T>(accum, i) + g * g;
+          Store<T>(accum, i, a);
           w -= lr * g / std::sqrt(a);
-          break;
-        }
-        case v1::Optimizer::kAdam: {
-          const double m = Load<T>(slots[0], i) * beta1_ + (1 - beta1_) * g;
-          const double v = Load<T>(slots[1], i) * beta2_ + (1 - beta2_) * g * g;
-          Store<T>(slots[0], i, m);
-          Store<T>(slots[1], i, v);
-          w -= adam_lr * m / (std::sqrt(v) + epsilon_);
-          break;
-        }
-        case v1::Optimizer::kRmsProp: {
-          // Slots: rms, then mg when centered, then momentum.
-          char* mom_slot = slots[centered_ ? 2 : 1];
+        });
+        break;
+      case v1::Optimizer::kAdam: {
+        // The step size with bias correction, from the beta powers.
+        const double adam_lr =
+            lr * std::sqrt(1 - beta2_power_) / (1 - beta1_power_);
+        each([adam_lr, beta1 = beta1_, beta2 = beta2_, epsilon = epsilon_,
+              m_slot = slots[0],
+              v_slot = slots[1]](int64_t i, double g, double& w) {
+          const double m = Load<T>(m_slot, i) * beta1 + (1 - beta1) * g;
+          const double v = Load<T>(v_slot, i) * beta2 + (1 - beta2) * g * g;
+          Store<T>(m_slot, i, m);
+          Store<T>(v_slot, i, v);
+          w -= adam_lr * m / (std::sqrt(v) + epsilon);
+        });
+        break;
+      }
+      case v1::Optimizer::kRmsProp:
+        // Slots: rms, then mg when centered, then momentum.
+        each([&, mom_slot = slots[centered_ ? 2 : 1]](int64_t i, double g,
+                                                      double& w) {
           const double ms =
               Load<T>(slots[0], i) * decay_ + (1 - decay_) * g * g;
           Store<T>(slots[0], i, ms);
@@ -281,9 +299,10 @@ void OptimizerStep::ApplyElements(DType dtype, int64_t n, char* var,
               Load<T>(mom_slot, i) * momentum_ + lr * g / std::sqrt(denom);
           Store<T>(mom_slot, i, mom);
           w -= mom;
-          break;
-        }
-        case v1::Optimizer::kFtrl: {
+        });
+        break;
+      case v1::Optimizer::kFtrl:
+        each([&](int64_t i, double g, double& w) {
           const double accum = Load<T>(slots[0], i);
           const double accum_new = accum + g * g;
           const double sigma =
@@ -297,12 +316,10 @@ void OptimizerStep::ApplyElements(DType dtype, int64_t n, char* var,
                   : 0.0;
           Store<T>(slots[0], i, accum_new);
           Store<T>(slots[1], i, linear);
-          break;
-        }
-        case v1::Optimizer::KIND_NOT_SET:
-          break;
-      }
-      Store<T>(var, i, w);
+        });
+        break;
+      case v1::Optimizer::KIND_NOT_SET:
+        break;
     }
   });
 }

@@ -1,5 +1,9 @@
 #include "server/table/variable.h"
 
+#include <sys/mman.h>
+
+#include <cstdint>
+
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
@@ -15,7 +19,40 @@ int64_t NumParts(const v1::SliceInfo& slice) {
   return n;
 }
 
+// Huge pages pay off once a buffer spans many of them.
+constexpr size_t kHugePage = size_t{2} << 20;
+constexpr size_t kHugeMinBytes = size_t{32} << 20;
+// madvise's synchronous collapse (Linux 6.1), missing from glibc 2.36.
+constexpr int kAdviseCollapse = 25;
+
+// The whole huge pages inside `data`'s `size` bytes: their start and
+// length, a length of 0 if `size` is below kHugeMinBytes.
+std::pair<void*, size_t> HugeRange(const char* data, size_t size) {
+  if (size < kHugeMinBytes) return {nullptr, 0};
+  const uintptr_t start = reinterpret_cast<uintptr_t>(data);
+  const uintptr_t begin = (start + kHugePage - 1) & ~(kHugePage - 1);
+  const uintptr_t end = (start + size) & ~(kHugePage - 1);
+  return {reinterpret_cast<void*>(begin), end - begin};
+}
+
 }  // namespace
+
+void AdviseHugePages(std::string& bytes) {
+  const auto [begin, length] = HugeRange(bytes.data(), bytes.size());
+  // Failures leave the pages as they were: the advice has no other effect.
+  if (length == 0 || madvise(begin, length, MADV_HUGEPAGE) != 0) return;
+  madvise(begin, length, kAdviseCollapse);
+}
+
+std::string CopyOnHugePages(const std::string& bytes) {
+  std::string copy;
+  copy.reserve(bytes.size());  // allocated, not yet touched
+  const auto [begin, length] = HugeRange(copy.data(), bytes.size());
+  // As in AdviseHugePages, a failure leaves ordinary pages.
+  if (length > 0) madvise(begin, length, MADV_HUGEPAGE);
+  copy.append(bytes);
+  return copy;
+}
 
 TableVariable::TableVariable(v1::StoredVariable m, std::string d)
     : name(m.info().name()),
@@ -26,7 +63,9 @@ TableVariable::TableVariable(v1::StoredVariable m, std::string d)
       num_parts(m.info().has_slice() ? NumParts(m.info().slice()) : 0),
       chunk_bytes(m.chunk_bytes()),
       meta(std::move(m)),
-      data(std::make_shared<std::string>(std::move(d))) {}
+      data(std::make_shared<std::string>(std::move(d))) {
+  AdviseHugePages(*data);
+}
 
 std::string PartName(absl::string_view name, int64_t i) {
   return absl::StrCat(name, "/part_", i);

@@ -21,6 +21,18 @@
 
 namespace varscope::server {
 
+// Asks the kernel to back `bytes`, if large, with transparent huge pages
+// (collapsing the pages it holds already): a sparse update or gather
+// touches rows scattered over the whole buffer, and with 4 KiB pages
+// nearly every row costs a TLB miss and a page walk. Advice only: where the
+// kernel has no huge pages to give (disabled, or no MADV_COLLAPSE before
+// Linux 6.1) the buffer stays as it is, as it would without the call.
+void AdviseHugePages(std::string& bytes);
+
+// A copy of `bytes` that is born on huge pages where the kernel offers
+// them (see AdviseHugePages), without a collapse afterwards.
+std::string CopyOnHugePages(const std::string& bytes);
+
 // A variable's metadata and bytes. Thread-safe: two locks, write_mu for
 // its one writer and mu for its published state.
 struct TableVariable {

@@ -4,6 +4,7 @@
 #include <cstring>
 
 #include "absl/base/internal/endian.h"
+#include "server/table/variable.h"
 
 namespace varscope::server {
 
@@ -29,7 +30,7 @@ const char* WorkingCopy::Whole() {
 
 std::string WorkingCopy::CopyContents() const {
   if (whole_.has_value()) return *whole_;
-  std::string contents = *base_;
+  std::string contents = CopyOnHugePages(*base_);
   for (size_t i = 0; i < changed_rows_.size(); ++i) {
     memcpy(contents.data() + changed_rows_[i] * row_bytes_, RowCopy(i),
            static_cast<size_t>(row_bytes_));
@@ -46,6 +47,7 @@ char* WorkingCopy::MutableWhole() {
 }
 
 void WorkingCopy::SetWhole(std::string bytes) {
+  AdviseHugePages(bytes);  // here, not under the lock Publish runs under
   whole_ = std::move(bytes);
   ClearRows();
 }
@@ -131,7 +133,7 @@ void WorkingCopy::Publish(std::shared_ptr<std::string>& published) {
     published = std::make_shared<std::string>(std::move(*whole_));
   } else if (!changed_rows_.empty()) {
     if (published.use_count() != 1) {
-      published = std::make_shared<std::string>(*published);
+      published = std::make_shared<std::string>(CopyOnHugePages(*published));
     }
     for (size_t i = 0; i < changed_rows_.size(); ++i) {
       memcpy(published->data() + changed_rows_[i] * row_bytes_, RowCopy(i),

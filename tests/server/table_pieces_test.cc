@@ -1,5 +1,6 @@
 // Unit tests of the table's pieces: DirtySet, WorkingCopy, AppliedUpdates,
 // the slot names of the optimizers, and the store's error mapping.
+#include <cmath>
 #include <memory>
 #include <optional>
 #include <set>
@@ -262,6 +263,74 @@ TEST(SlotNames, AreTheOptimizersDefaultSlots) {
   made.insert({"Adam_beta1_power", "Adam_beta2_power"});
   EXPECT_EQ(made, std::set<std::string>(std::begin(kSlotNames),
                                         std::end(kSlotNames)));
+}
+
+// The element loops (vectorized where the compiler can) give, bit for bit,
+// what TensorFlow's rules give element by element in float64 rounded to
+// float32, on a length and offsets that leave a vector remainder and
+// misaligned rows.
+TEST(OptimizerStep, Float32StepsEqualTheElementwiseRuleExactly) {
+  constexpr int64_t kN = 67;
+  std::vector<float> w0(kN + 1), g(kN + 1), s0(kN + 1), s1(kN + 1);
+  for (int64_t i = 0; i <= kN; ++i) {
+    w0[i] = 0.5f - 0.013f * static_cast<float>(i);
+    g[i] =
+        (i % 5 == 0 ? -1.0f : 0.7f) * (0.01f + 0.003f * static_cast<float>(i));
+    s0[i] = 0.1f + 0.002f * static_cast<float>(i);
+    s1[i] = 0.001f * static_cast<float>(i);
+  }
+  std::vector<v1::Optimizer> specs(4);
+  specs[0].mutable_gradient_descent();
+  specs[1].mutable_momentum()->set_momentum(0.9);
+  specs[1].mutable_momentum()->set_use_nesterov(true);
+  specs[2].mutable_adagrad();
+  specs[3].mutable_adam()->mutable_beta1_power()->set_value(0.81);
+  specs[3].mutable_adam()->mutable_beta2_power()->set_value(0.998);
+  for (v1::Optimizer& spec : specs) {
+    spec.set_learning_rate(0.05);
+    VS_ASSERT_OK_AND_ASSIGN(OptimizerStep step, OptimizerStep::Resolve(spec));
+    VS_ASSERT_OK(step.ReadInputs(
+        [](const std::string& name) { return absl::NotFoundError(name); }));
+    // From element 1: not aligned to the vectors.
+    std::vector<float> w = w0, a = s0, b = s1;
+    step.ApplyElements(
+        v1::DT_FLOAT, kN, reinterpret_cast<char*>(&w[1]),
+        {reinterpret_cast<char*>(&a[1]), reinterpret_cast<char*>(&b[1])},
+        reinterpret_cast<const char*>(&g[1]));
+    const double lr = 0.05;
+    for (int64_t i = 1; i <= kN; ++i) {
+      double want_w = w0[i], want_a = s0[i], want_b = s1[i];
+      const double gi = g[i];
+      switch (spec.kind_case()) {
+        case v1::Optimizer::kGradientDescent:
+          want_w -= lr * gi;
+          break;
+        case v1::Optimizer::kMomentum:
+          want_a = want_a * 0.9 + gi;
+          want_w -= gi * lr + want_a * 0.9 * lr;
+          break;
+        case v1::Optimizer::kAdagrad:
+          want_a += gi * gi;
+          want_w -= lr * gi / std::sqrt(want_a);
+          break;
+        default:  // Adam
+          want_a = want_a * 0.9 + (1 - 0.9) * gi;
+          want_b = want_b * 0.999 + (1 - 0.999) * gi * gi;
+          want_w -= lr * std::sqrt(1 - 0.998) / (1 - 0.81) * want_a /
+                    (std::sqrt(want_b) + 1e-8);
+          break;
+      }
+      ASSERT_EQ(w[i], static_cast<float>(want_w)) << spec.DebugString() << i;
+      if (!step.slots().empty()) {
+        ASSERT_EQ(a[i], static_cast<float>(want_a)) << spec.DebugString() << i;
+      }
+      if (step.slots().size() > 1) {
+        ASSERT_EQ(b[i], static_cast<float>(want_b)) << spec.DebugString() << i;
+      }
+    }
+    EXPECT_EQ(w[0], w0[0]);  // outside the n elements: untouched
+    EXPECT_EQ(a[0], s0[0]);
+  }
 }
 
 TEST(FromRocksStatus, MapsEachCodeAndStartsWithTheContext) {
