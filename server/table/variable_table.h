@@ -29,6 +29,7 @@
 #include "server/table/dirty_set.h"
 #include "server/table/durability.h"
 #include "server/table/get_variable_plan.h"
+#include "server/table/intents.h"
 #include "server/table/optimizers.h"
 #include "server/table/variable.h"
 #include "server/table/write_behind.h"
@@ -158,11 +159,21 @@ class VariableTable {
   //
   // With an id (client, sequence), the batch is applied exactly once: a
   // repeat of an applied id returns the first result with duplicate=true
-  // and changes nothing (see AppliedUpdates).
+  // and changes nothing (see AppliedUpdates). Its intent (the other shards'
+  // parts of a spanning step) is stored in the same store write, and the
+  // client's intents below its complete_below are forgotten in it;
+  // INVALID_ARGUMENT for a bad intent (Intents::Check), nothing applied.
   absl::StatusOr<v1::BatchUpdateResponse> BatchUpdate(
       v1::BatchUpdateRequest request);
   // Whether the batch numbered `id` was applied (AppliedUpdates::Applied).
   bool Applied(const v1::UpdateId& id) { return applied_.Applied(id); }
+
+  // The intents the store keeps (shared with the embedding calls, which
+  // store theirs with their own writes).
+  Intents& intents() { return intents_; }
+  // Forgets the intent of `id`, durably as the durability mode says.
+  // Returns whether it was kept; store errors.
+  absl::StatusOr<bool> ForgetIntent(const v1::UpdateId& id);
 
   // One page of the names under a scope, in name order: every variable when
   // recursive, else the direct child variables and child scopes.
@@ -327,6 +338,7 @@ class VariableTable {
 
   const TableOptions options_;
   AppliedUpdates applied_;
+  Intents intents_;
   Counters counters_;
 
   mutable absl::Mutex mu_;
