@@ -9,7 +9,6 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "client/admin_client.h"
-#include "client/variable_scope.h"
 #include "common/names.h"
 #include "common/status_matchers.h"
 #include "gmock/gmock.h"
@@ -34,13 +33,6 @@ using ::varscope::testing::TestShardOptions;
 
 constexpr int kShards = 3;
 
-std::string NameOn(int shard) {
-  for (int i = 0;; ++i) {
-    std::string name = absl::StrCat("w", i);
-    if (ShardOf(name, kShards) == shard) return name;
-  }
-}
-
 Tensor One() {
   const int64_t one = 1;
   return Tensor::FromVector<int64_t>(v1::DT_INT64, {}, {&one, 1});
@@ -59,14 +51,16 @@ class ClusterRecoverTest : public ::testing::Test {
       addresses.push_back(shards_[i]->address());
     }
     address_ = absl::StrJoin(addresses, ",");
-    names_ = {NameOn(0), NameOn(1), NameOn(2)};
+    for (int i = 0; i < kShards; ++i) {
+      names_.push_back(varscope::testing::NameOnShard(i, kShards, "w"));
+    }
     client_ = Client::Connect(address_, TestClientOptions());
     for (const std::string& name : names_) {
-      VariableScope scope;
-      GetVariableOptions options;
-      options.shape = std::vector<int64_t>{};
-      options.dtype = v1::DT_INT64;
-      EXPECT_THAT(GetVariable(client_, scope, name, options).status(), IsOk());
+      EXPECT_THAT(client_
+                      ->GetVariable(varscope::testing::CreateRequest(
+                          name, v1::DT_INT64, {}))
+                      .status(),
+                  IsOk());
     }
   }
 

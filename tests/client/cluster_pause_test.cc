@@ -28,10 +28,7 @@ using ::varscope::testing::TestShardOptions;
 
 // Names on shards 0 and 1 of 3 (by ShardOf), and one more on shard 0.
 std::string NameOn(int shard, const std::string& prefix = "v") {
-  for (int i = 0;; ++i) {
-    std::string name = absl::StrCat(prefix, i);
-    if (ShardOf(name, 3) == shard) return name;
-  }
+  return testing::NameOnShard(shard, 3, prefix);
 }
 
 Tensor One() {
