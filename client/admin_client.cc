@@ -6,9 +6,11 @@
 #include <set>
 
 #include "absl/random/random.h"
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "absl/time/clock.h"
+#include "common/cluster.h"
 #include "common/grpc_status.h"
 #include "common/status.h"
 
@@ -24,15 +26,20 @@ std::unique_ptr<AdminClient> AdminClient::Connect(
   for (const auto& [name, value] : LargeMessageTransportArgs()) {
     args.SetInt(name, value);
   }
-  return std::make_unique<AdminClient>(
-      v1::AdminService::NewStub(grpc::CreateCustomChannel(
-          address, ChannelCredentials(security), args)),
-      timeout);
+  const std::shared_ptr<grpc::Channel> channel =
+      grpc::CreateCustomChannel(address, ChannelCredentials(security), args);
+  return std::make_unique<AdminClient>(v1::AdminService::NewStub(channel),
+                                       timeout,
+                                       v1::VariableService::NewStub(channel));
 }
 
-AdminClient::AdminClient(std::shared_ptr<v1::AdminService::StubInterface> stub,
-                         absl::Duration timeout)
-    : stub_(std::move(stub)), timeout_(timeout) {}
+AdminClient::AdminClient(
+    std::shared_ptr<v1::AdminService::StubInterface> stub,
+    absl::Duration timeout,
+    std::shared_ptr<v1::VariableService::StubInterface> variables)
+    : stub_(std::move(stub)),
+      timeout_(timeout),
+      variables_(std::move(variables)) {}
 
 template <typename Response, typename Request, typename Method>
 absl::StatusOr<Response> AdminClient::Call(Method method,
@@ -94,6 +101,147 @@ absl::StatusOr<v1::ResumeResponse> AdminClient::Resume(
                                   request);
 }
 
+absl::StatusOr<v1::ListIntentsResponse> AdminClient::ListIntents(
+    const v1::ListIntentsRequest& request) {
+  return Call<v1::ListIntentsResponse>(
+      &v1::AdminService::StubInterface::ListIntents, request);
+}
+
+absl::StatusOr<v1::DeleteIntentResponse> AdminClient::DeleteIntent(
+    const v1::DeleteIntentRequest& request) {
+  return Call<v1::DeleteIntentResponse>(
+      &v1::AdminService::StubInterface::DeleteIntent, request);
+}
+
+absl::Status AdminClient::SendPart(const v1::IntentPart& part,
+                                   const std::string& pause_id) {
+  if (variables_ == nullptr) {
+    return absl::FailedPreconditionError(
+        "This AdminClient has no VariableService to send a part by");
+  }
+  grpc::ClientContext context;
+  context.set_deadline(absl::ToChronoTime(absl::Now() + timeout_));
+  if (!pause_id.empty()) context.AddMetadata(kPauseIdMetadataKey, pause_id);
+  grpc::Status status;
+  switch (part.request_case()) {
+    case v1::IntentPart::kBatchUpdate: {
+      v1::BatchUpdateRequest request;
+      v1::BatchUpdateResponse response;
+      if (!request.ParseFromString(part.batch_update())) break;
+      return FromGrpcStatus(
+          variables_->BatchUpdate(&context, request, &response));
+    }
+    case v1::IntentPart::kEmbeddingApply: {
+      v1::EmbeddingApplyRequest request;
+      v1::EmbeddingApplyResponse response;
+      if (!request.ParseFromString(part.embedding_apply())) break;
+      return FromGrpcStatus(
+          variables_->EmbeddingApply(&context, request, &response));
+    }
+    case v1::IntentPart::REQUEST_NOT_SET:
+      break;
+  }
+  return absl::InvalidArgumentError(
+      absl::StrCat("The intent's part for shard ", part.shard(),
+                   " holds no request that parses"));
+}
+
+namespace {
+
+// Whether a shard's refusal of a part holds for good: sending the same part
+// again gets the same answer (a retry cannot apply it).
+bool RefusedForGood(const absl::Status& status) {
+  switch (status.code()) {
+    case absl::StatusCode::kInvalidArgument:
+    case absl::StatusCode::kNotFound:
+    case absl::StatusCode::kAborted:
+    case absl::StatusCode::kOutOfRange:
+    case absl::StatusCode::kAlreadyExists:
+      return true;
+    default:
+      return false;
+  }
+}
+
+absl::Status OnShard(int shard, size_t count, absl::Status status) {
+  if (status.ok()) return status;
+  return absl::Status(
+      status.code(),
+      absl::StrCat("Shard ", shard, " of ", count, ": ", status.message()));
+}
+
+}  // namespace
+
+absl::StatusOr<Recovered> RecoverSteps(const std::vector<AdminClient*>& shards,
+                                       const RecoverOptions& options) {
+  const size_t n = shards.size();
+  Recovered recovered;
+  absl::Status first_error;
+  const auto keep_error = [&](absl::Status status) {
+    if (first_error.ok()) first_error = std::move(status);
+  };
+  v1::ListIntentsRequest list;
+  list.set_min_age_micros(absl::ToInt64Microseconds(options.min_age));
+  for (size_t keeper = 0; keeper < n; ++keeper) {
+    absl::StatusOr<v1::ListIntentsResponse> intents =
+        shards[keeper]->ListIntents(list);
+    if (!intents.ok()) {
+      keep_error(OnShard(keeper, n, intents.status()));
+      continue;
+    }
+    for (const v1::Intent& intent : intents->intents()) {
+      const std::string step =
+          absl::StrCat("step ", intent.id().sequence(), " of client ",
+                       intent.id().client_id());
+      std::string dropped;
+      bool passing = false;
+      for (const v1::IntentPart& part : intent.parts()) {
+        absl::Status sent =
+            part.shard() >= 0 && static_cast<size_t>(part.shard()) < n
+                ? shards[part.shard()]->SendPart(part, options.pause_id)
+                : absl::FailedPreconditionError(
+                      absl::StrCat("the shard list has ", n, " shards"));
+        // Older than the shard's exactly-once window: applied long ago.
+        if (sent.ok() ||
+            (absl::IsFailedPrecondition(sent) &&
+             absl::StrContains(sent.message(), "is older than the last"))) {
+          continue;
+        }
+        if (!RefusedForGood(sent)) {
+          keep_error(absl::Status(
+              sent.code(),
+              absl::StrCat("Completing ", step, ": ",
+                           OnShard(part.shard(), n, sent).message())));
+          passing = true;
+          break;
+        }
+        if (dropped.empty()) {
+          dropped = absl::StrCat(
+              step, ": shard ", part.shard(),
+              " refused its part: ", absl::StatusCodeToString(sent.code()),
+              ": ", sent.message());
+        }
+      }
+      if (passing) continue;
+      v1::DeleteIntentRequest forget;
+      *forget.mutable_id() = intent.id();
+      const absl::Status deleted =
+          shards[keeper]->DeleteIntent(forget).status();
+      if (!deleted.ok()) {
+        keep_error(OnShard(keeper, n, deleted));
+        continue;
+      }
+      if (dropped.empty()) {
+        ++recovered.completed;
+      } else {
+        recovered.dropped.push_back(std::move(dropped));
+      }
+    }
+  }
+  if (!first_error.ok()) return first_error;
+  return recovered;
+}
+
 namespace {
 
 using StepKey = std::pair<std::string, int64_t>;
@@ -122,13 +270,6 @@ std::set<int> Missing(const SpanningStep& step) {
   return missing;
 }
 
-absl::Status OnShard(int shard, size_t count, absl::Status status) {
-  if (status.ok()) return status;
-  return absl::Status(
-      status.code(),
-      absl::StrCat("Shard ", shard, " of ", count, ": ", status.message()));
-}
-
 // Pauses, completes and acts; the caller resumes.
 absl::Status CutAndAct(const std::vector<AdminClient*>& shards,
                        const CutOptions& options, Cut& cut,
@@ -151,6 +292,14 @@ absl::Status CutAndAct(const std::vector<AdminClient*>& shards,
     paused[i] = true;
     return response;
   };
+  // Changes are held back everywhere; then the steps the keepers hold
+  // intents of are completed under the pause.
+  for (size_t i = 0; i < n; ++i) VS_RETURN_IF_ERROR(pause(i, {}).status());
+  RecoverOptions recover;
+  recover.pause_id = cut.pause_id;
+  VS_ASSIGN_OR_RETURN(const Recovered recovered, RecoverSteps(shards, recover));
+  cut.recovered = recovered.completed;
+  cut.abandoned = recovered.dropped;
   std::map<StepKey, SpanningStep> steps;
   for (size_t i = 0; i < n; ++i) {
     VS_ASSIGN_OR_RETURN(const v1::PauseResponse response, pause(i, {}));

@@ -29,9 +29,13 @@ class AdminClient {
       const ClientSecurity& security = {});
 
   // A client over `stub`: Connect's, or another implementation of the
-  // generated interface (a fake server in a test of the caller).
-  AdminClient(std::shared_ptr<v1::AdminService::StubInterface> stub,
-              absl::Duration timeout);
+  // generated interface (a fake server in a test of the caller). SendPart
+  // sends by `variables`, the server's VariableService (Connect's is on the
+  // same channel; without one SendPart fails with FAILED_PRECONDITION).
+  AdminClient(
+      std::shared_ptr<v1::AdminService::StubInterface> stub,
+      absl::Duration timeout,
+      std::shared_ptr<v1::VariableService::StubInterface> variables = nullptr);
 
   AdminClient(const AdminClient&) = delete;
   AdminClient& operator=(const AdminClient&) = delete;
@@ -50,6 +54,16 @@ class AdminClient {
       const v1::SetClusterIdentityRequest& request);
   absl::StatusOr<v1::PauseResponse> Pause(const v1::PauseRequest& request);
   absl::StatusOr<v1::ResumeResponse> Resume(const v1::ResumeRequest& request);
+  // Recovery of spanning steps (see admin_service.proto and RecoverSteps).
+  absl::StatusOr<v1::ListIntentsResponse> ListIntents(
+      const v1::ListIntentsRequest& request);
+  absl::StatusOr<v1::DeleteIntentResponse> DeleteIntent(
+      const v1::DeleteIntentRequest& request);
+  // Sends an intent's part (its BatchUpdate or EmbeddingApply request) to
+  // this server, with `pause_id` as its varscope-pause-id metadata when not
+  // empty (so that it passes that pause).
+  absl::Status SendPart(const v1::IntentPart& part,
+                        const std::string& pause_id);
 
  private:
   // Calls `method` of the stub once with a fresh deadline.
@@ -58,7 +72,42 @@ class AdminClient {
 
   const std::shared_ptr<v1::AdminService::StubInterface> stub_;
   const absl::Duration timeout_;
+  const std::shared_ptr<v1::VariableService::StubInterface> variables_;
 };
+
+// How RecoverSteps runs.
+struct RecoverOptions {
+  // Only intents at least this old: a live worker normally completes its
+  // own steps within seconds. Default: 0, every intent.
+  absl::Duration min_age = absl::ZeroDuration();
+  // The parts pass this pause (a cut's own recovery). Default: none.
+  std::string pause_id;
+};
+
+// What RecoverSteps did.
+struct Recovered {
+  // Steps whose parts every shard of their span now holds (each applied
+  // once: the parts carry the step's exactly-once id), intents forgotten.
+  int completed = 0;
+  // Steps a shard of whose span refuses its part for good (an error a retry
+  // cannot change, e.g. NOT_FOUND for a variable deleted since): their
+  // intents are forgotten and they stay as they are, "step 17 of client C:
+  // shard 2 refused its part: NOT_FOUND: ...". A part refused as older
+  // than its shard's exactly-once window counts as applied long ago.
+  std::vector<std::string> dropped;
+};
+
+// Completes the steps split over the shards `shards` (shard i of the
+// cluster is shards[i]) that their workers left half applied: asks every
+// shard for the intents it keeps (ListIntents), sends each intent's parts to
+// their shards again under the step's id, and then has the keeper forget the
+// intent (DeleteIntent). Safe to run several at once, and again: a part
+// applied already is answered as a duplicate. Needs the write role over
+// every name. Returns the first error that may pass (UNAVAILABLE, a pause,
+// PERMISSION_DENIED, ...) naming the shard, after trying every other
+// intent; the intents of such steps are kept for a later pass.
+absl::StatusOr<Recovered> RecoverSteps(const std::vector<AdminClient*>& shards,
+                                       const RecoverOptions& options);
 
 // How WithConsistentCut pauses a cluster.
 struct CutOptions {
@@ -98,8 +147,13 @@ struct Cut {
   // only when the pause began, and that their workers' retries completed
   // inside the cut.
   int completed = 0;
+  // Steps that the cut completed itself from their keepers' intents
+  // (RecoverSteps, under the cut's pause) before looking for half-applied
+  // ones: those of dead workers, and those under way.
+  int recovered = 0;
   // Half-applied steps older than abandoned_after, in the cut as they are:
-  // "step 17 of client C (applied on shards 0, 2; not on 1)".
+  // "step 17 of client C (applied on shards 0, 2; not on 1)"; and the steps
+  // RecoverSteps dropped (see Recovered::dropped).
   std::vector<std::string> abandoned;
   // The shards, for the action's own calls (copies under pause_id).
   std::vector<AdminClient*> shards;
@@ -107,7 +161,9 @@ struct Cut {
 
 // Runs `action` at one consistent cut of a cluster whose shard i is
 // `shards[i]`: pauses every shard (AdminService.Pause: changes are held
-// back, reads go on), finds the steps split over several shards that some
+// back, reads go on), completes the steps its shards keep intents of
+// (RecoverSteps; a step it cannot complete fails the cut with that error),
+// finds the steps split over several shards that some
 // shards of their span applied and others did not, admits them on the
 // others and waits (up to complete_timeout) until their workers' retries
 // applied them, then runs `action`, then resumes every shard, also when

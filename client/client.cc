@@ -193,6 +193,23 @@ void MarkSpan(const std::vector<int>& parts, Request& request) {
   request.mutable_span_shards()->Assign(parts.begin(), parts.end());
 }
 
+// Gives the first shard of a step marked by MarkSpan (its keeper) the
+// other shards' requests of `requests` (BatchUpdateRequest.intent), which
+// it stores with its own part: a recovery pass completes the step from
+// them if this worker dies before every shard applied its part. `field` is
+// the IntentPart's field of a Request.
+template <typename Request>
+void AttachIntent(const std::vector<int>& parts, std::vector<Request>& requests,
+                  std::string* (v1::IntentPart::*field)()) {
+  if (parts.size() < 2 || !requests[parts[0]].has_id()) return;
+  Request& keeper = requests[parts[0]];
+  for (size_t k = 1; k < parts.size(); ++k) {
+    v1::IntentPart* part = keeper.add_intent();
+    part->set_shard(parts[k]);
+    requests[parts[k]].SerializeToString((part->*field)());
+  }
+}
+
 // "N updates of a, b, c, ..." (up to three names).
 std::string UpdatesSubject(const v1::BatchUpdateRequest& batch) {
   if (batch.updates().empty()) return "an empty batch";
@@ -306,6 +323,42 @@ bool Client::Identify(v1::UpdateId* id) {
   id->set_client_id(client_id_);
   id->set_sequence(sequence_.fetch_add(1) + 1);
   return true;
+}
+
+bool Client::BeginStep(v1::UpdateId* id) {
+  // Numbered and recorded at once: a concurrent step's complete_below never
+  // passes a step numbered but not recorded yet.
+  absl::MutexLock l(&steps_mu_);
+  if (!Identify(id)) return false;
+  open_steps_.insert(id->sequence());
+  return true;
+}
+
+void Client::EndStep(const v1::UpdateId& id) {
+  absl::MutexLock l(&steps_mu_);
+  open_steps_.erase(id.sequence());
+}
+
+int64_t Client::CompleteBelow(const v1::UpdateId& id) {
+  if (num_shards() == 1 || id.client_id() != client_id_) return 0;
+  absl::MutexLock l(&steps_mu_);
+  return open_steps_.empty() ? sequence_.load() + 1 : *open_steps_.begin();
+}
+
+void Client::RecoverLeftSteps() {
+  if (options_.recover_after == absl::InfiniteDuration()) return;
+  std::vector<std::unique_ptr<AdminClient>> admins;
+  std::vector<AdminClient*> shards;
+  for (size_t i = 0; i < channels_.size(); ++i) {
+    admins.push_back(std::make_unique<AdminClient>(
+        v1::AdminService::NewStub(channels_[i]), options_.timeout, shards_[i]));
+    shards.push_back(admins.back().get());
+  }
+  RecoverOptions recover;
+  recover.min_age = options_.recover_after;
+  recover.pause_id = options_.pause_id;
+  // Best effort (see ClientOptions::recover_after).
+  RecoverSteps(shards, recover).IgnoreError();
 }
 
 std::string Client::ClusterId() const {
@@ -1095,6 +1148,7 @@ absl::Status Client::CheckShards() {
     cluster_id_ = infos[0].cluster().cluster_id();
   }
   cluster_checked_.store(true, std::memory_order_release);
+  if (n > 1) RecoverLeftSteps();
   return absl::OkStatus();
 }
 
@@ -1159,10 +1213,14 @@ void GiveBackUpdates(const std::vector<int>& shard_of,
 
 absl::StatusOr<v1::BatchUpdateResponse> Client::BatchUpdate(
     v1::BatchUpdateRequest request) {
-  const bool idempotent = request.has_id() || Identify(request.mutable_id());
-  return Routed([&]() -> absl::StatusOr<v1::BatchUpdateResponse> {
-    return BatchUpdateRouted(request, idempotent);
-  });
+  const bool own = !request.has_id() && BeginStep(request.mutable_id());
+  const bool idempotent = request.has_id();
+  absl::StatusOr<v1::BatchUpdateResponse> result =
+      Routed([&]() -> absl::StatusOr<v1::BatchUpdateResponse> {
+        return BatchUpdateRouted(request, idempotent);
+      });
+  if (own) EndStep(request.id());
+  return result;
 }
 
 absl::StatusOr<v1::BatchUpdateResponse> Client::BatchUpdateRouted(
@@ -1179,7 +1237,12 @@ absl::StatusOr<v1::BatchUpdateResponse> Client::BatchUpdateRouted(
     batches[i].set_return_values(request.return_values());
     parts.push_back(i);
   }
-  for (const int i : parts) MarkSpan(parts, batches[i]);
+  const int64_t complete_below = CompleteBelow(request.id());
+  for (const int i : parts) {
+    MarkSpan(parts, batches[i]);
+    batches[i].set_complete_below(complete_below);
+  }
+  AttachIntent(parts, batches, &v1::IntentPart::mutable_batch_update);
   std::vector<v1::BatchUpdateResponse> replies(shards_.size());
   const absl::Status status = InParallel(parts, [&](int i) {
     return Run({i, "BatchUpdate", UpdatesSubject(batches[i])}, idempotent,
@@ -1466,17 +1529,19 @@ absl::StatusOr<v1::EmbeddingApplyResponse> Client::EmbeddingApply(
     absl::string_view name, const Tensor& keys, const Tensor& gradients,
     const v1::Optimizer& optimizer, std::optional<int64_t> global_step) {
   v1::UpdateId id;
-  const bool idempotent = Identify(&id);
-  return Routed([&]() -> absl::StatusOr<v1::EmbeddingApplyResponse> {
-    VS_ASSIGN_OR_RETURN(const std::vector<std::vector<int64_t>> split,
-                        SplitKeys(keys));
-    const std::vector<int> parts = ShardsToCall(split);
-    VS_RETURN_IF_ERROR(CheckRowsPerKey(name, "gradients", keys, &gradients));
-    const bool whole = shards_.size() == 1;
-    std::vector<v1::EmbeddingApplyResponse> replies(shards_.size());
-    VS_RETURN_IF_ERROR(WithClusterNearMatches(
-        name, InParallel(parts, [&](int i) {
-          v1::EmbeddingApplyRequest request;
+  const bool idempotent = BeginStep(&id);
+  absl::StatusOr<v1::EmbeddingApplyResponse> result =
+      Routed([&]() -> absl::StatusOr<v1::EmbeddingApplyResponse> {
+        VS_ASSIGN_OR_RETURN(const std::vector<std::vector<int64_t>> split,
+                            SplitKeys(keys));
+        const std::vector<int> parts = ShardsToCall(split);
+        VS_RETURN_IF_ERROR(
+            CheckRowsPerKey(name, "gradients", keys, &gradients));
+        const bool whole = shards_.size() == 1;
+        const int64_t complete_below = CompleteBelow(id);
+        std::vector<v1::EmbeddingApplyRequest> requests(shards_.size());
+        for (const int i : parts) {
+          v1::EmbeddingApplyRequest& request = requests[i];
           request.set_name(std::string(name));
           TensorToProto(whole ? keys : TakeRows(keys, split[i]),
                         request.mutable_keys());
@@ -1486,21 +1551,30 @@ absl::StatusOr<v1::EmbeddingApplyResponse> Client::EmbeddingApply(
           if (global_step.has_value()) request.set_global_step(*global_step);
           if (idempotent) *request.mutable_id() = id;
           MarkSpan(parts, request);
-          return Run({i, "EmbeddingApply", std::string(name)}, idempotent,
-                     [&](auto& stub, grpc::ClientContext* context) {
-                       return stub.EmbeddingApply(context, request,
-                                                  &replies[i]);
-                     });
-        })));
-    v1::EmbeddingApplyResponse response;
-    response.set_duplicate(true);
-    for (int i : parts) {
-      response.set_applied(response.applied() + replies[i].applied());
-      response.set_filtered(response.filtered() + replies[i].filtered());
-      response.set_duplicate(response.duplicate() && replies[i].duplicate());
-    }
-    return response;
-  });
+          request.set_complete_below(complete_below);
+        }
+        AttachIntent(parts, requests, &v1::IntentPart::mutable_embedding_apply);
+        std::vector<v1::EmbeddingApplyResponse> replies(shards_.size());
+        VS_RETURN_IF_ERROR(WithClusterNearMatches(
+            name, InParallel(parts, [&](int i) {
+              return Run({i, "EmbeddingApply", std::string(name)}, idempotent,
+                         [&](auto& stub, grpc::ClientContext* context) {
+                           return stub.EmbeddingApply(context, requests[i],
+                                                      &replies[i]);
+                         });
+            })));
+        v1::EmbeddingApplyResponse response;
+        response.set_duplicate(true);
+        for (int i : parts) {
+          response.set_applied(response.applied() + replies[i].applied());
+          response.set_filtered(response.filtered() + replies[i].filtered());
+          response.set_duplicate(response.duplicate() &&
+                                 replies[i].duplicate());
+        }
+        return response;
+      });
+  if (idempotent) EndStep(id);
+  return result;
 }
 
 absl::StatusOr<v1::EmbeddingStats> Client::EmbeddingStat(absl::string_view name,

@@ -7,6 +7,7 @@
 #include <limits>
 #include <memory>
 #include <optional>
+#include <set>
 #include <string>
 #include <type_traits>
 #include <vector>
@@ -70,6 +71,15 @@ struct ClientOptions {
   // holds, as the pause's holder's own changes (e.g. moving variables under
   // the pause). Default: empty, none.
   std::string pause_id;
+  // A client of several shards, once it checked the cluster (its first
+  // call), completes the steps that workers left half applied whose intents
+  // are at least this old (RecoverSteps in admin_client.h): a worker
+  // restarted after a crash completes what it left, while live workers'
+  // steps under way are left to them. Best effort: an error (e.g.
+  // PERMISSION_DENIED for a token without the write role over every name)
+  // is ignored, and a later client, a consistent cut or `varscope recover`
+  // tries again. absl::InfiniteDuration(): never. Default: 5 seconds.
+  absl::Duration recover_after = absl::Seconds(5);
 };
 
 // Thread-safe. Every method returns the server's status unchanged (codes as
@@ -103,9 +113,14 @@ struct ClientOptions {
 // step is not. A step that fails (an error other than UNAVAILABLE, or
 // UNAVAILABLE after retry_timeout) may be applied on some shards only;
 // sending the same request again, with the id it was given, completes it
-// without applying any part twice. If the worker dies in the middle, the
-// shards that got their part keep it and nothing completes the others:
-// there is no recovery pass.
+// without applying any part twice. The first shard of such a step (its
+// keeper) also gets the other shards' parts, which it stores with its own
+// (an intent) until this client's later requests say the step ended
+// (complete_below: its lowest step under way); if the worker dies in the
+// middle, a recovery pass completes the step from the intent (RecoverSteps
+// in admin_client.h: run by every consistent cut, `varscope recover`, and
+// a client of the cluster on its first call, see recover_after).
+// BatchUpdate and EmbeddingApply do so.
 class Client {
  public:
   // A client of the server at `address` (HOST:PORT), or of a cluster of
@@ -436,6 +451,15 @@ class Client {
   // near matches of every shard instead; else `status`.
   absl::Status WithClusterNearMatches(absl::string_view name,
                                       absl::Status status);
+  // Identify, recording the step as under way until EndStep (false, and
+  // nothing recorded, without exactly_once).
+  bool BeginStep(v1::UpdateId* id);
+  void EndStep(const v1::UpdateId& id);
+  // The complete_below of a request of step `id`: this client's lowest step
+  // under way, or 0 (nothing said) for another client's id.
+  int64_t CompleteBelow(const v1::UpdateId& id);
+  // RecoverSteps over the shards (see ClientOptions::recover_after).
+  void RecoverLeftSteps();
 
   // The shard list: read by every call while it holds topology_mu_ shared
   // (Routed), replaced by Refresh while it holds it exclusively. A shard's
@@ -456,6 +480,10 @@ class Client {
   std::string cluster_id_ ABSL_GUARDED_BY(id_mu_);
   const std::string client_id_;
   std::atomic<int64_t> sequence_{0};
+  // The sequences of this client's steps under way (BeginStep to EndStep):
+  // complete_below is the lowest.
+  absl::Mutex steps_mu_;
+  std::set<int64_t> open_steps_ ABSL_GUARDED_BY(steps_mu_);
 };
 
 // Whether `status` is a shard's refusal of a call from a client of another

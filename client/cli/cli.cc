@@ -444,6 +444,11 @@ void CommandLine::AddStoreCommands() {
   sub->add_option("--cluster-id", reshard_.cluster_id,
                   "The new cluster's id (default: derived from --to)");
 
+  AddCommand("recover",
+             "Complete the steps that dead workers left half applied on a "
+             "cluster's shards (--server lists them all, in order)",
+             [](const CommandContext& c) { return Recover(c); });
+
   sub = AddCommand(
       "restore",
       "On this machine (no server): restore a backup, or copy a checkpoint, "
@@ -602,6 +607,8 @@ int Run(const std::vector<std::string>& args, const Environment& env) {
   // An operator's command reports a server that is down within seconds
   // instead of waiting for it as a worker would.
   client_options.retry_timeout = absl::Seconds(2);
+  // Changes only when asked to (`varscope recover`).
+  client_options.recover_after = absl::InfiniteDuration();
   client_options.security = context.security;
   context.client = Client::Connect(*address, client_options);
   context.server_address = *address;

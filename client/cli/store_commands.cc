@@ -219,6 +219,7 @@ absl::Status CopyCluster(const CommandContext& context,
               {"variables", variables},
               {"bytes", bytes},
               {"completed_steps", taken.completed},
+              {"recovered_steps", taken.recovered},
               {"abandoned_steps", taken.abandoned},
               {"shards", Json::array()}};
     for (size_t i = 0; i < n; ++i) {
@@ -237,6 +238,11 @@ absl::Status CopyCluster(const CommandContext& context,
     out << " (" << taken.completed << " step"
         << (taken.completed == 1 ? "" : "s")
         << " half applied when the pause began completed in it)";
+  }
+  if (taken.recovered > 0) {
+    out << " (" << taken.recovered << " step"
+        << (taken.recovered == 1 ? "" : "s")
+        << " completed from their keepers' intents)";
   }
   out << ":\n";
   for (size_t i = 0; i < n; ++i) {
@@ -266,6 +272,37 @@ absl::Status Copy(const CommandContext& context, const CopyOptions& options,
 }
 
 }  // namespace
+
+absl::Status Recover(const CommandContext& context) {
+  if (!IsCluster(context)) {
+    return absl::FailedPreconditionError(
+        absl::StrCat("Recovery needs the cluster's shard list, in its order "
+                     "(--server HOST:PORT,HOST:PORT,...), not the one server ",
+                     context.server_address));
+  }
+  VS_RETURN_IF_ERROR(context.client->CheckCluster());
+  std::vector<std::unique_ptr<AdminClient>> admins;
+  std::vector<AdminClient*> shards;
+  for (const std::string& address : context.client->addresses()) {
+    admins.push_back(
+        AdminClient::Connect(address, context.timeout, context.security));
+    shards.push_back(admins.back().get());
+  }
+  VS_ASSIGN_OR_RETURN(const Recovered recovered, RecoverSteps(shards, {}));
+  if (context.json) {
+    *context.out << DumpJson({{"completed", recovered.completed},
+                              {"dropped", recovered.dropped}})
+                 << "\n";
+    return absl::OkStatus();
+  }
+  *context.out << "Completed " << recovered.completed << " step"
+               << (recovered.completed == 1 ? "" : "s")
+               << " that workers left half applied\n";
+  for (const std::string& step : recovered.dropped) {
+    *context.out << "Dropped " << step << "\n";
+  }
+  return absl::OkStatus();
+}
 
 absl::Status Checkpoint(const CommandContext& context,
                         const CopyOptions& options) {

@@ -63,6 +63,16 @@ struct RestoreOptions {
 absl::Status Restore(const CommandContext& context,
                      const RestoreOptions& options);
 
+// Completes the steps that workers left half applied on the cluster
+// `--server` lists (RecoverSteps: every intent, whatever its age), after
+// checking that the shards are the cluster's in its order, and prints how
+// many it completed and which it dropped ("Dropped step 17 of client C:
+// ..."). JSON {"completed": N, "dropped": [...]}. FAILED_PRECONDITION for a
+// single server ("Recovery needs the cluster's shard list ...") or
+// a list in another order; the first error that may pass otherwise (the
+// intents it could not complete are kept for the next run).
+absl::Status Recover(const CommandContext& context);
+
 }  // namespace varscope::cli
 
 #endif  // VARSCOPE_CLIENT_CLI_STORE_COMMANDS_H_

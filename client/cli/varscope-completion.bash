@@ -7,7 +7,7 @@
 _varscope() {
   local cur="${COMP_WORDS[COMP_CWORD]}"
   local prev="${COMP_WORDS[COMP_CWORD - 1]}"
-  local commands="ls tree show find du diagnose get set rm mv export import stats top health checkpoint backup restore"
+  local commands="ls tree show find du diagnose get set rm mv export import stats top health checkpoint backup recover restore"
   local global="--server --json --timeout --page-size --help"
   local cmd="" server=() i
   for ((i = 1; i < COMP_CWORD; i++)); do

@@ -230,6 +230,7 @@ absl::StatusOr<v1::BatchUpdateResponse> EmbeddingCalls::ExactlyOnce(
 absl::StatusOr<v1::EmbeddingApplyResponse> EmbeddingCalls::Apply(
     const v1::EmbeddingApplyRequest& request) {
   const std::string& name = request.name();
+  VS_RETURN_IF_ERROR(Intents::Check(request));
   VS_ASSIGN_OR_RETURN(std::shared_ptr<embedding::EmbeddingTable> table,
                       Find(name));
   v1::EmbeddingApplyRequest copy = request;
@@ -261,6 +262,8 @@ absl::StatusOr<v1::EmbeddingApplyResponse> EmbeddingCalls::Apply(
     optimizer.ApplyElements(v1::DT_FLOAT, n, reinterpret_cast<char*>(var), raw,
                             reinterpret_cast<const char*>(grad));
   };
+  // The intent goes with the exactly-once record, in the same store write.
+  const Intents::Change intents = table_->intents().Prepare(request);
   VS_ASSIGN_OR_RETURN(
       const v1::BatchUpdateResponse result,
       ExactlyOnce(
@@ -274,13 +277,15 @@ absl::StatusOr<v1::EmbeddingApplyResponse> EmbeddingCalls::Apply(
                     keys,
                     reinterpret_cast<const float*>(gradients.bytes().data()),
                     slots, step_rows, step,
-                    [record](const Result& r, StorageBatch& batch) {
+                    [record, intents](const Result& r, StorageBatch& batch) {
                       if (record) {
                         record(Counts({r.applied, r.filtered}), batch);
+                        intents.Write(batch);
                       }
                     }));
             return Counts({applied.applied, applied.filtered});
           }));
+  if (!result.duplicate()) table_->intents().Commit(intents);
   v1::EmbeddingApplyResponse response;
   response.set_applied(result.versions_size() > 0 ? result.versions(0) : 0);
   response.set_filtered(result.versions_size() > 1 ? result.versions(1) : 0);

@@ -36,8 +36,9 @@ class EmbeddingCalls {
       const v1::GetEmbeddingVariableRequest& request);
   absl::StatusOr<v1::EmbeddingLookupResponse> Lookup(
       const v1::EmbeddingLookupRequest& request);
-  // Also INVALID_ARGUMENT for a bad optimizer and for gradients holding a
-  // NaN or an infinity. Exactly once with an id (as BatchUpdate).
+  // Also INVALID_ARGUMENT for a bad optimizer, for gradients holding a
+  // NaN or an infinity and for a bad intent. Exactly once with an id, and
+  // its intent stored with it (as BatchUpdate).
   absl::StatusOr<v1::EmbeddingApplyResponse> Apply(
       const v1::EmbeddingApplyRequest& request);
   absl::StatusOr<v1::EmbeddingStats> Stats(

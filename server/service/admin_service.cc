@@ -111,13 +111,13 @@ grpc::ServerUnaryReactor* AdminServiceImpl::Enqueue(
     grpc::CallbackServerContext* context, absl::string_view method,
     const grpc::ByteBuffer& request, grpc::ByteBuffer* response,
     std::function<std::string(const Request&)> target,
-    std::function<absl::Status(const Request&, Response*)> operation) {
+    std::function<absl::Status(const Request&, Response*)> operation,
+    Role needed) {
   grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
   Request parsed;
   absl::Status status = ParseRaw(request, &parsed);
   if (status.ok()) {
-    status = access_->Authorize(*context, method, Role::kAdmin, {""},
-                                target(parsed));
+    status = access_->Authorize(*context, method, needed, {""}, target(parsed));
   }
   if (!status.ok()) {
     reactor->Finish(ToGrpcStatus(status));
@@ -339,6 +339,45 @@ grpc::ServerUnaryReactor* AdminServiceImpl::SetClusterIdentity(
                             cluster_->Change(*storage_, request.identity()));
         return absl::OkStatus();
       });
+}
+
+grpc::ServerUnaryReactor* AdminServiceImpl::ListIntents(
+    grpc::CallbackServerContext* context, const grpc::ByteBuffer* request,
+    grpc::ByteBuffer* response) {
+  grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
+  v1::ListIntentsRequest parsed;
+  absl::Status status = ParseRaw(*request, &parsed);
+  if (status.ok()) {
+    status =
+        access_->Authorize(*context, "ListIntents", Role::kWrite, {""}, "");
+  }
+  if (status.ok()) {
+    absl::StatusOr<v1::ListIntentsResponse> reply = table_->intents().List(
+        parsed.min_age_micros(), absl::ToUnixMicros(absl::Now()));
+    status = reply.status();
+    if (reply.ok()) *response = SerializeRaw(*reply);
+  }
+  reactor->Finish(ToGrpcStatus(status));
+  return reactor;
+}
+
+grpc::ServerUnaryReactor* AdminServiceImpl::DeleteIntent(
+    grpc::CallbackServerContext* context, const grpc::ByteBuffer* request,
+    grpc::ByteBuffer* response) {
+  return Enqueue<v1::DeleteIntentRequest, v1::DeleteIntentResponse>(
+      context, "DeleteIntent", *request, response,
+      [](const v1::DeleteIntentRequest& request) {
+        return absl::StrCat(request.id().client_id(), "/",
+                            request.id().sequence());
+      },
+      [this](const v1::DeleteIntentRequest& request,
+             v1::DeleteIntentResponse* response) -> absl::Status {
+        VS_ASSIGN_OR_RETURN(const bool deleted,
+                            table_->ForgetIntent(request.id()));
+        response->set_deleted(deleted);
+        return absl::OkStatus();
+      },
+      Role::kWrite);
 }
 
 }  // namespace varscope::server

@@ -27,7 +27,9 @@ using AdminServiceBase =
                 v1::AdminService::WithRawCallbackMethod_RemoveVariables,
                 v1::AdminService::WithRawCallbackMethod_SetClusterIdentity,
                 v1::AdminService::WithRawCallbackMethod_Pause,
-                v1::AdminService::WithRawCallbackMethod_Resume>::type;
+                v1::AdminService::WithRawCallbackMethod_Resume,
+                v1::AdminService::WithRawCallbackMethod_ListIntents,
+                v1::AdminService::WithRawCallbackMethod_DeleteIntent>::type;
 
 // Thread-safe. `table`, `storage`, `access`, `cluster` and `pause` must
 // outlive the service.
@@ -37,7 +39,10 @@ using AdminServiceBase =
 // Backup with a pause_id checks, while it takes its copy, that the pause
 // still holds (ABORTED otherwise), then ends it.
 //
-// Every method needs the admin role (`access` decides). The re-sharding
+// Every method needs the admin role (`access` decides), but ListIntents and
+// DeleteIntent, which need the write role over every name (a worker
+// recovers the steps of dead workers: Recover in admin_client.h); they are
+// the table's intents (VariableTable::intents, ForgetIntent). The re-sharding
 // methods (ExportVariables, InstallVariables, RemoveVariables,
 // SetClusterIdentity) are the table's (VariableTable::Export, Install,
 // Remove) and ClusterPlace::Change. Directories are
@@ -85,12 +90,19 @@ class AdminServiceImpl final : public AdminServiceBase {
   grpc::ServerUnaryReactor* Resume(grpc::CallbackServerContext* context,
                                    const grpc::ByteBuffer* request,
                                    grpc::ByteBuffer* response) override;
+  grpc::ServerUnaryReactor* ListIntents(grpc::CallbackServerContext* context,
+                                        const grpc::ByteBuffer* request,
+                                        grpc::ByteBuffer* response) override;
+  grpc::ServerUnaryReactor* DeleteIntent(grpc::CallbackServerContext* context,
+                                         const grpc::ByteBuffer* request,
+                                         grpc::ByteBuffer* response) override;
 
  private:
   static constexpr int64_t kMaxQueued = 64;
 
   // Parses `request` as a `Request` and checks the caller may call
-  // `method` (on `target`, for the log), then runs `operation` on the
+  // `method` (on `target`, for the log) with role `needed`, then runs
+  // `operation` on the
   // executor; the call finishes with its status (or the refusal's), and its
   // reply when OK.
   template <typename Request, typename Response>
@@ -98,7 +110,8 @@ class AdminServiceImpl final : public AdminServiceBase {
       grpc::CallbackServerContext* context, absl::string_view method,
       const grpc::ByteBuffer& request, grpc::ByteBuffer* response,
       std::function<std::string(const Request&)> target,
-      std::function<absl::Status(const Request&, Response*)> operation);
+      std::function<absl::Status(const Request&, Response*)> operation,
+      Role needed = Role::kAdmin);
   // Enqueue of `operation` with the request's directory resolved under the
   // backup root.
   template <typename Request, typename Response>

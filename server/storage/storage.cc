@@ -46,6 +46,9 @@ constexpr size_t kEmbeddingMemtableBytes = 16 << 20;
 constexpr size_t kLoadThreads = 4;
 // The key of the cluster identity in the default column family.
 constexpr char kClusterIdentityKey[] = "cluster-identity";
+// The keys of intents in the default column family start with this (then
+// the client id, '\0' and the sequence, as applied-update keys).
+constexpr char kIntentPrefix[] = "intent/";
 // "IDENTITY\nSEQUENCE\nLOG:BYTES ... LOG\n": everything up to write SEQUENCE
 // of the store with that RocksDB identity is in its table files, and its
 // write-ahead logs were LOG.log, ... (RocksDB deletes a log only once
@@ -406,6 +409,23 @@ void StorageBatch::DeleteApplied(absl::string_view client_id,
                   std::nullopt});
 }
 
+void StorageBatch::PutIntent(absl::string_view client_id, int64_t sequence,
+                             std::string intent) {
+  ops_.push_back(
+      {Kind::kPut, Family::kDefault,
+       absl::StrCat(kIntentPrefix,
+                    ChunkKey(client_id, static_cast<uint64_t>(sequence))),
+       std::move(intent), std::nullopt});
+}
+
+void StorageBatch::DeleteIntent(absl::string_view client_id, int64_t sequence) {
+  ops_.push_back(
+      {Kind::kDelete, Family::kDefault,
+       absl::StrCat(kIntentPrefix,
+                    ChunkKey(client_id, static_cast<uint64_t>(sequence))),
+       "", std::nullopt});
+}
+
 void StorageBatch::PutEmbedding(std::string key, std::string value) {
   ops_.push_back({Kind::kPut, Family::kEmbedding, std::move(key),
                   std::move(value), std::nullopt});
@@ -728,7 +748,9 @@ absl::Status Storage::Write(const StorageBatch& batch) {
   for (const StorageBatch::Op& op : batch.ops_) {
     if (!s.ok()) break;
     rocksdb::ColumnFamilyHandle* family =
-        handles_[static_cast<size_t>(op.family) + 1];
+        op.family == StorageBatch::Family::kDefault
+            ? handles_[0]
+            : handles_[static_cast<size_t>(op.family) + 1];
     switch (op.kind) {
       case StorageBatch::Kind::kPut:
         s = write_batch.Put(family, op.key,
@@ -878,15 +900,18 @@ absl::Status Storage::ScanEmbedding(
   return FromRocksStatus(it->status(), "Reading the store");
 }
 
-absl::Status Storage::LoadApplied(
+absl::Status Storage::LoadClientRecords(
+    size_t family, absl::string_view prefix, absl::string_view what,
     const std::function<absl::Status(std::string, int64_t, std::string)>& fn) {
   absl::ReaderMutexLock l(&mu_);
   std::unique_ptr<rocksdb::Iterator> it(
-      db_->NewIterator(rocksdb::ReadOptions(), handles_[3]));
-  for (it->SeekToFirst(); it->Valid(); it->Next()) {
-    const rocksdb::Slice key = it->key();
+      db_->NewIterator(rocksdb::ReadOptions(), handles_[family]));
+  for (it->Seek(ToSlice(prefix));
+       it->Valid() && it->key().starts_with(ToSlice(prefix)); it->Next()) {
+    rocksdb::Slice key = it->key();
+    key.remove_prefix(prefix.size());
     if (key.size() < 9 || key[key.size() - 9] != '\0') {
-      return absl::DataLossError("An applied-update record has a damaged key");
+      return absl::DataLossError(absl::StrCat(what, " has a damaged key"));
     }
     VS_RETURN_IF_ERROR(fn(std::string(key.data(), key.size() - 9),
                           static_cast<int64_t>(absl::big_endian::Load64(
@@ -894,6 +919,16 @@ absl::Status Storage::LoadApplied(
                           it->value().ToString()));
   }
   return FromRocksStatus(it->status(), "Reading the store");
+}
+
+absl::Status Storage::LoadApplied(
+    const std::function<absl::Status(std::string, int64_t, std::string)>& fn) {
+  return LoadClientRecords(3, "", "An applied-update record", fn);
+}
+
+absl::Status Storage::LoadIntents(
+    const std::function<absl::Status(std::string, int64_t, std::string)>& fn) {
+  return LoadClientRecords(0, kIntentPrefix, "An intent record", fn);
 }
 
 absl::Status Storage::LoadAll(

@@ -1,6 +1,7 @@
 // The RocksDB store behind varscoped: variable metadata in the `meta` column
 // family, variable bytes in row-aligned chunks in the `data` column family,
-// exactly-once records in the `applied` column family. This is the one place
+// exactly-once records in the `applied` column family, the intents of steps
+// split over shards in the default one. This is the one place
 // that sees rocksdb::Status.
 #ifndef VARSCOPE_SERVER_STORAGE_STORAGE_H_
 #define VARSCOPE_SERVER_STORAGE_STORAGE_H_
@@ -82,6 +83,11 @@ class StorageBatch {
                   absl::string_view result);
   // Deletes that record.
   void DeleteApplied(absl::string_view client_id, int64_t sequence);
+  // Records the serialized v1::Intent of update `sequence` of client
+  // `client_id` (a spanning step's other parts), or deletes it.
+  void PutIntent(absl::string_view client_id, int64_t sequence,
+                 std::string intent);
+  void DeleteIntent(absl::string_view client_id, int64_t sequence);
   // Writes, or deletes, the record `key` of the `embedding` column family
   // (embedding variables' rows; server/embedding/ lays out the keys).
   void PutEmbedding(std::string key, std::string value);
@@ -93,7 +99,8 @@ class StorageBatch {
 
  private:
   friend class Storage;
-  enum class Family { kMeta, kData, kApplied, kEmbedding };
+  // kDefault last: the others are the handles after the default one's.
+  enum class Family { kMeta, kData, kApplied, kEmbedding, kDefault };
   enum class Kind { kPut, kDelete, kDeleteRange, kPutRows };
   struct Op {
     Kind kind;
@@ -206,6 +213,11 @@ class Storage {
   // Calls `fn(client_id, sequence, result)` for every applied-update record
   // (see StorageBatch::PutApplied).
   absl::Status LoadApplied(
+      const std::function<absl::Status(std::string, int64_t, std::string)>& fn);
+
+  // Calls `fn(client_id, sequence, intent)` for every intent record (see
+  // StorageBatch::PutIntent). DATA_LOSS for a damaged key.
+  absl::Status LoadIntents(
       const std::function<absl::Status(std::string, int64_t, std::string)>& fn);
 
   // The cluster identity recorded in the store, nullopt if none is. It is a
@@ -334,6 +346,13 @@ class Storage {
 
   // Opens the RocksDB store. REQUIRES: db_ is null.
   absl::Status OpenDb() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Calls `fn(client_id, sequence, value)` for the records keyed `prefix`,
+  // client id, '\0', sequence of column family handles_[family]; DATA_LOSS
+  // naming `what` for a damaged key.
+  absl::Status LoadClientRecords(
+      size_t family, absl::string_view prefix, absl::string_view what,
+      const std::function<absl::Status(std::string, int64_t, std::string)>& fn)
+      ABSL_LOCKS_EXCLUDED(mu_);
   // Whether the disk has room for the write that failed for want of space
   // (true if another error failed it): reopening before would only leave
   // one more log behind.

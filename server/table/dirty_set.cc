@@ -38,6 +38,11 @@ void DirtySet::AddApplied(absl::string_view client_id, int64_t sequence,
   Entry(clients, client_id).records[sequence] = std::move(result);
 }
 
+void DirtySet::AddIntent(absl::string_view client_id, int64_t sequence,
+                         std::optional<std::string> intent) {
+  Entry(clients, client_id).intents[sequence] = std::move(intent);
+}
+
 void DirtySet::Merge(DirtySet newer) {
   for (auto& [name, v] : newer.variables) {
     Variable& mine = Entry(variables, name);
@@ -56,6 +61,9 @@ void DirtySet::Merge(DirtySet newer) {
     for (auto& [sequence, record] : c.records) {
       mine.records[sequence] = std::move(record);
     }
+    for (auto& [sequence, intent] : c.intents) {
+      mine.intents[sequence] = std::move(intent);
+    }
   }
 }
 
@@ -66,8 +74,10 @@ void DirtySet::MarkFailed() {
     v.rows.clear();
   }
   for (auto& [id, c] : clients) {
-    absl::erase_if(c.records, [](const auto& r) { return !r.second; });
-    for (auto& [sequence, record] : c.records) record.reset();
+    for (auto* kept : {&c.records, &c.intents}) {
+      absl::erase_if(*kept, [](const auto& r) { return !r.second; });
+      for (auto& [sequence, record] : *kept) record.reset();
+    }
   }
 }
 

@@ -27,6 +27,8 @@ struct DirtySet {
     // Exactly-once records by sequence: the serialized result to write, or
     // nullopt to delete it.
     absl::btree_map<int64_t, std::optional<std::string>> records;
+    // Intents (see Intents), alike: the serialized v1::Intent or nullopt.
+    absl::btree_map<int64_t, std::optional<std::string>> intents;
   };
 
   // The variable's metadata changed.
@@ -41,13 +43,17 @@ struct DirtySet {
   void AddApplied(absl::string_view client_id, int64_t sequence,
                   std::optional<std::string> result);
 
+  // An intent was stored (nullopt: forgotten).
+  void AddIntent(absl::string_view client_id, int64_t sequence,
+                 std::optional<std::string> intent);
+
   // Adds the changes of `newer`, which happened after this set's.
   void Merge(DirtySet newer);
 
   // Turns the changes of a store write that failed, which may or may not
   // have reached the disk, into what undoes them there: every variable
   // rewritten whole as the table holds it, every exactly-once record it
-  // added deleted (and those it deleted left alone).
+  // or intent it added deleted (and those it deleted left alone).
   void MarkFailed();
 
   bool empty() const { return variables.empty() && clients.empty(); }

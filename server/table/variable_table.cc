@@ -101,6 +101,7 @@ absl::StatusOr<std::unique_ptr<VariableTable>> VariableTable::Load(
     const TableOptions& options, Storage* storage) {
   std::unique_ptr<VariableTable> table(new VariableTable(options));
   VS_RETURN_IF_ERROR(table->applied_.Load(*storage));
+  VS_RETURN_IF_ERROR(table->intents_.Load(*storage));
   absl::MutexLock l(&table->mu_);
   VS_RETURN_IF_ERROR(
       storage->LoadAll([&](Storage::LoadedVariable loaded) -> absl::Status {
@@ -474,6 +475,7 @@ absl::Status VariableTable::EnsureSlots(const Variable& var,
 
 absl::StatusOr<v1::BatchUpdateResponse> VariableTable::BatchUpdate(
     v1::BatchUpdateRequest request) {
+  VS_RETURN_IF_ERROR(Intents::Check(request));
   if (!request.has_id()) return ApplyBatch(std::move(request));
   const v1::UpdateId id = request.id();
   VS_ASSIGN_OR_RETURN(std::optional<v1::BatchUpdateResponse> recorded,
@@ -583,11 +585,13 @@ absl::StatusOr<v1::BatchUpdateResponse> VariableTable::CommitBatch(
     }
   }
   std::optional<AppliedUpdates::Record> record;
+  const Intents::Change intents = intents_.Prepare(request);
   if (request.has_id()) {
     record = applied_.ToRecord(request.id(), response);
     const std::string& client_id = request.id().client_id();
     dirty.AddApplied(client_id, request.id().sequence(), record->result);
     for (int64_t old : record->forget) dirty.AddApplied(client_id, old, {});
+    intents.AddTo(dirty);
   }
   VS_RETURN_IF_ERROR(write_behind_->Commit(
       [&](StorageBatch& batch) {
@@ -605,6 +609,7 @@ absl::StatusOr<v1::BatchUpdateResponse> VariableTable::CommitBatch(
           for (int64_t old : record->forget) {
             batch.DeleteApplied(request.id().client_id(), old);
           }
+          intents.Write(batch);
         }
       },
       std::move(dirty),
@@ -624,8 +629,21 @@ absl::StatusOr<v1::BatchUpdateResponse> VariableTable::CommitBatch(
         }
         for (auto& [name, w] : working) w.var->mu.Unlock();
       }));
+  intents_.Commit(intents);
   counters_.updates_applied.Add(static_cast<double>(ops.size()));
   return response;
+}
+
+absl::StatusOr<bool> VariableTable::ForgetIntent(const v1::UpdateId& id) {
+  const Intents::Change change = intents_.Forget(id);
+  if (change.empty()) return false;
+  DirtySet dirty;
+  change.AddTo(dirty);
+  VS_RETURN_IF_ERROR(
+      write_behind_->Commit([&](StorageBatch& batch) { change.Write(batch); },
+                            std::move(dirty), [] {}));
+  intents_.Commit(change);
+  return true;
 }
 
 absl::StatusOr<v1::VariableInfo> VariableTable::Stat(

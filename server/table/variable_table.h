@@ -29,6 +29,7 @@
 #include "server/table/dirty_set.h"
 #include "server/table/durability.h"
 #include "server/table/get_variable_plan.h"
+#include "server/table/intents.h"
 #include "server/table/optimizers.h"
 #include "server/table/variable.h"
 #include "server/table/write_behind.h"
@@ -158,13 +159,23 @@ class VariableTable {
   //
   // With an id (client, sequence), the batch is applied exactly once: a
   // repeat of an applied id returns the first result with duplicate=true
-  // and changes nothing (see AppliedUpdates).
+  // and changes nothing (see AppliedUpdates). Its intent (the other shards'
+  // parts of a spanning step) is stored in the same store write, and the
+  // client's intents below its complete_below are forgotten in it;
+  // INVALID_ARGUMENT for a bad intent (Intents::Check), nothing applied.
   absl::StatusOr<v1::BatchUpdateResponse> BatchUpdate(
       v1::BatchUpdateRequest request);
   // The server's exactly-once records, of batches and of embedding
   // variables' updates alike (a client numbers all its updates with one
   // sequence), so that a re-shard moves them all.
   AppliedUpdates& applied() { return applied_; }
+
+  // The intents the store keeps (shared with the embedding calls, which
+  // store theirs with their own writes).
+  Intents& intents() { return intents_; }
+  // Forgets the intent of `id`, durably as the durability mode says.
+  // Returns whether it was kept; store errors.
+  absl::StatusOr<bool> ForgetIntent(const v1::UpdateId& id);
 
   // One page of the names under a scope, in name order: every variable when
   // recursive, else the direct child variables and child scopes.
@@ -329,6 +340,7 @@ class VariableTable {
 
   const TableOptions options_;
   AppliedUpdates applied_;
+  Intents intents_;
   Counters counters_;
 
   mutable absl::Mutex mu_;

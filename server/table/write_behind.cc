@@ -116,6 +116,13 @@ StorageBatch BatchOf(const DirtySet& dirty, PublishedState& present) {
         batch.DeleteApplied(client_id, sequence);
       }
     }
+    for (const auto& [sequence, intent] : client.intents) {
+      if (intent.has_value()) {
+        batch.PutIntent(client_id, sequence, *intent);
+      } else {
+        batch.DeleteIntent(client_id, sequence);
+      }
+    }
   }
   return batch;
 }

@@ -17,6 +17,7 @@
 #include "nlohmann/json.hpp"
 #include "server/service/server.h"
 #include "tests/cli/cli_fixture.h"
+#include "tests/testing/updates.h"
 
 namespace varscope::cli::testing {
 namespace {
@@ -33,10 +34,7 @@ using ::varscope::testing::TestShardOptions;
 constexpr int kShards = 3;
 
 std::string NameOn(int shard) {
-  for (int i = 0;; ++i) {
-    std::string name = absl::StrCat("w", i);
-    if (ShardOf(name, kShards) == shard) return name;
-  }
+  return ::varscope::testing::NameOnShard(shard, kShards, "w");
 }
 
 // The int64 scalar `name` of the store in `data_dir` (a checkpoint, or a

@@ -340,6 +340,18 @@ std::vector<Call> EveryMethod() {
          r.set_pause_id(absl::StrCat("p", n));
          return Unary<v1::ResumeResponse>(a, &AS::Resume, r);
        }},
+      {"ListIntents", server::Role::kWrite,
+       [](VS&, AS& a, const std::string&, int) {
+         return Unary<v1::ListIntentsResponse>(a, &AS::ListIntents,
+                                               v1::ListIntentsRequest());
+       }},
+      {"DeleteIntent", server::Role::kWrite,
+       [](VS&, AS& a, const std::string&, int n) {
+         v1::DeleteIntentRequest r;
+         r.mutable_id()->set_client_id("c");
+         r.mutable_id()->set_sequence(n);
+         return Unary<v1::DeleteIntentResponse>(a, &AS::DeleteIntent, r);
+       }},
   };
 }
 

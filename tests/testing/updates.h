@@ -7,10 +7,22 @@
 #include <utility>
 #include <vector>
 
+#include "absl/strings/str_cat.h"
+#include "common/names.h"
 #include "common/tensor.h"
 #include "varscope/v1/variable_service.pb.h"
 
 namespace varscope::testing {
+
+// The first of the names PREFIX0, PREFIX1, ... that ShardOf places on shard
+// `shard` of `count`.
+inline std::string NameOnShard(int shard, int count,
+                               const std::string& prefix) {
+  for (int i = 0;; ++i) {
+    std::string name = absl::StrCat(prefix, i);
+    if (ShardOf(name, count) == shard) return name;
+  }
+}
 
 // A CREATE of `name` with `dtype` and shape `dims`, initialized by
 // `initializer` (KIND_DEFAULT: no initializer in the request, the server's

@@ -1,0 +1,176 @@
+#include "server/table/intents.h"
+
+#include <algorithm>
+#include <utility>
+
+#include "absl/container/flat_hash_set.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+#include "absl/time/clock.h"
+#include "common/status.h"
+
+namespace varscope::server {
+namespace {
+
+// Parses a part's request as a `Request` and checks it is of the step `id`
+// over `span`, without an intent of its own.
+template <typename Request>
+absl::Status CheckPart(const v1::IntentPart& part, const std::string& bytes,
+                       absl::string_view type, const v1::UpdateId& id,
+                       const google::protobuf::RepeatedField<int32_t>& span) {
+  Request request;
+  if (!request.ParseFromString(bytes)) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("The intent's part for shard ", part.shard(),
+                     " does not parse as a ", type));
+  }
+  if (request.id().client_id() != id.client_id() ||
+      request.id().sequence() != id.sequence() ||
+      !std::equal(request.span_shards().begin(), request.span_shards().end(),
+                  span.begin(), span.end()) ||
+      !request.intent().empty()) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "The intent's part for shard ", part.shard(),
+        " is not of the same step: its id and span_shards must be the "
+        "request's, and it carries no intent"));
+  }
+  return absl::OkStatus();
+}
+
+}  // namespace
+
+absl::Status Intents::Load(Storage& storage) {
+  absl::MutexLock l(&mu_);
+  return storage.LoadIntents(
+      [&](std::string client_id, int64_t sequence, std::string intent) {
+        mu_.AssertHeld();
+        clients_[client_id].emplace(sequence, std::move(intent));
+        return absl::OkStatus();
+      });
+}
+
+absl::Status Intents::Check(
+    const v1::UpdateId* id,
+    const google::protobuf::RepeatedField<int32_t>& span,
+    const google::protobuf::RepeatedPtrField<v1::IntentPart>& parts) {
+  if (parts.empty()) return absl::OkStatus();
+  if (id == nullptr) {
+    return absl::InvalidArgumentError(
+        "A request with an intent needs the step's exactly-once id");
+  }
+  absl::flat_hash_set<int32_t> seen;
+  for (const v1::IntentPart& part : parts) {
+    const int32_t shard = part.shard();
+    if (span.empty() || shard == span[0] ||
+        std::find(span.begin(), span.end(), shard) == span.end()) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "The intent's part for shard ", shard,
+          " is not for another shard of the step's span_shards (",
+          absl::StrJoin(span, ", "), "; the first is the keeper)"));
+    }
+    if (!seen.insert(shard).second) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("The intent has two parts for shard ", shard));
+    }
+    switch (part.request_case()) {
+      case v1::IntentPart::kBatchUpdate:
+        VS_RETURN_IF_ERROR(CheckPart<v1::BatchUpdateRequest>(
+            part, part.batch_update(), "BatchUpdateRequest", *id, span));
+        break;
+      case v1::IntentPart::kEmbeddingApply:
+        VS_RETURN_IF_ERROR(CheckPart<v1::EmbeddingApplyRequest>(
+            part, part.embedding_apply(), "EmbeddingApplyRequest", *id, span));
+        break;
+      case v1::IntentPart::REQUEST_NOT_SET:
+        return absl::InvalidArgumentError(absl::StrCat(
+            "The intent's part for shard ", shard, " holds no request"));
+    }
+  }
+  return absl::OkStatus();
+}
+
+void Intents::Change::Write(StorageBatch& batch) const {
+  for (const int64_t sequence : forget) batch.DeleteIntent(client_id, sequence);
+  if (put.has_value()) batch.PutIntent(client_id, put->first, put->second);
+}
+
+void Intents::Change::AddTo(DirtySet& dirty) const {
+  for (const int64_t sequence : forget) {
+    dirty.AddIntent(client_id, sequence, std::nullopt);
+  }
+  if (put.has_value()) dirty.AddIntent(client_id, put->first, put->second);
+}
+
+Intents::Change Intents::Prepare(
+    const v1::UpdateId& id,
+    const google::protobuf::RepeatedPtrField<v1::IntentPart>& parts,
+    int64_t complete_below) {
+  Change change;
+  change.client_id = id.client_id();
+  if (!parts.empty()) {
+    v1::Intent intent;
+    *intent.mutable_id() = id;
+    *intent.mutable_parts() = parts;
+    intent.set_written_micros(absl::ToUnixMicros(absl::Now()));
+    change.put.emplace(id.sequence(), intent.SerializeAsString());
+  }
+  if (complete_below > 0) {
+    absl::MutexLock l(&mu_);
+    const auto it = clients_.find(id.client_id());
+    if (it != clients_.end()) {
+      for (auto kept = it->second.begin();
+           kept != it->second.end() && kept->first < complete_below; ++kept) {
+        change.forget.push_back(kept->first);
+      }
+    }
+  }
+  return change;
+}
+
+Intents::Change Intents::Forget(const v1::UpdateId& id) {
+  Change change;
+  change.client_id = id.client_id();
+  absl::MutexLock l(&mu_);
+  const auto it = clients_.find(id.client_id());
+  if (it != clients_.end() && it->second.contains(id.sequence())) {
+    change.forget.push_back(id.sequence());
+  }
+  return change;
+}
+
+void Intents::Commit(const Change& change) {
+  if (change.empty()) return;
+  absl::MutexLock l(&mu_);
+  auto& kept = clients_[change.client_id];
+  for (const int64_t sequence : change.forget) kept.erase(sequence);
+  if (change.put.has_value())
+    kept.insert_or_assign(change.put->first, change.put->second);
+  if (kept.empty()) clients_.erase(change.client_id);
+}
+
+absl::StatusOr<v1::ListIntentsResponse> Intents::List(int64_t min_age_micros,
+                                                      int64_t now_micros) {
+  v1::ListIntentsResponse response;
+  absl::MutexLock l(&mu_);
+  for (const auto& [client_id, kept] : clients_) {
+    for (const auto& [sequence, serialized] : kept) {
+      response.set_kept(response.kept() + 1);
+      v1::Intent intent;
+      if (!intent.ParseFromString(serialized)) {
+        return absl::DataLossError(absl::StrCat("The intent of update ",
+                                                sequence, " of client ",
+                                                client_id, " is damaged"));
+      }
+      if (now_micros - intent.written_micros() < min_age_micros) continue;
+      *response.add_intents() = std::move(intent);
+    }
+  }
+  std::sort(response.mutable_intents()->begin(),
+            response.mutable_intents()->end(),
+            [](const v1::Intent& a, const v1::Intent& b) {
+              return a.written_micros() < b.written_micros();
+            });
+  return response;
+}
+
+}  // namespace varscope::server
