@@ -1503,18 +1503,18 @@ absl::StatusOr<Tensor> Client::EmbeddingLookup(
     if (shards_.size() == 1) {
       return TensorFromProto(replies[0].mutable_values());
     }
-    std::vector<Tensor> rows;
+    // Only the shards called answered (a shard with no keys was not).
+    std::vector<Tensor> rows(shards_.size());
     int64_t dim = 0;
-    for (int i = 0; i < num_shards(); ++i) {
-      VS_ASSIGN_OR_RETURN(Tensor t,
+    for (const int i : parts) {
+      VS_ASSIGN_OR_RETURN(rows[i],
                           TensorFromProto(replies[i].mutable_values()));
-      if (t.dims().size() == 2) dim = t.dims()[1];
-      rows.push_back(std::move(t));
+      if (rows[i].dims().size() == 2) dim = rows[i].dims()[1];
     }
     Tensor out(v1::DT_FLOAT, {keys.dims()[0], dim});
     std::string bytes = out.ReleaseBytes();
     const size_t row = static_cast<size_t>(dim) * sizeof(float);
-    for (int i = 0; i < num_shards(); ++i) {
+    for (const int i : parts) {
       for (size_t k = 0; k < split[i].size(); ++k) {
         memcpy(bytes.data() + static_cast<size_t>(split[i][k]) * row,
                rows[i].bytes().data() + k * row, row);

@@ -215,9 +215,9 @@ absl::StatusOr<v1::BatchUpdateResponse> EmbeddingCalls::ExactlyOnce(
   // The recorder by value: in the interval mode it runs after this call
   // returned.
   absl::StatusOr<v1::BatchUpdateResponse> result =
-      update([&applied, id](const v1::BatchUpdateResponse& result,
-                            StorageBatch& batch) {
-        const AppliedUpdates::Record record = applied.ToRecord(id, result);
+      update([records = &applied, id](const v1::BatchUpdateResponse& result,
+                                      StorageBatch& batch) {
+        const AppliedUpdates::Record record = records->ToRecord(id, result);
         batch.PutApplied(id.client_id(), id.sequence(), record.result);
         for (int64_t seq : record.forget) {
           batch.DeleteApplied(id.client_id(), seq);

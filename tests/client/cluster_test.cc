@@ -137,6 +137,30 @@ TEST_F(ClusterTest, EachVariableLivesOnItsShard) {
               IsOk());
 }
 
+TEST_F(ClusterTest, EmbeddingLookupsOfKeysOnSomeShardsOnly) {
+  v1::GetEmbeddingVariableRequest emb;
+  emb.set_name("emb");
+  emb.set_mode(v1::CREATE);
+  emb.set_embedding_dim(2);
+  emb.mutable_initializer()->set_kind(v1::Initializer::ONES);
+  ASSERT_THAT(client_->GetEmbeddingVariable(emb).status(), IsOk());
+  // One key (its shard alone is called, or shard 0 with it), then none.
+  for (int shard = 0; shard < 3; ++shard) {
+    int64_t key = 0;
+    while (EmbeddingShardOf(key, 3) != shard) ++key;
+    absl::StatusOr<Tensor> rows = client_->EmbeddingLookup(
+        "emb", Tensor::FromVector<int64_t>(v1::DT_INT64, {1}, {key}));
+    ASSERT_THAT(rows.status(), IsOk()) << "shard " << shard;
+    EXPECT_EQ(rows->dims(), (std::vector<int64_t>{1, 2}));
+    EXPECT_EQ(rows->bytes(),
+              Tensor::FromVector<float>(v1::DT_FLOAT, {1, 2}, {1, 1}).bytes());
+  }
+  absl::StatusOr<Tensor> none = client_->EmbeddingLookup(
+      "emb", Tensor::FromVector<int64_t>(v1::DT_INT64, {0}, {}));
+  ASSERT_THAT(none.status(), IsOk());
+  EXPECT_EQ(none->dims(), (std::vector<int64_t>{0, 2}));
+}
+
 TEST_F(ClusterTest, ShardsListedInAnotherOrderAreRefusedBeforeAnyCall) {
   const std::string order = TestShardList(3);
   const std::string cluster =
