@@ -306,6 +306,15 @@ std::vector<int64_t> KeyRange(int64_t first, int64_t n) {
   return keys;
 }
 
+// Creates the embedding variable "emb" (dim 2, the default initializer).
+void CreateEmbedding(Client& client) {
+  v1::GetEmbeddingVariableRequest emb;
+  emb.set_name("emb");
+  emb.set_mode(v1::CREATE);
+  emb.set_embedding_dim(2);
+  ASSERT_THAT(client.GetEmbeddingVariable(emb).status(), IsOk());
+}
+
 // An Adagrad step at `step` on the rows of `keys` of embedding variable
 // "emb" (dim 2): gradient (k/100, step).
 void TrainEmbedding(Client& client, const std::vector<int64_t>& keys,
@@ -409,11 +418,7 @@ TEST_F(ReshardTest, EmbeddingCopiesAnInterruptedRunLeftAreDropped) {
   Form({0, 1});
   std::shared_ptr<Client> worker =
       Client::Connect(List({0, 1}), TestClientOptions());
-  v1::GetEmbeddingVariableRequest emb;
-  emb.set_name("emb");
-  emb.set_mode(v1::CREATE);
-  emb.set_embedding_dim(2);
-  ASSERT_THAT(worker->GetEmbeddingVariable(emb).status(), IsOk());
+  CreateEmbedding(*worker);
   TrainEmbedding(*worker, KeyRange(0, 60), 1);
   const std::map<int64_t, StoredRow> expected = EmbeddingPlaced({0, 1});
   // Copies on shard 0 of a row shard 1 holds (stale), and of a key no
@@ -539,11 +544,7 @@ TEST_F(ReshardTest, AnEmbeddingStepRetriedAfterTheMoveIsRecognised) {
   Form({0, 1});
   std::shared_ptr<Client> worker =
       Client::Connect(List({0, 1}), TestClientOptions());
-  v1::GetEmbeddingVariableRequest emb;
-  emb.set_name("emb");
-  emb.set_mode(v1::CREATE);
-  emb.set_embedding_dim(2);
-  ASSERT_THAT(worker->GetEmbeddingVariable(emb).status(), IsOk());
+  CreateEmbedding(*worker);
   // A key that moves from its old shard to the new one.
   int64_t key = 0;
   while (EmbeddingShardOf(key, 3) != 2) ++key;
