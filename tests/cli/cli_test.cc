@@ -474,7 +474,7 @@ std::string Complete(const std::vector<std::string>& words) {
 TEST_F(CliCommandTest, BashCompletionOffersCommandsOptionsAndNames) {
   EXPECT_EQ(Complete({VARSCOPE_BIN, "s"}), "show\nset\nstats\n");
   EXPECT_EQ(Complete({VARSCOPE_BIN, "rm", "--d"}), "--dry-run\n");
-  EXPECT_EQ(Complete({VARSCOPE_BIN, "re"}), "restore\n");
+  EXPECT_EQ(Complete({VARSCOPE_BIN, "re"}), "recover\nrestore\n");
   EXPECT_EQ(Complete({VARSCOPE_BIN, "restore", "--l"}), "--list\n");
   EXPECT_EQ(Complete({VARSCOPE_BIN, "diagnose", "x", "--dtype", "bf"}),
             "bfloat16\n");
