@@ -8,6 +8,7 @@
 #include "absl/strings/str_join.h"
 #include "absl/time/clock.h"
 #include "common/status.h"
+#include "common/tensor.h"
 
 namespace varscope::server {
 namespace {
@@ -108,11 +109,17 @@ Intents::Change Intents::Prepare(
   Change change;
   change.client_id = id.client_id();
   if (!parts.empty()) {
-    v1::Intent intent;
-    *intent.mutable_id() = id;
-    *intent.mutable_parts() = parts;
-    intent.set_written_micros(absl::ToUnixMicros(absl::Now()));
-    change.put.emplace(id.sequence(), intent.SerializeAsString());
+    v1::Intent head;
+    *head.mutable_id() = id;
+    head.set_written_micros(absl::ToUnixMicros(absl::Now()));
+    std::string intent = head.SerializeAsString();
+    // The parts appended as fields `parts` (fields of a message may come in
+    // any order), each serialized once, straight from the request.
+    for (const v1::IntentPart& part : parts) {
+      intent += FieldHead(v1::Intent::kPartsFieldNumber, part.ByteSizeLong());
+      part.AppendToString(&intent);
+    }
+    change.put.emplace(id.sequence(), std::move(intent));
   }
   if (complete_below > 0) {
     absl::MutexLock l(&mu_);
