@@ -184,29 +184,45 @@ absl::Status WalkPages(
   }
 }
 
-// Marks a step's per-shard requests with the shards it went to
-// (span_shards), when more than one: a cluster pause completes such a step
-// that some of its shards applied (AdminService.Pause).
-template <typename Request>
-void MarkSpan(const std::vector<int>& parts, Request& request) {
-  if (parts.size() < 2 || !request.has_id()) return;
-  request.mutable_span_shards()->Assign(parts.begin(), parts.end());
+// The span of a step with id `id` over the shards `parts` (ascending): the
+// same shards, starting at the step's keeper (see AttachIntent), which
+// turns with the step's sequence so that a client's steps spread their
+// keepers over the shards (its first step is kept by the first shard).
+std::vector<int> StepSpan(std::vector<int> parts, const v1::UpdateId& id) {
+  if (parts.size() > 1) {
+    const uint64_t turn = static_cast<uint64_t>(id.sequence() - 1);
+    std::rotate(
+        parts.begin(),
+        parts.begin() + static_cast<std::ptrdiff_t>(turn % parts.size()),
+        parts.end());
+  }
+  return parts;
 }
 
-// Gives the first shard of a step marked by MarkSpan (its keeper) the
-// other shards' requests of `requests` (BatchUpdateRequest.intent), which
-// it stores with its own part: a recovery pass completes the step from
-// them if this worker dies before every shard applied its part. `field` is
-// the IntentPart's field of a Request.
+// Marks a step's per-shard requests with the shards it went to
+// (span_shards, see StepSpan), when more than one: a cluster pause
+// completes such a step that some of its shards applied
+// (AdminService.Pause).
 template <typename Request>
-void AttachIntent(const std::vector<int>& parts, std::vector<Request>& requests,
+void MarkSpan(const std::vector<int>& span, Request& request) {
+  if (span.size() < 2 || !request.has_id()) return;
+  request.mutable_span_shards()->Assign(span.begin(), span.end());
+}
+
+// Gives the first shard of a step's span (its keeper) the other shards'
+// requests of `requests` (BatchUpdateRequest.intent), which it stores with
+// its own part: a recovery pass completes the step from them if this
+// worker dies before every shard applied its part. `field` is the
+// IntentPart's field of a Request.
+template <typename Request>
+void AttachIntent(const std::vector<int>& span, std::vector<Request>& requests,
                   std::string* (v1::IntentPart::*field)()) {
-  if (parts.size() < 2 || !requests[parts[0]].has_id()) return;
-  Request& keeper = requests[parts[0]];
-  for (size_t k = 1; k < parts.size(); ++k) {
+  if (span.size() < 2 || !requests[span[0]].has_id()) return;
+  Request& keeper = requests[span[0]];
+  for (size_t k = 1; k < span.size(); ++k) {
     v1::IntentPart* part = keeper.add_intent();
-    part->set_shard(parts[k]);
-    requests[parts[k]].SerializeToString((part->*field)());
+    part->set_shard(span[k]);
+    requests[span[k]].SerializeToString((part->*field)());
   }
 }
 
@@ -1238,11 +1254,12 @@ absl::StatusOr<v1::BatchUpdateResponse> Client::BatchUpdateRouted(
     parts.push_back(i);
   }
   const int64_t complete_below = CompleteBelow(request.id());
+  const std::vector<int> span = StepSpan(parts, request.id());
   for (const int i : parts) {
-    MarkSpan(parts, batches[i]);
+    MarkSpan(span, batches[i]);
     batches[i].set_complete_below(complete_below);
   }
-  AttachIntent(parts, batches, &v1::IntentPart::mutable_batch_update);
+  AttachIntent(span, batches, &v1::IntentPart::mutable_batch_update);
   std::vector<v1::BatchUpdateResponse> replies(shards_.size());
   const absl::Status status = InParallel(parts, [&](int i) {
     return Run({i, "BatchUpdate", UpdatesSubject(batches[i])}, idempotent,
@@ -1539,6 +1556,7 @@ absl::StatusOr<v1::EmbeddingApplyResponse> Client::EmbeddingApply(
             CheckRowsPerKey(name, "gradients", keys, &gradients));
         const bool whole = shards_.size() == 1;
         const int64_t complete_below = CompleteBelow(id);
+        const std::vector<int> span = StepSpan(parts, id);
         std::vector<v1::EmbeddingApplyRequest> requests(shards_.size());
         for (const int i : parts) {
           v1::EmbeddingApplyRequest& request = requests[i];
@@ -1550,10 +1568,10 @@ absl::StatusOr<v1::EmbeddingApplyResponse> Client::EmbeddingApply(
           *request.mutable_optimizer() = optimizer;
           if (global_step.has_value()) request.set_global_step(*global_step);
           if (idempotent) *request.mutable_id() = id;
-          MarkSpan(parts, request);
+          MarkSpan(span, request);
           request.set_complete_below(complete_below);
         }
-        AttachIntent(parts, requests, &v1::IntentPart::mutable_embedding_apply);
+        AttachIntent(span, requests, &v1::IntentPart::mutable_embedding_apply);
         std::vector<v1::EmbeddingApplyResponse> replies(shards_.size());
         VS_RETURN_IF_ERROR(WithClusterNearMatches(
             name, InParallel(parts, [&](int i) {

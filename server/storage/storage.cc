@@ -410,12 +410,12 @@ void StorageBatch::DeleteApplied(absl::string_view client_id,
 }
 
 void StorageBatch::PutIntent(absl::string_view client_id, int64_t sequence,
-                             std::string intent) {
+                             absl::string_view intent) {
   ops_.push_back(
       {Kind::kPut, Family::kDefault,
        absl::StrCat(kIntentPrefix,
                     ChunkKey(client_id, static_cast<uint64_t>(sequence))),
-       std::move(intent), std::nullopt});
+       "", intent});
 }
 
 void StorageBatch::DeleteIntent(absl::string_view client_id, int64_t sequence) {

@@ -84,9 +84,11 @@ class StorageBatch {
   // Deletes that record.
   void DeleteApplied(absl::string_view client_id, int64_t sequence);
   // Records the serialized v1::Intent of update `sequence` of client
-  // `client_id` (a spanning step's other parts), or deletes it.
+  // `client_id` (a spanning step's other parts), or deletes it. Refers to
+  // `intent` without copying it (as PutChunks: it must stay valid until
+  // Storage::Write of this batch returns).
   void PutIntent(absl::string_view client_id, int64_t sequence,
-                 std::string intent);
+                 absl::string_view intent);
   void DeleteIntent(absl::string_view client_id, int64_t sequence);
   // Writes, or deletes, the record `key` of the `embedding` column family
   // (embedding variables' rows; server/embedding/ lays out the keys).

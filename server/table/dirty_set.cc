@@ -39,7 +39,7 @@ void DirtySet::AddApplied(absl::string_view client_id, int64_t sequence,
 }
 
 void DirtySet::AddIntent(absl::string_view client_id, int64_t sequence,
-                         std::optional<std::string> intent) {
+                         std::shared_ptr<const std::string> intent) {
   Entry(clients, client_id).intents[sequence] = std::move(intent);
 }
 
@@ -73,11 +73,14 @@ void DirtySet::MarkFailed() {
     v.whole = true;
     v.rows.clear();
   }
+  // Deletions are left alone, writes turned into deletions.
+  const auto undo = [](auto& kept) {
+    absl::erase_if(kept, [](const auto& r) { return !r.second; });
+    for (auto& [sequence, record] : kept) record = {};
+  };
   for (auto& [id, c] : clients) {
-    for (auto* kept : {&c.records, &c.intents}) {
-      absl::erase_if(*kept, [](const auto& r) { return !r.second; });
-      for (auto& [sequence, record] : *kept) record.reset();
-    }
+    undo(c.records);
+    undo(c.intents);
   }
 }
 

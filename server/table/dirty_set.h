@@ -4,6 +4,7 @@
 #define VARSCOPE_SERVER_TABLE_DIRTY_SET_H_
 
 #include <cstdint>
+#include <memory>
 #include <optional>
 #include <string>
 
@@ -27,8 +28,8 @@ struct DirtySet {
     // Exactly-once records by sequence: the serialized result to write, or
     // nullopt to delete it.
     absl::btree_map<int64_t, std::optional<std::string>> records;
-    // Intents (see Intents), alike: the serialized v1::Intent or nullopt.
-    absl::btree_map<int64_t, std::optional<std::string>> intents;
+    // Intents (see Intents), alike: the serialized v1::Intent or nullptr.
+    absl::btree_map<int64_t, std::shared_ptr<const std::string>> intents;
   };
 
   // The variable's metadata changed.
@@ -43,9 +44,9 @@ struct DirtySet {
   void AddApplied(absl::string_view client_id, int64_t sequence,
                   std::optional<std::string> result);
 
-  // An intent was stored (nullopt: forgotten).
+  // An intent was stored (nullptr: forgotten).
   void AddIntent(absl::string_view client_id, int64_t sequence,
-                 std::optional<std::string> intent);
+                 std::shared_ptr<const std::string> intent);
 
   // Adds the changes of `newer`, which happened after this set's.
   void Merge(DirtySet newer);

@@ -9,27 +9,82 @@
 #include "absl/time/clock.h"
 #include "common/status.h"
 #include "common/tensor.h"
+#include "google/protobuf/io/coded_stream.h"
+#include "google/protobuf/wire_format_lite.h"
 
 namespace varscope::server {
 namespace {
 
-// Parses a part's request as a `Request` and checks it is of the step `id`
+// What ReadStepHead finds of a serialized step request.
+struct StepHead {
+  v1::UpdateId id;
+  std::vector<int32_t> span;
+  bool intent = false;  // it carries an intent of its own
+};
+
+// Reads the id and span_shards of the serialized `Request` in `bytes`, and
+// whether it has intent fields, skipping every other field without copying
+// it. False if `bytes` does not hold a well-formed message.
+template <typename Request>
+bool ReadStepHead(const std::string& bytes, StepHead& head) {
+  using google::protobuf::internal::WireFormatLite;
+  constexpr int id_field = Request::kIdFieldNumber;
+  constexpr int span_field = Request::kSpanShardsFieldNumber;
+  google::protobuf::io::CodedInputStream in(
+      reinterpret_cast<const uint8_t*>(bytes.data()),
+      static_cast<int>(bytes.size()));
+  while (const uint32_t tag = in.ReadTag()) {
+    const int field = WireFormatLite::GetTagFieldNumber(tag);
+    const WireFormatLite::WireType type = WireFormatLite::GetTagWireType(tag);
+    uint32_t length = 0;
+    if (field == id_field &&
+        type == WireFormatLite::WIRETYPE_LENGTH_DELIMITED) {
+      std::string id;
+      if (!in.ReadVarint32(&length) ||
+          !in.ReadString(&id, static_cast<int>(length)) ||
+          !head.id.MergeFromString(id)) {
+        return false;
+      }
+    } else if (field == span_field &&
+               type == WireFormatLite::WIRETYPE_LENGTH_DELIMITED) {
+      if (!in.ReadVarint32(&length)) return false;
+      const auto limit = in.PushLimit(static_cast<int>(length));
+      while (in.BytesUntilLimit() > 0) {
+        uint32_t shard = 0;
+        if (!in.ReadVarint32(&shard)) return false;
+        head.span.push_back(static_cast<int32_t>(shard));
+      }
+      in.PopLimit(limit);
+    } else if (field == span_field && type == WireFormatLite::WIRETYPE_VARINT) {
+      uint32_t shard = 0;
+      if (!in.ReadVarint32(&shard)) return false;
+      head.span.push_back(static_cast<int32_t>(shard));
+    } else {
+      head.intent |= field == Request::kIntentFieldNumber;
+      if (!WireFormatLite::SkipField(&in, tag)) return false;
+    }
+  }
+  return in.ConsumedEntireMessage() &&
+         in.CurrentPosition() == static_cast<int>(bytes.size());
+}
+
+// Checks that a part's request, a serialized `Request`, is of the step `id`
 // over `span`, without an intent of its own.
 template <typename Request>
 absl::Status CheckPart(const v1::IntentPart& part, const std::string& bytes,
                        absl::string_view type, const v1::UpdateId& id,
                        const google::protobuf::RepeatedField<int32_t>& span) {
-  Request request;
-  if (!request.ParseFromString(bytes)) {
+  StepHead head;
+  if (!ReadStepHead<Request>(bytes, head)) {
     return absl::InvalidArgumentError(
         absl::StrCat("The intent's part for shard ", part.shard(),
                      " does not parse as a ", type));
   }
-  if (request.id().client_id() != id.client_id() ||
-      request.id().sequence() != id.sequence() ||
-      !std::equal(request.span_shards().begin(), request.span_shards().end(),
-                  span.begin(), span.end()) ||
-      !request.intent().empty()) {
+  if (head.id.client_id() != id.client_id() ||
+      head.id.sequence() != id.sequence() ||
+      !std::equal(head.span.begin(), head.span.end(), span.begin(),
+                  span.end()) ||
+      head.intent) {
     return absl::InvalidArgumentError(absl::StrCat(
         "The intent's part for shard ", part.shard(),
         " is not of the same step: its id and span_shards must be the "
@@ -45,7 +100,8 @@ absl::Status Intents::Load(Storage& storage) {
   return storage.LoadIntents(
       [&](std::string client_id, int64_t sequence, std::string intent) {
         mu_.AssertHeld();
-        clients_[client_id].emplace(sequence, std::move(intent));
+        clients_[client_id].emplace(
+            sequence, std::make_shared<const std::string>(std::move(intent)));
         return absl::OkStatus();
       });
 }
@@ -92,12 +148,12 @@ absl::Status Intents::Check(
 
 void Intents::Change::Write(StorageBatch& batch) const {
   for (const int64_t sequence : forget) batch.DeleteIntent(client_id, sequence);
-  if (put.has_value()) batch.PutIntent(client_id, put->first, put->second);
+  if (put.has_value()) batch.PutIntent(client_id, put->first, *put->second);
 }
 
 void Intents::Change::AddTo(DirtySet& dirty) const {
   for (const int64_t sequence : forget) {
-    dirty.AddIntent(client_id, sequence, std::nullopt);
+    dirty.AddIntent(client_id, sequence, nullptr);
   }
   if (put.has_value()) dirty.AddIntent(client_id, put->first, put->second);
 }
@@ -119,7 +175,8 @@ Intents::Change Intents::Prepare(
       intent += FieldHead(v1::Intent::kPartsFieldNumber, part.ByteSizeLong());
       part.AppendToString(&intent);
     }
-    change.put.emplace(id.sequence(), std::move(intent));
+    change.put.emplace(id.sequence(),
+                       std::make_shared<const std::string>(std::move(intent)));
   }
   if (complete_below > 0) {
     absl::MutexLock l(&mu_);
@@ -163,7 +220,7 @@ absl::StatusOr<v1::ListIntentsResponse> Intents::List(int64_t min_age_micros,
     for (const auto& [sequence, serialized] : kept) {
       response.set_kept(response.kept() + 1);
       v1::Intent intent;
-      if (!intent.ParseFromString(serialized)) {
+      if (!intent.ParseFromString(*serialized)) {
         return absl::DataLossError(absl::StrCat("The intent of update ",
                                                 sequence, " of client ",
                                                 client_id, " is damaged"));

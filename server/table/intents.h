@@ -7,6 +7,7 @@
 #define VARSCOPE_SERVER_TABLE_INTENTS_H_
 
 #include <cstdint>
+#include <memory>
 #include <optional>
 #include <string>
 #include <vector>
@@ -38,7 +39,8 @@ class Intents {
   // is wrong (no id; a part for a shard not in the span, for the keeper
   // span[0] or for a shard twice; a part that holds no request, does not
   // parse, or is not of the same step: another id or span, or an intent of
-  // its own).
+  // its own). Reads each part's id and span only, not its tensors: the
+  // part's shard checks the rest when the part is sent there.
   static absl::Status Check(
       const v1::UpdateId* id,
       const google::protobuf::RepeatedField<int32_t>& span,
@@ -49,11 +51,15 @@ class Intents {
                  request.span_shards(), request.intent());
   }
 
+  // A serialized v1::Intent, shared by the change that stores it, the
+  // interval mode's pending writes and the kept intents (never copied).
+  using Serialized = std::shared_ptr<const std::string>;
+
   // What a change writes for the intents of its client: its own intent, and
   // deletions of the client's intents below its complete_below.
   struct Change {
     std::string client_id;
-    std::optional<std::pair<int64_t, std::string>> put;
+    std::optional<std::pair<int64_t, Serialized>> put;
     std::vector<int64_t> forget;
 
     bool empty() const { return !put.has_value() && forget.empty(); }
@@ -84,8 +90,8 @@ class Intents {
       int64_t complete_below) ABSL_LOCKS_EXCLUDED(mu_);
 
   absl::Mutex mu_;
-  // Client id -> sequence -> the serialized v1::Intent.
-  absl::flat_hash_map<std::string, absl::btree_map<int64_t, std::string>>
+  // Client id -> sequence -> the intent.
+  absl::flat_hash_map<std::string, absl::btree_map<int64_t, Serialized>>
       clients_ ABSL_GUARDED_BY(mu_);
 };
 

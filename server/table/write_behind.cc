@@ -117,7 +117,7 @@ StorageBatch BatchOf(const DirtySet& dirty, PublishedState& present) {
       }
     }
     for (const auto& [sequence, intent] : client.intents) {
-      if (intent.has_value()) {
+      if (intent != nullptr) {
         batch.PutIntent(client_id, sequence, *intent);
       } else {
         batch.DeleteIntent(client_id, sequence);

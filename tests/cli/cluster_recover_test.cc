@@ -217,24 +217,41 @@ TEST_F(ClusterRecoverTest, ACutCompletesADeadWorkersStepInsteadOfAbandoningIt) {
 TEST_F(ClusterRecoverTest, ALiveWorkersLaterStepsForgetItsIntents) {
   const auto before = State();
   ASSERT_THAT(client_->BatchUpdate(Step()).status(), IsOk());
-  // Nothing told shard 0 yet that the step ended everywhere.
+  // Nothing told the first step's keeper (shard 0) yet that the step ended
+  // everywhere.
   EXPECT_EQ(IntentsKeptOn(0), 1);
+  EXPECT_EQ(IntentsKeptOn(1), 0);
+  // The second step is kept by the next shard, and tells shard 0.
   ASSERT_THAT(client_->BatchUpdate(Step()).status(), IsOk());
-  EXPECT_EQ(IntentsKeptOn(0), 1);  // the second step's
-  // A step on shard 0 alone tells it.
-  v1::BatchUpdateRequest alone;
-  *alone.add_updates() = varscope::testing::WholeUpdate(names_[0], One(), true);
-  ASSERT_THAT(client_->BatchUpdate(alone).status(), IsOk());
   EXPECT_EQ(IntentsKeptOn(0), 0);
-  for (int i = 1; i < kShards; ++i) EXPECT_EQ(IntentsKeptOn(i), 0);
+  EXPECT_EQ(IntentsKeptOn(1), 1);
+  // A step on shard 1 alone tells it.
+  v1::BatchUpdateRequest alone;
+  *alone.add_updates() = varscope::testing::WholeUpdate(names_[1], One(), true);
+  ASSERT_THAT(client_->BatchUpdate(alone).status(), IsOk());
+  for (int i = 0; i < kShards; ++i) EXPECT_EQ(IntentsKeptOn(i), 0);
   auto after = OneStepOn(OneStepOn(before));
-  ++after[0].first;
-  ++after[0].second;
+  ++after[1].first;
+  ++after[1].second;
   EXPECT_EQ(State(), after);
   // Forgotten for good: a restart of the keeper loads none.
-  ASSERT_THAT(shards_[0]->Restart(), IsOk());
-  admins_[0] = AdminClient::Connect(shards_[0]->address(), absl::Minutes(10));
-  EXPECT_EQ(IntentsKeptOn(0), 0);
+  ASSERT_THAT(shards_[1]->Restart(), IsOk());
+  admins_[1] = AdminClient::Connect(shards_[1]->address(), absl::Minutes(10));
+  EXPECT_EQ(IntentsKeptOn(1), 0);
+}
+
+TEST_F(ClusterRecoverTest, TheKeepersOfAClientsStepsTakeTurns) {
+  // Each spanning step is kept by the next shard of its span in turn, so
+  // that no one shard receives every step whole.
+  for (int step = 0; step < 2 * kShards; ++step) {
+    const auto before = State();
+    ASSERT_THAT(client_->BatchUpdate(Step()).status(), IsOk());
+    EXPECT_EQ(State(), OneStepOn(before));
+    for (int i = 0; i < kShards; ++i) {
+      EXPECT_EQ(IntentsKeptOn(i), i == step % kShards ? 1 : 0)
+          << "step " << step << ", shard " << i;
+    }
+  }
 }
 
 TEST_F(ClusterRecoverTest, AnIntentSurvivesTheKeepersRestart) {
