@@ -345,20 +345,35 @@ bool Client::BeginStep(v1::UpdateId* id) {
   // Numbered and recorded at once: a concurrent step's complete_below never
   // passes a step numbered but not recorded yet.
   absl::MutexLock l(&steps_mu_);
-  if (!Identify(id)) return false;
-  open_steps_.insert(id->sequence());
+  if (id->client_id().empty() && !Identify(id)) return false;
+  if (id->client_id() == client_id_) {
+    open_steps_.insert(id->sequence());
+    failed_steps_.erase(id->sequence());
+  }
   return true;
 }
 
-void Client::EndStep(const v1::UpdateId& id) {
+void Client::EndStep(const v1::UpdateId& id, bool failed) {
+  if (id.client_id() != client_id_) return;
   absl::MutexLock l(&steps_mu_);
   open_steps_.erase(id.sequence());
+  if (!failed) return;
+  failed_steps_.insert(id.sequence());
+  if (failed_steps_.size() > kMaxFailedSteps) {
+    failed_steps_.erase(failed_steps_.begin());
+  }
 }
 
-int64_t Client::CompleteBelow(const v1::UpdateId& id) {
+int64_t Client::CompleteBelow(const v1::UpdateId& id,
+                              google::protobuf::RepeatedField<int64_t>& keep) {
   if (num_shards() == 1 || id.client_id() != client_id_) return 0;
   absl::MutexLock l(&steps_mu_);
-  return open_steps_.empty() ? sequence_.load() + 1 : *open_steps_.begin();
+  const int64_t below =
+      open_steps_.empty() ? sequence_.load() + 1 : *open_steps_.begin();
+  for (const int64_t failed : failed_steps_) {
+    if (failed < below) keep.Add(failed);
+  }
+  return below;
 }
 
 void Client::RecoverLeftSteps() {
@@ -1229,18 +1244,21 @@ void GiveBackUpdates(const std::vector<int>& shard_of,
 
 absl::StatusOr<v1::BatchUpdateResponse> Client::BatchUpdate(
     v1::BatchUpdateRequest request) {
-  const bool own = !request.has_id() && BeginStep(request.mutable_id());
-  const bool idempotent = request.has_id();
+  // Numbered unless the caller sends a step again under its id.
+  v1::UpdateId id = request.id();
+  const bool idempotent = BeginStep(&id);
+  if (idempotent) *request.mutable_id() = id;
+  bool spanned = false;
   absl::StatusOr<v1::BatchUpdateResponse> result =
       Routed([&]() -> absl::StatusOr<v1::BatchUpdateResponse> {
-        return BatchUpdateRouted(request, idempotent);
+        return BatchUpdateRouted(request, idempotent, spanned);
       });
-  if (own) EndStep(request.id());
+  if (idempotent) EndStep(id, !result.ok() && spanned);
   return result;
 }
 
 absl::StatusOr<v1::BatchUpdateResponse> Client::BatchUpdateRouted(
-    v1::BatchUpdateRequest& request, bool idempotent) {
+    v1::BatchUpdateRequest& request, bool idempotent, bool& spanned) {
   // One batch per shard, each atomic on its shard, under the same id (each
   // shard keeps its own record of applied ids).
   std::vector<v1::BatchUpdateRequest> batches(shards_.size());
@@ -1253,11 +1271,14 @@ absl::StatusOr<v1::BatchUpdateResponse> Client::BatchUpdateRouted(
     batches[i].set_return_values(request.return_values());
     parts.push_back(i);
   }
-  const int64_t complete_below = CompleteBelow(request.id());
+  spanned = parts.size() > 1;
+  google::protobuf::RepeatedField<int64_t> keep;
+  const int64_t complete_below = CompleteBelow(request.id(), keep);
   const std::vector<int> span = StepSpan(parts, request.id());
   for (const int i : parts) {
     MarkSpan(span, batches[i]);
     batches[i].set_complete_below(complete_below);
+    *batches[i].mutable_keep_intents() = keep;
   }
   AttachIntent(span, batches, &v1::IntentPart::mutable_batch_update);
   std::vector<v1::BatchUpdateResponse> replies(shards_.size());
@@ -1547,6 +1568,7 @@ absl::StatusOr<v1::EmbeddingApplyResponse> Client::EmbeddingApply(
     const v1::Optimizer& optimizer, std::optional<int64_t> global_step) {
   v1::UpdateId id;
   const bool idempotent = BeginStep(&id);
+  bool spanned = false;
   absl::StatusOr<v1::EmbeddingApplyResponse> result =
       Routed([&]() -> absl::StatusOr<v1::EmbeddingApplyResponse> {
         VS_ASSIGN_OR_RETURN(const std::vector<std::vector<int64_t>> split,
@@ -1555,7 +1577,9 @@ absl::StatusOr<v1::EmbeddingApplyResponse> Client::EmbeddingApply(
         VS_RETURN_IF_ERROR(
             CheckRowsPerKey(name, "gradients", keys, &gradients));
         const bool whole = shards_.size() == 1;
-        const int64_t complete_below = CompleteBelow(id);
+        spanned = parts.size() > 1;
+        google::protobuf::RepeatedField<int64_t> keep;
+        const int64_t complete_below = CompleteBelow(id, keep);
         const std::vector<int> span = StepSpan(parts, id);
         std::vector<v1::EmbeddingApplyRequest> requests(shards_.size());
         for (const int i : parts) {
@@ -1570,6 +1594,7 @@ absl::StatusOr<v1::EmbeddingApplyResponse> Client::EmbeddingApply(
           if (idempotent) *request.mutable_id() = id;
           MarkSpan(span, request);
           request.set_complete_below(complete_below);
+          *request.mutable_keep_intents() = keep;
         }
         AttachIntent(span, requests, &v1::IntentPart::mutable_embedding_apply);
         std::vector<v1::EmbeddingApplyResponse> replies(shards_.size());
@@ -1591,7 +1616,7 @@ absl::StatusOr<v1::EmbeddingApplyResponse> Client::EmbeddingApply(
         }
         return response;
       });
-  if (idempotent) EndStep(id);
+  if (idempotent) EndStep(id, !result.ok() && spanned);
   return result;
 }
 

@@ -393,9 +393,10 @@ class Client {
   // CheckCluster's checks, in a routed call.
   absl::Status CheckShards();
   // BatchUpdate's routed part: splits `request` over the shards (moving its
-  // updates out, and back if a shard says the cluster changed).
+  // updates out, and back if a shard says the cluster changed); `spanned`:
+  // whether it went to more than one.
   absl::StatusOr<v1::BatchUpdateResponse> BatchUpdateRouted(
-      v1::BatchUpdateRequest& request, bool idempotent);
+      v1::BatchUpdateRequest& request, bool idempotent, bool& spanned);
   // The cluster id CheckCluster found, sent with every call; "" before it
   // succeeded and with one server.
   std::string ClusterId() const;
@@ -451,13 +452,19 @@ class Client {
   // near matches of every shard instead; else `status`.
   absl::Status WithClusterNearMatches(absl::string_view name,
                                       absl::Status status);
-  // Identify, recording the step as under way until EndStep (false, and
-  // nothing recorded, without exactly_once).
+  // Records a step of this client as under way until EndStep: numbers it
+  // (Identify) if `id` is empty. False, and nothing recorded, for an empty
+  // `id` without exactly_once.
   bool BeginStep(v1::UpdateId* id);
-  void EndStep(const v1::UpdateId& id);
-  // The complete_below of a request of step `id`: this client's lowest step
-  // under way, or 0 (nothing said) for another client's id.
-  int64_t CompleteBelow(const v1::UpdateId& id);
+  // `failed`: the step spanned shards and its call failed, so a part may be
+  // missing somewhere: its intent is kept for a recovery pass
+  // (keep_intents) until the step is sent again.
+  void EndStep(const v1::UpdateId& id, bool failed);
+  // The complete_below of a request of step `id` (this client's lowest step
+  // under way, or 0, nothing said, for another client's id), and in `keep`
+  // its failed steps below that (keep_intents).
+  int64_t CompleteBelow(const v1::UpdateId& id,
+                        google::protobuf::RepeatedField<int64_t>& keep);
   // RecoverSteps over the shards (see ClientOptions::recover_after).
   void RecoverLeftSteps();
 
@@ -481,9 +488,12 @@ class Client {
   const std::string client_id_;
   std::atomic<int64_t> sequence_{0};
   // The sequences of this client's steps under way (BeginStep to EndStep):
-  // complete_below is the lowest.
+  // complete_below is the lowest; and of its failed steps, the newest
+  // kMaxFailedSteps (see EndStep).
+  static constexpr size_t kMaxFailedSteps = 64;
   absl::Mutex steps_mu_;
   std::set<int64_t> open_steps_ ABSL_GUARDED_BY(steps_mu_);
+  std::set<int64_t> failed_steps_ ABSL_GUARDED_BY(steps_mu_);
 };
 
 // Whether `status` is a shard's refusal of a call from a client of another

@@ -161,7 +161,8 @@ void Intents::Change::AddTo(DirtySet& dirty) const {
 Intents::Change Intents::Prepare(
     const v1::UpdateId& id,
     const google::protobuf::RepeatedPtrField<v1::IntentPart>& parts,
-    int64_t complete_below) {
+    int64_t complete_below,
+    const google::protobuf::RepeatedField<int64_t>& keep) {
   Change change;
   change.client_id = id.client_id();
   if (!parts.empty()) {
@@ -184,7 +185,9 @@ Intents::Change Intents::Prepare(
     if (it != clients_.end()) {
       for (auto kept = it->second.begin();
            kept != it->second.end() && kept->first < complete_below; ++kept) {
-        change.forget.push_back(kept->first);
+        if (std::find(keep.begin(), keep.end(), kept->first) == keep.end()) {
+          change.forget.push_back(kept->first);
+        }
       }
     }
   }

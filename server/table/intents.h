@@ -56,7 +56,8 @@ class Intents {
   using Serialized = std::shared_ptr<const std::string>;
 
   // What a change writes for the intents of its client: its own intent, and
-  // deletions of the client's intents below its complete_below.
+  // deletions of the client's intents below its complete_below (but those
+  // in its keep_intents).
   struct Change {
     std::string client_id;
     std::optional<std::pair<int64_t, Serialized>> put;
@@ -70,7 +71,8 @@ class Intents {
   template <typename Request>
   Change Prepare(const Request& request) ABSL_LOCKS_EXCLUDED(mu_) {
     if (!request.has_id()) return {};
-    return Prepare(request.id(), request.intent(), request.complete_below());
+    return Prepare(request.id(), request.intent(), request.complete_below(),
+                   request.keep_intents());
   }
   // The Change that forgets the intent of `id` (empty if none is kept).
   Change Forget(const v1::UpdateId& id) ABSL_LOCKS_EXCLUDED(mu_);
@@ -87,7 +89,9 @@ class Intents {
   Change Prepare(
       const v1::UpdateId& id,
       const google::protobuf::RepeatedPtrField<v1::IntentPart>& parts,
-      int64_t complete_below) ABSL_LOCKS_EXCLUDED(mu_);
+      int64_t complete_below,
+      const google::protobuf::RepeatedField<int64_t>& keep)
+      ABSL_LOCKS_EXCLUDED(mu_);
 
   absl::Mutex mu_;
   // Client id -> sequence -> the intent.

@@ -240,6 +240,43 @@ TEST_F(ClusterRecoverTest, ALiveWorkersLaterStepsForgetItsIntents) {
   EXPECT_EQ(IntentsKeptOn(1), 0);
 }
 
+TEST_F(ClusterRecoverTest, AFailedStepsIntentOutlivesTheWorkersLaterSteps) {
+  const auto before = State();
+  // Shard 1 is paused and the worker tries once: its first step applies on
+  // shard 0, its keeper, and fails; the worker goes on.
+  v1::PauseRequest pause;
+  pause.set_pause_id("hold");
+  pause.set_lease_micros(absl::ToInt64Microseconds(absl::Seconds(60)));
+  ASSERT_THAT(admins_[1]->Pause(pause).status(), IsOk());
+  ClientOptions once = TestClientOptions();
+  once.max_attempts = 1;
+  const std::shared_ptr<Client> worker = Client::Connect(address_, once);
+  EXPECT_THAT(worker->BatchUpdate(Step()).status(),
+              StatusIs(absl::StatusCode::kUnavailable));
+  v1::ResumeRequest resume;
+  resume.set_pause_id("hold");
+  ASSERT_THAT(admins_[1]->Resume(resume).status(), IsOk());
+  EXPECT_EQ(State()[0], OneStepOn(before)[0]);
+  EXPECT_EQ(State()[1], before[1]);
+  // Its next steps tell every shard that they are complete, but not the
+  // failed one: its intent stays for a recovery pass.
+  ASSERT_THAT(worker->BatchUpdate(Step()).status(), IsOk());
+  v1::BatchUpdateRequest alone;
+  *alone.add_updates() = varscope::testing::WholeUpdate(names_[1], One(), true);
+  ASSERT_THAT(worker->BatchUpdate(alone).status(), IsOk());
+  EXPECT_EQ(IntentsKeptOn(0), 1);
+  EXPECT_EQ(IntentsKeptOn(1), 0);
+  EXPECT_EQ(IntentsKeptOn(2), 0);
+  const absl::StatusOr<Recovered> recovered = RecoverSteps(admin_ptrs_, {});
+  ASSERT_THAT(recovered.status(), IsOk());
+  EXPECT_EQ(recovered->completed, 1);
+  auto after = OneStepOn(OneStepOn(before));
+  ++after[1].first;
+  ++after[1].second;
+  EXPECT_EQ(State(), after);
+  EXPECT_EQ(IntentsKeptOn(0), 0);
+}
+
 TEST_F(ClusterRecoverTest, TheKeepersOfAClientsStepsTakeTurns) {
   // Each spanning step is kept by the next shard of its span in turn, so
   // that no one shard receives every step whole.
