@@ -45,9 +45,8 @@ struct EmbeddingOptions {
 
 // One step of an optimizer on n values: `var[i]` and each slot's [i] change
 // by `grad[i]` (OptimizerStep::ApplyElements for float32).
-using ApplyFn = absl::FunctionRef<void(int64_t n, float* var,
-                                       const std::vector<float*>& slots,
-                                       const float* grad)>;
+using ApplyFn = absl::FunctionRef<void(
+    int64_t n, float* var, absl::Span<float* const> slots, const float* grad)>;
 
 // A slot an optimizer keeps per row: its name (as the optimizer names its
 // slot variables) and the value a new row's slot starts at.
@@ -185,6 +184,11 @@ class EmbeddingTable {
   // Adds `delta` to the bytes of rows in memory (the table's and the
   // store's).
   void Account(int64_t delta);
+  // Adds a slot to slots_ (and initials_).
+  void AddSlot(const RowSlot& slot) ABSL_EXCLUSIVE_LOCKS_REQUIRED(apply_mu_);
+  // A row of the width rows have now: the value (unset), then each slot at
+  // its initial value.
+  std::vector<float> NewRowSlots() const;
   // The slot indices of `slots`, adding new ones to slots_ (and their
   // record to `batch`).
   std::vector<int> SlotIndices(const std::vector<RowSlot>& slots,
@@ -207,6 +211,10 @@ class EmbeddingTable {
   // The slots rows hold, in order after the value.
   std::vector<RowSlot> slots_ ABSL_GUARDED_BY(apply_mu_);
   std::atomic<int> num_slots_{0};
+  // slots_'s initial values, for the rows lookups admit (which do not take
+  // apply_mu_).
+  mutable absl::Mutex initials_mu_ ABSL_ACQUIRED_AFTER(apply_mu_);
+  std::vector<float> initials_ ABSL_GUARDED_BY(initials_mu_);
 
   std::atomic<int64_t> step_{0};
   std::atomic<int64_t> cold_keys_{0};
