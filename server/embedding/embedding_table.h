@@ -98,7 +98,8 @@ class EmbeddingTable {
   // Copies the rows of `keys` into `out` (keys.size() x dim): a stored
   // row, else the key's initial row. Unless read_only, counts a lookup of
   // each key at `global_step` (absent: the current step): a key reaching
-  // filter_freq is stored with its initial row. Errors: the store's (a
+  // filter_freq is stored with its initial row (and the slots rows have, at
+  // their initial values). Errors: the store's (a
   // cold row could not be read); `out` is then unspecified and nothing
   // changed.
   absl::Status Lookup(absl::Span<const int64_t> keys,
@@ -174,7 +175,8 @@ class EmbeddingTable {
   // REQUIRES: stripe.mu held.
   void StoreRow(Stripe& stripe, int64_t key, int64_t freq, int64_t last_step,
                 bool dirty, const float* values, size_t floats);
-  // Writes the rows lookups made dirty.
+  // Writes the dirty rows (and the exactly-once records waiting for them) in
+  // one store write, in key order.
   absl::Status WriteBack() ABSL_LOCKS_EXCLUDED(disk_mu_);
   // Removes the rows not touched in steps_to_live steps.
   absl::Status Evict() ABSL_LOCKS_EXCLUDED(disk_mu_);
