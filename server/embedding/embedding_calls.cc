@@ -228,17 +228,16 @@ absl::StatusOr<v1::BatchUpdateResponse> EmbeddingCalls::ExactlyOnce(
 }
 
 absl::StatusOr<v1::EmbeddingApplyResponse> EmbeddingCalls::Apply(
-    const v1::EmbeddingApplyRequest& request) {
+    v1::EmbeddingApplyRequest& request) {
   const std::string& name = request.name();
   VS_RETURN_IF_ERROR(Intents::Check(request));
   VS_ASSIGN_OR_RETURN(std::shared_ptr<embedding::EmbeddingTable> table,
                       Find(name));
-  v1::EmbeddingApplyRequest copy = request;
   VS_ASSIGN_OR_RETURN(const std::vector<int64_t> keys,
-                      Keys(name, table->options(), copy.mutable_keys()));
+                      Keys(name, table->options(), request.mutable_keys()));
   VS_ASSIGN_OR_RETURN(const Tensor gradients,
                       Rows(name, "gradients", static_cast<int64_t>(keys.size()),
-                           table->dim(), copy.mutable_gradients()));
+                           table->dim(), request.mutable_gradients()));
   VS_ASSIGN_OR_RETURN(OptimizerStep optimizer,
                       OptimizerStep::Resolve(request.optimizer()));
   VS_RETURN_IF_ERROR(optimizer.ReadInputs(
@@ -254,11 +253,14 @@ absl::StatusOr<v1::EmbeddingApplyResponse> EmbeddingCalls::Apply(
   const std::optional<int64_t> step =
       request.has_global_step() ? std::optional<int64_t>(request.global_step())
                                 : std::nullopt;
+  std::vector<char*> raw;  // reused row after row
   const auto step_rows = [&](int64_t n, float* var,
-                             const std::vector<float*>& slot_data,
+                             absl::Span<float* const> slot_data,
                              const float* grad) {
-    std::vector<char*> raw;
-    for (float* slot : slot_data) raw.push_back(reinterpret_cast<char*>(slot));
+    raw.resize(slot_data.size());
+    for (size_t s = 0; s < raw.size(); ++s) {
+      raw[s] = reinterpret_cast<char*>(slot_data[s]);
+    }
     optimizer.ApplyElements(v1::DT_FLOAT, n, reinterpret_cast<char*>(var), raw,
                             reinterpret_cast<const char*>(grad));
   };

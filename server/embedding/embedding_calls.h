@@ -38,9 +38,10 @@ class EmbeddingCalls {
       const v1::EmbeddingLookupRequest& request);
   // Also INVALID_ARGUMENT for a bad optimizer, for gradients holding a
   // NaN or an infinity and for a bad intent. Exactly once with an id, and
-  // its intent stored with it (as BatchUpdate).
+  // its intent stored with it (as BatchUpdate). Takes the keys and the
+  // gradients out of `request`.
   absl::StatusOr<v1::EmbeddingApplyResponse> Apply(
-      const v1::EmbeddingApplyRequest& request);
+      v1::EmbeddingApplyRequest& request);
   absl::StatusOr<v1::EmbeddingStats> Stats(
       const v1::EmbeddingStatsRequest& request);
   // INVALID_ARGUMENT for a negative page size.

@@ -7,6 +7,7 @@
 #include <cstring>
 #include <iostream>
 #include <new>
+#include <numeric>
 
 #include "absl/base/internal/endian.h"
 #include "absl/strings/str_cat.h"
@@ -159,13 +160,30 @@ struct EmbeddingTable::Stripe {
   // Interval mode: exactly-once records to write with the next write-back.
   std::vector<ExtraRecords> extra ABSL_GUARDED_BY(mu);
 
-  // The key's row header and values, or a null header.
-  std::pair<Header*, float*> Find(int64_t key)
-      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu) {
+  // A row in memory: its header, its values and how many there are (the
+  // value and the slots it has).
+  struct Row {
+    Header* header = nullptr;
+    float* values = nullptr;
+    size_t floats = 0;
+  };
+  // The key's row, or a null header.
+  Row Find(int64_t key) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu) {
     auto it = index.find(key);
-    if (it == index.end()) return {nullptr, nullptr};
+    if (it == index.end()) return {};
     Arena& arena = *arenas[it->second.arena];
-    return {&arena.header(it->second.row), arena.values(it->second.row)};
+    return {&arena.header(it->second.row), arena.values(it->second.row),
+            arena.floats()};
+  }
+  // Counts a lookup of the row at `step` (to be written back).
+  void Touch(Header& row, int64_t step) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu) {
+    row.referenced = true;
+    ++row.freq;
+    row.last_step = std::max(row.last_step, step);
+    if (!row.dirty) {
+      row.dirty = true;
+      dirty.push_back(row.key);
+    }
   }
   // Removes the key's row; returns whether it had one.
   bool Remove(int64_t key) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu) {
@@ -175,21 +193,22 @@ struct EmbeddingTable::Stripe {
     index.erase(it);
     return true;
   }
-  size_t FloatsOf(int64_t key) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu) {
-    auto it = index.find(key);
-    return it == index.end() ? 0 : arenas[it->second.arena]->floats();
-  }
 
-  // Stores the key's row (replacing any, referenced) and returns whether
-  // the key was new.
-  bool Store(int64_t key, int64_t freq, int64_t last_step, bool dirty_now,
-             const float* values, size_t floats)
+  // What Store did: whether the key was new, and whether its row took a
+  // new place (new, or of another width), which may change the bytes held.
+  struct Stored {
+    bool inserted = false;
+    bool placed = false;
+  };
+  // Stores the key's row (replacing any, referenced).
+  Stored Store(int64_t key, int64_t freq, int64_t last_step, bool dirty_now,
+               const float* values, size_t floats)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu) {
     auto [it, inserted] = index.try_emplace(key);
-    if (!inserted && arenas[it->second.arena]->floats() != floats) {
-      RemoveAt(it->second);  // keeps `it`: it erases nothing
-    }
-    if (inserted || arenas[it->second.arena]->floats() != floats) {
+    const bool placed =
+        inserted || arenas[it->second.arena]->floats() != floats;
+    if (placed) {
+      if (!inserted) RemoveAt(it->second);  // keeps `it`: it erases nothing
       uint32_t a = 0;
       while (a < arenas.size() && arenas[a]->floats() != floats) ++a;
       if (a == arenas.size()) arenas.push_back(std::make_unique<Arena>(floats));
@@ -200,7 +219,7 @@ struct EmbeddingTable::Stripe {
     header = {key, freq, last_step, dirty_now, true};
     memcpy(arena.values(it->second.row), values, floats * sizeof(float));
     if (dirty_now) dirty.push_back(key);
-    return inserted;
+    return {inserted, placed};
   }
 
   // Removes the rows of `arena` for which `drop(header)` holds, from the
@@ -298,10 +317,11 @@ std::string EmbeddingTable::EncodeRow(int64_t freq, int64_t last_step,
 void EmbeddingTable::StoreRow(Stripe& stripe, int64_t key, int64_t freq,
                               int64_t last_step, bool dirty,
                               const float* values, size_t floats) {
-  if (stripe.Store(key, freq, last_step, dirty, values, floats)) {
-    resident_keys_.fetch_add(1);
-  }
-  Account(stripe.Resettle());
+  const Stripe::Stored stored =
+      stripe.Store(key, freq, last_step, dirty, values, floats);
+  if (stored.inserted) resident_keys_.fetch_add(1);
+  // A row replaced in place holds the bytes it held.
+  if (stored.placed) Account(stripe.Resettle());
 }
 
 void EmbeddingTable::InitialRow(int64_t key, float* out) const {
@@ -354,9 +374,8 @@ absl::Status EmbeddingTable::Load() {
             return false;
           }
           for (const v1::EmbeddingSlots::Slot& s : slots.slots()) {
-            slots_.push_back({s.name(), s.initial()});
+            AddSlot({s.name(), s.initial()});
           }
-          num_slots_.store(static_cast<int>(slots_.size()));
           return true;
         }
         if (key.size() != 16 || value.size() < kRowHeader ||
@@ -392,7 +411,7 @@ absl::Status EmbeddingTable::ReadThrough(absl::Span<const int64_t> keys) {
   for (int64_t key : keys) {
     Stripe& stripe = StripeOf(key);
     absl::MutexLock l(&stripe.mu);
-    if (stripe.Find(key).first == nullptr) missing.push_back(key);
+    if (stripe.Find(key).header == nullptr) missing.push_back(key);
   }
   std::sort(missing.begin(), missing.end());
   missing.erase(std::unique(missing.begin(), missing.end()), missing.end());
@@ -414,7 +433,7 @@ absl::Status EmbeddingTable::ReadThrough(absl::Span<const int64_t> keys) {
     absl::MutexLock l(&stripe.mu);
     // Under disk_mu_ shared nothing removes rows: only a concurrent
     // read-through can have brought it in, with the same record.
-    if (stripe.Find(missing[i]).first != nullptr) continue;
+    if (stripe.Find(missing[i]).header != nullptr) continue;
     cold_keys_.fetch_sub(1);
     StoreRow(
         stripe, missing[i],
@@ -437,18 +456,11 @@ absl::Status EmbeddingTable::Lookup(absl::Span<const int64_t> keys,
     const int64_t key = keys[i];
     Stripe& stripe = StripeOf(key);
     absl::MutexLock l(&stripe.mu);
-    auto [row, values] = stripe.Find(key);
-    if (row == nullptr) return false;
-    memcpy(out + i * dim, values, dim * sizeof(float));
-    row->referenced = true;
-    if (!read_only) {
-      ++row->freq;
-      row->last_step = std::max(row->last_step, step);
-      if (!row->dirty) {
-        row->dirty = true;
-        stripe.dirty.push_back(key);
-      }
-    }
+    const Stripe::Row row = stripe.Find(key);
+    if (row.header == nullptr) return false;
+    memcpy(out + i * dim, row.values, dim * sizeof(float));
+    row.header->referenced = true;
+    if (!read_only) stripe.Touch(*row.header, step);
     return true;
   };
   for (size_t i = 0; i < keys.size(); ++i) {
@@ -469,16 +481,18 @@ absl::Status EmbeddingTable::Lookup(absl::Span<const int64_t> keys,
   }
   if (!missing.empty() && !read_only) store_->WaitForRoom();
   const int64_t filter = std::max<int64_t>(options_.filter_freq(), 1);
+  // An admitted row holds the slots rows have, at their initial values, so
+  // that the first update replaces it in place.
+  std::vector<float> row;
   for (size_t i : missing) {
     const int64_t key = keys[i];
     InitialRow(key, out + i * dim);
     if (read_only) continue;
     Stripe& stripe = StripeOf(key);
     absl::MutexLock l(&stripe.mu);
-    if (Stripe::Header* row = stripe.Find(key).first;
-        row != nullptr) {  // admitted by a concurrent call
-      ++row->freq;
-      row->last_step = std::max(row->last_step, step);
+    if (Stripe::Header* stored = stripe.Find(key).header;
+        stored != nullptr) {  // admitted by a concurrent call
+      stripe.Touch(*stored, step);
       continue;
     }
     Stripe::Candidate& candidate = stripe.candidates[key];
@@ -489,13 +503,33 @@ absl::Status EmbeddingTable::Lookup(absl::Span<const int64_t> keys,
       filtered_.fetch_add(1);
       continue;
     }
+    if (row.empty()) row = NewRowSlots();
+    std::copy(out + i * dim, out + (i + 1) * dim, row.begin());
     StoreRow(stripe, key, candidate.freq, candidate.last_step,
-             /*dirty=*/true, out + i * dim, dim);
+             /*dirty=*/true, row.data(), row.size());
     stripe.candidates.erase(key);
     candidates_.fetch_sub(1);
     admitted_.fetch_add(1);
   }
   return absl::OkStatus();
+}
+
+void EmbeddingTable::AddSlot(const RowSlot& slot) {
+  slots_.push_back(slot);
+  num_slots_.store(static_cast<int>(slots_.size()));
+  absl::MutexLock l(&initials_mu_);
+  initials_.push_back(slot.initial);
+}
+
+std::vector<float> EmbeddingTable::NewRowSlots() const {
+  const size_t dim = static_cast<size_t>(dim_);
+  absl::MutexLock l(&initials_mu_);
+  std::vector<float> row(dim * (1 + initials_.size()));
+  for (size_t s = 0; s < initials_.size(); ++s) {
+    std::fill(row.begin() + (s + 1) * dim, row.begin() + (s + 2) * dim,
+              initials_[s]);
+  }
+  return row;
 }
 
 std::vector<int> EmbeddingTable::SlotIndices(const std::vector<RowSlot>& slots,
@@ -507,7 +541,7 @@ std::vector<int> EmbeddingTable::SlotIndices(const std::vector<RowSlot>& slots,
       return s.name == slot.name;
     });
     if (it == slots_.end()) {
-      slots_.push_back(slot);
+      AddSlot(slot);
       added = true;
       it = slots_.end() - 1;
     }
@@ -531,18 +565,26 @@ absl::StatusOr<EmbeddingTable::ApplyResult> EmbeddingTable::Apply(
     std::optional<int64_t> global_step,
     const std::function<void(const ApplyResult&, StorageBatch&)>& extra) {
   const size_t dim = static_cast<size_t>(dim_);
-  // Distinct keys in order of first appearance, gradients summed.
-  absl::flat_hash_map<int64_t, size_t> index;
+  // Distinct keys in key order (a store write sorted by key is the cheapest
+  // for RocksDB to insert), duplicates' gradients summed in their order.
+  std::vector<size_t> order(keys.size());
+  std::iota(order.begin(), order.end(), size_t{0});
+  if (!std::is_sorted(keys.begin(), keys.end())) {
+    std::stable_sort(order.begin(), order.end(),
+                     [&](size_t x, size_t y) { return keys[x] < keys[y]; });
+  }
   std::vector<int64_t> distinct;
   std::vector<float> grads;
-  for (size_t i = 0; i < keys.size(); ++i) {
-    auto [it, inserted] = index.emplace(keys[i], distinct.size());
-    if (inserted) {
-      distinct.push_back(keys[i]);
-      grads.insert(grads.end(), gradients + i * dim, gradients + (i + 1) * dim);
+  distinct.reserve(keys.size());
+  grads.reserve(keys.size() * dim);
+  for (size_t i : order) {
+    const float* grad = gradients + i * dim;
+    if (!distinct.empty() && distinct.back() == keys[i]) {
+      float* sum = grads.data() + grads.size() - dim;
+      for (size_t j = 0; j < dim; ++j) sum[j] += grad[j];
     } else {
-      float* sum = grads.data() + it->second * dim;
-      for (size_t j = 0; j < dim; ++j) sum[j] += gradients[i * dim + j];
+      distinct.push_back(keys[i]);
+      grads.insert(grads.end(), grad, grad + dim);
     }
   }
   store_->WaitForRoom();
@@ -563,30 +605,31 @@ absl::StatusOr<EmbeddingTable::ApplyResult> EmbeddingTable::Apply(
     bool admitted;  // the key becomes stored with this update
   };
   std::vector<Update> updates;
-  std::vector<float> values;  // updates.size() x floats
+  updates.reserve(distinct.size());
+  // updates.size() x floats, each set before it is read.
+  const std::unique_ptr<float[]> values =
+      std::make_unique_for_overwrite<float[]>(distinct.size() * floats);
+  std::vector<float*> slot_rows(slot_index.size());
   ApplyResult result;
   std::vector<int64_t> filtered_keys;
   for (size_t u = 0; u < distinct.size(); ++u) {
     const int64_t key = distinct[u];
-    const size_t at = values.size();
-    values.resize(at + floats);
-    float* row = values.data() + at;
+    float* row = values.get() + updates.size() * floats;
     size_t known = 0;  // the floats the stored row has, if any
     Update update{key, 0, false};
     {
       Stripe& stripe = StripeOf(key);
       absl::MutexLock l(&stripe.mu);
-      if (auto [old, old_values] = stripe.Find(key); old != nullptr) {
-        known = stripe.FloatsOf(key);
-        memcpy(row, old_values, known * sizeof(float));
-        update.freq = old->freq + 1;
+      if (const Stripe::Row old = stripe.Find(key); old.header != nullptr) {
+        known = old.floats;
+        memcpy(row, old.values, known * sizeof(float));
+        update.freq = old.header->freq + 1;
       } else {
         auto c = stripe.candidates.find(key);
         const int64_t freq =
             (c == stripe.candidates.end() ? 0 : c->second.freq);
         if (freq + 1 < filter) {
           filtered_keys.push_back(key);
-          values.resize(at);
           continue;
         }
         update.freq = freq + 1;
@@ -600,11 +643,10 @@ absl::StatusOr<EmbeddingTable::ApplyResult> EmbeddingTable::Apply(
     for (size_t s = known / dim - 1; s < slots_.size(); ++s) {
       std::fill(row + (s + 1) * dim, row + (s + 2) * dim, slots_[s].initial);
     }
-    std::vector<float*> slot_ptrs;
-    for (int s : slot_index) {
-      slot_ptrs.push_back(row + (static_cast<size_t>(s) + 1) * dim);
+    for (size_t s = 0; s < slot_index.size(); ++s) {
+      slot_rows[s] = row + (static_cast<size_t>(slot_index[s]) + 1) * dim;
     }
-    apply(dim_, row, slot_ptrs, grads.data() + u * dim);
+    apply(dim_, row, slot_rows, grads.data() + u * dim);
     updates.push_back(update);
   }
   result.applied = static_cast<int64_t>(updates.size());
@@ -615,7 +657,7 @@ absl::StatusOr<EmbeddingTable::ApplyResult> EmbeddingTable::Apply(
     for (size_t u = 0; u < updates.size(); ++u) {
       batch.PutEmbedding(
           RowKey(updates[u].key),
-          EncodeRow(updates[u].freq, step, values.data() + u * floats, floats));
+          EncodeRow(updates[u].freq, step, values.get() + u * floats, floats));
     }
     if (extra) extra(result, batch);
   }
@@ -628,7 +670,7 @@ absl::StatusOr<EmbeddingTable::ApplyResult> EmbeddingTable::Apply(
     Stripe& stripe = StripeOf(update.key);
     absl::MutexLock l(&stripe.mu);
     StoreRow(stripe, update.key, update.freq, step, /*dirty=*/interval,
-             values.data() + u * floats, floats);
+             values.get() + u * floats, floats);
     if (update.admitted) {
       admitted_.fetch_add(1);
       if (stripe.candidates.erase(update.key) > 0) candidates_.fetch_sub(1);
@@ -688,15 +730,15 @@ absl::StatusOr<int64_t> EmbeddingTable::Import(
     // initial values.
     Stripe& stripe = StripeOf(keys[i]);
     absl::MutexLock l(&stripe.mu);
-    const float* old = stripe.Find(keys[i]).second;
-    const size_t known = old == nullptr ? 0 : stripe.FloatsOf(keys[i]);
+    const Stripe::Row old = stripe.Find(keys[i]);
+    const size_t known = old.floats;
     for (size_t s = 0; s < slots_.size(); ++s) {
       float* slot = row + (s + 1) * dim;
       if (given[s] >= 0) {
         memcpy(slot, slots.values[given[s]].data() + i * dim,
                dim * sizeof(float));
       } else if (known >= (s + 2) * dim) {
-        memcpy(slot, old + (s + 1) * dim, dim * sizeof(float));
+        memcpy(slot, old.values + (s + 1) * dim, dim * sizeof(float));
       } else {
         std::fill(slot, slot + dim, slots_[s].initial);
       }
@@ -716,7 +758,7 @@ absl::StatusOr<int64_t> EmbeddingTable::Import(
     batch.DeleteEmbedding(RowKey(key));
     Stripe& stripe = StripeOf(key);
     absl::MutexLock l(&stripe.mu);
-    stored += stripe.Find(key).first != nullptr ? 1 : 0;
+    stored += stripe.Find(key).header != nullptr ? 1 : 0;
   }
   if (extra) extra(stored, batch);
   VS_RETURN_IF_ERROR(store_->storage_->Write(batch));
@@ -728,7 +770,7 @@ absl::StatusOr<int64_t> EmbeddingTable::Import(
   for (size_t i = 0; i < keys.size(); ++i) {
     Stripe& stripe = StripeOf(keys[i]);
     absl::MutexLock l(&stripe.mu);
-    const bool known = stripe.Find(keys[i]).first != nullptr;
+    const bool known = stripe.Find(keys[i]).header != nullptr;
     StoreRow(stripe, keys[i], freq_of(i), last_step_of(i), /*dirty=*/false,
              rows.data() + i * floats, floats);
     if (!known) admitted_.fetch_add(1);
@@ -856,23 +898,31 @@ absl::Status EmbeddingTable::WriteBack() {
   // One store write for every stripe: the store holds the table as of one
   // moment, with the exactly-once records of the updates it holds.
   absl::ReaderMutexLock d(&disk_mu_);
-  StorageBatch batch;
   std::vector<std::vector<int64_t>> written(kStripes);
+  std::vector<std::pair<int64_t, std::string>> rows;  // key, record
   std::vector<ExtraRecords> extra;
   for (int s = 0; s < kStripes; ++s) {
     Stripe& stripe = stripes_[s];
     absl::MutexLock l(&stripe.mu);
     for (int64_t key : stripe.dirty) {
-      auto [row, values] = stripe.Find(key);
-      if (row == nullptr || !row->dirty) continue;
-      batch.PutEmbedding(RowKey(key), EncodeRow(row->freq, row->last_step,
-                                                values, stripe.FloatsOf(key)));
-      row->dirty = false;
+      const Stripe::Row row = stripe.Find(key);
+      if (row.header == nullptr || !row.header->dirty) continue;
+      rows.emplace_back(key, EncodeRow(row.header->freq, row.header->last_step,
+                                       row.values, row.floats));
+      row.header->dirty = false;
       written[s].push_back(key);
     }
     stripe.dirty.clear();
     extra.insert(extra.end(), stripe.extra.begin(), stripe.extra.end());
     stripe.extra.clear();
+  }
+  // In key order: RocksDB inserts a sorted write into its memtable for a
+  // fraction of what random order costs.
+  std::sort(rows.begin(), rows.end(),
+            [](const auto& x, const auto& y) { return x.first < y.first; });
+  StorageBatch batch;
+  for (auto& [key, record] : rows) {
+    batch.PutEmbedding(RowKey(key), std::move(record));
   }
   for (const ExtraRecords& e : extra) e(batch);
   if (batch.empty()) return absl::OkStatus();
@@ -883,7 +933,7 @@ absl::Status EmbeddingTable::WriteBack() {
     Stripe& stripe = stripes_[s];
     absl::MutexLock l(&stripe.mu);
     for (int64_t key : written[s]) {
-      Stripe::Header* row = stripe.Find(key).first;
+      Stripe::Header* row = stripe.Find(key).header;
       if (row != nullptr && !row->dirty) {
         row->dirty = true;
         stripe.dirty.push_back(key);
@@ -952,7 +1002,7 @@ absl::Status EmbeddingTable::Evict() {
   for (int64_t key : expired) {
     Stripe& stripe = StripeOf(key);
     absl::MutexLock l(&stripe.mu);
-    if (stripe.Find(key).first != nullptr) continue;  // read through since
+    if (stripe.Find(key).header != nullptr) continue;  // read through since
     batch.DeleteEmbedding(RowKey(key));
     ++removed;
   }

@@ -45,9 +45,8 @@ struct EmbeddingOptions {
 
 // One step of an optimizer on n values: `var[i]` and each slot's [i] change
 // by `grad[i]` (OptimizerStep::ApplyElements for float32).
-using ApplyFn = absl::FunctionRef<void(int64_t n, float* var,
-                                       const std::vector<float*>& slots,
-                                       const float* grad)>;
+using ApplyFn = absl::FunctionRef<void(
+    int64_t n, float* var, absl::Span<float* const> slots, const float* grad)>;
 
 // A slot an optimizer keeps per row: its name (as the optimizer names its
 // slot variables) and the value a new row's slot starts at.
@@ -99,7 +98,8 @@ class EmbeddingTable {
   // Copies the rows of `keys` into `out` (keys.size() x dim): a stored
   // row, else the key's initial row. Unless read_only, counts a lookup of
   // each key at `global_step` (absent: the current step): a key reaching
-  // filter_freq is stored with its initial row. Errors: the store's (a
+  // filter_freq is stored with its initial row (and the slots rows have, at
+  // their initial values). Errors: the store's (a
   // cold row could not be read); `out` is then unspecified and nothing
   // changed.
   absl::Status Lookup(absl::Span<const int64_t> keys,
@@ -175,7 +175,8 @@ class EmbeddingTable {
   // REQUIRES: stripe.mu held.
   void StoreRow(Stripe& stripe, int64_t key, int64_t freq, int64_t last_step,
                 bool dirty, const float* values, size_t floats);
-  // Writes the rows lookups made dirty.
+  // Writes the dirty rows (and the exactly-once records waiting for them) in
+  // one store write, in key order.
   absl::Status WriteBack() ABSL_LOCKS_EXCLUDED(disk_mu_);
   // Removes the rows not touched in steps_to_live steps.
   absl::Status Evict() ABSL_LOCKS_EXCLUDED(disk_mu_);
@@ -185,6 +186,11 @@ class EmbeddingTable {
   // Adds `delta` to the bytes of rows in memory (the table's and the
   // store's).
   void Account(int64_t delta);
+  // Adds a slot to slots_ (and initials_).
+  void AddSlot(const RowSlot& slot) ABSL_EXCLUSIVE_LOCKS_REQUIRED(apply_mu_);
+  // A row of the width rows have now: the value (unset), then each slot at
+  // its initial value.
+  std::vector<float> NewRowSlots() const;
   // The slot indices of `slots`, adding new ones to slots_ (and their
   // record to `batch`).
   std::vector<int> SlotIndices(const std::vector<RowSlot>& slots,
@@ -207,6 +213,10 @@ class EmbeddingTable {
   // The slots rows hold, in order after the value.
   std::vector<RowSlot> slots_ ABSL_GUARDED_BY(apply_mu_);
   std::atomic<int> num_slots_{0};
+  // slots_'s initial values, for the rows lookups admit (which do not take
+  // apply_mu_).
+  mutable absl::Mutex initials_mu_ ABSL_ACQUIRED_AFTER(apply_mu_);
+  std::vector<float> initials_ ABSL_GUARDED_BY(initials_mu_);
 
   std::atomic<int64_t> step_{0};
   std::atomic<int64_t> cold_keys_{0};

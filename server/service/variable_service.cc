@@ -1,6 +1,7 @@
 #include "server/service/variable_service.h"
 
 #include <optional>
+#include <type_traits>
 
 #include "absl/strings/str_cat.h"
 #include "common/cluster.h"
@@ -707,11 +708,12 @@ grpc::ServerUnaryReactor* VariableServiceImpl::GetServerInfo(
       });
 }
 
-template <typename Request, typename Result>
+template <typename Arg, typename Result>
 grpc::ServerUnaryReactor* VariableServiceImpl::EmbeddingCall(
     grpc::CallbackServerContext* context, absl::string_view method,
     const grpc::ByteBuffer& request, grpc::ByteBuffer* response, Role role,
-    absl::StatusOr<Result> (EmbeddingCalls::*call)(const Request&)) {
+    absl::StatusOr<Result> (EmbeddingCalls::*call)(Arg&)) {
+  using Request = std::remove_const_t<Arg>;
   // Calls that may write the store run on the executor, not in the
   // reaction: everything the handler uses is captured by value.
   return Unary<Request>(

@@ -249,12 +249,13 @@ class VariableServiceImpl final : public VariableServiceBase {
 
   // Answers an embedding call: parses `request` as a `Request`, checks the
   // caller may make it as `role` on its name, and replies with what
-  // `call` returns for it (refusable for reads).
-  template <typename Request, typename Result>
+  // `call` returns for it (refusable for reads). `Arg` is the request type,
+  // const unless `call` takes what it needs out of the request.
+  template <typename Arg, typename Result>
   grpc::ServerUnaryReactor* EmbeddingCall(
       grpc::CallbackServerContext* context, absl::string_view method,
       const grpc::ByteBuffer& request, grpc::ByteBuffer* response, Role role,
-      absl::StatusOr<Result> (EmbeddingCalls::*call)(const Request&));
+      absl::StatusOr<Result> (EmbeddingCalls::*call)(Arg&));
 
   const AccessControl& access() const {
     return options_.access == nullptr ? open_ : *options_.access;

@@ -282,6 +282,29 @@ TEST_F(EmbeddingTest, AdagradKeepsItsSlotPerKey) {
   EXPECT_THAT(Lookup("e", {9, -9}), Pointwise(FloatNear(1e-5), expected));
 }
 
+TEST_F(EmbeddingTest, ARowALookupAdmittedTakesItsFirstUpdateFromInitialSlots) {
+  Create("e");
+  v1::Optimizer adagrad;
+  adagrad.set_learning_rate(0.5);
+  adagrad.mutable_adagrad();
+  // The table's rows gain Adagrad's accumulator, then a lookup admits key 5.
+  ASSERT_TRUE(
+      client_->EmbeddingApply("e", Keys({1}), Fill(1, 2), adagrad).ok());
+  const std::vector<float> initial = Lookup("e", {5});
+  EXPECT_EQ(Stat("e").size(), 2);
+  ASSERT_TRUE(
+      client_->EmbeddingApply("e", Keys({5}), Fill(1, 2), adagrad).ok());
+  std::vector<float> expected = initial;
+  for (float& v : expected) {
+    v = static_cast<float>(v - 0.5 * 2 / std::sqrt(0.1 + 4));
+  }
+  EXPECT_THAT(Lookup("e", {5}), Pointwise(FloatNear(1e-6), expected));
+  ASSERT_TRUE(server_.Restart().ok());
+  client_ = server_.NewClient();
+  EXPECT_THAT(Lookup("e", {5}, /*read_only=*/true),
+              Pointwise(FloatNear(1e-6), expected));
+}
+
 TEST_F(EmbeddingTest, AdamTakesItsBetaPowersByValue) {
   Create("e");
   const std::vector<float> initial = Lookup("e", {3}, /*read_only=*/true);
@@ -541,6 +564,33 @@ TEST_F(IntervalEmbeddingTest, UpdatesReachTheStore) {
   ASSERT_TRUE(server_.Restart().ok());
   client_ = server_.NewClient();
   EXPECT_EQ(Lookup("e", {1, 2}, /*read_only=*/true), before);
+}
+
+TEST_F(IntervalEmbeddingTest, ManyRowsInAnyKeyOrderAreWrittenBackTogether) {
+  Create("e");
+  // 3001 distinct keys, negative and positive, in scrambled order, then the
+  // first 100 again: their gradients are summed.
+  std::vector<int64_t> keys;
+  for (int64_t i = 0; i < 3001; ++i) keys.push_back((i * 7919) % 3001 - 1500);
+  for (int64_t i = 0; i < 100; ++i) keys.push_back(keys[i]);
+  const int64_t n = static_cast<int64_t>(keys.size());
+  const std::vector<float> initial = Lookup("e", keys, /*read_only=*/true);
+  ASSERT_TRUE(
+      client_->EmbeddingApply("e", Keys(keys), Fill(n, 0.5), Sgd(1)).ok());
+  std::vector<float> expected = initial;
+  for (int64_t i = 0; i < n; ++i) {
+    for (int64_t j = 0; j < kDim; ++j) {
+      expected[i * kDim + j] -= i < 100 || i >= 3001 ? 1.0f : 0.5f;
+    }
+  }
+  // Counted lookups make every row dirty again.
+  EXPECT_EQ(Lookup("e", keys), expected);
+  ASSERT_TRUE(server_.Restart().ok());
+  client_ = server_.NewClient();
+  EXPECT_EQ(Lookup("e", keys, /*read_only=*/true), expected);
+  EXPECT_EQ(Stat("e").size(), 3001);
+  // An update, then two counted lookups of the first 100 keys.
+  EXPECT_EQ(Stat("e", /*hottest=*/1).hottest(0).frequency(), 3);
 }
 
 constexpr int64_t kBudget = 1 << 20;
