@@ -3,6 +3,7 @@
 
     bench/python_ab.py --old DIR --new DIR [--rounds N] [--calls N]
                        [--cases push4m,pull4m,...] [--durability MODE]
+                       [--old-env K=V,...] [--new-env K=V,...]
 
 Starts one varscoped of each build (`--durability=interval=1s` unless
 given), then alternates old and new: each round runs every case once per
@@ -13,6 +14,9 @@ of the calls), client CPU per call (`time.process_time()`, all of the
 client's threads) and server CPU per call (utime + stime of varscoped from
 /proc, over the timed calls and the process's start, which is small
 against them). CPU per call is the steady figure on a shared machine.
+--old-env/--new-env add environment variables to that side's server and
+clients (e.g. GRPC_EXPERIMENTS=...), so one build can be A/B'd against
+itself under two settings.
 """
 
 import argparse
@@ -65,6 +69,18 @@ def cpu_seconds(pid):
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+def context_switches(pid):
+    total = 0
+    for task in os.listdir(f"/proc/{pid}/task"):
+        try:
+            for line in open(f"/proc/{pid}/task/{task}/status"):
+                if "ctxt_switches:" in line:
+                    total += int(line.split()[1])
+        except FileNotFoundError:  # the thread ended meanwhile
+            pass
+    return total
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--old", required=True, help="build dir of A")
@@ -73,9 +89,16 @@ def main():
     parser.add_argument("--calls", type=int, default=40)
     parser.add_argument("--cases", default=",".join(CASES))
     parser.add_argument("--durability", default="interval=1s")
+    parser.add_argument("--old-env", default="",
+                        help="K=V,... set for A's server and clients")
+    parser.add_argument("--new-env", default="",
+                        help="K=V,... set for B's server and clients")
     args = parser.parse_args()
     cases = args.cases.split(",")
     builds = {"old": args.old, "new": args.new}
+    envs = {name: dict(os.environ, **dict(
+        kv.split("=", 1) for kv in extra.split(",") if kv))
+        for name, extra in (("old", args.old_env), ("new", args.new_env))}
     print("load average at start:",
           " ".join(open("/proc/loadavg").read().split()[:3]), flush=True)
     results = {(b, c): [] for b in builds for c in cases}
@@ -89,7 +112,7 @@ def main():
                      f"--listen=127.0.0.1:{port}",
                      f"--data-dir={work}/{name}",
                      f"--durability={args.durability}"],
-                    stderr=subprocess.DEVNULL))
+                    stderr=subprocess.DEVNULL, env=envs[name]))
                 wait_port(port, servers[name][1])
             for _ in range(args.rounds):
                 for case in cases:
@@ -98,14 +121,18 @@ def main():
                     for name, build in builds.items():
                         port, server = servers[name]
                         before = cpu_seconds(server.pid)
+                        switches = context_switches(server.pid)
                         out = subprocess.run(
                             [sys.executable, "-c", WORKER,
                              os.path.join(build, "python"), str(port),
                              str(size), call, str(calls)],
-                            check=True, capture_output=True, text=True).stdout
+                            check=True, capture_output=True, text=True,
+                            env=envs[name]).stdout
                         row = json.loads(out)
                         row["server"] = (cpu_seconds(server.pid) -
                                          before) / calls
+                        row["switches"] = (context_switches(server.pid) -
+                                           switches) / calls
                         results[(name, case)].append(row)
         finally:
             for _, server in servers.values():
@@ -114,14 +141,15 @@ def main():
     print("load average at end:",
           " ".join(open("/proc/loadavg").read().split()[:3]))
     print("\n| case | build | wall ms/call | client CPU ms/call | "
-          "server CPU ms/call |\n|---|---|---|---|---|")
+          "server CPU ms/call | server switches/call |\n|---|---|---|---|---|---|")
     for case in cases:
         for name in builds:
             rows = results[(name, case)]
             med = {k: statistics.median(r[k] for r in rows) * 1e3
                    for k in ("wall", "cpu", "server")}
+            switches = statistics.median(r["switches"] for r in rows)
             print(f"| {case} | {name} | {med['wall']:.3f} | {med['cpu']:.3f} "
-                  f"| {med['server']:.3f} |")
+                  f"| {med['server']:.3f} | {switches:.2f} |")
 
 
 if __name__ == "__main__":
