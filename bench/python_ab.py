@@ -3,7 +3,7 @@
 
     bench/python_ab.py --old DIR --new DIR [--rounds N] [--calls N]
                        [--cases push4m,pull4m,...] [--durability MODE]
-                       [--old-env K=V,...] [--new-env K=V,...]
+                       [--old-env K=V]... [--new-env K=V]...
 
 Starts one varscoped of each build (`--durability=interval=1s` unless
 given), then alternates old and new: each round runs every case once per
@@ -11,10 +11,11 @@ build, in a fresh Python process that imports that build's extension, and
 times --calls calls (10x that for 4 KiB cases) after a warm-up. Prints per
 build and case the medians over the rounds of: wall time per call (median
 of the calls), client CPU per call (`time.process_time()`, all of the
-client's threads) and server CPU per call (utime + stime of varscoped from
-/proc, over the timed calls and the process's start, which is small
-against them). CPU per call is the steady figure on a shared machine.
---old-env/--new-env add environment variables to that side's server and
+client's threads), server CPU and context switches per call (summed over
+varscoped's threads from /proc's schedstat and status, over the timed
+calls and the client process's start and end, which are small against
+them). CPU per call is the steady figure on a shared machine.
+--old-env/--new-env (repeatable) add environment variables to that side's server and
 clients (e.g. GRPC_EXPERIMENTS=...), so one build can be A/B'd against
 itself under two settings.
 """
@@ -64,21 +65,21 @@ print(json.dumps({"wall": times[len(times) // 2], "cpu": cpu / calls}))
 """
 
 
-def cpu_seconds(pid):
-    fields = open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
-def context_switches(pid):
-    total = 0
+def thread_totals(pid):
+    """(CPU seconds, context switches) summed over the process's threads,
+    from the scheduler's nanosecond counts (/proc's utime and stime tick
+    every 10 ms, too coarse for a call)."""
+    cpu, switches = 0, 0
     for task in os.listdir(f"/proc/{pid}/task"):
         try:
+            cpu += int(open(f"/proc/{pid}/task/{task}/schedstat").read()
+                       .split()[0])
             for line in open(f"/proc/{pid}/task/{task}/status"):
                 if "ctxt_switches:" in line:
-                    total += int(line.split()[1])
+                    switches += int(line.split()[1])
         except FileNotFoundError:  # the thread ended meanwhile
             pass
-    return total
+    return cpu / 1e9, switches
 
 
 def main():
@@ -89,16 +90,15 @@ def main():
     parser.add_argument("--calls", type=int, default=40)
     parser.add_argument("--cases", default=",".join(CASES))
     parser.add_argument("--durability", default="interval=1s")
-    parser.add_argument("--old-env", default="",
-                        help="K=V,... set for A's server and clients")
-    parser.add_argument("--new-env", default="",
-                        help="K=V,... set for B's server and clients")
+    parser.add_argument("--old-env", action="append", default=[],
+                        help="K=V set for A's server and clients")
+    parser.add_argument("--new-env", action="append", default=[],
+                        help="K=V set for B's server and clients")
     args = parser.parse_args()
     cases = args.cases.split(",")
     builds = {"old": args.old, "new": args.new}
-    envs = {name: dict(os.environ, **dict(
-        kv.split("=", 1) for kv in extra.split(",") if kv))
-        for name, extra in (("old", args.old_env), ("new", args.new_env))}
+    envs = {name: dict(os.environ, **dict(kv.split("=", 1) for kv in extra))
+            for name, extra in (("old", args.old_env), ("new", args.new_env))}
     print("load average at start:",
           " ".join(open("/proc/loadavg").read().split()[:3]), flush=True)
     results = {(b, c): [] for b in builds for c in cases}
@@ -120,8 +120,7 @@ def main():
                     calls = args.calls * (10 if size < (1 << 20) else 1)
                     for name, build in builds.items():
                         port, server = servers[name]
-                        before = cpu_seconds(server.pid)
-                        switches = context_switches(server.pid)
+                        cpu, switches = thread_totals(server.pid)
                         out = subprocess.run(
                             [sys.executable, "-c", WORKER,
                              os.path.join(build, "python"), str(port),
@@ -129,10 +128,9 @@ def main():
                             check=True, capture_output=True, text=True,
                             env=envs[name]).stdout
                         row = json.loads(out)
-                        row["server"] = (cpu_seconds(server.pid) -
-                                         before) / calls
-                        row["switches"] = (context_switches(server.pid) -
-                                           switches) / calls
+                        cpu_after, switches_after = thread_totals(server.pid)
+                        row["server"] = (cpu_after - cpu) / calls
+                        row["switches"] = (switches_after - switches) / calls
                         results[(name, case)].append(row)
         finally:
             for _, server in servers.values():
