@@ -15,9 +15,9 @@ client's threads), server CPU and context switches per call (summed over
 varscoped's threads from /proc's schedstat and status, over the timed
 calls and the client process's start and end, which are small against
 them). CPU per call is the steady figure on a shared machine.
---old-env/--new-env (repeatable) add environment variables to that side's server and
-clients (e.g. GRPC_EXPERIMENTS=...), so one build can be A/B'd against
-itself under two settings.
+--old-env/--new-env (repeatable) add environment variables to that side's
+server and clients (e.g. GRPC_EXPERIMENTS=...), so one build can be A/B'd
+against itself under two settings.
 """
 
 import argparse
@@ -139,7 +139,8 @@ def main():
     print("load average at end:",
           " ".join(open("/proc/loadavg").read().split()[:3]))
     print("\n| case | build | wall ms/call | client CPU ms/call | "
-          "server CPU ms/call | server switches/call |\n|---|---|---|---|---|---|")
+          "server CPU ms/call | server switches/call |\n"
+          "|---|---|---|---|---|---|")
     for case in cases:
         for name in builds:
             rows = results[(name, case)]
