@@ -3,6 +3,7 @@
 
     bench/python_ab.py --old DIR --new DIR [--rounds N] [--calls N]
                        [--cases push4m,pull4m,...] [--durability MODE]
+                       [--old-env K=V]... [--new-env K=V]...
 
 Starts one varscoped of each build (`--durability=interval=1s` unless
 given), then alternates old and new: each round runs every case once per
@@ -10,9 +11,13 @@ build, in a fresh Python process that imports that build's extension, and
 times --calls calls (10x that for 4 KiB cases) after a warm-up. Prints per
 build and case the medians over the rounds of: wall time per call (median
 of the calls), client CPU per call (`time.process_time()`, all of the
-client's threads) and server CPU per call (utime + stime of varscoped from
-/proc, over the timed calls and the process's start, which is small
-against them). CPU per call is the steady figure on a shared machine.
+client's threads), server CPU and context switches per call (summed over
+varscoped's threads from /proc's schedstat and status, over the timed
+calls and the client process's start and end, which are small against
+them). CPU per call is the steady figure on a shared machine.
+--old-env/--new-env (repeatable) add environment variables to that side's
+server and clients (e.g. GRPC_EXPERIMENTS=...), so one build can be A/B'd
+against itself under two settings.
 """
 
 import argparse
@@ -60,9 +65,21 @@ print(json.dumps({"wall": times[len(times) // 2], "cpu": cpu / calls}))
 """
 
 
-def cpu_seconds(pid):
-    fields = open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+def thread_totals(pid):
+    """(CPU seconds, context switches) summed over the process's threads,
+    from the scheduler's nanosecond counts (/proc's utime and stime tick
+    every 10 ms, too coarse for a call)."""
+    cpu, switches = 0, 0
+    for task in os.listdir(f"/proc/{pid}/task"):
+        try:
+            cpu += int(open(f"/proc/{pid}/task/{task}/schedstat").read()
+                       .split()[0])
+            for line in open(f"/proc/{pid}/task/{task}/status"):
+                if "ctxt_switches:" in line:
+                    switches += int(line.split()[1])
+        except FileNotFoundError:  # the thread ended meanwhile
+            pass
+    return cpu / 1e9, switches
 
 
 def main():
@@ -73,9 +90,15 @@ def main():
     parser.add_argument("--calls", type=int, default=40)
     parser.add_argument("--cases", default=",".join(CASES))
     parser.add_argument("--durability", default="interval=1s")
+    parser.add_argument("--old-env", action="append", default=[],
+                        help="K=V set for A's server and clients")
+    parser.add_argument("--new-env", action="append", default=[],
+                        help="K=V set for B's server and clients")
     args = parser.parse_args()
     cases = args.cases.split(",")
     builds = {"old": args.old, "new": args.new}
+    envs = {name: dict(os.environ, **dict(kv.split("=", 1) for kv in extra))
+            for name, extra in (("old", args.old_env), ("new", args.new_env))}
     print("load average at start:",
           " ".join(open("/proc/loadavg").read().split()[:3]), flush=True)
     results = {(b, c): [] for b in builds for c in cases}
@@ -89,7 +112,7 @@ def main():
                      f"--listen=127.0.0.1:{port}",
                      f"--data-dir={work}/{name}",
                      f"--durability={args.durability}"],
-                    stderr=subprocess.DEVNULL))
+                    stderr=subprocess.DEVNULL, env=envs[name]))
                 wait_port(port, servers[name][1])
             for _ in range(args.rounds):
                 for case in cases:
@@ -97,15 +120,17 @@ def main():
                     calls = args.calls * (10 if size < (1 << 20) else 1)
                     for name, build in builds.items():
                         port, server = servers[name]
-                        before = cpu_seconds(server.pid)
+                        cpu, switches = thread_totals(server.pid)
                         out = subprocess.run(
                             [sys.executable, "-c", WORKER,
                              os.path.join(build, "python"), str(port),
                              str(size), call, str(calls)],
-                            check=True, capture_output=True, text=True).stdout
+                            check=True, capture_output=True, text=True,
+                            env=envs[name]).stdout
                         row = json.loads(out)
-                        row["server"] = (cpu_seconds(server.pid) -
-                                         before) / calls
+                        cpu_after, switches_after = thread_totals(server.pid)
+                        row["server"] = (cpu_after - cpu) / calls
+                        row["switches"] = (switches_after - switches) / calls
                         results[(name, case)].append(row)
         finally:
             for _, server in servers.values():
@@ -114,14 +139,16 @@ def main():
     print("load average at end:",
           " ".join(open("/proc/loadavg").read().split()[:3]))
     print("\n| case | build | wall ms/call | client CPU ms/call | "
-          "server CPU ms/call |\n|---|---|---|---|---|")
+          "server CPU ms/call | server switches/call |\n"
+          "|---|---|---|---|---|---|")
     for case in cases:
         for name in builds:
             rows = results[(name, case)]
             med = {k: statistics.median(r[k] for r in rows) * 1e3
                    for k in ("wall", "cpu", "server")}
+            switches = statistics.median(r["switches"] for r in rows)
             print(f"| {case} | {name} | {med['wall']:.3f} | {med['cpu']:.3f} "
-                  f"| {med['server']:.3f} |")
+                  f"| {med['server']:.3f} | {switches:.2f} |")
 
 
 if __name__ == "__main__":

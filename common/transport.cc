@@ -10,6 +10,12 @@
 
 namespace varscope {
 
+// gRPC 1.51 keeps the connection's window, without bandwidth probes, at
+// 64 KiB plus 1 MiB per stream reading a message: a 4 MiB message goes in
+// four pieces, each sent after the receiver's window update. The probes
+// widen that window but cost more CPU per call than the updates they save,
+// and TCP read-chunk sizes, the HTTP/2 write buffer and 1.51's transport
+// experiments win nothing measurable (bench/RESULTS.md, issue 15).
 std::vector<std::pair<std::string, int>> LargeMessageTransportArgs() {
   return {{GRPC_ARG_HTTP2_STREAM_LOOKAHEAD_BYTES, 64 << 20},
           {GRPC_ARG_HTTP2_BDP_PROBE, 0},

@@ -16,8 +16,7 @@ namespace varscope {
 
 // HTTP/2 settings for moving large tensors, as (channel argument, value):
 // a fixed stream window of 64 MiB instead of a 64 KiB one grown by
-// bandwidth probes, so that a message of up to 64 MiB flows without waiting
-// for window updates, and the largest frames HTTP/2 allows (16 MiB) instead
+// bandwidth probes, and the largest frames HTTP/2 allows (16 MiB) instead
 // of 16 KiB ones. Both ends set them: each announces the window and frame
 // size it receives with.
 std::vector<std::pair<std::string, int>> LargeMessageTransportArgs();
