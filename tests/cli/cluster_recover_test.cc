@@ -93,17 +93,35 @@ class ClusterRecoverTest : public ::testing::Test {
     return listed.ok() ? listed->kept() : -1;
   }
 
+  // Pauses shard 1 (pause "hold"), so that its parts of steps wait, and
+  // resumes it.
+  void HoldShard1() {
+    v1::PauseRequest pause;
+    pause.set_pause_id("hold");
+    pause.set_reason("a test");
+    pause.set_lease_micros(absl::ToInt64Microseconds(absl::Seconds(60)));
+    EXPECT_THAT(admins_[1]->Pause(pause).status(), IsOk());
+  }
+  void ResumeShard1() {
+    v1::ResumeRequest resume;
+    resume.set_pause_id("hold");
+    EXPECT_THAT(admins_[1]->Resume(resume), IsOkAndHolds(::testing::_));
+  }
+
+  // A client of the cluster that tries each call once.
+  std::shared_ptr<Client> TryingOnce() const {
+    ClientOptions once = TestClientOptions();
+    once.max_attempts = 1;
+    return Client::Connect(address_, once);
+  }
+
   // A worker process (varscope_test_worker train) applies its first step on
   // shards 0 and 2 while shard 1 is paused, and is killed (SIGKILL) while it
   // retries shard 1's part; then shard 1 resumes. Returns the state before
   // the step.
   std::vector<std::pair<int64_t, int64_t>> KillAWorkerMidStep() {
     const std::vector<std::pair<int64_t, int64_t>> before = State();
-    v1::PauseRequest pause;
-    pause.set_pause_id("hold");
-    pause.set_reason("a test");
-    pause.set_lease_micros(absl::ToInt64Microseconds(absl::Seconds(60)));
-    EXPECT_THAT(admins_[1]->Pause(pause).status(), IsOk());
+    HoldShard1();
     std::vector<std::string> argv = {::varscope::testing::TestWorkerPath(),
                                      "train", address_};
     argv.insert(argv.end(), names_.begin(), names_.end());
@@ -114,9 +132,7 @@ class ClusterRecoverTest : public ::testing::Test {
     EXPECT_TRUE(PollUntil([&] { return IntentsKeptOn(0) == 1; }));
     (*worker)->Kill(SIGKILL);
     (*worker)->Wait();
-    v1::ResumeRequest resume;
-    resume.set_pause_id("hold");
-    EXPECT_THAT(admins_[1]->Resume(resume), IsOkAndHolds(::testing::_));
+    ResumeShard1();
     // Shard 1 never got its part; the others did (or, shard 2, may have).
     EXPECT_EQ(State()[0].first, before[0].first + 1);
     EXPECT_EQ(State()[1], before[1]);
@@ -244,18 +260,11 @@ TEST_F(ClusterRecoverTest, AFailedStepsIntentOutlivesTheWorkersLaterSteps) {
   const auto before = State();
   // Shard 1 is paused and the worker tries once: its first step applies on
   // shard 0, its keeper, and fails; the worker goes on.
-  v1::PauseRequest pause;
-  pause.set_pause_id("hold");
-  pause.set_lease_micros(absl::ToInt64Microseconds(absl::Seconds(60)));
-  ASSERT_THAT(admins_[1]->Pause(pause).status(), IsOk());
-  ClientOptions once = TestClientOptions();
-  once.max_attempts = 1;
-  const std::shared_ptr<Client> worker = Client::Connect(address_, once);
+  HoldShard1();
+  const std::shared_ptr<Client> worker = TryingOnce();
   EXPECT_THAT(worker->BatchUpdate(Step()).status(),
               StatusIs(absl::StatusCode::kUnavailable));
-  v1::ResumeRequest resume;
-  resume.set_pause_id("hold");
-  ASSERT_THAT(admins_[1]->Resume(resume).status(), IsOk());
+  ResumeShard1();
   EXPECT_EQ(State()[0], OneStepOn(before)[0]);
   EXPECT_EQ(State()[1], before[1]);
   // Its next steps tell every shard that they are complete, but not the
@@ -334,26 +343,19 @@ TEST_F(ClusterRecoverTest, AnEmbeddingStepLeftHalfIsCompletedOnce) {
   const std::vector<float> before = rows();
   // Shard 1 is paused and the worker tries once: its step applies on shard
   // 0 only and fails.
-  v1::PauseRequest pause;
-  pause.set_pause_id("hold");
-  pause.set_lease_micros(absl::ToInt64Microseconds(absl::Seconds(60)));
-  ASSERT_THAT(admins_[1]->Pause(pause).status(), IsOk());
-  ClientOptions once = TestClientOptions();
-  once.max_attempts = 1;
+  HoldShard1();
   v1::Optimizer sgd;
   sgd.set_learning_rate(1);
   sgd.mutable_gradient_descent();
   const std::vector<float> ones(6, 1.0f);
   EXPECT_THAT(
-      Client::Connect(address_, once)
+      TryingOnce()
           ->EmbeddingApply(
               "emb", key_tensor,
               Tensor::FromVector<float>(v1::DT_FLOAT, {3, 2}, ones), sgd)
           .status(),
       StatusIs(absl::StatusCode::kUnavailable));
-  v1::ResumeRequest resume;
-  resume.set_pause_id("hold");
-  ASSERT_THAT(admins_[1]->Resume(resume).status(), IsOk());
+  ResumeShard1();
   // Shard 0 applied its part; shard 1 did not; shard 2 may have.
   std::vector<float> after = rows();
   EXPECT_EQ(after[0], before[0] - 1);
