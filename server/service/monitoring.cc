@@ -357,6 +357,11 @@ void AddTableMetrics(metrics::Registry& r, const MonitoredParts& parts) {
                "Update batches answered with their first result (exactly-once "
                "repeats), changing nothing.",
                c.duplicates_skipped);
+  r.AddValue("varscope_intents_kept", Type::kGauge,
+             "Intents of steps split over shards that this server keeps as "
+             "their keeper: steps that workers left or are still making (a "
+             "recovery pass completes the old ones).",
+             [&table] { return static_cast<double>(table.intents().Kept()); });
   r.AddCounter("varscope_flushes_total",
                "Store writes of pending changes (interval flushes, rewrites "
                "after a failed write).",

@@ -219,6 +219,15 @@ void Intents::Commit(const Change& change) {
   if (kept.empty()) clients_.erase(change.client_id);
 }
 
+int64_t Intents::Kept() const {
+  absl::MutexLock l(&mu_);
+  int64_t kept = 0;
+  for (const auto& [client_id, intents] : clients_) {
+    kept += static_cast<int64_t>(intents.size());
+  }
+  return kept;
+}
+
 absl::StatusOr<v1::ListIntentsResponse> Intents::List(int64_t min_age_micros,
                                                       int64_t now_micros) {
   v1::ListIntentsResponse response;

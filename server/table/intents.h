@@ -79,6 +79,9 @@ class Intents {
   // Takes in a Change whose store write succeeded.
   void Commit(const Change& change) ABSL_LOCKS_EXCLUDED(mu_);
 
+  // How many intents are kept.
+  int64_t Kept() const ABSL_LOCKS_EXCLUDED(mu_);
+
   // The intents at least `min_age_micros` old at `now_micros`, oldest
   // first, and how many are kept in all. DATA_LOSS for a damaged one.
   absl::StatusOr<v1::ListIntentsResponse> List(int64_t min_age_micros,
@@ -93,7 +96,7 @@ class Intents {
       const google::protobuf::RepeatedField<int64_t>& keep)
       ABSL_LOCKS_EXCLUDED(mu_);
 
-  absl::Mutex mu_;
+  mutable absl::Mutex mu_;
   // Client id -> sequence -> the intent.
   absl::flat_hash_map<std::string, absl::btree_map<int64_t, Serialized>>
       clients_ ABSL_GUARDED_BY(mu_);

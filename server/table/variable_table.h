@@ -173,6 +173,7 @@ class VariableTable {
   // The intents the store keeps (shared with the embedding calls, which
   // store theirs with their own writes).
   Intents& intents() { return intents_; }
+  const Intents& intents() const { return intents_; }
   // Forgets the intent of `id`, durably as the durability mode says.
   // Returns whether it was kept; store errors.
   absl::StatusOr<bool> ForgetIntent(const v1::UpdateId& id);

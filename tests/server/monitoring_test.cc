@@ -1,5 +1,6 @@
 // A real varscoped process as an operator sees it: /metrics after known
 // traffic, its log lines (text and JSON), --version.
+#include <grpcpp/grpcpp.h>
 #include <signal.h>
 #include <sys/wait.h>
 
@@ -109,13 +110,29 @@ TEST(Metrics, CountEveryCallByMethodAndCode) {
   VS_ASSERT_OK_AND_ASSIGN(v1::BatchUpdateResponse repeat,
                           client->BatchUpdate(batch));
   EXPECT_TRUE(repeat.duplicate());
+  EXPECT_EQ(Scrape(port)["varscope_intents_kept"], 0);
+  // The keeper's part of a step over shards 0 and 1 keeps the other part.
+  batch.mutable_id()->set_sequence(2);
+  batch.add_span_shards(0);
+  batch.add_span_shards(1);
+  v1::BatchUpdateRequest other = batch;
+  other.clear_updates();
+  v1::IntentPart* part = batch.add_intent();
+  part->set_shard(1);
+  other.SerializeToString(part->mutable_batch_update());
+  // Sent as a cluster's client sends it to the keeper.
+  const auto stub = v1::VariableService::NewStub(grpc::CreateChannel(
+      server->address(), grpc::InsecureChannelCredentials()));
+  grpc::ClientContext context;
+  v1::BatchUpdateResponse kept;
+  ASSERT_TRUE(stub->BatchUpdate(&context, batch, &kept).ok());
 
   std::map<std::string, double> after = Scrape(port);
   EXPECT_EQ(after[Calls("VariableService/GetVariable", "OK")], 1);
   EXPECT_EQ(after[Calls("VariableService/Read", "OK")], 3);
   EXPECT_EQ(after[Calls("VariableService/Read", "NOT_FOUND")], 1);
   EXPECT_EQ(after[Calls("VariableService/Assign", "OK")], 1);
-  EXPECT_EQ(after[Calls("VariableService/BatchUpdate", "OK")], 2);
+  EXPECT_EQ(after[Calls("VariableService/BatchUpdate", "OK")], 3);
   EXPECT_EQ(after.count(Calls("VariableService/Stat", "OK")), 0u);
   EXPECT_EQ(after["varscope_rpc_duration_seconds_count{method=\""
                   "VariableService/Read\"}"],
@@ -123,8 +140,9 @@ TEST(Metrics, CountEveryCallByMethodAndCode) {
   EXPECT_EQ(after["varscope_rpc_duration_seconds_bucket{method=\""
                   "VariableService/Read\",le=\"+Inf\"}"],
             4);
-  EXPECT_EQ(after["varscope_updates_applied_total"], 2);
+  EXPECT_EQ(after["varscope_updates_applied_total"], 3);
   EXPECT_EQ(after["varscope_duplicate_updates_skipped_total"], 1);
+  EXPECT_EQ(after["varscope_intents_kept"], 1);
   EXPECT_EQ(after["varscope_variables{kind=\"dense\"}"], 1);
   EXPECT_EQ(after["varscope_variable_bytes{kind=\"dense\",where=\"memory\"}"],
             16);
